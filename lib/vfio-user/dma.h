@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The DMA map table: what the client told us of guest memory.
+ *
+ * Mutations (map, unmap) happen on the control thread only and only after
+ * the device has been quiesced (VuDeviceOps.quiesce), so translations from
+ * data-path threads need no lock: they never race a mutation.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mem.h"
+
+typedef struct VuDma VuDma;
+
+VuDma *vu_dma_new(unsigned max_maps);
+void vu_dma_free(VuDma *d);
+
+/*
+ * Add a map.  fd < 0 means a message-only map (accepted, never touched).
+ * The fd is not consumed: the table dups it, de-duplicating by inode.
+ * Returns 0, -EEXIST (identical re-map is 0), -EINVAL (overlap, bad flags,
+ * unaligned, too large, fd too small for offset+size), -ENOSPC (limit),
+ * or an mmap errno.
+ */
+int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset,
+               uint32_t prot, int fd);
+/* Exact-match removal: 0 or -ENOENT. */
+int vu_dma_unmap(VuDma *d, uint64_t gpa, uint64_t size);
+void vu_dma_unmap_all(VuDma *d);
+unsigned vu_dma_count(const VuDma *d);
+
+/* The VuMem face of the table, for device models. */
+VuMem vu_dma_mem(VuDma *d);
+
+/* Dirty logging (migration v2).  page_size is a power of two ≥ 4096. */
+int vu_dma_logging_start(VuDma *d, uint64_t page_size);
+void vu_dma_logging_stop(VuDma *d);
+bool vu_dma_logging_active(const VuDma *d);
+/*
+ * Fill bitmap (one bit per page_size page of [iova, iova+length)) with the
+ * pages dirtied since the last report for that range, and clear them.
+ * page_size may differ from the logging page size (scaled).  0 or -errno.
+ */
+int vu_dma_logging_report(VuDma *d, uint64_t iova, uint64_t length,
+                          uint64_t page_size, uint8_t *bitmap, size_t bitmap_len);

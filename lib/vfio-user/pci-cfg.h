@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * PCI/PCIe configuration space model devices build on: a 4 KiB config space
+ * with the standard type-0 header, a capability chain (PM, PCIe with FLR,
+ * MSI-X, vendor-specific) and per-byte write masks, so a config write only
+ * changes what the spec lets software change.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VU_PCI_CFG_SIZE 4096u
+
+enum {
+        VU_BAR_MEM32 = 0x0,
+        VU_BAR_IO = 0x1,
+        VU_BAR_MEM64 = 0x4,
+        VU_BAR_PREFETCH = 0x8,
+};
+
+typedef struct VuPciCfg VuPciCfg;
+
+typedef struct VuPciId {
+        uint16_t vendor, device;
+        uint16_t subsys_vendor, subsys;
+        uint8_t revision;
+        uint32_t class_code;    /* base << 16 | sub << 8 | prog-if */
+} VuPciId;
+
+/* What a config write changed, for the device to act on. */
+typedef enum VuCfgEvent {
+        VU_CFG_EV_COMMAND = 1 << 0,      /* command register (bus master, …) */
+        VU_CFG_EV_FLR = 1 << 1,          /* PCIe DevCtl initiate FLR */
+        VU_CFG_EV_MSIX = 1 << 2,         /* MSI-X enable / function mask */
+        VU_CFG_EV_PM = 1 << 3,           /* PM state */
+} VuCfgEvent;
+
+VuPciCfg *vu_pci_cfg_new(const VuPciId *id);
+void vu_pci_cfg_free(VuPciCfg *c);
+
+/* size must be a power of two ≥ 16 (≥ 4096 recommended for MEM). A 64-bit BAR takes idx and idx+1. */
+int vu_pci_cfg_set_bar(VuPciCfg *c, unsigned idx, uint64_t size, uint32_t type);
+uint64_t vu_pci_cfg_bar_size(const VuPciCfg *c, unsigned idx);   /* 0 for absent and for upper halves */
+
+/* Capabilities, appended to the chain in call order.  Return the offset or -errno. */
+int vu_pci_cfg_add_pm(VuPciCfg *c);
+int vu_pci_cfg_add_pcie(VuPciCfg *c, bool flr);
+int vu_pci_cfg_add_msix(VuPciCfg *c, unsigned nvec, unsigned table_bar, uint32_t table_off,
+                        unsigned pba_bar, uint32_t pba_off);
+/* A vendor capability (cap id 09h): body after the 2-byte header, len ≥ 1; writable bytes via wmask (may be NULL). */
+int vu_pci_cfg_add_vendor(VuPciCfg *c, const void *body, size_t len, const uint8_t *wmask);
+
+/* Config accesses from the client.  Return 0 or -EINVAL (out of range). */
+int vu_pci_cfg_read(VuPciCfg *c, uint32_t off, void *buf, size_t len);
+/* Filtered write; *events (may be NULL) receives the VuCfgEvent bits it raised. */
+int vu_pci_cfg_write(VuPciCfg *c, uint32_t off, const void *buf, size_t len, unsigned *events);
+
+/* Direct access for the device model (no filtering). */
+uint8_t *vu_pci_cfg_raw(VuPciCfg *c);
+uint16_t vu_pci_cfg_command(const VuPciCfg *c);
+bool vu_pci_cfg_bus_master(const VuPciCfg *c);
+bool vu_pci_cfg_msix_enabled(const VuPciCfg *c);
+bool vu_pci_cfg_msix_masked(const VuPciCfg *c);   /* function mask */
+unsigned vu_pci_cfg_msix_nvec(const VuPciCfg *c);
+
+/* Return to power-on values (FLR, DEVICE_RESET), keeping BAR addresses. */
+void vu_pci_cfg_reset(VuPciCfg *c);

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A vfio-user server for one PCI device, on one UNIX socket, one client at a
+ * time.  The caller owns the event loop: it polls vu_server_fd() for input and
+ * calls vu_server_dispatch(); messages are handled strictly in order.
+ *
+ * Return convention: 0 (or a count) on success, negative errno on failure.
+ * The library logs at debug level only (g_debug, domain "vu").
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dma.h"
+#include "pci-cfg.h"
+#include "proto.h"
+
+typedef struct VuServer VuServer;
+
+/* Trapped region accesses.  len is 1..VU_MAX_DATA_XFER; offset+len is within the region. */
+typedef struct VuRegionOps {
+        int (*read)(void *opaque, uint64_t offset, void *buf, size_t len);
+        int (*write)(void *opaque, uint64_t offset, const void *buf, size_t len);
+} VuRegionOps;
+
+typedef struct VuMmapArea {
+        uint64_t offset;        /* page-aligned, relative to the region */
+        uint64_t size;          /* page-aligned */
+} VuMmapArea;
+
+#define VU_MAX_MMAP_AREAS 4
+
+/* A BAR region.  Region sizes come from the config model's BAR sizes. */
+typedef struct VuRegion {
+        const VuRegionOps *ops;         /* NULL: reads as zero, writes ignored */
+        void *opaque;
+        int mmap_fd;                    /* dedicated memfd backing the mmap areas, or -1 */
+        unsigned n_areas;
+        VuMmapArea areas[VU_MAX_MMAP_AREAS];
+} VuRegion;
+
+typedef enum VuResetKind {
+        VU_RESET_DEVICE,        /* DEVICE_RESET */
+        VU_RESET_FLR,           /* PCIe function-level reset */
+        VU_RESET_LOST_CONN,     /* client went away */
+        _VU_RESET_KIND_MAX,
+} VuResetKind;
+
+const char *vu_reset_kind_to_string(VuResetKind k);
+
+typedef struct VuMigrationOps VuMigrationOps;   /* see migration.h */
+
+typedef struct VuDeviceOps {
+        /*
+         * Stop touching guest memory and return only when no data-path
+         * thread holds a translation.  Called on the control thread before
+         * DMA map/unmap, reset and migration state changes.  Required.
+         */
+        void (*quiesce)(void *opaque);
+        void (*resume)(void *opaque);
+        /* Called quiesced.  Return the device to power-on state. */
+        void (*reset)(void *opaque, VuResetKind kind);
+        /* Config write side effects (VuCfgEvent bits); optional. */
+        void (*cfg_event)(void *opaque, unsigned events);
+        /* A client connected / went away (after LOST_CONN reset); optional. */
+        void (*attach)(void *opaque);
+        void (*detach)(void *opaque);
+        const VuMigrationOps *migration;        /* NULL: no DEVICE_FEATURE migration */
+} VuDeviceOps;
+
+typedef struct VuServerConfig {
+        VuPciCfg *cfg;                          /* owned by the server after vu_server_new() */
+        VuRegion bars[6];
+        unsigned msix_bar;                      /* BAR holding the MSI-X table+PBA (the server implements it) */
+        unsigned msix_nvec;                     /* ≥ 1 */
+        const VuDeviceOps *ops;
+        void *opaque;
+        unsigned max_dma_maps;                  /* 0: VU_MAX_DMA_MAPS */
+        const char *name;                       /* for logs */
+} VuServerConfig;
+
+int vu_server_new(const VuServerConfig *cfg, VuServer **out);
+void vu_server_free(VuServer *s);
+
+/* Listen on a new socket at path (unlinking a stale one), or adopt a bound listening fd. */
+int vu_server_listen(VuServer *s, const char *path);
+int vu_server_adopt_listener(VuServer *s, int fd);
+
+/* The fd to poll for input: the connection if a client is attached, else the listener. */
+int vu_server_fd(const VuServer *s);
+bool vu_server_connected(const VuServer *s);
+
+/*
+ * Accept a client, or handle every complete message available.  Returns 0,
+ * or -ENOTCONN when the client went away or sent something that made the
+ * stream untrustworthy (it has then been cleaned up: maps, fds and eventfds
+ * dropped, device reset with VU_RESET_LOST_CONN, listening again).
+ */
+int vu_server_dispatch(VuServer *s);
+
+/* Drop the current client, as if it had disconnected. */
+void vu_server_disconnect(VuServer *s);
+
+/* Guest memory for the device (valid for the server's lifetime). */
+const VuMem *vu_server_mem(VuServer *s);
+VuDma *vu_server_dma(VuServer *s);
+VuPciCfg *vu_server_cfg(VuServer *s);
+
+/*
+ * Fire MSI-X vector n.  Thread-safe, callable from data-path threads.
+ * When the vector has no eventfd, is masked (entry or function mask) or
+ * MSI-X is disabled, its PBA bit is set and it fires on unmask / assign.
+ * Returns 0, or -EINVAL for n ≥ nvec.
+ */
+int vu_server_irq(VuServer *s, unsigned vector);
+/* Signal the ERR (AER) eventfd, if the client set one. */
+void vu_server_irq_err(VuServer *s);
+
+/* Statistics (messages handled, errors replied, bytes). */
+typedef struct VuServerStats {
+        uint64_t messages;
+        uint64_t errors;
+        uint64_t irqs;
+        uint64_t connects;
+} VuServerStats;
+void vu_server_get_stats(const VuServer *s, VuServerStats *st);
