@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Block backends: the seam between device models and storage.
+ *
+ * A backend is a raw file or a block device behind an ops table with two
+ * engines: io_uring (the fast path, when built with liburing and the kernel
+ * allows it) and a portable thread pool doing preadv/pwritev.  Requests are
+ * submitted, then committed in batches; completions are delivered by
+ * blk_backend_reap() on the thread that calls it, never asynchronously, so
+ * a device's I/O thread owns its callbacks.  blk_backend_fd() is readable
+ * when completions wait.
+ *
+ * Durability model (an honest volatile write cache): a write completes when
+ * the data is in the page cache (or, with O_DIRECT, handed to the device);
+ * BLK_FLUSH (fdatasync) makes every completed write durable; BLK_F_FUA makes
+ * that one write durable before it completes (RWF_DSYNC, or fdatasync after).
+ *
+ * Return convention: 0 or a count on success, negative errno on failure.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+typedef enum BlkOp {
+        BLK_READ,
+        BLK_WRITE,
+        BLK_FLUSH,
+        BLK_WRITE_ZEROES,
+        BLK_DISCARD,
+        _BLK_OP_MAX,
+} BlkOp;
+
+const char *blk_op_to_string(BlkOp op);
+
+enum {
+        BLK_F_FUA = 1u << 0,    /* write / write-zeroes: durable before completion */
+        BLK_F_UNMAP = 1u << 1,  /* write-zeroes: may deallocate (punch a hole) */
+};
+
+typedef enum BlkEngine {
+        BLK_ENGINE_AUTO,
+        BLK_ENGINE_URING,
+        BLK_ENGINE_THREADS,
+        _BLK_ENGINE_MAX,
+} BlkEngine;
+
+const char *blk_engine_to_string(BlkEngine e);
+
+/* What a backend can do, for the device to advertise only that. */
+enum {
+        BLK_CAP_DISCARD = 1u << 0,          /* discard is more than a no-op */
+        BLK_CAP_DISCARD_ZEROES = 1u << 1,   /* discarded ranges read back as zeroes */
+        BLK_CAP_WRITE_ZEROES_UNMAP = 1u << 2,
+};
+
+typedef struct BlkRequest BlkRequest;
+typedef void (*BlkCompleteFn)(BlkRequest *req, int ret);
+
+/*
+ * One request, owned by the caller and embedded in its own command state.
+ * The iovec array and the buffers must stay valid until the callback runs.
+ * ret is 0 on success or -errno; for reads and writes the whole length was
+ * transferred when it is 0.
+ */
+struct BlkRequest {
+        BlkOp op;
+        unsigned flags;
+        uint64_t offset;
+        uint64_t len;                   /* bytes; for READ/WRITE = sum of iov */
+        const struct iovec *iov;
+        unsigned niov;
+        BlkCompleteFn cb;
+        void *opaque;
+
+        /* Backend-private. */
+        BlkRequest *next_;
+        void *bounce_;
+        struct iovec bounce_iov_;
+        int ret_;
+};
+
+typedef struct BlkBackend BlkBackend;
+
+typedef struct BlkBackendOps {
+        const char *name;
+        /* Queue r; it runs at the latest at the next commit.  0 or -errno (r not queued). */
+        int (*submit)(BlkBackend *b, BlkRequest *r);
+        /* Start every queued request. */
+        void (*commit)(BlkBackend *b);
+        /* Run the callbacks of finished requests; returns how many ran. */
+        unsigned (*reap)(BlkBackend *b);
+        /* Requests submitted and not yet reaped. */
+        unsigned (*inflight)(const BlkBackend *b);
+        void (*destroy)(BlkBackend *b);
+} BlkBackendOps;
+
+struct BlkBackend {
+        const BlkBackendOps *ops;
+        char *path;
+        int fd;                         /* the data fd (owned) */
+        int event_fd;                   /* readable when completions wait (owned) */
+        uint64_t size;                  /* bytes */
+        uint32_t dio_align;             /* O_DIRECT buffer/offset alignment, 1 when buffered */
+        bool read_only;
+        bool direct;
+        bool is_blockdev;
+        unsigned caps;                  /* BLK_CAP_* */
+};
+
+typedef struct BlkOpenOptions {
+        const char *path;               /* for messages, and to open when fd < 0 */
+        int fd;                         /* an already open fd (consumed), or -1 */
+        uint64_t size;                  /* files: create/extend sparse to this size; 0 keeps */
+        bool read_only;
+        bool direct;                    /* O_DIRECT */
+        BlkEngine engine;
+        unsigned queue_depth;           /* io_uring entries / pool bound; 0 = 256 */
+        unsigned threads;               /* thread-pool workers; 0 = 4 */
+} BlkOpenOptions;
+
+/*
+ * Open a backend.  Returns 0 and *out, or -errno: -ENOENT (no such file and
+ * no size to create it), -EINVAL (size smaller than the file, or a size given
+ * for a block device, or O_DIRECT impossible), -EROFS, or an open/io_uring
+ * errno.  On failure opts->fd is closed.
+ */
+int blk_backend_open(const BlkOpenOptions *opts, BlkBackend **out);
+void blk_backend_free(BlkBackend *b);
+
+static inline int blk_backend_submit(BlkBackend *b, BlkRequest *r) { return b->ops->submit(b, r); }
+static inline void blk_backend_commit(BlkBackend *b) { b->ops->commit(b); }
+static inline unsigned blk_backend_reap(BlkBackend *b) { return b->ops->reap(b); }
+static inline unsigned blk_backend_inflight(const BlkBackend *b) { return b->ops->inflight(b); }
+static inline int blk_backend_fd(const BlkBackend *b) { return b->event_fd; }
+
+/* Submit, commit and wait for every in-flight request to be reaped. */
+void blk_backend_drain(BlkBackend *b);
+
+/*
+ * Grow to new_size (files: ftruncate, never shrinking data; block devices:
+ * re-read the device size, new_size must be 0 or equal to it).  0 or -errno.
+ */
+int blk_backend_resize(BlkBackend *b, uint64_t new_size);
+
+/*
+ * Run one request synchronously on the calling thread (what the thread
+ * pool's workers do).  Returns 0 or -errno.
+ */
+int blk_execute_sync(BlkBackend *b, BlkRequest *r);

@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Block backends against real files, for each engine. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include "block/blk.h"
+
+typedef struct Fixture {
+        char *dir;
+        char *path;
+        BlkEngine engine;
+} Fixture;
+
+typedef struct Done {
+        BlkRequest req;
+        int ret;
+        bool done;
+} Done;
+
+static void on_done(BlkRequest *r, int ret) {
+        Done *d = (Done *) r;
+        d->ret = ret;
+        d->done = true;
+}
+
+static int run(BlkBackend *b, Done *d) {
+        d->done = false;
+        d->req.cb = on_done;
+        int r = blk_backend_submit(b, &d->req);
+        if (r < 0)
+                return r;
+        blk_backend_commit(b);
+        while (!d->done) {
+                struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
+                if (blk_backend_reap(b) == 0)
+                        assert_true(poll(&p, 1, 5000) >= 0);
+        }
+        return d->ret;
+}
+
+static int rw(BlkBackend *b, BlkOp op, void *buf, size_t len, uint64_t off, unsigned flags) {
+        struct iovec iov = { buf, len };
+        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len, .iov = &iov, .niov = 1 } };
+        return run(b, &d);
+}
+
+static int simple(BlkBackend *b, BlkOp op, uint64_t off, uint64_t len, unsigned flags) {
+        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len } };
+        return run(b, &d);
+}
+
+static int setup_engine(void **state, BlkEngine e) {
+        Fixture *f = g_new0(Fixture, 1);
+        /* The build directory: a real disk file system (O_DIRECT, holes). */
+        f->dir = g_dir_make_tmp("vfu-blk-XXXXXX", NULL);
+        if (access(BUILDDIR, W_OK) == 0) {
+                g_free(f->dir);
+                f->dir = g_build_filename(BUILDDIR, "tests-blk-XXXXXX", NULL);
+                assert_non_null(g_mkdtemp(f->dir));
+        }
+        f->path = g_build_filename(f->dir, "disk.img", NULL);
+        f->engine = e;
+        *state = f;
+        return 0;
+}
+static int setup_threads(void **state) { return setup_engine(state, BLK_ENGINE_THREADS); }
+static int setup_auto(void **state) { return setup_engine(state, BLK_ENGINE_AUTO); }
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        unlink(f->path);
+        rmdir(f->dir);
+        g_free(f->path);
+        g_free(f->dir);
+        g_free(f);
+        return 0;
+}
+
+static BlkBackend *open_file(Fixture *f, uint64_t size, bool direct, bool ro) {
+        BlkOpenOptions o = { .path = f->path, .fd = -1, .size = size, .direct = direct,
+                             .read_only = ro, .engine = f->engine };
+        BlkBackend *b = NULL;
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        return b;
+}
+
+static void fill(uint8_t *buf, size_t len, unsigned seed) {
+        for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t) (i * 31 + seed * 7 + (i >> 9));
+}
+
+static void test_create_sparse_and_size(void **state) {
+        Fixture *f = *state;
+        BlkOpenOptions o = { .path = f->path, .fd = -1, .engine = f->engine };
+        BlkBackend *b = NULL;
+
+        /* No file and no size: a clear -ENOENT, nothing created. */
+        assert_int_equal(blk_backend_open(&o, &b), -ENOENT);
+        assert_int_equal(access(f->path, F_OK), -1);
+
+        b = open_file(f, 64 << 20, false, false);
+        struct stat st;
+        assert_int_equal(stat(f->path, &st), 0);
+        assert_int_equal(st.st_size, 64 << 20);
+        assert_true(st.st_blocks * 512 < (1 << 20));   /* sparse */
+        assert_int_equal(b->size, 64 << 20);
+        assert_int_equal(blk_backend_resize(b, 128 << 20), 0);
+        assert_int_equal(b->size, 128 << 20);
+        assert_int_equal(blk_backend_resize(b, 32 << 20), -EINVAL);
+        blk_backend_free(b);
+
+        /* Reopen without size keeps the file's size. */
+        b = open_file(f, 0, false, false);
+        assert_int_equal(b->size, 128 << 20);
+        blk_backend_free(b);
+}
+
+static void test_write_read_verify(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 16 << 20, false, false);
+        g_autofree uint8_t *w = g_malloc(1 << 20), *r = g_malloc(1 << 20);
+
+        fill(w, 1 << 20, 1);
+        /* Split across iovecs of odd sizes. */
+        struct iovec iov[3] = { { w, 4096 }, { w + 4096, 12288 }, { w + 16384, (1 << 20) - 16384 } };
+        Done d = { .req = { .op = BLK_WRITE, .offset = 4096, .len = 1 << 20, .iov = iov, .niov = 3 } };
+        assert_int_equal(run(b, &d), 0);
+        assert_int_equal(rw(b, BLK_READ, r, 1 << 20, 4096, 0), 0);
+        assert_memory_equal(w, r, 1 << 20);
+
+        /* What the file holds, read behind the backend's back. */
+        int fd = open(f->path, O_RDONLY);
+        assert_true(pread(fd, r, 1 << 20, 4096) == 1 << 20);
+        close(fd);
+        assert_memory_equal(w, r, 1 << 20);
+
+        /* Out of range is refused, not clipped. */
+        assert_int_equal(rw(b, BLK_READ, r, 8192, (16 << 20) - 4096, 0), -ERANGE);
+        blk_backend_free(b);
+}
+
+static void test_fua_and_flush(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 1 << 20, false, false);
+        uint8_t buf[4096];
+
+        fill(buf, sizeof(buf), 3);
+        assert_int_equal(rw(b, BLK_WRITE, buf, sizeof(buf), 0, BLK_F_FUA), 0);
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        uint8_t back[4096];
+        assert_int_equal(rw(b, BLK_READ, back, sizeof(back), 0, 0), 0);
+        assert_memory_equal(buf, back, sizeof(buf));
+        blk_backend_free(b);
+}
+
+static void test_write_zeroes_and_discard(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 8 << 20, false, false);
+        g_autofree uint8_t *buf = g_malloc(4 << 20), *zero = g_malloc0(1 << 20);
+        struct stat st;
+
+        fill(buf, 4 << 20, 9);
+        assert_int_equal(rw(b, BLK_WRITE, buf, 4 << 20, 0, 0), 0);
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(stat(f->path, &st), 0);
+        blkcnt_t full = st.st_blocks;
+
+        /* Write zeroes without unmap: zeroes read back. */
+        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 0, 1 << 20, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, buf, 1 << 20, 0, 0), 0);
+        assert_memory_equal(buf, zero, 1 << 20);
+
+        /* With unmap (and FUA): zeroes and, on a hole-capable fs, fewer blocks. */
+        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 1 << 20, 1 << 20, BLK_F_UNMAP | BLK_F_FUA), 0);
+        assert_int_equal(rw(b, BLK_READ, buf, 1 << 20, 1 << 20, 0), 0);
+        assert_memory_equal(buf, zero, 1 << 20);
+
+        /* Discard punches a hole that reads as zeroes. */
+        assert_int_equal(simple(b, BLK_DISCARD, 2 << 20, 1 << 20, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, buf, 1 << 20, 2 << 20, 0), 0);
+        if (b->caps & BLK_CAP_DISCARD_ZEROES) {
+                assert_memory_equal(buf, zero, 1 << 20);
+                assert_int_equal(stat(f->path, &st), 0);
+                assert_true(st.st_blocks < full);
+        }
+        /* Untouched data survives next to it. */
+        assert_int_equal(rw(b, BLK_READ, buf, 4096, 3 << 20, 0), 0);
+        g_autofree uint8_t *ref = g_malloc(4 << 20);
+        fill(ref, 4 << 20, 9);
+        assert_memory_equal(buf, ref + (3 << 20), 4096);
+        blk_backend_free(b);
+}
+
+static void test_direct_aligned_and_bounced(void **state) {
+        Fixture *f = *state;
+        BlkOpenOptions o = { .path = f->path, .fd = -1, .size = 4 << 20, .direct = true, .engine = f->engine };
+        BlkBackend *b = NULL;
+        int r = blk_backend_open(&o, &b);
+        if (r == -EINVAL) {
+                skip();         /* file system without O_DIRECT */
+                return;
+        }
+        assert_int_equal(r, 0);
+        assert_true(b->direct);
+        assert_true(b->dio_align == 512 || b->dio_align == 4096);
+
+        void *al = NULL;
+        assert_int_equal(posix_memalign(&al, 4096, 65536), 0);
+        fill(al, 65536, 5);
+        assert_int_equal(rw(b, BLK_WRITE, al, 65536, 0, BLK_F_FUA), 0);
+
+        /* A misaligned guest buffer goes through a bounce buffer. */
+        g_autofree uint8_t *mis = g_malloc(65536 + 3);
+        assert_int_equal(rw(b, BLK_READ, mis + 3, 65536, 0, 0), 0);
+        assert_memory_equal(mis + 3, al, 65536);
+        fill(mis + 3, 65536, 6);
+        assert_int_equal(rw(b, BLK_WRITE, mis + 3, 65536, 65536, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, al, 65536, 65536, 0), 0);
+        assert_memory_equal(mis + 3, al, 65536);
+        free(al);
+        blk_backend_free(b);
+}
+
+static void test_read_only(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 1 << 20, false, false);
+        blk_backend_free(b);
+        b = open_file(f, 0, false, true);
+        uint8_t buf[512] = { 0 };
+        assert_int_equal(rw(b, BLK_WRITE, buf, 512, 0, 0), -EROFS);
+        assert_int_equal(rw(b, BLK_READ, buf, 512, 0, 0), 0);
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        blk_backend_free(b);
+}
+
+static void test_fd_passed_in(void **state) {
+        Fixture *f = *state;
+        int fd = open(f->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, 1 << 20), 0);
+        BlkOpenOptions o = { .path = "ns1", .fd = fd, .engine = f->engine };
+        BlkBackend *b = NULL;
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        assert_int_equal(b->size, 1 << 20);
+        blk_backend_free(b);
+        /* The fd was consumed. */
+        assert_int_equal(fcntl(fd, F_GETFD), -1);
+
+        /* A read-only fd for a writable namespace is refused. */
+        fd = open(f->path, O_RDONLY | O_CLOEXEC);
+        o.fd = fd;
+        assert_int_equal(blk_backend_open(&o, &b), -EROFS);
+}
+
+static void test_many_inflight(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 4 << 20, false, false);
+        enum { N = 512 };
+        Done *d = g_new0(Done, N);
+        struct iovec *iov = g_new0(struct iovec, N);
+        uint8_t *buf = g_malloc(N * 4096);
+
+        for (unsigned i = 0; i < N; i++) {
+                memset(buf + i * 4096, (int) i, 4096);
+                iov[i] = (struct iovec) { buf + i * 4096, 4096 };
+                d[i].req = (BlkRequest) { .op = BLK_WRITE, .offset = (uint64_t) i * 4096, .len = 4096,
+                                          .iov = &iov[i], .niov = 1, .cb = on_done };
+                assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
+        }
+        blk_backend_drain(b);
+        for (unsigned i = 0; i < N; i++) {
+                assert_true(d[i].done);
+                assert_int_equal(d[i].ret, 0);
+        }
+        uint8_t back[4096];
+        assert_int_equal(rw(b, BLK_READ, back, 4096, 511 * 4096, 0), 0);
+        assert_int_equal(back[17], 511 & 0xff);
+        g_free(d);
+        g_free(iov);
+        g_free(buf);
+        blk_backend_free(b);
+}
+
+#define ENGINE_TESTS(setup) \
+        cmocka_unit_test_setup_teardown(test_create_sparse_and_size, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_write_read_verify, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_fua_and_flush, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_write_zeroes_and_discard, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_direct_aligned_and_bounced, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_fd_passed_in, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_many_inflight, setup, teardown)
+
+int main(void) {
+        const struct CMUnitTest threads[] = { ENGINE_TESTS(setup_threads) };
+        const struct CMUnitTest autoeng[] = { ENGINE_TESTS(setup_auto) };
+        int r = cmocka_run_group_tests_name("blk-threads", threads, NULL, NULL);
+        r |= cmocka_run_group_tests_name("blk-auto", autoeng, NULL, NULL);
+        return r;
+}
