@@ -19,13 +19,34 @@
 typedef struct VuClient VuClient;
 
 int vu_client_connect(const char *path, VuClient **out);
+/* Use an already connected socket (taken over), e.g. one end of a socketpair. */
+int vu_client_new_from_fd(int fd, VuClient **out);
 void vu_client_free(VuClient *c);
 int vu_client_fd(const VuClient *c);
+/* How long to wait for a reply (default 10 s); a late reply gives -ETIMEDOUT. */
+void vu_client_set_timeout(VuClient *c, int timeout_ms);
 
 /* VERSION.  caps_json may be NULL for a QEMU-like default.  The reply JSON is kept. */
 int vu_client_negotiate(VuClient *c, const char *caps_json);
 const char *vu_client_server_caps(const VuClient *c);
 uint32_t vu_client_max_data_xfer(const VuClient *c);
+uint32_t vu_client_server_max_fds(const VuClient *c);
+
+/* A reply: its payload (g_free) and the fd that came with it (-1 if none; the caller closes it). */
+typedef struct VuClientReply {
+        uint8_t *data;
+        size_t len;
+        int fd;
+} VuClientReply;
+void vu_client_reply_clear(VuClientReply *rep);
+/*
+ * Any request: header flags (e.g. VU_F_NO_REPLY), payload in two parts,
+ * fds.  Waits for the matching reply unless NO_REPLY; rep may be NULL.
+ * 0, -errno from the server's error reply, -EBADMSG for a malformed reply,
+ * -ETIMEDOUT, or a socket errno.
+ */
+int vu_client_request(VuClient *c, uint16_t cmd, uint32_t flags, const void *p1, size_t l1,
+                      const void *p2, size_t l2, const int *fds, unsigned n_fds, VuClientReply *rep);
 
 int vu_client_dma_map(VuClient *c, uint64_t gpa, uint64_t size, int fd, uint64_t fd_offset, uint32_t prot);
 int vu_client_dma_unmap(VuClient *c, uint64_t gpa, uint64_t size, uint32_t flags);
@@ -53,7 +74,12 @@ int vu_client_device_feature(VuClient *c, uint32_t flags, const void *in, size_t
 int vu_client_mig_data_read(VuClient *c, void *buf, uint32_t len);     /* bytes read or -errno */
 int vu_client_mig_data_write(VuClient *c, const void *buf, uint32_t len);
 
-/* Raw access for protocol tests: send a prepared message (header included) with fds, get the reply. */
+/*
+ * Raw access for protocol tests: send a prepared message (header included)
+ * with fds; receive one message, its header into *hdr and up to cap bytes
+ * of its payload into buf (fds that came with it are closed).  send: 0 or
+ * -errno; recv: the message size (header included) or -errno.
+ */
 int vu_client_send_raw(VuClient *c, const void *msg, size_t len, const int *fds, unsigned n_fds);
 int vu_client_recv_raw(VuClient *c, void *buf, size_t cap, struct vu_hdr *hdr);
 
@@ -74,7 +100,14 @@ void *vu_guest_ram_ptr(const VuGuestRam *ram, uint64_t gpa, size_t len);   /* NU
 /* DMA_MAP the whole RAM, read+write. */
 int vu_client_map_ram(VuClient *c, const VuGuestRam *ram);
 
-/* MSI-X: create n eventfds, assign them to vectors [0, n). The client owns them. */
+/*
+ * MSI-X, as a guest driver plus its VMM would: create n eventfds, assign
+ * them to vectors [0, n) (in runs of the server's max_msg_fds), then set
+ * MSI-X Enable and clear Function Mask in config space.  The caller owns
+ * the fds.  0 or -errno (-ENOENT: no MSI-X capability).
+ */
 int vu_client_enable_msix(VuClient *c, unsigned n, int *fds);
+/* Offset of capability id in config space (standard list), or -ENOENT. */
+int vu_client_find_cap(VuClient *c, uint8_t id);
 /* Wait until vector fd fires (timeout_ms < 0: forever). 1 fired, 0 timeout, -errno. */
 int vu_client_wait_irq(int fd, int timeout_ms);

@@ -30,6 +30,12 @@ typedef struct VuMemOps {
          */
         int (*translate)(void *opaque, uint64_t gpa, uint64_t len, int prot,
                          struct iovec *iov, unsigned max_iov);
+        /*
+         * Optional: record that the device wrote [gpa, gpa+len) through a
+         * pointer it obtained earlier (rings it keeps mapped), for dirty
+         * logging.  Unmapped bytes are ignored.
+         */
+        void (*mark_dirty)(void *opaque, uint64_t gpa, uint64_t len);
 } VuMemOps;
 
 typedef struct VuMem {
@@ -52,3 +58,5 @@ int vu_mem_write(const VuMem *m, uint64_t gpa, const void *buf, size_t len);
  * what it validates.
  */
 void *vu_mem_ptr(const VuMem *m, uint64_t gpa, size_t len, int prot);
+/* Tell dirty logging about writes made through a pointer from vu_mem_ptr(). */
+void vu_mem_mark_dirty(const VuMem *m, uint64_t gpa, uint64_t len);

@@ -35,6 +35,7 @@ typedef enum VuCfgEvent {
         VU_CFG_EV_FLR = 1 << 1,          /* PCIe DevCtl initiate FLR */
         VU_CFG_EV_MSIX = 1 << 2,         /* MSI-X enable / function mask */
         VU_CFG_EV_PM = 1 << 3,           /* PM state */
+        VU_CFG_EV_VENDOR = 1 << 4,       /* a writable byte of a vendor capability */
 } VuCfgEvent;
 
 VuPciCfg *vu_pci_cfg_new(const VuPciId *id);
@@ -64,6 +65,22 @@ bool vu_pci_cfg_bus_master(const VuPciCfg *c);
 bool vu_pci_cfg_msix_enabled(const VuPciCfg *c);
 bool vu_pci_cfg_msix_masked(const VuPciCfg *c);   /* function mask */
 unsigned vu_pci_cfg_msix_nvec(const VuPciCfg *c);
+
+/*
+ * MSI-X table and PBA placement (BAR index and offset in that BAR).
+ * Returns 0, or -ENOENT when there is no MSI-X capability.
+ */
+int vu_pci_cfg_msix_layout(const VuPciCfg *c, unsigned *table_bar, uint32_t *table_off,
+                           unsigned *pba_bar, uint32_t *pba_off);
+/* The BAR's VU_BAR_* type bits; -ENOENT for an absent BAR or the upper half of a 64-bit one. */
+int vu_pci_cfg_bar_type(const VuPciCfg *c, unsigned idx);
+
+/*
+ * Make the current contents the power-on values vu_pci_cfg_reset() returns
+ * to.  The builders above call it; vu_server_new() calls it too, so raw
+ * edits made before the server exists survive resets.
+ */
+void vu_pci_cfg_save_defaults(VuPciCfg *c);
 
 /* Return to power-on values (FLR, DEVICE_RESET), keeping BAR addresses. */
 void vu_pci_cfg_reset(VuPciCfg *c);

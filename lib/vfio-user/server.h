@@ -19,7 +19,13 @@
 
 typedef struct VuServer VuServer;
 
-/* Trapped region accesses.  len is 1..VU_MAX_DATA_XFER; offset+len is within the region. */
+/*
+ * Trapped region accesses.  len is 1..VU_MAX_DATA_XFER; offset+len is
+ * within the region.  Accesses to the MSI-X table/PBA and to mappable areas
+ * never reach these: the server serves the former and reads/writes the
+ * area's memfd for the latter, so message and mmap accesses agree.
+ * Return 0 or -errno (the client gets that errno).
+ */
 typedef struct VuRegionOps {
         int (*read)(void *opaque, uint64_t offset, void *buf, size_t len);
         int (*write)(void *opaque, uint64_t offset, const void *buf, size_t len);
@@ -36,7 +42,9 @@ typedef struct VuMmapArea {
 typedef struct VuRegion {
         const VuRegionOps *ops;         /* NULL: reads as zero, writes ignored */
         void *opaque;
-        int mmap_fd;                    /* dedicated memfd backing the mmap areas, or -1 */
+        int mmap_fd;                    /* dedicated memfd backing the mmap areas, or -1; the
+                                         * server dups it.  Area bytes sit at the same offsets
+                                         * in the memfd as in the BAR. */
         unsigned n_areas;
         VuMmapArea areas[VU_MAX_MMAP_AREAS];
 } VuRegion;
@@ -62,7 +70,10 @@ typedef struct VuDeviceOps {
         void (*resume)(void *opaque);
         /* Called quiesced.  Return the device to power-on state. */
         void (*reset)(void *opaque, VuResetKind kind);
-        /* Config write side effects (VuCfgEvent bits); optional. */
+        /*
+         * Config write side effects (VuCfgEvent bits); optional.  FLR is
+         * handled by the server (reset(VU_RESET_FLR)) and not passed here.
+         */
         void (*cfg_event)(void *opaque, unsigned events);
         /* A client connected / went away (after LOST_CONN reset); optional. */
         void (*attach)(void *opaque);
@@ -81,14 +92,39 @@ typedef struct VuServerConfig {
         const char *name;                       /* for logs */
 } VuServerConfig;
 
+/*
+ * Create a server for the device described by cfg.  On success the server
+ * owns cfg->cfg; on failure it stays the caller's.  When cfg->cfg has no
+ * MSI-X capability and msix_nvec ≥ 1, one is added with the table at offset
+ * 0 of msix_bar and the PBA right after it.  Mappable areas must be
+ * page-aligned, inside the BAR and the memfd, and off the MSI-X pages.
+ * Returns 0 or -EINVAL (bad definition), -errno.
+ */
 int vu_server_new(const VuServerConfig *cfg, VuServer **out);
+/*
+ * Drop the client (quiescing the device: free the server before the device
+ * model), close the sockets and release everything.
+ */
 void vu_server_free(VuServer *s);
 
-/* Listen on a new socket at path (unlinking a stale one), or adopt a bound listening fd. */
+/*
+ * Listen on a new socket at path (unlinking a stale socket there; -EEXIST if
+ * something else is), or adopt a bound listening fd (taken over).  The path
+ * is unlinked again by vu_server_free().  0 or -errno.
+ */
 int vu_server_listen(VuServer *s, const char *path);
 int vu_server_adopt_listener(VuServer *s, int fd);
+/*
+ * Attach an already connected AF_UNIX stream socket as the client (taken
+ * over): socket activation, socketpair tests.  0, -EBUSY if one is attached.
+ */
+int vu_server_attach_fd(VuServer *s, int fd);
 
-/* The fd to poll for input: the connection if a client is attached, else the listener. */
+/*
+ * The fd to poll for input (POLLIN).  It is an epoll fd over the listener
+ * and the connection, so it stays the same across connects and
+ * disconnects: register it once.
+ */
 int vu_server_fd(const VuServer *s);
 bool vu_server_connected(const VuServer *s);
 

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * DEVICE_GET_IRQ_INFO and DEVICE_SET_IRQS (vfio-user.rst, linux/vfio.h
+ * VFIO_DEVICE_SET_IRQS semantics): no INTx, no MSI, MSI-X with the
+ * device's vectors, ERR and REQ with one each.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "server-internal.h"
+
+static uint32_t irq_count(const VuServer *s, uint32_t index) {
+        switch (index) {
+        case VU_PCI_MSIX_IRQ:
+                return s->msix.nvec;
+        case VU_PCI_ERR_IRQ:
+        case VU_PCI_REQ_IRQ:
+                return 1;
+        default:
+                return 0;       /* INTx (pin 0) and MSI are not offered */
+        }
+}
+
+int vu_handle_get_irq_info(VuServer *s, VuMsg *m, VuReply *r) {
+        struct vu_irq_info in, *out;
+
+        memcpy(&in, m->body, sizeof(in));
+        if (in.argsz < sizeof(in) || in.index >= VU_PCI_NUM_IRQS)
+                return -EINVAL;
+        out = vu_reply_append(s, r, sizeof(*out));
+        out->argsz = sizeof(*out);
+        out->index = in.index;
+        out->count = irq_count(s, in.index);
+        switch (in.index) {
+        case VU_PCI_INTX_IRQ:
+                out->flags = VU_IRQ_INFO_EVENTFD | VU_IRQ_INFO_MASKABLE | VU_IRQ_INFO_AUTOMASKED;
+                break;
+        case VU_PCI_MSI_IRQ:
+                out->flags = VU_IRQ_INFO_EVENTFD | VU_IRQ_INFO_NORESIZE;
+                break;
+        case VU_PCI_MSIX_IRQ:
+                /* Vectors can be assigned one at a time while enabled: no NORESIZE. */
+                out->flags = VU_IRQ_INFO_EVENTFD | VU_IRQ_INFO_MASKABLE;
+                break;
+        default:
+                out->flags = VU_IRQ_INFO_EVENTFD;
+                break;
+        }
+        return 0;
+}
+
+static bool one_bit(uint32_t v) {
+        return v && !(v & (v - 1));
+}
+
+/* ERR / REQ: one vector, TRIGGER only. */
+static int set_aux(VuServer *s, VuMsg *m, const struct vu_irq_set *is, uint32_t data, const uint8_t *bools) {
+        bool err = is->index == VU_PCI_ERR_IRQ;
+
+        if (is->count == 0) {
+                vu_msix_set_aux_efd(&s->msix, err, -1);
+                return 0;
+        }
+        switch (data) {
+        case VU_IRQ_SET_DATA_EVENTFD:
+                vu_msix_set_aux_efd(&s->msix, err, m->n_fds ? m->fds[0] : -1);
+                if (m->n_fds)
+                        m->fds[0] = -1;
+                break;
+        case VU_IRQ_SET_DATA_BOOL:
+                if (bools[0])
+                        vu_msix_signal_aux(&s->msix, err);
+                break;
+        default:
+                vu_msix_signal_aux(&s->msix, err);
+                break;
+        }
+        return 0;
+}
+
+static int set_msix(VuServer *s, VuMsg *m, const struct vu_irq_set *is, uint32_t action, uint32_t data,
+                    const uint8_t *bools) {
+        if (is->count == 0) {
+                vu_msix_disable(&s->msix);
+                return 0;
+        }
+        for (uint32_t i = 0; i < is->count; i++) {
+                unsigned v = is->start + i;
+
+                if (data == VU_IRQ_SET_DATA_BOOL && !bools[i])
+                        continue;
+                switch (action) {
+                case VU_IRQ_SET_ACTION_TRIGGER:
+                        if (data == VU_IRQ_SET_DATA_EVENTFD) {
+                                /* No fds: de-assign the run [start, start+count). */
+                                int fd = m->n_fds ? m->fds[i] : -1;
+
+                                if (m->n_fds)
+                                        m->fds[i] = -1;
+                                vu_msix_set_efd(&s->msix, v, fd);
+                        } else
+                                vu_server_irq(s, v);
+                        break;
+                case VU_IRQ_SET_ACTION_MASK:
+                        vu_msix_set_mask(&s->msix, v, true);
+                        break;
+                case VU_IRQ_SET_ACTION_UNMASK:
+                        vu_msix_set_mask(&s->msix, v, false);
+                        break;
+                }
+        }
+        return 0;
+}
+
+int vu_handle_set_irqs(VuServer *s, VuMsg *m, VuReply *r) {
+        struct vu_irq_set is;
+        const uint8_t *bools = m->body + sizeof(is);
+        size_t data_len = m->len - sizeof(is);
+        uint32_t data, action, max;
+
+        memcpy(&is, m->body, sizeof(is));
+        data = is.flags & VU_IRQ_SET_DATA_MASK;
+        action = is.flags & VU_IRQ_SET_ACTION_ALL;
+        if (is.argsz < sizeof(is) || is.argsz > m->len ||
+            (is.flags & ~(VU_IRQ_SET_DATA_MASK | VU_IRQ_SET_ACTION_ALL)) || !one_bit(data) || !one_bit(action) ||
+            is.index >= VU_PCI_NUM_IRQS)
+                return -EINVAL;
+        /* fds only with EVENTFD, and then one per vector or none (de-assign). */
+        if (m->n_fds && (data != VU_IRQ_SET_DATA_EVENTFD || m->n_fds != is.count))
+                return -EINVAL;
+        if (data_len != (data == VU_IRQ_SET_DATA_BOOL ? is.count : 0))
+                return -EINVAL;
+
+        max = irq_count(s, is.index);
+        if (is.count == 0) {
+                /* Only TRIGGER|NONE with start 0: disable the whole index. */
+                if (action != VU_IRQ_SET_ACTION_TRIGGER || data != VU_IRQ_SET_DATA_NONE || is.start != 0)
+                        return -EINVAL;
+        } else if (is.start >= max || is.count > max - is.start)
+                return -EINVAL;
+        if ((is.index == VU_PCI_ERR_IRQ || is.index == VU_PCI_REQ_IRQ) && action != VU_IRQ_SET_ACTION_TRIGGER)
+                return -EINVAL;
+        /* MASK/UNMASK with an eventfd is INTx resampling, and there is no INTx. */
+        if (data == VU_IRQ_SET_DATA_EVENTFD && action != VU_IRQ_SET_ACTION_TRIGGER)
+                return -EINVAL;
+
+        g_debug("%s: SET_IRQS index %u start %u count %u flags 0x%x fds %u", s->name, is.index, is.start,
+                is.count, is.flags, m->n_fds);
+        switch (is.index) {
+        case VU_PCI_MSIX_IRQ:
+                return set_msix(s, m, &is, action, data, bools);
+        case VU_PCI_ERR_IRQ:
+        case VU_PCI_REQ_IRQ:
+                return set_aux(s, m, &is, data, bools);
+        default:
+                return 0;       /* INTx/MSI: count 0, so only "disable all", which has nothing to do */
+        }
+}
