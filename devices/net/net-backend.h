@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The network backend seam: where frames leave and enter the host.  Every
+ * frame crossing it carries the 12-byte virtio-net header first (5.1.6); a
+ * backend without offloads (passt) writes a zero header on receive and
+ * ignores it on send.
+ *
+ * Backends never block: a frame that cannot be taken now is refused with
+ * -EAGAIN and the device drops and counts it.  Queue q is a queue pair.
+ * Return convention: negative errno.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+typedef struct NetBackend NetBackend;
+
+/* TAP offload flags (linux/if_tun.h TUN_F_*), the backend-neutral offload language. */
+#define VNET_OFFLOAD_CSUM 0x01
+#define VNET_OFFLOAD_TSO4 0x02
+#define VNET_OFFLOAD_TSO6 0x04
+#define VNET_OFFLOAD_TSO_ECN 0x08
+
+typedef struct NetBackendOps {
+        const char *type;
+        /* One frame (header first) into buf: its length, -EAGAIN when none, -EPROTO/-errno when broken. */
+        ssize_t (*recv)(NetBackend *be, unsigned q, void *buf, size_t cap);
+        /* One frame (header first): 0 sent, -EAGAIN cannot take it now, -errno (frame rejected). */
+        int (*send)(NetBackend *be, unsigned q, const struct iovec *iov, unsigned n);
+        /* Push out buffered output; 0 when empty, -EAGAIN when more remains (wait for POLLOUT). */
+        int (*flush)(NetBackend *be, unsigned q);
+        /* The fd to poll for queue q. */
+        int (*fd)(NetBackend *be, unsigned q);
+        /* Offloads the guest accepts on receive (VNET_OFFLOAD_*); optional. */
+        int (*set_offloads)(NetBackend *be, unsigned offloads);
+        /* Only queues [0, n) carry traffic; optional. */
+        int (*set_active_queues)(NetBackend *be, unsigned n);
+        void (*free)(NetBackend *be);
+} NetBackendOps;
+
+struct NetBackend {
+        const NetBackendOps *ops;
+        unsigned nqueues;
+        bool offloads;                  /* honours VNET_OFFLOAD_* and the header on send */
+        char *ifname;                   /* TAP interface name, or NULL */
+};
+
+void net_backend_free(NetBackend *be);
+
+/*
+ * TAP: queue i uses fds[i] when fds is non-NULL and fds[i] ≥ 0 (opened by a
+ * privileged process, checked to be a TAP with IFF_VNET_HDR), otherwise the
+ * queue is attached to the TAP called name, creating it when it does not
+ * exist (name NULL or "": the kernel picks vfuN-style "tap%d").  Sets
+ * IFF_NO_PI|IFF_VNET_HDR|IFF_MULTI_QUEUE, TUNSETVNETHDRSZ 12, non-blocking,
+ * no offloads until set_offloads().  0 or -errno; passed fds are consumed.
+ */
+int net_tap_open(const char *name, unsigned nqueues, int *fds, NetBackend **out);
+
+/*
+ * passt: a connected UNIX stream socket carrying 32-bit big-endian
+ * length-prefixed Ethernet frames (QEMU's "stream" netdev protocol).
+ * net_passt_new() adopts fd; net_passt_connect() connects to path;
+ * net_passt_spawn() starts passt on one end of a socketpair (*pid receives
+ * its pid; the caller reaps it).
+ */
+int net_passt_new(int fd, NetBackend **out);
+int net_passt_connect(const char *path, NetBackend **out);
+int net_passt_spawn(const char *passt_path, NetBackend **out, pid_t *pid);

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * One data-path thread per queue pair.  It sleeps in epoll on its kick
+ * eventfd (trapped notifications, wake-ups) and its backend fd, or, in poll
+ * mode, spins over the rings and the backend.  The control thread changes
+ * its state (idle, run, exit) with a handshake: the request is acknowledged
+ * only between two rounds of work, so once vnet_pairs_set() returns no
+ * thread holds a guest-memory translation.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib-unix.h>
+
+#include "net/vnet-priv.h"
+
+static const char *const pair_state_names[_VNET_PAIR_STATE_MAX] = {
+        [VNET_PAIR_IDLE] = "idle",
+        [VNET_PAIR_RUN] = "run",
+        [VNET_PAIR_EXIT] = "exit",
+};
+
+const char *vnet_pair_state_to_string(VNetPairState s) {
+        return s < _VNET_PAIR_STATE_MAX ? pair_state_names[s] : NULL;
+}
+
+void vnet_pair_wake(VNetPair *p) {
+        eventfd_write(p->kick_fd, 1);
+}
+
+/* Register the backend fd for what the pair waits on: input for the guest, room for output. */
+static void watch_backend(VNetPair *p, bool active) {
+        VNet *n = p->n;
+        struct epoll_event ev = { .data.u32 = 1 };
+        unsigned want = 0;
+
+        if (active && p->want_input)
+                want |= EPOLLIN;
+        if (active && p->tx_blocked)
+                want |= EPOLLOUT;
+        if (want == p->be_mask)
+                return;
+        ev.events = want;
+        if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, n->be->ops->fd(n->be, p->index), &ev) == 0)
+                p->be_mask = want;
+}
+
+/* Take a state change request, if any.  Called between rounds of work only. */
+static void take_request(VNetPair *p) {
+        VNet *n = p->n;
+
+        if (__atomic_load_n(&p->req_seq, __ATOMIC_ACQUIRE) == p->ack_seq)
+                return;
+        pthread_mutex_lock(&n->lock);
+        VNetPairState prev = p->state;
+        p->state = p->want;
+        p->ack_seq = p->req_seq;
+        pthread_cond_broadcast(&n->cond);
+        pthread_mutex_unlock(&n->lock);
+
+        if (p->state == VNET_PAIR_RUN && prev != VNET_PAIR_RUN) {
+                p->have_frame = false;
+                p->tx_blocked = false;
+                p->want_input = false;
+                vnet_pair_wake(p);      /* look at the rings once: buffers may be waiting */
+        }
+}
+
+/* One round over the pair's queues.  True when work remains. */
+static bool work(VNetPair *p) {
+        VNet *n = p->n;
+        bool more = false;
+
+        if (p->index == 0 && n->ctrl)
+                vnet_ctrl_process(n, p->chain);
+        more |= vnet_tx_process(p) > 0;
+        more |= vnet_rx_process(p) > 0;
+        return more;
+}
+
+static void *pair_main(void *arg) {
+        VNetPair *p = arg;
+        VNet *n = p->n;
+        struct epoll_event evs[4];
+
+        g_autofree char *tname = g_strdup_printf("vnet-q%u", p->index);
+        pthread_setname_np(pthread_self(), tname);
+
+        for (;;) {
+                take_request(p);
+                if (p->state == VNET_PAIR_EXIT)
+                        break;
+
+                if (p->state != VNET_PAIR_RUN) {
+                        /* Idle: only a request or a wake-up can change anything. */
+                        eventfd_t v;
+                        watch_backend(p, false);
+                        if (__atomic_load_n(&p->req_seq, __ATOMIC_ACQUIRE) == p->ack_seq)
+                                eventfd_read(p->kick_fd, &v);
+                        continue;
+                }
+
+                if (n->opt.poll) {
+                        work(p);
+                        continue;
+                }
+
+                int nev = epoll_wait(p->epfd, evs, G_N_ELEMENTS(evs), -1);
+                for (int i = 0; i < nev; i++) {
+                        if (evs[i].data.u32 == 0) {
+                                eventfd_t v;
+                                eventfd_read(p->kick_fd, &v);
+                        }
+                }
+                take_request(p);
+                if (p->state != VNET_PAIR_RUN)
+                        continue;
+                while (work(p)) {
+                        if (__atomic_load_n(&p->req_seq, __ATOMIC_ACQUIRE) != p->ack_seq)
+                                break;
+                }
+                watch_backend(p, true);
+        }
+        return NULL;
+}
+
+void vnet_pairs_set(VNet *n, VNetPairState want) {
+        pthread_mutex_lock(&n->lock);
+        for (unsigned i = 0; i < n->opt.pairs; i++) {
+                VNetPair *p = &n->pairs[i];
+                p->want = want;
+                __atomic_add_fetch(&p->req_seq, 1, __ATOMIC_RELEASE);
+                vnet_pair_wake(p);
+        }
+        for (unsigned i = 0; i < n->opt.pairs; i++) {
+                VNetPair *p = &n->pairs[i];
+                while (p->thread_started && p->ack_seq != p->req_seq)
+                        pthread_cond_wait(&n->cond, &n->lock);
+        }
+        pthread_mutex_unlock(&n->lock);
+}
+
+int vnet_pairs_create(VNet *n) {
+        n->pairs = g_new0(VNetPair, n->opt.pairs);
+        for (unsigned i = 0; i < n->opt.pairs; i++) {
+                VNetPair *p = &n->pairs[i];
+                struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 0 };
+
+                p->n = n;
+                p->index = i;
+                p->epfd = -1;
+                p->kick_fd = -1;
+                p->chain = g_new0(VqChain, 1);
+                p->tx_iov = g_new0(struct iovec, VQ_MAX_IOV + 1);
+                p->frame = g_malloc(VNET_HDR_LEN + VNET_MAX_FRAME);
+                p->epfd = epoll_create1(EPOLL_CLOEXEC);
+                p->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (p->epfd < 0 || p->kick_fd < 0)
+                        return -errno;
+                if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->kick_fd, &ev) < 0)
+                        return -errno;
+                struct epoll_event bev = { .events = 0, .data.u32 = 1 };
+                if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, n->be->ops->fd(n->be, i), &bev) < 0)
+                        return -errno;
+        }
+        /* Idle threads block in eventfd_read: make the kick fd blocking for that. */
+        for (unsigned i = 0; i < n->opt.pairs; i++) {
+                VNetPair *p = &n->pairs[i];
+                int r;
+                g_autoptr(GError) err = NULL;
+                if (!g_unix_set_fd_nonblocking(p->kick_fd, FALSE, &err))
+                        return -EIO;
+                r = pthread_create(&p->thread, NULL, pair_main, p);
+                if (r != 0)
+                        return -r;
+                p->thread_started = true;
+        }
+        return 0;
+}
+
+void vnet_pairs_destroy(VNet *n) {
+        if (!n->pairs)
+                return;
+        vnet_pairs_set(n, VNET_PAIR_EXIT);
+        for (unsigned i = 0; i < n->opt.pairs; i++) {
+                VNetPair *p = &n->pairs[i];
+                if (p->thread_started)
+                        pthread_join(p->thread, NULL);
+                if (p->epfd >= 0)
+                        close(p->epfd);
+                if (p->kick_fd >= 0)
+                        close(p->kick_fd);
+                g_free(p->chain);
+                g_free(p->tx_iov);
+                g_free(p->frame);
+        }
+        g_clear_pointer(&n->pairs, g_free);
+}

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * TAP backend: one multi-queue TAP queue fd per queue pair, with the
+ * 12-byte virtio-net header on every frame (TUNSETVNETHDRSZ) so guest
+ * offloads map straight onto the kernel's (TUNSETOFFLOAD).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "net/net-backend.h"
+#include "net/vnet-proto.h"
+
+typedef struct NetTap {
+        NetBackend be;
+        int *fds;
+} NetTap;
+
+static NetTap *tap_of(NetBackend *be) {
+        return (NetTap *) be;
+}
+
+static ssize_t tap_recv(NetBackend *be, unsigned q, void *buf, size_t cap) {
+        ssize_t n = read(tap_of(be)->fds[q], buf, cap);
+
+        if (n < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        if ((size_t) n < VNET_HDR_LEN)
+                return -EPROTO;
+        return n;
+}
+
+static int tap_send(NetBackend *be, unsigned q, const struct iovec *iov, unsigned n) {
+        ssize_t r = writev(tap_of(be)->fds[q], iov, (int) n);
+
+        if (r < 0)
+                return errno == EWOULDBLOCK || errno == ENOBUFS ? -EAGAIN : -errno;
+        return 0;
+}
+
+static int tap_flush(NetBackend *be, unsigned q) {
+        return 0;
+}
+
+static int tap_fd(NetBackend *be, unsigned q) {
+        return tap_of(be)->fds[q];
+}
+
+static int tap_set_offloads(NetBackend *be, unsigned offloads) {
+        unsigned flags = 0;
+
+        if (offloads & VNET_OFFLOAD_CSUM)
+                flags |= TUN_F_CSUM;
+        if (offloads & VNET_OFFLOAD_TSO4)
+                flags |= TUN_F_TSO4;
+        if (offloads & VNET_OFFLOAD_TSO6)
+                flags |= TUN_F_TSO6;
+        if (offloads & VNET_OFFLOAD_TSO_ECN)
+                flags |= TUN_F_TSO_ECN;
+        /* One call sets the offloads of the whole device, every queue. */
+        if (ioctl(tap_of(be)->fds[0], TUNSETOFFLOAD, (unsigned long) flags) < 0)
+                return -errno;
+        return 0;
+}
+
+static int tap_set_active_queues(NetBackend *be, unsigned n) {
+        NetTap *t = tap_of(be);
+        int ret = 0;
+
+        if (be->nqueues == 1)
+                return 0;
+        for (unsigned i = 0; i < be->nqueues; i++) {
+                struct ifreq ifr = { .ifr_flags = i < n ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE };
+                /* EINVAL: already in that state. */
+                if (ioctl(t->fds[i], TUNSETQUEUE, &ifr) < 0 && errno != EINVAL)
+                        ret = -errno;
+        }
+        return ret;
+}
+
+static void tap_free(NetBackend *be) {
+        NetTap *t = tap_of(be);
+
+        for (unsigned i = 0; i < be->nqueues; i++)
+                if (t->fds[i] >= 0)
+                        close(t->fds[i]);
+        g_free(t->fds);
+        g_free(be->ifname);
+        g_free(t);
+}
+
+static const NetBackendOps tap_ops = {
+        .type = "tap",
+        .recv = tap_recv,
+        .send = tap_send,
+        .flush = tap_flush,
+        .fd = tap_fd,
+        .set_offloads = tap_set_offloads,
+        .set_active_queues = tap_set_active_queues,
+        .free = tap_free,
+};
+
+/* Make fd usable as a queue: a TAP with a virtio-net header, 12 bytes long, non-blocking. */
+static int tap_prepare(int fd, char ifname[IFNAMSIZ]) {
+        struct ifreq ifr = { 0 };
+        int hdr = VNET_HDR_LEN;
+        int fl;
+
+        if (ioctl(fd, TUNGETIFF, &ifr) < 0)
+                return -errno;
+        if ((ifr.ifr_flags & (IFF_TAP | IFF_TUN)) != IFF_TAP || !(ifr.ifr_flags & IFF_VNET_HDR) ||
+            !(ifr.ifr_flags & IFF_NO_PI))
+                return -EINVAL;
+        memcpy(ifname, ifr.ifr_name, IFNAMSIZ);
+        if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0)
+                return -errno;
+        if (ioctl(fd, TUNSETOFFLOAD, 0UL) < 0)
+                return -errno;
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                return -errno;
+        return 0;
+}
+
+static int tap_attach(const char *name, bool multi, int *out) {
+        struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+        int fd;
+
+        if (multi)
+                ifr.ifr_flags |= IFF_MULTI_QUEUE;
+        if (name)
+                g_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
+        fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *out = fd;
+        return 0;
+}
+
+int net_tap_open(const char *name, unsigned nqueues, int *fds, NetBackend **out) {
+        g_autofree NetTap *t = NULL;
+        char ifname[IFNAMSIZ] = { 0 };
+        int r = 0;
+
+        if (nqueues == 0 || nqueues > 256 || (name && strlen(name) >= IFNAMSIZ))
+                return -EINVAL;
+
+        t = g_new0(NetTap, 1);
+        t->be.ops = &tap_ops;
+        t->be.nqueues = nqueues;
+        t->be.offloads = true;
+        t->fds = g_new(int, nqueues);
+        for (unsigned i = 0; i < nqueues; i++)
+                t->fds[i] = -1;
+
+        for (unsigned i = 0; i < nqueues && r == 0; i++) {
+                if (fds && fds[i] >= 0) {
+                        t->fds[i] = fds[i];
+                        fds[i] = -1;
+                } else {
+                        /* The first queue may name the device; the others join it by its real name. */
+                        const char *n = i == 0 ? (name && *name ? name : NULL) : ifname;
+                        r = tap_attach(n, true, &t->fds[i]);
+                        if (r < 0)
+                                break;
+                }
+                char this_name[IFNAMSIZ];
+                r = tap_prepare(t->fds[i], this_name);
+                if (r == 0 && i == 0)
+                        memcpy(ifname, this_name, IFNAMSIZ);
+                else if (r == 0 && strncmp(ifname, this_name, IFNAMSIZ) != 0)
+                        r = -EXDEV;     /* passed fds of different TAP devices */
+        }
+        if (r < 0) {
+                for (unsigned i = 0; i < nqueues; i++)
+                        if (t->fds[i] >= 0)
+                                close(t->fds[i]);
+                g_free(t->fds);
+                return r;
+        }
+        ifname[IFNAMSIZ - 1] = 0;
+        t->be.ifname = g_strdup(ifname);
+        *out = &g_steal_pointer(&t)->be;
+        return 0;
+}
+
+void net_backend_free(NetBackend *be) {
+        if (be)
+                be->ops->free(be);
+}
