@@ -166,7 +166,7 @@ class Vm:
     """One guest: QEMU with its serial console in workdir/<name>.serial.log."""
 
     def __init__(self, ctx, name, script, devices=(), params=None, reboot=False,
-                 timeout=240, root_ports=0):
+                 timeout=240, root_ports=0, qemu_args=()):
         self.ctx = ctx
         self.name = name
         self.script = script
@@ -175,11 +175,13 @@ class Vm:
         self.reboot = reboot
         self.timeout = timeout
         self.root_ports = root_ports
+        self.qemu_args = list(qemu_args)
         self.serial = os.path.join(ctx.workdir, f"{name}.serial.log")
         self.qmp_path = os.path.join(ctx.rundir, f"{name}.qmp")
         self.process = None
         self.qmp = None
         self.started = None
+        self.seen = 0
 
     def _initrd(self):
         """The provisioned initramfs plus an archive with this case's files."""
@@ -220,12 +222,13 @@ class Vm:
             a += ["-device", f"pcie-root-port,id=rp{i},chassis={i + 1},slot={i + 1}"]
         for dev in self.devices:
             a += ["-device", json.dumps(dev)]
-        return a
+        return a + self.qemu_args
 
     def start(self):
         if os.path.exists(self.serial):
             os.rename(self.serial, self.serial + f".{int(time.time() * 1000)}")
         self.started = time.monotonic()
+        self.seen = 0
         self.process = self.ctx.spawn(f"{self.name}.qemu", self.argv())
         return self
 
@@ -237,14 +240,15 @@ class Vm:
             return ""
 
     def wait_for(self, pattern, timeout=120):
-        """Wait for a line matching pattern on the serial console; returns the
-        match.  Fails early if the guest already reported its result."""
+        """Wait for a line matching pattern on the serial console, after the
+        previous match; returns the match.  Fails early if the guest already reported its result."""
         rx = re.compile(pattern, re.M)
         deadline = time.monotonic() + timeout
         while True:
             out = self.output()
-            m = rx.search(out)
+            m = rx.search(out, self.seen)
             if m:
+                self.seen = m.end()
                 return m
             if RESULT_RE.search(out) or not self.process.alive():
                 raise Fail(f"{self.name}: guest finished without printing /{pattern}/:\n"
