@@ -44,6 +44,11 @@ typedef struct WorkerDeviceType {
                            void **state, GError **error);
         /* The server exists: the model may now use vu_server_mem()/vu_server_irq(). */
         void (*start)(void *state, VuServer *server);
+        /*
+         * Free the model.  Called after the client was disconnected (reset
+         * with VU_RESET_LOST_CONN) and the server freed; also when create()
+         * succeeded but the worker could not start.
+         */
         void (*destroy)(void *state);
         /*
          * A runtime control method from the manager ("namespace-add",
@@ -63,3 +68,55 @@ extern const WorkerDeviceType worker_virtio_net_type;
 int worker_take_fd(Worker *w, const char *name);
 const char *worker_device_name(const Worker *w);
 sd_event *worker_event(Worker *w);
+
+/*
+ * A backing file or block device: the fd the manager passed under name
+ * ("ns1"), or, in standalone mode, path opened here with flags (O_CLOEXEC is
+ * added).  Returns the fd (the caller owns it), or -1 with a
+ * WORKER_ERROR_BACKEND error naming the path and the reason.
+ */
+int worker_open_backing(Worker *w, const char *name, const char *path, int flags, GError **error);
+
+/*
+ * TAP queue q of interface ifname: the fd the manager passed as "tap<q>",
+ * or, in standalone mode, opened here (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+ * IFF_MULTI_QUEUE when n_queues > 1).  Returns the fd (O_NONBLOCK; the caller
+ * owns it) or -1 with a WORKER_ERROR_BACKEND error.
+ */
+int worker_open_tap(Worker *w, const char *ifname, unsigned q, unsigned n_queues, GError **error);
+
+/* The device's server, NULL before the type's start(). */
+VuServer *worker_server(Worker *w);
+
+/*
+ * Definition options, per type (the "options" object of the definition; the
+ * manager fills defaults and validates what it can before a worker starts,
+ * the type validates everything again and fails create() with
+ * WORKER_ERROR_INVALID naming the option):
+ *
+ * nvme
+ *   "namespaces": [ {"nsid": 1, "path": "/var/lib/vfud/images/db-ns1.img",
+ *                    "size": 10737418240, "kind": "image" | "file" | "block"}, ... ]
+ *                 one entry per active namespace, nsid 1..N; the fd is named
+ *                 "ns<nsid>" (worker_open_backing(w, "ns1", path, O_RDWR, ...));
+ *                 size is the namespace size in bytes (≤ the backing size).
+ *   "queues":     number of I/O queue pairs (optional; type default)
+ *   "serial":     serial number string (optional; type default)
+ * control methods:
+ *   "namespace-add"    {"nsid": N, "path": "...", "size": S, "kind": "..."}, fd "ns<N>"
+ *   "namespace-remove" {"nsid": N}
+ *   "namespace-resize" {"nsid": N, "size": S}
+ *
+ * virtio-net
+ *   "backend": "tap" | "passt"
+ *   "tap":     interface name (backend "tap"); fds "tap0".."tap<queues-1>"
+ *              (worker_open_tap)
+ *   "mac":     "52:54:00:12:34:56"
+ *   "queues":  number of queue pairs (≥ 1)
+ *   "mtu":     optional
+ * control methods:
+ *   "link-set" {"up": true | false}
+ *
+ * Control methods the core handles itself (not forwarded): "info", "stats",
+ * "subscribe", "shutdown".
+ */

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * virtio-net devices, manager side: a TAP interface (opened here, one fd
+ * per queue pair, handed to the worker) or passt (run by the worker), a MAC
+ * address (stable, derived from the name unless given), queue pairs, MTU.
+ * Options schema: vfud/worker/worker.h.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/tap.h"
+#include "common/util.h"
+#include "device-type.h"
+
+#define NET_MAX_QUEUES 16u
+#define NET_MIN_MTU 68u
+#define NET_MAX_MTU 65535u
+
+static const DeviceOptionSpec net_options[] = {
+        { "tap", DEVICE_OPTION_STRING, "TAP interface (created when missing)" },
+        { "passt", DEVICE_OPTION_BOOL, "user-mode networking through passt" },
+        { "mac", DEVICE_OPTION_STRING, "MAC address (default: derived from the name)" },
+        { "queues", DEVICE_OPTION_UINT, "number of queue pairs" },
+        { "mtu", DEVICE_OPTION_UINT, "MTU" },
+        { NULL },
+};
+
+/* A locally administered unicast address from the device name: stable across re-creation. */
+static char *net_default_mac(const char *name) {
+        g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
+        uint8_t digest[32], mac[6];
+        gsize len = sizeof(digest);
+
+        g_checksum_update(c, (const guchar *) name, -1);
+        g_checksum_get_digest(c, digest, &len);
+        mac[0] = 0x52;
+        mac[1] = 0x54;
+        mac[2] = 0x00;
+        memcpy(mac + 3, digest, 3);
+        return util_format_mac(mac);
+}
+
+/* "vfu-<name>" when it fits IFNAMSIZ, else "vfu-" and a hash of the name. */
+static char *net_default_tap(const char *name) {
+        g_autofree char *t = g_strdup_printf("vfu-%s", name);
+
+        if (util_ifname_is_valid(t))
+                return g_steal_pointer(&t);
+        {
+                g_autofree char *h = g_compute_checksum_for_string(G_CHECKSUM_SHA256, name, -1);
+
+                return g_strdup_printf("vfu-%.8s", h);
+        }
+}
+
+static gboolean net_normalize(Manager *m, const char *name, GHashTable *in, JsonObject *out,
+                              GError **error) {
+        JsonNode *tap = g_hash_table_lookup(in, "tap"), *passt = g_hash_table_lookup(in, "passt");
+        JsonNode *mac = g_hash_table_lookup(in, "mac"), *queues = g_hash_table_lookup(in, "queues");
+        JsonNode *mtu = g_hash_table_lookup(in, "mtu");
+        bool use_passt = passt && json_node_get_boolean(passt);
+        uint64_t nq = queues ? (uint64_t) json_node_get_int(queues) : 1;
+
+        if (tap && use_passt) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "give either tap= or passt=true for the network backend, not both");
+                return FALSE;
+        }
+        if (use_passt) {
+                g_autofree char *p = g_find_program_in_path("passt");
+
+                if (!p) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                                    "passt is not installed (apt install passt), or use a TAP interface instead");
+                        return FALSE;
+                }
+                json_object_set_string_member(out, "backend", "passt");
+        } else {
+                g_autofree char *t = tap ? g_strdup(json_node_get_string(tap)) : net_default_tap(name);
+
+                if (!util_ifname_is_valid(t)) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "invalid TAP interface name '%s': use 1 to 15 characters without '/', ':' or spaces",
+                                    t);
+                        return FALSE;
+                }
+                json_object_set_string_member(out, "backend", "tap");
+                json_object_set_string_member(out, "tap", t);
+        }
+        if (mac) {
+                uint8_t b[6];
+                g_autoptr(GError) local = NULL;
+                g_autofree char *norm = NULL;
+
+                if (!util_parse_mac(json_node_get_string(mac), b, &local)) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT, "%s", local->message);
+                        return FALSE;
+                }
+                norm = util_format_mac(b);
+                json_object_set_string_member(out, "mac", norm);
+        } else {
+                g_autofree char *def = net_default_mac(name);
+
+                json_object_set_string_member(out, "mac", def);
+        }
+        if (nq < 1 || nq > NET_MAX_QUEUES) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "queues=%" G_GUINT64_FORMAT " is out of range: give 1 to %u queue pairs",
+                            nq, NET_MAX_QUEUES);
+                return FALSE;
+        }
+        json_object_set_int_member(out, "queues", (int64_t) nq);
+        if (mtu) {
+                uint64_t v = (uint64_t) json_node_get_int(mtu);
+
+                if (v < NET_MIN_MTU || v > NET_MAX_MTU) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "mtu=%" G_GUINT64_FORMAT " is out of range: give %u to %u",
+                                    v, NET_MIN_MTU, NET_MAX_MTU);
+                        return FALSE;
+                }
+                json_object_set_int_member(out, "mtu", (int64_t) v);
+        }
+        return TRUE;
+}
+
+static gboolean net_open_fds(Device *d, GPtrArray *names, GArray *fds, GError **error) {
+        JsonObject *o = json_node_get_object(d->options);
+        const char *backend = json_object_get_string_member_with_default(o, "backend", "tap");
+        const char *ifname = json_object_get_string_member_with_default(o, "tap", "");
+        unsigned nq = (unsigned) json_object_get_int_member_with_default(o, "queues", 1);
+
+        if (strcmp(backend, "tap") != 0)
+                return TRUE;
+        for (unsigned q = 0; q < nq; q++) {
+                g_autoptr(GError) local = NULL;
+                int fd = tap_open(ifname, nq > 1, &local);
+
+                if (fd < 0) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED, "%s", local->message);
+                        return FALSE;
+                }
+                g_ptr_array_add(names, g_strdup_printf("tap%u", q));
+                g_array_append_val(fds, fd);
+        }
+        return TRUE;
+}
+
+typedef struct LinkOp {
+        Device *device;
+        DeviceDoneFunc func;
+        void *userdata;
+} LinkOp;
+
+static void link_done(Device *d, JsonNode *result, const GError *error, void *userdata) {
+        LinkOp *op = userdata;
+
+        op->func(d, error, op->userdata);
+        device_unref(op->device);
+        g_free(op);
+}
+
+static void net_link_set(Device *d, bool up, DeviceDoneFunc func, void *userdata) {
+        LinkOp *op;
+        JsonNode *params;
+        JsonObject *o;
+
+        if (d->state != DEVICE_LISTENING && d->state != DEVICE_CONNECTED) {
+                g_autoptr(GError) error = NULL;
+
+                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_NOT_RUNNING,
+                            "device %s is %s: start it before changing its link state",
+                            d->name, device_state_to_string(d->state));
+                return func(d, error, userdata);
+        }
+        op = g_new0(LinkOp, 1);
+        op->device = device_ref(d);
+        op->func = func;
+        op->userdata = userdata;
+        o = json_object_new();
+        json_object_set_boolean_member(o, "up", up);
+        params = json_node_new(JSON_NODE_OBJECT);
+        json_node_take_object(params, o);
+        device_ctl_call(d, "link-set", params, NULL, NULL, link_done, op);
+}
+
+const DeviceType device_type_virtio_net = {
+        .name = "virtio-net",
+        .options = net_options,
+        .normalize = net_normalize,
+        .open_fds = net_open_fds,
+        .link_set = net_link_set,
+};

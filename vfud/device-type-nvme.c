@@ -1,0 +1,583 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * NVMe devices, manager side: namespace 1 from a new sparse image (size=),
+ * an existing file (file=) or a block device (block=); more namespaces at
+ * runtime.  Options schema: vfud/worker/worker.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "device-type.h"
+
+#define NVME_SIZE_ALIGN 4096u
+#define NVME_MAX_QUEUES 256u
+#define NVME_MAX_NSID 1024u
+#define NVME_SERIAL_MAX 20u
+
+static const DeviceOptionSpec nvme_options[] = {
+        { "size", DEVICE_OPTION_UINT, "size of namespace 1 in bytes (a multiple of 4096)" },
+        { "file", DEVICE_OPTION_STRING, "existing backing file for namespace 1" },
+        { "block", DEVICE_OPTION_STRING, "block device for namespace 1" },
+        { "queues", DEVICE_OPTION_UINT, "number of I/O queue pairs" },
+        { "serial", DEVICE_OPTION_STRING, "serial number (up to 20 characters)" },
+        { NULL },
+};
+
+static const char *opt_string(GHashTable *in, const char *key) {
+        JsonNode *n = g_hash_table_lookup(in, key);
+
+        return n ? json_node_get_string(n) : NULL;
+}
+
+static bool opt_uint(GHashTable *in, const char *key, uint64_t *ret) {
+        JsonNode *n = g_hash_table_lookup(in, key);
+
+        if (!n)
+                return false;
+        *ret = (uint64_t) json_node_get_int(n);
+        return true;
+}
+
+static char *image_path(Manager *m, const char *name, uint32_t nsid) {
+        g_autofree char *file = g_strdup_printf("%s-ns%u.img", name, nsid);
+
+        return g_build_filename(m->images_dir, file, NULL);
+}
+
+static gboolean check_size(uint32_t nsid, uint64_t size, GError **error) {
+        g_autofree char *h = util_format_size(size);
+
+        if (size == 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "namespace %u: size must not be zero", nsid);
+                return FALSE;
+        }
+        if (size % NVME_SIZE_ALIGN) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "namespace %u: size %" G_GUINT64_FORMAT " (%s) is not a multiple of %u bytes: round it, e.g. to %" G_GUINT64_FORMAT,
+                            nsid, size, h, NVME_SIZE_ALIGN, size / NVME_SIZE_ALIGN * NVME_SIZE_ALIGN);
+                return FALSE;
+        }
+        return TRUE;
+}
+
+/* Check an existing backing path; *kind "file" or "block", *size its size. */
+static gboolean check_backing(const char *path, const char *want_kind, const char **kind,
+                              uint64_t *size, GError **error) {
+        struct stat st;
+        int fd;
+
+        if (!path || path[0] != '/') {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "backing path '%s' is not absolute: give the full path", path ? path : "");
+                return FALSE;
+        }
+        if (stat(path, &st) < 0) {
+                int e = errno;
+
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                            e == ENOENT ?
+                            "backing %s does not exist: create it first (e.g. truncate -s 10G FILE), or give a size without a file to get a new image" :
+                            "cannot access backing %s: %s",
+                            path, g_strerror(e));
+                return FALSE;
+        }
+        if (S_ISBLK(st.st_mode))
+                *kind = "block";
+        else if (S_ISREG(st.st_mode))
+                *kind = "file";
+        else {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "backing %s is neither a regular file nor a block device", path);
+                return FALSE;
+        }
+        if (want_kind && strcmp(want_kind, *kind) != 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            strcmp(want_kind, "block") == 0 ?
+                            "%s is not a block device: use file= (--file) for regular files" :
+                            "%s is a block device: use block= (--block) for block devices",
+                            path);
+                return FALSE;
+        }
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+                int e = errno;
+
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                            "cannot open backing %s read-write: %s%s", path, g_strerror(e),
+                            e == EACCES || e == EPERM ? " (check its permissions and that vfud may use it)" :
+                            e == EBUSY ? " (it is in use, e.g. mounted)" : "");
+                return FALSE;
+        }
+        if (S_ISBLK(st.st_mode)) {
+                if (ioctl(fd, BLKGETSIZE64, size) < 0) {
+                        int e = errno;
+
+                        close(fd);
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                                    "cannot read the size of %s: %s", path, g_strerror(e));
+                        return FALSE;
+                }
+        } else
+                *size = (uint64_t) st.st_size;
+        close(fd);
+        return TRUE;
+}
+
+static JsonObject *ns_new(uint32_t nsid, const char *path, uint64_t size, const char *kind) {
+        JsonObject *o = json_object_new();
+
+        json_object_set_int_member(o, "nsid", nsid);
+        json_object_set_string_member(o, "path", path);
+        json_object_set_int_member(o, "size", (int64_t) size);
+        json_object_set_string_member(o, "kind", kind);
+        return o;
+}
+
+/* Resolve one namespace request (path "" or NULL: a new image of size). */
+static JsonObject *ns_resolve(Manager *m, const char *name, uint32_t nsid, const char *path,
+                              const char *want_kind, bool have_size, uint64_t size, GError **error) {
+        g_autofree char *img = NULL;
+        const char *kind = "image";
+        uint64_t backing = 0;
+
+        if (path && *path) {
+                if (!check_backing(path, want_kind, &kind, &backing, error))
+                        return NULL;
+                if (have_size && size > backing) {
+                        g_autofree char *a = util_format_size(size), *b = util_format_size(backing);
+
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "namespace %u: size %s is larger than %s (%s): grow the backing first or give a smaller size",
+                                    nsid, a, path, b);
+                        return NULL;
+                }
+                if (!have_size) {
+                        size = backing / NVME_SIZE_ALIGN * NVME_SIZE_ALIGN;
+                        if (size == 0) {
+                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                            "backing %s is smaller than %u bytes: grow it first (e.g. truncate -s 10G %s)",
+                                            path, NVME_SIZE_ALIGN, path);
+                                return NULL;
+                        }
+                }
+        } else {
+                if (!have_size) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "namespace %u needs a size for a new image (e.g. size=10G), or an existing file or block device",
+                                    nsid);
+                        return NULL;
+                }
+                img = image_path(m, name, nsid);
+                path = img;
+        }
+        if (!check_size(nsid, size, error))
+                return NULL;
+        return ns_new(nsid, path, size, kind);
+}
+
+static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, JsonObject *out,
+                               GError **error) {
+        const char *file = opt_string(in, "file"), *block = opt_string(in, "block");
+        const char *serial = opt_string(in, "serial");
+        uint64_t size = 0, queues;
+        bool have_size = opt_uint(in, "size", &size);
+        JsonArray *nss;
+        JsonObject *ns;
+
+        if (file && block) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "give either file= or block= for the backing storage, not both");
+                return FALSE;
+        }
+        ns = ns_resolve(m, name, 1, file ? file : block, file ? "file" : block ? "block" : NULL,
+                        have_size, size, error);
+        if (!ns)
+                return FALSE;
+        nss = json_array_new();
+        json_array_add_object_element(nss, ns);
+        json_object_set_array_member(out, "namespaces", nss);
+
+        if (opt_uint(in, "queues", &queues)) {
+                if (queues < 1 || queues > NVME_MAX_QUEUES) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "queues=%" G_GUINT64_FORMAT " is out of range: give 1 to %u I/O queue pairs",
+                                    queues, NVME_MAX_QUEUES);
+                        return FALSE;
+                }
+                json_object_set_int_member(out, "queues", (int64_t) queues);
+        }
+        if (serial) {
+                size_t n = strlen(serial);
+
+                for (size_t i = 0; i < n; i++)
+                        if (!g_ascii_isprint(serial[i]))
+                                n = SIZE_MAX;
+                if (n == 0 || n > NVME_SERIAL_MAX) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "serial '%s' is invalid: give 1 to %u printable ASCII characters",
+                                    serial, NVME_SERIAL_MAX);
+                        return FALSE;
+                }
+                json_object_set_string_member(out, "serial", serial);
+        }
+        return TRUE;
+}
+
+static JsonArray *nvme_namespaces(Device *d) {
+        JsonObject *o = json_node_get_object(d->options);
+
+        if (!json_object_has_member(o, "namespaces"))
+                json_object_set_array_member(o, "namespaces", json_array_new());
+        return json_object_get_array_member(o, "namespaces");
+}
+
+static JsonObject *nvme_find_ns(Device *d, uint32_t nsid, guint *index) {
+        JsonArray *a = nvme_namespaces(d);
+
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+                JsonObject *ns = json_array_get_object_element(a, i);
+
+                if (ns && (uint32_t) json_object_get_int_member_with_default(ns, "nsid", 0) == nsid) {
+                        if (index)
+                                *index = i;
+                        return ns;
+                }
+        }
+        return NULL;
+}
+
+static gboolean image_create(const char *path, uint64_t size, GError **error) {
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+        if (fd < 0) {
+                int e = errno;
+
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                            e == EEXIST ?
+                            "image %s already exists (left over from an earlier device?): delete it, or pass it as the backing file" :
+                            "cannot create image %s: %s",
+                            path, g_strerror(e));
+                return FALSE;
+        }
+        if (ftruncate(fd, (off_t) size) < 0) {
+                int e = errno;
+
+                close(fd);
+                (void) unlink(path);
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                            "cannot size image %s: %s", path, g_strerror(e));
+                return FALSE;
+        }
+        close(fd);
+        return TRUE;
+}
+
+static bool ns_is_image(JsonObject *ns) {
+        return g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "image") == 0;
+}
+
+static gboolean nvme_provision(Device *d, GError **error) {
+        JsonArray *a = nvme_namespaces(d);
+
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+                JsonObject *ns = json_array_get_object_element(a, i);
+
+                if (!ns_is_image(ns))
+                        continue;
+                if (!image_create(json_object_get_string_member(ns, "path"),
+                                  (uint64_t) json_object_get_int_member(ns, "size"), error)) {
+                        for (guint j = 0; j < i; j++) {
+                                JsonObject *o = json_array_get_object_element(a, j);
+
+                                if (ns_is_image(o))
+                                        (void) unlink(json_object_get_string_member(o, "path"));
+                        }
+                        return FALSE;
+                }
+        }
+        return TRUE;
+}
+
+static void nvme_unprovision(Device *d) {
+        JsonArray *a = nvme_namespaces(d);
+
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+                JsonObject *ns = json_array_get_object_element(a, i);
+
+                if (ns_is_image(ns) && unlink(json_object_get_string_member(ns, "path")) < 0 && errno != ENOENT)
+                        g_warning("%s: cannot remove image %s: %s", d->name,
+                                  json_object_get_string_member(ns, "path"), g_strerror(errno));
+        }
+}
+
+static int ns_open(JsonObject *ns, GError **error) {
+        const char *path = json_object_get_string_member_with_default(ns, "path", "");
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+
+        if (fd < 0) {
+                int e = errno;
+
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                            "cannot open backing %s of namespace %u: %s%s", path,
+                            (unsigned) json_object_get_int_member_with_default(ns, "nsid", 0), g_strerror(e),
+                            e == ENOENT ? " (it was removed: restore it or destroy the device)" : "");
+        }
+        return fd;
+}
+
+static gboolean nvme_open_fds(Device *d, GPtrArray *names, GArray *fds, GError **error) {
+        JsonArray *a = nvme_namespaces(d);
+
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+                JsonObject *ns = json_array_get_object_element(a, i);
+                int fd = ns_open(ns, error);
+
+                if (fd < 0)
+                        return FALSE;
+                g_ptr_array_add(names, g_strdup_printf("ns%u",
+                                (unsigned) json_object_get_int_member_with_default(ns, "nsid", 0)));
+                g_array_append_val(fds, fd);
+        }
+        return TRUE;
+}
+
+static bool device_running(Device *d) {
+        return d->state == DEVICE_LISTENING || d->state == DEVICE_CONNECTED;
+}
+
+static gboolean check_changeable(Device *d, GError **error) {
+        if (d->state == DEVICE_STARTING || d->state == DEVICE_STOPPING) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_BUSY,
+                            "device %s is %s: try again when it is listening or idle",
+                            d->name, device_state_to_string(d->state));
+                return FALSE;
+        }
+        return TRUE;
+}
+
+/* A pending namespace change: applied to the definition once the worker agreed. */
+typedef struct NsOp {
+        Device *device;
+        JsonObject *ns;                 /* add: the new namespace */
+        uint32_t nsid;
+        uint64_t size;
+        bool created_image;
+        enum { NS_ADD, NS_REMOVE, NS_RESIZE } op;
+        DeviceDoneFunc func;
+        void *userdata;
+} NsOp;
+
+static void ns_op_finish(NsOp *op, const GError *error) {
+        Device *d = op->device;
+        g_autoptr(GError) save_error = NULL;
+
+        if (!error) {
+                JsonObject *ns;
+                guint idx;
+
+                switch (op->op) {
+                case NS_ADD:
+                        json_array_add_object_element(nvme_namespaces(d), json_object_ref(op->ns));
+                        break;
+                case NS_REMOVE:
+                        ns = nvme_find_ns(d, op->nsid, &idx);
+                        if (ns) {
+                                if (ns_is_image(ns))
+                                        (void) unlink(json_object_get_string_member(ns, "path"));
+                                json_array_remove_element(nvme_namespaces(d), idx);
+                        }
+                        break;
+                case NS_RESIZE:
+                        ns = nvme_find_ns(d, op->nsid, NULL);
+                        if (ns)
+                                json_object_set_int_member(ns, "size", (int64_t) op->size);
+                        break;
+                }
+                if (!device_save(d, &save_error))
+                        error = save_error;
+                device_emit_changed(d, "Backend", NULL);
+        } else if (op->created_image)
+                (void) unlink(json_object_get_string_member(op->ns, "path"));
+
+        op->func(d, error, op->userdata);
+        if (op->ns)
+                json_object_unref(op->ns);
+        device_unref(op->device);
+        g_free(op);
+}
+
+static void ns_op_ctl_done(Device *d, JsonNode *result, const GError *error, void *userdata) {
+        ns_op_finish(userdata, error);
+}
+
+static NsOp *ns_op_new(Device *d, int op, uint32_t nsid, DeviceDoneFunc func, void *userdata) {
+        NsOp *o = g_new0(NsOp, 1);
+
+        o->device = device_ref(d);
+        o->op = op;
+        o->nsid = nsid;
+        o->func = func;
+        o->userdata = userdata;
+        return o;
+}
+
+static JsonNode *ns_params(uint32_t nsid, JsonObject *ns, bool with_size, uint64_t size) {
+        JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+
+        if (ns)
+                json_node_set_object(n, ns);
+        else {
+                JsonObject *o = json_object_new();
+
+                json_object_set_int_member(o, "nsid", nsid);
+                if (with_size)
+                        json_object_set_int_member(o, "size", (int64_t) size);
+                json_node_take_object(n, o);
+        }
+        return n;
+}
+
+static void nvme_namespace_add(Device *d, uint32_t nsid, const char *path, uint64_t size,
+                               DeviceDoneFunc func, void *userdata) {
+        g_autoptr(GError) error = NULL;
+        NsOp *op;
+        JsonObject *ns;
+
+        if (!check_changeable(d, &error))
+                return func(d, error, userdata);
+        if (nsid < 1 || nsid > NVME_MAX_NSID) {
+                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "namespace id %u is out of range: use 1 to %u", nsid, NVME_MAX_NSID);
+                return func(d, error, userdata);
+        }
+        if (nvme_find_ns(d, nsid, NULL)) {
+                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "namespace %u already exists on %s: pick another id or remove it first",
+                            nsid, d->name);
+                return func(d, error, userdata);
+        }
+        ns = ns_resolve(d->manager, d->name, nsid, path, NULL, size != 0, size, &error);
+        if (!ns)
+                return func(d, error, userdata);
+        op = ns_op_new(d, NS_ADD, nsid, func, userdata);
+        op->ns = ns;
+        if (ns_is_image(ns)) {
+                if (!image_create(json_object_get_string_member(ns, "path"), size, &error)) {
+                        ns_op_finish(op, error);
+                        return;
+                }
+                op->created_image = true;
+        }
+        if (device_running(d)) {
+                g_autofree char *fd_name = g_strdup_printf("ns%u", nsid);
+                const char *names[] = { fd_name, NULL };
+                int fd = ns_open(ns, &error);
+
+                if (fd < 0) {
+                        ns_op_finish(op, error);
+                        return;
+                }
+                device_ctl_call(d, "namespace-add", ns_params(nsid, ns, false, 0),
+                                &fd, names, ns_op_ctl_done, op);
+                close(fd);
+                return;
+        }
+        ns_op_finish(op, NULL);
+}
+
+static void nvme_namespace_remove(Device *d, uint32_t nsid, DeviceDoneFunc func, void *userdata) {
+        g_autoptr(GError) error = NULL;
+        NsOp *op;
+
+        if (!check_changeable(d, &error))
+                return func(d, error, userdata);
+        if (!nvme_find_ns(d, nsid, NULL)) {
+                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "device %s has no namespace %u: 'vfuctl show %s' lists them", d->name, nsid, d->name);
+                return func(d, error, userdata);
+        }
+        op = ns_op_new(d, NS_REMOVE, nsid, func, userdata);
+        if (device_running(d))
+                device_ctl_call(d, "namespace-remove", ns_params(nsid, NULL, false, 0), NULL, NULL,
+                                ns_op_ctl_done, op);
+        else
+                ns_op_finish(op, NULL);
+}
+
+static void nvme_namespace_resize(Device *d, uint32_t nsid, uint64_t size,
+                                  DeviceDoneFunc func, void *userdata) {
+        g_autoptr(GError) error = NULL;
+        JsonObject *ns;
+        const char *path, *kind;
+        uint64_t cur;
+        NsOp *op;
+
+        if (!check_changeable(d, &error))
+                return func(d, error, userdata);
+        ns = nvme_find_ns(d, nsid, NULL);
+        if (!ns) {
+                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "device %s has no namespace %u: 'vfuctl show %s' lists them", d->name, nsid, d->name);
+                return func(d, error, userdata);
+        }
+        if (!check_size(nsid, size, &error))
+                return func(d, error, userdata);
+        path = json_object_get_string_member_with_default(ns, "path", "");
+        kind = json_object_get_string_member_with_default(ns, "kind", "");
+        cur = (uint64_t) json_object_get_int_member_with_default(ns, "size", 0);
+        if (size < cur) {
+                g_autofree char *a = util_format_size(cur), *b = util_format_size(size);
+
+                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "shrinking namespace %u from %s to %s would cut off data: only growing is supported",
+                            nsid, a, b);
+                return func(d, error, userdata);
+        }
+        if (strcmp(kind, "image") == 0) {
+                if (truncate(path, (off_t) size) < 0) {
+                        g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                                    "cannot grow image %s: %s", path, g_strerror(errno));
+                        return func(d, error, userdata);
+                }
+        } else {
+                const char *k;
+                uint64_t backing;
+
+                if (!check_backing(path, kind, &k, &backing, &error))
+                        return func(d, error, userdata);
+                if (size > backing) {
+                        g_autofree char *b = util_format_size(backing);
+
+                        g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "%s is only %s: grow it first (truncate -s, lvextend, ...) and resize again",
+                                    path, b);
+                        return func(d, error, userdata);
+                }
+        }
+        op = ns_op_new(d, NS_RESIZE, nsid, func, userdata);
+        op->size = size;
+        if (device_running(d))
+                device_ctl_call(d, "namespace-resize", ns_params(nsid, NULL, true, size), NULL, NULL,
+                                ns_op_ctl_done, op);
+        else
+                ns_op_finish(op, NULL);
+}
+
+const DeviceType device_type_nvme = {
+        .name = "nvme",
+        .options = nvme_options,
+        .normalize = nvme_normalize,
+        .provision = nvme_provision,
+        .unprovision = nvme_unprovision,
+        .open_fds = nvme_open_fds,
+        .namespace_add = nvme_namespace_add,
+        .namespace_remove = nvme_namespace_remove,
+        .namespace_resize = nvme_namespace_resize,
+};

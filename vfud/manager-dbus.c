@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * org.vfu.vfud1.Manager at /org/vfu/vfud1, with an ObjectManager: device
+ * creation (idempotent for an identical definition), lookup, listing, and
+ * by-name start/stop/destroy.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "bus-util.h"
+#include "common/bus-names.h"
+#include "common/util.h"
+#include "device-dbus.h"
+#include "device-type.h"
+
+#define VM_NAME_MAX 256
+
+static int no_such_device(const char *name, sd_bus_error *error) {
+        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_NO_SUCH_DEVICE,
+                                 "no device named '%s': 'vfuctl list' shows the devices", name);
+}
+
+static Device *find_exported(Manager *m, const char *name) {
+        Device *d = manager_find_device(m, name);
+
+        return d && d->exported ? d : NULL;
+}
+
+void manager_emit_device_new(Manager *m, Device *d) {
+        if (!m->bus)
+                return;
+        (void) sd_bus_emit_signal(m->bus, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "DeviceNew", "so",
+                                  d->name, d->object_path);
+        (void) sd_bus_emit_object_added(m->bus, d->object_path);
+}
+
+void manager_emit_device_removed(Manager *m, Device *d) {
+        if (!m->bus || !d->exported)
+                return;
+        (void) sd_bus_emit_object_removed(m->bus, d->object_path);
+        (void) sd_bus_emit_signal(m->bus, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "DeviceRemoved", "so",
+                                  d->name, d->object_path);
+}
+
+static gboolean check_vm(const char *vm, GError **error) {
+        size_t n = strlen(vm);
+
+        if (n > VM_NAME_MAX || !g_utf8_validate(vm, -1, NULL) || strchr(vm, '/')) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "invalid VM name '%s': at most %d characters of UTF-8 without '/'", vm, VM_NAME_MAX);
+                return FALSE;
+        }
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) vm[i] < 0x20 || vm[i] == 0x7f) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "invalid VM name: it contains control characters");
+                        return FALSE;
+                }
+        return TRUE;
+}
+
+static void create_done(Device *d, const GError *error, void *userdata) {
+        sd_bus_message *msg = userdata;
+        Manager *m = d->manager;
+
+        if (error) {
+                g_warning("%s: creation failed, removing it: %s", d->name, error->message);
+                device_ref(d);
+                device_remove_files(d);
+                manager_remove_device(m, d);
+                (void) manager_reply_error(msg, error);
+                device_unref(d);
+        } else {
+                d->exported = true;
+                g_message("%s: created (%s%s%s)", d->name, d->type, *d->vm ? ", VM " : "", d->vm);
+                manager_emit_device_new(m, d);
+                (void) sd_bus_reply_method_return(msg, "o", d->object_path);
+        }
+        sd_bus_message_unref(msg);
+}
+
+static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *type, *name, *vm;
+        const DeviceType *dtype;
+        g_autoptr(GHashTable) opts = NULL;
+        g_autoptr(GError) gerr = NULL;
+        g_autoptr(JsonNode) options = NULL;
+        g_autofree char *generated = NULL;
+        Device *existing, *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "sss", &type, &name, &vm);
+        if (r < 0)
+                return r;
+        r = manager_check_authorized(m, msg, "creating a device", error);
+        if (r < 0)
+                return r;
+        dtype = device_type_find(type);
+        if (!dtype) {
+                g_autofree char *known = device_type_list();
+
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
+                                         "unknown device type '%s': use one of %s", type, known);
+        }
+        if (!bus_read_options(msg, dtype, &opts, &gerr))
+                return manager_set_bus_error(error, gerr);
+        if (!check_vm(vm, &gerr))
+                return manager_set_bus_error(error, gerr);
+        if (!*name)
+                name = generated = manager_generate_name(m, type, vm);
+        else if (!util_check_name("device name", name, &gerr))
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT, "%s", gerr->message);
+
+        options = json_node_new(JSON_NODE_OBJECT);
+        json_node_take_object(options, json_object_new());
+        if (!dtype->normalize(m, name, opts, json_node_get_object(options), &gerr))
+                return manager_set_bus_error(error, gerr);
+
+        existing = manager_find_device(m, name);
+        if (existing) {
+                if (!existing->exported)
+                        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
+                                                 "device %s is being created right now: try again in a moment", name);
+                if (existing->dtype == dtype && strcmp(existing->vm, vm) == 0 &&
+                    json_node_equal(existing->options, options))
+                        return sd_bus_reply_method_return(msg, "o", existing->object_path);
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_EXISTS,
+                                         "device %s already exists with a different definition (%s%s%s): destroy it first or pick another name",
+                                         name, existing->type, *existing->vm ? ", VM " : "", existing->vm);
+        }
+
+        d = device_new(m, dtype, name, vm, options);
+        if (dtype->provision && !dtype->provision(d, &gerr)) {
+                device_unref(d);
+                return manager_set_bus_error(error, gerr);
+        }
+        if (!device_save(d, &gerr)) {
+                if (dtype->unprovision)
+                        dtype->unprovision(d);
+                device_unref(d);
+                return manager_set_bus_error(error, gerr);
+        }
+        manager_add_device(m, d);
+        device_start(d, create_done, sd_bus_message_ref(msg));
+        return 1;
+}
+
+static int method_get_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        Device *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        d = find_exported(m, name);
+        if (!d)
+                return no_such_device(name, error);
+        return sd_bus_reply_method_return(msg, "o", d->object_path);
+}
+
+static gint device_compare_name(gconstpointer a, gconstpointer b) {
+        return strcmp((*(Device *const *) a)->name, (*(Device *const *) b)->name);
+}
+
+static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autoptr(GPtrArray) list = g_ptr_array_new();
+        sd_bus_message *reply = NULL;
+        GHashTableIter it;
+        gpointer v;
+        const char *vm;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &vm);
+        if (r < 0)
+                return r;
+        g_hash_table_iter_init(&it, m->devices);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Device *d = v;
+
+                if (d->exported && (!*vm || strcmp(vm, d->vm) == 0))
+                        g_ptr_array_add(list, d);
+        }
+        g_ptr_array_sort(list, device_compare_name);
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sssso)");
+        for (guint i = 0; r >= 0 && i < list->len; i++) {
+                Device *d = list->pdata[i];
+
+                r = sd_bus_message_append(reply, "(sssso)", d->name, d->type, d->vm,
+                                          device_state_to_string(d->state), d->object_path);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+typedef int (*DeviceBusOp)(Device *d, sd_bus_message *msg, sd_bus_error *error);
+
+static int by_name(sd_bus_message *msg, Manager *m, DeviceBusOp op, sd_bus_error *error) {
+        const char *name;
+        Device *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        d = find_exported(m, name);
+        if (!d) {
+                /* Refuse the unauthorized before telling them what exists. */
+                r = manager_check_authorized(m, msg, "changing devices", error);
+                if (r < 0)
+                        return r;
+                return no_such_device(name, error);
+        }
+        return op(d, msg, error);
+}
+
+static int method_destroy_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return by_name(msg, userdata, device_bus_destroy, error);
+}
+
+static int method_start_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return by_name(msg, userdata, device_bus_start, error);
+}
+
+static int method_stop_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return by_name(msg, userdata, device_bus_stop, error);
+}
+
+static int property_get_types(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+
+        for (size_t i = 0; r >= 0 && device_types[i]; i++)
+                r = sd_bus_message_append(reply, "s", device_types[i]->name);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+}
+
+static int property_get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        if (strcmp(property, "StateDirectory") == 0)
+                return sd_bus_message_append(reply, "s", m->config.state_dir);
+        return sd_bus_message_append(reply, "s", m->config.runtime_dir);
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("DeviceTypes", "as", property_get_types, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("StateDirectory", "s", property_get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("RuntimeDirectory", "s", property_get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_NAMES("CreateDevice", "sssa{sv}",
+                                 SD_BUS_PARAM(type) SD_BUS_PARAM(name) SD_BUS_PARAM(vm) SD_BUS_PARAM(options),
+                                 "o", SD_BUS_PARAM(path),
+                                 method_create_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("DestroyDevice", "s", SD_BUS_PARAM(name), NULL,,
+                                 method_destroy_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetDevice", "s", SD_BUS_PARAM(name), "o", SD_BUS_PARAM(path),
+                                 method_get_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListDevices", "s", SD_BUS_PARAM(vm), "a(sssso)", SD_BUS_PARAM(devices),
+                                 method_list_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("StartDevice", "s", SD_BUS_PARAM(name), NULL,,
+                                 method_start_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("StopDevice", "s", SD_BUS_PARAM(name), NULL,,
+                                 method_stop_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_NAMES("DeviceNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("DeviceRemoved", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
+        SD_BUS_VTABLE_END,
+};
+
+int manager_bus_register(Manager *m) {
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, NULL, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, manager_vtable, m);
+        if (r < 0)
+                return r;
+        return sd_bus_add_object_manager(m->bus, NULL, VFUD_MANAGER_PATH);
+}

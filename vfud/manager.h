@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vfud's manager: configuration, the device table, the bus connection and
+ * the event loop.  Devices (device.h) belong to it; each runs in a worker
+ * process the manager spawns or re-adopts after a restart.
+ *
+ * Error convention: GError (domain MANAGER_ERROR) inside the daemon,
+ * converted once to an org.vfu.vfud1.Error.* D-Bus error (manager_reply_error).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+typedef struct Device Device;
+typedef struct Manager Manager;
+
+#define MANAGER_ERROR (manager_error_quark())
+GQuark manager_error_quark(void);
+
+typedef enum ManagerErrorCode {
+        MANAGER_ERROR_NO_SUCH_DEVICE,
+        MANAGER_ERROR_DEVICE_EXISTS,
+        MANAGER_ERROR_INVALID_ARGUMENT,
+        MANAGER_ERROR_BACKEND_FAILED,
+        MANAGER_ERROR_DEVICE_BUSY,
+        MANAGER_ERROR_NOT_SUPPORTED,
+        MANAGER_ERROR_WORKER_FAILED,
+        MANAGER_ERROR_NOT_RUNNING,
+        MANAGER_ERROR_ACCESS_DENIED,
+        MANAGER_ERROR_FAILED,
+        _MANAGER_ERROR_MAX,
+} ManagerErrorCode;
+
+/* The D-Bus error name for a GError (MANAGER_ERROR codes; others map to Failed). */
+const char *manager_error_to_dbus_name(const GError *error);
+
+typedef struct ManagerConfig {
+        char *state_dir;                /* /var/lib/vfud */
+        char *runtime_dir;              /* /run/vfud */
+        char *admin_group;              /* may call mutating methods besides root; "" none */
+        char *worker_path;              /* vfud-worker */
+        char *worker_user;              /* drop workers to this user, "" stay */
+        char *socket_group;             /* group of vfio-user sockets, "" none */
+        mode_t socket_mode;
+        bool seccomp;
+        uint64_t restart_delay_usec;    /* first automatic restart after a crash */
+        unsigned restart_burst;         /* at most this many restarts ... */
+        uint64_t restart_interval_usec; /* ... within this interval */
+        uint64_t start_timeout_usec;
+        uint64_t stop_timeout_usec;
+        uint64_t stats_interval_usec;
+} ManagerConfig;
+
+void manager_config_init(ManagerConfig *c);
+void manager_config_clear(ManagerConfig *c);
+/* Read a vfud.conf(5) file over c.  A missing file is fine when !required. */
+gboolean manager_config_load(ManagerConfig *c, const char *path, bool required, GError **error);
+
+struct Manager {
+        ManagerConfig config;
+        sd_event *event;
+        sd_bus *bus;
+        char *bus_description;          /* "system", "session" or the address */
+        GHashTable *devices;            /* name → Device (owned) */
+        int lock_fd;
+        unsigned pending_initial;       /* devices still starting from the restore */
+        bool ready_sent;
+        gid_t admin_gid;
+        bool have_admin_gid;
+        char *devices_dir, *images_dir, *workers_dir;
+        int64_t next_ctl_id;
+};
+
+Manager *manager_new(const ManagerConfig *config, GError **error);
+void manager_free(Manager *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Manager, manager_free)
+
+/* Connect to the bus ("system", "session" or an address), export the objects, take the name. */
+gboolean manager_connect_bus(Manager *m, const char *bus, GError **error);
+/* Load the persisted definitions; adopt running workers or start them. */
+gboolean manager_restore(Manager *m, GError **error);
+int manager_run(Manager *m);
+
+Device *manager_find_device(Manager *m, const char *name);
+/* A free name "<vm>-<type><n>" (or "<type><n>" without a VM). */
+char *manager_generate_name(Manager *m, const char *type, const char *vm);
+void manager_add_device(Manager *m, Device *d);
+void manager_remove_device(Manager *m, Device *d);
+/* One device finished its initial start from the restore (for READY=1). */
+void manager_initial_done(Manager *m);
+
+/* D-Bus (manager-dbus.c). */
+int manager_bus_register(Manager *m);
+void manager_emit_device_new(Manager *m, Device *d);
+void manager_emit_device_removed(Manager *m, Device *d);
+
+/*
+ * Authorization (manager-auth.c): 1 when the sender of msg may change
+ * things (root, the daemon's own user, or a member of AdminGroup), 0 with
+ * error set to AccessDenied otherwise, negative errno on failure.
+ */
+int manager_check_authorized(Manager *m, sd_bus_message *msg, const char *what, sd_bus_error *error);
+
+/* Reply to a method call with the D-Bus form of error. */
+int manager_reply_error(sd_bus_message *msg, const GError *error);
+/* Set a D-Bus error from a GError; returns the negative errno sd-bus expects from a handler. */
+int manager_set_bus_error(sd_bus_error *ret, const GError *error);

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vfud-worker: runs one device.  Started by vfud with the device's
+ * definition and its backing fds, or standalone for tests and demos:
+ *
+ *   vfud-worker --definition dev.json --socket /tmp/dev.sock [--control /tmp/dev.ctl]
+ *
+ * Exit status: 0 after a shutdown request or SIGTERM, 1 when the device
+ * could not be set up (the reason is on stderr and on the --ready-fd pipe),
+ * 2 for bad command-line arguments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "worker-internal.h"
+
+static void ready_report(int fd, const GError *error) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        g_autoptr(JsonNode) root = NULL;
+        g_autofree char *line = NULL;
+        size_t len;
+
+        if (fd < 0)
+                return;
+        json_builder_begin_object(b);
+        if (error) {
+                json_builder_set_member_name(b, "error");
+                json_builder_begin_object(b);
+                json_builder_set_member_name(b, "code");
+                json_builder_add_string_value(b, worker_error_code_to_string(error));
+                json_builder_set_member_name(b, "message");
+                json_builder_add_string_value(b, error->message);
+                json_builder_end_object(b);
+        } else {
+                json_builder_set_member_name(b, "ready");
+                json_builder_add_boolean_value(b, TRUE);
+                json_builder_set_member_name(b, "pid");
+                json_builder_add_int_value(b, getpid());
+        }
+        json_builder_end_object(b);
+        root = json_builder_get_root(b);
+        line = json_to_string(root, FALSE);
+        len = strlen(line);
+        line = g_realloc(line, len + 2);
+        line[len++] = '\n';
+        (void) !write(fd, line, len);
+        close(fd);
+}
+
+static gboolean write_pid_file(const char *path, GError **error) {
+        g_autofree char *s = NULL;
+        int r;
+
+        if (!path)
+                return TRUE;
+        s = g_strdup_printf("%d\n", (int) getpid());
+        r = util_write_file_atomic(path, s, strlen(s), 0644);
+        if (r < 0) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
+                            "cannot write pid file %s: %s", path, g_strerror(-r));
+                return FALSE;
+        }
+        return TRUE;
+}
+
+static gboolean parse_fd_arg(Worker *w, const char *arg, GError **error) {
+        const char *eq = strchr(arg, '=');
+        g_autofree char *name = NULL;
+        char *end = NULL;
+        long fd;
+
+        if (!eq || eq == arg)
+                goto bad;
+        name = g_strndup(arg, eq - arg);
+        errno = 0;
+        fd = strtol(eq + 1, &end, 10);
+        if (errno || !end || *end || fd < 3 || fd > INT32_MAX)
+                goto bad;
+        if (fcntl((int) fd, F_SETFD, FD_CLOEXEC) < 0) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                            "--fd %s: fd %ld is not open", arg, fd);
+                return FALSE;
+        }
+        worker_add_fd(w, name, (int) fd);
+        return TRUE;
+bad:
+        g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                    "--fd %s: expected NAME=FD with FD ≥ 3, e.g. --fd ns1=3", arg);
+        return FALSE;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Worker *w = userdata;
+
+        g_message("%s: signal %s, stopping", w->name ? w->name : "worker", strsignal((int) si->ssi_signo));
+        return sd_event_exit(w->event, 0);
+}
+
+int main(int argc, char **argv) {
+        g_autofree char *definition = NULL, *socket_path = NULL, *control = NULL;
+        g_autofree char *pid_file = NULL, *user = NULL, *socket_group = NULL;
+        g_autofree char *socket_mode = NULL;
+        g_auto(GStrv) fd_args = NULL;
+        gboolean no_seccomp = FALSE, version = FALSE;
+        int ready_fd = -1;
+        GOptionEntry entries[] = {
+                { "definition", 0, 0, G_OPTION_ARG_FILENAME, &definition, "Device definition (JSON)", "FILE" },
+                { "socket", 0, 0, G_OPTION_ARG_FILENAME, &socket_path, "vfio-user socket to listen on", "PATH" },
+                { "control", 0, 0, G_OPTION_ARG_FILENAME, &control, "Control socket to listen on", "PATH" },
+                { "pid-file", 0, 0, G_OPTION_ARG_FILENAME, &pid_file, "Write the process id here", "PATH" },
+                { "fd", 0, 0, G_OPTION_ARG_STRING_ARRAY, &fd_args, "An inherited fd for the device (ns1, tap0, ...)", "NAME=FD" },
+                { "ready-fd", 0, 0, G_OPTION_ARG_INT, &ready_fd, "Report readiness or the setup error on this fd", "FD" },
+                { "user", 0, 0, G_OPTION_ARG_STRING, &user, "Drop to this user after setup", "USER" },
+                { "socket-group", 0, 0, G_OPTION_ARG_STRING, &socket_group, "Group owning the vfio-user socket", "GROUP" },
+                { "socket-mode", 0, 0, G_OPTION_ARG_STRING, &socket_mode, "Mode of the vfio-user socket (default 0660)", "MODE" },
+                { "no-seccomp", 0, 0, G_OPTION_ARG_NONE, &no_seccomp, "Do not apply the system call filter", NULL },
+                { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Show the version", NULL },
+                { NULL },
+        };
+        g_autoptr(GOptionContext) ctx = g_option_context_new("- run one vfio-user device");
+        g_autoptr(GError) error = NULL;
+        g_autoptr(Worker) w = NULL;
+        WorkerOptions opts = { .socket_mode = 0660, .seccomp = true };
+        sigset_t mask;
+        int r;
+
+        g_option_context_add_main_entries(ctx, entries, NULL);
+        if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+                fprintf(stderr, "vfud-worker: %s (see --help)\n", error->message);
+                return 2;
+        }
+        if (version) {
+                printf("vfud-worker %s\n", PACKAGE_VERSION);
+                return 0;
+        }
+        if (ready_fd >= 0 && fcntl(ready_fd, F_SETFD, FD_CLOEXEC) < 0)
+                ready_fd = -1;
+        if (!definition || !socket_path) {
+                fprintf(stderr, "vfud-worker: --definition and --socket are required (see --help)\n");
+                return 2;
+        }
+        if (socket_mode) {
+                char *end = NULL;
+                unsigned long m = strtoul(socket_mode, &end, 8);
+
+                if (!end || *end || m > 07777) {
+                        fprintf(stderr, "vfud-worker: --socket-mode %s: expected an octal mode such as 0660\n", socket_mode);
+                        return 2;
+                }
+                opts.socket_mode = (mode_t) m;
+        }
+
+        /* Outlive the manager: a session of our own, no controlling terminal. */
+        (void) setsid();
+        signal(SIGPIPE, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        opts.definition_path = definition;
+        opts.socket_path = socket_path;
+        opts.control_path = control;
+        opts.pid_file = pid_file;
+        opts.user = user;
+        opts.socket_group = socket_group;
+        opts.seccomp = !no_seccomp;
+        w = worker_new(&opts, &error);
+        if (!w)
+                goto fail;
+        for (size_t i = 0; fd_args && fd_args[i]; i++)
+                if (!parse_fd_arg(w, fd_args[i], &error))
+                        goto fail;
+        (void) sd_event_add_signal(w->event, NULL, SIGTERM, on_signal, w);
+        (void) sd_event_add_signal(w->event, NULL, SIGINT, on_signal, w);
+
+        if (!worker_setup(w, &error) ||
+            !write_pid_file(pid_file, &error) ||
+            !worker_sandbox_drop_privileges(user, &error) ||
+            !worker_sandbox_no_new_privs(&error) ||
+            (opts.seccomp && !worker_sandbox_seccomp(&error)))
+                goto fail;
+
+        g_message("%s: %s device listening on %s", w->name, w->type_name, socket_path);
+        ready_report(ready_fd, NULL);
+        r = sd_event_loop(w->event);
+        worker_cleanup_files(w);
+        return r < 0 ? 1 : r;
+
+fail:
+        fprintf(stderr, "vfud-worker: %s%s%s\n", w && w->name ? w->name : "", w && w->name ? ": " : "",
+                error->message);
+        ready_report(ready_fd, error);
+        if (w)
+                worker_cleanup_files(w);
+        return 1;
+}

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Confining a worker once its device is set up: dropping to an unprivileged
+ * user, no_new_privs, and a seccomp allow-list of what a running device (its
+ * event loop, data-path threads, block and TAP I/O, logging) needs.  Calls
+ * outside the list fail with EPERM instead of running.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#if HAVE_SECCOMP
+#include <seccomp.h>
+#endif
+
+#include "worker-internal.h"
+
+gboolean worker_sandbox_drop_privileges(const char *user, GError **error) {
+        struct passwd *pw;
+
+        if (!user || !*user)
+                return TRUE;
+        pw = getpwnam(user);
+        if (!pw) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                            "worker user '%s' does not exist: create it or change User= in the [Worker] section of vfud.conf",
+                            user);
+                return FALSE;
+        }
+        if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
+                return TRUE;
+        if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+            setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+            setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
+                            "cannot switch to user '%s': %s", user, g_strerror(errno));
+                return FALSE;
+        }
+        return TRUE;
+}
+
+gboolean worker_sandbox_no_new_privs(GError **error) {
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
+                            "cannot set no_new_privs: %s", g_strerror(errno));
+                return FALSE;
+        }
+        return TRUE;
+}
+
+#if HAVE_SECCOMP
+/* What a running worker may call.  Names unknown to this libseccomp or architecture are skipped. */
+static const char *const worker_syscalls[] = {
+        /* memory */
+        "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "mlock", "munlock",
+        "membarrier", "memfd_create",
+        /* threads and synchronisation */
+        "clone", "clone3", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
+        "set_tid_address", "rseq", "sched_yield", "sched_getaffinity", "sched_setaffinity",
+        "gettid", "getpid", "getppid", "tgkill", "exit", "exit_group",
+        /* signals */
+        "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "sigaltstack",
+        "signalfd4", "restart_syscall",
+        /* time */
+        "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday",
+        "timerfd_create", "timerfd_settime", "timerfd_gettime",
+        /* event loop */
+        "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
+        "poll", "ppoll", "select", "pselect6", "eventfd2", "pipe2",
+        /* fd I/O */
+        "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
+        "preadv2", "pwritev2", "lseek", "close", "close_range", "dup", "dup3", "fcntl",
+        "ioctl", "fstat", "newfstatat", "statx", "fsync", "fdatasync", "sync_file_range",
+        "fallocate", "ftruncate", "fadvise64", "copy_file_range",
+        /* io_uring */
+        "io_uring_setup", "io_uring_enter", "io_uring_register",
+        /* linux-aio */
+        "io_setup", "io_destroy", "io_submit", "io_getevents", "io_pgetevents", "io_cancel",
+        /* sockets: vfio-user and control connections, logging */
+        "accept4", "recvmsg", "sendmsg", "recvfrom", "sendto", "recvmmsg", "sendmmsg",
+        "shutdown", "getsockopt", "setsockopt", "getsockname", "getpeername", "connect",
+        "socketpair",
+        /* misc */
+        "getrandom", "prctl", "uname", "getuid", "geteuid", "getgid", "getegid",
+        "getrlimit", "prlimit64", "getrusage", "umask", "unlinkat", "unlink",
+};
+
+gboolean worker_sandbox_seccomp(GError **error) {
+        scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+        int r;
+
+        if (!ctx) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED, "cannot create a seccomp filter");
+                return FALSE;
+        }
+        for (size_t i = 0; i < G_N_ELEMENTS(worker_syscalls); i++) {
+                int nr = seccomp_syscall_resolve_name(worker_syscalls[i]);
+
+                if (nr == __NR_SCMP_ERROR)
+                        continue;
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+                if (r < 0 && r != -EDOM) {
+                        seccomp_release(ctx);
+                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
+                                    "cannot allow %s in the seccomp filter: %s", worker_syscalls[i], g_strerror(-r));
+                        return FALSE;
+                }
+        }
+        /* UNIX sockets only (journal logging). */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+        if (r == 0)
+                r = seccomp_load(ctx);
+        seccomp_release(ctx);
+        if (r < 0) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
+                            "cannot load the seccomp filter: %s (set Seccomp=no in the [Worker] section of vfud.conf to run without it)",
+                            g_strerror(-r));
+                return FALSE;
+        }
+        return TRUE;
+}
+#else
+gboolean worker_sandbox_seccomp(GError **error) {
+        g_debug("built without libseccomp: no system call filter");
+        return TRUE;
+}
+#endif
