@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The controller's private state, shared by its files. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "nvme.h"
+#include "nvme-dma.h"
+#include "nvme-spec.h"
+
+/* Properties and defaults. */
+#define NVME_MQES               1023u   /* CAP.MQES: 1024 entries per I/O queue */
+#define NVME_CAP_TIMEOUT        20u     /* CAP.TO: 10 s in 500 ms units */
+#define NVME_SQ_MAX_INFLIGHT    256u    /* commands one SQ may have in progress */
+#define NVME_AERL               3u      /* 4 outstanding AERs (0's based) */
+#define NVME_ACL                3u      /* 4 outstanding Aborts (0's based) */
+#define NVME_ELPE               63u     /* 64 error log entries (0's based) */
+#define NVME_SQ_BURST           64u     /* commands fetched per queue per pass */
+#define NVME_WCTEMP             343u    /* 70 °C in kelvin */
+#define NVME_CCTEMP             373u    /* 100 °C */
+#define NVME_TEMPERATURE        313u    /* 40 °C: what we report */
+#define NVME_MAX_CHANGED_NS     1024u
+#define NVME_MODEL              "vfu NVMe Controller"
+#define NVME_PCI_VENDOR         0x4e56u /* "NV": vfu's own IDs, free of Linux quirks */
+#define NVME_PCI_DEVICE         0x0001u
+
+typedef struct NvmeCtrl NvmeCtrl;
+typedef struct NvmeSQ NvmeSQ;
+typedef struct NvmeCQ NvmeCQ;
+typedef struct NvmeReq NvmeReq;
+typedef struct NvmeNs NvmeNs;
+
+/* A handler's answer: a status to complete with now, or "completes later". */
+#define NVME_ASYNC ((NvmeStatus) 0xffffu)
+
+struct NvmeReq {
+        BlkRequest blk;
+        NvmeCtrl *c;
+        NvmeSQ *sq;
+        NvmeReq *next;
+        NvmeSqe cmd;            /* private copy of the SQE */
+        uint32_t dw0;
+        NvmeStatus status;
+        NvmeNs *ns;
+        uint64_t t_start;
+        uint64_t bytes;
+        unsigned aux_idx, aux_count;    /* multi-step commands (DSM, flush all) */
+        void *aux;
+        NvmeIov iov;
+};
+
+typedef struct NvmeReqList {
+        NvmeReq *head, *tail;
+} NvmeReqList;
+
+void nvme_req_list_push(NvmeReqList *l, NvmeReq *r);
+NvmeReq *nvme_req_list_pop(NvmeReqList *l);
+
+struct NvmeSQ {
+        bool created;
+        bool deleting;
+        uint16_t qid, cqid;
+        uint32_t size;
+        uint64_t gpa;
+        NvmeSqe *ring;                  /* resolved lazily; NULL after a quiesce */
+        uint32_t head, tail;
+        NvmeReq *reqs;
+        NvmeReq *free;
+        unsigned nreqs, inflight;
+        NvmeReq *delete_req;            /* admin Delete SQ waiting for inflight == 0 */
+        volatile uint32_t *shadow_db, *shadow_ei;
+        bool shadow;
+};
+
+struct NvmeCQ {
+        bool created;
+        uint16_t qid;
+        uint16_t vector;
+        bool ien;
+        uint32_t size;
+        uint64_t gpa;
+        NvmeCqe *ring;
+        uint32_t head, tail;
+        uint8_t phase;
+        unsigned n_sqs;
+        NvmeReqList backlog;            /* completions waiting for room */
+        unsigned irq_pending;           /* entries posted since the last interrupt */
+        uint64_t irq_first;             /* when the oldest of them was posted */
+        volatile uint32_t *shadow_db, *shadow_ei;
+        bool shadow;
+};
+
+struct NvmeNs {
+        uint32_t nsid;
+        BlkBackend *backend;
+        uint32_t block_size;
+        uint8_t lbads;
+        uint64_t nsze;                  /* blocks */
+        bool read_only;
+        uint8_t nguid[16], eui64[8], uuid[16];
+};
+
+typedef struct NvmeFeatures {
+        uint32_t arbitration;
+        uint32_t power_state;
+        uint16_t temp_over, temp_under;
+        uint32_t err_recovery;
+        bool wce;
+        bool nq_set;
+        uint16_t nsqa, ncqa;            /* 0's based */
+        uint8_t coalesce_thr, coalesce_time;
+        uint64_t irq_cd[(NVME_MAX_IOQS + 1 + 63) / 64 + 1];      /* per vector: coalescing disabled */
+        uint32_t aec;
+        uint64_t ts_base_ms;            /* host timestamp at ts_set_ns */
+        uint64_t ts_set_ns;
+        bool ts_set;
+} NvmeFeatures;
+
+typedef enum NvmeCtrlState {
+        NVME_STATE_DISABLED,
+        NVME_STATE_READY,
+        NVME_STATE_SHUTTING_DOWN,
+        NVME_STATE_SHUTDOWN,
+        NVME_STATE_FATAL,
+        _NVME_STATE_MAX,
+} NvmeCtrlState;
+
+#define NVME_MAX_PENDING_AEN 16u
+
+struct NvmeCtrl {
+        NvmeCtrlConfig cfg;
+        char *name, *serial;
+        const VuMem *mem;
+        NvmeIrqFn irq;
+        void *irq_opaque;
+
+        /* Registers (control thread), CSTS shared. */
+        uint64_t cap;
+        uint32_t cc, aqa, intms;
+        uint64_t asq, acq;
+        _Atomic uint32_t csts;
+        uint64_t bar0_size;
+
+        /* Posted doorbells: control thread stores, I/O thread consumes. */
+        unsigned ndb;                           /* 2 * (max_ioqs + 1) */
+        _Atomic uint32_t *db_val;
+        _Atomic uint64_t *db_dirty;             /* bitmap of written doorbells */
+        _Atomic uint32_t bad_db;                /* invalid doorbell writes seen (count) */
+        _Atomic uint32_t bad_db_value;          /* writes of out-of-range values (count) */
+
+        /* I/O thread. */
+        pthread_t thread;
+        int kick_fd;
+        int epoll_fd;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned pause_count;
+        bool parked;
+        bool stop;
+        _Atomic bool shutdown_req;
+        bool epoll_dirty;
+
+        /* Queue and controller state: I/O thread, or control thread while parked. */
+        NvmeCtrlState state;
+        NvmeSQ *sq;                             /* [max_ioqs + 1] */
+        NvmeCQ *cq;
+        NvmeNs *ns[NVME_MAX_NS + 1];
+        NvmeFeatures feat;
+        unsigned backend_inflight;
+        uint64_t dbbuf_db, dbbuf_ei;            /* Doorbell Buffer Config addresses, 0 = off */
+        uint8_t *discard_buf;                   /* sink for SGL bit buckets */
+
+        /* Asynchronous events (§5.2). */
+        NvmeReq *aer[NVME_AERL + 1];
+        unsigned n_aer;
+        uint32_t aen_queue[NVME_MAX_PENDING_AEN];
+        unsigned n_aen;
+        uint8_t aen_masked;                     /* bit per event type, cleared by reading its log */
+        uint32_t changed_ns[NVME_MAX_CHANGED_NS];
+        unsigned n_changed_ns;
+        bool changed_ns_overflow;
+
+        /* Error information log (§5.14.1.1), newest at err_head - 1. */
+        NvmeErrorLogEntry errlog[NVME_ELPE + 1];
+        unsigned err_head;
+        uint64_t err_count;
+
+        uint8_t id_ctrl[NVME_IDENTIFY_SIZE];
+        uint64_t created_ns;
+
+        /* Statistics, written by the I/O thread. */
+        _Atomic uint64_t st_commands, st_read_cmds, st_write_cmds, st_read_bytes, st_write_bytes,
+                st_errors, st_lat_total, st_lat_max, st_io_cmds, st_doorbells, st_irqs, st_wakeups;
+        uint64_t units_read, units_written;     /* SMART, in 512-byte units */
+};
+
+uint64_t nvme_now_ns(void);
+
+/* nvme-ctrl.c */
+void nvme_ctrl_kick(NvmeCtrl *c);
+void nvme_ctrl_fatal(NvmeCtrl *c, const char *why);
+void nvme_ctrl_enable(NvmeCtrl *c);           /* parked: CC.EN 0→1 */
+void nvme_ctrl_disable(NvmeCtrl *c);          /* parked: CC.EN 1→0 and resets */
+
+/* nvme-queue.c */
+NvmeStatus nvme_sq_create(NvmeCtrl *c, uint16_t qid, uint16_t cqid, uint32_t size, uint64_t gpa);
+NvmeStatus nvme_cq_create(NvmeCtrl *c, uint16_t qid, uint32_t size, uint64_t gpa, bool ien, uint16_t vector);
+void nvme_sq_destroy(NvmeCtrl *c, NvmeSQ *sq);
+void nvme_cq_destroy(NvmeCtrl *c, NvmeCQ *cq);
+void nvme_queues_reset(NvmeCtrl *c);
+void nvme_queues_forget_mappings(NvmeCtrl *c);
+void nvme_queue_shadow_enable(NvmeCtrl *c, uint16_t qid);
+unsigned nvme_queues_process(NvmeCtrl *c, bool fetch);
+bool nvme_queues_arm_and_recheck(NvmeCtrl *c);
+int nvme_irqs_flush(NvmeCtrl *c, uint64_t now);   /* ms until a coalesced irq is due, -1 none */
+void nvme_req_complete(NvmeReq *req);
+void nvme_sq_maybe_finish_delete(NvmeCtrl *c, NvmeSQ *sq);
+
+/* nvme-admin.c */
+NvmeStatus nvme_admin_exec(NvmeCtrl *c, NvmeReq *req);
+typedef struct NvmeCmdDesc {
+        const char *name;
+        NvmeStatus (*exec)(NvmeCtrl *c, NvmeReq *req);
+        uint32_t effects;       /* Commands Supported and Effects entry (§5.14.1.5) */
+} NvmeCmdDesc;
+extern const NvmeCmdDesc nvme_admin_cmds[256];
+extern const NvmeCmdDesc nvme_io_cmds[256];
+NvmeStatus nvme_data_to_host(NvmeCtrl *c, NvmeReq *req, const void *buf, size_t len);
+NvmeStatus nvme_data_from_host(NvmeCtrl *c, NvmeReq *req, void *buf, size_t len);
+
+/* nvme-identify.c */
+void nvme_identify_ctrl_init(NvmeCtrl *c);
+NvmeStatus nvme_adm_identify(NvmeCtrl *c, NvmeReq *req);
+
+/* nvme-log.c */
+NvmeStatus nvme_adm_get_log_page(NvmeCtrl *c, NvmeReq *req);
+void nvme_error_log_add(NvmeCtrl *c, uint16_t sqid, uint16_t cid, NvmeStatus st, uint32_t nsid, uint64_t lba);
+void nvme_aen_post(NvmeCtrl *c, uint8_t type, uint8_t info, uint8_t log_page);
+void nvme_aen_dispatch(NvmeCtrl *c);
+void nvme_ns_changed(NvmeCtrl *c, uint32_t nsid);
+NvmeStatus nvme_adm_async_event(NvmeCtrl *c, NvmeReq *req);
+
+/* nvme-features.c */
+void nvme_features_reset(NvmeCtrl *c);
+NvmeStatus nvme_adm_set_features(NvmeCtrl *c, NvmeReq *req);
+NvmeStatus nvme_adm_get_features(NvmeCtrl *c, NvmeReq *req);
+bool nvme_vector_coalescing(const NvmeCtrl *c, uint16_t vector);
+
+/* nvme-io.c */
+NvmeStatus nvme_io_exec(NvmeCtrl *c, NvmeReq *req);
+
+/* nvme-ns.c */
+NvmeNs *nvme_ns_get(NvmeCtrl *c, uint32_t nsid);
+void nvme_ns_free(NvmeNs *ns);
+void nvme_ctrl_rebuild_epoll(NvmeCtrl *c);

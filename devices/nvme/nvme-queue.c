@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Submission and completion queues (NVMe 1.4 §4.1), doorbells and shadow
+ * doorbells with EventIdx (§5.7 Doorbell Buffer Config), interrupts with
+ * aggregation (§5.21.1.8).  Runs on the I/O thread (or with it parked).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "nvme-internal.h"
+
+void nvme_req_list_push(NvmeReqList *l, NvmeReq *r) {
+        r->next = NULL;
+        if (l->tail)
+                l->tail->next = r;
+        else
+                l->head = r;
+        l->tail = r;
+}
+
+NvmeReq *nvme_req_list_pop(NvmeReqList *l) {
+        NvmeReq *r = l->head;
+        if (r) {
+                l->head = r->next;
+                if (!l->head)
+                        l->tail = NULL;
+                r->next = NULL;
+        }
+        return r;
+}
+
+static void nvme_shadow_resolve(NvmeCtrl *c, uint16_t qid, bool is_cq,
+                                volatile uint32_t **db, volatile uint32_t **ei) {
+        uint64_t off = (2ull * qid + (is_cq ? 1 : 0)) * 4;   /* DSTRD = 0 */
+        *db = nvme_mem_ptr(c->mem, c->dbbuf_db + off, 4, VU_PROT_READ);
+        *ei = nvme_mem_ptr(c->mem, c->dbbuf_ei + off, 4, VU_PROT_WRITE);
+}
+
+static bool nvme_sq_resolve(NvmeCtrl *c, NvmeSQ *sq) {
+        if (!c->mem)
+                return false;
+        if (!sq->ring)
+                sq->ring = nvme_mem_ptr(c->mem, sq->gpa, (size_t) sq->size * sizeof(NvmeSqe), VU_PROT_READ);
+        if (sq->shadow && (!sq->shadow_db || !sq->shadow_ei))
+                nvme_shadow_resolve(c, sq->qid, false, &sq->shadow_db, &sq->shadow_ei);
+        return sq->ring && (!sq->shadow || (sq->shadow_db && sq->shadow_ei));
+}
+
+static bool nvme_cq_resolve(NvmeCtrl *c, NvmeCQ *cq) {
+        if (!c->mem)
+                return false;
+        if (!cq->ring)
+                cq->ring = nvme_mem_ptr(c->mem, cq->gpa, (size_t) cq->size * sizeof(NvmeCqe), VU_PROT_WRITE);
+        if (cq->shadow && (!cq->shadow_db || !cq->shadow_ei))
+                nvme_shadow_resolve(c, cq->qid, true, &cq->shadow_db, &cq->shadow_ei);
+        return cq->ring && (!cq->shadow || (cq->shadow_db && cq->shadow_ei));
+}
+
+void nvme_queues_forget_mappings(NvmeCtrl *c) {
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                c->sq[q].ring = NULL;
+                c->sq[q].shadow_db = c->sq[q].shadow_ei = NULL;
+                c->cq[q].ring = NULL;
+                c->cq[q].shadow_db = c->cq[q].shadow_ei = NULL;
+        }
+}
+
+void nvme_queue_shadow_enable(NvmeCtrl *c, uint16_t qid) {
+        /* The admin queue keeps MMIO doorbells: hosts (Linux) only shadow I/O queues. */
+        if (qid == 0 || !c->dbbuf_db)
+                return;
+        NvmeSQ *sq = &c->sq[qid];
+        NvmeCQ *cq = &c->cq[qid];
+        if (sq->created && !sq->shadow) {
+                sq->shadow = true;
+                sq->shadow_db = sq->shadow_ei = NULL;
+                if (nvme_sq_resolve(c, sq))
+                        __atomic_store_n(sq->shadow_ei, sq->tail, __ATOMIC_RELEASE);
+        }
+        if (cq->created && !cq->shadow) {
+                cq->shadow = true;
+                cq->shadow_db = cq->shadow_ei = NULL;
+                if (nvme_cq_resolve(c, cq))
+                        __atomic_store_n(cq->shadow_ei, cq->head, __ATOMIC_RELEASE);
+        }
+}
+
+NvmeStatus nvme_cq_create(NvmeCtrl *c, uint16_t qid, uint32_t size, uint64_t gpa, bool ien, uint16_t vector) {
+        NvmeCQ *cq = &c->cq[qid];
+
+        memset(cq, 0, sizeof(*cq));
+        cq->qid = qid;
+        cq->size = size;
+        cq->gpa = gpa;
+        cq->ien = ien;
+        cq->vector = vector;
+        cq->phase = 1;
+        cq->created = true;
+        c->db_val[2 * qid + 1] = 0;
+        nvme_queue_shadow_enable(c, qid);
+        return NVME_SUCCESS;
+}
+
+NvmeStatus nvme_sq_create(NvmeCtrl *c, uint16_t qid, uint16_t cqid, uint32_t size, uint64_t gpa) {
+        NvmeSQ *sq = &c->sq[qid];
+        unsigned nreqs = MIN(size, NVME_SQ_MAX_INFLIGHT);
+
+        NvmeReq *reqs = g_try_new0(NvmeReq, nreqs);
+        if (!reqs)
+                return NVME_SC_INTERNAL;
+        memset(sq, 0, sizeof(*sq));
+        sq->qid = qid;
+        sq->cqid = cqid;
+        sq->size = size;
+        sq->gpa = gpa;
+        sq->reqs = reqs;
+        sq->nreqs = nreqs;
+        for (unsigned i = 0; i < nreqs; i++) {
+                reqs[i].c = c;
+                reqs[i].sq = sq;
+                reqs[i].next = i + 1 < nreqs ? &reqs[i + 1] : NULL;
+        }
+        sq->free = &reqs[0];
+        sq->created = true;
+        c->cq[cqid].n_sqs++;
+        c->db_val[2 * qid] = 0;
+        nvme_queue_shadow_enable(c, qid);
+        return NVME_SUCCESS;
+}
+
+void nvme_sq_destroy(NvmeCtrl *c, NvmeSQ *sq) {
+        if (!sq->created)
+                return;
+        if (c->cq[sq->cqid].created && c->cq[sq->cqid].n_sqs > 0)
+                c->cq[sq->cqid].n_sqs--;
+        g_free(sq->reqs);
+        memset(sq, 0, sizeof(*sq));
+}
+
+void nvme_cq_destroy(NvmeCtrl *c, NvmeCQ *cq) {
+        memset(cq, 0, sizeof(*cq));
+}
+
+void nvme_queues_reset(NvmeCtrl *c) {
+        /* Callers drained the backends: no request is in a backend any more. */
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
+                nvme_sq_destroy(c, &c->sq[q]);
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
+                nvme_cq_destroy(c, &c->cq[q]);
+        c->n_aer = 0;
+        for (unsigned i = 0; i < c->ndb; i++)
+                atomic_store(&c->db_val[i], 0);
+        for (unsigned i = 0; i < (c->ndb + 63) / 64; i++)
+                atomic_store(&c->db_dirty[i], 0);
+}
+
+static void nvme_req_release(NvmeCtrl *c, NvmeReq *req) {
+        NvmeSQ *sq = req->sq;
+
+        g_free(req->aux);
+        req->aux = NULL;
+        req->next = sq->free;
+        sq->free = req;
+        sq->inflight--;
+        if (sq->deleting)
+                nvme_sq_maybe_finish_delete(c, sq);
+}
+
+/* Current CQ head, from the shadow buffer when the host uses one. */
+static void nvme_cq_refresh_head(NvmeCtrl *c, NvmeCQ *cq) {
+        if (!cq->shadow || !cq->shadow_db)
+                return;
+        uint32_t h = __atomic_load_n(cq->shadow_db, __ATOMIC_ACQUIRE);
+        if (h < cq->size)
+                cq->head = h;
+}
+
+static bool nvme_cq_room(NvmeCtrl *c, NvmeCQ *cq) {
+        if (!nvme_cq_resolve(c, cq))
+                return false;
+        nvme_cq_refresh_head(c, cq);
+        return (cq->tail + 1) % cq->size != cq->head;
+}
+
+/* Write one completion entry (room checked) and release the request. */
+static void nvme_cq_write(NvmeCtrl *c, NvmeCQ *cq, NvmeReq *req) {
+        NvmeCqe *e = &cq->ring[cq->tail];
+        e->dw0 = req->dw0;
+        e->dw1 = 0;
+        e->sq_head = (uint16_t) req->sq->head;
+        e->sq_id = req->sq->qid;
+        e->cid = req->cmd.cid;
+        /* The phase tag makes the entry valid: it is written last (§4.6). */
+        uint16_t status = (uint16_t) (((req->status & 0x47ffu) << 1) | cq->phase);
+        __atomic_store_n(&e->status, status, __ATOMIC_RELEASE);
+        if (++cq->tail == cq->size) {
+                cq->tail = 0;
+                cq->phase ^= 1;
+        }
+        if (cq->irq_pending++ == 0)
+                cq->irq_first = nvme_now_ns();
+        nvme_req_release(c, req);
+}
+
+void nvme_req_complete(NvmeReq *req) {
+        NvmeCtrl *c = req->c;
+        NvmeCQ *cq = &c->cq[req->sq->cqid];
+
+        atomic_fetch_add_explicit(&c->st_commands, 1, memory_order_relaxed);
+        if (req->status != NVME_SUCCESS) {
+                atomic_fetch_add_explicit(&c->st_errors, 1, memory_order_relaxed);
+                nvme_error_log_add(c, req->sq->qid, req->cmd.cid, req->status, req->cmd.nsid,
+                                   (uint64_t) req->cmd.cdw11 << 32 | req->cmd.cdw10);
+        }
+        if (req->sq->qid != 0 && req->t_start) {
+                uint64_t lat = nvme_now_ns() - req->t_start;
+                atomic_fetch_add_explicit(&c->st_io_cmds, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&c->st_lat_total, lat, memory_order_relaxed);
+                if (lat > atomic_load_explicit(&c->st_lat_max, memory_order_relaxed))
+                        atomic_store_explicit(&c->st_lat_max, lat, memory_order_relaxed);
+        }
+        if (cq->backlog.head || !nvme_cq_room(c, cq))
+                nvme_req_list_push(&cq->backlog, req);
+        else
+                nvme_cq_write(c, cq, req);
+}
+
+void nvme_sq_maybe_finish_delete(NvmeCtrl *c, NvmeSQ *sq) {
+        /* The Delete SQ command itself lives on the admin queue, never on sq. */
+        if (!sq->deleting || sq->inflight > 0)
+                return;
+        NvmeReq *del = sq->delete_req;
+        nvme_sq_destroy(c, sq);
+        if (del) {
+                del->status = NVME_SUCCESS;
+                nvme_req_complete(del);
+        }
+}
+
+static unsigned nvme_cq_flush_backlog(NvmeCtrl *c, NvmeCQ *cq) {
+        unsigned n = 0;
+        while (cq->backlog.head && nvme_cq_room(c, cq)) {
+                nvme_cq_write(c, cq, nvme_req_list_pop(&cq->backlog));
+                n++;
+        }
+        return n;
+}
+
+static void nvme_bad_doorbell(NvmeCtrl *c, uint8_t info) {
+        nvme_error_log_add(c, 0xffff, 0xffff, NVME_SC_INVALID_FIELD, 0, 0);
+        nvme_aen_post(c, NVME_AER_TYPE_ERROR, info, NVME_LOG_ERROR);
+}
+
+static void nvme_sq_set_tail(NvmeCtrl *c, NvmeSQ *sq, uint32_t v) {
+        if (v >= sq->size) {
+                nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB_VALUE);
+                return;
+        }
+        sq->tail = v;
+}
+
+static void nvme_cq_set_head(NvmeCtrl *c, NvmeCQ *cq, uint32_t v) {
+        uint32_t posted = (cq->tail + cq->size - cq->head) % cq->size;
+        if (v >= cq->size || (v + cq->size - cq->head) % cq->size > posted) {
+                /* §5.2: consuming more entries than were posted is an invalid value. */
+                nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB_VALUE);
+                return;
+        }
+        cq->head = v;
+}
+
+static void nvme_doorbells_scan(NvmeCtrl *c) {
+        if (atomic_exchange(&c->bad_db, 0))
+                nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB);
+
+        for (unsigned w = 0; w < (c->ndb + 63) / 64; w++) {
+                uint64_t bits = atomic_exchange_explicit(&c->db_dirty[w], 0, memory_order_acquire);
+                while (bits) {
+                        unsigned idx = w * 64 + (unsigned) __builtin_ctzll(bits);
+                        bits &= bits - 1;
+                        uint16_t qid = (uint16_t) (idx / 2);
+                        uint32_t v = atomic_load_explicit(&c->db_val[idx], memory_order_acquire);
+                        if (idx & 1) {
+                                NvmeCQ *cq = &c->cq[qid];
+                                if (!cq->created)
+                                        nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB);
+                                else
+                                        nvme_cq_set_head(c, cq, v);
+                        } else {
+                                NvmeSQ *sq = &c->sq[qid];
+                                if (!sq->created)
+                                        nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB);
+                                else
+                                        nvme_sq_set_tail(c, sq, v);
+                        }
+                }
+        }
+}
+
+static unsigned nvme_sq_fetch(NvmeCtrl *c, NvmeSQ *sq) {
+        NvmeCQ *cq = &c->cq[sq->cqid];
+        unsigned n = 0;
+
+        if (!sq->created || sq->deleting)
+                return 0;
+        if (sq->shadow && nvme_sq_resolve(c, sq)) {
+                uint32_t t = __atomic_load_n(sq->shadow_db, __ATOMIC_ACQUIRE);
+                if (t != sq->tail)
+                        nvme_sq_set_tail(c, sq, t);
+        }
+        while (sq->head != sq->tail && n < NVME_SQ_BURST) {
+                if (cq->backlog.head || !sq->free)
+                        break;                  /* flow control: wait for room */
+                if (!nvme_sq_resolve(c, sq))
+                        break;                  /* not mapped (yet): retried on the next kick */
+                NvmeReq *req = sq->free;
+                sq->free = req->next;
+                sq->inflight++;
+                req->next = NULL;
+                req->dw0 = 0;
+                req->status = NVME_SUCCESS;
+                req->ns = NULL;
+                req->bytes = 0;
+                req->aux = NULL;
+                req->aux_idx = req->aux_count = 0;
+                req->t_start = sq->qid ? nvme_now_ns() : 0;
+                /* Copy the entry, then act only on the copy. */
+                memcpy(&req->cmd, &sq->ring[sq->head], sizeof(NvmeSqe));
+                if (++sq->head == sq->size)
+                        sq->head = 0;
+                NvmeStatus st = sq->qid == 0 ? nvme_admin_exec(c, req) : nvme_io_exec(c, req);
+                if (st != NVME_ASYNC) {
+                        req->status = st;
+                        nvme_req_complete(req);
+                }
+                n++;
+        }
+        return n;
+}
+
+unsigned nvme_queues_process(NvmeCtrl *c, bool fetch) {
+        unsigned n = 0;
+
+        nvme_doorbells_scan(c);
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                NvmeCQ *cq = &c->cq[q];
+                if (cq->created && cq->backlog.head)
+                        n += nvme_cq_flush_backlog(c, cq);
+        }
+        if (fetch)
+                for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
+                        n += nvme_sq_fetch(c, &c->sq[q]);
+        if (c->n_aer && c->n_aen) {
+                unsigned before = c->n_aer;
+                nvme_aen_dispatch(c);
+                n += before - c->n_aer;
+        }
+        return n;
+}
+
+bool nvme_queues_arm_and_recheck(NvmeCtrl *c) {
+        bool work = false;
+
+        for (unsigned q = 1; q <= c->cfg.max_ioqs; q++) {
+                NvmeSQ *sq = &c->sq[q];
+                NvmeCQ *cq = &c->cq[q];
+                if (sq->created && sq->shadow && !sq->deleting && nvme_sq_resolve(c, sq))
+                        __atomic_store_n(sq->shadow_ei, sq->tail, __ATOMIC_RELEASE);
+                if (cq->created && cq->shadow && cq->backlog.head && nvme_cq_resolve(c, cq))
+                        __atomic_store_n(cq->shadow_ei, cq->head, __ATOMIC_RELEASE);
+        }
+        /* EventIdx stores must be visible before we look at the shadow values again. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        for (unsigned q = 1; q <= c->cfg.max_ioqs && !work; q++) {
+                NvmeSQ *sq = &c->sq[q];
+                NvmeCQ *cq = &c->cq[q];
+                if (sq->created && sq->shadow && sq->shadow_db && !sq->deleting &&
+                    __atomic_load_n(sq->shadow_db, __ATOMIC_ACQUIRE) != sq->tail && sq->free &&
+                    !c->cq[sq->cqid].backlog.head)
+                        work = true;
+                if (cq->created && cq->shadow && cq->shadow_db && cq->backlog.head &&
+                    __atomic_load_n(cq->shadow_db, __ATOMIC_ACQUIRE) != cq->head)
+                        work = true;
+        }
+        return work;
+}
+
+int nvme_irqs_flush(NvmeCtrl *c, uint64_t now) {
+        uint64_t fired[4] = { 0 };
+        int64_t wait_ns = -1;
+
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                NvmeCQ *cq = &c->cq[q];
+                if (!cq->created || cq->irq_pending == 0)
+                        continue;
+                if (!cq->ien) {
+                        cq->irq_pending = 0;
+                        continue;
+                }
+                if (q != 0 && now != UINT64_MAX && nvme_vector_coalescing(c, cq->vector)) {
+                        uint64_t time_ns = (uint64_t) c->feat.coalesce_time * 100000ull;
+                        uint64_t age = now > cq->irq_first ? now - cq->irq_first : 0;
+                        if (cq->irq_pending < (unsigned) c->feat.coalesce_thr + 1u && age < time_ns) {
+                                int64_t left = (int64_t) (time_ns - age);
+                                if (wait_ns < 0 || left < wait_ns)
+                                        wait_ns = left;
+                                continue;
+                        }
+                }
+                cq->irq_pending = 0;
+                unsigned v = cq->vector;
+                if (v < 256) {
+                        if (fired[v / 64] & (1ull << (v % 64)))
+                                continue;
+                        fired[v / 64] |= 1ull << (v % 64);
+                }
+                atomic_fetch_add_explicit(&c->st_irqs, 1, memory_order_relaxed);
+                if (c->irq)
+                        c->irq(c->irq_opaque, v);
+        }
+        return wait_ns < 0 ? -1 : (int) ((wait_ns + 999999) / 1000000);
+}

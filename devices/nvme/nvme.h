@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * NVMe controller model (NVM Express 1.4, PCIe transport): a pure state
+ * machine with three seams — VuMem for guest memory, an interrupt callback,
+ * and one block backend per namespace.  No D-Bus, no JSON, no main loop.
+ *
+ * Threads: the caller's control thread does register accesses, resets,
+ * quiesce/resume and namespace changes; the controller's own I/O thread
+ * runs every queue (admin included) and the backends' completions.
+ * Register writes never wait for I/O: doorbells are posted to the I/O
+ * thread.  Only nvme_ctrl_quiesce() (and what runs quiesced) waits for
+ * in-flight I/O to finish.
+ *
+ * Return convention: 0 or a count on success, negative errno on failure.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "block/blk.h"
+#include "vfio-user/mem.h"
+
+typedef struct NvmeCtrl NvmeCtrl;
+
+#define NVME_MAX_IOQS   64u     /* I/O queue pairs a controller can offer */
+#define NVME_MAX_NS     32u     /* namespace IDs 1..NVME_MAX_NS */
+
+/* Fire MSI-X vector n (vu_server_irq in production).  Called from the I/O thread. */
+typedef void (*NvmeIrqFn)(void *opaque, unsigned vector);
+
+typedef struct NvmeCtrlConfig {
+        const char *name;               /* device name: logs, NQN, identifier derivation */
+        const char *serial;             /* SN, ≤ 20 ASCII characters; stable per device */
+        uint8_t host_uuid[16];          /* per-host seed for NGUID/EUI-64/UUID */
+        unsigned max_ioqs;              /* 1..NVME_MAX_IOQS I/O queue pairs */
+        unsigned msix_nvec;             /* MSI-X vectors (≥ max_ioqs + 1) */
+        unsigned poll_us;               /* busy-poll window of the I/O thread before sleeping */
+        uint16_t cntlid;                /* controller ID */
+} NvmeCtrlConfig;
+
+typedef struct NvmeStats {
+        uint64_t commands;              /* completed, admin + I/O */
+        uint64_t read_cmds, write_cmds;
+        uint64_t read_bytes, write_bytes;
+        uint64_t errors;                /* commands completed with an error status */
+        uint64_t latency_ns_total;      /* I/O commands, fetch to completion */
+        uint64_t latency_ns_max;
+        uint64_t io_cmds;
+        uint64_t doorbell_writes;       /* trapped doorbell writes (exits) */
+        uint64_t irqs;
+        uint64_t wakeups;               /* I/O thread sleeps ended */
+} NvmeStats;
+
+/*
+ * Create a controller (power-on state, CC.EN=0) and start its I/O thread.
+ * Returns 0 and *out, or -EINVAL for a bad configuration, or -errno.
+ */
+int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out);
+/* Stop the I/O thread (draining I/O), free namespaces and backends. NULL-safe. */
+void nvme_ctrl_free(NvmeCtrl *c);
+
+/* Guest memory and interrupt sink.  Call before the guest enables the controller, or quiesced. */
+void nvme_ctrl_attach(NvmeCtrl *c, const VuMem *mem, NvmeIrqFn irq, void *irq_opaque);
+
+/* BAR0: registers (0x0-0xfff) and doorbells; size is a power of two ≥ 16 KiB. */
+uint64_t nvme_ctrl_bar0_size(const NvmeCtrl *c);
+/* Register/doorbell access.  0, or -EINVAL (offset/len outside BAR0). */
+int nvme_ctrl_bar0_read(NvmeCtrl *c, uint64_t off, void *buf, size_t len);
+int nvme_ctrl_bar0_write(NvmeCtrl *c, uint64_t off, const void *buf, size_t len);
+
+/*
+ * Quiesce: stop fetching commands, let in-flight I/O finish, and return
+ * when the I/O thread holds no guest-memory translation.  Nests.
+ */
+void nvme_ctrl_quiesce(NvmeCtrl *c);
+void nvme_ctrl_resume(NvmeCtrl *c);
+
+/* Power-on reset (DEVICE_RESET, FLR, lost connection): quiesces itself. */
+void nvme_ctrl_reset(NvmeCtrl *c);
+
+/*
+ * Namespaces.  add takes ownership of b (also on failure).  block_size is
+ * 512 or 4096.  Changes on a live controller raise a Namespace Attribute
+ * Changed event (§5.2) and update the Changed Namespace List log.
+ * add: 0, -EEXIST (nsid in use), -EINVAL (nsid, block size, size).
+ * remove/resize: 0, -ENOENT; resize: -EINVAL (shrinking), or the backend's errno.
+ */
+int nvme_ctrl_ns_add(NvmeCtrl *c, uint32_t nsid, BlkBackend *b, uint32_t block_size, bool read_only);
+int nvme_ctrl_ns_remove(NvmeCtrl *c, uint32_t nsid);
+int nvme_ctrl_ns_resize(NvmeCtrl *c, uint32_t nsid, uint64_t new_size);
+/* Size in bytes of namespace nsid, or 0 if absent. */
+uint64_t nvme_ctrl_ns_size(NvmeCtrl *c, uint32_t nsid);
+
+/* Namespace identifiers derived from (host uuid, device name, nsid): stable and host-unique. */
+void nvme_derive_ns_ids(const uint8_t host_uuid[16], const char *name, uint32_t nsid,
+                        uint8_t nguid[16], uint8_t eui64[8], uint8_t uuid[16]);
+
+void nvme_ctrl_get_stats(NvmeCtrl *c, NvmeStats *st);
+
+/* Controller state for logs and tests: "disabled", "enabling", "ready", "shutting-down", "shutdown", "fatal". */
+const char *nvme_ctrl_state_string(NvmeCtrl *c);
