@@ -165,8 +165,19 @@ int vnet_rx_process(VNetPair *p) {
         if (!vq || !vq_ready(vq) || p->index >= __atomic_load_n(&n->active_pairs, __ATOMIC_RELAXED))
                 return 0;
         if (!__atomic_load_n(&n->link_up, __ATOMIC_RELAXED)) {
+                /* No carrier: what arrives is lost, as on a cable, and counted. */
+                if (p->have_frame)
+                        VNET_STAT_ADD(p, rx_drops, 1);
                 p->have_frame = false;
-                return 0;
+                while (budget-- > 0) {
+                        int r = rx_fetch(p);
+                        if (r <= 0) {
+                                p->want_input = r == 0;
+                                return 0;
+                        }
+                        VNET_STAT_ADD(p, rx_drops, 1);
+                }
+                return 1;
         }
 
         /* Kicks for new receive buffers are only wanted while a frame waits for one. */
