@@ -21,8 +21,9 @@ class WorkerServer:
     """One standalone vfud-worker serving one device on a socket, with its
     control socket for runtime changes."""
 
-    def __init__(self, ctx, name, dev_type, options):
+    def __init__(self, ctx, name, dev_type, options, netns=None):
         self.ctx = ctx
+        self.netns = netns
         self.name = name
         self.type = dev_type
         self.socket = ctx.path(f"{name}.sock")
@@ -35,7 +36,8 @@ class WorkerServer:
 
     def start(self):
         worker = self.ctx.program("VFU_WORKER", "vfud-worker")
-        self.process = self.ctx.spawn(self.name, [
+        prefix = self.netns.prefix() if self.netns else []
+        self.process = self.ctx.spawn(self.name, prefix + [
             worker, "--definition", self.definition,
             "--socket", self.socket, "--control", self.control])
         try:
@@ -206,4 +208,23 @@ def nvme_hotplug(ctx):
         vm.wait_for("^VFU-VM-MARK: ready-for-detach$")
         qmp.cmd("device_del", id="hot0")
         qmp.wait_event("DEVICE_DELETED", timeout=60)
+    vm.wait()
+
+
+@case
+def net_basic(ctx):
+    """virtio-net on a TAP in a network namespace of the case's own: link up,
+    ping, TCP both ways with checksums, every queue pair used, link down/up
+    from the host seen by the guest."""
+    pairs, mac = 2, "52:54:00:76:66:75"
+    ns = vmlib.NetNs(ctx, queues=pairs)
+    net = WorkerServer(ctx, "net0", "virtio-net",
+                       {"tap": ns.tap, "mac": mac, "queues": pairs}, netns=ns).start()
+    vm = ctx.vm("guest", "net-basic.sh", devices=[net.device()], timeout=400,
+                params=dict(ns.params(), MAC=mac, PAIRS=pairs))
+    vm.start()
+    vm.wait_for("^VFU-VM-MARK: ready-for-link-down$", timeout=300)
+    net.call("link-set", up=False)
+    vm.wait_for("^VFU-VM-MARK: ready-for-link-up$")
+    net.call("link-set", up=True)
     vm.wait()

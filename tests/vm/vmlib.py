@@ -162,11 +162,56 @@ def vfio_user_device(socket_path, dev_id, **props):
                 socket={"type": "unix", "path": socket_path}, **props)
 
 
+class NetNs:
+    """A network namespace of the case's own, holding a TAP the guest's
+    network device is backed by and a TCP peer (netpeer.py) on it.  The
+    addresses are from TEST-NET-1 and exist only inside this namespace."""
+    HOST_IP = "192.0.2.1"
+    GUEST_IP = "192.0.2.2"
+    PORT = 5001
+
+    def __init__(self, ctx, tap="vfutap0", queues=1):
+        self.ctx = ctx
+        self.name = f"vfu-vm-{os.getpid()}"
+        self.tap = tap
+        self.run(["ip", "netns", "add", self.name])
+        ctx.netns.append(self)
+        mq = ["multi_queue"] if queues > 1 else []
+        self.exec(["ip", "tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"] + mq)
+        self.exec(["ip", "addr", "add", f"{self.HOST_IP}/24", "dev", tap])
+        self.exec(["ip", "link", "set", tap, "up"])
+        self.exec(["ip", "link", "set", "lo", "up"])
+        self.peer = ctx.spawn("netpeer", self.prefix() + [
+            sys.executable, os.path.join(HERE, "netpeer.py"), self.HOST_IP, str(self.PORT)])
+
+    @staticmethod
+    def run(argv):
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            if os.geteuid() != 0 or "Operation not permitted" in p.stdout:
+                raise Skip(f"cannot set up a network namespace ({' '.join(argv)}: "
+                           f"{p.stdout.strip()}); the network cases need root")
+            raise Fail(f"{' '.join(argv)}: {p.stdout.strip()}")
+        return p.stdout
+
+    def prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+    def exec(self, argv):
+        return self.run(self.prefix() + argv)
+
+    def params(self):
+        return {"HOST_IP": self.HOST_IP, "GUEST_IP": self.GUEST_IP, "PORT": self.PORT}
+
+    def delete(self):
+        subprocess.run(["ip", "netns", "delete", self.name], stderr=subprocess.DEVNULL)
+
+
 class Vm:
     """One guest: QEMU with its serial console in workdir/<name>.serial.log."""
 
     def __init__(self, ctx, name, script, devices=(), params=None, reboot=False,
-                 timeout=240, root_ports=0, qemu_args=()):
+                 timeout=240, root_ports=0, qemu_args=(), netns=None):
         self.ctx = ctx
         self.name = name
         self.script = script
@@ -176,6 +221,7 @@ class Vm:
         self.timeout = timeout
         self.root_ports = root_ports
         self.qemu_args = list(qemu_args)
+        self.netns = netns
         self.serial = os.path.join(ctx.workdir, f"{name}.serial.log")
         self.qmp_path = os.path.join(ctx.rundir, f"{name}.qmp")
         self.process = None
@@ -206,7 +252,8 @@ class Vm:
 
     def argv(self):
         ctx = self.ctx
-        a = [ctx.env["QEMU"], "-name", self.name,
+        a = (self.netns.prefix() if self.netns else []) + [
+             ctx.env["QEMU"], "-name", self.name,
              "-machine", "q35,memory-backend=mem", "-accel", ctx.accel,
              "-cpu", "host" if ctx.accel == "kvm" else "max",
              "-smp", "2", "-m", GUEST_RAM,
@@ -260,6 +307,7 @@ class Vm:
 
     def connect_qmp(self):
         if self.qmp is None:
+            self.process.wait_path(self.qmp_path)
             self.qmp = Qmp(self.qmp_path, os.path.join(self.ctx.workdir, f"{self.name}.qmp.log"))
         return self.qmp
 
@@ -305,6 +353,7 @@ class Context:
         # bytes), removed at cleanup.
         self.rundir = tempfile.mkdtemp(prefix=f"vfu-vm-{case}-")
         self.processes = []
+        self.netns = []
         self.env = {}
         self.accel = None
         self.timings = []
@@ -369,8 +418,10 @@ class Context:
         path = os.environ.get(var)
         if path and os.access(path, os.X_OK):
             return path
-        raise Skip(f"{name} is not built (meson variable for {var} not found or "
-                   f"{path!r} missing); build it and run the vm suite again")
+        if not path:
+            raise Skip(f"{name} is not part of this build ({var} unset: meson defines no "
+                       f"target for it yet)")
+        raise Skip(f"{name} is not built at {path}: run meson compile, then the vm suite again")
 
     def spawn(self, name, argv, env=None):
         return Process(self, name, argv, env)
@@ -386,6 +437,8 @@ class Context:
     def cleanup(self):
         for p in reversed(self.processes):
             p.stop(signal.SIGTERM, timeout=5)
+        for ns in self.netns:
+            ns.delete()
         shutil.rmtree(self.rundir, ignore_errors=True)
 
     def dump_logs(self):

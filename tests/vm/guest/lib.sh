@@ -58,6 +58,16 @@ ns_dev() {
         done
 }
 
+# wait_carrier 0|1 [SECONDS] [IFACE]: wait for the link state of IFACE (eth0).
+wait_carrier() {
+        local n=$(( ${2:-30} * 10 )) f=/sys/class/net/${3:-eth0}/carrier
+        while [ "$(cat $f 2>/dev/null)" != "$1" ]; do
+                n=$((n - 1))
+                [ "$n" -gt 0 ] || fail "carrier of ${3:-eth0} is not $1 after ${2:-30} s"
+                sleep 0.1
+        done
+}
+
 # field TEXT NAME: the value of "NAME : value" in nvme-cli's normal output.
 field() {
         echo "$1" | sed -n "s/^$2[[:space:]]*:[[:space:]]*//p" | head -n 1
