@@ -145,6 +145,8 @@ static void ring_db(NvmeDrv *d, uint16_t qid, bool cq, uint32_t value, uint32_t 
         }
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         d->mmio_doorbells++;
+        if (cq)
+                d->mmio_cq_doorbells++;
         d->ops->reg_write(d->opaque, NVME_REG_DBS + 4ull * idx, &value, 4);
 }
 

@@ -44,6 +44,7 @@ typedef struct NvmeDrv {
         uint32_t *db_shadow, *db_ei;
         int timeout_ms;
         uint64_t mmio_doorbells;        /* doorbell MMIO writes issued */
+        uint64_t mmio_cq_doorbells;     /* of which CQ head doorbells */
         uint64_t cap;
         uint32_t trace[64];             /* register offsets accessed, in order (probe replay) */
         unsigned n_trace;
