@@ -110,6 +110,11 @@ static gboolean net_normalize(Manager *m, const char *name, GHashTable *in, Json
                             nq, NET_MAX_QUEUES);
                 return FALSE;
         }
+        if (use_passt && nq != 1) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "passt carries one queue pair: give queues=1 or use a TAP interface");
+                return FALSE;
+        }
         json_object_set_int_member(out, "queues", (int64_t) nq);
         if (mtu) {
                 uint64_t v = (uint64_t) json_node_get_int(mtu);

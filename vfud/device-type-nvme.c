@@ -61,7 +61,7 @@ static gboolean check_size(uint32_t nsid, uint64_t size, GError **error) {
         if (size % NVME_SIZE_ALIGN) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
                             "namespace %u: size %" G_GUINT64_FORMAT " (%s) is not a multiple of %u bytes: round it, e.g. to %" G_GUINT64_FORMAT,
-                            nsid, size, h, NVME_SIZE_ALIGN, size / NVME_SIZE_ALIGN * NVME_SIZE_ALIGN);
+                            nsid, size, h, NVME_SIZE_ALIGN, (size + NVME_SIZE_ALIGN - 1) / NVME_SIZE_ALIGN * NVME_SIZE_ALIGN);
                 return FALSE;
         }
         return TRUE;

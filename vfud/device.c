@@ -194,7 +194,7 @@ void device_set_state(Device *d, DeviceState s) {
 
         if (d->state == s)
                 return;
-        g_message("%s: %s → %s", d->name, device_state_to_string(d->state), device_state_to_string(s));
+        g_message("%s: %s -> %s", d->name, device_state_to_string(d->state), device_state_to_string(s));
         d->state = s;
         if (connected != d->connected) {
                 d->connected = connected;

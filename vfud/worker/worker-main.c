@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
         g_autofree char *pid_file = NULL, *user = NULL, *socket_group = NULL;
         g_autofree char *socket_mode = NULL;
         g_auto(GStrv) fd_args = NULL;
-        gboolean no_seccomp = FALSE, version = FALSE;
+        gboolean no_seccomp = FALSE, version = FALSE, list_types = FALSE;
         int ready_fd = -1;
         GOptionEntry entries[] = {
                 { "definition", 0, 0, G_OPTION_ARG_FILENAME, &definition, "Device definition (JSON)", "FILE" },
@@ -120,6 +120,7 @@ int main(int argc, char **argv) {
                 { "socket-group", 0, 0, G_OPTION_ARG_STRING, &socket_group, "Group owning the vfio-user socket", "GROUP" },
                 { "socket-mode", 0, 0, G_OPTION_ARG_STRING, &socket_mode, "Mode of the vfio-user socket (default 0660)", "MODE" },
                 { "no-seccomp", 0, 0, G_OPTION_ARG_NONE, &no_seccomp, "Do not apply the system call filter", NULL },
+                { "types", 0, 0, G_OPTION_ARG_NONE, &list_types, "List the device types this worker runs", NULL },
                 { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Show the version", NULL },
                 { NULL },
         };
@@ -137,6 +138,11 @@ int main(int argc, char **argv) {
         }
         if (version) {
                 printf("vfud-worker %s\n", PACKAGE_VERSION);
+                return 0;
+        }
+        if (list_types) {
+                for (size_t i = 0; worker_types[i]; i++)
+                        printf("%s\n", worker_types[i]->type);
                 return 0;
         }
         if (ready_fd >= 0 && fcntl(ready_fd, F_SETFD, FD_CLOEXEC) < 0)

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Read-only verbs: list, show.  No privileges needed. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "vfuctl.h"
+
+static const char *json_str(JsonObject *o, const char *key) {
+        JsonNode *n = json_object_get_member(o, key);
+
+        return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING ?
+               json_node_get_string(n) : "";
+}
+
+int verb_list(Ctx *c, int argc, char **argv) {
+        sd_bus_message *reply = NULL;
+        g_autoptr(Table) t = table_new("NAME", "TYPE", "VM", "STATE", "CONNECTED", "SOCKET", NULL);
+        g_autoptr(JsonArray) out = json_array_new();
+        const char *name, *type, *vm, *state, *path;
+        int code, r;
+
+        code = manager_call(c, "listing devices", "ListDevices", &reply, "s", c->opt.vm ? c->opt.vm : "");
+        if (code)
+                return code;
+        r = sd_bus_message_enter_container(reply, 'a', "(sssso)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sssso)", &name, &type, &vm, &state, &path)) > 0) {
+                g_autoptr(JsonNode) props = NULL;
+                JsonObject *o, *entry = json_object_new();
+
+                json_object_set_string_member(entry, "name", name);
+                json_object_set_string_member(entry, "type", type);
+                json_object_set_string_member(entry, "vm", vm);
+                json_object_set_string_member(entry, "state", state);
+                json_object_set_string_member(entry, "path", path);
+                /* The device may vanish between the list and this read: show what the list said. */
+                if (device_properties(c, path, &props) == EXIT_OK) {
+                        o = json_node_get_object(props);
+                        json_object_set_boolean_member(entry, "connected",
+                                                       json_object_get_boolean_member_with_default(o, "connected", FALSE));
+                        json_object_set_string_member(entry, "socket_path", json_str(o, "socket_path"));
+                        json_object_set_string_member(entry, "state", json_str(o, "state"));
+                }
+                table_add_row(t, name, type, vm, json_object_get_string_member(entry, "state"),
+                              json_object_get_boolean_member_with_default(entry, "connected", FALSE) ? "yes" : "no",
+                              json_object_get_string_member_with_default(entry, "socket_path", ""), NULL);
+                json_array_add_object_element(out, entry);
+        }
+        sd_bus_message_unref(reply);
+        if (r < 0) {
+                fprintf(stderr, "vfuctl: unexpected reply from vfud: %s\n", g_strerror(-r));
+                return EXIT_FAILED;
+        }
+        if (c->opt.json) {
+                g_autoptr(JsonNode) n = json_node_new(JSON_NODE_ARRAY);
+
+                json_node_set_array(n, out);
+                print_json(n);
+        } else
+                table_print(t, !c->opt.no_legend);
+        return EXIT_OK;
+}
+
+static char *value_to_string(JsonNode *n) {
+        if (JSON_NODE_HOLDS_VALUE(n)) {
+                switch (json_node_get_value_type(n)) {
+                case G_TYPE_STRING:
+                        return g_strdup(json_node_get_string(n));
+                case G_TYPE_BOOLEAN:
+                        return g_strdup(json_node_get_boolean(n) ? "yes" : "no");
+                case G_TYPE_DOUBLE:
+                        return g_strdup_printf("%g", json_node_get_double(n));
+                default:
+                        return g_strdup_printf("%" G_GINT64_FORMAT, json_node_get_int(n));
+                }
+        }
+        return json_to_string(n, FALSE);
+}
+
+/* "nsid=1 path=/x size=10.0G kind=image" */
+static char *object_line(JsonObject *o) {
+        g_autoptr(GList) members = json_object_get_members(o);
+        GString *s = g_string_new(NULL);
+
+        for (GList *l = members; l; l = l->next) {
+                JsonNode *v = json_object_get_member(o, l->data);
+                g_autofree char *text = NULL;
+
+                if (strcmp(l->data, "size") == 0 && JSON_NODE_HOLDS_VALUE(v) &&
+                    json_node_get_value_type(v) == G_TYPE_INT64)
+                        text = util_format_size((uint64_t) json_node_get_int(v));
+                else
+                        text = value_to_string(v);
+                g_string_append_printf(s, "%s%s=%s", s->len ? " " : "", (char *) l->data, text);
+        }
+        return g_string_free(s, FALSE);
+}
+
+static void print_field(const char *label, const char *value) {
+        printf("%12s: %s\n", label, value && *value ? value : "-");
+}
+
+static void print_backend(JsonObject *backend) {
+        g_autoptr(GList) members = json_object_get_members(backend);
+        bool first = true;
+
+        for (GList *l = members; l; l = l->next) {
+                JsonNode *v = json_object_get_member(backend, l->data);
+
+                if (JSON_NODE_HOLDS_ARRAY(v)) {
+                        JsonArray *a = json_node_get_array(v);
+
+                        for (guint i = 0; i < json_array_get_length(a); i++) {
+                                JsonNode *e = json_array_get_element(a, i);
+                                g_autofree char *text = JSON_NODE_HOLDS_OBJECT(e) ?
+                                                        object_line(json_node_get_object(e)) : value_to_string(e);
+
+                                printf("%12s%s %s: %s\n", first ? "Backend" : "", first ? ":" : " ", (char *) l->data, text);
+                                first = false;
+                        }
+                } else {
+                        g_autofree char *text = value_to_string(v);
+
+                        printf("%12s%s %s: %s\n", first ? "Backend" : "", first ? ":" : " ", (char *) l->data, text);
+                        first = false;
+                }
+        }
+}
+
+int verb_show(Ctx *c, int argc, char **argv) {
+        g_autofree char *path = NULL;
+        g_autoptr(JsonNode) props = NULL;
+        JsonObject *o;
+        g_autofree char *title = NULL, *worker = NULL;
+        int code;
+
+        code = device_path(c, argv[0], &path);
+        if (code)
+                return code;
+        code = device_properties(c, path, &props);
+        if (code)
+                return code;
+        o = json_node_get_object(props);
+        json_object_set_string_member(o, "path", path);
+        if (c->opt.json) {
+                print_json(props);
+                return EXIT_OK;
+        }
+        title = g_strdup_printf("%s (%s)", json_str(o, "name"), json_str(o, "type"));
+        printf("%s\n", title);
+        print_field("VM", json_str(o, "vm"));
+        print_field("State", json_str(o, "state"));
+        print_field("Connected", json_object_get_boolean_member_with_default(o, "connected", FALSE) ? "yes" : "no");
+        print_field("Socket", json_str(o, "socket_path"));
+        worker = g_strdup_printf("pid %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT " automatic restarts",
+                                 json_object_get_int_member_with_default(o, "worker_pid", 0),
+                                 json_object_get_int_member_with_default(o, "restarts", 0));
+        print_field("Worker", json_object_get_int_member_with_default(o, "worker_pid", 0) ? worker : "-");
+        print_field("Last error", json_str(o, "last_error"));
+        if (json_object_has_member(o, "backend") && JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "backend")))
+                print_backend(json_object_get_object_member(o, "backend"));
+        if (json_object_has_member(o, "statistics") &&
+            JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "statistics"))) {
+                JsonObject *st = json_object_get_object_member(o, "statistics");
+                g_autoptr(GList) keys = g_list_sort(json_object_get_members(st), (GCompareFunc) strcmp);
+                bool first = true;
+
+                for (GList *l = keys; l; l = l->next) {
+                        g_autofree char *text = value_to_string(json_object_get_member(st, l->data));
+
+                        printf("%12s%s %s: %s\n", first ? "Statistics" : "", first ? ":" : " ", (char *) l->data, text);
+                        first = false;
+                }
+        }
+        printf("%12s: %s\n", "Object", path);
+        return EXIT_OK;
+}

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vfuctl: manage vfio-user devices through vfud.  See vfuctl(1).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bus-names.h"
+#include "common/util.h"
+#include "vfuctl.h"
+
+typedef enum VerbFlags {
+        VERB_READ_ONLY = 1 << 0,        /* never changes anything: --json applies */
+} VerbFlags;
+
+typedef struct Verb {
+        const char *name;
+        int min_args, max_args;         /* after the verb; -1: unlimited */
+        VerbFlags flags;
+        int (*run)(Ctx *c, int argc, char **argv);
+        const char *synopsis;
+        const char *help;
+} Verb;
+
+/*
+ * One row per verb.  The libvirt verbs (attach, detach, xml) and migrate
+ * join this table with their D-Bus methods.
+ */
+static const Verb verbs[] = {
+        { "list", 0, 0, VERB_READ_ONLY, verb_list, "list [--vm VM]", "List devices" },
+        { "show", 1, 1, VERB_READ_ONLY, verb_show, "show NAME", "Show a device's state, backend and statistics" },
+        { "create", 1, 1, 0, verb_create, "create nvme|virtio-net [OPTIONS]", "Create a device and start it" },
+        { "start", 1, -1, 0, verb_start, "start NAME...", "Start devices (they listen for a client)" },
+        { "stop", 1, -1, 0, verb_stop, "stop NAME...", "Stop devices (refused while a client is connected)" },
+        { "destroy", 1, -1, 0, verb_destroy, "destroy NAME...", "Stop and remove devices, with the images vfud created" },
+        { "namespace", 3, 4, 0, verb_namespace, "namespace add|remove|resize NAME NSID [SIZE]", "Change NVMe namespaces" },
+        { "link", 2, 2, 0, verb_link, "link up|down NAME", "Set a virtio-net device's link state" },
+};
+
+static void help(void) {
+        printf("vfuctl [OPTIONS] COMMAND ...\n\n"
+               "Manage vfio-user devices served by vfud.\n\nCommands:\n");
+        for (size_t i = 0; i < G_N_ELEMENTS(verbs); i++)
+                printf("  %-46s %s\n", verbs[i].synopsis, verbs[i].help);
+        printf("\nOptions:\n"
+               "  -H, --host=[USER@]HOST   Operate on a remote host (over ssh)\n"
+               "      --bus=BUS            system (default), session, or a bus address\n"
+               "      --json               JSON output for list and show\n"
+               "      --no-legend          No table header\n"
+               "      --vm=VM              The VM a device belongs to (create, list)\n"
+               "      --name=NAME          Device name (create; default: generated)\n"
+               "      --size=SIZE          Namespace size, e.g. 10G (nvme)\n"
+               "      --file=PATH          Existing backing file (nvme)\n"
+               "      --block=DEVICE       Block device (nvme)\n"
+               "      --serial=SERIAL      Serial number (nvme)\n"
+               "      --queues=N           Queue pairs\n"
+               "      --tap=IFNAME         TAP interface (virtio-net)\n"
+               "      --passt              User-mode networking with passt (virtio-net)\n"
+               "      --mac=MAC            MAC address (virtio-net)\n"
+               "      --mtu=MTU            MTU (virtio-net)\n"
+               "  -h, --help               Show this help\n"
+               "      --version            Show the version\n"
+               "\nSee vfuctl(1).\n");
+}
+
+int usage_error(const char *fmt, ...) {
+        va_list ap;
+
+        fprintf(stderr, "vfuctl: ");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\n");
+        return EXIT_USAGE;
+}
+
+static const struct {
+        const char *name;
+        int code;
+} error_codes[] = {
+        { VFUD_DBUS_ERROR_NO_SUCH_DEVICE, EXIT_NO_DEVICE },
+        { VFUD_DBUS_ERROR_DEVICE_EXISTS, EXIT_CONFLICT },
+        { VFUD_DBUS_ERROR_DEVICE_BUSY, EXIT_CONFLICT },
+        { VFUD_DBUS_ERROR_INVALID_ARGUMENT, EXIT_USAGE },
+        { VFUD_DBUS_ERROR_BACKEND_FAILED, EXIT_BACKEND },
+        { VFUD_DBUS_ERROR_NOT_SUPPORTED, EXIT_NOT_SUPPORTED },
+        { VFUD_DBUS_ERROR_NOT_RUNNING, EXIT_NOT_RUNNING },
+        { VFUD_DBUS_ERROR_WORKER_FAILED, EXIT_FAILED },
+        { SD_BUS_ERROR_ACCESS_DENIED, EXIT_DENIED },
+        { SD_BUS_ERROR_INVALID_ARGS, EXIT_USAGE },
+        { SD_BUS_ERROR_SERVICE_UNKNOWN, EXIT_UNREACHABLE },
+        { SD_BUS_ERROR_NAME_HAS_NO_OWNER, EXIT_UNREACHABLE },
+        { SD_BUS_ERROR_NO_REPLY, EXIT_UNREACHABLE },
+        { SD_BUS_ERROR_TIMEOUT, EXIT_UNREACHABLE },
+        { SD_BUS_ERROR_DISCONNECTED, EXIT_UNREACHABLE },
+};
+
+int report_bus_error(const char *what, const sd_bus_error *error, int r) {
+        const char *name = error && error->name ? error->name : NULL;
+
+        if (name && (strcmp(name, SD_BUS_ERROR_SERVICE_UNKNOWN) == 0 ||
+                     strcmp(name, SD_BUS_ERROR_NAME_HAS_NO_OWNER) == 0))
+                fprintf(stderr, "vfuctl: %s: vfud is not running (start it: systemctl start vfud)\n", what);
+        else
+                fprintf(stderr, "vfuctl: %s: %s\n", what,
+                        error && error->message ? error->message : g_strerror(r < 0 ? -r : EIO));
+        for (size_t i = 0; name && i < G_N_ELEMENTS(error_codes); i++)
+                if (strcmp(error_codes[i].name, name) == 0)
+                        return error_codes[i].code;
+        return EXIT_FAILED;
+}
+
+int ctx_bus(Ctx *c) {
+        const char *bus = c->opt.bus ? c->opt.bus : getenv(VFUD_BUS_ENV);
+        int r;
+
+        if (c->bus)
+                return EXIT_OK;
+        if (c->opt.host)
+                r = sd_bus_open_system_remote(&c->bus, c->opt.host);
+        else if (!bus || strcmp(bus, "system") == 0)
+                r = sd_bus_open_system(&c->bus);
+        else if (strcmp(bus, "session") == 0 || strcmp(bus, "user") == 0)
+                r = sd_bus_open_user(&c->bus);
+        else {
+                r = sd_bus_new(&c->bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(c->bus, bus);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(c->bus, 1);
+                if (r >= 0)
+                        r = sd_bus_start(c->bus);
+        }
+        if (r < 0) {
+                fprintf(stderr, "vfuctl: cannot connect to the %s bus%s%s: %s\n",
+                        c->opt.host ? "remote system" : bus ? bus : "system",
+                        c->opt.host ? " of " : "", c->opt.host ? c->opt.host : "", g_strerror(-r));
+                return EXIT_UNREACHABLE;
+        }
+        return EXIT_OK;
+}
+
+int manager_call(Ctx *c, const char *what, const char *method, sd_bus_message **reply, const char *types, ...) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *rep = NULL;
+        va_list ap;
+        int r, code;
+
+        code = ctx_bus(c);
+        if (code)
+                return code;
+        r = sd_bus_message_new_method_call(c->bus, &m, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, method);
+        if (r >= 0 && types) {
+                va_start(ap, types);
+                r = sd_bus_message_appendv(m, types, ap);
+                va_end(ap);
+        }
+        if (r >= 0)
+                r = sd_bus_call(c->bus, m, 60 * 1000000ULL, &error, &rep);
+        sd_bus_message_unref(m);
+        if (r < 0) {
+                code = report_bus_error(what, &error, r);
+                sd_bus_error_free(&error);
+                return code;
+        }
+        if (reply)
+                *reply = rep;
+        else
+                sd_bus_message_unref(rep);
+        return EXIT_OK;
+}
+
+int device_path(Ctx *c, const char *name, char **ret) {
+        sd_bus_message *reply = NULL;
+        const char *path;
+        int code, r;
+
+        code = manager_call(c, name, "GetDevice", &reply, "s", name);
+        if (code)
+                return code;
+        r = sd_bus_message_read(reply, "o", &path);
+        if (r >= 0)
+                *ret = g_strdup(path);
+        sd_bus_message_unref(reply);
+        return r < 0 ? EXIT_FAILED : EXIT_OK;
+}
+
+int device_properties(Ctx *c, const char *path, JsonNode **ret) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        g_autoptr(JsonNode) raw = NULL;
+        JsonObject *out;
+        g_autoptr(GList) members = NULL;
+        int r, code;
+
+        r = sd_bus_call_method(c->bus, VFUD_BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll",
+                               &error, &reply, "s", VFUD_DEVICE_IFACE);
+        if (r < 0) {
+                code = report_bus_error(path, &error, r);
+                sd_bus_error_free(&error);
+                return code;
+        }
+        r = bus_read_json(reply, &raw);
+        sd_bus_message_unref(reply);
+        if (r < 0 || !JSON_NODE_HOLDS_OBJECT(raw)) {
+                fprintf(stderr, "vfuctl: unexpected reply from vfud: %s\n", g_strerror(r < 0 ? -r : EBADMSG));
+                return EXIT_FAILED;
+        }
+        out = json_object_new();
+        members = json_object_get_members(json_node_get_object(raw));
+        for (GList *l = members; l; l = l->next) {
+                g_autofree char *key = camel_to_snake(l->data);
+
+                json_object_set_member(out, key,
+                                       json_node_copy(json_object_get_member(json_node_get_object(raw), l->data)));
+        }
+        *ret = json_node_new(JSON_NODE_OBJECT);
+        json_node_take_object(*ret, out);
+        return EXIT_OK;
+}
+
+enum {
+        ARG_BUS = 0x100,
+        ARG_JSON,
+        ARG_NO_LEGEND,
+        ARG_VM,
+        ARG_NAME,
+        ARG_SIZE,
+        ARG_FILE,
+        ARG_BLOCK,
+        ARG_SERIAL,
+        ARG_QUEUES,
+        ARG_TAP,
+        ARG_PASST,
+        ARG_MAC,
+        ARG_MTU,
+        ARG_VERSION,
+};
+
+static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *ret) {
+        char *end = NULL;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || !*s || *end || v == 0 || v > max)
+                return usage_error("--%s=%s: expected a number from 1 to %u", opt, s, max);
+        *ret = (unsigned) v;
+        return EXIT_OK;
+}
+
+/* Options may come anywhere; positional arguments go to args.  -1 when all is well, else an exit code. */
+static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
+        static const struct option options[] = {
+                { "host", required_argument, NULL, 'H' },
+                { "bus", required_argument, NULL, ARG_BUS },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "no-legend", no_argument, NULL, ARG_NO_LEGEND },
+                { "vm", required_argument, NULL, ARG_VM },
+                { "name", required_argument, NULL, ARG_NAME },
+                { "size", required_argument, NULL, ARG_SIZE },
+                { "file", required_argument, NULL, ARG_FILE },
+                { "block", required_argument, NULL, ARG_BLOCK },
+                { "serial", required_argument, NULL, ARG_SERIAL },
+                { "queues", required_argument, NULL, ARG_QUEUES },
+                { "tap", required_argument, NULL, ARG_TAP },
+                { "passt", no_argument, NULL, ARG_PASST },
+                { "mac", required_argument, NULL, ARG_MAC },
+                { "mtu", required_argument, NULL, ARG_MTU },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { NULL },
+        };
+        Options *o = &c->opt;
+        int ch, code;
+
+        opterr = 0;
+        for (;;) {
+                g_autoptr(GError) error = NULL;
+
+                ch = getopt_long(argc, argv, "+hH:", options, NULL);
+                if (ch == -1) {
+                        if (optind >= argc)
+                                break;
+                        g_ptr_array_add(args, argv[optind++]);
+                        continue;
+                }
+                switch (ch) {
+                case 'h':
+                        help();
+                        exit(EXIT_OK);
+                case ARG_VERSION:
+                        printf("vfuctl %s\n", PACKAGE_VERSION);
+                        exit(EXIT_OK);
+                case 'H': g_free(o->host); o->host = g_strdup(optarg); break;
+                case ARG_BUS: g_free(o->bus); o->bus = g_strdup(optarg); break;
+                case ARG_JSON: o->json = true; break;
+                case ARG_NO_LEGEND: o->no_legend = true; break;
+                case ARG_VM: g_free(o->vm); o->vm = g_strdup(optarg); break;
+                case ARG_NAME:
+                        if (!util_check_name("device name", optarg, &error))
+                                return usage_error("--name: %s", error->message);
+                        g_free(o->name);
+                        o->name = g_strdup(optarg);
+                        break;
+                case ARG_SIZE:
+                        if (!util_parse_size(optarg, &o->size, &error))
+                                return usage_error("--size: %s", error->message);
+                        o->have_size = true;
+                        break;
+                case ARG_FILE:
+                        g_free(o->file);
+                        o->file = g_canonicalize_filename(optarg, NULL);
+                        break;
+                case ARG_BLOCK:
+                        g_free(o->block);
+                        o->block = g_canonicalize_filename(optarg, NULL);
+                        break;
+                case ARG_SERIAL: g_free(o->serial); o->serial = g_strdup(optarg); break;
+                case ARG_QUEUES:
+                        code = parse_uint("queues", optarg, 256, &o->queues);
+                        if (code)
+                                return code;
+                        o->have_queues = true;
+                        break;
+                case ARG_TAP:
+                        if (!util_ifname_is_valid(optarg))
+                                return usage_error("--tap=%s: not a valid interface name (1 to 15 characters without '/', ':' or spaces)", optarg);
+                        g_free(o->tap);
+                        o->tap = g_strdup(optarg);
+                        break;
+                case ARG_PASST: o->passt = true; break;
+                case ARG_MAC: {
+                        uint8_t mac[6];
+
+                        if (!util_parse_mac(optarg, mac, &error))
+                                return usage_error("--mac: %s", error->message);
+                        g_free(o->mac);
+                        o->mac = util_format_mac(mac);
+                        break;
+                }
+                case ARG_MTU:
+                        code = parse_uint("mtu", optarg, 65535, &o->mtu);
+                        if (code)
+                                return code;
+                        o->have_mtu = true;
+                        break;
+                case '?':
+                default:
+                        if (optopt && optopt < 0x100 && strchr("H", optopt))
+                                return usage_error("option -%c needs a value", optopt);
+                        return usage_error("unknown option '%s' (see vfuctl --help)", argv[optind - 1]);
+                }
+        }
+        return -1;
+}
+
+int main(int argc, char **argv) {
+        Ctx c = { 0 };
+        g_autoptr(GPtrArray) args = g_ptr_array_new();
+        const Verb *verb = NULL;
+        int code;
+
+        code = parse_args(&c, argc, argv, args);
+        if (code >= 0)
+                return code;
+        if (args->len == 0) {
+                help();
+                return EXIT_USAGE;
+        }
+        for (size_t i = 0; i < G_N_ELEMENTS(verbs); i++)
+                if (strcmp(verbs[i].name, args->pdata[0]) == 0)
+                        verb = &verbs[i];
+        if (!verb)
+                return usage_error("unknown command '%s' (see vfuctl --help)", (char *) args->pdata[0]);
+        if ((int) args->len - 1 < verb->min_args || (verb->max_args >= 0 && (int) args->len - 1 > verb->max_args))
+                return usage_error("usage: vfuctl %s", verb->synopsis);
+        if (c.opt.json && !(verb->flags & VERB_READ_ONLY) && strcmp(verb->name, "create") != 0)
+                return usage_error("--json applies to list, show and create");
+        c.verb = verb->name;
+        code = verb->run(&c, (int) args->len - 1, (char **) args->pdata + 1);
+        sd_bus_flush_close_unref(c.bus);
+        return code;
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vfuctl: the command-line client of vfud.  One verb table (vfuctl.c), one
+ * file per group of verbs, output helpers (output.c) and the bus helpers
+ * (bus-json.c).  See vfuctl(1).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <systemd/sd-bus.h>
+
+/* Exit codes, documented in vfuctl(1). */
+enum {
+        EXIT_OK = 0,
+        EXIT_FAILED = 1,
+        EXIT_USAGE = 2,
+        EXIT_NO_DEVICE = 3,
+        EXIT_DENIED = 4,
+        EXIT_CONFLICT = 5,
+        EXIT_UNREACHABLE = 6,
+        EXIT_BACKEND = 7,
+        EXIT_NOT_SUPPORTED = 8,
+        EXIT_NOT_RUNNING = 9,
+};
+
+typedef struct Options {
+        char *host, *bus;
+        bool json, no_legend;
+        char *vm, *name, *file, *block, *serial, *tap, *mac;
+        bool have_size, have_queues, have_mtu, passt;
+        uint64_t size;
+        unsigned queues, mtu;
+} Options;
+
+typedef struct Ctx {
+        Options opt;
+        sd_bus *bus;
+        const char *verb;
+} Ctx;
+
+/* Connect (once) to the bus the options name.  EXIT_OK or an exit code, message printed. */
+int ctx_bus(Ctx *c);
+
+/* Report a failed call: prints "vfuctl: what: message" and returns the exit code for the error. */
+int report_bus_error(const char *what, const sd_bus_error *error, int r);
+int usage_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+/* Call a Manager method; reply may be NULL. */
+int manager_call(Ctx *c, const char *what, const char *method, sd_bus_message **reply, const char *types, ...);
+/* The object path of device name, or an exit code (printed). */
+int device_path(Ctx *c, const char *name, char **ret);
+/* Every property of a device as a JSON object (snake_case keys). */
+int device_properties(Ctx *c, const char *path, JsonNode **ret);
+
+/* bus-json.c: read the next complete value of m as JSON. */
+int bus_read_json(sd_bus_message *m, JsonNode **ret);
+/* "SocketPath" → "socket_path" */
+char *camel_to_snake(const char *s);
+
+/* output.c */
+void print_json(JsonNode *n);
+typedef struct Table Table;
+Table *table_new(const char *first_header, ...) G_GNUC_NULL_TERMINATED;
+void table_add_row(Table *t, const char *first_cell, ...) G_GNUC_NULL_TERMINATED;
+void table_print(Table *t, bool legend);
+void table_free(Table *t);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Table, table_free)
+
+/* Verbs. */
+int verb_list(Ctx *c, int argc, char **argv);
+int verb_show(Ctx *c, int argc, char **argv);
+int verb_create(Ctx *c, int argc, char **argv);
+int verb_start(Ctx *c, int argc, char **argv);
+int verb_stop(Ctx *c, int argc, char **argv);
+int verb_destroy(Ctx *c, int argc, char **argv);
+int verb_namespace(Ctx *c, int argc, char **argv);
+int verb_link(Ctx *c, int argc, char **argv);
