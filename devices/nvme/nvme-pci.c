@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vfio-user wiring of the NVMe controller: PCI identity, BARs, device ops. */
+#include <errno.h>
+
+#include "nvme-internal.h"
+#include "nvme-pci.h"
+#include "vfio-user/pci-cfg.h"
+
+static int nvme_bar0_read(void *opaque, uint64_t off, void *buf, size_t len) {
+        return nvme_ctrl_bar0_read(opaque, off, buf, len);
+}
+
+static int nvme_bar0_write(void *opaque, uint64_t off, const void *buf, size_t len) {
+        return nvme_ctrl_bar0_write(opaque, off, buf, len);
+}
+
+static const VuRegionOps nvme_bar0_ops = {
+        .read = nvme_bar0_read,
+        .write = nvme_bar0_write,
+};
+
+static void nvme_dev_quiesce(void *opaque) {
+        nvme_ctrl_quiesce(opaque);
+}
+
+static void nvme_dev_resume(void *opaque) {
+        nvme_ctrl_resume(opaque);
+}
+
+/* DEVICE_RESET, FLR, lost connection: back to power-on, in-flight I/O finished first. */
+static void nvme_dev_reset(void *opaque, VuResetKind kind) {
+        nvme_ctrl_reset(opaque);
+}
+
+static const VuDeviceOps nvme_dev_ops = {
+        .quiesce = nvme_dev_quiesce,
+        .resume = nvme_dev_resume,
+        .reset = nvme_dev_reset,
+};
+
+int nvme_pci_config(NvmeCtrl *c, VuServerConfig *scfg) {
+        const VuPciId id = {
+                .vendor = NVME_PCI_VENDOR,
+                .device = NVME_PCI_DEVICE,
+                .subsys_vendor = NVME_PCI_VENDOR,
+                .subsys = NVME_PCI_DEVICE,
+                .revision = 1,
+                .class_code = 0x010802,         /* mass storage, NVM, NVMe I/O controller */
+        };
+        unsigned nvec = c->cfg.msix_nvec;
+        int r;
+
+        if (nvec == 0 || nvec > 2048)
+                return -EINVAL;
+        VuPciCfg *cfg = vu_pci_cfg_new(&id);
+        if (!cfg)
+                return -ENOMEM;
+        /* MSI-X table at 0, PBA on its own page after it (never in the doorbell BAR). */
+        uint32_t table = nvec * 16, pba_off = (table + 4095) & ~4095u;
+        uint64_t bar4 = 4096;
+        while (bar4 < pba_off + (nvec + 63) / 64 * 8)
+                bar4 <<= 1;
+        if ((r = vu_pci_cfg_set_bar(cfg, 0, nvme_ctrl_bar0_size(c), VU_BAR_MEM64)) < 0 ||
+            (r = vu_pci_cfg_set_bar(cfg, NVME_PCI_MSIX_BAR, bar4, VU_BAR_MEM64)) < 0 ||
+            (r = vu_pci_cfg_add_pm(cfg)) < 0 ||
+            (r = vu_pci_cfg_add_pcie(cfg, true)) < 0 ||
+            (r = vu_pci_cfg_add_msix(cfg, nvec, NVME_PCI_MSIX_BAR, 0, NVME_PCI_MSIX_BAR, pba_off)) < 0) {
+                vu_pci_cfg_free(cfg);
+                return r;
+        }
+        *scfg = (VuServerConfig) {
+                .cfg = cfg,
+                .msix_bar = NVME_PCI_MSIX_BAR,
+                .msix_nvec = nvec,
+                .ops = &nvme_dev_ops,
+                .opaque = c,
+                .name = c->name,
+        };
+        for (unsigned i = 0; i < 6; i++)
+                scfg->bars[i].mmap_fd = -1;
+        scfg->bars[0].ops = &nvme_bar0_ops;
+        scfg->bars[0].opaque = c;
+        return 0;
+}
+
+static void nvme_pci_irq(void *opaque, unsigned vector) {
+        (void) vu_server_irq(opaque, vector);
+}
+
+void nvme_pci_start(NvmeCtrl *c, VuServer *server) {
+        nvme_ctrl_attach(c, vu_server_mem(server), nvme_pci_irq, server);
+}
