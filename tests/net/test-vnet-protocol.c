@@ -1,0 +1,573 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * virtio-net over a real vfio-user socket: our client maps guest RAM,
+ * installs MSI-X eventfds and acts as Linux's virtio_net driver; the device
+ * runs on our server with a real backend.  Frames are built by hand and
+ * exchanged with the Linux network stack of a network namespace the test
+ * creates (TAP), or with passt running in one.  Needs root, /dev/net/tun
+ * and ip(8); otherwise every test is skipped (77) with the reason.
+ */
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include "frames.h"
+#include "net/vnet.h"
+#include "vfio-user/client.h"
+#include "vfio-user/server.h"
+#include "vnet-driver.h"
+
+#define F(x) VIRTIO_BIT(VIRTIO_NET_F_##x)
+#define BASE_FEATURES (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | \
+                       VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) | F(MAC) | F(STATUS) | F(MTU) | F(MRG_RXBUF) | \
+                       F(CTRL_VQ) | F(CTRL_RX) | F(CTRL_MAC_ADDR) | F(MQ))
+#define TMO 3000
+
+typedef struct Net {
+        char ns[32];
+        char ifname[16];
+        char sock[64];
+        VNet *n;
+        VuServer *s;
+        pthread_t thread;
+        int stop_fd;
+        VuClient *c;
+        VuGuestRam ram;
+        int irq[16];
+        unsigned nvec;
+        Vd d;
+        FrameAddr me, peer;
+        pid_t passt;
+        uint8_t buf[70000];
+} Net;
+
+static int run(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        g_autofree char *quiet = g_strdup_printf("%s >/dev/null 2>&1", cmd);
+        int r = system(quiet);
+        return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
+}
+
+static const char *skip_reason(void) {
+        if (geteuid() != 0)
+                return "needs root (network namespaces, TAP)";
+        if (access("/dev/net/tun", R_OK | W_OK) != 0)
+                return "needs /dev/net/tun";
+        if (run("ip -V") != 0)
+                return "needs ip(8) (iproute2)";
+        return NULL;
+}
+
+static void *server_main(void *arg) {
+        Net *t = arg;
+        for (;;) {
+                struct pollfd p[2] = { { .fd = vu_server_fd(t->s), .events = POLLIN }, { .fd = t->stop_fd, .events = POLLIN } };
+                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                        break;
+                if (p[1].revents)
+                        break;
+                if (p[0].revents)
+                        vu_server_dispatch(t->s);
+        }
+        return NULL;
+}
+
+static int irq_fire(void *opaque, unsigned vector) {
+        return vu_server_irq(opaque, vector);
+}
+
+static const VirtioIrqOps irq_ops = { .fire = irq_fire };
+
+static int c_read(void *o, uint64_t off, void *buf, size_t len) {
+        return vu_client_region_read(((Net *) o)->c, 0, off, buf, (uint32_t) len);
+}
+
+static int c_write(void *o, uint64_t off, const void *buf, size_t len) {
+        /* Posted, as QEMU sends MMIO writes when nothing is mmapped. */
+        return vu_client_region_write(((Net *) o)->c, 0, off, buf, (uint32_t) len, true);
+}
+
+static int c_wait(void *o, unsigned vector, int ms) {
+        Net *t = o;
+        return vector < t->nvec ? vu_client_wait_irq(t->irq[vector], ms) : 0;
+}
+
+static const VdOps client_ops = { .read = c_read, .write = c_write, .wait_irq = c_wait };
+
+/* Device on a server thread, our client connected with 64 MiB of guest RAM and MSI-X. */
+static void start_device(Net *t, NetBackend *be, unsigned pairs, bool packed) {
+        VNetOptions o = { .pairs = pairs, .mtu = 1500, .link_up = true, .queue_size = 256, .packed = packed };
+        VuServerConfig scfg = { 0 };
+
+        memcpy(o.mac, t->me.mac, 6);
+        assert_int_equal(vnet_new(&o, be, &t->n), 0);
+        assert_int_equal(vnet_server_config(t->n, &scfg), 0);
+        scfg.name = "vnet-test";
+        assert_int_equal(vu_server_new(&scfg, &t->s), 0);
+        vnet_attach(t->n, vu_server_mem(t->s), &irq_ops, t->s);
+        g_snprintf(t->sock, sizeof(t->sock), "/tmp/vfu-nt-%d.sock", getpid());
+        assert_int_equal(vu_server_listen(t->s, t->sock), 0);
+        t->stop_fd = eventfd(0, EFD_CLOEXEC);
+        assert_int_equal(pthread_create(&t->thread, NULL, server_main, t), 0);
+
+        assert_int_equal(vu_client_connect(t->sock, &t->c), 0);
+        assert_int_equal(vu_client_negotiate(t->c, NULL), 0);
+        assert_int_equal(vu_guest_ram_new(0x100000000ull, 64 << 20, &t->ram), 0);
+        assert_int_equal(vu_client_map_ram(t->c, &t->ram), 0);
+        t->nvec = 2 * pairs + 2;
+        assert_int_equal(vu_client_enable_msix(t->c, t->nvec, t->irq), 0);
+        vd_init(&t->d, &client_ops, t, t->ram.host, t->ram.gpa_base, t->ram.size);
+}
+
+static void stop_device(Net *t) {
+        if (t->c) {
+                vu_client_free(t->c);
+                for (unsigned i = 0; i < t->nvec; i++)
+                        close(t->irq[i]);
+        }
+        if (t->s) {
+                eventfd_write(t->stop_fd, 1);
+                pthread_join(t->thread, NULL);
+                close(t->stop_fd);
+                vu_server_free(t->s);
+        }
+        vnet_free(t->n);
+        vu_guest_ram_free(&t->ram);
+}
+
+static int setup_common(void **state) {
+        const char *why = skip_reason();
+        Net *t;
+
+        if (why) {
+                fprintf(stderr, "skipped: %s\n", why);
+                exit(77);
+        }
+        t = calloc(1, sizeof(*t));
+        g_snprintf(t->ns, sizeof(t->ns), "vfu-nt-%d", getpid());
+        run("ip netns del %s", t->ns);
+        assert_int_equal(run("ip netns add %s", t->ns), 0);
+        assert_int_equal(run("ip -n %s link set lo up", t->ns), 0);
+        memcpy(t->me.mac, "\x52\x54\x00\xab\xcd\x01", 6);
+        *state = t;
+        return 0;
+}
+
+/* A TAP device moved into the namespace as 10.77.0.1/24; the guest is 10.77.0.2. */
+static void tap_into_netns(Net *t, unsigned pairs, NetBackend **be) {
+        g_snprintf(t->ifname, sizeof(t->ifname), "vfut%d", getpid() % 100000);
+        assert_int_equal(net_tap_open(t->ifname, pairs, NULL, be), 0);
+        assert_int_equal(run("ip link set %s netns %s", t->ifname, t->ns), 0);
+        assert_int_equal(run("ip -n %s addr add 10.77.0.1/24 dev %s", t->ns, t->ifname), 0);
+        assert_int_equal(run("ip -n %s link set %s up", t->ns, t->ifname), 0);
+        t->me.ip = inet_addr("10.77.0.2");
+        t->peer.ip = inet_addr("10.77.0.1");
+}
+
+static int teardown(void **state) {
+        Net *t = *state;
+        stop_device(t);
+        if (t->passt > 0) {
+                kill(t->passt, SIGTERM);
+                waitpid(t->passt, NULL, 0);
+        }
+        run("ip netns del %s", t->ns);
+        unlink(t->sock);
+        free(t);
+        return 0;
+}
+
+/* Run fn with the calling thread inside the test namespace (sockets stay there). */
+static int netns_socket(Net *t, int type, uint32_t addr, uint16_t port) {
+        g_autofree char *path = g_strdup_printf("/run/netns/%s", t->ns);
+        int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd;
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = addr, .sin_port = htons(port) };
+        int one = 1;
+
+        assert_true(self >= 0 && nsfd >= 0);
+        assert_int_equal(setns(nsfd, CLONE_NEWNET), 0);
+        fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        if (type == SOCK_STREAM)
+                assert_int_equal(listen(fd, 4), 0);
+        assert_int_equal(setns(self, CLONE_NEWNET), 0);
+        close(self);
+        close(nsfd);
+        return fd;
+}
+
+typedef bool (*Match)(const FrameInfo *fi, const void *arg);
+
+/*
+ * Receive until a frame matches, on any set-up pair, answering ARP requests
+ * for our address meanwhile.  The frame stays in t->buf.  Returns its header.
+ */
+static bool net_wait(Net *t, Match m, const void *arg, FrameInfo *fi, VNetHdr *hdr_out, int timeout_ms) {
+        gint64 end = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+
+        while (g_get_monotonic_time() < end) {
+                for (unsigned p = 0; p < t->d.pairs; p++) {
+                        VNetHdr hdr;
+                        ssize_t n = vd_recv(&t->d, p, &hdr, t->buf, sizeof(t->buf), 10);
+                        if (n < 0)
+                                continue;
+                        bool partial = hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
+                        if (!frame_parse(t->buf, (size_t) n, partial, le16toh(hdr.csum_start),
+                                         le16toh(hdr.csum_offset), fi))
+                                continue;
+                        if (fi->ethertype == ETH_P_ARP_ && fi->arp_op == 1 && fi->arp_tip == t->me.ip) {
+                                FrameAddr asker = { .ip = fi->arp_sip };
+                                uint8_t reply[64];
+                                VNetHdr h0 = { 0 };
+                                memcpy(asker.mac, fi->src_mac, 6);
+                                size_t l = frame_arp_reply(reply, &t->me, &asker);
+                                vd_send(&t->d, 0, &h0, reply, l);
+                                continue;
+                        }
+                        if (m(fi, arg)) {
+                                if (hdr_out)
+                                        *hdr_out = hdr;
+                                return true;
+                        }
+                }
+        }
+        return false;
+}
+
+static bool is_arp_reply(const FrameInfo *fi, const void *arg) {
+        return fi->ethertype == ETH_P_ARP_ && fi->arp_op == 2 && fi->arp_sip == *(const uint32_t *) arg;
+}
+
+static bool is_echo_reply(const FrameInfo *fi, const void *arg) {
+        return fi->ethertype == ETH_P_IP_ && fi->proto == 1 && fi->icmp_type == 0 &&
+               fi->payload_len >= 8 && memcmp(fi->payload, arg, 8) == 0;
+}
+
+static bool is_udp_to(const FrameInfo *fi, const void *arg) {
+        return fi->ethertype == ETH_P_IP_ && fi->proto == 17 && fi->dport == *(const uint16_t *) arg;
+}
+
+static bool is_tcp_to(const FrameInfo *fi, const void *arg) {
+        return fi->ethertype == ETH_P_IP_ && fi->proto == 6 && fi->dport == *(const uint16_t *) arg;
+}
+
+static void send_frame(Net *t, unsigned pair, const void *f, size_t len) {
+        VNetHdr h = { 0 };
+        assert_int_equal(vd_send(&t->d, pair, &h, f, len), 0);
+}
+
+/* ARP for the peer, learn its MAC. */
+static void arp_peer(Net *t) {
+        uint8_t f[64];
+        FrameInfo fi;
+
+        send_frame(t, 0, f, frame_arp_request(f, &t->me, t->peer.ip));
+        assert_true(net_wait(t, is_arp_reply, &t->peer.ip, &fi, NULL, TMO));
+        memcpy(t->peer.mac, fi.src_mac, 6);
+}
+
+static void ping(Net *t, unsigned pair, uint16_t seq, bool expect) {
+        uint8_t f[200], data[32];
+        FrameInfo fi;
+
+        for (unsigned i = 0; i < sizeof(data); i++)
+                data[i] = (uint8_t) (seq + i);
+        memcpy(data, "vfuping", 7);
+        data[7] = (uint8_t) seq;
+        send_frame(t, pair, f, frame_icmp_echo(f, &t->me, &t->peer, 0x4242, seq, data, sizeof(data)));
+        bool got = net_wait(t, is_echo_reply, data, &fi, NULL, expect ? TMO : 300);
+        assert_int_equal(got, expect);
+        if (got) {
+                assert_true(fi.ip_csum_ok);
+                assert_true(fi.l4_csum_ok);
+                assert_int_equal(fi.saddr, t->peer.ip);
+                assert_memory_equal(fi.payload, data, sizeof(data));
+        }
+}
+
+static void udp_both_ways(Net *t, uint32_t dst_ip_in_ns, uint16_t port, bool partial) {
+        int s = netns_socket(t, SOCK_DGRAM, dst_ip_in_ns, port);
+        uint8_t f[300], got[64];
+        const char msg[] = "datagram from the guest";
+        uint16_t cs = 0, co = 0, myport = 40000;
+        VNetHdr h = { 0 };
+        FrameInfo fi;
+        struct sockaddr_in from;
+        socklen_t fl = sizeof(from);
+        struct pollfd p = { .fd = s, .events = POLLIN };
+
+        size_t l = frame_udp(f, &t->me, &t->peer, myport, port, msg, sizeof(msg), partial, &cs, &co);
+        if (partial) {
+                h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+                h.csum_start = htole16(cs);
+                h.csum_offset = htole16(co);
+        }
+        assert_int_equal(vd_send(&t->d, 0, &h, f, l), 0);
+        assert_int_equal(poll(&p, 1, TMO), 1);
+        assert_int_equal(recvfrom(s, got, sizeof(got), 0, (struct sockaddr *) &from, &fl), sizeof(msg));
+        assert_memory_equal(got, msg, sizeof(msg));
+
+        const char back[] = "datagram to the guest";
+        assert_int_equal(sendto(s, back, sizeof(back), 0, (struct sockaddr *) &from, fl), sizeof(back));
+        assert_true(net_wait(t, is_udp_to, &myport, &fi, NULL, TMO));
+        assert_true(fi.ip_csum_ok);
+        assert_true(fi.l4_csum_ok);
+        assert_int_equal(fi.payload_len, sizeof(back));
+        assert_memory_equal(fi.payload, back, sizeof(back));
+        close(s);
+}
+
+/* Handshake with a listening socket, data both ways; returns the accepted socket. */
+static int tcp_exchange(Net *t, uint32_t listen_ip, uint16_t port, size_t reply_len, bool expect_gso,
+                        bool guest_data) {
+        int ls = netns_socket(t, SOCK_STREAM, listen_ip, port);
+        uint16_t myport = 41000 + (uint16_t) (getpid() % 1000);
+        uint32_t iss = 1000;
+        uint8_t f[300];
+        FrameInfo fi;
+        VNetHdr hdr;
+
+        send_frame(t, 0, f, frame_tcp(f, &t->me, &t->peer, myport, port, iss, 0, 0x02, NULL, 0));
+        assert_true(net_wait(t, is_tcp_to, &myport, &fi, NULL, TMO));
+        assert_int_equal(fi.tcp_flags & 0x12, 0x12);    /* SYN-ACK */
+        assert_int_equal(fi.tcp_ack, iss + 1);
+        assert_true(fi.ip_csum_ok);
+        assert_true(fi.l4_csum_ok);
+        uint32_t rcv = fi.tcp_seq + 1;
+        const char hello[] = "hello over virtio-net";
+        size_t sent = guest_data ? sizeof(hello) : 0;
+        send_frame(t, 0, f, frame_tcp(f, &t->me, &t->peer, myport, port, iss + 1, rcv, guest_data ? 0x18 : 0x10,
+                                      hello, sent));
+
+        struct pollfd p = { .fd = ls, .events = POLLIN };
+        assert_int_equal(poll(&p, 1, TMO), 1);
+        int cs = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+        assert_true(cs >= 0);
+        if (guest_data) {
+                char got[64];
+                p.fd = cs;
+                assert_int_equal(poll(&p, 1, TMO), 1);
+                assert_int_equal(read(cs, got, sizeof(got)), sizeof(hello));
+                assert_memory_equal(got, hello, sizeof(hello));
+        }
+
+        g_autofree uint8_t *data = g_malloc(reply_len);
+        for (size_t i = 0; i < reply_len; i++)
+                data[i] = (uint8_t) (i * 13);
+        assert_int_equal(write(cs, data, reply_len), (ssize_t) reply_len);
+        size_t seen = 0;
+        bool gso_seen = false;
+        while (seen < reply_len) {
+                assert_true(net_wait(t, is_tcp_to, &myport, &fi, &hdr, TMO));
+                assert_true(fi.ip_csum_ok);
+                assert_true(fi.l4_csum_ok);
+                if (fi.payload_len == 0)
+                        continue;
+                if (hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+                        assert_int_equal(hdr.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+                        gso_seen = true;
+                }
+                assert_int_equal(fi.tcp_seq, rcv + seen);
+                assert_memory_equal(fi.payload, data + seen, fi.payload_len);
+                seen += fi.payload_len;
+                /* Acknowledge so the sender goes on. */
+                send_frame(t, 0, f, frame_tcp(f, &t->me, &t->peer, myport, port, (uint32_t) (iss + 1 + sent),
+                                              rcv + (uint32_t) seen, 0x10, NULL, 0));
+        }
+        if (expect_gso)
+                assert_true(gso_seen);
+        close(ls);
+        return cs;
+}
+
+static void tap_traffic(void **state) {
+        Net *t = *state;
+        NetBackend *be;
+        VNetStats st;
+
+        tap_into_netns(t, 1, &be);
+        start_device(t, be, 1, false);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES, 1, 0), 0);
+        vd_rx_post(&t->d, 0);
+        arp_peer(t);
+        for (uint16_t i = 1; i <= 5; i++)
+                ping(t, 0, i, true);
+        udp_both_ways(t, t->peer.ip, 7777, false);
+        close(tcp_exchange(t, t->peer.ip, 8080, 4000, false, true));
+        vnet_get_stats(t->n, &st);
+        assert_true(st.tx_packets >= 9);        /* those answered; later ACKs may still be in flight */
+        assert_true(st.rx_packets >= 9);
+        assert_int_equal(st.rx_errors + st.tx_errors, 0);
+}
+
+static void tap_packed(void **state) {
+        Net *t = *state;
+        NetBackend *be;
+
+        tap_into_netns(t, 1, &be);
+        start_device(t, be, 1, true);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES | VIRTIO_BIT(VIRTIO_F_RING_PACKED), 1, 0), 0);
+        assert_true(virtio_has(t->d.features, VIRTIO_F_RING_PACKED));
+        vd_rx_post(&t->d, 0);
+        arp_peer(t);
+        for (uint16_t i = 1; i <= 5; i++)
+                ping(t, 0, i, true);
+        udp_both_ways(t, t->peer.ip, 7777, false);
+        close(tcp_exchange(t, t->peer.ip, 8080, 3000, false, true));
+}
+
+static void tap_offloads(void **state) {
+        Net *t = *state;
+        NetBackend *be;
+
+        tap_into_netns(t, 1, &be);
+        start_device(t, be, 1, false);
+        uint64_t off = F(CSUM) | F(GUEST_CSUM) | F(HOST_TSO4) | F(GUEST_TSO4) | F(HOST_TSO6) | F(GUEST_TSO6);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES | off, 1, 0), 0);
+        assert_int_equal(t->d.features & off, off);
+        vd_rx_post(&t->d, 0);
+        arp_peer(t);
+        /* Transmit checksum offload: the kernel completes our partial UDP checksum. */
+        udp_both_ways(t, t->peer.ip, 7778, true);
+        /* Receive: large TCP writes arrive as TSO frames with partial checksums. */
+        close(tcp_exchange(t, t->peer.ip, 8081, 60000, true, true));
+}
+
+static void tap_multiqueue(void **state) {
+        Net *t = *state;
+        NetBackend *be;
+        uint16_t pairs;
+        VNetStats st;
+
+        tap_into_netns(t, 2, &be);
+        start_device(t, be, 2, false);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES, 2, 0), 0);
+        assert_true(t->d.features & F(MQ));
+        vd_rx_post(&t->d, 0);
+        vd_rx_post(&t->d, 1);
+        pairs = htole16(3);
+        assert_int_equal(vd_ctrl(&t->d, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2, TMO), VIRTIO_NET_ERR);
+        pairs = 0;
+        assert_int_equal(vd_ctrl(&t->d, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2, TMO), VIRTIO_NET_ERR);
+        pairs = htole16(2);
+        assert_int_equal(vd_ctrl(&t->d, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2, TMO), VIRTIO_NET_OK);
+        assert_int_equal(vnet_active_pairs(t->n), 2);
+        arp_peer(t);
+        for (uint16_t i = 1; i <= 8; i++)
+                ping(t, i % 2, i, true);
+        /* Several flows: the kernel spreads them over both TAP queues. */
+        for (uint16_t port = 9000; port < 9008; port++)
+                udp_both_ways(t, t->peer.ip, port, false);
+        vnet_get_stats(t->n, &st);
+        assert_true(st.tx_packets >= 17);
+}
+
+static void tap_link(void **state) {
+        Net *t = *state;
+        NetBackend *be;
+        uint16_t status;
+
+        tap_into_netns(t, 1, &be);
+        start_device(t, be, 1, false);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES, 1, 0), 0);
+        vd_rx_post(&t->d, 0);
+        arp_peer(t);
+        ping(t, 0, 1, true);
+        while (vu_client_wait_irq(t->irq[0], 0) == 1)
+                ;
+        vnet_set_link(t->n, false);
+        assert_int_equal(vu_client_wait_irq(t->irq[0], TMO), 1);
+        vd_cfg_read(&t->d, offsetof(VNetConfigSpace, status), &status, 2);
+        assert_int_equal(le16toh(status) & VIRTIO_NET_S_LINK_UP, 0);
+        ping(t, 0, 2, false);
+        vnet_set_link(t->n, true);
+        assert_int_equal(vu_client_wait_irq(t->irq[0], TMO), 1);
+        vd_cfg_read(&t->d, offsetof(VNetConfigSpace, status), &status, 2);
+        assert_int_equal(le16toh(status) & VIRTIO_NET_S_LINK_UP, VIRTIO_NET_S_LINK_UP);
+        ping(t, 0, 3, true);
+}
+
+static void passt_traffic(void **state) {
+        Net *t = *state;
+        NetBackend *be;
+        int sv[2];
+
+        if (run("passt --version") != 0) {
+                fprintf(stderr, "skipped: passt is not installed (apt install passt)\n");
+                skip();
+        }
+        /*
+         * A namespace with an uplink and a default route, for passt to take
+         * its addresses from, and a second local address (10.88.0.3) our
+         * guest talks to through passt's ping, UDP and TCP sockets.
+         */
+        assert_int_equal(run("ip -n %s link add up0 type veth peer name up1", t->ns), 0);
+        assert_int_equal(run("ip -n %s addr add 10.88.0.2/24 dev up0", t->ns), 0);
+        assert_int_equal(run("ip -n %s link set up0 up", t->ns), 0);
+        assert_int_equal(run("ip -n %s link set up1 up", t->ns), 0);
+        assert_int_equal(run("ip -n %s route add default via 10.88.0.1 dev up0", t->ns), 0);
+        assert_int_equal(run("ip -n %s addr add 10.88.0.3/32 dev up1", t->ns), 0);
+        run("ip netns exec %s sysctl -w net.ipv4.ping_group_range='0 2147483647'", t->ns);
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        t->passt = fork();
+        if (t->passt == 0) {
+                g_autofree char *path = g_strdup_printf("/run/netns/%s", t->ns);
+                int nsfd = open(path, O_RDONLY);
+                if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0 || dup2(sv[1], 3) < 0)
+                        _exit(127);
+                execlp("passt", "passt", "--foreground", "--quiet", "--fd", "3", "--runas", "0:0", NULL);
+                _exit(127);
+        }
+        close(sv[1]);
+        assert_int_equal(net_passt_new(sv[0], &be), 0);
+
+        /* passt gives the guest the host's address and answers ARP for the gateway. */
+        t->me.ip = inet_addr("10.88.0.2");
+        t->peer.ip = inet_addr("10.88.0.1");
+        start_device(t, be, 1, false);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES, 1, 0), 0);
+        vd_rx_post(&t->d, 0);
+        arp_peer(t);
+        /* Everything else goes to 10.88.0.3 through the gateway's MAC. */
+        t->peer.ip = inet_addr("10.88.0.3");
+        ping(t, 0, 1, true);
+        udp_both_ways(t, t->peer.ip, 7790, false);
+        close(tcp_exchange(t, t->peer.ip, 8090, 5000, false, false));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(tap_traffic, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_packed, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_offloads, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_multiqueue, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_link, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(passt_traffic, setup_common, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
