@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Protocol suite: our vfio-user client acts as QEMU + the Linux nvme driver
+ * against the real server on a real socket, with real backing files:
+ * the probe sequence of linux-driver-probe.md §1 replayed exactly, then
+ * data-verified I/O on several namespaces and queues, bad PRPs, resets and
+ * a disconnect in the middle of I/O.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include "nvme-srv.h"
+
+#define GPA 0x100000000ull
+#define RAM (64ull << 20)
+#define QUEUES 4
+#define NVEC (QUEUES + 1)
+
+typedef struct Fx {
+        char *dir, *sock;
+        NvmeSrv srv;
+        NvmeVmm vmm;
+        NvmeDrv *d;
+        uint64_t buf, buf2;
+} Fx;
+
+static char *path_in(Fx *f, const char *n) { return g_build_filename(f->dir, n, NULL); }
+
+static void add_ns(Fx *f, uint32_t nsid, const char *file, uint64_t size, uint32_t bs) {
+        g_autofree char *p = path_in(f, file);
+        BlkOpenOptions o = { .path = p, .fd = -1, .size = size };
+        BlkBackend *b = NULL;
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        assert_int_equal(nvme_ctrl_ns_add(f->srv.c, nsid, b, bs, false), 0);
+}
+
+static void connect_vmm(Fx *f) {
+        assert_int_equal(nvme_vmm_connect(&f->vmm, f->sock, GPA, RAM, NVEC), 0);
+        f->d = &f->vmm.d;
+        f->buf = nvme_drv_alloc(f->d, 2 << 20, 4096);
+        f->buf2 = nvme_drv_alloc(f->d, 2 << 20, 4096);
+}
+
+static int setup(void **state) {
+        Fx *f = g_new0(Fx, 1);
+        f->dir = g_build_filename(BUILDDIR, "tests-nvme-proto-XXXXXX", NULL);
+        assert_non_null(g_mkdtemp(f->dir));
+        f->sock = path_in(f, "nvme.sock");
+        NvmeCtrlConfig cfg = { .name = "proto0", .serial = "VFU-PROTO-1", .max_ioqs = QUEUES,
+                               .msix_nvec = NVEC, .cntlid = 1, .poll_us = 20 };
+        memset(cfg.host_uuid, 7, 16);
+        assert_int_equal(nvme_srv_start(&f->srv, &cfg, f->sock), 0);
+        add_ns(f, 1, "ns1.img", 32 << 20, 512);
+        add_ns(f, 2, "ns2.img", 16 << 20, 4096);
+        connect_vmm(f);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fx *f = *state;
+        nvme_vmm_disconnect(&f->vmm);
+        nvme_srv_stop(&f->srv);
+        g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+        g_free(f->sock);
+        g_free(f->dir);
+        g_free(f);
+        return 0;
+}
+
+static uint8_t *ptr(Fx *f, uint64_t gpa) { return nvme_drv_ptr(f->d, gpa); }
+
+static void fill(uint8_t *p, size_t n, unsigned seed) {
+        uint32_t x = seed * 2654435761u + 1;
+        for (size_t i = 0; i < n; i++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                p[i] = (uint8_t) x;
+        }
+}
+
+/* Linux's probe, in order (linux-driver-probe.md §1), as the register trace shows it. */
+static void probe_like_linux(Fx *f) {
+        NvmeDrv *d = f->d;
+        d->n_trace = 0;
+        assert_int_equal(nvme_drv_enable(d, 32), 0);
+        /* The trace: CSTS, CAP lo, CAP hi, CMBSZ, VS, CC, CC←EN=0, CSTS…, AQA, ASQ lo/hi, ACQ lo/hi,
+         * CC←config (EN=0), CAP lo/hi, CC←EN=1, CSTS… */
+        static const uint32_t want[] = {
+                0x1c, 0x00, 0x04, 0x3c, 0x08, 0x14, 0x80000014, 0x1c,
+                0x80000024, 0x80000028, 0x8000002c, 0x80000030, 0x80000034,
+                0x80000014, 0x00, 0x04, 0x80000014, 0x1c,
+        };
+        unsigned j = 0;
+        for (unsigned i = 0; i < d->n_trace && j < G_N_ELEMENTS(want); i++) {
+                if (d->trace[i] == 0x1c && j > 0 && want[j - 1] == 0x1c && want[j] != 0x1c)
+                        continue;       /* CSTS polled more than once */
+                assert_int_equal(d->trace[i], want[j]);
+                j++;
+        }
+        assert_int_equal(j, G_N_ELEMENTS(want));
+        assert_int_equal((d->cap >> 24) & 0xff, 20);
+
+        /* Identify controller, set features 7, queues, AEC + AER, namespace scan. */
+        uint8_t *id = ptr(f, f->buf);
+        assert_int_equal(nvme_drv_identify(d, 1, 0, f->buf), 0);
+        assert_memory_equal(id + 4, "VFU-PROTO-1         ", 20);
+        assert_int_equal(id[512], 0x66);
+        uint16_t oacs = id[256] | id[257] << 8;
+        uint32_t dw0 = 0;
+        assert_int_equal(nvme_drv_set_features(d, 0x07, 1 | 1 << 16, &dw0), 0);
+        assert_int_equal(dw0, 1 | 1 << 16);
+        if (oacs & (1u << 8))
+                assert_int_equal(nvme_drv_dbbuf_config(d), 0);
+        assert_int_equal(nvme_drv_create_io_queues(d, 1, 256, 1), 0);
+        assert_int_equal(nvme_drv_create_io_queues(d, 2, 256, 2), 0);
+        assert_int_equal(nvme_drv_set_features(d, 0x0b, 1u << 8, NULL), 0);
+        NvmeSqe aer = { .opcode = NVME_ADM_ASYNC_EVENT };
+        nvme_drv_submit(d, 0, &aer);
+        assert_int_equal(nvme_drv_identify(d, 2, 0, f->buf), 0);
+        uint32_t list[4];
+        memcpy(list, id, sizeof(list));
+        assert_int_equal(list[0], 1);
+        assert_int_equal(list[1], 2);
+        assert_int_equal(list[2], 0);
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(nvme_drv_identify(d, 3, list[i], f->buf), 0);
+                assert_int_equal(id[0], 1);             /* an EUI-64 descriptor first */
+                assert_int_equal(nvme_drv_identify(d, 0, list[i], f->buf), 0);
+        }
+}
+
+static void test_probe_replay(void **state) {
+        Fx *f = *state;
+        probe_like_linux(f);
+        /* Config space: PM, PCIe (FLR), MSI-X in BAR4 with ≥ queues+1 vectors. */
+        uint8_t cfg[256];
+        assert_int_equal(vu_client_region_read(f->vmm.c, VU_PCI_CONFIG_REGION, 0, cfg, 256), 0);
+        bool pm = false, pcie = false, msix = false;
+        for (unsigned p = cfg[0x34], n = 0; p && n < 48; p = cfg[p + 1], n++) {
+                pm |= cfg[p] == 0x01;
+                pcie |= cfg[p] == 0x10;
+                if (cfg[p] == 0x11) {
+                        msix = true;
+                        assert_int_equal((cfg[p + 2] | cfg[p + 3] << 8) & 0x7ff, NVEC - 1);
+                        assert_int_equal(cfg[p + 4] & 7, 4);
+                }
+        }
+        assert_true(pm && pcie && msix);
+        struct vu_region_info ri;
+        assert_int_equal(vu_client_region_info(f->vmm.c, 0, &ri, NULL, NULL, NULL), 0);
+        assert_true(ri.size >= 16384);
+}
+
+static void test_verified_io(void **state) {
+        Fx *f = *state;
+        probe_like_linux(f);
+        NvmeDrv *d = f->d;
+        enum { N = 400, QD = 32, MAXB = 64 };
+        typedef struct { uint32_t nsid, bs, nlb; uint64_t slba; uint64_t gpa; } Io;
+        Io *ios = g_new0(Io, N);
+        GRand *rnd = g_rand_new_with_seed(42);
+        uint64_t area = nvme_drv_alloc(d, (uint64_t) QD * MAXB * 4096, 4096);
+
+        /* Non-overlapping writes spread over both namespaces and both queues, QD 32. */
+        for (unsigned i = 0; i < N; i++) {
+                ios[i].nsid = 1 + (i % 2);
+                ios[i].bs = ios[i].nsid == 1 ? 512 : 4096;
+                uint64_t slots = (ios[i].nsid == 1 ? (32u << 20) / 512 : (16u << 20) / 4096) / (N / 2);
+                ios[i].nlb = 1 + g_rand_int_range(rnd, 0, MIN((int) slots, ios[i].nsid == 1 ? 8 * MAXB : MAXB));
+                ios[i].slba = (i / 2) * slots;
+        }
+        unsigned sent = 0, done = 0;
+        uint16_t cid_of[N];
+        uint64_t slot_gpa[QD];
+        int slot_io[QD];
+        for (unsigned s = 0; s < QD; s++) {
+                slot_gpa[s] = area + (uint64_t) s * MAXB * 4096;
+                slot_io[s] = -1;
+        }
+        while (done < N) {
+                for (unsigned s = 0; s < QD && sent < N; s++) {
+                        if (slot_io[s] >= 0)
+                                continue;
+                        Io *io = &ios[sent];
+                        uint64_t len = (uint64_t) io->nlb * io->bs;
+                        fill(ptr(f, slot_gpa[s]), len, sent);
+                        NvmeSqe c = { .opcode = NVME_CMD_WRITE, .nsid = io->nsid, .cdw10 = (uint32_t) io->slba,
+                                      .cdw12 = io->nlb - 1 };
+                        nvme_drv_build_prps(d, &c, slot_gpa[s], len);
+                        cid_of[sent] = nvme_drv_submit(d, 1 + sent % 2, &c);
+                        slot_io[s] = (int) sent++;
+                }
+                NvmeCqe e;
+                for (uint16_t q = 1; q <= 2; q++)
+                        while (nvme_drv_poll(d, q, &e)) {
+                                assert_int_equal(nvme_drv_status(&e), 0);
+                                for (unsigned s = 0; s < QD; s++)
+                                        if (slot_io[s] >= 0 && cid_of[slot_io[s]] == e.cid &&
+                                            (unsigned) slot_io[s] % 2 == (unsigned) (q - 1)) {
+                                                slot_io[s] = -1;
+                                                done++;
+                                                break;
+                                        }
+                        }
+                if (sent == N && done < N)
+                        vu_client_wait_irq(f->vmm.irq_fds[1], 5);
+        }
+        NvmeSqe fl = { .opcode = NVME_CMD_FLUSH, .nsid = 0xffffffff };
+        assert_int_equal(nvme_drv_cmd(d, 1, &fl, NULL), 0);
+
+        /* Read every extent back (other queue) and compare; and the files agree. */
+        g_autofree char *p1 = path_in(f, "ns1.img"), *p2 = path_in(f, "ns2.img");
+        int fd1 = open(p1, O_RDONLY), fd2 = open(p2, O_RDONLY);
+        g_autofree uint8_t *want = g_malloc(MAXB * 4096 * 8), *disk = g_malloc(MAXB * 4096 * 8);
+        for (unsigned i = 0; i < N; i++) {
+                Io *io = &ios[i];
+                uint64_t len = (uint64_t) io->nlb * io->bs;
+                fill(want, len, i);
+                memset(ptr(f, f->buf), 0, len);
+                assert_int_equal(nvme_drv_rw(d, 2 - i % 2, false, io->nsid, io->slba, io->nlb, io->bs, f->buf, false), 0);
+                assert_memory_equal(ptr(f, f->buf), want, len);
+                assert_true(pread(io->nsid == 1 ? fd1 : fd2, disk, len, (off_t) (io->slba * io->bs)) == (ssize_t) len);
+                assert_memory_equal(disk, want, len);
+        }
+        close(fd1);
+        close(fd2);
+
+        /* Write zeroes and deallocate, verified. */
+        uint8_t zero[8192] = { 0 };
+        NvmeSqe wz = { .opcode = NVME_CMD_WRITE_ZEROES, .nsid = 1, .cdw10 = (uint32_t) ios[0].slba, .cdw12 = 0 };
+        assert_int_equal(nvme_drv_cmd(d, 1, &wz, NULL), 0);
+        assert_int_equal(nvme_drv_rw(d, 1, false, 1, ios[0].slba, 1, 512, f->buf, false), 0);
+        assert_memory_equal(ptr(f, f->buf), zero, 512);
+        NvmeDsmRange r = { .nlb = 2, .slba = ios[1].slba };
+        memcpy(ptr(f, f->buf2), &r, sizeof(r));
+        NvmeSqe dsm = { .opcode = NVME_CMD_DSM, .nsid = 2, .prp1 = f->buf2, .cdw11 = 1u << 2 };
+        assert_int_equal(nvme_drv_cmd(d, 2, &dsm, NULL), 0);
+        assert_int_equal(nvme_drv_rw(d, 2, false, 2, ios[1].slba, 2, 4096, f->buf, false), 0);
+        assert_memory_equal(ptr(f, f->buf), zero, 8192);
+
+        NvmeStats st;
+        nvme_ctrl_get_stats(f->srv.c, &st);
+        print_message("verified I/O: %u writes + reads, %" G_GUINT64_FORMAT " trapped doorbell writes, %"
+                      G_GUINT64_FORMAT " interrupts\n", N, st.doorbell_writes, st.irqs);
+        g_rand_free(rnd);
+        g_free(ios);
+}
+
+static void test_bad_prps_and_commands(void **state) {
+        Fx *f = *state;
+        probe_like_linux(f);
+        NvmeDrv *d = f->d;
+        NvmeSqe c = { .opcode = NVME_CMD_READ, .nsid = 1, .prp1 = 0x1000 };     /* below guest RAM */
+        assert_int_equal(nvme_drv_cmd(d, 1, &c, NULL), NVME_SC_DATA_XFER_ERROR);
+        c.prp1 = GPA + RAM;                                                     /* just past it */
+        assert_int_equal(nvme_drv_cmd(d, 1, &c, NULL), NVME_SC_DATA_XFER_ERROR);
+        c.prp1 = f->buf + 4000;
+        c.prp2 = GPA + RAM + 4096;
+        assert_int_equal(nvme_drv_cmd(d, 1, &c, NULL), NVME_SC_DATA_XFER_ERROR);
+        c.cdw12 = 63;
+        c.prp2 = GPA + RAM - 8;                                                 /* PRP list at the edge */
+        assert_int_equal(nvme_drv_cmd(d, 1, &c, NULL), NVME_SC_DATA_XFER_ERROR);
+        c.cdw12 = 0;
+        c.nsid = 3;
+        assert_int_equal(nvme_drv_cmd(d, 1, &c, NULL), NVME_SC_INVALID_NS);
+        c.nsid = 1;
+        c.cdw10 = (32u << 20) / 512;
+        assert_int_equal(nvme_drv_cmd(d, 1, &c, NULL), NVME_SC_LBA_RANGE);
+        c.opcode = 0x99;
+        assert_int_equal(nvme_drv_cmd(d, 1, &c, NULL), NVME_SC_INVALID_OPCODE);
+        /* The device survived: good I/O still works. */
+        fill(ptr(f, f->buf), 4096, 1);
+        assert_int_equal(nvme_drv_rw(d, 1, true, 1, 0, 8, 512, f->buf, true), 0);
+        assert_int_equal(nvme_drv_rw(d, 1, false, 1, 0, 8, 512, f->buf2, false), 0);
+        assert_memory_equal(ptr(f, f->buf), ptr(f, f->buf2), 4096);
+}
+
+static void submit_burst(Fx *f, unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
+                NvmeSqe c = { .opcode = NVME_CMD_WRITE, .nsid = 1, .cdw10 = 4096 + i * 256, .cdw12 = 255 };
+                nvme_drv_build_prps(f->d, &c, f->buf, 128 * 1024);
+                nvme_drv_queue(f->d, 1, &c);
+        }
+        nvme_drv_ring(f->d, 1);
+}
+
+static void test_reset_mid_io(void **state) {
+        Fx *f = *state;
+        probe_like_linux(f);
+        uint8_t want[4096];
+        fill(ptr(f, f->buf), 128 * 1024, 5);
+        memcpy(want, ptr(f, f->buf), sizeof(want));
+        assert_int_equal(nvme_drv_rw(f->d, 1, true, 1, 0, 8, 512, f->buf, true), 0);
+
+        /* DEVICE_RESET while writes are in flight. */
+        submit_burst(f, 100);
+        assert_int_equal(vu_client_reset(f->vmm.c), 0);
+        assert_int_equal(nvme_drv_read32(f->d, NVME_REG_CSTS), 0);
+        assert_int_equal(nvme_drv_read32(f->d, NVME_REG_CC), 0);
+        /* MSI-X and bus mastering come back as the VMM re-enables them. */
+        uint16_t cmd = 0x6;
+        assert_int_equal(vu_client_region_write(f->vmm.c, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false), 0);
+        for (unsigned i = 0; i < NVEC; i++)
+                close(f->vmm.irq_fds[i]);
+        assert_int_equal(vu_client_enable_msix(f->vmm.c, NVEC, f->vmm.irq_fds), 0);
+        f->d->alloc_next = f->buf2 + (2 << 20);
+        probe_like_linux(f);
+        assert_int_equal(nvme_drv_rw(f->d, 1, false, 1, 0, 8, 512, f->buf2, false), 0);
+        assert_memory_equal(want, ptr(f, f->buf2), 4096);
+
+        /* CC.EN = 0 mid-I/O, then FLR through the PCIe capability. */
+        submit_burst(f, 100);
+        assert_int_equal(nvme_drv_disable(f->d), 0);
+        f->d->alloc_next = f->buf2 + (4 << 20);
+        probe_like_linux(f);
+        submit_burst(f, 50);
+        uint8_t cfg[256];
+        assert_int_equal(vu_client_region_read(f->vmm.c, VU_PCI_CONFIG_REGION, 0, cfg, 256), 0);
+        unsigned pcie = 0;
+        for (unsigned p = cfg[0x34], n = 0; p && n < 48; p = cfg[p + 1], n++)
+                if (cfg[p] == 0x10)
+                        pcie = p;
+        assert_int_not_equal(pcie, 0);
+        uint16_t devctl = (uint16_t) (cfg[pcie + 8] | cfg[pcie + 9] << 8) | 0x8000;
+        assert_int_equal(vu_client_region_write(f->vmm.c, VU_PCI_CONFIG_REGION, pcie + 8, &devctl, 2, false), 0);
+        assert_int_equal(nvme_drv_read32(f->d, NVME_REG_CSTS), 0);
+        assert_string_equal(nvme_ctrl_state_string(f->srv.c), "disabled");
+}
+
+static void test_disconnect_mid_io_and_reconnect(void **state) {
+        Fx *f = *state;
+        probe_like_linux(f);
+        fill(ptr(f, f->buf), 128 * 1024, 6);
+        submit_burst(f, 100);
+        /* The VMM goes away with I/O in flight: maps dropped only after I/O finished. */
+        nvme_vmm_disconnect(&f->vmm);
+        usleep(50000);
+        connect_vmm(f);
+        probe_like_linux(f);
+        fill(ptr(f, f->buf), 4096, 7);
+        assert_int_equal(nvme_drv_rw(f->d, 2, true, 2, 3, 1, 4096, f->buf, false), 0);
+        assert_int_equal(nvme_drv_rw(f->d, 1, false, 2, 3, 1, 4096, f->buf2, false), 0);
+        assert_memory_equal(ptr(f, f->buf), ptr(f, f->buf2), 4096);
+}
+
+static void test_namespace_hotplug(void **state) {
+        Fx *f = *state;
+        probe_like_linux(f);
+        NvmeCqe e;
+        add_ns(f, 3, "ns3.img", 4 << 20, 512);
+        assert_int_equal(nvme_drv_reap(f->d, 0, &e, 10000), 0);       /* the AER posted by the probe */
+        assert_int_equal(e.dw0, 0x040002);
+        NvmeSqe log = { .opcode = NVME_ADM_GET_LOG_PAGE, .prp1 = f->buf, .cdw10 = 0x04 | 1023u << 16 };
+        assert_int_equal(nvme_drv_cmd(f->d, 0, &log, NULL), 0);
+        assert_int_equal(((uint32_t *) ptr(f, f->buf))[0], 3);
+        fill(ptr(f, f->buf), 4096, 8);
+        assert_int_equal(nvme_drv_rw(f->d, 1, true, 3, 10, 8, 512, f->buf, false), 0);
+        assert_int_equal(nvme_drv_rw(f->d, 2, false, 3, 10, 8, 512, f->buf2, false), 0);
+        assert_memory_equal(ptr(f, f->buf), ptr(f, f->buf2), 4096);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_probe_replay, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verified_io, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_prps_and_commands, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reset_mid_io, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_disconnect_mid_io_and_reconnect, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_namespace_hotplug, setup, teardown),
+        };
+        return cmocka_run_group_tests_name("nvme-protocol", tests, NULL, NULL);
+}
