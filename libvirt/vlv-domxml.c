@@ -282,7 +282,8 @@ vlv_domxml_list_devices(const char *xml, GError **error)
                 VlvArgPair *p = pairs->pdata[i];
                 VlvDomainDevice *d;
 
-                if (!g_str_has_prefix(p->id, VLV_DEVICE_PREFIX))
+                if (!g_str_has_prefix(p->id, VLV_DEVICE_PREFIX) ||
+                    g_strcmp0(p->driver, VLV_DRIVER) != 0)
                         continue;
                 d = g_new0(VlvDomainDevice, 1);
                 d->name = g_strdup(p->id + strlen(VLV_DEVICE_PREFIX));

@@ -148,8 +148,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VlvDomainDevice, vlv_domain_device_free)
 
 /*
  * vlv_domxml_list_devices:
- * The vfu devices in a domain definition's qemu:commandline, in document
- * order.  Returns a GPtrArray of VlvDomainDevice (free with
+ * The vfu devices (vfio-user-pci with a "vfu-" id) in a domain
+ * definition's qemu:commandline, in document order.  Returns a GPtrArray of VlvDomainDevice (free with
  * g_ptr_array_unref; empty when there are none), or NULL with
  * VLV_ERROR_XML set when @xml is not a domain definition.
  */
