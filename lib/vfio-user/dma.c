@@ -373,7 +373,7 @@ int vu_dma_logging_report(VuDma *d, uint64_t iova, uint64_t length, uint64_t pag
                 return -EINVAL;
         end = iova + length - 1;
         pages = (length - 1) / page_size + 1;
-        if (bitmap_len < (pages + 7) / 8)
+        if (bitmap_len < pages / 8 + (pages % 8 != 0))
                 return -EINVAL;
         memset(bitmap, 0, bitmap_len);
 

@@ -97,9 +97,9 @@ static int logging_report(VuServer *s, VuReply *r, const struct vu_device_featur
         if (rep.length == 0 || rep.page_size == 0 || (rep.page_size & (rep.page_size - 1)))
                 return -EINVAL;
         pages = (rep.length - 1) / rep.page_size + 1;
+        if (pages > (uint64_t) VU_MAX_DATA_XFER * 8)
+                return -E2BIG;  /* the client asks for smaller pieces */
         bm_len = (pages + 63) / 64 * 8;
-        if (bm_len > VU_MAX_DATA_XFER)
-                return -E2BIG;
         if (f->argsz < sizeof(*f) + sizeof(rep) + bm_len)
                 return -EINVAL;
         out = vu_reply_append(s, r, sizeof(*f) + sizeof(rep) + bm_len);

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* DMA_MAP / DMA_UNMAP messages: validation, quiescing, fds, and the device's view. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define PG 0x1000ull
+
+static int dma_map(Pair *p, uint32_t argsz, uint32_t flags, uint64_t off, uint64_t addr, uint64_t size, int fd) {
+        struct vu_dma_map m = { argsz, flags, off, addr, size };
+
+        return pair_xfer(p, VU_CMD_DMA_MAP, 0, &m, sizeof(m), NULL, 0, fd >= 0 ? &fd : NULL, fd >= 0, NULL, 0, NULL);
+}
+
+static int dma_unmap(Pair *p, uint32_t argsz, uint32_t flags, uint64_t addr, uint64_t size) {
+        struct vu_dma_unmap u = { argsz, flags, addr, size }, out = { 0 };
+        size_t rlen = 0;
+        int r = pair_xfer(p, VU_CMD_DMA_UNMAP, 0, &u, sizeof(u), NULL, 0, NULL, 0, &out, sizeof(out), &rlen);
+
+        if (r == 0) {
+                /* The reply echoes the request. */
+                assert_int_equal(rlen, sizeof(out));
+                assert_memory_equal(&u, &out, sizeof(u));
+        }
+        return r;
+}
+
+static void test_map_and_use(void **state) {
+        Pair *p = pair_new(false, true);
+        int fd = memfd_create("guest", MFD_CLOEXEC);
+        const VuMem *mem = vu_server_mem(p->td->server);
+        uint8_t *host, b = 0;
+        unsigned q;
+        int before;
+
+        assert_int_equal(ftruncate(fd, 16 * PG), 0);
+        host = mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        host[0x10] = 0x99;
+        before = count_open_fds();
+
+        q = p->td->quiesce_calls;
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | VU_DMA_WRITE, 0, 0x100000, 8 * PG, fd), 0);
+        assert_true(p->td->quiesce_calls > q);  /* the device was quiesced around it */
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | VU_DMA_WRITE, 8 * PG, 0x200000, 8 * PG, fd), 0);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 0, 0xfffc0000, 0x40000, -1), 0);
+        assert_int_equal(vu_dma_count(vu_server_dma(p->td->server)), 3);
+        /* The two maps share one file: the server keeps a single copy of the fd. */
+        assert_int_equal(count_open_fds(), before + 1);
+
+        assert_int_equal(vu_mem_read(mem, 0x100010, &b, 1), 0);
+        assert_int_equal(b, 0x99);
+        assert_int_equal(vu_mem_read(mem, 0xfffc0000, &b, 1), -EFAULT);        /* fd-less: never touched */
+
+        /* Overlap and unknown ranges. */
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 0, 0x101000, PG, fd), -EINVAL);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | VU_DMA_WRITE, 0, 0x100000, 8 * PG, fd), 0);   /* identical */
+        assert_int_equal(dma_unmap(p, 24, 0, 0x100000, PG), -ENOENT);
+        assert_int_equal(dma_unmap(p, 24, 0, 0x300000, PG), -ENOENT);
+
+        assert_int_equal(dma_unmap(p, 24, 0, 0x100000, 8 * PG), 0);
+        assert_int_equal(vu_mem_read(mem, 0x100010, &b, 1), -EFAULT);
+        assert_int_equal(dma_unmap(p, 24, VU_DMA_UNMAP_ALL, 0, 0), 0);
+        assert_int_equal(vu_dma_count(vu_server_dma(p->td->server)), 0);
+        assert_int_equal(count_open_fds(), before);
+        assert_int_equal(p->td->quiesced, 0);
+        munmap(host, 16 * PG);
+        close(fd);
+        pair_free(p);
+}
+
+static void test_map_errors(void **state) {
+        Pair *p = pair_new(false, true);
+        int fd = memfd_create("guest", MFD_CLOEXEC);
+        int before;
+
+        assert_int_equal(ftruncate(fd, 4 * PG), 0);
+        before = count_open_fds();
+        assert_int_equal(dma_map(p, 24, VU_DMA_READ, 0, 0x100000, PG, fd), -EINVAL);            /* argsz */
+        assert_int_equal(dma_map(p, 40, VU_DMA_READ, 0, 0x100000, PG, fd), -EINVAL);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | 0x4, 0, 0x100000, PG, fd), -EINVAL);      /* mmap ext flag */
+        assert_int_equal(dma_map(p, 32, 0x80000000, 0, 0x100000, PG, fd), -EINVAL);
+        assert_int_equal(dma_map(p, 32, 0, 0, 0x100000, PG, fd), -EINVAL);                     /* no access */
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 0, 0x100000, 0, fd), -EINVAL);            /* empty */
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 0, 0x100100, PG, fd), -EINVAL);           /* unaligned */
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 0, UINT64_MAX & ~(PG - 1), 2 * PG, -1), -EINVAL);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 0, 0, VU_MAX_DMA_SIZE + PG, -1), -EINVAL);
+        /* The memfd is 4 pages: a larger map would fault the server later. */
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 0, 0x100000, 8 * PG, fd), -EINVAL);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 3 * PG, 0x100000, 2 * PG, fd), -EINVAL);
+        /* A shrunk memfd: sized for the map at first, smaller by the time it arrives. */
+        assert_int_equal(ftruncate(fd, PG), 0);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ, 0, 0x100000, 2 * PG, fd), -EINVAL);
+        assert_int_equal(count_open_fds(), before);     /* every refused fd was closed */
+        assert_int_equal(vu_dma_count(vu_server_dma(p->td->server)), 0);
+
+        /* Unmap: flags and ALL's arguments. */
+        assert_int_equal(dma_unmap(p, 16, 0, 0x100000, PG), -EINVAL);
+        assert_int_equal(dma_unmap(p, 32, 0, 0x100000, PG), -EINVAL);
+        assert_int_equal(dma_unmap(p, 24, VU_DMA_UNMAP_GET_DIRTY_BITMAP, 0x100000, PG), -EINVAL);
+        assert_int_equal(dma_unmap(p, 24, 0x4, 0x100000, PG), -EINVAL);
+        assert_int_equal(dma_unmap(p, 24, VU_DMA_UNMAP_ALL, 0x100000, 0), -EINVAL);
+        assert_int_equal(dma_unmap(p, 24, VU_DMA_UNMAP_ALL, 0, PG), -EINVAL);
+        assert_int_equal(dma_unmap(p, 24, VU_DMA_UNMAP_ALL, 0, 0), 0);   /* nothing mapped: fine */
+        close(fd);
+        pair_free(p);
+}
+
+/* max_dma_maps is enforced. */
+static void test_map_limit(void **state) {
+        Pair *p = pair_new(false, true);
+        unsigned i;
+        int r = 0;
+
+        for (i = 0; i < VU_MAX_DMA_MAPS + 1 && r == 0; i++)
+                r = dma_map(p, 32, VU_DMA_READ, 0, (uint64_t) i * 2 * PG, PG, -1);
+        assert_int_equal(r, -ENOSPC);
+        assert_int_equal(i, VU_MAX_DMA_MAPS + 1);
+        assert_int_equal(vu_dma_count(vu_server_dma(p->td->server)), VU_MAX_DMA_MAPS);
+        assert_int_equal(dma_unmap(p, 24, VU_DMA_UNMAP_ALL, 0, 0), 0);
+        pair_free(p);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_map_and_use),
+                cmocka_unit_test(test_map_errors),
+                cmocka_unit_test(test_map_limit),
+        };
+
+        return cmocka_run_group_tests_name("dma-msgs", tests, NULL, NULL);
+}
