@@ -138,7 +138,8 @@ size_t frame_tcp(uint8_t *buf, const FrameAddr *src, const FrameAddr *dst, uint1
         l4[12] = 5 << 4;
         l4[13] = flags;
         l4[14] = 0xff; l4[15] = 0xff;   /* window */
-        memcpy(l4 + 20, data, len);
+        if (len)
+                memcpy(l4 + 20, data, len);
         return frame_ipv4(buf, src, dst, 6, l4, 20 + len, false, NULL, NULL);
 }
 

@@ -459,7 +459,8 @@ int vd_ctrl(Vd *d, uint8_t cls, uint8_t cmd, const void *data, size_t len, int t
         uint8_t *p = ram_ptr(d, b);
         p[0] = cls;
         p[1] = cmd;
-        memcpy(p + 2, data, len);
+        if (len)
+                memcpy(p + 2, data, len);
         *(uint8_t *) ram_ptr(d, ack) = 0xee;
         uint64_t gpa[3] = { b, b + 2, ack };
         uint32_t l[3] = { 2, (uint32_t) len, 1 };
