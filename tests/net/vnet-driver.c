@@ -343,9 +343,10 @@ int vd_wait_used(Vd *d, unsigned slot, uint16_t *id, uint32_t *len, int timeout_
                 int64_t left = end - now_ms();
                 if (left <= 0)
                         return -ETIMEDOUT;
-                if (vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
+                /* A register read is a round trip: look at the status only when no interrupt came. */
+                if (d->ops->wait_irq(d->opaque, d->q[slot].vector, (int) (left < 20 ? left : 20)) == 0 &&
+                    (vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
                         return -EIO;
-                d->ops->wait_irq(d->opaque, d->q[slot].vector, (int) (left < 20 ? left : 20));
         }
 }
 
@@ -391,6 +392,7 @@ int vd_tx_reclaim(Vd *d, unsigned pair) {
 
 int vd_rx_post(Vd *d, unsigned pair) {
         VdQueue *q = &d->q[2 * pair];
+        uint16_t old = q->avail_idx;
         int n = 0;
 
         /* Single-descriptor buffers: split ids are descriptor indices, packed ids ring slots. */
@@ -403,8 +405,23 @@ int vd_rx_post(Vd *d, unsigned pair) {
                         break;
                 n++;
         }
-        if (n)
+        if (n && !q->packed) {
+                /* Kick only when the device asked (2.7.10 avail_event, 2.7.7 NO_NOTIFY), as Linux does. */
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                uint16_t *used16 = q->dev;
+                bool kick;
+                if (virtio_has(d->features, VIRTIO_F_EVENT_IDX)) {
+                        uint16_t ev = __atomic_load_n((uint16_t *) ((uint8_t *) q->dev + 4 + 8 * (size_t) q->size),
+                                                      __ATOMIC_ACQUIRE);
+                        kick = vq_need_event(le16toh(ev), q->avail_idx, old);
+                } else {
+                        kick = !(__atomic_load_n(&used16[0], __ATOMIC_ACQUIRE) & VIRTQ_USED_F_NO_NOTIFY);
+                }
+                if (kick)
+                        vd_kick(d, 2 * pair);
+        } else if (n) {
                 vd_kick(d, 2 * pair);
+        }
         return n;
 }
 
