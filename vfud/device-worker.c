@@ -220,6 +220,14 @@ static void on_subscribed(Device *d, JsonNode *result, const GError *error, void
                 g_warning("%s: cannot subscribe to worker events: %s", d->name, error->message);
 }
 
+static void on_stats(Device *d, JsonNode *result, const GError *error, void *userdata);
+
+static void on_initial_stats(Device *d, JsonNode *result, const GError *error, void *userdata) {
+        on_stats(d, result, error, userdata);
+        if (d->state == DEVICE_STARTING)
+                device_start_completed(d, NULL);
+}
+
 /* The worker reported: ready, or the reason it cannot start. */
 static void ready_parse(Device *d) {
         g_autoptr(JsonParser) p = json_parser_new();
@@ -257,8 +265,8 @@ static void ready_parse(Device *d) {
                 return;
         }
         device_ctl_call(d, "subscribe", NULL, NULL, NULL, on_subscribed, NULL);
-        device_start_completed(d, NULL);
-        device_stats_update(d);
+        /* Listening: complete once the first statistics are in, so a reader never sees them empty. */
+        device_ctl_call(d, "stats", NULL, NULL, NULL, on_initial_stats, NULL);
 }
 
 static void ready_drain(Device *d) {

@@ -359,9 +359,15 @@ void device_stop(Device *d, DeviceDoneFunc func, void *userdata) {
                 device_worker_kill(d, SIGTERM);
 }
 
+static void device_crashed(Device *d, const char *how);
+
 static void on_restart_done(Device *d, const GError *error, void *userdata) {
-        if (error)
-                g_warning("%s: automatic restart failed: %s", d->name, error->message);
+        if (!error)
+                return;
+        g_warning("%s: automatic restart failed: %s", d->name, error->message);
+        /* A worker that died on its way up counts as another crash; a setup error it reported does not heal by retrying. */
+        if (g_error_matches(error, MANAGER_ERROR, MANAGER_ERROR_WORKER_FAILED) && d->state == DEVICE_FAILED)
+                device_crashed(d, "died while restarting");
 }
 
 static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata) {

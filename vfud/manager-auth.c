@@ -8,6 +8,7 @@
  */
 #include <grp.h>
 #include <pwd.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/bus-names.h"
@@ -37,6 +38,49 @@ static bool user_in_group(uid_t uid, gid_t gid) {
         return false;
 }
 
+/*
+ * The groups of the sender's process as the bus daemon recorded them when it
+ * connected (GetConnectionCredentials "UnixGroupIDs"; sd-bus 252 does not
+ * read them).  1 member, 0 not, negative errno when unknown.
+ */
+static int bus_sender_in_group(sd_bus_message *msg, gid_t gid) {
+        sd_bus_message *reply = NULL;
+        const char *key;
+        int r, found = -ENODATA;
+
+        r = sd_bus_call_method(sd_bus_message_get_bus(msg), "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "GetConnectionCredentials", NULL, &reply, "s",
+                               sd_bus_message_get_sender(msg));
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        break;
+                if (strcmp(key, "UnixGroupIDs") == 0) {
+                        const uint32_t *ids;
+                        size_t size;
+
+                        r = sd_bus_message_enter_container(reply, 'v', "au");
+                        if (r >= 0)
+                                r = sd_bus_message_read_array(reply, 'u', (const void **) &ids, &size);
+                        if (r >= 0) {
+                                found = 0;
+                                for (size_t i = 0; i < size / sizeof(uint32_t); i++)
+                                        if (ids[i] == gid)
+                                                found = 1;
+                                r = sd_bus_message_exit_container(reply);
+                        }
+                } else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        sd_bus_message_unref(reply);
+        return r < 0 ? r : found;
+}
+
 int manager_check_authorized(Manager *m, sd_bus_message *msg, const char *what, sd_bus_error *error) {
         sd_bus_creds *creds = NULL;
         uint64_t augmented;
@@ -44,7 +88,7 @@ int manager_check_authorized(Manager *m, sd_bus_message *msg, const char *what, 
         bool ok = false;
         int r;
 
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS, &creds);
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                                          "cannot determine who is calling (%s): access denied", g_strerror(-r));
@@ -52,19 +96,8 @@ int manager_check_authorized(Manager *m, sd_bus_message *msg, const char *what, 
         if (!(augmented & SD_BUS_CREDS_EUID) && sd_bus_creds_get_euid(creds, &euid) >= 0) {
                 if (euid == 0 || euid == geteuid())
                         ok = true;
-                else if (m->have_admin_gid) {
-                        const gid_t *gids = NULL;
-                        int n;
-
-                        if (!(augmented & SD_BUS_CREDS_SUPPLEMENTARY_GIDS) &&
-                            (n = sd_bus_creds_get_supplementary_gids(creds, &gids)) >= 0) {
-                                for (int i = 0; i < n; i++)
-                                        if (gids[i] == m->admin_gid)
-                                                ok = true;
-                        }
-                        if (!ok)
-                                ok = user_in_group(euid, m->admin_gid);
-                }
+                else if (m->have_admin_gid)
+                        ok = bus_sender_in_group(msg, m->admin_gid) > 0 || user_in_group(euid, m->admin_gid);
         }
         sd_bus_creds_unref(creds);
         if (ok)

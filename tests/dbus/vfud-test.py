@@ -1,0 +1,980 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The dbus suite: the real vfud and vfud-worker on a private dbus-daemon.
+
+Usage: vfud-test.py CASE     (the cases are the test_* functions below)
+
+Every case gets its own bus, state and runtime directories and vfud, and
+ends every process it started.  Paths come from the environment meson sets:
+VFUD, VFUD_WORKER, VFUCTL, VU_HOLD, NVME_IO, XML_DIR, BUS_CONF.  Exit status
+0 pass, 1 fail, 77 skip (with the reason on stdout).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+import gi
+
+gi.require_version('Gio', '2.0')
+from gi.repository import Gio, GLib  # noqa: E402
+
+SKIP = 77
+NAME = 'org.vfu.vfud1'
+MPATH = '/org/vfu/vfud1'
+MIFACE = 'org.vfu.vfud1.Manager'
+DIFACE = 'org.vfu.vfud1.Device'
+ERR = 'org.vfu.vfud1.Error.'
+DENIED = 'org.freedesktop.DBus.Error.AccessDenied'
+NOBODY = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups']
+MiB = 1 << 20
+
+
+class Skip(Exception):
+    pass
+
+
+class Fail(Exception):
+    pass
+
+
+class DBusError(Exception):
+    def __init__(self, name, message):
+        super().__init__(f'{name}: {message}')
+        self.name = name
+        self.message = message
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+def env_path(key):
+    value = os.environ.get(key)
+    if not value:
+        raise Skip(f'{key} is not set (run through meson test)')
+    return value
+
+
+def worker_types():
+    out = subprocess.run([env_path('VFUD_WORKER'), '--types'], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def need_type(t):
+    if t not in worker_types():
+        raise Skip(f'vfud-worker has no {t} device type in this build')
+
+
+def any_type():
+    types = worker_types()
+    if 'nvme' in types:
+        return 'nvme'
+    if 'virtio-net' in types and tap_usable():
+        return 'virtio-net'
+    raise Skip('vfud-worker has no usable device type in this build')
+
+
+def tap_usable():
+    return os.geteuid() == 0 and os.path.exists('/dev/net/tun')
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().split(')')[-1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def unpack_error(e):
+    name = Gio.DBusError.get_remote_error(e) or 'unknown'
+    Gio.DBusError.strip_remote_error(e)
+    return DBusError(name, e.message)
+
+
+class Env:
+    """A private bus, a vfud and its directories."""
+
+    def __init__(self, config=''):
+        self.dir = tempfile.mkdtemp(prefix='vfud-test-')
+        os.chmod(self.dir, 0o755)
+        self.state = os.path.join(self.dir, 'state')
+        self.runtime = os.path.join(self.dir, 'run')
+        self.config = os.path.join(self.dir, 'vfud.conf')
+        with open(self.config, 'w') as f:
+            f.write('[Manager]\nAdminGroup=\n[Worker]\nRestartDelaySec=0.2\n' + config)
+        self.vfud = None
+        self.seen_pids = set()
+        self.signals = []
+        self.children = []
+        self.log = open(os.path.join(self.dir, 'vfud.log'), 'a')
+        with open(env_path('BUS_CONF')) as f:
+            conf = f.read().replace('<keep_umask/>', f'<keep_umask/>\n  <listen>unix:path={self.dir}/bus</listen>')
+        conf_path = os.path.join(self.dir, 'bus.conf')
+        with open(conf_path, 'w') as f:
+            f.write(conf)
+        out = subprocess.run(['dbus-daemon', f'--config-file={conf_path}', '--fork', '--print-address=1',
+                              '--print-pid=1'], capture_output=True, text=True, check=True)
+        lines = out.stdout.split()
+        self.addr, self.bus_pid = lines[0], int(lines[1])
+        self.conn = Gio.DBusConnection.new_for_address_sync(
+            self.addr, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
+            Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+        self.conn.signal_subscribe(NAME, None, None, None, None, Gio.DBusSignalFlags.NONE, self._on_signal)
+        self.notify_path = os.path.join(self.dir, 'notify')
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.setblocking(False)
+
+    def _on_signal(self, conn, sender, path, iface, member, params):
+        self.signals.append((path, iface, member, params.unpack()))
+
+    # ---- processes ----
+
+    def start_vfud(self):
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, G_MESSAGES_DEBUG='')
+        with open(self.config) as f:
+            if 'Executable=' not in f.read():
+                env['VFUD_WORKER'] = env_path('VFUD_WORKER')
+            else:
+                env.pop('VFUD_WORKER', None)
+        env.pop('VFUD_BUS', None)
+        self.ready = False
+        self.vfud = subprocess.Popen([env_path('VFUD'), '--bus', self.addr, '--state-dir', self.state,
+                                      '--runtime-dir', self.runtime, '--config', self.config],
+                                     stdout=self.log, stderr=self.log, env=env)
+        self.wait_for(lambda: self.name_owned(), 10, 'vfud to own org.vfu.vfud1')
+        self.wait_for(lambda: self.got_ready(), 30, 'vfud to send READY=1')
+
+    def got_ready(self):
+        check(self.vfud.poll() is None, f'vfud exited with status {self.vfud.returncode}')
+        try:
+            while True:
+                if b'READY=1' in self.notify.recv(4096):
+                    self.ready = True
+        except BlockingIOError:
+            pass
+        return self.ready
+
+    def name_owned(self):
+        check(self.vfud.poll() is None, f'vfud exited with status {self.vfud.returncode}')
+        r = self.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+                                'NameHasOwner', GLib.Variant('(s)', (NAME,)), None, 0, 5000, None)
+        return r.unpack()[0]
+
+    def stop_vfud(self, sig=signal.SIGTERM):
+        self.vfud.send_signal(sig)
+        self.vfud.wait(timeout=20)
+        self.wait_for(lambda: not self.name_owned_raw(), 10, 'the bus name to be released')
+
+    def name_owned_raw(self):
+        r = self.conn.call_sync('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+                                'NameHasOwner', GLib.Variant('(s)', (NAME,)), None, 0, 5000, None)
+        return r.unpack()[0]
+
+    def worker_pidfiles(self):
+        d = os.path.join(self.runtime, 'workers')
+        pids = {}
+        if os.path.isdir(d):
+            for f in os.listdir(d):
+                if f.endswith('.pid'):
+                    try:
+                        with open(os.path.join(d, f)) as fh:
+                            pids[f[:-4]] = int(fh.read())
+                    except (OSError, ValueError):
+                        pass
+        return pids
+
+    def spawn(self, args, **kw):
+        p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, **kw)
+        self.children.append(p)
+        return p
+
+    def cleanup(self, failed):
+        for p in self.children:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if self.vfud and self.vfud.poll() is None:
+            self.vfud.kill()
+            self.vfud.wait()
+        pids = set(self.worker_pidfiles().values()) | self.seen_pids
+        for pid in pids:
+            try:
+                with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                    ours = self.dir.encode() in f.read()
+            except OSError:
+                ours = False
+            if ours:
+                os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(self.bus_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+        if failed:
+            with open(os.path.join(self.dir, 'vfud.log')) as f:
+                sys.stdout.write('---- vfud log ----\n' + f.read())
+        subprocess.run(['rm', '-rf', self.dir])
+
+    # ---- bus ----
+
+    def pump(self, seconds=0.0):
+        ctx = GLib.MainContext.default()
+        end = time.monotonic() + seconds
+        while True:
+            while ctx.iteration(False):
+                pass
+            if time.monotonic() >= end:
+                return
+            time.sleep(0.02)
+
+    def wait_for(self, cond, timeout, what):
+        end = time.monotonic() + timeout
+        while True:
+            self.pump()
+            if cond():
+                return
+            if time.monotonic() > end:
+                raise Fail(f'timed out waiting for {what}')
+            time.sleep(0.05)
+
+    def call(self, path, iface, method, sig=None, args=None, timeout=60):
+        try:
+            r = self.conn.call_sync(NAME, path, iface, method, GLib.Variant(sig, args) if sig else None,
+                                    None, Gio.DBusCallFlags.NONE, timeout * 1000, None)
+        except GLib.Error as e:
+            raise unpack_error(e)
+        return r.unpack() if r else ()
+
+    def mgr(self, method, sig=None, *args):
+        return self.call(MPATH, MIFACE, method, sig, tuple(args))
+
+    def path(self, name):
+        return self.mgr('GetDevice', '(s)', name)[0]
+
+    def dev(self, name, method, sig=None, *args):
+        return self.call(self.path(name), DIFACE, method, sig, tuple(args))
+
+    def prop(self, name, prop):
+        v = self.call(self.path(name), 'org.freedesktop.DBus.Properties', 'Get', '(ss)', (DIFACE, prop))[0]
+        if prop == 'WorkerPID' and v:
+            self.seen_pids.add(v)
+        return v
+
+    def props(self, name):
+        return self.call(self.path(name), 'org.freedesktop.DBus.Properties', 'GetAll', '(s)', (DIFACE,))[0]
+
+    def error(self, fn, *args, **kw):
+        try:
+            fn(*args, **kw)
+        except DBusError as e:
+            return e
+        raise Fail(f'{getattr(fn, "__name__", fn)}{args} succeeded, expected an error')
+
+    def expect(self, errname, fn, *args, **kw):
+        e = self.error(fn, *args, **kw)
+        check(e.name == errname, f'{args}: expected {errname}, got {e.name}: {e.message}')
+        return e.message
+
+    def create(self, type_, name, vm='', **options):
+        opts = {}
+        for k, v in options.items():
+            if isinstance(v, bool):
+                opts[k] = GLib.Variant('b', v)
+            elif isinstance(v, int):
+                opts[k] = GLib.Variant('t', v)
+            else:
+                opts[k] = GLib.Variant('s', v)
+        path = self.mgr('CreateDevice', '(sssa{sv})', type_, name, vm, opts)[0]
+        return path
+
+    def create_any(self, type_, name, vm='', **extra):
+        if type_ == 'nvme':
+            return self.create('nvme', name, vm, size=extra.pop('size', MiB), **extra)
+        tap = extra.pop('tap', 'vt' + name[-8:] + str(os.getpid() % 1000))
+        return self.create('virtio-net', name, vm, tap=tap[:15], **extra)
+
+    def vfuctl(self, *args, user=None, bus=None):
+        cmd = (user or []) + [env_path('VFUCTL'), '--bus', bus or self.addr] + list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
+    def members(self, member):
+        return [s for s in self.signals if s[2] == member]
+
+    def leftovers(self):
+        """Files and processes a failed operation must not leave behind."""
+        left = []
+        for sub in ('devices', 'images'):
+            d = os.path.join(self.state, sub)
+            if os.path.isdir(d):
+                left += [os.path.join(sub, f) for f in os.listdir(d)]
+        if os.path.isdir(self.runtime):
+            left += [f for f in os.listdir(self.runtime) if f.endswith('.sock')]
+            wd = os.path.join(self.runtime, 'workers')
+            if os.path.isdir(wd):
+                left += [os.path.join('workers', f) for f in os.listdir(wd)]
+        for pid in self.seen_pids:
+            if pid_alive(pid):
+                left.append(f'worker {pid}')
+        left += [f'worker {p}' for p in self.worker_processes()]
+        return left
+
+    def worker_processes(self):
+        found = []
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if b'vfud-worker' in cmd and self.dir.encode() in cmd and pid_alive(int(pid)):
+                found.append(int(pid))
+        return found
+
+
+# ---------------------------------------------------------------------------
+# cases
+
+def test_introspect(env):
+    """The live interfaces equal the XML in xml/ (the contract)."""
+    env.start_vfud()
+    t = any_type()
+    env.create_any(t, 'intro')
+    xml_dir = env_path('XML_DIR')
+
+    def canon(elem):
+        members = []
+        for m in elem:
+            args = tuple((a.tag, tuple(sorted(a.attrib.items()))) for a in m)
+            members.append((m.tag, tuple(sorted(m.attrib.items())), args))
+        return sorted(members)
+
+    def live(path, iface):
+        out = subprocess.run(['busctl', f'--address={env.addr}', 'introspect', '--xml-interface', NAME, path],
+                             capture_output=True, text=True, check=True).stdout
+        root = ET.fromstring(out.split('\n', 2)[2] if out.startswith('<!DOCTYPE') else out)
+        found = [i for i in root.findall('interface') if i.get('name') == iface]
+        check(found, f'{path} has no interface {iface}')
+        return found[0], root
+
+    for iface, path in ((MIFACE, MPATH), (DIFACE, env.path('intro'))):
+        contract = ET.parse(os.path.join(xml_dir, f'{iface}.xml')).getroot().find('interface')
+        got, root = live(path, iface)
+        a, b = canon(contract), canon(got)
+        if a != b:
+            raise Fail(f'{iface} differs from xml/{iface}.xml:\n  only in the XML: {sorted(set(a) - set(b))}\n'
+                       f'  only in vfud: {sorted(set(b) - set(a))}')
+        if iface == MIFACE:
+            names = [i.get('name') for i in root.findall('interface')]
+            check('org.freedesktop.DBus.ObjectManager' in names, 'no ObjectManager on /org/vfu/vfud1')
+
+
+def test_manager(env):
+    """Every Manager method, its signals and its errors."""
+    env.start_vfud()
+    t = any_type()
+    check(env.call(MPATH, 'org.freedesktop.DBus.Properties', 'Get', '(ss)', (MIFACE, 'StateDirectory'))[0]
+          == env.state, 'StateDirectory')
+    types = env.call(MPATH, 'org.freedesktop.DBus.Properties', 'Get', '(ss)', (MIFACE, 'DeviceTypes'))[0]
+    check(sorted(types) == ['nvme', 'virtio-net'], f'DeviceTypes {types}')
+
+    path = env.create_any(t, 'm1', 'vmA')
+    check(path == '/org/vfu/vfud1/device/m1', f'path {path}')
+    env.wait_for(lambda: env.members('DeviceNew'), 5, 'DeviceNew')
+    check(env.members('DeviceNew')[0][3] == ('m1', path), f'DeviceNew {env.members("DeviceNew")}')
+    check(any(s[2] == 'InterfacesAdded' and s[3][0] == path for s in env.signals), 'InterfacesAdded')
+    check(env.path('m1') == path, 'GetDevice')
+    check(env.prop('m1', 'State') == 'listening', 'State after create')
+    check(os.path.exists(env.prop('m1', 'SocketPath')), 'socket exists')
+
+    # Idempotent: the same definition again is the same device, no new signal.
+    n_new = len(env.members('DeviceNew'))
+    pid = env.prop('m1', 'WorkerPID')
+    check(env.create_any(t, 'm1', 'vmA') == path, 'identical CreateDevice returns the same path')
+    env.pump(0.3)
+    check(len(env.members('DeviceNew')) == n_new, 'no DeviceNew for an identical definition')
+    check(env.prop('m1', 'WorkerPID') == pid, 'the worker is untouched')
+    msg = env.expect(ERR + 'DeviceExists', env.create_any, t, 'm1', 'vmB')
+    check('destroy it' in msg, f'DeviceExists message says what to do: {msg}')
+
+    # Generated names.
+    p0 = env.create_any(t, '', 'vmA', **({'tap': 'vtgen0x'} if t == 'virtio-net' else {}))
+    p1 = env.create_any(t, '', 'vmA', **({'tap': 'vtgen1x'} if t == 'virtio-net' else {}))
+    short = 'nvme' if t == 'nvme' else 'net'
+    check(p0.endswith(f'vmA_2d{short}0') and p1.endswith(f'vmA_2d{short}1'), f'generated names {p0} {p1}')
+
+    # Listing, filtered by VM.
+    env.create_any(t, 'other', 'vmB')
+    all_ = env.mgr('ListDevices', '(s)', '')[0]
+    check([d[0] for d in all_] == ['m1', 'other', f'vmA-{short}0', f'vmA-{short}1'], f'ListDevices {all_}')
+    check(all(d[3] == 'listening' for d in all_), 'all listening')
+    only_b = env.mgr('ListDevices', '(s)', 'vmB')[0]
+    check(only_b == [('other', t, 'vmB', 'listening', '/org/vfu/vfud1/device/other')], f'ListDevices vmB {only_b}')
+
+    # Errors.
+    env.expect(ERR + 'InvalidArgument', env.create, 'floppy', 'x')
+    env.expect(ERR + 'InvalidArgument', env.create, t, 'x', '', bogus='1')
+    env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'x', '', size='big')
+    env.expect(ERR + 'InvalidArgument', env.create, 'nvme', '../x', '', size=MiB)
+    env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'x', 'a/b', size=MiB)
+    for m in ('GetDevice', 'DestroyDevice', 'StartDevice', 'StopDevice'):
+        msg = env.expect(ERR + 'NoSuchDevice', env.mgr, m, '(s)', 'nope')
+        check('nope' in msg, f'{m} message names the device: {msg}')
+
+    # Stop, start, stop again.
+    sock = env.prop('m1', 'SocketPath')
+    env.mgr('StopDevice', '(s)', 'm1')
+    check(env.prop('m1', 'State') == 'idle' and env.prop('m1', 'WorkerPID') == 0, 'stopped')
+    check(not os.path.exists(sock), 'socket removed when stopped')
+    check(not pid_alive(pid), 'worker gone when stopped')
+    env.mgr('StopDevice', '(s)', 'm1')
+    env.mgr('StartDevice', '(s)', 'm1')
+    check(env.prop('m1', 'State') == 'listening' and os.path.exists(sock), 'started again')
+    env.mgr('StartDevice', '(s)', 'm1')
+
+    # Destroy.
+    pid = env.prop('m1', 'WorkerPID')
+    env.mgr('DestroyDevice', '(s)', 'm1')
+    env.wait_for(lambda: env.members('DeviceRemoved'), 5, 'DeviceRemoved')
+    check(env.members('DeviceRemoved')[-1][3] == ('m1', path), 'DeviceRemoved args')
+    check(any(s[2] == 'InterfacesRemoved' and s[3][0] == path for s in env.signals), 'InterfacesRemoved')
+    env.expect(ERR + 'NoSuchDevice', env.path, 'm1')
+    check(not os.path.exists(os.path.join(env.state, 'devices', 'm1.json')), 'definition removed')
+    check(not os.path.exists(os.path.join(env.state, 'images', 'm1-ns1.img')), 'image removed')
+    check(not pid_alive(pid), 'worker gone')
+
+
+def test_device(env):
+    """Device object methods, properties, PropertiesChanged, namespaces."""
+    need_type('nvme')
+    env.start_vfud()
+    env.create('nvme', 'd1', 'vm1', size=2 * MiB, queues=2, serial='SN-d1')
+    p = env.props('d1')
+    check(p['Name'] == 'd1' and p['Type'] == 'nvme' and p['Vm'] == 'vm1', f'identity {p}')
+    check(p['SocketPath'] == os.path.join(env.runtime, 'd1.sock'), 'SocketPath')
+    check(p['State'] == 'listening' and p['Connected'] is False and p['WorkerPID'] > 0, f'state {p}')
+    check(p['Restarts'] == 0 and p['LastError'] == '', 'no restarts')
+    ns = p['Backend']['namespaces']
+    img = os.path.join(env.state, 'images', 'd1-ns1.img')
+    check(ns == [{'nsid': 1, 'path': img, 'size': 2 * MiB, 'kind': 'image'}], f'Backend {ns}')
+    check(p['Backend']['queues'] == 2 and p['Backend']['serial'] == 'SN-d1', 'Backend options')
+    check(os.stat(img).st_size == 2 * MiB and os.stat(img).st_blocks == 0, 'sparse image')
+    check('vfio_user.messages' in p['Statistics'], f'Statistics {p["Statistics"]}')
+
+    # PropertiesChanged on Stop/Start through the device object.
+    path = env.path('d1')
+    env.signals.clear()
+    env.dev('d1', 'Stop')
+    env.wait_for(lambda: any(s[2] == 'PropertiesChanged' and s[0] == path and
+                             s[3][1].get('State') == 'idle' for s in env.signals), 5, 'State idle signal')
+    env.dev('d1', 'Start')
+    env.wait_for(lambda: any(s[2] == 'PropertiesChanged' and s[3][1].get('State') == 'listening'
+                             for s in env.signals), 5, 'State listening signal')
+    # Statistics are polled while a client is connected, and emitted only when they change.
+    idle = env.spawn([env_path('VU_HOLD'), env.prop('d1', 'SocketPath'), '--idle'])
+    check(idle.stdout.readline().startswith('connected'), 'idle client connected')
+    env.wait_for(lambda: env.prop('d1', 'Connected'), 5, 'Connected')
+    env.pump(1.5)
+    env.signals.clear()
+    env.pump(2.5)
+    check(not any(s[2] == 'PropertiesChanged' and 'Statistics' in s[3][1] for s in env.signals),
+          f'Statistics emitted without a change: {env.signals}')
+    hold_finish(idle)
+    env.wait_for(lambda: not env.prop('d1', 'Connected'), 5, 'Connected=false')
+
+    # Namespaces.
+    def nss():
+        return {n['nsid']: n for n in env.prop('d1', 'Backend')['namespaces']}
+
+    env.dev('d1', 'AddNamespace', '(ust)', 2, '', 4 * MiB)
+    check(nss()[2]['size'] == 4 * MiB and nss()[2]['kind'] == 'image', f'ns2 {nss()}')
+    with open(os.path.join(env.state, 'devices', 'd1.json')) as f:
+        persisted = json.load(f)
+    check([n['nsid'] for n in persisted['options']['namespaces']] == [1, 2], f'persisted {persisted}')
+    msg = env.expect(ERR + 'InvalidArgument', env.dev, 'd1', 'AddNamespace', '(ust)', 2, '', MiB)
+    check('already exists' in msg, msg)
+    env.expect(ERR + 'InvalidArgument', env.dev, 'd1', 'AddNamespace', '(ust)', 0, '', MiB)
+    env.expect(ERR + 'InvalidArgument', env.dev, 'd1', 'AddNamespace', '(ust)', 3, '', 0)
+    env.expect(ERR + 'InvalidArgument', env.dev, 'd1', 'AddNamespace', '(ust)', 3, '', 1000)
+    env.expect(ERR + 'BackendFailed', env.dev, 'd1', 'AddNamespace', '(ust)', 3, '/nonexistent/file', 0)
+    backing = os.path.join(env.dir, 'ns3.img')
+    with open(backing, 'wb') as f:
+        f.truncate(3 * MiB)
+    env.dev('d1', 'AddNamespace', '(ust)', 3, backing, 0)
+    check(nss()[3] == {'nsid': 3, 'path': backing, 'size': 3 * MiB, 'kind': 'file'}, f'ns3 {nss()}')
+    env.dev('d1', 'ResizeNamespace', '(ut)', 2, 8 * MiB)
+    check(nss()[2]['size'] == 8 * MiB, 'resized')
+    check(os.stat(os.path.join(env.state, 'images', 'd1-ns2.img')).st_size == 8 * MiB, 'image grown')
+    msg = env.expect(ERR + 'InvalidArgument', env.dev, 'd1', 'ResizeNamespace', '(ut)', 2, 4 * MiB)
+    check('shrink' in msg, msg)
+    msg = env.expect(ERR + 'InvalidArgument', env.dev, 'd1', 'ResizeNamespace', '(ut)', 3, 16 * MiB)
+    check('grow it first' in msg, msg)
+    env.expect(ERR + 'InvalidArgument', env.dev, 'd1', 'ResizeNamespace', '(ut)', 9, 16 * MiB)
+    env.dev('d1', 'RemoveNamespace', '(u)', 2)
+    check(2 not in nss() and not os.path.exists(os.path.join(env.state, 'images', 'd1-ns2.img')), 'ns2 removed')
+    env.dev('d1', 'RemoveNamespace', '(u)', 3)
+    check(os.path.exists(backing), 'a caller-provided backing file is kept')
+    env.expect(ERR + 'InvalidArgument', env.dev, 'd1', 'RemoveNamespace', '(u)', 3)
+    msg = env.expect(ERR + 'NotSupported', env.dev, 'd1', 'SetLink', '(b)', True)
+    check('nvme' in msg, msg)
+
+    # Changes to a stopped device go to its definition and apply at the next start.
+    env.dev('d1', 'Stop')
+    env.dev('d1', 'AddNamespace', '(ust)', 4, '', MiB)
+    env.dev('d1', 'Start')
+    check(4 in nss() and env.prop('d1', 'State') == 'listening', 'namespace added while stopped')
+
+    env.dev('d1', 'Destroy')
+    env.expect(ERR + 'NoSuchDevice', env.path, 'd1')
+    check(env.leftovers() == [], f'leftovers after Destroy: {env.leftovers()}')
+
+
+def test_net(env):
+    """virtio-net devices: TAP backend, MAC, queues, link state."""
+    need_type('virtio-net')
+    if not tap_usable():
+        raise Skip('needs root and /dev/net/tun for TAP interfaces')
+    env.start_vfud()
+    tap = f'vft{os.getpid() % 100000}'
+    env.create('virtio-net', 'n1', 'vm1', tap=tap, queues=2, mac='52:54:00:AB:cd:01')
+    b = env.prop('n1', 'Backend')
+    check(b == {'backend': 'tap', 'tap': tap, 'mac': '52:54:00:ab:cd:01', 'queues': 2}, f'Backend {b}')
+    check(os.path.exists(f'/sys/class/net/{tap}'), 'TAP interface exists')
+    env.dev('n1', 'SetLink', '(b)', False)
+    env.dev('n1', 'SetLink', '(b)', True)
+    env.expect(ERR + 'NotSupported', env.dev, 'n1', 'AddNamespace', '(ust)', 2, '', MiB)
+    env.create('virtio-net', 'n2', '', tap=tap + 'b')
+    mac = env.prop('n2', 'Backend')['mac']
+    check(mac.startswith('52:54:00:'), f'generated MAC {mac}')
+    env.mgr('DestroyDevice', '(s)', 'n2')
+    env.create('virtio-net', 'n2', '', tap=tap + 'b')
+    check(env.prop('n2', 'Backend')['mac'] == mac, 'the generated MAC is stable across re-creation')
+    env.dev('n1', 'Stop')
+    env.expect(ERR + 'NotRunning', env.dev, 'n1', 'SetLink', '(b)', True)
+    env.expect(ERR + 'InvalidArgument', env.create, 'virtio-net', 'n3', '', mac='01:00:00:00:00:01')
+    env.expect(ERR + 'InvalidArgument', env.create, 'virtio-net', 'n3', '', tap='x' * 16)
+    env.expect(ERR + 'InvalidArgument', env.create, 'virtio-net', 'n3', '', queues=99)
+    env.expect(ERR + 'InvalidArgument', env.create, 'virtio-net', 'n3', '', passt=True, queues=2)
+    msg = env.expect(ERR + 'BackendFailed', env.create, 'virtio-net', 'n3', '', tap='lo')
+    check('lo' in msg, msg)
+    env.mgr('DestroyDevice', '(s)', 'n1')
+    env.mgr('DestroyDevice', '(s)', 'n2')
+    check(env.leftovers() == [], f'leftovers: {env.leftovers()}')
+
+
+def test_bad_input(env):
+    """Bad input: a clear error, an exit code, and nothing half-created."""
+    env.start_vfud()
+    t = any_type()
+    missing = os.path.join(env.dir, 'missing.img')
+    small = os.path.join(env.dir, 'small.img')
+    with open(small, 'wb') as f:
+        f.truncate(MiB)
+    cases = [
+        (['create', 'floppy'], 2, 'unknown device type'),
+        (['create', 'nvme', '--size', '10Q'], 2, 'invalid size'),
+        (['create', 'nvme', '--size', '1000'], 2, 'multiple of 4096'),
+        (['create', 'nvme'], 2, 'needs a size'),
+        (['create', 'nvme', '--file', missing], 7, 'does not exist'),
+        (['create', 'nvme', '--file', small, '--size', '2M'], 2, 'larger than'),
+        (['create', 'nvme', '--file', small, '--block', small], 2, 'not both'),
+        (['create', 'nvme', '--block', small], 2, 'not a block device'),
+        (['create', 'nvme', '--size', '1M', '--queues', '999'], 2, '1 to 256'),
+        (['create', 'nvme', '--size', '1M', '--tap', 'x'], 2, 'does not apply'),
+        (['create', 'nvme', '--size', '1M', '--name', '-bad'], 2, 'invalid device name'),
+        (['create', 'virtio-net', '--mac', 'zz:00:00:00:00:00'], 2, 'invalid MAC'),
+        (['create', 'virtio-net', '--mtu', '10'], 2, 'mtu'),
+        (['create', 'virtio-net', '--tap', 'lo'], 7 if tap_usable() else 7, 'lo'),
+    ]
+    for args, code, text in cases:
+        rc, out, err = env.vfuctl(*args)
+        check(rc == code, f'vfuctl {" ".join(args)}: exit {rc}, expected {code} ({err.strip()})')
+        check(text in err, f'vfuctl {" ".join(args)}: message "{err.strip()}" lacks "{text}"')
+        check(env.leftovers() == [], f'vfuctl {" ".join(args)} left {env.leftovers()}')
+
+    # A duplicate name with another definition.
+    env.create_any(t, 'dup')
+    rc, out, err = env.vfuctl('create', 'nvme', '--size', '2M', '--name', 'dup')
+    check(rc == 5 and 'already exists' in err, f'duplicate: {rc} {err}')
+
+    # An image left over from elsewhere is neither used nor removed.
+    os.makedirs(os.path.join(env.state, 'images'), exist_ok=True)
+    stale = os.path.join(env.state, 'images', 'old-ns1.img')
+    with open(stale, 'w') as f:
+        f.write('precious')
+    rc, out, err = env.vfuctl('create', 'nvme', '--size', '1M', '--name', 'old')
+    check(rc == 7 and 'already exists' in err, f'stale image: {rc} {err}')
+    with open(stale) as f:
+        check(f.read() == 'precious', 'the stale image is untouched')
+    env.expect(ERR + 'NoSuchDevice', env.path, 'old')
+
+
+def test_worker_failure(env):
+    """A worker that cannot start: WorkerFailed, and the creation is rolled back."""
+    t = any_type()
+    with open(env.config, 'a') as f:
+        f.write('Executable=/bin/false\n')
+    env.start_vfud()
+    msg = env.expect(ERR + 'WorkerFailed', env.create_any, t, 'wf')
+    check('before it listened' in msg, msg)
+    env.expect(ERR + 'NoSuchDevice', env.path, 'wf')
+    check(env.leftovers() == [], f'leftovers: {env.leftovers()}')
+
+
+def test_vfuctl(env):
+    """vfuctl end to end, --json parsed, exit codes."""
+    need_type('nvme')
+    env.start_vfud()
+    rc, out, err = env.vfuctl('create', 'nvme', '--vm', 'foo', '--size', '2M', '--name', 'c1', '--json')
+    check(rc == 0, f'create: {rc} {err}')
+    created = json.loads(out)
+    check(created['name'] == 'c1' and created['state'] == 'listening' and created['vm'] == 'foo', f'{created}')
+    rc, out, err = env.vfuctl('create', 'nvme', '--vm', 'bar', '--size', '1M')
+    check(rc == 0 and out.startswith('bar-nvme0:'), f'create without a name: {rc} {out} {err}')
+
+    rc, out, err = env.vfuctl('list', '--json')
+    lst = json.loads(out)
+    check(rc == 0 and [d['name'] for d in lst] == ['bar-nvme0', 'c1'], f'list {lst}')
+    check(all(set(d) >= {'name', 'type', 'vm', 'state', 'connected', 'socket_path', 'path'} for d in lst), 'keys')
+    rc, out, err = env.vfuctl('list', '--vm', 'foo', '--json')
+    check([d['name'] for d in json.loads(out)] == ['c1'], 'list --vm')
+    rc, out, err = env.vfuctl('list')
+    check(rc == 0 and out.splitlines()[0].split()[:4] == ['NAME', 'TYPE', 'VM', 'STATE'], f'table {out}')
+    rc, out2, err = env.vfuctl('list', '--no-legend')
+    check(out2.splitlines() == out.splitlines()[1:], '--no-legend')
+
+    rc, out, err = env.vfuctl('show', 'c1', '--json')
+    s = json.loads(out)
+    check(rc == 0 and s['name'] == 'c1' and s['backend']['namespaces'][0]['size'] == 2 * MiB, f'show {s}')
+    check({'state', 'connected', 'socket_path', 'worker_pid', 'statistics', 'last_error', 'restarts'} <= set(s),
+          f'show keys {sorted(s)}')
+    rc, out, err = env.vfuctl('show', 'c1')
+    check(rc == 0 and 'State: listening' in out and 'namespaces: nsid=1' in out, f'show {out}')
+
+    rc, out, err = env.vfuctl('namespace', 'add', 'c1', '2', '--size', '1M')
+    check(rc == 0, f'namespace add {err}')
+    rc, out, err = env.vfuctl('namespace', 'resize', 'c1', '2', '2M')
+    check(rc == 0, f'namespace resize {err}')
+    rc, out, err = env.vfuctl('show', 'c1', '--json')
+    check(json.loads(out)['backend']['namespaces'][1]['size'] == 2 * MiB, 'resized')
+    rc, out, err = env.vfuctl('namespace', 'remove', 'c1', '2')
+    check(rc == 0, f'namespace remove {err}')
+    rc, out, err = env.vfuctl('link', 'down', 'c1')
+    check(rc == 8 and 'nvme' in err, f'link on nvme: {rc} {err}')
+
+    for args, code in ((['show', 'nope'], 3), (['stop', 'nope'], 3), (['frobnicate'], 2), (['start', 'c1', '--json'], 2),
+                       (['create', 'nvme', '--size', 'x'], 2), (['namespace', 'add', 'c1', 'zero', '--size', '1M'], 2)):
+        rc, out, err = env.vfuctl(*args)
+        check(rc == code, f'vfuctl {" ".join(args)}: exit {rc}, expected {code}: {err}')
+        check(err.startswith('vfuctl: '), f'error message {err!r}')
+    rc, out, err = env.vfuctl('list', bus=f'unix:path={env.dir}/nothing')
+    check(rc == 6, f'unreachable bus: {rc} {err}')
+
+    rc, out, err = env.vfuctl('stop', 'c1', 'bar-nvme0')
+    check(rc == 0 and 'c1: stopped' in out, f'stop {out} {err}')
+    rc, out, err = env.vfuctl('start', 'c1')
+    check(rc == 0, f'start {err}')
+    rc, out, err = env.vfuctl('destroy', 'c1', 'bar-nvme0')
+    check(rc == 0, f'destroy {err}')
+    rc, out, err = env.vfuctl('list', '--json')
+    check(json.loads(out) == [], f'empty {out}')
+    check(env.leftovers() == [], f'leftovers {env.leftovers()}')
+
+
+CALLER = r'''
+import json, sys
+import gi
+gi.require_version('Gio', '2.0')
+from gi.repository import Gio, GLib
+addr, path, iface, method, sig, args = sys.argv[1:7]
+conn = Gio.DBusConnection.new_for_address_sync(addr, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
+    Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+try:
+    v = GLib.Variant(sig, tuple(json.loads(args))) if sig else None
+    conn.call_sync('org.vfu.vfud1', path, iface, method, v, None, 0, 30000, None)
+    print(json.dumps({'ok': True}))
+except GLib.Error as e:
+    name = Gio.DBusError.get_remote_error(e)
+    Gio.DBusError.strip_remote_error(e)
+    print(json.dumps({'error': name, 'message': e.message}))
+'''
+
+
+def call_as(env, user, path, iface, method, sig='', args=()):
+    out = subprocess.run(user + [sys.executable, '-c', CALLER, env.addr, path, iface, method, sig, json.dumps(args)],
+                         capture_output=True, text=True, timeout=60)
+    check(out.returncode == 0, f'caller failed: {out.stderr}')
+    return json.loads(out.stdout)
+
+
+def test_auth(env):
+    """Unprivileged callers read everything and change nothing."""
+    need_type('nvme')
+    env.start_vfud()
+    env.create('nvme', 'a1', 'vm', size=MiB)
+    dpath = env.path('a1')
+    mutating = [
+        (MPATH, MIFACE, 'CreateDevice', '(sssa{sv})', ['nvme', 'x', '', {}]),
+        (MPATH, MIFACE, 'DestroyDevice', '(s)', ['a1']),
+        (MPATH, MIFACE, 'DestroyDevice', '(s)', ['nonexistent']),
+        (MPATH, MIFACE, 'StartDevice', '(s)', ['a1']),
+        (MPATH, MIFACE, 'StopDevice', '(s)', ['a1']),
+        (dpath, DIFACE, 'Start', '', []),
+        (dpath, DIFACE, 'Stop', '', []),
+        (dpath, DIFACE, 'Destroy', '', []),
+        (dpath, DIFACE, 'AddNamespace', '(ust)', [2, '', MiB]),
+        (dpath, DIFACE, 'RemoveNamespace', '(u)', [1]),
+        (dpath, DIFACE, 'ResizeNamespace', '(ut)', [1, 2 * MiB]),
+        (dpath, DIFACE, 'SetLink', '(b)', [True]),
+    ]
+    for path, iface, method, sig, args in mutating:
+        r = call_as(env, NOBODY, path, iface, method, sig, args)
+        check(r.get('error') == DENIED, f'{method} as nobody: {r}')
+        check('root' in r['message'], f'{method}: the message says who may: {r["message"]}')
+    readonly = [
+        (MPATH, MIFACE, 'ListDevices', '(s)', ['']),
+        (MPATH, MIFACE, 'GetDevice', '(s)', ['a1']),
+        (dpath, 'org.freedesktop.DBus.Properties', 'GetAll', '(s)', [DIFACE]),
+        (MPATH, 'org.freedesktop.DBus.ObjectManager', 'GetManagedObjects', '', []),
+    ]
+    for path, iface, method, sig, args in readonly:
+        r = call_as(env, NOBODY, path, iface, method, sig, args)
+        check(r.get('ok'), f'{method} as nobody: {r}')
+    check(env.prop('a1', 'State') == 'listening' and len(env.mgr('ListDevices', '(s)', '')[0]) == 1,
+          'nothing changed')
+    rc, out, err = env.vfuctl('list', user=NOBODY)
+    check(rc == 0 and 'a1' in out, f'vfuctl list as nobody: {rc} {err}')
+    rc, out, err = env.vfuctl('show', 'a1', '--json', user=NOBODY)
+    check(rc == 0 and json.loads(out)['name'] == 'a1', f'vfuctl show as nobody: {rc} {err}')
+    rc, out, err = env.vfuctl('stop', 'a1', user=NOBODY)
+    check(rc == 4 and 'needs root' in err, f'vfuctl stop as nobody: {rc} {err}')
+
+
+def test_auth_group(env):
+    """Members of AdminGroup may change devices (the group the caller's process has, as the bus saw it)."""
+    need_type('nvme')
+    with open(env.config, 'w') as f:
+        f.write('[Manager]\nAdminGroup=sys\n')
+    env.start_vfud()
+    env.create('nvme', 'g1', '', size=MiB)
+    member = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--groups=sys']
+    r = call_as(env, member, MPATH, MIFACE, 'StopDevice', '(s)', ['g1'])
+    check(r.get('ok'), f'StopDevice by a member of sys: {r}')
+    check(env.prop('g1', 'State') == 'idle', 'stopped by the group member')
+    r = call_as(env, NOBODY, MPATH, MIFACE, 'StartDevice', '(s)', ['g1'])
+    check(r.get('error') == DENIED and "'sys'" in r['message'], f'StartDevice by an outsider: {r}')
+    check(env.prop('g1', 'State') == 'idle', 'still stopped')
+
+
+def test_persistence(env):
+    """Definitions survive restarts; running workers are adopted; a reboot restarts them."""
+    need_type('nvme')
+    env.start_vfud()
+    env.create('nvme', 'p1', 'vm1', size=MiB, queues=2)
+    env.create('nvme', 'p2', 'vm2', size=2 * MiB)
+    env.create('nvme', 'p3', '', size=MiB)
+    env.mgr('StopDevice', '(s)', 'p3')
+    with open(os.path.join(env.state, 'devices', 'p1.json')) as f:
+        d = json.load(f)
+    img = os.path.join(env.state, 'images', 'p1-ns1.img')
+    check(d == {'name': 'p1', 'type': 'nvme', 'vm': 'vm1',
+                'options': {'namespaces': [{'nsid': 1, 'path': img, 'size': MiB, 'kind': 'image'}], 'queues': 2}},
+          f'persisted definition {d}')
+    check(oct(os.stat(os.path.join(env.state, 'devices', 'p1.json')).st_mode & 0o777) == '0o600', 'mode 0600')
+    pids = {n: env.prop(n, 'WorkerPID') for n in ('p1', 'p2')}
+
+    # A clean manager stop leaves workers serving; the next manager adopts them.
+    env.stop_vfud(signal.SIGTERM)
+    check(all(pid_alive(p) for p in pids.values()), 'workers outlive the manager')
+    for n in ('p1', 'p2'):
+        check(os.path.exists(os.path.join(env.runtime, f'{n}.sock')), f'{n} socket kept')
+    env.start_vfud()
+    lst = env.mgr('ListDevices', '(s)', '')[0]
+    check([(x[0], x[3]) for x in lst] == [('p1', 'listening'), ('p2', 'listening'), ('p3', 'idle')], f'{lst}')
+    check({n: env.prop(n, 'WorkerPID') for n in ('p1', 'p2')} == pids, 'same workers adopted')
+    check(env.prop('p1', 'Backend')['queues'] == 2, 'options restored')
+
+    # After a reboot (workers and /run gone) every device that was not stopped starts again.
+    env.stop_vfud(signal.SIGTERM)
+    for p in pids.values():
+        os.kill(p, signal.SIGKILL)
+    for p in pids.values():
+        env.wait_for(lambda: not pid_alive(p), 5, 'worker to die')
+    subprocess.run(['rm', '-rf', env.runtime], check=True)
+    env.start_vfud()
+    lst = env.mgr('ListDevices', '(s)', '')[0]
+    check([(x[0], x[3]) for x in lst] == [('p1', 'listening'), ('p2', 'listening'), ('p3', 'listening')], f'{lst}')
+    check(all(env.prop(n, 'WorkerPID') not in pids.values() for n in ('p1', 'p2')), 'new workers')
+
+
+def hold(env, name):
+    sock = env.prop(name, 'SocketPath')
+    p = env.spawn([env_path('VU_HOLD'), sock])
+    line = p.stdout.readline()
+    check(line.startswith('connected'), f'vu-hold on {name}: {line!r}')
+    return p
+
+
+def hold_progress(env, p, n=2):
+    for _ in range(n):
+        line = p.stdout.readline()
+        check(line.startswith('ops '), f'client progress: {line!r}')
+
+
+def hold_finish(p):
+    p.stdin.close()
+    out = p.stdout.read()
+    rc = p.wait(timeout=30)
+    last = out.strip().splitlines()[-1] if out.strip() else ''
+    check(rc == 0 and last.startswith('ok ') and last.split()[2] == '0', f'client: rc {rc}, {out!r}')
+    return int(last.split()[1])
+
+
+def test_restart(env):
+    """SIGKILL the manager under a connected client: it keeps working, the new manager sees it connected."""
+    t = any_type()
+    env.start_vfud()
+    env.create_any(t, 'r1', 'vm1')
+    path = env.path('r1')
+    env.signals.clear()
+    c = hold(env, 'r1')
+    env.wait_for(lambda: env.prop('r1', 'Connected'), 5, 'Connected=true')
+    check(env.prop('r1', 'State') == 'connected', 'State connected')
+    env.wait_for(lambda: any(s[2] == 'PropertiesChanged' and s[0] == path and s[3][1].get('Connected') is True
+                             for s in env.signals), 5, 'Connected PropertiesChanged')
+    env.wait_for(lambda: any(s[2] == 'PropertiesChanged' and 'Statistics' in s[3][1] for s in env.signals),
+                 5, 'Statistics PropertiesChanged while connected')
+    msg = env.expect(ERR + 'DeviceBusy', env.mgr, 'StopDevice', '(s)', 'r1')
+    check('connected' in msg, msg)
+    env.expect(ERR + 'DeviceBusy', env.mgr, 'DestroyDevice', '(s)', 'r1')
+    pid = env.prop('r1', 'WorkerPID')
+
+    env.vfud.kill()
+    env.vfud.wait()
+    hold_progress(env, c, 3)
+    env.start_vfud()
+    check(env.prop('r1', 'Connected') is True and env.prop('r1', 'State') == 'connected',
+          'the new manager sees the client connected')
+    check(env.prop('r1', 'WorkerPID') == pid, 'same worker')
+    hold_progress(env, c, 2)
+    env.signals.clear()
+    ops = hold_finish(c)
+    check(ops >= 500, f'the client kept working ({ops} reads)')
+    env.wait_for(lambda: env.prop('r1', 'Connected') is False, 5, 'Connected=false after the client left')
+    check(env.prop('r1', 'State') == 'listening', 'listening again')
+    c = hold(env, 'r1')
+    hold_finish(c)
+
+
+def test_crash(env):
+    """A worker killed: only its device fails, restarts and listens again; the others keep serving."""
+    t = any_type()
+    with open(env.config, 'a') as f:
+        f.write('RestartBurst=3\n')
+    env.start_vfud()
+    env.create_any(t, 'k1')
+    env.create_any(t, 'k2')
+    path = env.path('k1')
+    c = hold(env, 'k2')
+    other = env.prop('k2', 'WorkerPID')
+    victim = env.prop('k1', 'WorkerPID')
+    env.signals.clear()
+    os.kill(victim, signal.SIGKILL)
+    env.wait_for(lambda: any(s[2] == 'PropertiesChanged' and s[0] == path and s[3][1].get('State') == 'failed'
+                             for s in env.signals), 5, 'State=failed signal')
+    env.wait_for(lambda: env.prop('k1', 'State') == 'listening', 10, 'k1 to listen again')
+    check(env.prop('k1', 'Restarts') == 1, 'Restarts=1')
+    check('SIGKILL' in env.prop('k1', 'LastError') or 'KILL' in env.prop('k1', 'LastError'),
+          f'LastError {env.prop("k1", "LastError")}')
+    check(env.prop('k1', 'WorkerPID') not in (0, victim), 'a new worker')
+    check(env.prop('k2', 'WorkerPID') == other and env.prop('k2', 'State') == 'connected', 'k2 untouched')
+    hold_progress(env, c, 2)
+    hold_finish(c)
+    c = hold(env, 'k1')
+    hold_finish(c)
+
+    # A worker that keeps dying is given up on, with a message saying what to do.
+    for i in range(3):
+        env.wait_for(lambda: env.prop('k1', 'State') == 'listening', 15, 'k1 to listen again')
+        os.kill(env.prop('k1', 'WorkerPID'), signal.SIGKILL)
+        env.wait_for(lambda: env.prop('k1', 'State') != 'listening', 15, 'k1 to notice')
+    env.wait_for(lambda: 'gave up' in env.prop('k1', 'LastError'), 15, 'giving up')
+    check(env.prop('k1', 'State') == 'failed', 'failed after the burst')
+    check('vfuctl start k1' in env.prop('k1', 'LastError'), 'the message says what to do')
+    env.mgr('StartDevice', '(s)', 'k1')
+    check(env.prop('k1', 'State') == 'listening', 'a manual start works')
+
+
+def test_restart_io(env):
+    """Verified NVMe I/O continues while the manager is SIGKILLed and restarted."""
+    need_type('nvme')
+    io = os.environ.get('NVME_IO')
+    if not io:
+        raise Skip('the NVMe I/O client is not built')
+    env.start_vfud()
+    env.create('nvme', 'io1', 'vm1', size=16 * MiB)
+    sock = env.prop('io1', 'SocketPath')
+    c = env.spawn([io, sock])
+    line = c.stdout.readline()
+    check(line.startswith('ready'), f'nvme-io: {line!r}')
+    env.wait_for(lambda: env.prop('io1', 'Connected'), 5, 'Connected')
+    hold_progress(env, c, 2)
+    env.vfud.kill()
+    env.vfud.wait()
+    hold_progress(env, c, 2)
+    env.start_vfud()
+    check(env.prop('io1', 'Connected') is True, 'connected after the restart')
+    hold_progress(env, c, 2)
+    stats = env.prop('io1', 'Statistics')
+    check(any(v > 0 for k, v in stats.items() if 'write' in k), f'statistics count the I/O: {stats}')
+    n = hold_finish(c)
+    check(n > 0, 'I/O done')
+
+
+CASES = {name[5:].replace('_', '-'): fn for name, fn in globals().items() if name.startswith('test_')}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        print(f'usage: {sys.argv[0]} CASE\ncases: {" ".join(sorted(CASES))}')
+        return 2
+    try:
+        env = Env()
+    except Skip as e:
+        print(f'SKIP: {e}')
+        return SKIP
+    failed = True
+    try:
+        CASES[sys.argv[1]](env)
+        failed = False
+        print(f'{sys.argv[1]}: ok')
+        return 0
+    except Skip as e:
+        failed = False
+        print(f'SKIP: {e}')
+        return SKIP
+    except (Fail, DBusError) as e:
+        print(f'FAIL: {e}')
+        return 1
+    finally:
+        env.cleanup(failed)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
