@@ -14,6 +14,7 @@
 
 /* Logging ranges we accept in one DMA_LOGGING_START. */
 #define VU_MAX_LOG_RANGES 4096
+#define VU_MAX_LOG_PGSIZE (1u << 30)
 
 void vu_mig_reset(VuServer *s) {
         s->mig.state = VU_MIG_RUNNING;
@@ -67,8 +68,8 @@ static int logging_start(VuServer *s, VuMsg *m, VuReply *r, const uint8_t *data,
                 if (rg.length == 0 || rg.iova + rg.length - 1 < rg.iova)
                         return -EINVAL;
         }
-        /* The page size is a hint: we log at least at 4 KiB, rounded up to a power of two. */
-        pg = MAX(c.page_size, (uint64_t) VU_PGSIZE);
+        /* The page size is a hint: we log at 4 KiB to 1 GiB, rounded up to a power of two. */
+        pg = MIN(MAX(c.page_size, (uint64_t) VU_PGSIZE), (uint64_t) VU_MAX_LOG_PGSIZE);
         if (pg & (pg - 1))
                 pg = 1ull << (64 - __builtin_clzll(pg));
         /* Every fd-backed map is logged: a superset of the ranges asked for. */

@@ -163,7 +163,6 @@ static int check_region(VuServer *s, unsigned i, const VuRegion *r) {
 }
 
 int vu_server_new(const VuServerConfig *cfg, VuServer **out) {
-        g_autoptr(GError) err = NULL;
         VuServer *s;
         int r;
 

@@ -124,6 +124,7 @@ static void test_translate(void **state) {
         VuMem m = vu_dma_mem(d);
         struct iovec iov[4];
         uint8_t buf[3 * PG];
+        int n;
 
         assert_true(host != MAP_FAILED);
         /* Guest layout: [0x10000, +2 pages) → file pages 4-5, [0x12000, +2) → pages 0-1 (read-only),
@@ -143,13 +144,22 @@ static void test_translate(void **state) {
         assert_int_equal(vu_mem_translate(&m, 0x10010, 1, VU_PROT_READ, iov, 4), 1);
         assert_int_equal(*(uint8_t *) iov[0].iov_base, 0xee);   /* the same memory, shared */
 
-        /* Crossing two maps: two iovecs. */
-        assert_int_equal(vu_mem_translate(&m, 0x11ff0, 0x20, VU_PROT_READ, iov, 4), 2);
-        assert_int_equal(iov[0].iov_len, 0x10);
+        /*
+         * Crossing two maps: two iovecs, or one when the server's two
+         * mappings happen to be adjacent in its address space.
+         */
+        n = vu_mem_translate(&m, 0x11ff0, 0x20, VU_PROT_READ, iov, 4);
         assert_int_equal(*(uint8_t *) iov[0].iov_base, 0x15);
-        assert_int_equal(iov[1].iov_len, 0x10);
-        assert_int_equal(*(uint8_t *) iov[1].iov_base, 0x10);
-        assert_int_equal(vu_mem_translate(&m, 0x11ff0, 0x20, VU_PROT_READ, iov, 1), -ENOSPC);
+        if (n == 2) {
+                assert_int_equal(iov[0].iov_len, 0x10);
+                assert_int_equal(iov[1].iov_len, 0x10);
+                assert_int_equal(*(uint8_t *) iov[1].iov_base, 0x10);
+                assert_int_equal(vu_mem_translate(&m, 0x11ff0, 0x20, VU_PROT_READ, iov, 1), -ENOSPC);
+        } else {
+                assert_int_equal(n, 1);
+                assert_int_equal(iov[0].iov_len, 0x20);
+                assert_int_equal(((uint8_t *) iov[0].iov_base)[0x10], 0x10);
+        }
 
         /* Permission: the second map is read-only. */
         assert_int_equal(vu_mem_translate(&m, 0x11ff0, 0x20, VU_PROT_WRITE, iov, 4), -EACCES);
@@ -177,7 +187,8 @@ static void test_translate(void **state) {
                 *ptr = 0x61;
                 assert_int_equal(host[4 * PG + 8], 0x61);
         }
-        assert_null(vu_mem_ptr(&m, 0x11ff8, 16, VU_PROT_READ));                /* not contiguous */
+        if (n == 2)
+                assert_null(vu_mem_ptr(&m, 0x11ff8, 16, VU_PROT_READ));        /* not contiguous */
         assert_null(vu_mem_ptr(&m, 0x12000, 8, VU_PROT_WRITE));                /* read-only */
         assert_null(vu_mem_ptr(&m, 0x20000, 8, VU_PROT_READ));                 /* fd-less */
 

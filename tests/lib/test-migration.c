@@ -72,7 +72,7 @@ static int data_write(Pair *p, const void *buf, uint32_t len) {
 
 static void test_without_migration_ops(void **state) {
         Pair *p = pair_new(false, true);
-        uint8_t out[64];
+        uint8_t out[64] = { 0 };
         uint32_t feats[] = { VU_FEATURE_MIGRATION, VU_FEATURE_MIG_DEVICE_STATE, VU_FEATURE_DMA_LOGGING_START };
 
         for (size_t i = 0; i < G_N_ELEMENTS(feats); i++) {

@@ -330,7 +330,7 @@ static void test_bad_input(void **state) {
         assert_int_equal(raw(c, 42, 0, junk, 8, NULL, 0), -ENOSYS);
         /* Region, offset, count out of range. */
         {
-                uint8_t b[8];
+                uint8_t b[8] = { 0 };
 
                 assert_int_equal(vu_client_region_read(c, 9, 0, b, 4), -EINVAL);
                 assert_int_equal(vu_client_region_read(c, 0, 0x2000, b, 4), -EINVAL);

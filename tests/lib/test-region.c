@@ -180,7 +180,7 @@ static void test_region_info_caps_fd(void **state) {
 
 static void test_read_write(void **state) {
         Pair *p = pair_new(false, true);
-        uint8_t buf[4096], cfg[4096];
+        uint8_t buf[4096] = { 0 }, cfg[4096] = { 0 };
         uint64_t v64 = 0x1122334455667788ull, r64 = 0;
         uint32_t v = 0;
 
