@@ -183,3 +183,115 @@ def domain_xml(name, machine='q35', extra='', memory_backing='', devices='', vcp
   </devices>
 </domain>
 ''' % (name, memory_backing, vcpus, machine, extra, devices)
+
+
+class Vfud:
+    """vfud and its workers on a private dbus-daemon, driven with busctl.
+
+    Environment: VFUD, VFUD_WORKER (built programs)."""
+
+    NAME = 'org.vfu.vfud1'
+    PATH = '/org/vfu/vfud1'
+    MANAGER = 'org.vfu.vfud1.Manager'
+    DEVICE = 'org.vfu.vfud1.Device'
+
+    def __init__(self, workdir=None):
+        for key in ('VFUD', 'VFUD_WORKER'):
+            if not os.environ.get(key):
+                skip('%s is not set: vfud is not part of this build' % key)
+        if not shutil.which('dbus-daemon') or not shutil.which('busctl'):
+            skip('dbus-daemon and busctl are needed (Debian packages dbus, systemd)')
+        self.dir = tempfile.mkdtemp(prefix='vfu-hook-', dir=workdir)
+        os.chmod(self.dir, 0o755)
+        self.vfud = None
+        self.bus_pid = None
+        self.log = os.path.join(self.dir, 'vfud.log')
+
+    def types(self):
+        r = subprocess.run([os.environ['VFUD_WORKER'], '--types'], capture_output=True, text=True)
+        return r.stdout.split()
+
+    def __enter__(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, 'bus.conf')) as f:
+            conf = f.read().replace('@LISTEN@', 'unix:path=%s/bus' % self.dir)
+        conf_path = os.path.join(self.dir, 'bus.conf')
+        with open(conf_path, 'w') as f:
+            f.write(conf)
+        out = subprocess.run(['dbus-daemon', '--config-file=' + conf_path, '--fork',
+                              '--print-address=1', '--print-pid=1'],
+                             capture_output=True, text=True, check=True).stdout.split()
+        self.address, self.bus_pid = out[0], int(out[1])
+        with open(os.path.join(self.dir, 'vfud.conf'), 'w') as f:
+            f.write('[Manager]\nAdminGroup=\n')
+        self.start()
+        return self
+
+    def start(self):
+        env = dict(os.environ, VFUD_WORKER=os.environ['VFUD_WORKER'])
+        env.pop('NOTIFY_SOCKET', None)
+        self.logf = open(self.log, 'a')
+        self.vfud = subprocess.Popen([os.environ['VFUD'], '--bus', self.address,
+                                      '--state-dir', os.path.join(self.dir, 'state'),
+                                      '--runtime-dir', os.path.join(self.dir, 'run'),
+                                      '--config', os.path.join(self.dir, 'vfud.conf')],
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.vfud.poll() is not None:
+                raise RuntimeError('vfud exited with %d; see %s' % (self.vfud.returncode, self.log))
+            r = self.busctl('call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
+                            'org.freedesktop.DBus', 'NameHasOwner', 's', self.NAME, check=False)
+            if r.stdout.strip() == 'b true':
+                return
+            time.sleep(0.05)
+        raise RuntimeError('vfud did not take its bus name within 20 s')
+
+    def stop(self):
+        if self.vfud and self.vfud.poll() is None:
+            self.vfud.terminate()
+            try:
+                self.vfud.wait(20)
+            except subprocess.TimeoutExpired:
+                self.vfud.kill()
+                self.vfud.wait()
+        self.vfud = None
+        if getattr(self, 'logf', None):
+            self.logf.close()
+            self.logf = None
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self.bus_pid:
+            try:
+                os.kill(self.bus_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if exc[0] is not None:
+            sys.stderr.write('vfud state kept in %s\n' % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def busctl(self, *args, check=True):
+        r = subprocess.run(['busctl', '--address=' + self.address] + list(args),
+                           capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError('busctl %s: %s' % (' '.join(args), r.stderr.strip()))
+        return r
+
+    def manager(self, method, signature='', *args, check=True):
+        return self.busctl('call', self.NAME, self.PATH, self.MANAGER, method,
+                           *([signature] + list(args) if signature else []), check=check)
+
+    def create_nvme(self, name, vm, size=16 << 20):
+        self.manager('CreateDevice', 'sssa{sv}', 'nvme', name, vm, '1', 'size', 't', str(size))
+
+    def prop(self, name, prop):
+        path = self.manager('GetDevice', 's', name).stdout.split()[1].strip('"')
+        out = self.busctl('get-property', self.NAME, path, self.DEVICE, prop).stdout.strip()
+        kind, value = out.split(' ', 1)
+        return value.strip('"') if kind == 's' else value
+
+    def state(self, name):
+        return self.prop(name, 'State')
