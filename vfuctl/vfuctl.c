@@ -359,13 +359,36 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
         return -1;
 }
 
+static void options_clear(Options *o) {
+        g_free(o->host);
+        g_free(o->bus);
+        g_free(o->vm);
+        g_free(o->name);
+        g_free(o->file);
+        g_free(o->block);
+        g_free(o->serial);
+        g_free(o->tap);
+        g_free(o->mac);
+        memset(o, 0, sizeof(*o));
+}
+
+static int run(Ctx *c, int argc, char **argv);
+
 int main(int argc, char **argv) {
         Ctx c = { 0 };
+        int code = run(&c, argc, argv);
+
+        sd_bus_flush_close_unref(c.bus);
+        options_clear(&c.opt);
+        return code;
+}
+
+static int run(Ctx *c, int argc, char **argv) {
         g_autoptr(GPtrArray) args = g_ptr_array_new();
         const Verb *verb = NULL;
         int code;
 
-        code = parse_args(&c, argc, argv, args);
+        code = parse_args(c, argc, argv, args);
         if (code >= 0)
                 return code;
         if (args->len == 0) {
@@ -379,10 +402,8 @@ int main(int argc, char **argv) {
                 return usage_error("unknown command '%s' (see vfuctl --help)", (char *) args->pdata[0]);
         if ((int) args->len - 1 < verb->min_args || (verb->max_args >= 0 && (int) args->len - 1 > verb->max_args))
                 return usage_error("usage: vfuctl %s", verb->synopsis);
-        if (c.opt.json && !(verb->flags & VERB_READ_ONLY) && strcmp(verb->name, "create") != 0)
+        if (c->opt.json && !(verb->flags & VERB_READ_ONLY) && strcmp(verb->name, "create") != 0)
                 return usage_error("--json applies to list, show and create");
-        c.verb = verb->name;
-        code = verb->run(&c, (int) args->len - 1, (char **) args->pdata + 1);
-        sd_bus_flush_close_unref(c.bus);
-        return code;
+        c->verb = verb->name;
+        return verb->run(c, (int) args->len - 1, (char **) args->pdata + 1);
 }

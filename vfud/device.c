@@ -246,6 +246,8 @@ void device_set_stopped_marker(Device *d, bool stopped) {
 }
 
 void device_start_completed(Device *d, const GError *error) {
+        g_autoptr(Device) ref = device_ref(d);         /* a waiter may drop the device */
+
         d->timeout_source = sd_event_source_disable_unref(d->timeout_source);
         if (error) {
                 g_warning("%s: start failed: %s", d->name, error->message);

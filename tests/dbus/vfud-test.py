@@ -965,6 +965,15 @@ def main():
     failed = True
     try:
         CASES[sys.argv[1]](env)
+        # A clean exit lets sanitizer builds report leaks; anything they found in vfud or a worker fails the case.
+        if env.vfud and env.vfud.poll() is None:
+            env.stop_vfud(signal.SIGTERM)
+            check(env.vfud.returncode == 0, f'vfud exited with status {env.vfud.returncode} on SIGTERM')
+        env.log.flush()
+        with open(os.path.join(env.dir, 'vfud.log')) as f:
+            log = f.read()
+        for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:', 'CRITICAL'):
+            check(marker not in log, f'"{marker}" in the vfud log')
         failed = False
         print(f'{sys.argv[1]}: ok')
         return 0

@@ -83,6 +83,8 @@ int ctl_reader_next(CtlReader *r, JsonNode **msg, GArray **fds) {
         JsonArray *names = NULL;
         guint want = 0;
 
+        if (r->buf->len == 0)
+                return 0;
         nl = memchr(r->buf->data, '\n', r->buf->len);
         if (!nl)
                 return 0;
