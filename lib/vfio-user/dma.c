@@ -184,7 +184,7 @@ int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset, uint32
 
         if (fd >= 0) {
                 uint64_t align = VU_PGSIZE, delta;
-                int mprot = PROT_READ | ((prot & VU_DMA_WRITE) ? PROT_WRITE : 0);
+                int mprot = PROT_READ | ((prot & VU_DMA_WRITE) ? PROT_WRITE : 0), seals;
 
                 /* hugetlbfs files need maps in their own page size. */
                 if (st.st_blksize > (blksize_t) VU_PGSIZE && st.st_blksize <= (1 << 30) &&
@@ -198,6 +198,10 @@ int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset, uint32
                 if (nr.map == MAP_FAILED)
                         return -errno;
                 (void) madvise(nr.map, nr.map_len, MADV_DONTDUMP);
+                /* Unsealed files can still be shrunk by the client; QEMU's memfd backend seals them. */
+                seals = fcntl(fd, F_GET_SEALS);
+                if (seals < 0 || !(seals & F_SEAL_SHRINK))
+                        g_debug("DMA map at 0x%" G_GINT64_MODIFIER "x: file not sealed against shrinking", gpa);
                 nr.host = (uint8_t *) nr.map + delta;
                 r = file_get(d, fd, &st, &nr.file);
                 if (r < 0) {

@@ -21,13 +21,16 @@ void vu_dma_free(VuDma *d);
 /*
  * Add a map.  fd < 0 means a message-only map (accepted, never touched).
  * The fd is not consumed: the table dups it, de-duplicating by inode.
- * Returns 0, -EEXIST (identical re-map is 0), -EINVAL (overlap, bad flags,
- * unaligned, too large, fd too small for offset+size), -ENOSPC (limit),
- * or an mmap errno.
+ * gpa and size are 4 KiB-aligned, size ≤ 8 TiB; prot is VU_DMA_READ and/or
+ * VU_DMA_WRITE.  The fd must be a regular file (memfd, tmpfs, hugetlbfs)
+ * holding fd_offset+size bytes, so the mapping cannot run past its end.
+ * Returns 0 (also for an identical re-map), -EINVAL (other overlap, bad
+ * flags, unaligned, too large, file too small or not a file), -ENOSPC
+ * (max_maps reached), or the errno of fstat/mmap.
  */
 int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset,
                uint32_t prot, int fd);
-/* Exact-match removal: 0 or -ENOENT. */
+/* Exact-match removal (same gpa and size as a map): 0 or -ENOENT. */
 int vu_dma_unmap(VuDma *d, uint64_t gpa, uint64_t size);
 void vu_dma_unmap_all(VuDma *d);
 unsigned vu_dma_count(const VuDma *d);

@@ -598,6 +598,10 @@ void vu_server_irq_err(VuServer *s) {
         vu_msix_signal_aux(&s->msix, true);
 }
 
+void vu_server_irq_req(VuServer *s) {
+        vu_msix_signal_aux(&s->msix, false);
+}
+
 void vu_server_get_stats(const VuServer *s, VuServerStats *st) {
         *st = s->stats;
         st->irqs = __atomic_load_n(&s->stats.irqs, __ATOMIC_RELAXED);

@@ -64,7 +64,10 @@ typedef struct VuDeviceOps {
         /*
          * Stop touching guest memory and return only when no data-path
          * thread holds a translation.  Called on the control thread before
-         * DMA map/unmap, reset and migration state changes.  Required.
+         * DMA map/unmap, reset, dirty-logging start/stop and migration
+         * state changes; resume() follows when the change is done.
+         * Required (both).  resume() only undoes quiesce(): a device the
+         * migration state machine stopped keeps its data path idle itself.
          */
         void (*quiesce)(void *opaque);
         void (*resume)(void *opaque);
@@ -136,7 +139,11 @@ bool vu_server_connected(const VuServer *s);
  */
 int vu_server_dispatch(VuServer *s);
 
-/* Drop the current client, as if it had disconnected. */
+/*
+ * Drop the current client, as if it had disconnected.  Like every call here
+ * except vu_server_irq*() and vu_server_mem() translations, control thread
+ * only.
+ */
 void vu_server_disconnect(VuServer *s);
 
 /* Guest memory for the device (valid for the server's lifetime). */
@@ -151,8 +158,10 @@ VuPciCfg *vu_server_cfg(VuServer *s);
  * Returns 0, or -EINVAL for n ≥ nvec.
  */
 int vu_server_irq(VuServer *s, unsigned vector);
-/* Signal the ERR (AER) eventfd, if the client set one. */
+/* Signal the ERR (AER) eventfd, if the client set one.  Thread-safe. */
 void vu_server_irq_err(VuServer *s);
+/* Signal the REQ eventfd (ask the guest to release the device), if set.  Thread-safe. */
+void vu_server_irq_req(VuServer *s);
 
 /* Statistics (messages handled, errors replied, bytes). */
 typedef struct VuServerStats {

@@ -228,6 +228,9 @@ static void test_err_req(void **state) {
         assert_false(fired(req));
         assert_int_equal(set_irqs(p, VU_PCI_REQ_IRQ, TRIG_NONE, 0, 1, NULL, 0, NULL, 0), 0);
         assert_true(fired(req));
+        vu_server_irq_req(p->td->server);
+        assert_true(fired(req));
+        assert_false(fired(efd));
         /* ERR/REQ take only TRIGGER, one vector. */
         assert_int_equal(set_irqs(p, VU_PCI_ERR_IRQ, VU_IRQ_SET_DATA_NONE | VU_IRQ_SET_ACTION_MASK, 0, 1, NULL, 0, NULL,
                                   0),
