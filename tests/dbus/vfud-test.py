@@ -884,6 +884,13 @@ def test_restart(env):
     c = hold(env, 'r1')
     hold_finish(c)
 
+    # A worker adopted from the previous manager is watched as closely as one it started.
+    adopted = env.prop('r1', 'WorkerPID')
+    os.kill(adopted, signal.SIGKILL)
+    env.wait_for(lambda: env.prop('r1', 'WorkerPID') not in (0, adopted) and env.prop('r1', 'State') == 'listening',
+                 10, 'the adopted worker to be replaced')
+    check(env.prop('r1', 'Restarts') == 1, 'counted as a restart')
+
 
 def test_crash(env):
     """A worker killed: only its device fails, restarts and listens again; the others keep serving."""
@@ -948,6 +955,47 @@ def test_restart_io(env):
     check(any(v > 0 for k, v in stats.items() if 'write' in k), f'statistics count the I/O: {stats}')
     n = hold_finish(c)
     check(n > 0, 'I/O done')
+
+
+def proc_status(pid):
+    with open(f'/proc/{pid}/status') as f:
+        return dict(line.rstrip('\n').split(':\t', 1) for line in f if ':\t' in line)
+
+
+def test_sandbox(env):
+    """Workers drop to the configured user, set no_new_privs and filter system calls, and still serve."""
+    need_type('nvme')
+    if os.geteuid() != 0:
+        raise Skip('needs root to drop privileges')
+    with open(env.config, 'a') as f:
+        f.write('User=nobody\nSocketMode=0666\n')
+    env.start_vfud()
+    env.create('nvme', 's1', '', size=16 * MiB)
+    st = proc_status(env.prop('s1', 'WorkerPID'))
+    check(st['Uid'].split()[:2] == ['65534', '65534'] and st['Gid'].split()[0] == '65534', f'ids {st["Uid"]}')
+    check(st['NoNewPrivs'] == '1' and st['Seccomp'] == '2', f'NoNewPrivs {st["NoNewPrivs"]} Seccomp {st["Seccomp"]}')
+    check(st['CapEff'] == '0000000000000000', f'capabilities {st["CapEff"]}')
+    sock = env.prop('s1', 'SocketPath')
+    check(oct(os.stat(sock).st_mode & 0o777) == '0o666', 'SocketMode applied')
+    io = os.environ.get('NVME_IO')
+    if io:
+        c = env.spawn(NOBODY + [io, sock])
+        check(c.stdout.readline().startswith('ready'), 'an unprivileged VMM does I/O through the sandboxed worker')
+        hold_progress(env, c, 3)
+        hold_finish(c)
+    env.dev('s1', 'AddNamespace', '(ust)', 2, '', MiB)
+    check(len(env.prop('s1', 'Backend')['namespaces']) == 2, 'fds passed at runtime reach the sandboxed worker')
+    env.dev('s1', 'Stop')
+    check(not os.path.exists(sock), 'the manager cleans up what the unprivileged worker cannot')
+
+    # Seccomp=no: no filter, still no_new_privs.
+    env.stop_vfud()
+    with open(env.config, 'a') as f:
+        f.write('Seccomp=no\n')
+    env.start_vfud()
+    env.dev('s1', 'Start')
+    st = proc_status(env.prop('s1', 'WorkerPID'))
+    check(st['Seccomp'] == '0' and st['NoNewPrivs'] == '1', f'Seccomp=no: {st["Seccomp"]}')
 
 
 CASES = {name[5:].replace('_', '-'): fn for name, fn in globals().items() if name.startswith('test_')}
