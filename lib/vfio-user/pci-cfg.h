@@ -38,14 +38,26 @@ typedef enum VuCfgEvent {
         VU_CFG_EV_VENDOR = 1 << 4,       /* a writable byte of a vendor capability */
 } VuCfgEvent;
 
+/* A type-0 header with these IDs, no BARs, no capabilities, interrupt pin 0.  Never NULL. */
 VuPciCfg *vu_pci_cfg_new(const VuPciId *id);
 void vu_pci_cfg_free(VuPciCfg *c);
 
-/* size must be a power of two ≥ 16 (≥ 4096 recommended for MEM). A 64-bit BAR takes idx and idx+1. */
+/*
+ * Define BAR idx: type is VU_BAR_MEM32 or VU_BAR_MEM64 (either optionally
+ * | VU_BAR_PREFETCH) or VU_BAR_IO; size a power of two, 16 B..2 GiB for
+ * MEM32, ≥ 16 B for MEM64 (≥ 4096 recommended), 4..256 B for I/O.  A
+ * 64-bit BAR takes idx and idx+1.  Returns 0, -EINVAL, or -EBUSY (idx or
+ * idx+1 is the upper half of another 64-bit BAR).
+ */
 int vu_pci_cfg_set_bar(VuPciCfg *c, unsigned idx, uint64_t size, uint32_t type);
 uint64_t vu_pci_cfg_bar_size(const VuPciCfg *c, unsigned idx);   /* 0 for absent and for upper halves */
 
-/* Capabilities, appended to the chain in call order.  Return the offset or -errno. */
+/*
+ * Capabilities, appended to the chain in call order (4-byte aligned from
+ * 0x40).  Return the capability's offset, or -EEXIST (PM/PCIe/MSI-X twice),
+ * -EINVAL (bad arguments: nvec 1..2048, 8-byte aligned table/PBA offsets),
+ * -ENOSPC (no room left below 0x100).
+ */
 int vu_pci_cfg_add_pm(VuPciCfg *c);
 int vu_pci_cfg_add_pcie(VuPciCfg *c, bool flr);
 int vu_pci_cfg_add_msix(VuPciCfg *c, unsigned nvec, unsigned table_bar, uint32_t table_off,
@@ -53,7 +65,7 @@ int vu_pci_cfg_add_msix(VuPciCfg *c, unsigned nvec, unsigned table_bar, uint32_t
 /* A vendor capability (cap id 09h): body after the 2-byte header, len ≥ 1; writable bytes via wmask (may be NULL). */
 int vu_pci_cfg_add_vendor(VuPciCfg *c, const void *body, size_t len, const uint8_t *wmask);
 
-/* Config accesses from the client.  Return 0 or -EINVAL (out of range). */
+/* Config accesses from the client (len ≥ 1, off+len ≤ 4096).  Return 0 or -EINVAL (out of range). */
 int vu_pci_cfg_read(VuPciCfg *c, uint32_t off, void *buf, size_t len);
 /* Filtered write; *events (may be NULL) receives the VuCfgEvent bits it raised. */
 int vu_pci_cfg_write(VuPciCfg *c, uint32_t off, const void *buf, size_t len, unsigned *events);
