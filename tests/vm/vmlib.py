@@ -239,7 +239,9 @@ class Vm:
             w.file("vfu/lib.sh", f.read())
         with open(os.path.join(HERE, "cases", self.script), "rb") as f:
             w.file("vfu/case.sh", f.read(), 0o755)
-        params = "".join(f"{k}='{v}'\n" for k, v in sorted(self.params.items()))
+        # The guest dumps its stacks (guest/init) shortly before the hard timeout.
+        params = dict(WATCHDOG=max(int(self.timeout * 0.8) - 15, 20), **self.params)
+        params = "".join(f"{k}='{v}'\n" for k, v in sorted(params.items()))
         w.file("vfu/params", params.encode())
         w.finish()
         with open(self.ctx.env["INITRD"], "rb") as f:
