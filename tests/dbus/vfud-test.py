@@ -210,7 +210,7 @@ class Env:
         if self.vfud and self.vfud.poll() is None:
             self.vfud.kill()
             self.vfud.wait()
-        pids = set(self.worker_pidfiles().values()) | self.seen_pids
+        pids = set(self.worker_pidfiles().values()) | self.seen_pids | set(self.worker_processes())
         for pid in pids:
             try:
                 with open(f'/proc/{pid}/cmdline', 'rb') as f:
@@ -996,6 +996,93 @@ def test_sandbox(env):
     env.dev('s1', 'Start')
     st = proc_status(env.prop('s1', 'WorkerPID'))
     check(st['Seccomp'] == '0' and st['NoNewPrivs'] == '1', f'Seccomp=no: {st["Seccomp"]}')
+
+
+def test_worker_standalone(env):
+    """vfud-worker on its own: a definition, a socket, verified I/O, control methods, clean shutdown."""
+    need_type('nvme')
+    worker = env_path('VFUD_WORKER')
+    img = os.path.join(env.dir, 'sa.img')
+    with open(img, 'wb') as f:
+        f.truncate(16 * MiB)
+    definition = os.path.join(env.dir, 'sa.json')
+    with open(definition, 'w') as f:
+        json.dump({'name': 'sa', 'type': 'nvme', 'vm': '', 'options': {
+            'namespaces': [{'nsid': 1, 'path': img, 'size': 16 * MiB, 'kind': 'file'}]}}, f)
+    sock, ctl = os.path.join(env.dir, 'sa.sock'), os.path.join(env.dir, 'sa.ctl')
+    w = subprocess.Popen([worker, '--definition', definition, '--socket', sock, '--control', ctl],
+                         stdout=env.log, stderr=env.log)
+    env.children.append(w)
+    env.wait_for(lambda: os.path.exists(ctl), 10, 'the worker to listen')
+    io = os.environ.get('NVME_IO')
+    if io:
+        c = env.spawn([io, sock])
+        check(c.stdout.readline().startswith('ready'), 'I/O through a standalone worker')
+        hold_progress(env, c, 2)
+        hold_finish(c)
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(ctl)
+    f = s.makefile('rw')
+
+    def ask(req):
+        f.write(json.dumps(req) + '\n')
+        f.flush()
+        return json.loads(f.readline())
+
+    info = ask({'id': 1, 'method': 'info'})['result']
+    check(info['name'] == 'sa' and info['pid'] == w.pid and info['socket'] == sock, f'info {info}')
+    stats = ask({'id': 2, 'method': 'stats'})['result']
+    check('vfio_user' in stats and 'device' in stats, f'stats {stats}')
+    if io:
+        check(stats['vfio_user']['connects'] >= 1, f'stats count the connection: {stats}')
+    err = ask({'id': 3, 'method': 'frobnicate', 'params': {'nsid': 1}})
+    check(err['id'] == 3 and err['error']['code'] == 'unsupported', f'unknown method: {err}')
+    err = ask({'id': 4, 'method': 'namespace-remove', 'params': {'nsid': 9}})
+    check('error' in err, f'removing a missing namespace: {err}')
+    check(ask({'id': 5, 'method': 'shutdown'}) == {'id': 5, 'result': None}, 'shutdown reply')
+    check(w.wait(timeout=10) == 0, f'exit status {w.returncode}')
+    check(not os.path.exists(sock) and not os.path.exists(ctl), 'sockets removed')
+
+    # Bad invocations: a usage error, then setup errors that say what is wrong.
+    r = subprocess.run([worker, '--definition', definition], capture_output=True, text=True, timeout=20)
+    check(r.returncode == 2 and '--socket' in r.stderr, f'missing --socket: {r.returncode} {r.stderr}')
+    for opts, text in (({'namespaces': [{'nsid': 1, 'path': '/nonexistent-dir/x.img', 'size': MiB}]}, 'nonexistent-dir'),
+                       ({'queues': 0, 'namespaces': []}, 'queues')):
+        with open(definition, 'w') as fh:
+            json.dump({'name': 'sa', 'type': 'nvme', 'options': opts}, fh)
+        r = subprocess.run([worker, '--definition', definition, '--socket', sock], capture_output=True, text=True,
+                           timeout=20)
+        check(r.returncode == 1 and text in r.stderr, f'{opts}: {r.returncode} {r.stderr}')
+        check(not os.path.exists(sock), 'no socket left by a failed setup')
+    with open(definition, 'w') as fh:
+        json.dump({'name': 'sa', 'type': 'floppy'}, fh)
+    r = subprocess.run([worker, '--definition', definition, '--socket', sock], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode == 1 and 'unknown device type' in r.stderr, f'unknown type: {r.stderr}')
+
+
+def test_completion(env):
+    """bash completion of vfuctl: verbs, options per type, device names from vfud."""
+    env.start_vfud()
+    env.create_any(any_type(), 'cmp1')
+    script = env_path('COMPLETION')
+
+    def complete(*words):
+        quoted = ' '.join("'" + w + "'" for w in words)
+        cmd = f'source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; _vfuctl; ' \
+              'printf "%s\\n" "${COMPREPLY[@]}"'
+        env_ = dict(os.environ, VFUD_BUS=env.addr,
+                    PATH=os.path.dirname(env_path('VFUCTL')) + ':' + os.environ.get('PATH', ''))
+        return subprocess.run(['bash', '-c', cmd], capture_output=True, text=True, env=env_).stdout.split()
+
+    check(complete('vfuctl', 'cr') == ['create'], f'verb: {complete("vfuctl", "cr")}')
+    check(complete('vfuctl', 'create', 'v') == ['virtio-net'], 'type')
+    check(sorted(complete('vfuctl', 'create', 'nvme', '--s')) == ['--serial', '--size'], 'nvme options')
+    check('--tap' in complete('vfuctl', 'create', 'virtio-net', '--t'), 'virtio-net options')
+    check(complete('vfuctl', 'show', '') == ['cmp1'], f'device names: {complete("vfuctl", "show", "")}')
+    check(complete('vfuctl', 'namespace', 'add', 'c') == ['cmp1'], 'namespace device')
+    check(sorted(complete('vfuctl', 'link', '')) == ['down', 'up'], 'link states')
 
 
 CASES = {name[5:].replace('_', '-'): fn for name, fn in globals().items() if name.startswith('test_')}
