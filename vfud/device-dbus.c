@@ -62,7 +62,7 @@ static void destroy_after_stop(Device *d, const GError *error, void *userdata) {
                 return;
         }
         if (!d->removed) {
-                g_message("%s: destroyed", d->name);
+                device_log(d, G_LOG_LEVEL_MESSAGE, "destroyed");
                 manager_emit_device_removed(d->manager, d);
                 device_remove_files(d);
                 manager_remove_device(d->manager, d);

@@ -312,8 +312,7 @@ static void nvme_unprovision(Device *d) {
                 JsonObject *ns = json_array_get_object_element(a, i);
 
                 if (ns_is_image(ns) && unlink(json_object_get_string_member(ns, "path")) < 0 && errno != ENOENT)
-                        g_warning("%s: cannot remove image %s: %s", d->name,
-                                  json_object_get_string_member(ns, "path"), g_strerror(errno));
+                        device_log(d, G_LOG_LEVEL_WARNING, "cannot remove image %s: %s", json_object_get_string_member(ns, "path"), g_strerror(errno));
         }
 }
 

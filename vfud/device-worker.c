@@ -73,7 +73,7 @@ static bool device_watch_pidfd(Device *d, pid_t pid, int pidfd, bool own_child) 
         d->own_child = own_child;
         r = sd_event_add_io(d->manager->event, &d->pidfd_source, pidfd, EPOLLIN, on_pidfd, d);
         if (r < 0) {
-                g_warning("%s: cannot watch worker %d: %s", d->name, (int) pid, g_strerror(-r));
+                device_log(d, G_LOG_LEVEL_WARNING, "cannot watch worker %d: %s", (int) pid, g_strerror(-r));
                 return false;
         }
         return true;
@@ -156,7 +156,7 @@ void device_worker_spawn(Device *d) {
                             "cannot watch the worker (pidfd_open: %s); vfud needs Linux 5.4 or newer", g_strerror(e));
                 goto fail;
         }
-        g_message("%s: started worker %d", d->name, (int) pid);
+        device_log(d, G_LOG_LEVEL_MESSAGE, "started worker %d", (int) pid);
         (void) device_watch_pidfd(d, pid, pidfd, true);
         (void) fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
         d->ready_fd = pipefd[0];
@@ -178,7 +178,7 @@ fail:
 
 void device_worker_kill(Device *d, int sig) {
         if (d->pidfd >= 0 && pidfd_send_signal(d->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
-                g_warning("%s: cannot signal worker %d: %s", d->name, (int) d->pid, g_strerror(errno));
+                device_log(d, G_LOG_LEVEL_WARNING, "cannot signal worker %d: %s", (int) d->pid, g_strerror(errno));
 }
 
 static void ready_close(Device *d) {
@@ -217,7 +217,7 @@ static GError *error_from_reply(JsonObject *e) {
 
 static void on_subscribed(Device *d, JsonNode *result, const GError *error, void *userdata) {
         if (error)
-                g_warning("%s: cannot subscribe to worker events: %s", d->name, error->message);
+                device_log(d, G_LOG_LEVEL_WARNING, "cannot subscribe to worker events: %s", error->message);
 }
 
 static void on_stats(Device *d, JsonNode *result, const GError *error, void *userdata);
@@ -615,7 +615,7 @@ static void kill_stale_worker(Device *d) {
                         if (strcmp(cmdline + i, d->control_path) == 0)
                                 ours = true;
         if (ours) {
-                g_warning("%s: worker %ld does not answer on %s: killing it", d->name, pid, d->control_path);
+                device_log(d, G_LOG_LEVEL_WARNING, "worker %ld does not answer on %s: killing it", pid, d->control_path);
                 kill_and_wait(pidfd);
         }
         close(pidfd);
@@ -652,8 +652,7 @@ bool device_adopt(Device *d) {
         info = r == 0 ? json_object_get_object_member(json_node_get_object(reply), "result") : NULL;
         if (!info || g_strcmp0(json_object_get_string_member_with_default(info, "name", ""), d->name) != 0 ||
             json_object_get_int_member_with_default(info, "pid", 0) != cred.pid) {
-                g_warning("%s: the worker %d on %s does not answer as this device (%s): replacing it",
-                          d->name, (int) cred.pid, d->control_path, r < 0 ? g_strerror(-r) : "wrong identity");
+                device_log(d, G_LOG_LEVEL_WARNING, "the worker %d on %s does not answer as this device (%s): replacing it", (int) cred.pid, d->control_path, r < 0 ? g_strerror(-r) : "wrong identity");
                 kill_and_wait(pidfd);
                 close(pidfd);
                 close(fd);
@@ -671,7 +670,7 @@ bool device_adopt(Device *d) {
         d->state = d->connected ? DEVICE_CONNECTED : DEVICE_LISTENING;
         if (d->connected)
                 device_stats_timer_set(d, true);
-        g_message("%s: adopted running worker %d (%s)", d->name, (int) cred.pid,
+        device_log(d, G_LOG_LEVEL_MESSAGE, "adopted running worker %d (%s)", (int) cred.pid,
                   device_state_to_string(d->state));
         device_stats_update(d);
         return true;

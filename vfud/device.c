@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -189,12 +190,25 @@ Device *device_load(Manager *m, const char *path, GError **error) {
         return device_new(m, dtype, name, vm, options);
 }
 
+void device_log(Device *d, GLogLevelFlags level, const char *fmt, ...) {
+        g_autofree char *msg = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        msg = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        g_log_structured(G_LOG_DOMAIN, level,
+                         "VFU_DEVICE", d->name,
+                         "VFU_DEVICE_TYPE", d->type,
+                         "MESSAGE", "%s: %s", d->name, msg);
+}
+
 void device_set_state(Device *d, DeviceState s) {
         bool connected = s == DEVICE_CONNECTED;
 
         if (d->state == s)
                 return;
-        g_message("%s: %s -> %s", d->name, device_state_to_string(d->state), device_state_to_string(s));
+        device_log(d, G_LOG_LEVEL_MESSAGE, "%s -> %s", device_state_to_string(d->state), device_state_to_string(s));
         d->state = s;
         if (connected != d->connected) {
                 d->connected = connected;
@@ -250,7 +264,7 @@ void device_start_completed(Device *d, const GError *error) {
 
         d->timeout_source = sd_event_source_disable_unref(d->timeout_source);
         if (error) {
-                g_warning("%s: start failed: %s", d->name, error->message);
+                device_log(d, G_LOG_LEVEL_WARNING, "start failed: %s", error->message);
                 device_set_last_error(d, error->message);
                 device_set_state(d, DEVICE_FAILED);
         } else
@@ -297,8 +311,8 @@ void device_start(Device *d, DeviceDoneFunc func, void *userdata) {
 static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Device *d = userdata;
 
-        g_warning("%s: worker did not exit within %" G_GUINT64_FORMAT " s, killing it",
-                  d->name, d->manager->config.stop_timeout_usec / G_USEC_PER_SEC);
+        device_log(d, G_LOG_LEVEL_WARNING, "worker did not exit within %" G_GUINT64_FORMAT " s, killing it",
+                   d->manager->config.stop_timeout_usec / G_USEC_PER_SEC);
         d->timeout_source = sd_event_source_disable_unref(d->timeout_source);
         device_worker_kill(d, SIGKILL);
         return 0;
@@ -366,7 +380,7 @@ static void device_crashed(Device *d, const char *how);
 static void on_restart_done(Device *d, const GError *error, void *userdata) {
         if (!error)
                 return;
-        g_warning("%s: automatic restart failed: %s", d->name, error->message);
+        device_log(d, G_LOG_LEVEL_WARNING, "automatic restart failed: %s", error->message);
         /* A worker that died on its way up counts as another crash; a setup error it reported does not heal by retrying. */
         if (g_error_matches(error, MANAGER_ERROR, MANAGER_ERROR_WORKER_FAILED) && d->state == DEVICE_FAILED)
                 device_crashed(d, "died while restarting");
@@ -380,7 +394,7 @@ static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 return 0;
         d->restarts++;
         device_emit_changed(d, "Restarts", NULL);
-        g_message("%s: restarting the worker (restart %u)", d->name, d->restarts);
+        device_log(d, G_LOG_LEVEL_MESSAGE, "restarting the worker (restart %u)", d->restarts);
         device_start(d, on_restart_done, NULL);
         return 0;
 }
@@ -402,13 +416,13 @@ static void device_crashed(Device *d, const char *how) {
                 msg = g_strdup_printf("worker %s; gave up after %u restarts within %" G_GUINT64_FORMAT
                                       " s: find the cause in the journal, then run 'vfuctl start %s'",
                                       how, recent, c->restart_interval_usec / G_USEC_PER_SEC, d->name);
-                g_warning("%s: %s", d->name, msg);
+                device_log(d, G_LOG_LEVEL_WARNING, "%s", msg);
                 device_set_last_error(d, msg);
                 device_set_state(d, DEVICE_FAILED);
                 return;
         }
         msg = g_strdup_printf("worker %s", how);
-        g_warning("%s: %s", d->name, msg);
+        device_log(d, G_LOG_LEVEL_WARNING, "%s", msg);
         device_set_last_error(d, msg);
         device_set_state(d, DEVICE_FAILED);
         g_array_append_val(d->restart_times, now);
@@ -432,7 +446,7 @@ void device_worker_exited(Device *d, const char *how, bool clean) {
 
         switch (d->state) {
         case DEVICE_STOPPING:
-                g_message("%s: worker %s", d->name, how);
+                device_log(d, G_LOG_LEVEL_MESSAGE, "worker %s", how);
                 device_set_state(d, DEVICE_IDLE);
                 waiters_run(d, d->stop_waiters, NULL);
                 break;
@@ -468,5 +482,5 @@ void device_remove_files(Device *d) {
         if (d->dtype->unprovision)
                 d->dtype->unprovision(d);
         if (unlink(d->definition_path) < 0 && errno != ENOENT)
-                g_warning("%s: cannot remove %s: %s", d->name, d->definition_path, g_strerror(errno));
+                device_log(d, G_LOG_LEVEL_WARNING, "cannot remove %s: %s", d->definition_path, g_strerror(errno));
 }

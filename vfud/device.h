@@ -102,6 +102,9 @@ gboolean device_save(Device *d, GError **error);
 /* The definition object {"name","type","vm","options"} (new reference). */
 JsonNode *device_definition(Device *d);
 
+/* Log about d: the message prefixed with its name, and VFU_DEVICE=/VFU_DEVICE_TYPE= journal fields. */
+void device_log(Device *d, GLogLevelFlags level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
 void device_set_state(Device *d, DeviceState s);
 void device_set_last_error(Device *d, const char *msg);
 

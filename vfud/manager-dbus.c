@@ -64,7 +64,7 @@ static void create_done(Device *d, const GError *error, void *userdata) {
         Manager *m = d->manager;
 
         if (error) {
-                g_warning("%s: creation failed, removing it: %s", d->name, error->message);
+                device_log(d, G_LOG_LEVEL_WARNING, "creation failed, removing it: %s", error->message);
                 device_ref(d);
                 device_remove_files(d);
                 manager_remove_device(m, d);
@@ -72,7 +72,7 @@ static void create_done(Device *d, const GError *error, void *userdata) {
                 device_unref(d);
         } else {
                 d->exported = true;
-                g_message("%s: created (%s%s%s)", d->name, d->type, *d->vm ? ", VM " : "", d->vm);
+                device_log(d, G_LOG_LEVEL_MESSAGE, "created (%s%s%s)", d->type, *d->vm ? ", VM " : "", d->vm);
                 manager_emit_device_new(m, d);
                 (void) sd_bus_reply_method_return(msg, "o", d->object_path);
         }

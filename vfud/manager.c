@@ -275,7 +275,7 @@ gboolean manager_restore(Manager *m, GError **error) {
                 if (device_adopt(d))
                         continue;
                 if (g_file_test(d->stopped_path, G_FILE_TEST_EXISTS)) {
-                        g_message("%s: stopped, not starting it", d->name);
+                        device_log(d, G_LOG_LEVEL_MESSAGE, "stopped, not starting it");
                         device_cleanup_runtime_files(d);
                         continue;
                 }

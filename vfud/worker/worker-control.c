@@ -125,7 +125,7 @@ static gboolean control_handle(ControlClient *c, JsonNode *msg, GArray *fds) {
         if (ctl_send(c->fd, reply, NULL, 0) < 0)
                 return FALSE;
         if (shutdown) {
-                g_message("%s: shutdown requested", w->name);
+                worker_log(w, G_LOG_LEVEL_MESSAGE, "shutdown requested");
                 (void) sd_event_exit(w->event, 0);
         }
         return TRUE;

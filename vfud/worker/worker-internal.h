@@ -83,5 +83,8 @@ gboolean worker_sandbox_drop_privileges(const char *user, GError **error);
 gboolean worker_sandbox_no_new_privs(GError **error);
 gboolean worker_sandbox_seccomp(GError **error);
 
+/* Log about the worker's device: prefixed with its name, VFU_DEVICE=/VFU_DEVICE_TYPE= journal fields. */
+void worker_log(Worker *w, GLogLevelFlags level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
 /* "invalid", "backend", ... for a WORKER_ERROR code (others: "failed"). */
 const char *worker_error_code_to_string(const GError *error);

@@ -98,7 +98,7 @@ bad:
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Worker *w = userdata;
 
-        g_message("%s: signal %s, stopping", w->name ? w->name : "worker", strsignal((int) si->ssi_signo));
+        worker_log(w, G_LOG_LEVEL_MESSAGE, "signal %s, stopping", strsignal((int) si->ssi_signo));
         return sd_event_exit(w->event, 0);
 }
 
@@ -194,7 +194,7 @@ int main(int argc, char **argv) {
             (opts.seccomp && !worker_sandbox_seccomp(&error)))
                 goto fail;
 
-        g_message("%s: %s device listening on %s", w->name, w->type_name, socket_path);
+        worker_log(w, G_LOG_LEVEL_MESSAGE, "%s device listening on %s", w->type_name, socket_path);
         ready_report(ready_fd, NULL);
         r = sd_event_loop(w->event);
         worker_cleanup_files(w);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -149,6 +150,19 @@ int worker_open_tap(Worker *w, const char *ifname, unsigned q, unsigned n_queues
         return fd;
 }
 
+void worker_log(Worker *w, GLogLevelFlags level, const char *fmt, ...) {
+        g_autofree char *msg = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        msg = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        g_log_structured(G_LOG_DOMAIN, level,
+                         "VFU_DEVICE", w->name ? w->name : "",
+                         "VFU_DEVICE_TYPE", w->type_name ? w->type_name : "",
+                         "MESSAGE", "%s: %s", w->name ? w->name : "worker", msg);
+}
+
 static uint64_t now_realtime(void) {
         return (uint64_t) g_get_real_time();
 }
@@ -164,7 +178,7 @@ static int worker_server_rearm(Worker *w) {
         if (connected != w->connected) {
                 w->connected = connected;
                 w->connected_since = connected ? now_realtime() : 0;
-                g_message("%s: client %s", w->name, connected ? "connected" : "disconnected");
+                worker_log(w, G_LOG_LEVEL_MESSAGE, "client %s", connected ? "connected" : "disconnected");
                 worker_control_broadcast(w, connected ? "connected" : "disconnected");
                 /* A new fd number may equal the one just closed: always re-register. */
                 w->server_source = sd_event_source_disable_unref(w->server_source);
@@ -189,10 +203,10 @@ static int on_server_io(sd_event_source *s, int fd, uint32_t revents, void *user
 
         r = vu_server_dispatch(w->server);
         if (r < 0 && r != -ENOTCONN)
-                g_warning("%s: vfio-user server: %s", w->name, g_strerror(-r));
+                worker_log(w, G_LOG_LEVEL_WARNING, "vfio-user server: %s", g_strerror(-r));
         r = worker_server_rearm(w);
         if (r < 0) {
-                g_critical("%s: cannot watch the vfio-user socket: %s", w->name, g_strerror(-r));
+                worker_log(w, G_LOG_LEVEL_WARNING, "cannot watch the vfio-user socket: %s", g_strerror(-r));
                 return sd_event_exit(w->event, 1);
         }
         return 0;
