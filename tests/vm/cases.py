@@ -88,7 +88,8 @@ def backing_file(ctx, name, size):
 
 def nvme_server(ctx, name, ns_sizes):
     """A started NVMe worker with one namespace per size (NSIDs from 1)."""
-    namespaces = [{"nsid": i, "path": backing_file(ctx, f"{name}-ns{i}.img", size)}
+    namespaces = [{"nsid": i, "size": size,
+                   "path": backing_file(ctx, f"{name}-ns{i}.img", size)}
                   for i, size in enumerate(ns_sizes, 1)]
     return WorkerServer(ctx, name, "nvme", {"namespaces": namespaces}).start()
 
@@ -185,9 +186,9 @@ def nvme_ns_runtime(ctx):
                 params={"NS1_BYTES": ns1, "NS1_NEW_BYTES": ns1_new, "NS2_BYTES": ns2})
     vm.start()
     vm.wait_for("^VFU-VM-MARK: ready-for-add$")
-    nvme.call("namespace-add", nsid=2, path=backing_file(ctx, "nvme0-ns2.img", ns2))
+    # The worker creates the new backing file and grows the old one itself.
+    nvme.call("namespace-add", nsid=2, size=ns2, path=ctx.path("nvme0-ns2.img"))
     vm.wait_for("^VFU-VM-MARK: ready-for-resize$")
-    os.truncate(ctx.path("nvme0-ns1.img"), ns1_new)
     nvme.call("namespace-resize", nsid=1, size=ns1_new)
     vm.wait()
 

@@ -384,7 +384,7 @@ class Context:
             return "tcg"
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot_id = f.read().strip()
-        key = f"{boot_id} {self.env['QEMU_VERSION']} {self.env['KERNEL']}"
+        key = f"{boot_id} {self.env['QEMU_VERSION']} {self.env['KVER']}"
         stamp = os.path.join(CACHE, "accel-probe")
         try:
             with open(stamp) as f:
@@ -446,8 +446,14 @@ class Context:
     def dump_logs(self):
         for name in sorted(os.listdir(self.workdir)):
             path = os.path.join(self.workdir, name)
-            if os.path.isfile(path) and name.endswith(".log"):
-                print(f"--- {name} (last lines) ---\n{tail(path, 25)}", file=sys.stderr)
+            if not os.path.isfile(path) or not name.endswith(".log"):
+                continue
+            if name.endswith(".serial.log"):
+                # The case's own lines first: kernel messages would bury them.
+                lines = tail(path, 100000).splitlines()
+                own = [ln for ln in lines if not ln.startswith("[")]
+                print(f"--- {name} (case lines) ---\n" + "\n".join(own[-40:]), file=sys.stderr)
+            print(f"--- {name} (last lines) ---\n{tail(path, 25)}", file=sys.stderr)
 
     def summary(self):
         return f"QEMU {self.env.get('QEMU_VERSION')}, {self.accel}; " + ", ".join(self.timings)
