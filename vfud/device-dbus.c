@@ -90,11 +90,13 @@ int device_bus_stop(Device *d, sd_bus_message *msg, sd_bus_error *error) {
 
 int device_bus_destroy(Device *d, sd_bus_message *msg, sd_bus_error *error) {
         int r = manager_check_authorized(d->manager, msg, "destroying a device", error);
-        g_autoptr(Device) ref = device_ref(d);
 
         if (r < 0)
                 return r;
+        /* An idle device is removed inside device_stop(): keep it alive until that returns. */
+        device_ref(d);
         device_stop(d, destroy_after_stop, sd_bus_message_ref(msg));
+        device_unref(d);
         return 1;
 }
 

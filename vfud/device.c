@@ -260,8 +260,7 @@ void device_set_stopped_marker(Device *d, bool stopped) {
 }
 
 void device_start_completed(Device *d, const GError *error) {
-        g_autoptr(Device) ref = device_ref(d);         /* a waiter may drop the device */
-
+        device_ref(d);          /* a waiter may drop the device */
         d->timeout_source = sd_event_source_disable_unref(d->timeout_source);
         if (error) {
                 device_log(d, G_LOG_LEVEL_WARNING, "start failed: %s", error->message);
@@ -274,6 +273,7 @@ void device_start_completed(Device *d, const GError *error) {
                 d->initial = false;
                 manager_initial_done(d->manager);
         }
+        device_unref(d);
 }
 
 void device_start(Device *d, DeviceDoneFunc func, void *userdata) {

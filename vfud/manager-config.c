@@ -87,7 +87,7 @@ static gboolean config_set(ManagerConfig *c, const ConfigKey *k, const char *pat
         case CONFIG_PATH:
                 if (v[0] != '/')
                         goto bad;
-                /* fall through */
+                G_GNUC_FALLTHROUGH;
         case CONFIG_STRING:
                 g_free(*(char **) field);
                 *(char **) field = g_steal_pointer(&v);
