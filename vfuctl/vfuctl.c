@@ -57,6 +57,7 @@ static void help(void) {
                "      --file=PATH          Existing backing file (nvme)\n"
                "      --block=DEVICE       Block device (nvme)\n"
                "      --serial=SERIAL      Serial number (nvme)\n"
+               "      --block-size=BYTES   Logical block size, 512 or 4096 (nvme)\n"
                "      --queues=N           Queue pairs\n"
                "      --tap=IFNAME         TAP interface (virtio-net)\n"
                "      --passt              User-mode networking with passt (virtio-net)\n"
@@ -238,6 +239,7 @@ enum {
         ARG_PASST,
         ARG_MAC,
         ARG_MTU,
+        ARG_BLOCK_SIZE,
         ARG_VERSION,
 };
 
@@ -271,6 +273,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                 { "passt", no_argument, NULL, ARG_PASST },
                 { "mac", required_argument, NULL, ARG_MAC },
                 { "mtu", required_argument, NULL, ARG_MTU },
+                { "block-size", required_argument, NULL, ARG_BLOCK_SIZE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { NULL },
@@ -343,6 +346,12 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                         o->mac = util_format_mac(mac);
                         break;
                 }
+                case ARG_BLOCK_SIZE:
+                        code = parse_uint("block-size", optarg, 65536, &o->block_size);
+                        if (code)
+                                return code;
+                        o->have_block_size = true;
+                        break;
                 case ARG_MTU:
                         code = parse_uint("mtu", optarg, 65535, &o->mtu);
                         if (code)

@@ -31,9 +31,9 @@ typedef struct Options {
         char *host, *bus;
         bool json, no_legend;
         char *vm, *name, *file, *block, *serial, *tap, *mac;
-        bool have_size, have_queues, have_mtu, passt;
+        bool have_size, have_queues, have_mtu, have_block_size, passt;
         uint64_t size;
-        unsigned queues, mtu;
+        unsigned queues, mtu, block_size;
 } Options;
 
 typedef struct Ctx {

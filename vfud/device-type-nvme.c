@@ -26,6 +26,7 @@ static const DeviceOptionSpec nvme_options[] = {
         { "block", DEVICE_OPTION_STRING, "block device for namespace 1" },
         { "queues", DEVICE_OPTION_UINT, "number of I/O queue pairs" },
         { "serial", DEVICE_OPTION_STRING, "serial number (up to 20 characters)" },
+        { "block-size", DEVICE_OPTION_UINT, "logical block size of namespace 1: 512 or 4096" },
         { NULL },
 };
 
@@ -186,7 +187,7 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                                GError **error) {
         const char *file = opt_string(in, "file"), *block = opt_string(in, "block");
         const char *serial = opt_string(in, "serial");
-        uint64_t size = 0, queues;
+        uint64_t size = 0, queues, block_size;
         bool have_size = opt_uint(in, "size", &size);
         JsonArray *nss;
         JsonObject *ns;
@@ -200,6 +201,15 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                         have_size, size, error);
         if (!ns)
                 return FALSE;
+        if (opt_uint(in, "block-size", &block_size)) {
+                if (block_size != 512 && block_size != 4096) {
+                        json_object_unref(ns);
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "block-size=%" G_GUINT64_FORMAT " is invalid: use 512 or 4096", block_size);
+                        return FALSE;
+                }
+                json_object_set_int_member(ns, "block-size", (int64_t) block_size);
+        }
         nss = json_array_new();
         json_array_add_object_element(nss, ns);
         json_object_set_array_member(out, "namespaces", nss);

@@ -540,6 +540,18 @@ def test_device(env):
     env.dev('d1', 'Start')
     check(4 in nss() and env.prop('d1', 'State') == 'listening', 'namespace added while stopped')
 
+    # A 4 KiB logical block size reaches the controller the guest sees.
+    env.create('nvme', 'd4k', '', size=4 * MiB, **{'block-size': 4096})
+    check(env.prop('d4k', 'Backend')['namespaces'][0]['block-size'] == 4096, 'block-size in the definition')
+    io = os.environ.get('NVME_IO')
+    if io:
+        c = env.spawn([io, env.prop('d4k', 'SocketPath')])
+        line = c.stdout.readline()
+        check(line.strip() == 'ready lba 4096', f'the guest sees 4096-byte blocks: {line!r}')
+        hold_finish(c)
+    env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'dbs', '', size=MiB, **{'block-size': 1000})
+    env.dev('d4k', 'Destroy')
+
     env.dev('d1', 'Destroy')
     env.expect(ERR + 'NoSuchDevice', env.path, 'd1')
     check(env.leftovers() == [], f'leftovers after Destroy: {env.leftovers()}')
@@ -670,6 +682,9 @@ def test_vfuctl(env):
     rc, out, err = env.vfuctl('show', 'c1')
     check(rc == 0 and 'State: listening' in out and 'namespaces: nsid=1' in out, f'show {out}')
 
+    rc, out, err = env.vfuctl('create', 'nvme', '--size', '1M', '--block-size', '4096', '--name', 'c4k', '--json')
+    check(rc == 0 and json.loads(out)['backend']['namespaces'][0]['block-size'] == 4096, f'--block-size: {err}')
+    rc, out, err = env.vfuctl('destroy', 'c4k')
     rc, out, err = env.vfuctl('namespace', 'add', 'c1', '2', '--size', '1M')
     check(rc == 0, f'namespace add {err}')
     rc, out, err = env.vfuctl('namespace', 'resize', 'c1', '2', '2M')

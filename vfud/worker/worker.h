@@ -96,7 +96,8 @@ VuServer *worker_server(Worker *w);
  *
  * nvme
  *   "namespaces": [ {"nsid": 1, "path": "/var/lib/vfud/images/db-ns1.img",
- *                    "size": 10737418240, "kind": "image" | "file" | "block"}, ... ]
+ *                    "size": 10737418240, "kind": "image" | "file" | "block",
+ *                    "block-size": 512 | 4096 (optional)}, ... ]
  *                 one entry per active namespace, nsid 1..N; the fd is named
  *                 "ns<nsid>" (worker_open_backing(w, "ns1", path, O_RDWR, ...));
  *                 size is the namespace size in bytes (≤ the backing size).
