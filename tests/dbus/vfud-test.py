@@ -1107,6 +1107,8 @@ def main():
     if len(sys.argv) != 2 or sys.argv[1] not in CASES:
         print(f'usage: {sys.argv[0]} CASE\ncases: {" ".join(sorted(CASES))}')
         return 2
+    # meson's timeout sends SIGTERM: unwind so the cleanup ends every process the case started.
+    signal.signal(signal.SIGTERM, lambda signo, frame: sys.exit(f'FAIL: {sys.argv[1]} interrupted'))
     try:
         env = Env()
     except Skip as e:
