@@ -88,6 +88,38 @@ static const char *const worker_syscalls[] = {
         "getrlimit", "prlimit64", "getrusage", "umask", "unlinkat", "unlink",
 };
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WORKER_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_SANITIZED 1
+#endif
+
+#ifdef WORKER_SANITIZED
+/* AddressSanitizer's leak check at exit reads /proc and stops threads with ptrace. */
+static const char *const sanitizer_syscalls[] = {
+        "open", "openat", "getdents", "getdents64", "readlink", "readlinkat", "ptrace", "wait4", "waitid", "kill",
+};
+#endif
+
+static int allow_all(scmp_filter_ctx ctx, const char *const *names, size_t n, GError **error) {
+        for (size_t i = 0; i < n; i++) {
+                int nr = seccomp_syscall_resolve_name(names[i]), r;
+
+                if (nr == __NR_SCMP_ERROR)
+                        continue;
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+                if (r < 0 && r != -EDOM && r != -EEXIST) {
+                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
+                                    "cannot allow %s in the seccomp filter: %s", names[i], g_strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
 gboolean worker_sandbox_seccomp(GError **error) {
         scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
         int r;
@@ -96,19 +128,16 @@ gboolean worker_sandbox_seccomp(GError **error) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED, "cannot create a seccomp filter");
                 return FALSE;
         }
-        for (size_t i = 0; i < G_N_ELEMENTS(worker_syscalls); i++) {
-                int nr = seccomp_syscall_resolve_name(worker_syscalls[i]);
-
-                if (nr == __NR_SCMP_ERROR)
-                        continue;
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-                if (r < 0 && r != -EDOM) {
-                        seccomp_release(ctx);
-                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
-                                    "cannot allow %s in the seccomp filter: %s", worker_syscalls[i], g_strerror(-r));
-                        return FALSE;
-                }
+        if (allow_all(ctx, worker_syscalls, G_N_ELEMENTS(worker_syscalls), error) < 0) {
+                seccomp_release(ctx);
+                return FALSE;
         }
+#ifdef WORKER_SANITIZED
+        if (allow_all(ctx, sanitizer_syscalls, G_N_ELEMENTS(sanitizer_syscalls), error) < 0) {
+                seccomp_release(ctx);
+                return FALSE;
+        }
+#endif
         /* UNIX sockets only (journal logging). */
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
         if (r == 0)
