@@ -12,6 +12,7 @@ VFUD, VFUD_WORKER, VFUCTL, VU_HOLD, NVME_IO, XML_DIR, BUS_CONF.  Exit status
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -577,6 +578,11 @@ def test_net(env):
     env.mgr('DestroyDevice', '(s)', 'n2')
     env.create('virtio-net', 'n2', '', tap=tap + 'b')
     check(env.prop('n2', 'Backend')['mac'] == mac, 'the generated MAC is stable across re-creation')
+    if shutil.which('passt'):
+        env.create('virtio-net', 'np', '', passt=True)
+        check(env.prop('np', 'Backend')['backend'] == 'passt' and env.prop('np', 'State') == 'listening',
+              'a passt-backed device listens')
+        env.mgr('DestroyDevice', '(s)', 'np')
     env.dev('n1', 'Stop')
     env.expect(ERR + 'NotRunning', env.dev, 'n1', 'SetLink', '(b)', True)
     env.expect(ERR + 'InvalidArgument', env.create, 'virtio-net', 'n3', '', mac='01:00:00:00:00:01')
