@@ -182,6 +182,7 @@ int vnet_ctrl_process(VNet *n, VqChain *c) {
                         ack = vnet_ctrl_handle(n, buf[0], buf[1], buf + 2, len - 2);
                 }
                 vq_buf_to_iov(vq_chain_in(c), c->in_num, 0, &ack, 1);
+                vq_mark_written(vq, c, 1);
                 vq_push(vq, c->id, c->ndesc, 1);
         }
         vq_flush(vq);

@@ -71,7 +71,8 @@ static int rx_place(VNetPair *p) {
         VqChain *c = p->chain;
         RxUse use[64];
         struct iovec hdr_iov[VNET_HDR_LEN] = { { 0 } };
-        unsigned nbufs = 0, slots = 0, hdr_n = 0;
+        VqSeg hdr_seg[VNET_HDR_LEN];
+        unsigned nbufs = 0, slots = 0, hdr_n = 0, hdr_segs = 0;
         size_t off = 0, total = p->frame_len;
         int r;
 
@@ -107,9 +108,17 @@ static int rx_place(VNetPair *p) {
                                 hdr_iov[hdr_n++] = in[i];
                                 need -= MIN(need, in[i].iov_len);
                         }
+                        need = VNET_HDR_LEN;
+                        for (unsigned i = 0; i < c->n_in_seg && need > 0 && hdr_segs < G_N_ELEMENTS(hdr_seg); i++) {
+                                hdr_seg[hdr_segs] = c->in_seg[i];
+                                hdr_seg[hdr_segs].len = (uint32_t) MIN(need, (size_t) c->in_seg[i].len);
+                                need -= hdr_seg[hdr_segs++].len;
+                        }
                 }
                 size_t take = MIN(total - off, c->in_len);
                 size_t done = vq_buf_to_iov(vq_chain_in(c), c->in_num, 0, p->frame + off, take);
+                /* Dirty logging learns of guest pages after they are written. */
+                vq_mark_written(vq, c, done);
                 use[nbufs++] = (RxUse) { .id = c->id, .ndesc = c->ndesc, .len = (uint32_t) done };
                 slots += c->ndesc;
                 off += done;
@@ -117,6 +126,8 @@ static int rx_place(VNetPair *p) {
 
         uint16_t nb = htole16((uint16_t) nbufs);
         vq_buf_to_iov(hdr_iov, hdr_n, offsetof(VNetHdr, num_buffers), &nb, sizeof(nb));
+        for (unsigned i = 0; i < hdr_segs; i++)
+                vu_mem_mark_dirty(vq->mem, hdr_seg[i].gpa, hdr_seg[i].len);
         for (unsigned i = 0; i < nbufs; i++)
                 vq_push(vq, use[i].id, use[i].ndesc, use[i].len);
         VNET_STAT_ADD(p, rx_packets, 1);

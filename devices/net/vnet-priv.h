@@ -84,6 +84,15 @@ struct VNet {
         VNetPair *pairs;
 };
 
+/* vnet.c: bind the started queues and the backend for features, without starting the data path. */
+int vnet_bind(VNet *n, uint64_t driver_features, uint64_t features, unsigned active_pairs);
+/* vnet-state.c */
+extern const DevStateSectionSpec vnet_state_sections[];
+extern const size_t vnet_n_state_sections;
+int vnet_state_save(void *opaque, DevStateWriter *w);
+int vnet_state_check(void *opaque, DevStateReader *r, uint64_t features, bool started);
+int vnet_state_apply(void *opaque, DevStateReader *r, uint64_t features, bool started);
+
 /* net-thread.c */
 int vnet_pairs_create(VNet *n);
 void vnet_pairs_destroy(VNet *n);

@@ -64,16 +64,15 @@ static void vnet_config_read(void *opaque, uint32_t off, void *buf, size_t len) 
                 memcpy(buf, (uint8_t *) &c + off, MIN(len, sizeof(c) - off));
 }
 
-static int vnet_start(void *opaque, uint64_t features) {
-        VNet *n = opaque;
-        unsigned pairs = virtio_has(features, VIRTIO_NET_F_MQ) ? n->opt.pairs : 1;
+int vnet_bind(VNet *n, uint64_t driver_features, uint64_t features, unsigned active_pairs) {
+        unsigned pairs = virtio_has(driver_features, VIRTIO_NET_F_MQ) ? n->opt.pairs : 1;
         int r;
 
         n->features = features;
         n->mrg_rxbuf = virtio_has(features, VIRTIO_NET_F_MRG_RXBUF);
         n->ctrl = NULL;
-        if (virtio_has(features, VIRTIO_NET_F_CTRL_VQ)) {
-                VirtQueue *q = virtio_pci_queue(n->vp, ctrl_index(n, features));
+        if (virtio_has(driver_features, VIRTIO_NET_F_CTRL_VQ)) {
+                VirtQueue *q = virtio_pci_queue(n->vp, ctrl_index(n, driver_features));
                 n->ctrl = q && q->started ? q : NULL;
         }
         for (unsigned i = 0; i < n->opt.pairs; i++) {
@@ -84,19 +83,34 @@ static int vnet_start(void *opaque, uint64_t features) {
         if (!n->pairs[0].rx || !n->pairs[0].tx)
                 return -EINVAL;         /* the first pair is always in use */
 
+        if (active_pairs == 0 || active_pairs > pairs)
+                return -EINVAL;
+        for (unsigned i = 0; i < active_pairs; i++)
+                if (!n->pairs[i].rx || !n->pairs[i].tx)
+                        return -EINVAL;
+
         n->guest_offloads = vnet_guest_offloads(features);
         if (n->be->ops->set_offloads) {
                 r = n->be->ops->set_offloads(n->be, n->guest_offloads);
                 if (r < 0)
                         return r;
         }
-        /* 5.1.6.5.5: one pair until the driver asks for more. */
-        __atomic_store_n(&n->active_pairs, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&n->active_pairs, active_pairs, __ATOMIC_RELEASE);
         if (n->be->ops->set_active_queues)
-                n->be->ops->set_active_queues(n->be, 1);
-
+                n->be->ops->set_active_queues(n->be, active_pairs);
         n->started = true;
-        vnet_pairs_set(n, VNET_PAIR_RUN);
+        return 0;
+}
+
+static int vnet_start(void *opaque, uint64_t features) {
+        VNet *n = opaque;
+        /* 5.1.6.5.5: one pair until the driver asks for more. */
+        int r = vnet_bind(n, features, features, 1);
+
+        if (r < 0)
+                return r;
+        if (virtio_pci_may_run(n->vp))
+                vnet_pairs_set(n, VNET_PAIR_RUN);
         return 0;
 }
 
@@ -134,7 +148,7 @@ static void vnet_quiesce(void *opaque) {
 static void vnet_resume(void *opaque) {
         VNet *n = opaque;
 
-        if (n->started)
+        if (n->started && virtio_pci_may_run(n->vp))
                 vnet_pairs_set(n, VNET_PAIR_RUN);
 }
 
@@ -146,6 +160,9 @@ static const VirtioDeviceOps vnet_virtio_ops = {
         .kick = vnet_kick,
         .quiesce = vnet_quiesce,
         .resume = vnet_resume,
+        .save = vnet_state_save,
+        .load_check = vnet_state_check,
+        .load_apply = vnet_state_apply,
 };
 
 int vnet_new(const VNetOptions *opt, NetBackend *be, VNet **out) {
@@ -165,6 +182,7 @@ int vnet_new(const VNetOptions *opt, NetBackend *be, VNet **out) {
         n = g_new0(VNet, 1);
         n->opt = *opt;
         n->opt.name = NULL;
+        n->opt.migration_id = NULL;     /* the transport keeps its copy */
         if (n->opt.queue_size == 0)
                 n->opt.queue_size = VNET_DEFAULT_QUEUE_SIZE;
         n->be = be;
@@ -193,6 +211,10 @@ int vnet_new(const VNetOptions *opt, NetBackend *be, VNet **out) {
                 .queue_size = n->opt.queue_size,
                 .config_size = sizeof(VNetConfigSpace),
                 .notify_mmap = opt->poll,
+                .state_type = VNET_STATE_TYPE,
+                .state_id = opt->migration_id,
+                .state_sections = vnet_state_sections,
+                .n_state_sections = vnet_n_state_sections,
                 .ops = &vnet_virtio_ops,
                 .opaque = n,
                 .name = opt->name,
@@ -276,6 +298,10 @@ void vnet_get_stats(const VNet *n, VNetStats *st) {
 
 uint64_t vnet_offered_features(const VNet *n) {
         return n->offered | VIRTIO_BIT(VIRTIO_F_VERSION_1);
+}
+
+const char *vnet_migration_error(const VNet *n) {
+        return virtio_pci_migration_error(n->vp);
 }
 
 unsigned vnet_active_pairs(const VNet *n) {

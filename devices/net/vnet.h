@@ -30,6 +30,12 @@ typedef struct VNetOptions {
         bool poll;                      /* mmapped notify page, busy-polling data path */
         bool link_up;                   /* initial link state */
         const char *name;               /* for logs */
+        /*
+         * Identity in migration streams (copied; NULL: none).  A stream is
+         * only accepted by a device with the same identity: give source and
+         * destination the same one, e.g. the device's name.
+         */
+        const char *migration_id;
 } VNetOptions;
 
 typedef struct VNetStats {
@@ -55,6 +61,14 @@ int vnet_announce(VNet *n);
 void vnet_get_stats(const VNet *n, VNetStats *st);
 uint64_t vnet_offered_features(const VNet *n);
 unsigned vnet_active_pairs(const VNet *n);
+
+/*
+ * Migration (vnet-state.c): the device type in state streams, and why the
+ * last incoming state was refused (NULL when none was).  The vfio-user
+ * migration callbacks come with the server configuration.
+ */
+#define VNET_STATE_TYPE "virtio-net"
+const char *vnet_migration_error(const VNet *n);
 
 /* Features the driver may accept together (5.1.3.1): 0 or -EINVAL. */
 int vnet_check_features(uint64_t features);

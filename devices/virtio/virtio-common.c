@@ -86,9 +86,7 @@ void virtio_pci_common_read(VirtioPci *vp, uint32_t off, void *buf, size_t len) 
 }
 
 /* 2.2.2: FEATURES_OK only for a subset of what we offered that the device accepts. */
-static bool features_acceptable(VirtioPci *vp) {
-        uint64_t f = vp->driver_features;
-
+bool virtio_pci_features_acceptable(VirtioPci *vp, uint64_t f) {
         if (f & ~vp->device_features)
                 return false;
         if (!virtio_has(f, VIRTIO_F_VERSION_1))
@@ -98,7 +96,7 @@ static bool features_acceptable(VirtioPci *vp) {
         return true;
 }
 
-static void queue_notify(void *opaque, VirtQueue *vq) {
+void virtio_pci_queue_notify(void *opaque, VirtQueue *vq) {
         virtio_pci_notify_queue(opaque, vq);
 }
 
@@ -113,7 +111,7 @@ static void device_start(VirtioPci *vp) {
                         r = -ENXIO;
                         break;
                 }
-                r = vq_start(q, vp->mem, vp->driver_features, queue_notify, vp);
+                r = vq_start(q, vp->mem, vp->driver_features, virtio_pci_queue_notify, vp);
                 if (r < 0)
                         g_debug("virtio %s: queue %u refused: %s", vp->cfg.name ? vp->cfg.name : "",
                                 i, g_strerror(-r));
@@ -159,7 +157,8 @@ static void write_status(VirtioPci *vp, uint8_t v) {
                 return;
         }
 
-        if ((v & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK) && !features_acceptable(vp))
+        if ((v & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK) &&
+            !virtio_pci_features_acceptable(vp, vp->driver_features))
                 v &= (uint8_t) ~VIRTIO_STATUS_FEATURES_OK;
 
         if ((v & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK)) {

@@ -76,12 +76,17 @@ static void dev_resume(void *opaque) {
         VirtioPci *vp = opaque;
 
         virtio_pci_remap_queues(vp);
-        if (vp->cfg.ops->resume)
+        /* While migration holds the device stopped the data path stays idle. */
+        if (vp->cfg.ops->resume && virtio_pci_may_run(vp))
                 vp->cfg.ops->resume(vp->cfg.opaque);
 }
 
 static void dev_reset(void *opaque, VuResetKind kind) {
-        virtio_pci_reset(opaque);
+        VirtioPci *vp = opaque;
+
+        /* Every server reset (DEVICE_RESET, FLR, lost client) also returns migration to RUNNING. */
+        virtio_pci_reset(vp);
+        virtio_pci_mig_reset(vp);
 }
 
 /* 4.1.4.9: the VIRTIO_PCI_CAP_PCI_CFG access window. */
@@ -120,6 +125,15 @@ static const VuDeviceOps vu_ops = {
         .resume = dev_resume,
         .reset = dev_reset,
         .cfg_event = dev_cfg_event,
+};
+
+/* The same, for a device that describes its state: migration v2 too. */
+static const VuDeviceOps vu_ops_migration = {
+        .quiesce = dev_quiesce,
+        .resume = dev_resume,
+        .reset = dev_reset,
+        .cfg_event = dev_cfg_event,
+        .migration = &virtio_pci_mig_ops,
 };
 
 int virtio_pci_server_config(VirtioPci *vp, VuServerConfig *scfg) {
@@ -181,7 +195,7 @@ int virtio_pci_server_config(VirtioPci *vp, VuServerConfig *scfg) {
         }
         scfg->msix_bar = VIRTIO_PCI_MSIX_BAR;
         scfg->msix_nvec = vp->nvec;
-        scfg->ops = &vu_ops;
+        scfg->ops = vp->state_type && vp->cfg.ops->save ? &vu_ops_migration : &vu_ops;
         scfg->opaque = vp;
         return 0;
 }

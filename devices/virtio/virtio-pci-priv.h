@@ -2,6 +2,7 @@
 /* VirtioPci internals shared by virtio-pci.c (capabilities, BAR, interrupts) and virtio-common.c (registers). */
 #pragma once
 
+#include "vfio-user/migration.h"
 #include "virtio/virtio-pci.h"
 
 struct VirtioPci {
@@ -29,9 +30,24 @@ struct VirtioPci {
         VuPciCfg *pci;                  /* built by virtio_pci_server_config(), owned by the server */
         unsigned pci_cfg_cap;           /* offset of the VIRTIO_PCI_CAP_PCI_CFG capability */
         uint8_t pci_cfg_data[4];        /* the window as last filled from the BAR */
+
+        /* Migration (virtio-pci-mig.c), control thread. */
+        char *state_type, *state_id;
+        enum vu_mig_state mig_state;
+        bool mig_hold;                  /* data path held stopped by migration */
+        DevStateWriter *mig_out;        /* STOP_COPY: the stream being read */
+        DevStateReader *mig_in;         /* RESUMING: the stream being written */
+        char *mig_error;
 };
 
 uint8_t virtio_pci_status_load(const VirtioPci *vp);
 void virtio_pci_common_read(VirtioPci *vp, uint32_t off, void *buf, size_t len);
 void virtio_pci_common_write(VirtioPci *vp, uint32_t off, const void *buf, size_t len);
 void virtio_pci_fire(VirtioPci *vp, uint16_t vector, uint8_t isr_bit);
+/* The VqNotifyFn of every started queue. */
+void virtio_pci_queue_notify(void *opaque, VirtQueue *vq);
+/* FEATURES_OK: may the driver's features be accepted (2.2.2)? */
+bool virtio_pci_features_acceptable(VirtioPci *vp, uint64_t features);
+/* Migration: the callbacks for VuDeviceOps.migration, and dropping migration state on reset. */
+extern const VuMigrationOps virtio_pci_mig_ops;
+void virtio_pci_mig_reset(VirtioPci *vp);

@@ -28,6 +28,10 @@ int virtio_pci_new(const VirtioPciConfig *cfg, VirtioPci **out) {
 
         vp = g_new0(VirtioPci, 1);
         vp->cfg = *cfg;
+        vp->state_type = g_strdup(cfg->state_type);
+        vp->state_id = g_strdup(cfg->state_id);
+        vp->cfg.state_type = vp->cfg.state_id = NULL;   /* owned copies above */
+        vp->mig_state = VU_MIG_RUNNING;
         vp->device_features = cfg->features | VIRTIO_BIT(VIRTIO_F_VERSION_1);
         vp->nvec = cfg->num_queues + 1;
         vp->notify_fd = -1;
@@ -43,6 +47,8 @@ int virtio_pci_new(const VirtioPciConfig *cfg, VirtioPci **out) {
                         if (fd >= 0)
                                 close(fd);
                         g_free(vp->queues);
+                        g_free(vp->state_type);
+                        g_free(vp->state_id);
                         return r;
                 }
                 vp->notify_fd = fd;
@@ -61,6 +67,10 @@ void virtio_pci_free(VirtioPci *vp) {
         g_free(vp->queues);
         if (vp->notify_fd >= 0)
                 close(vp->notify_fd);
+        virtio_pci_mig_reset(vp);
+        g_free(vp->mig_error);
+        g_free(vp->state_type);
+        g_free(vp->state_id);
         g_free(vp);
 }
 

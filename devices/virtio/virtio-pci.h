@@ -13,9 +13,16 @@
  *                                                     page the data path polls
  * BAR1 holds the MSI-X table (offset 0) and PBA, implemented by the server.
  *
- * Threading: register accesses, reset, quiesce run on the control thread.
- * virtio_pci_notify_queue(), virtio_pci_config_changed() and
- * virtio_pci_set_needs_reset() may be called from data-path threads.
+ * Migration (virtio-pci-mig.c, virtio-pci-state.c): a device that
+ * describes its state (state_type, save/load_check/load_apply) gets the
+ * vfio-user migration v2 callbacks: the transport saves and restores the
+ * common configuration and every queue, the device adds its own sections.
+ * While migration holds the device stopped (STOP, STOP_COPY, RESUMING,
+ * ERROR) its data path must not run: devices ask virtio_pci_may_run().
+ *
+ * Threading: register accesses, reset, quiesce and migration run on the
+ * control thread.  virtio_pci_notify_queue(), virtio_pci_config_changed()
+ * and virtio_pci_set_needs_reset() may be called from data-path threads.
  * Return convention: 0 or negative errno.
  */
 #pragma once
@@ -24,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "state/devstate.h"
 #include "vfio-user/mem.h"
 #include "vfio-user/server.h"
 #include "virtio/virtio.h"
@@ -65,6 +73,22 @@ typedef struct VirtioDeviceOps {
         /* VuDeviceOps.quiesce/resume passed through; rings are re-mapped by the transport. */
         void (*quiesce)(void *opaque);
         void (*resume)(void *opaque);
+        /*
+         * Migration; optional (without save the device does not migrate).
+         * save: add the device's sections to w; the data path is quiesced.
+         * load_check: r is a complete stream with a verified checksum whose
+         * transport sections were accepted (features: what the driver
+         * negotiated; started: DRIVER_OK was accepted); refuse bad values
+         * with devstate_reader_fail() and change nothing.
+         * load_apply: apply what load_check accepted, after the transport
+         * restored its registers and queues, without starting the data path
+         * (virtio_pci_may_run() is false).  A failure (devstate_reader_fail()
+         * says why) resets the device.
+         * 0 or -errno.
+         */
+        int (*save)(void *opaque, DevStateWriter *w);
+        int (*load_check)(void *opaque, DevStateReader *r, uint64_t features, bool started);
+        int (*load_apply)(void *opaque, DevStateReader *r, uint64_t features, bool started);
 } VirtioDeviceOps;
 
 /* The interrupt seam: vu_server_irq() in the daemon, a recorder in tests. */
@@ -81,6 +105,12 @@ typedef struct VirtioPciConfig {
         uint16_t queue_size;            /* maximum per queue, ≤ VQ_MAX_SIZE */
         size_t config_size;             /* device configuration bytes, ≤ VIRTIO_PCI_DEVICE_LEN */
         bool notify_mmap;               /* notify page mmappable (polled data path) */
+        /* Migration: device type and identity in state streams (copied); NULL type: no migration. */
+        const char *state_type;
+        const char *state_id;
+        /* The device's own sections (ids ≥ VIRTIO_STATE_SEC_DEVICE), for the reader's checks. */
+        const DevStateSectionSpec *state_sections;
+        size_t n_state_sections;
         const VirtioDeviceOps *ops;
         void *opaque;
         const char *name;
@@ -123,3 +153,28 @@ void virtio_pci_set_needs_reset(VirtioPci *vp);
 void virtio_pci_remap_queues(VirtioPci *vp);
 /* The memfd behind the mmappable notify page, or -1. */
 int virtio_pci_notify_fd(const VirtioPci *vp);
+
+/* Section ids in state streams: the transport's below VIRTIO_STATE_SEC_DEVICE, the device's from it. */
+enum {
+        VIRTIO_STATE_SEC_TRANSPORT = 1,         /* what the device offers: checked, not restored */
+        VIRTIO_STATE_SEC_COMMON = 2,            /* common configuration registers (4.1.4.3) */
+        VIRTIO_STATE_SEC_QUEUE = 3,             /* one per queue, instance = queue index */
+        VIRTIO_STATE_SEC_DEVICE = 16,
+};
+
+/* May the device's data path run?  False while migration holds the device stopped.  Control thread. */
+bool virtio_pci_may_run(const VirtioPci *vp);
+/* The migration state as the device last entered it (VU_MIG_RUNNING when none is under way). */
+enum vu_mig_state virtio_pci_migration_state(const VirtioPci *vp);
+/* Why the last incoming state was refused, for people; NULL when none was. */
+const char *virtio_pci_migration_error(const VirtioPci *vp);
+/*
+ * Save the device state into a finished stream (the data path must be
+ * quiesced), or restore one: check all of it, then apply it, leaving the
+ * device reset on any failure (the reason in virtio_pci_migration_error()).
+ * The migration callbacks use these; tools and tests may too.  0 or -errno.
+ */
+int virtio_pci_state_save(VirtioPci *vp, DevStateWriter **out);
+int virtio_pci_state_load(VirtioPci *vp, DevStateReader *r);
+/* A reader for this device's streams: type, identity and every section it knows. */
+DevStateReader *virtio_pci_state_reader(VirtioPci *vp);

@@ -3,7 +3,9 @@
  * Packed virtqueues (virtio-v1.2 2.8): availability from the AVAIL/USED
  * flag bits against the wrap counters (2.8.1), used descriptors written in
  * place with the flags stored last (2.8.7), event suppression structures in
- * both directions (2.8.10, 2.8.14).
+ * both directions (2.8.10, 2.8.14).  Every write to the descriptor ring
+ * and the device event structure is reported to dirty logging after it is
+ * made: the rings stay mapped, no translation sees these writes.
  */
 #include <endian.h>
 #include <errno.h>
@@ -86,6 +88,7 @@ static bool packed_publish(VirtQueue *vq) {
                 d->id = htole16(p->id);
                 d->len = htole32(p->len);
                 __atomic_store_n(&d->flags, htole16(flags), __ATOMIC_RELEASE);
+                vu_mem_mark_dirty(vq->mem, vq->desc_gpa + 16ull * vq->used_idx, 16);
                 advance(&vq->used_idx, &vq->used_wrap, p->ndesc, vq->size);
                 total += p->ndesc;
         }
@@ -133,6 +136,7 @@ static void packed_set_notify(VirtQueue *vq, bool enable) {
                 flags = VIRTQ_EVENT_F_ENABLE;
         }
         __atomic_store_n(&dev->flags, htole16(flags), __ATOMIC_RELEASE);
+        vu_mem_mark_dirty(vq->mem, vq->device_gpa, sizeof(*dev));
 }
 
 const VqRingOps vq_packed_ops = {

@@ -4,9 +4,13 @@
  * acquire loads, each head index is loaded once, used elements become
  * visible with a release store of used->idx, and both directions of
  * notification suppression (2.7.7 flags, 2.7.10 EVENT_IDX) are honoured.
+ * The rings stay mapped while the device runs, so every write to the used
+ * ring is reported to dirty logging here, after it is made.
  */
 #include <endian.h>
 #include <errno.h>
+
+#include <glib.h>
 
 #include "virtio/virtqueue.h"
 
@@ -27,6 +31,18 @@ static inline uint16_t load16(const uint16_t *p) {
 
 static inline void store16(uint16_t *p, uint16_t v) {
         __atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
+}
+
+/* Dirty logging for count used elements from slot first (wrapping) and the index before them. */
+static void mark_used(VirtQueue *vq, uint16_t first, unsigned count) {
+        uint64_t ring = vq->device_gpa + 4;
+        unsigned start = first & (vq->size - 1u);
+        unsigned n1 = MIN(count, vq->size - start);
+
+        vu_mem_mark_dirty(vq->mem, vq->device_gpa, 4);
+        vu_mem_mark_dirty(vq->mem, ring + 8ull * start, 8ull * n1);
+        if (count > n1)
+                vu_mem_mark_dirty(vq->mem, ring, 8ull * (count - n1));
 }
 
 static int split_map(VirtQueue *vq) {
@@ -86,9 +102,10 @@ static bool split_publish(VirtQueue *vq) {
                 e->len = htole32(vq->pending[i].len);
         }
         new_idx = (uint16_t) (old + vq->n_pending);
-        vq->n_pending = 0;
         vq->used_idx = new_idx;
         store16(USED_IDX(vq), new_idx);
+        mark_used(vq, old, vq->n_pending);
+        vq->n_pending = 0;
 
         /* 2.7.7.2: used idx must be visible before we read the driver's suppression state. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -108,11 +125,14 @@ static bool split_publish(VirtQueue *vq) {
 static void split_set_notify(VirtQueue *vq, bool enable) {
         if (vq->event_idx) {
                 /* 2.7.10: kick me when the driver passes the index I have reached. */
-                if (enable)
+                if (enable) {
                         store16(USED_AVAIL_EVENT(vq), vq->last_avail);
+                        vu_mem_mark_dirty(vq->mem, vq->device_gpa + 4 + 8ull * vq->size, 2);
+                }
                 return;
         }
         store16(USED_FLAGS(vq), enable ? 0 : VIRTQ_USED_F_NO_NOTIFY);
+        vu_mem_mark_dirty(vq->mem, vq->device_gpa, 2);
 }
 
 const VqRingOps vq_split_ops = {

@@ -108,6 +108,15 @@ int vq_pop(VirtQueue *vq, VqChain *c) {
         return r;
 }
 
+void vq_mark_written(VirtQueue *vq, const VqChain *c, uint64_t bytes) {
+        for (unsigned i = 0; i < c->n_in_seg && bytes > 0; i++) {
+                uint64_t n = MIN(bytes, (uint64_t) c->in_seg[i].len);
+
+                vu_mem_mark_dirty(vq->mem, c->in_seg[i].gpa, n);
+                bytes -= n;
+        }
+}
+
 void vq_unpop(VirtQueue *vq, unsigned chains, unsigned slots) {
         if (vq_ready(vq) && chains > 0)
                 vq->ops->unpop(vq, chains, slots);

@@ -105,6 +105,11 @@ void vq_stop(VirtQueue *vq);
 
 /* 1: a chain was walked into *c; 0: nothing available; -errno: the queue broke. */
 int vq_pop(VirtQueue *vq, VqChain *c);
+/*
+ * Tell dirty logging that the device wrote the first bytes bytes of the
+ * chain's device-writable part (call after writing, before vq_push()).
+ */
+void vq_mark_written(VirtQueue *vq, const VqChain *c, uint64_t bytes);
 /* Give back the last popped chains (not pushed): count of chains and their ring slots (sum of ndesc). */
 void vq_unpop(VirtQueue *vq, unsigned chains, unsigned slots);
 /* Record a completion of a popped chain with len bytes written; published by vq_flush(). */

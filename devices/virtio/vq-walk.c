@@ -50,6 +50,7 @@ static void vq_chain_reset(VqChain *c) {
         c->ndesc = 0;
         c->out_num = c->in_num = 0;
         c->out_len = c->in_len = 0;
+        c->n_in_seg = 0;
 }
 
 /* Translate one buffer descriptor and append its iovecs. */
@@ -75,6 +76,8 @@ static int vq_chain_add(const VqWalkCtx *ctx, VqChain *c, const VqDesc *d) {
                 return -EFAULT;         /* a translator breaking its contract */
 
         if (writable) {
+                /* One segment per descriptor, each ≥ 1 iovec: n_in_seg ≤ in_num ≤ VQ_MAX_IOV. */
+                c->in_seg[c->n_in_seg++] = (VqSeg) { .gpa = d->addr, .len = d->len };
                 c->in_num += n;
                 c->in_len += d->len;
         } else {

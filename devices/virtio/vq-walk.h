@@ -22,7 +22,17 @@
 #define VQ_MAX_SIZE 1024u       /* largest queue size a device may offer */
 #define VQ_MAX_IOV 1024u        /* iovecs per chain (also UIO_MAXIOV) */
 
-/* One walked chain.  Device-readable iovecs come first, then device-writable ones. */
+/* A guest range of one device-writable descriptor. */
+typedef struct VqSeg {
+        uint64_t gpa;
+        uint32_t len;
+} VqSeg;
+
+/*
+ * One walked chain.  Device-readable iovecs come first, then device-writable
+ * ones.  The guest ranges behind the writable iovecs are kept too (in_seg),
+ * so the device can report what it wrote to dirty logging after writing.
+ */
 typedef struct VqChain {
         uint16_t id;            /* split: head descriptor index; packed: buffer id */
         uint16_t ndesc;         /* ring slots the chain occupies (packed used-ring skip) */
@@ -30,7 +40,9 @@ typedef struct VqChain {
         unsigned in_num;        /* iov[out_num, out_num + in_num): device writes */
         uint64_t out_len;
         uint64_t in_len;
+        unsigned n_in_seg;      /* in_seg[0, n_in_seg): writable descriptors, in order */
         struct iovec iov[VQ_MAX_IOV];
+        VqSeg in_seg[VQ_MAX_IOV];
 } VqChain;
 
 static inline struct iovec *vq_chain_in(VqChain *c) {

@@ -24,10 +24,76 @@ static int fake_translate(void *opaque, uint64_t gpa, uint64_t len, int prot, st
                 return -ENOSPC;
         iov[0].iov_base = m->host + (gpa - m->gpa);
         iov[0].iov_len = len;
+        if (prot & VU_PROT_WRITE)
+                m->mem.ops->mark_dirty(m, gpa, len);
         return 1;
 }
 
-static const VuMemOps fake_mem_ops = { .translate = fake_translate };
+static void fake_mark_dirty(void *opaque, uint64_t gpa, uint64_t len) {
+        FakeMem *m = opaque;
+        FakeDirty d = { gpa, len, NULL };
+
+        g_mutex_lock(&m->lock);
+        if (m->dirty && len && gpa >= m->gpa && gpa - m->gpa < m->size && len <= m->size - (gpa - m->gpa)) {
+                d.snap = g_memdup2(m->host + (gpa - m->gpa), len);
+                g_array_append_val(m->dirty, d);
+        }
+        g_mutex_unlock(&m->lock);
+}
+
+static void dirty_clear(gpointer p) {
+        g_free(((FakeDirty *) p)->snap);
+}
+
+static const VuMemOps fake_mem_ops = { .translate = fake_translate, .mark_dirty = fake_mark_dirty };
+
+void fake_mem_log(FakeMem *m, bool on) {
+        g_mutex_lock(&m->lock);
+        g_clear_pointer(&m->dirty, g_array_unref);
+        if (on) {
+                m->dirty = g_array_new(FALSE, FALSE, sizeof(FakeDirty));
+                g_array_set_clear_func(m->dirty, dirty_clear);
+        }
+        g_mutex_unlock(&m->lock);
+}
+
+bool fake_mem_logged(FakeMem *m, uint64_t gpa, uint64_t len) {
+        bool progress = true;
+
+        g_mutex_lock(&m->lock);
+        while (len > 0 && progress && m->dirty) {
+                progress = false;
+                for (unsigned i = 0; i < m->dirty->len && len > 0; i++) {
+                        FakeDirty *d = &g_array_index(m->dirty, FakeDirty, i);
+                        if (gpa >= d->gpa && gpa < d->gpa + d->len) {
+                                uint64_t n = MIN(len, d->gpa + d->len - gpa);
+                                gpa += n;
+                                len -= n;
+                                progress = true;
+                        }
+                }
+        }
+        g_mutex_unlock(&m->lock);
+        return len == 0;
+}
+
+bool fake_mem_logged_after_write(FakeMem *m, uint64_t gpa, uint64_t len) {
+        bool ok = true;
+
+        g_mutex_lock(&m->lock);
+        for (uint64_t a = gpa; a < gpa + len && ok; a++) {
+                const FakeDirty *last = NULL;
+
+                for (unsigned i = 0; m->dirty && i < m->dirty->len; i++) {
+                        const FakeDirty *d = &g_array_index(m->dirty, FakeDirty, i);
+                        if (a >= d->gpa && a < d->gpa + d->len)
+                                last = d;
+                }
+                ok = last && last->snap[a - last->gpa] == m->host[a - m->gpa];
+        }
+        g_mutex_unlock(&m->lock);
+        return ok;
+}
 
 void fake_mem_init(FakeMem *m, uint64_t gpa, uint64_t size) {
         memset(m, 0, sizeof(*m));
@@ -42,9 +108,12 @@ void fake_mem_init(FakeMem *m, uint64_t gpa, uint64_t size) {
         m->next = gpa;
         m->mem.ops = &fake_mem_ops;
         m->mem.opaque = m;
+        g_mutex_init(&m->lock);
 }
 
 void fake_mem_fini(FakeMem *m) {
+        fake_mem_log(m, false);
+        g_mutex_clear(&m->lock);
         munmap(m->host, m->size);
         close(m->fd);
 }

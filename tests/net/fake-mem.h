@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <glib.h>
+
 #include "vfio-user/mem.h"
 #include "virtio/virtio-pci.h"
 
@@ -21,7 +23,25 @@ typedef struct FakeMem {
         uint64_t size;
         uint64_t next;                  /* bump allocator */
         uint64_t hole_gpa, hole_len;    /* a range that translates to -EFAULT */
+        GArray *dirty;                  /* FakeDirty: writes reported, when not NULL */
+        GMutex lock;
 } FakeMem;
+
+/* One range the device reported as written (translations for writing and vu_mem_mark_dirty()). */
+typedef struct FakeDirty {
+        uint64_t gpa, len;
+        uint8_t *snap;                  /* the bytes as they were when reported */
+} FakeDirty;
+
+/* Start recording dirty ranges (clearing what was recorded), or stop (NULL). */
+void fake_mem_log(FakeMem *m, bool on);
+/* Is every byte of [gpa, gpa+len) covered by a recorded range? */
+bool fake_mem_logged(FakeMem *m, uint64_t gpa, uint64_t len);
+/*
+ * Was every byte of [gpa, gpa+len) last reported with the value it has now?
+ * False when a write came after its report: a migration would miss it.
+ */
+bool fake_mem_logged_after_write(FakeMem *m, uint64_t gpa, uint64_t len);
 
 void fake_mem_init(FakeMem *m, uint64_t gpa, uint64_t size);
 void fake_mem_fini(FakeMem *m);
