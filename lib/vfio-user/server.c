@@ -169,6 +169,9 @@ int vu_server_new(const VuServerConfig *cfg, VuServer **out) {
         if (!cfg || !cfg->cfg || !cfg->ops || !cfg->ops->quiesce || !cfg->ops->resume ||
             cfg->msix_bar >= 6 || cfg->max_dma_maps > VU_MAX_DMA_MAPS)
                 return -EINVAL;
+        if (cfg->ops->migration && (!cfg->ops->migration->transition || !cfg->ops->migration->read_data ||
+                                    !cfg->ops->migration->write_data))
+                return -EINVAL;
 
         s = g_new0(VuServer, 1);
         s->name = g_strdup(cfg->name ? cfg->name : "vfio-user");
