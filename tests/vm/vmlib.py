@@ -38,7 +38,7 @@ class Fail(Exception):
 
 def say_loudly(msg):
     bar = "#" * 72
-    print(f"{bar}\n# {msg}\n# Nothing was tested by this case.\n{bar}", file=sys.stderr)
+    print(f"{bar}\n# {msg}\n# What this case is for was NOT tested.\n{bar}", file=sys.stderr)
 
 
 def tail(path, n=40):
