@@ -19,7 +19,7 @@ int vu_guest_ram_new(uint64_t gpa_base, uint64_t size, VuGuestRam *ram) {
         ram->fd = -1;
         if (size == 0 || size > SIZE_MAX || gpa_base + size - 1 < gpa_base)
                 return -EINVAL;
-        ram->fd = memfd_create("vu-guest-ram", MFD_CLOEXEC);
+        ram->fd = memfd_create("vu-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (ram->fd < 0)
                 return -errno;
         if (ftruncate(ram->fd, (off_t) size) < 0)

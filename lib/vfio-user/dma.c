@@ -198,8 +198,24 @@ int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset, uint32
                 if (nr.map == MAP_FAILED)
                         return -errno;
                 (void) madvise(nr.map, nr.map_len, MADV_DONTDUMP);
-                /* Unsealed files can still be shrunk by the client; QEMU's memfd backend seals them. */
+                /*
+                 * A client that shrinks the file under our map would make
+                 * every later access SIGBUS.  QEMU's memfd backend seals
+                 * against shrinking; an unsealed memfd gets the seal from
+                 * us, and the size is checked again under it.  Plain files
+                 * (memory-backend-file) cannot be sealed: noted only.
+                 */
                 seals = fcntl(fd, F_GET_SEALS);
+                if (seals >= 0 && !(seals & F_SEAL_SHRINK) && !(seals & F_SEAL_SEAL) &&
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0) {
+                        struct stat st2;
+                        if (fstat(fd, &st2) < 0 || fd_offset > (uint64_t) st2.st_size ||
+                            size > (uint64_t) st2.st_size - fd_offset) {
+                                munmap(nr.map, nr.map_len);
+                                return -EINVAL;
+                        }
+                        seals |= F_SEAL_SHRINK;
+                }
                 if (seals < 0 || !(seals & F_SEAL_SHRINK))
                         g_debug("DMA map at 0x%" G_GINT64_MODIFIER "x: file not sealed against shrinking", gpa);
                 nr.host = (uint8_t *) nr.map + delta;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* DMA_MAP / DMA_UNMAP messages: validation, quiescing, fds, and the device's view. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,6 +78,26 @@ static void test_map_and_use(void **state) {
         pair_free(p);
 }
 
+/* A sealable memfd gets sealed against shrinking: the client cannot SIGBUS us. */
+static void test_map_seals_memfd(void **state) {
+        Pair *p = pair_new(false, true);
+        int fd = memfd_create("guest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        const VuMem *mem = vu_server_mem(p->td->server);
+        uint8_t b = 1;
+
+        assert_int_equal(ftruncate(fd, 8 * PG), 0);
+        assert_int_equal(fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK, 0);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | VU_DMA_WRITE, 0, 0x100000, 8 * PG, fd), 0);
+        assert_true(fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK);
+        assert_int_equal(ftruncate(fd, PG), -1);
+        assert_int_equal(errno, EPERM);
+        assert_int_equal(vu_mem_write(mem, 0x100000 + 7 * PG, &b, 1), 0);      /* still backed */
+        assert_int_equal(ftruncate(fd, 16 * PG), 0);                          /* growing is fine */
+        assert_int_equal(dma_unmap(p, 24, VU_DMA_UNMAP_ALL, 0, 0), 0);
+        close(fd);
+        pair_free(p);
+}
+
 static void test_map_errors(void **state) {
         Pair *p = pair_new(false, true);
         int fd = memfd_create("guest", MFD_CLOEXEC);
@@ -133,6 +154,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_map_and_use),
                 cmocka_unit_test(test_map_errors),
+                cmocka_unit_test(test_map_seals_memfd),
                 cmocka_unit_test(test_map_limit),
         };
 
