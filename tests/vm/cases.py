@@ -4,7 +4,10 @@ side is cases/<script>.sh; see vmlib for the Context it receives."""
 import array
 import json
 import os
+import signal
 import socket
+import subprocess
+import time
 
 import vmlib
 from vmlib import Fail, Skip
@@ -85,6 +88,104 @@ class WorkerServer:
                 if "error" in reply:
                     raise Fail(f"{self.name}: {method} failed: {reply['error']}")
                 return reply.get("result")
+
+
+class Manager:
+    """vfud on a private D-Bus bus with its own state and runtime
+    directories, driven through vfuctl.  Its workers are stopped at cleanup
+    (they outlive the manager by design)."""
+
+    BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={path}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+"""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.vfud_path = ctx.program("VFUD", "vfud")
+        self.vfuctl_path = ctx.program("VFUCTL", "vfuctl")
+        self.worker_path = ctx.program("VFU_WORKER", "vfud-worker")
+        self.state = ctx.path("state")
+        self.runtime = ctx.path("rt")
+        bus_path = ctx.path("bus")
+        self.bus = f"unix:path={bus_path}"
+        conf = ctx.path("bus.conf")
+        with open(conf, "w") as f:
+            f.write(self.BUS_CONF.format(path=bus_path))
+        with open(ctx.path("vfud.conf"), "w"):
+            pass
+        ctx.spawn("dbus-daemon", ["dbus-daemon", f"--config-file={conf}", "--nofork",
+                                  "--nopidfile"]).wait_path(bus_path)
+        ctx.cleanups.append(self.stop_workers)
+        self.vfud = None
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        self.vfud = self.ctx.spawn(f"vfud.{self.starts}", [
+            self.vfud_path, "--bus", self.bus, "--state-dir", self.state,
+            "--runtime-dir", self.runtime, "--worker", self.worker_path,
+            "--config", self.ctx.path("vfud.conf")])
+        deadline = time.monotonic() + 20
+        while self.run("list", check=False).returncode != 0:
+            if not self.vfud.alive() or time.monotonic() > deadline:
+                raise Fail(f"vfud did not come up:\n{vmlib.tail(self.vfud.log)}")
+            time.sleep(0.1)
+        return self
+
+    def kill(self):
+        """SIGKILL the manager, as a crash would."""
+        self.vfud.stop(signal.SIGKILL)
+
+    def run(self, *args, check=True):
+        p = subprocess.run([self.vfuctl_path, "--bus", self.bus] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with open(os.path.join(self.ctx.workdir, "vfuctl.log"), "a") as log:
+            log.write(f"$ vfuctl {' '.join(args)}\n{p.stdout}{p.stderr}[exit {p.returncode}]\n")
+        if check and p.returncode != 0:
+            raise Fail(f"vfuctl {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
+        return p
+
+    def json(self, *args):
+        return json.loads(self.run("--json", *args).stdout)
+
+    def create_nvme(self, name, vm, size):
+        self.run("create", "nvme", "--vm", vm, "--name", name, "--size", str(size))
+        dev = self.json("show", name)
+        return dev["socket_path"]
+
+    def wait_connected(self, name, connected=True, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            dev = self.json("show", name)
+            if bool(dev.get("connected")) == connected:
+                return dev
+            if time.monotonic() > deadline:
+                raise Fail(f"vfuctl show {name}: connected is {dev.get('connected')}, "
+                           f"expected {connected}: {dev}")
+            time.sleep(0.2)
+
+    def stop_workers(self):
+        if self.vfud:
+            self.vfud.stop()
+        workers = os.path.join(self.runtime, "workers")
+        for name in os.listdir(workers) if os.path.isdir(workers) else []:
+            if name.endswith(".pid"):
+                try:
+                    with open(os.path.join(workers, name)) as f:
+                        os.kill(int(f.read().strip()), signal.SIGTERM)
+                except (OSError, ValueError):
+                    pass
 
 
 def backing_file(ctx, name, size):
@@ -257,4 +358,68 @@ def nvme_hot_detach(ctx):
                        f"the worker survived the client's crash and served a new VM "
                        f"the data written before it)")
         raise
+    vm.wait()
+
+
+@case
+def vfud_two_vms(ctx):
+    """Two VMs at once with NVMe devices that vfud made (vfuctl create), both
+    doing verified file-system work; vfuctl shows each connected to its VM."""
+    m = Manager(ctx).start()
+    socks = {vm: m.create_nvme(f"{vm}-disk", vm, 128 * MiB) for vm in ("vm-a", "vm-b")}
+    listed = m.json("list", "--vm", "vm-a")
+    names = sorted(d["name"] for d in (listed if isinstance(listed, list) else listed["devices"]))
+    if names != ["vm-a-disk"]:
+        raise Fail(f"vfuctl list --vm vm-a shows {names}, expected only vm-a-disk")
+    vms = [ctx.vm(vm, "nvme-ext4.sh", devices=[vmlib.vfio_user_device(sock, "disk")],
+                  timeout=600) for vm, sock in socks.items()]
+    for vm in vms:
+        vm.start()
+    for vm in vms:
+        m.wait_connected(f"{vm.name}-disk", True, timeout=120)
+    for vm in vms:
+        vm.wait()
+    for vm in vms:
+        m.wait_connected(f"{vm.name}-disk", False)
+
+
+@case
+def vfud_restart_during_fio(ctx):
+    """vfud is killed (SIGKILL) and started again while the guest runs a
+    verified fio: the worker keeps serving, the guest sees no I/O error, and
+    the new manager shows the device connected."""
+    m = Manager(ctx).start()
+    sock = m.create_nvme("disk0", "vm0", 128 * MiB)
+    vm = ctx.vm("guest", "nvme-fio-long.sh", devices=[vmlib.vfio_user_device(sock, "disk0")],
+                params={"FIO_SECONDS": 40}, timeout=600)
+    vm.start()
+    vm.wait_for("^VFU-VM-MARK: fio-started$", timeout=300)
+    worker_pid = m.wait_connected("disk0", True)["worker_pid"]
+    time.sleep(5)
+    m.kill()
+    time.sleep(2)
+    m.start()
+    dev = m.wait_connected("disk0", True)
+    if dev.get("state") != "connected" or dev.get("restarts"):
+        raise Fail(f"after the restart vfud shows disk0 as {dev.get('state')}: {dev}")
+    if dev.get("worker_pid") != worker_pid:
+        raise Fail(f"the worker changed across the manager restart ({worker_pid} -> "
+                   f"{dev.get('worker_pid')}): it was restarted, not adopted")
+    vm.wait()
+
+
+@case
+def vfud_ns_runtime(ctx):
+    """vfuctl namespace add and resize while the guest runs: the guest sees
+    the new namespace and the larger one and uses both."""
+    ns1, ns1_new, ns2 = 64 * MiB, 96 * MiB, 32 * MiB
+    m = Manager(ctx).start()
+    sock = m.create_nvme("disk0", "vm0", ns1)
+    vm = ctx.vm("guest", "nvme-ns-runtime.sh", devices=[vmlib.vfio_user_device(sock, "disk0")],
+                timeout=300, params={"NS1_BYTES": ns1, "NS1_NEW_BYTES": ns1_new, "NS2_BYTES": ns2})
+    vm.start()
+    vm.wait_for("^VFU-VM-MARK: ready-for-add$")
+    m.run("namespace", "add", "disk0", "2", "--size", str(ns2))
+    vm.wait_for("^VFU-VM-MARK: ready-for-resize$")
+    m.run("namespace", "resize", "disk0", "1", str(ns1_new))
     vm.wait()

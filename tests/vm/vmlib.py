@@ -355,6 +355,7 @@ class Context:
         # bytes), removed at cleanup.
         self.rundir = tempfile.mkdtemp(prefix=f"vfu-vm-{case}-")
         self.processes = []
+        self.cleanups = []
         self.netns = []
         self.env = {}
         self.accel = None
@@ -437,6 +438,11 @@ class Context:
 
     # --- teardown ----------------------------------------------------------
     def cleanup(self):
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:  # cleanup goes on whatever one step says
+                print(f"run-case: cleanup: {e}", file=sys.stderr)
         for p in reversed(self.processes):
             p.stop(signal.SIGTERM, timeout=5)
         for ns in self.netns:
