@@ -362,6 +362,25 @@ def nvme_hot_detach(ctx):
 
 
 @case
+def net_basic(ctx):
+    """virtio-net on a TAP in a network namespace of the case's own: link up,
+    ping, TCP both ways with checksums, every queue pair used, link down/up
+    from the host seen by the guest."""
+    pairs, mac = 2, "52:54:00:76:66:75"
+    ns = vmlib.NetNs(ctx, queues=pairs)
+    net = WorkerServer(ctx, "net0", "virtio-net",
+                       {"tap": ns.tap, "mac": mac, "queues": pairs}, netns=ns).start()
+    vm = ctx.vm("guest", "net-basic.sh", devices=[net.device()], timeout=400,
+                params=dict(ns.params(), MAC=mac, PAIRS=pairs))
+    vm.start()
+    vm.wait_for("^VFU-VM-MARK: ready-for-link-down$", timeout=300)
+    net.call("link-set", up=False)
+    vm.wait_for("^VFU-VM-MARK: ready-for-link-up$")
+    net.call("link-set", up=True)
+    vm.wait()
+
+
+@case
 def vfud_two_vms(ctx):
     """Two VMs at once with NVMe devices that vfud made (vfuctl create), both
     doing verified file-system work; vfuctl shows each connected to its VM."""
