@@ -52,39 +52,42 @@ arg_value(xmlNode *n)
         return (char *)xmlGetProp(n, BAD_CAST "value");
 }
 
+static gboolean
+is_dash_device(xmlNode *n)
+{
+        g_autofree char *value = NULL;
+
+        if (!n || !is_qemu_element(n, "arg"))
+                return FALSE;
+        value = arg_value(n);
+        return g_strcmp0(value, "-device") == 0;
+}
+
 GPtrArray *
 vlv_cmdline_vfu_pairs(xmlNode *cmdline)
 {
         GPtrArray *pairs = g_ptr_array_new_with_free_func((GDestroyNotify)vlv_arg_pair_free);
-        xmlNode *prev = NULL;   /* previous <qemu:arg> if it was '-device' */
 
         if (!cmdline)
                 return pairs;
+        /* A vfu pair is a vfu JSON <qemu:arg> whose immediately preceding
+         * node is a '-device' <qemu:arg>; anything else (a dangling
+         * '-device', a vfu-like value after a comment or text) is foreign
+         * and stays as it is. */
         for (xmlNode *c = cmdline->children; c; c = c->next) {
                 g_autofree char *value = NULL;
                 g_autoptr(VlvArgPair) pair = NULL;
 
-                if (!is_qemu_element(c, "arg"))
+                if (!is_qemu_element(c, "arg") || !is_dash_device(c->prev))
                         continue;
                 value = arg_value(c);
-                if (!prev) {
-                        if (value && strcmp(value, "-device") == 0)
-                                prev = c;
-                        continue;
-                }
                 pair = g_new0(VlvArgPair, 1);
-                if (vlv_arg_parse(value, &pair->id, &pair->driver,
-                                  &pair->socket_path, &pair->bus, &pair->addr)) {
-                        pair->dash = prev;
-                        pair->value = c;
-                        g_ptr_array_add(pairs, g_steal_pointer(&pair));
-                        prev = NULL;
-                } else {
-                        /* "-device -device {vfu}" cannot happen in a valid
-                         * command line; treat this arg as the value of the
-                         * foreign -device before it. */
-                        prev = NULL;
-                }
+                if (!vlv_arg_parse(value, &pair->id, &pair->driver,
+                                   &pair->socket_path, &pair->bus, &pair->addr))
+                        continue;
+                pair->dash = c->prev;
+                pair->value = c;
+                g_ptr_array_add(pairs, g_steal_pointer(&pair));
         }
         return pairs;
 }
@@ -123,15 +126,8 @@ cmdline_matches(xmlNode *cmdline, GPtrArray *pairs, GPtrArray *values)
                 if (g_strcmp0(v, values->pdata[i]) != 0)
                         return FALSE;
                 /* contiguous: each pair follows the previous one */
-                if (i > 0) {
-                        VlvArgPair *q = pairs->pdata[i - 1];
-                        xmlNode *n = q->value->next;
-
-                        while (n && n->type != XML_ELEMENT_NODE)
-                                n = n->next;
-                        if (n != p->dash)
-                                return FALSE;
-                }
+                if (i > 0 && ((VlvArgPair *)pairs->pdata[i - 1])->value->next != p->dash)
+                        return FALSE;
         }
         for (xmlNode *c = cmdline->children; c; c = c->next)
                 if (is_qemu_element(c, "arg"))

@@ -13,6 +13,46 @@ init_libxml(gpointer data)
         return NULL;
 }
 
+static char *
+last_error(xmlParserCtxt *ctxt, int *line)
+{
+        xmlError *e = xmlCtxtGetLastError(ctxt);
+
+        *line = e ? e->line : 0;
+        return g_strchomp(g_strdup(e && e->message ? e->message : "unknown error"));
+}
+
+static gboolean
+is_blank_text(xmlNode *n)
+{
+        return (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) &&
+               xmlIsBlankNode(n);
+}
+
+/* Drop whitespace-only text next to elements (indentation inside mixed
+ * content, which the parser keeps and the formatter would then lay out
+ * differently on every round).  Text-only elements keep their text.
+ * libxml2 bounds the depth (256 without XML_PARSE_HUGE). */
+static void
+strip_layout(xmlNode *parent)
+{
+        gboolean has_element = FALSE;
+        xmlNode *c, *next;
+
+        for (c = parent->children; c; c = c->next)
+                if (c->type == XML_ELEMENT_NODE)
+                        has_element = TRUE;
+        for (c = parent->children; c; c = next) {
+                next = c->next;
+                if (has_element && is_blank_text(c)) {
+                        xmlUnlinkNode(c);
+                        xmlFreeNode(c);
+                } else if (c->type == XML_ELEMENT_NODE) {
+                        strip_layout(c);
+                }
+        }
+}
+
 xmlDoc *
 vlv_xml_parse(const char *xml, GError **error)
 {
@@ -20,6 +60,7 @@ vlv_xml_parse(const char *xml, GError **error)
         xmlParserCtxt *ctxt;
         xmlDoc *doc;
         size_t len;
+        int line;
 
         g_once(&once, init_libxml, NULL);
         if (!xml) {
@@ -40,30 +81,47 @@ vlv_xml_parse(const char *xml, GError **error)
                                 XML_PARSE_NONET | XML_PARSE_NOBLANKS |
                                 XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
         if (!doc || !ctxt->wellFormed) {
-                xmlError *e = xmlCtxtGetLastError(ctxt);
-                g_autofree char *msg = g_strdup(e && e->message ? e->message : "unknown error");
+                g_autofree char *msg = last_error(ctxt, &line);
 
-                g_strchomp(msg);
                 g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
                             "the domain XML is not well-formed (line %d: %s)",
-                            e ? e->line : 0, msg);
+                            line, msg);
                 if (doc)
                         xmlFreeDoc(doc);
                 xmlFreeParserCtxt(ctxt);
                 return NULL;
         }
+        if (!ctxt->nsWellFormed) {
+                /* e.g. <qemu:commandline> without xmlns:qemu: libxml2 keeps
+                 * it as an element without namespace, which libvirt drops */
+                g_autofree char *msg = last_error(ctxt, &line);
+
+                g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
+                            "the domain XML has a namespace error (line %d: %s); "
+                            "is an xmlns declaration missing or misspelled?",
+                            line, msg);
+                xmlFreeDoc(doc);
+                xmlFreeParserCtxt(ctxt);
+                return NULL;
+        }
         xmlFreeParserCtxt(ctxt);
+        if (xmlDocGetRootElement(doc))
+                strip_layout(xmlDocGetRootElement(doc));
         return doc;
 }
 
 char *
 vlv_xml_format(xmlDoc *doc)
 {
-        xmlBuffer *buf = xmlBufferCreate();
-        xmlSaveCtxt *save = xmlSaveToBuffer(buf, "UTF-8",
-                                            XML_SAVE_FORMAT | XML_SAVE_NO_DECL);
+        xmlBuffer *buf;
+        xmlSaveCtxt *save;
         char *out;
 
+        /* edits can turn a whitespace-only element into mixed content */
+        if (xmlDocGetRootElement(doc))
+                strip_layout(xmlDocGetRootElement(doc));
+        buf = xmlBufferCreate();
+        save = xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_FORMAT | XML_SAVE_NO_DECL);
         xmlSaveDoc(save, doc);
         xmlSaveClose(save);
         out = g_strndup((const char *)xmlBufferContent(buf),

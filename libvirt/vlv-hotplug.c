@@ -352,7 +352,13 @@ vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error
                         if (strcmp(d->name, dev->name) == 0)
                                 placed = g_steal_pointer(&rendered->pdata[i]);
                 }
-                if (!placed || !check_live(dom, placed->bus, error) ||
+                if (!placed) {
+                        g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
+                                    "device %s is missing from the rendered definition",
+                                    dev->name);
+                        return FALSE;
+                }
+                if (!check_live(dom, placed->bus, error) ||
                     !vlv_qmp_has_device(dom, id, &present, error))
                         return FALSE;
                 if (!present) {

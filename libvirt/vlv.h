@@ -27,8 +27,8 @@
  *     persistent definition, and VlvWatch reports domains being defined
  *     so the caller can re-render them.
  *
- * Memory policy (decided here, documented in vfud's man page): guest RAM
- * must be shared with the device process through a file descriptor, so
+ * Memory policy: guest RAM must be shared with the device process
+ * through a file descriptor, so
  *   - absent or source type='anonymous' memory becomes memfd; an explicit
  *     source type='file' is kept (file-backed RAM is fd-backed too);
  *   - access becomes 'shared' when it is absent;

@@ -42,6 +42,10 @@ def reexec_in_namespace():
     if os.geteuid() != 0:
         skip('needs root to run a private libvirtd in a mount namespace')
     require_programs('unshare', 'libvirtd', 'virsh', 'qemu-system-x86_64')
+    probe = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'true'],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        skip('cannot create a mount namespace here: %s' % probe.stderr.strip())
     env = dict(os.environ)
     env[NS_MARK] = '1'
     os.execvpe('unshare', ['unshare', '--mount', '--propagation', 'private',
