@@ -283,6 +283,7 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
         c->cq = g_new0(NvmeCQ, cfg->max_ioqs + 1);
         c->discard_buf = g_malloc(NVME_MAX_XFER);
         c->created_ns = nvme_now_ns();
+        c->mig_state = VU_MIG_RUNNING;
         nvme_features_reset(c);
         nvme_identify_ctrl_init(c);
 
@@ -309,6 +310,7 @@ void nvme_ctrl_free(NvmeCtrl *c) {
         }
         if (c->sq)
                 nvme_queues_reset(c);
+        nvme_mig_free(c);
         for (unsigned i = 1; i <= NVME_MAX_NS; i++)
                 nvme_ns_free(c->ns[i]);
         if (c->kick_fd >= 0)

@@ -36,6 +36,11 @@ typedef struct NvmeIov {
         bool has_bucket;
         uint64_t len;
         struct iovec iov[NVME_MAX_IOV];
+        /* Guest ranges the device writes (prot VU_PROT_WRITE), reported to dirty logging at completion. */
+        unsigned n_gpa;
+        struct {
+                uint64_t gpa, len;
+        } gpa[NVME_MAX_IOV];
 } NvmeIov;
 
 /*

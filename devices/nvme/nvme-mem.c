@@ -2,6 +2,7 @@
 /* Copy helpers over the VuMem translator and over mapped transfers. */
 #include <errno.h>
 #include <string.h>
+#include <sys/param.h>
 
 #include "nvme-dma.h"
 
@@ -57,6 +58,19 @@ int nvme_iov_add(const VuMem *m, NvmeIov *out, uint64_t gpa, uint64_t len, int p
         int n = vu_mem_translate(m, gpa, len, prot, dst, NVME_MAX_IOV - out->n);
         if (n < 0)
                 return n;
+        if (prot & VU_PROT_WRITE) {
+                if (out->n_gpa > 0 && out->gpa[out->n_gpa - 1].gpa + out->gpa[out->n_gpa - 1].len == gpa) {
+                        out->gpa[out->n_gpa - 1].len += len;
+                } else if (out->n_gpa < NVME_MAX_IOV) {
+                        out->gpa[out->n_gpa++] = (typeof(out->gpa[0])) { gpa, len };
+                } else {
+                        /* Full: widen the last range over this one (reporting more is safe, less is not). */
+                        uint64_t lo = MIN(out->gpa[out->n_gpa - 1].gpa, gpa);
+                        uint64_t hi = MAX(out->gpa[out->n_gpa - 1].gpa + out->gpa[out->n_gpa - 1].len, gpa + len);
+                        out->gpa[out->n_gpa - 1].gpa = lo;
+                        out->gpa[out->n_gpa - 1].len = hi - lo;
+                }
+        }
         /* Merge host-contiguous neighbours, so long transfers stay short lists. */
         for (int i = 0; i < n; i++) {
                 struct iovec cur = dst[i];

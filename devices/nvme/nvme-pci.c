@@ -4,6 +4,7 @@
 
 #include "nvme-internal.h"
 #include "nvme-pci.h"
+#include "vfio-user/migration.h"
 #include "vfio-user/pci-cfg.h"
 
 static int nvme_bar0_read(void *opaque, uint64_t off, void *buf, size_t len) {
@@ -27,15 +28,35 @@ static void nvme_dev_resume(void *opaque) {
         nvme_ctrl_resume(opaque);
 }
 
-/* DEVICE_RESET, FLR, lost connection: back to power-on, in-flight I/O finished first. */
+/* DEVICE_RESET, FLR, lost connection: back to power-on, in-flight I/O finished first; migration back to RUNNING. */
 static void nvme_dev_reset(void *opaque, VuResetKind kind) {
         nvme_ctrl_reset(opaque);
+        nvme_ctrl_mig_reset(opaque);
 }
+
+static int nvme_mig_transition(void *opaque, enum vu_mig_state from, enum vu_mig_state to) {
+        return nvme_ctrl_mig_transition(opaque, from, to);
+}
+
+static ssize_t nvme_mig_read(void *opaque, void *buf, size_t len) {
+        return nvme_ctrl_mig_read(opaque, buf, len);
+}
+
+static int nvme_mig_write(void *opaque, const void *buf, size_t len) {
+        return nvme_ctrl_mig_write(opaque, buf, len);
+}
+
+static const VuMigrationOps nvme_mig_ops = {
+        .transition = nvme_mig_transition,
+        .read_data = nvme_mig_read,
+        .write_data = nvme_mig_write,
+};
 
 static const VuDeviceOps nvme_dev_ops = {
         .quiesce = nvme_dev_quiesce,
         .resume = nvme_dev_resume,
         .reset = nvme_dev_reset,
+        .migration = &nvme_mig_ops,
 };
 
 int nvme_pci_config(NvmeCtrl *c, VuServerConfig *scfg) {

@@ -31,6 +31,16 @@ NvmeReq *nvme_req_list_pop(NvmeReqList *l) {
         return r;
 }
 
+/* Dirty logging for writes through kept pointers (CQ entries, EventIdx). */
+static void nvme_ptr_written(NvmeCtrl *c, uint64_t gpa, uint64_t len) {
+        if (c->mem && c->mem->ops->mark_dirty)
+                vu_mem_mark_dirty(c->mem, gpa, len);
+}
+
+static uint64_t nvme_ei_gpa(const NvmeCtrl *c, uint16_t qid, bool is_cq) {
+        return c->dbbuf_ei + (2ull * qid + (is_cq ? 1 : 0)) * 4;
+}
+
 static void nvme_shadow_resolve(NvmeCtrl *c, uint16_t qid, bool is_cq,
                                 volatile uint32_t **db, volatile uint32_t **ei) {
         uint64_t off = (2ull * qid + (is_cq ? 1 : 0)) * 4;   /* DSTRD = 0 */
@@ -76,14 +86,18 @@ void nvme_queue_shadow_enable(NvmeCtrl *c, uint16_t qid) {
         if (sq->created && !sq->shadow) {
                 sq->shadow = true;
                 sq->shadow_db = sq->shadow_ei = NULL;
-                if (nvme_sq_resolve(c, sq))
+                if (nvme_sq_resolve(c, sq)) {
                         __atomic_store_n(sq->shadow_ei, sq->tail, __ATOMIC_RELEASE);
+                        nvme_ptr_written(c, nvme_ei_gpa(c, qid, false), 4);
+                }
         }
         if (cq->created && !cq->shadow) {
                 cq->shadow = true;
                 cq->shadow_db = cq->shadow_ei = NULL;
-                if (nvme_cq_resolve(c, cq))
+                if (nvme_cq_resolve(c, cq)) {
                         __atomic_store_n(cq->shadow_ei, cq->head, __ATOMIC_RELEASE);
+                        nvme_ptr_written(c, nvme_ei_gpa(c, qid, true), 4);
+                }
         }
 }
 
@@ -195,6 +209,7 @@ static void nvme_cq_write(NvmeCtrl *c, NvmeCQ *cq, NvmeReq *req) {
         /* The phase tag makes the entry valid: it is written last (§4.6). */
         uint16_t status = (uint16_t) (((req->status & 0x47ffu) << 1) | cq->phase);
         __atomic_store_n(&e->status, status, __ATOMIC_RELEASE);
+        nvme_ptr_written(c, cq->gpa + (uint64_t) cq->tail * sizeof(NvmeCqe), sizeof(NvmeCqe));
         if (++cq->tail == cq->size) {
                 cq->tail = 0;
                 cq->phase ^= 1;
@@ -209,6 +224,10 @@ void nvme_req_complete(NvmeReq *req) {
         NvmeCQ *cq = &c->cq[req->sq->cqid];
 
         atomic_fetch_add_explicit(&c->st_commands, 1, memory_order_relaxed);
+        /* Data the command wrote into guest memory has landed: report it now (§ dirty logging). */
+        for (unsigned i = 0; i < req->iov.n_gpa; i++)
+                nvme_ptr_written(c, req->iov.gpa[i].gpa, req->iov.gpa[i].len);
+        req->iov.n_gpa = 0;
         if (req->status != NVME_SUCCESS) {
                 atomic_fetch_add_explicit(&c->st_errors, 1, memory_order_relaxed);
                 nvme_error_log_add(c, req->sq->qid, req->cmd.cid, req->status, req->cmd.nsid,
@@ -325,6 +344,7 @@ static unsigned nvme_sq_fetch(NvmeCtrl *c, NvmeSQ *sq) {
                 req->bytes = 0;
                 req->aux = NULL;
                 req->aux_idx = req->aux_count = 0;
+                req->iov.n_gpa = 0;
                 req->t_start = sq->qid ? nvme_now_ns() : 0;
                 /* Copy the entry, then act only on the copy. */
                 memcpy(&req->cmd, &sq->ring[sq->head], sizeof(NvmeSqe));
@@ -366,10 +386,16 @@ bool nvme_queues_arm_and_recheck(NvmeCtrl *c) {
         for (unsigned q = 1; q <= c->cfg.max_ioqs; q++) {
                 NvmeSQ *sq = &c->sq[q];
                 NvmeCQ *cq = &c->cq[q];
-                if (sq->created && sq->shadow && !sq->deleting && nvme_sq_resolve(c, sq))
+                if (sq->created && sq->shadow && !sq->deleting && nvme_sq_resolve(c, sq) &&
+                    __atomic_load_n(sq->shadow_ei, __ATOMIC_RELAXED) != sq->tail) {
                         __atomic_store_n(sq->shadow_ei, sq->tail, __ATOMIC_RELEASE);
-                if (cq->created && cq->shadow && cq->backlog.head && nvme_cq_resolve(c, cq))
+                        nvme_ptr_written(c, nvme_ei_gpa(c, (uint16_t) q, false), 4);
+                }
+                if (cq->created && cq->shadow && cq->backlog.head && nvme_cq_resolve(c, cq) &&
+                    __atomic_load_n(cq->shadow_ei, __ATOMIC_RELAXED) != cq->head) {
                         __atomic_store_n(cq->shadow_ei, cq->head, __ATOMIC_RELEASE);
+                        nvme_ptr_written(c, nvme_ei_gpa(c, (uint16_t) q, true), 4);
+                }
         }
         /* EventIdx stores must be visible before we look at the shadow values again. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);

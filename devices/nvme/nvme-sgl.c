@@ -67,6 +67,7 @@ NvmeStatus nvme_sgl_map(const VuMem *m, const NvmeSglDesc *sgl1, uint64_t len, i
         out->n = 0;
         out->len = 0;
         out->has_bucket = false;
+        out->n_gpa = 0;
         if (len > NVME_MAX_XFER)
                 return NVME_SC_INVALID_FIELD;
 

@@ -18,9 +18,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "block/blk.h"
 #include "vfio-user/mem.h"
+#include "vfio-user/proto.h"
 
 typedef struct NvmeCtrl NvmeCtrl;
 
@@ -96,6 +98,25 @@ uint64_t nvme_ctrl_ns_size(NvmeCtrl *c, uint32_t nsid);
 /* Namespace identifiers derived from (host uuid, device name, nsid): stable and host-unique. */
 void nvme_derive_ns_ids(const uint8_t host_uuid[16], const char *name, uint32_t nsid,
                         uint8_t nguid[16], uint8_t eui64[8], uint8_t uuid[16]);
+
+/*
+ * Live migration (vfio-user migration v2, nvme-mig.c).  The server walks
+ * the state machine and calls transition once per direct arc, with the
+ * controller quiesced: 0, or -errno (the server then enters ERROR; a
+ * failed RESUMING leaves the controller reset and stopped, never running
+ * on what it was given).  While STOP, STOP_COPY or RESUMING the I/O thread
+ * stays parked.  read: the saved state in STOP_COPY (bytes, 0 at the end;
+ * an empty stream in PRE_COPY), -EINVAL otherwise.  write: stream bytes in
+ * RESUMING, checked as they come: 0 or the reader's -errno.  reset: a
+ * device reset took the server back to RUNNING.
+ */
+int nvme_ctrl_mig_transition(NvmeCtrl *c, enum vu_mig_state from, enum vu_mig_state to);
+ssize_t nvme_ctrl_mig_read(NvmeCtrl *c, void *buf, size_t len);
+int nvme_ctrl_mig_write(NvmeCtrl *c, const void *buf, size_t len);
+void nvme_ctrl_mig_reset(NvmeCtrl *c);
+enum vu_mig_state nvme_ctrl_mig_state(const NvmeCtrl *c);
+/* Why the last incoming stream was refused (for people), or NULL. */
+const char *nvme_ctrl_mig_error(const NvmeCtrl *c);
 
 void nvme_ctrl_get_stats(NvmeCtrl *c, NvmeStats *st);
 

@@ -1,0 +1,941 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Live migration of the controller (vfio-user migration v2): one callback
+ * per direct arc of the state machine the server walks, always quiesced.
+ *
+ *   RUNNING  → STOP       hold the I/O thread parked (the quiesce before
+ *                         the arc already completed every in-flight command
+ *                         and posted its completion on this side)
+ *   RUNNING  → PRE_COPY   keep running; the pre-copy stream is empty (the
+ *                         state is small and only final once stopped)
+ *   PRE_COPY → STOP_COPY  hold, save the state into the stream
+ *   STOP     → STOP_COPY  save the state into the stream
+ *   STOP_COPY→ STOP       drop the stream
+ *   STOP     → RESUMING   power-on reset, open a reader for the stream
+ *   RESUMING → STOP       check the whole stream, then apply it; on any
+ *                         failure the controller is reset again and the
+ *                         arc fails (the server enters ERROR)
+ *   STOP / PRE_COPY → RUNNING  release the I/O thread
+ *
+ * What travels: registers (NVMe 1.4 §3.1), admin and I/O queues (§4.1)
+ * with their positions, pending doorbell writes, shadow doorbell buffers
+ * (§5.7), outstanding Asynchronous Event Requests and pending events
+ * (§5.2), completions waiting for room in a full CQ, features (§5.21), the
+ * error log (§5.14.1.1) and SMART data units, and the namespaces'
+ * identities, which the destination checks against its own (its backends
+ * are opened from an identical definition; their data is not in the
+ * stream).  Guest memory is not in the stream either: queues live in
+ * guest RAM, which the VMM migrates.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "nvme-internal.h"
+
+#define NVME_STATE_TYPE "nvme"
+
+enum {
+        SEC_CTRL = 1,
+        SEC_FEAT,
+        SEC_CQ,
+        SEC_SQ,
+        SEC_NS,
+};
+
+enum {
+        CT_MAX_IOQS = 1,
+        CT_NVEC,
+        CT_CAP,
+        CT_CC,
+        CT_CSTS,
+        CT_AQA,
+        CT_ASQ,
+        CT_ACQ,
+        CT_INTMS,
+        CT_STATE,
+        CT_SHUTDOWN_REQ,
+        CT_DBBUF_DB,
+        CT_DBBUF_EI,
+        CT_AER_CIDS,
+        CT_AEN_QUEUE,
+        CT_AEN_MASKED,
+        CT_CHANGED_NS,
+        CT_CHANGED_NS_OVERFLOW,
+        CT_ERRLOG,
+        CT_ERR_HEAD,
+        CT_ERR_COUNT,
+        CT_UNITS_READ,
+        CT_UNITS_WRITTEN,
+        CT_NS_COUNT,
+};
+
+enum {
+        FT_ARBITRATION = 1,
+        FT_POWER,
+        FT_TEMP_OVER,
+        FT_TEMP_UNDER,
+        FT_ERR_RECOVERY,
+        FT_WCE,
+        FT_NQ_SET,
+        FT_NSQA,
+        FT_NCQA,
+        FT_COALESCE_THR,
+        FT_COALESCE_TIME,
+        FT_IRQ_CD,
+        FT_AEC,
+        FT_TS_SET,
+        FT_TS_MS,
+};
+
+enum {
+        CQ_SIZE = 1,
+        CQ_GPA,
+        CQ_HEAD,
+        CQ_TAIL,
+        CQ_PHASE,
+        CQ_VECTOR,
+        CQ_IEN,
+        CQ_SHADOW,
+        CQ_IRQ_PENDING,
+        CQ_DB_PENDING,          /* optional: a head doorbell written and not yet seen */
+        CQ_BACKLOG,             /* completions waiting for room, NvmeMigCqe each */
+};
+
+enum {
+        SQ_CQID = 1,
+        SQ_SIZE,
+        SQ_GPA,
+        SQ_HEAD,
+        SQ_TAIL,
+        SQ_SHADOW,
+        SQ_DB_PENDING,          /* optional: a tail doorbell written and not yet seen */
+};
+
+enum {
+        NS_BLOCK_SIZE = 1,
+        NS_NSZE,
+        NS_READ_ONLY,
+        NS_NGUID,
+        NS_EUI64,
+        NS_UUID,
+};
+
+/* A completion waiting in a CQ backlog, on the wire (little-endian hosts only, like the rest of the model). */
+typedef struct NvmeMigCqe {
+        uint16_t sqid;
+        uint16_t cid;
+        uint16_t status;
+        uint16_t reserved;
+        uint32_t dw0;
+} NvmeMigCqe;
+_Static_assert(sizeof(NvmeMigCqe) == 12, "backlog entry is 12 bytes");
+
+#define REQ(id, type, name) { id, DEVSTATE_T_##type, name, 0, true }
+#define OPT(id, type, name) { id, DEVSTATE_T_##type, name, 0, false }
+#define BYTES(id, name, max) { id, DEVSTATE_T_BYTES, name, max, true }
+
+static const DevStateFieldSpec ctrl_fields[] = {
+        REQ(CT_MAX_IOQS, U16, "max-io-queues"),
+        REQ(CT_NVEC, U16, "msix-vectors"),
+        REQ(CT_CAP, U64, "cap"),
+        REQ(CT_CC, U32, "cc"),
+        REQ(CT_CSTS, U32, "csts"),
+        REQ(CT_AQA, U32, "aqa"),
+        REQ(CT_ASQ, U64, "asq"),
+        REQ(CT_ACQ, U64, "acq"),
+        REQ(CT_INTMS, U32, "intms"),
+        REQ(CT_STATE, U8, "state"),
+        REQ(CT_SHUTDOWN_REQ, BOOL, "shutdown-requested"),
+        REQ(CT_DBBUF_DB, U64, "dbbuf-doorbells"),
+        REQ(CT_DBBUF_EI, U64, "dbbuf-eventidx"),
+        BYTES(CT_AER_CIDS, "aer-cids", (NVME_AERL + 1) * 2),
+        BYTES(CT_AEN_QUEUE, "pending-events", NVME_MAX_PENDING_AEN * 4),
+        REQ(CT_AEN_MASKED, U8, "events-masked"),
+        BYTES(CT_CHANGED_NS, "changed-ns", NVME_MAX_CHANGED_NS * 4),
+        REQ(CT_CHANGED_NS_OVERFLOW, BOOL, "changed-ns-overflow"),
+        BYTES(CT_ERRLOG, "error-log", (NVME_ELPE + 1) * sizeof(NvmeErrorLogEntry)),
+        REQ(CT_ERR_HEAD, U32, "error-log-head"),
+        REQ(CT_ERR_COUNT, U64, "error-count"),
+        REQ(CT_UNITS_READ, U64, "data-units-read"),
+        REQ(CT_UNITS_WRITTEN, U64, "data-units-written"),
+        REQ(CT_NS_COUNT, U32, "namespaces"),
+};
+
+static const DevStateFieldSpec feat_fields[] = {
+        REQ(FT_ARBITRATION, U32, "arbitration"),
+        REQ(FT_POWER, U32, "power-state"),
+        REQ(FT_TEMP_OVER, U16, "temp-over"),
+        REQ(FT_TEMP_UNDER, U16, "temp-under"),
+        REQ(FT_ERR_RECOVERY, U32, "error-recovery"),
+        REQ(FT_WCE, BOOL, "volatile-write-cache"),
+        REQ(FT_NQ_SET, BOOL, "queues-set"),
+        REQ(FT_NSQA, U16, "nsqa"),
+        REQ(FT_NCQA, U16, "ncqa"),
+        REQ(FT_COALESCE_THR, U8, "coalesce-threshold"),
+        REQ(FT_COALESCE_TIME, U8, "coalesce-time"),
+        BYTES(FT_IRQ_CD, "iv-coalescing-disabled", sizeof(((NvmeFeatures *) 0)->irq_cd)),
+        REQ(FT_AEC, U32, "async-event-config"),
+        REQ(FT_TS_SET, BOOL, "timestamp-set"),
+        REQ(FT_TS_MS, U64, "timestamp-ms"),
+};
+
+static const DevStateFieldSpec cq_fields[] = {
+        REQ(CQ_SIZE, U32, "size"),
+        REQ(CQ_GPA, U64, "base"),
+        REQ(CQ_HEAD, U32, "head"),
+        REQ(CQ_TAIL, U32, "tail"),
+        REQ(CQ_PHASE, U8, "phase"),
+        REQ(CQ_VECTOR, U16, "vector"),
+        REQ(CQ_IEN, BOOL, "ien"),
+        REQ(CQ_SHADOW, BOOL, "shadow"),
+        REQ(CQ_IRQ_PENDING, U32, "irq-pending"),
+        OPT(CQ_DB_PENDING, U32, "doorbell-pending"),
+        BYTES(CQ_BACKLOG, "backlog", (NVME_MAX_IOQS + 1) * NVME_SQ_MAX_INFLIGHT * sizeof(NvmeMigCqe)),
+};
+
+static const DevStateFieldSpec sq_fields[] = {
+        REQ(SQ_CQID, U16, "cqid"),
+        REQ(SQ_SIZE, U32, "size"),
+        REQ(SQ_GPA, U64, "base"),
+        REQ(SQ_HEAD, U32, "head"),
+        REQ(SQ_TAIL, U32, "tail"),
+        REQ(SQ_SHADOW, BOOL, "shadow"),
+        OPT(SQ_DB_PENDING, U32, "doorbell-pending"),
+};
+
+static const DevStateFieldSpec ns_fields[] = {
+        REQ(NS_BLOCK_SIZE, U32, "block-size"),
+        REQ(NS_NSZE, U64, "blocks"),
+        REQ(NS_READ_ONLY, BOOL, "read-only"),
+        BYTES(NS_NGUID, "nguid", 16),
+        BYTES(NS_EUI64, "eui64", 8),
+        BYTES(NS_UUID, "uuid", 16),
+};
+
+static const DevStateSectionSpec nvme_sections[] = {
+        { SEC_CTRL, "nvme-controller", 1, true, ctrl_fields, G_N_ELEMENTS(ctrl_fields) },
+        { SEC_FEAT, "nvme-features", 1, true, feat_fields, G_N_ELEMENTS(feat_fields) },
+        { SEC_CQ, "nvme-cq", NVME_MAX_IOQS + 1, false, cq_fields, G_N_ELEMENTS(cq_fields) },
+        { SEC_SQ, "nvme-sq", NVME_MAX_IOQS + 1, false, sq_fields, G_N_ELEMENTS(sq_fields) },
+        { SEC_NS, "nvme-namespace", NVME_MAX_NS + 1, false, ns_fields, G_N_ELEMENTS(ns_fields) },
+};
+
+/* ---- save ---------------------------------------------------------------------------- */
+
+static bool db_pending(const NvmeCtrl *c, unsigned idx, uint32_t *v) {
+        if (!(atomic_load(&c->db_dirty[idx / 64]) & (1ull << (idx % 64))))
+                return false;
+        *v = atomic_load(&c->db_val[idx]);
+        return true;
+}
+
+/* The controller is parked.  0, or -EBUSY when a command is in a state we cannot carry. */
+static int save_state(NvmeCtrl *c, DevStateWriter **out) {
+        g_autoptr(DevStateWriter) w = devstate_writer_new(NVME_STATE_TYPE, NULL);
+        unsigned held[NVME_MAX_IOQS + 1] = { 0 };
+        uint16_t aer_cids[NVME_AERL + 1];
+        uint32_t v;
+        int r;
+
+        for (unsigned i = 0; i < c->n_aer; i++) {
+                aer_cids[i] = c->aer[i]->cmd.cid;
+                held[0]++;
+        }
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
+                for (NvmeReq *req = c->cq[q].backlog.head; req; req = req->next)
+                        held[req->sq->qid]++;
+        /* After the drain, every command still held is an AER or a completion waiting for room. */
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                if (c->sq[q].created && (c->sq[q].deleting || c->sq[q].inflight != held[q])) {
+                        g_warning("nvme %s: cannot save: SQ %u has %u commands in progress that are not "
+                                  "waiting completions%s", c->name, q, c->sq[q].inflight - held[q],
+                                  c->sq[q].deleting ? " (being deleted)" : "");
+                        return -EBUSY;
+                }
+        }
+
+        unsigned nns = 0;
+        for (unsigned i = 1; i <= NVME_MAX_NS; i++)
+                nns += c->ns[i] != NULL;
+
+        devstate_writer_begin(w, SEC_CTRL, 0, DEVSTATE_F_MANDATORY);
+        devstate_put_u16(w, CT_MAX_IOQS, (uint16_t) c->cfg.max_ioqs);
+        devstate_put_u16(w, CT_NVEC, (uint16_t) c->cfg.msix_nvec);
+        devstate_put_u64(w, CT_CAP, c->cap);
+        devstate_put_u32(w, CT_CC, c->cc);
+        devstate_put_u32(w, CT_CSTS, atomic_load(&c->csts));
+        devstate_put_u32(w, CT_AQA, c->aqa);
+        devstate_put_u64(w, CT_ASQ, c->asq);
+        devstate_put_u64(w, CT_ACQ, c->acq);
+        devstate_put_u32(w, CT_INTMS, c->intms);
+        devstate_put_u8(w, CT_STATE, (uint8_t) c->state);
+        devstate_put_bool(w, CT_SHUTDOWN_REQ, atomic_load(&c->shutdown_req));
+        devstate_put_u64(w, CT_DBBUF_DB, c->dbbuf_db);
+        devstate_put_u64(w, CT_DBBUF_EI, c->dbbuf_ei);
+        devstate_put_bytes(w, CT_AER_CIDS, aer_cids, c->n_aer * sizeof(uint16_t));
+        devstate_put_bytes(w, CT_AEN_QUEUE, c->aen_queue, c->n_aen * sizeof(uint32_t));
+        devstate_put_u8(w, CT_AEN_MASKED, c->aen_masked);
+        devstate_put_bytes(w, CT_CHANGED_NS, c->changed_ns, c->n_changed_ns * sizeof(uint32_t));
+        devstate_put_bool(w, CT_CHANGED_NS_OVERFLOW, c->changed_ns_overflow);
+        devstate_put_bytes(w, CT_ERRLOG, c->errlog, sizeof(c->errlog));
+        devstate_put_u32(w, CT_ERR_HEAD, c->err_head);
+        devstate_put_u64(w, CT_ERR_COUNT, c->err_count);
+        devstate_put_u64(w, CT_UNITS_READ, c->units_read);
+        devstate_put_u64(w, CT_UNITS_WRITTEN, c->units_written);
+        devstate_put_u32(w, CT_NS_COUNT, nns);
+        devstate_writer_end(w);
+
+        const NvmeFeatures *f = &c->feat;
+        uint64_t ts = 0;
+        if (f->ts_set)
+                ts = f->ts_base_ms + (nvme_now_ns() - f->ts_set_ns) / 1000000;
+        devstate_writer_begin(w, SEC_FEAT, 0, DEVSTATE_F_MANDATORY);
+        devstate_put_u32(w, FT_ARBITRATION, f->arbitration);
+        devstate_put_u32(w, FT_POWER, f->power_state);
+        devstate_put_u16(w, FT_TEMP_OVER, f->temp_over);
+        devstate_put_u16(w, FT_TEMP_UNDER, f->temp_under);
+        devstate_put_u32(w, FT_ERR_RECOVERY, f->err_recovery);
+        devstate_put_bool(w, FT_WCE, f->wce);
+        devstate_put_bool(w, FT_NQ_SET, f->nq_set);
+        devstate_put_u16(w, FT_NSQA, f->nsqa);
+        devstate_put_u16(w, FT_NCQA, f->ncqa);
+        devstate_put_u8(w, FT_COALESCE_THR, f->coalesce_thr);
+        devstate_put_u8(w, FT_COALESCE_TIME, f->coalesce_time);
+        devstate_put_bytes(w, FT_IRQ_CD, f->irq_cd, sizeof(f->irq_cd));
+        devstate_put_u32(w, FT_AEC, f->aec);
+        devstate_put_bool(w, FT_TS_SET, f->ts_set);
+        devstate_put_u64(w, FT_TS_MS, ts);
+        devstate_writer_end(w);
+
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                const NvmeCQ *cq = &c->cq[q];
+                if (!cq->created)
+                        continue;
+                g_autofree NvmeMigCqe *bl = NULL;
+                size_t nbl = 0;
+                for (NvmeReq *req = cq->backlog.head; req; req = req->next)
+                        nbl++;
+                bl = g_new0(NvmeMigCqe, nbl ? nbl : 1);
+                nbl = 0;
+                for (NvmeReq *req = cq->backlog.head; req; req = req->next)
+                        bl[nbl++] = (NvmeMigCqe) { req->sq->qid, req->cmd.cid, req->status, 0, req->dw0 };
+                devstate_writer_begin(w, SEC_CQ, q, DEVSTATE_F_MANDATORY);
+                devstate_put_u32(w, CQ_SIZE, cq->size);
+                devstate_put_u64(w, CQ_GPA, cq->gpa);
+                devstate_put_u32(w, CQ_HEAD, cq->head);
+                devstate_put_u32(w, CQ_TAIL, cq->tail);
+                devstate_put_u8(w, CQ_PHASE, cq->phase);
+                devstate_put_u16(w, CQ_VECTOR, cq->vector);
+                devstate_put_bool(w, CQ_IEN, cq->ien);
+                devstate_put_bool(w, CQ_SHADOW, cq->shadow);
+                devstate_put_u32(w, CQ_IRQ_PENDING, cq->irq_pending);
+                if (db_pending(c, 2 * q + 1, &v))
+                        devstate_put_u32(w, CQ_DB_PENDING, v);
+                devstate_put_bytes(w, CQ_BACKLOG, bl, nbl * sizeof(NvmeMigCqe));
+                devstate_writer_end(w);
+        }
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                const NvmeSQ *sq = &c->sq[q];
+                if (!sq->created)
+                        continue;
+                devstate_writer_begin(w, SEC_SQ, q, DEVSTATE_F_MANDATORY);
+                devstate_put_u16(w, SQ_CQID, sq->cqid);
+                devstate_put_u32(w, SQ_SIZE, sq->size);
+                devstate_put_u64(w, SQ_GPA, sq->gpa);
+                devstate_put_u32(w, SQ_HEAD, sq->head);
+                devstate_put_u32(w, SQ_TAIL, sq->tail);
+                devstate_put_bool(w, SQ_SHADOW, sq->shadow);
+                if (db_pending(c, 2 * q, &v))
+                        devstate_put_u32(w, SQ_DB_PENDING, v);
+                devstate_writer_end(w);
+        }
+        for (unsigned i = 1; i <= NVME_MAX_NS; i++) {
+                const NvmeNs *ns = c->ns[i];
+                if (!ns)
+                        continue;
+                devstate_writer_begin(w, SEC_NS, i, DEVSTATE_F_MANDATORY);
+                devstate_put_u32(w, NS_BLOCK_SIZE, ns->block_size);
+                devstate_put_u64(w, NS_NSZE, ns->nsze);
+                devstate_put_bool(w, NS_READ_ONLY, ns->read_only);
+                devstate_put_bytes(w, NS_NGUID, ns->nguid, 16);
+                devstate_put_bytes(w, NS_EUI64, ns->eui64, 8);
+                devstate_put_bytes(w, NS_UUID, ns->uuid, 16);
+                devstate_writer_end(w);
+        }
+        if ((r = devstate_writer_finish(w)) < 0)
+                return r;
+        *out = g_steal_pointer(&w);
+        return 0;
+}
+
+/* ---- load ---------------------------------------------------------------------------- */
+
+/* Everything the stream says, checked, before any of it touches the controller. */
+typedef struct NvmeMigImage {
+        uint32_t cc, csts, aqa, intms;
+        uint64_t asq, acq, dbbuf_db, dbbuf_ei;
+        uint8_t state;
+        bool shutdown_req;
+        uint16_t aer_cids[NVME_AERL + 1];
+        unsigned n_aer;
+        uint32_t aen_queue[NVME_MAX_PENDING_AEN];
+        unsigned n_aen;
+        uint8_t aen_masked;
+        uint32_t changed_ns[NVME_MAX_CHANGED_NS];
+        unsigned n_changed_ns;
+        bool changed_ns_overflow;
+        NvmeErrorLogEntry errlog[NVME_ELPE + 1];
+        uint32_t err_head;
+        uint64_t err_count, units_read, units_written;
+        NvmeFeatures feat;
+        uint64_t ts_ms;
+        struct {
+                bool created, ien, shadow, has_db;
+                uint32_t size, head, tail, irq_pending, db;
+                uint64_t gpa;
+                uint8_t phase;
+                uint16_t vector;
+                const NvmeMigCqe *backlog;
+                size_t n_backlog;
+        } cq[NVME_MAX_IOQS + 1];
+        struct {
+                bool created, shadow, has_db;
+                uint16_t cqid;
+                uint32_t size, head, tail, db;
+                uint64_t gpa;
+                unsigned held;
+        } sq[NVME_MAX_IOQS + 1];
+} NvmeMigImage;
+
+#define FAIL(r, ...) devstate_reader_fail((r), -EINVAL, __VA_ARGS__)
+
+static int get_array(DevStateReader *r, const DevStateSection *s, uint16_t id, const char *what, void *dst,
+                     size_t elem, size_t max, unsigned *n) {
+        const void *p;
+        size_t len;
+
+        if (devstate_get_bytes(s, id, &p, &len) < 0 || len % elem != 0 || len / elem > max)
+                return FAIL(r, "%s: %zu bytes is not a list of at most %zu entries", what, len, max);
+        memcpy(dst, p, len);
+        *n = (unsigned) (len / elem);
+        return 0;
+}
+
+static int check_ctrl(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
+        const DevStateSection *s = devstate_reader_find(r, SEC_CTRL, 0);
+        uint16_t max_ioqs, nvec;
+        uint64_t cap;
+        uint32_t nns;
+        int ret;
+
+        devstate_get_u16(s, CT_MAX_IOQS, &max_ioqs);
+        devstate_get_u16(s, CT_NVEC, &nvec);
+        devstate_get_u64(s, CT_CAP, &cap);
+        if (max_ioqs != c->cfg.max_ioqs || nvec != c->cfg.msix_nvec || cap != c->cap)
+                return FAIL(r, "the source controller has %u I/O queues, %u vectors and CAP %#" PRIx64
+                            "; this one %u, %u and %#" PRIx64 ": define both devices identically",
+                            max_ioqs, nvec, cap, c->cfg.max_ioqs, c->cfg.msix_nvec, c->cap);
+        devstate_get_u32(s, CT_CC, &im->cc);
+        devstate_get_u32(s, CT_CSTS, &im->csts);
+        devstate_get_u32(s, CT_AQA, &im->aqa);
+        devstate_get_u64(s, CT_ASQ, &im->asq);
+        devstate_get_u64(s, CT_ACQ, &im->acq);
+        devstate_get_u32(s, CT_INTMS, &im->intms);
+        devstate_get_u8(s, CT_STATE, &im->state);
+        devstate_get_bool(s, CT_SHUTDOWN_REQ, &im->shutdown_req);
+        devstate_get_u64(s, CT_DBBUF_DB, &im->dbbuf_db);
+        devstate_get_u64(s, CT_DBBUF_EI, &im->dbbuf_ei);
+        devstate_get_u8(s, CT_AEN_MASKED, &im->aen_masked);
+        devstate_get_bool(s, CT_CHANGED_NS_OVERFLOW, &im->changed_ns_overflow);
+        devstate_get_u32(s, CT_ERR_HEAD, &im->err_head);
+        devstate_get_u64(s, CT_ERR_COUNT, &im->err_count);
+        devstate_get_u64(s, CT_UNITS_READ, &im->units_read);
+        devstate_get_u64(s, CT_UNITS_WRITTEN, &im->units_written);
+        devstate_get_u32(s, CT_NS_COUNT, &nns);
+        if ((ret = get_array(r, s, CT_AER_CIDS, "outstanding AERs", im->aer_cids, 2, NVME_AERL + 1, &im->n_aer)) < 0 ||
+            (ret = get_array(r, s, CT_AEN_QUEUE, "pending events", im->aen_queue, 4, NVME_MAX_PENDING_AEN,
+                             &im->n_aen)) < 0 ||
+            (ret = get_array(r, s, CT_CHANGED_NS, "changed namespaces", im->changed_ns, 4, NVME_MAX_CHANGED_NS,
+                             &im->n_changed_ns)) < 0)
+                return ret;
+        unsigned n_err;
+        if ((ret = get_array(r, s, CT_ERRLOG, "error log", im->errlog, sizeof(NvmeErrorLogEntry), NVME_ELPE + 1,
+                             &n_err)) < 0)
+                return ret;
+        if (n_err != NVME_ELPE + 1 || im->err_head > NVME_ELPE)
+                return FAIL(r, "error log: %u entries, head %u (expected %u entries)", n_err, im->err_head,
+                            NVME_ELPE + 1);
+        for (unsigned i = 0; i < im->n_changed_ns; i++)
+                if (im->changed_ns[i] == 0 || im->changed_ns[i] > NVME_MAX_NS)
+                        return FAIL(r, "changed namespace list holds nsid %u", im->changed_ns[i]);
+        for (unsigned i = 0; i < im->n_aen; i++)
+                if ((im->aen_queue[i] & 7) > NVME_AER_TYPE_NOTICE || (im->aen_queue[i] >> 24) != 0)
+                        return FAIL(r, "pending event %#x has an unknown type", im->aen_queue[i]);
+
+        /* CC/CSTS/state consistency (§3.1.5, §3.1.6, §7.6). */
+        bool en = im->cc & NVME_CC_EN, rdy = im->csts & NVME_CSTS_RDY, cfs = im->csts & NVME_CSTS_CFS;
+        if ((im->cc & ~NVME_CC_WRITABLE) || (im->csts & ~(NVME_CSTS_RDY | NVME_CSTS_CFS | NVME_CSTS_SHST_MASK)) ||
+            (im->csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_MASK)
+                return FAIL(r, "CC %#x / CSTS %#x have reserved bits set", im->cc, im->csts);
+        if (im->aqa & 0xf000f000u)
+                return FAIL(r, "AQA %#x has reserved bits set", im->aqa);
+        if (im->asq & NVME_PAGE_MASK || im->acq & NVME_PAGE_MASK)
+                return FAIL(r, "ASQ %#" PRIx64 " / ACQ %#" PRIx64 " are not page aligned", im->asq, im->acq);
+        switch (im->state) {
+        case NVME_STATE_DISABLED:
+                if (en || rdy || cfs)
+                        return FAIL(r, "a disabled controller with CC.EN %d, CSTS.RDY %d, CSTS.CFS %d", en, rdy, cfs);
+                break;
+        case NVME_STATE_READY:
+        case NVME_STATE_SHUTTING_DOWN:
+        case NVME_STATE_SHUTDOWN:
+                if (!en || !rdy || cfs || NVME_CC_MPS(im->cc) != 0 || NVME_CC_CSS(im->cc) != 0)
+                        return FAIL(r, "an enabled controller with CC %#x and CSTS %#x", im->cc, im->csts);
+                break;
+        case NVME_STATE_FATAL:
+                if (!cfs)
+                        return FAIL(r, "a failed controller without CSTS.CFS");
+                break;
+        default:
+                return FAIL(r, "controller state %u is unknown", im->state);
+        }
+        if ((im->dbbuf_db == 0) != (im->dbbuf_ei == 0) || (im->dbbuf_db & NVME_PAGE_MASK) ||
+            (im->dbbuf_ei & NVME_PAGE_MASK) || (im->dbbuf_db && im->dbbuf_db == im->dbbuf_ei))
+                return FAIL(r, "shadow doorbell buffers %#" PRIx64 " / %#" PRIx64 " are invalid", im->dbbuf_db,
+                            im->dbbuf_ei);
+
+        unsigned have = 0;
+        for (unsigned i = 1; i <= NVME_MAX_NS; i++)
+                have += c->ns[i] != NULL;
+        if (nns != have || devstate_reader_count(r, SEC_NS) != nns)
+                return FAIL(r, "the source has %u namespaces, this controller %u: define both devices identically",
+                            nns, have);
+        return 0;
+}
+
+static int check_feat(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
+        const DevStateSection *s = devstate_reader_find(r, SEC_FEAT, 0);
+        NvmeFeatures *f = &im->feat;
+        const void *p;
+        size_t len;
+
+        memset(f, 0, sizeof(*f));
+        devstate_get_u32(s, FT_ARBITRATION, &f->arbitration);
+        devstate_get_u32(s, FT_POWER, &f->power_state);
+        devstate_get_u16(s, FT_TEMP_OVER, &f->temp_over);
+        devstate_get_u16(s, FT_TEMP_UNDER, &f->temp_under);
+        devstate_get_u32(s, FT_ERR_RECOVERY, &f->err_recovery);
+        devstate_get_bool(s, FT_WCE, &f->wce);
+        devstate_get_bool(s, FT_NQ_SET, &f->nq_set);
+        devstate_get_u16(s, FT_NSQA, &f->nsqa);
+        devstate_get_u16(s, FT_NCQA, &f->ncqa);
+        devstate_get_u8(s, FT_COALESCE_THR, &f->coalesce_thr);
+        devstate_get_u8(s, FT_COALESCE_TIME, &f->coalesce_time);
+        devstate_get_u32(s, FT_AEC, &f->aec);
+        devstate_get_bool(s, FT_TS_SET, &f->ts_set);
+        devstate_get_u64(s, FT_TS_MS, &im->ts_ms);
+        if (devstate_get_bytes(s, FT_IRQ_CD, &p, &len) < 0 || len != sizeof(f->irq_cd))
+                return FAIL(r, "interrupt vector configuration: %zu bytes, expected %zu", len, sizeof(f->irq_cd));
+        memcpy(f->irq_cd, p, len);
+        if (f->power_state != 0)
+                return FAIL(r, "power state %u does not exist (one power state)", f->power_state);
+        if (f->nsqa >= c->cfg.max_ioqs || f->ncqa >= c->cfg.max_ioqs)
+                return FAIL(r, "number of queues %u/%u beyond %u", f->nsqa + 1u, f->ncqa + 1u, c->cfg.max_ioqs);
+        return 0;
+}
+
+static int check_queues(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
+        unsigned n;
+
+        n = devstate_reader_count(r, SEC_CQ);
+        for (unsigned i = 0; i < n; i++) {
+                const DevStateSection *s = devstate_reader_nth(r, SEC_CQ, i);
+                uint32_t q = devstate_section_instance(s);
+                const void *p;
+                size_t len;
+                if (q > c->cfg.max_ioqs)
+                        return FAIL(r, "CQ %u beyond the %u I/O queues", q, c->cfg.max_ioqs);
+                typeof(im->cq[0]) *cq = &im->cq[q];
+                cq->created = true;
+                devstate_get_u32(s, CQ_SIZE, &cq->size);
+                devstate_get_u64(s, CQ_GPA, &cq->gpa);
+                devstate_get_u32(s, CQ_HEAD, &cq->head);
+                devstate_get_u32(s, CQ_TAIL, &cq->tail);
+                devstate_get_u8(s, CQ_PHASE, &cq->phase);
+                devstate_get_u16(s, CQ_VECTOR, &cq->vector);
+                devstate_get_bool(s, CQ_IEN, &cq->ien);
+                devstate_get_bool(s, CQ_SHADOW, &cq->shadow);
+                devstate_get_u32(s, CQ_IRQ_PENDING, &cq->irq_pending);
+                cq->has_db = devstate_get_u32(s, CQ_DB_PENDING, &cq->db) == 0;
+                uint32_t max = q == 0 ? 4096 : NVME_MQES + 1;
+                if (cq->size < 2 || cq->size > max)
+                        return FAIL(r, "CQ %u: size %u outside 2..%u", q, cq->size, max);
+                if (!cq->gpa || (cq->gpa & NVME_PAGE_MASK))
+                        return FAIL(r, "CQ %u: base %#" PRIx64 " is not a page", q, cq->gpa);
+                if (cq->head >= cq->size || cq->tail >= cq->size || cq->phase > 1)
+                        return FAIL(r, "CQ %u: head %u, tail %u, phase %u for %u entries", q, cq->head, cq->tail,
+                                    cq->phase, cq->size);
+                if (cq->vector >= c->cfg.msix_nvec || (q == 0 && (cq->vector != 0 || !cq->ien)))
+                        return FAIL(r, "CQ %u: vector %u (%u vectors)", q, cq->vector, c->cfg.msix_nvec);
+                if (cq->irq_pending > cq->size)
+                        return FAIL(r, "CQ %u: %u interrupts pending for %u entries", q, cq->irq_pending, cq->size);
+                if (cq->shadow && (q == 0 || !im->dbbuf_db))
+                        return FAIL(r, "CQ %u: shadow doorbell without a doorbell buffer", q);
+                if (devstate_get_bytes(s, CQ_BACKLOG, &p, &len) < 0 || len % sizeof(NvmeMigCqe) != 0)
+                        return FAIL(r, "CQ %u: backlog of %zu bytes", q, len);
+                cq->backlog = p;
+                cq->n_backlog = len / sizeof(NvmeMigCqe);
+        }
+        n = devstate_reader_count(r, SEC_SQ);
+        for (unsigned i = 0; i < n; i++) {
+                const DevStateSection *s = devstate_reader_nth(r, SEC_SQ, i);
+                uint32_t q = devstate_section_instance(s);
+                if (q > c->cfg.max_ioqs)
+                        return FAIL(r, "SQ %u beyond the %u I/O queues", q, c->cfg.max_ioqs);
+                typeof(im->sq[0]) *sq = &im->sq[q];
+                sq->created = true;
+                devstate_get_u16(s, SQ_CQID, &sq->cqid);
+                devstate_get_u32(s, SQ_SIZE, &sq->size);
+                devstate_get_u64(s, SQ_GPA, &sq->gpa);
+                devstate_get_u32(s, SQ_HEAD, &sq->head);
+                devstate_get_u32(s, SQ_TAIL, &sq->tail);
+                devstate_get_bool(s, SQ_SHADOW, &sq->shadow);
+                sq->has_db = devstate_get_u32(s, SQ_DB_PENDING, &sq->db) == 0;
+                uint32_t max = q == 0 ? 4096 : NVME_MQES + 1;
+                if (sq->size < 2 || sq->size > max)
+                        return FAIL(r, "SQ %u: size %u outside 2..%u", q, sq->size, max);
+                if (!sq->gpa || (sq->gpa & NVME_PAGE_MASK))
+                        return FAIL(r, "SQ %u: base %#" PRIx64 " is not a page", q, sq->gpa);
+                if (sq->head >= sq->size || sq->tail >= sq->size)
+                        return FAIL(r, "SQ %u: head %u, tail %u for %u entries", q, sq->head, sq->tail, sq->size);
+                if (sq->cqid > c->cfg.max_ioqs || !im->cq[sq->cqid].created || (q == 0) != (sq->cqid == 0))
+                        return FAIL(r, "SQ %u: completion queue %u does not exist", q, sq->cqid);
+                if (sq->shadow && (q == 0 || !im->dbbuf_db))
+                        return FAIL(r, "SQ %u: shadow doorbell without a doorbell buffer", q);
+        }
+        /* Completions waiting for room: each from an SQ that posts to this CQ, within its command slots. */
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                for (size_t k = 0; k < im->cq[q].n_backlog; k++) {
+                        NvmeMigCqe e;
+                        memcpy(&e, &im->cq[q].backlog[k], sizeof(e));
+                        if (e.sqid > c->cfg.max_ioqs || !im->sq[e.sqid].created || im->sq[e.sqid].cqid != q ||
+                            e.reserved != 0)
+                                return FAIL(r, "CQ %u: waiting completion for SQ %u that does not post to it", q,
+                                            e.sqid);
+                        im->sq[e.sqid].held++;
+                }
+        }
+        if (im->n_aer && !im->sq[0].created)
+                return FAIL(r, "%u outstanding AERs without an admin queue", im->n_aer);
+        im->sq[0].held += im->n_aer;
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
+                if (im->sq[q].created && im->sq[q].held > MIN(im->sq[q].size, NVME_SQ_MAX_INFLIGHT))
+                        return FAIL(r, "SQ %u: %u commands held for %u slots", q, im->sq[q].held,
+                                    MIN(im->sq[q].size, NVME_SQ_MAX_INFLIGHT));
+        /* Admin queues exactly as AQA/ASQ/ACQ describe them while enabled; no queue at all while disabled. */
+        bool enabled = im->state != NVME_STATE_DISABLED && im->state != NVME_STATE_FATAL;
+        if (enabled) {
+                if (!im->sq[0].created || !im->cq[0].created || im->sq[0].gpa != im->asq || im->cq[0].gpa != im->acq ||
+                    im->sq[0].size != (im->aqa & 0xfff) + 1 || im->cq[0].size != ((im->aqa >> 16) & 0xfff) + 1)
+                        return FAIL(r, "admin queues do not match AQA %#x, ASQ %#" PRIx64 ", ACQ %#" PRIx64, im->aqa,
+                                    im->asq, im->acq);
+        } else {
+                for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
+                        if (im->sq[q].created || im->cq[q].created)
+                                return FAIL(r, "queue %u exists on a controller that is not enabled", q);
+                if (im->n_aer)
+                        return FAIL(r, "outstanding AERs on a controller that is not enabled");
+        }
+        return 0;
+}
+
+static int check_namespaces(NvmeCtrl *c, DevStateReader *r) {
+        unsigned n = devstate_reader_count(r, SEC_NS);
+
+        for (unsigned i = 0; i < n; i++) {
+                const DevStateSection *s = devstate_reader_nth(r, SEC_NS, i);
+                uint32_t nsid = devstate_section_instance(s);
+                const void *nguid, *eui, *uuid;
+                size_t l1, l2, l3;
+                uint32_t bs;
+                uint64_t nsze;
+                bool ro;
+
+                devstate_get_u32(s, NS_BLOCK_SIZE, &bs);
+                devstate_get_u64(s, NS_NSZE, &nsze);
+                devstate_get_bool(s, NS_READ_ONLY, &ro);
+                devstate_get_bytes(s, NS_NGUID, &nguid, &l1);
+                devstate_get_bytes(s, NS_EUI64, &eui, &l2);
+                devstate_get_bytes(s, NS_UUID, &uuid, &l3);
+                NvmeNs *ns = nsid >= 1 && nsid <= NVME_MAX_NS ? c->ns[nsid] : NULL;
+                if (!ns)
+                        return FAIL(r, "namespace %u of the source does not exist here: define both devices "
+                                    "identically", nsid);
+                if (bs != ns->block_size || nsze != ns->nsze || ro != ns->read_only)
+                        return devstate_reader_fail(r, -ENODEV,
+                                                    "namespace %u: the source has %" PRIu64 " blocks of %u bytes%s, "
+                                                    "this one %" PRIu64 " of %u%s: same size and block size needed",
+                                                    nsid, nsze, bs, ro ? " read-only" : "", ns->nsze,
+                                                    ns->block_size, ns->read_only ? " read-only" : "");
+                if (l1 != 16 || l2 != 8 || l3 != 16 || memcmp(nguid, ns->nguid, 16) != 0 ||
+                    memcmp(eui, ns->eui64, 8) != 0 || memcmp(uuid, ns->uuid, 16) != 0)
+                        return devstate_reader_fail(r, -ENODEV,
+                                                    "namespace %u: NGUID/EUI-64/UUID differ from this one's: the "
+                                                    "guest would see another disk (same device name and host "
+                                                    "UUID needed)", nsid);
+        }
+        return 0;
+}
+
+static int take_req(NvmeSQ *sq, uint16_t cid, NvmeReq **out) {
+        NvmeReq *req = sq->free;
+        if (!req)
+                return -ENOSPC;
+        sq->free = req->next;
+        sq->inflight++;
+        memset(&req->cmd, 0, sizeof(req->cmd));
+        req->cmd.cid = cid;
+        req->next = NULL;
+        req->aux = NULL;
+        req->ns = NULL;
+        req->t_start = 0;
+        req->iov.n_gpa = 0;
+        *out = req;
+        return 0;
+}
+
+/* Parked and reset: build the controller from a checked image.  0 or -ENOMEM/-ENOSPC. */
+static int apply_image(NvmeCtrl *c, const NvmeMigImage *im) {
+        uint64_t now = nvme_now_ns();
+
+        c->cc = im->cc;
+        c->aqa = im->aqa;
+        c->asq = im->asq;
+        c->acq = im->acq;
+        c->intms = im->intms;
+        c->feat = im->feat;
+        c->feat.ts_base_ms = im->ts_ms;
+        c->feat.ts_set_ns = now;
+        /* Queues first with shadow doorbells off (creating them writes nothing into guest memory). */
+        c->dbbuf_db = c->dbbuf_ei = 0;
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                if (!im->cq[q].created)
+                        continue;
+                if (nvme_cq_create(c, (uint16_t) q, im->cq[q].size, im->cq[q].gpa, im->cq[q].ien,
+                                   im->cq[q].vector) != NVME_SUCCESS)
+                        return -ENOMEM;
+                NvmeCQ *cq = &c->cq[q];
+                cq->head = im->cq[q].head;
+                cq->tail = im->cq[q].tail;
+                cq->phase = im->cq[q].phase;
+                cq->shadow = im->cq[q].shadow;
+                cq->irq_pending = im->cq[q].irq_pending;
+                cq->irq_first = now;
+        }
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                if (!im->sq[q].created)
+                        continue;
+                if (nvme_sq_create(c, (uint16_t) q, im->sq[q].cqid, im->sq[q].size, im->sq[q].gpa) != NVME_SUCCESS)
+                        return -ENOMEM;
+                NvmeSQ *sq = &c->sq[q];
+                sq->head = im->sq[q].head;
+                sq->tail = im->sq[q].tail;
+                sq->shadow = im->sq[q].shadow;
+        }
+        c->dbbuf_db = im->dbbuf_db;
+        c->dbbuf_ei = im->dbbuf_ei;
+        nvme_queues_forget_mappings(c);
+        /* Posted doorbells the source had not looked at yet: the I/O thread checks them as any other. */
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                if (im->sq[q].created && im->sq[q].has_db) {
+                        atomic_store(&c->db_val[2 * q], im->sq[q].db);
+                        atomic_fetch_or(&c->db_dirty[(2 * q) / 64], 1ull << ((2 * q) % 64));
+                }
+                if (im->cq[q].created && im->cq[q].has_db) {
+                        atomic_store(&c->db_val[2 * q + 1], im->cq[q].db);
+                        atomic_fetch_or(&c->db_dirty[(2 * q + 1) / 64], 1ull << ((2 * q + 1) % 64));
+                }
+        }
+        for (unsigned i = 0; i < im->n_aer; i++) {
+                NvmeReq *req;
+                if (take_req(&c->sq[0], im->aer_cids[i], &req) < 0)
+                        return -ENOSPC;
+                req->cmd.opcode = NVME_ADM_ASYNC_EVENT;
+                c->aer[c->n_aer++] = req;
+        }
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+                for (size_t k = 0; k < im->cq[q].n_backlog; k++) {
+                        NvmeMigCqe e;
+                        NvmeReq *req;
+                        memcpy(&e, &im->cq[q].backlog[k], sizeof(e));
+                        if (take_req(&c->sq[e.sqid], e.cid, &req) < 0)
+                                return -ENOSPC;
+                        req->status = e.status;
+                        req->dw0 = e.dw0;
+                        nvme_req_list_push(&c->cq[q].backlog, req);
+                }
+        }
+        memcpy(c->aen_queue, im->aen_queue, sizeof(c->aen_queue));
+        c->n_aen = im->n_aen;
+        c->aen_masked = im->aen_masked;
+        memcpy(c->changed_ns, im->changed_ns, im->n_changed_ns * sizeof(uint32_t));
+        c->n_changed_ns = im->n_changed_ns;
+        c->changed_ns_overflow = im->changed_ns_overflow;
+        memcpy(c->errlog, im->errlog, sizeof(c->errlog));
+        c->err_head = im->err_head;
+        c->err_count = im->err_count;
+        c->units_read = im->units_read;
+        c->units_written = im->units_written;
+        c->state = (NvmeCtrlState) im->state;
+        atomic_store(&c->shutdown_req, im->shutdown_req);
+        atomic_store(&c->csts, im->csts);
+        return 0;
+}
+
+/* Back to power-on (parked). */
+static void mig_ctrl_reset(NvmeCtrl *c) {
+        nvme_ctrl_disable(c);
+        c->cc = 0;
+        c->aqa = 0;
+        c->asq = c->acq = 0;
+        c->intms = 0;
+        c->n_changed_ns = 0;
+        c->changed_ns_overflow = false;
+        atomic_store(&c->shutdown_req, false);
+}
+
+static int load_state(NvmeCtrl *c, DevStateReader *r) {
+        g_autofree NvmeMigImage *im = g_new0(NvmeMigImage, 1);
+        int ret;
+
+        if ((ret = devstate_reader_finish(r)) < 0 || (ret = check_ctrl(c, r, im)) < 0 ||
+            (ret = check_feat(c, r, im)) < 0 || (ret = check_queues(c, r, im)) < 0 ||
+            (ret = check_namespaces(c, r)) < 0)
+                return ret;
+        ret = apply_image(c, im);
+        if (ret < 0) {
+                devstate_reader_fail(r, ret, "cannot rebuild the queues: %s", g_strerror(-ret));
+                mig_ctrl_reset(c);
+        }
+        return ret;
+}
+
+/* ---- the state machine's arcs ---------------------------------------------------------- */
+
+static void drop_streams(NvmeCtrl *c) {
+        g_clear_pointer(&c->mig_out, devstate_writer_free);
+        g_clear_pointer(&c->mig_in, devstate_reader_free);
+}
+
+static void hold(NvmeCtrl *c, bool on) {
+        if (on && !c->mig_hold) {
+                nvme_ctrl_quiesce(c);
+                c->mig_hold = true;
+        } else if (!on && c->mig_hold) {
+                c->mig_hold = false;
+                nvme_ctrl_resume(c);
+        }
+}
+
+static void set_error(NvmeCtrl *c, const char *msg) {
+        g_free(c->mig_error);
+        c->mig_error = g_strdup(msg);
+        g_warning("nvme %s: incoming device state refused: %s", c->name, msg);
+}
+
+static int arc(NvmeCtrl *c, enum vu_mig_state from, enum vu_mig_state to) {
+        int r;
+
+        switch (to) {
+        case VU_MIG_RUNNING:
+                drop_streams(c);
+                hold(c, false);
+                return 0;
+        case VU_MIG_PRE_COPY:
+                return 0;
+        case VU_MIG_STOP_COPY:
+                hold(c, true);
+                drop_streams(c);
+                return save_state(c, &c->mig_out);
+        case VU_MIG_STOP:
+                hold(c, true);
+                r = 0;
+                if (from == VU_MIG_RESUMING) {
+                        r = c->mig_in ? load_state(c, c->mig_in) : -EINVAL;
+                        if (r < 0) {
+                                set_error(c, c->mig_in && devstate_reader_error(c->mig_in)
+                                                     ? devstate_reader_error(c->mig_in)
+                                                     : "no device state was received");
+                                mig_ctrl_reset(c);
+                        }
+                }
+                drop_streams(c);
+                return r;
+        case VU_MIG_RESUMING:
+                hold(c, true);
+                drop_streams(c);
+                g_clear_pointer(&c->mig_error, g_free);
+                mig_ctrl_reset(c);
+                c->mig_in = devstate_reader_new(NVME_STATE_TYPE, NULL, 0);
+                return devstate_reader_add_sections(c->mig_in, nvme_sections, G_N_ELEMENTS(nvme_sections));
+        default:
+                return -EINVAL;
+        }
+}
+
+int nvme_ctrl_mig_transition(NvmeCtrl *c, enum vu_mig_state from, enum vu_mig_state to) {
+        int r = arc(c, from, to);
+
+        if (r < 0) {
+                /* The server puts the device in ERROR: it stays stopped and reset until a device reset. */
+                hold(c, true);
+                if (from == VU_MIG_RESUMING || to == VU_MIG_RESUMING)
+                        mig_ctrl_reset(c);
+                c->mig_state = VU_MIG_ERROR;
+                drop_streams(c);
+                return r;
+        }
+        c->mig_state = to;
+        return 0;
+}
+
+ssize_t nvme_ctrl_mig_read(NvmeCtrl *c, void *buf, size_t len) {
+        if (c->mig_state == VU_MIG_PRE_COPY)
+                return 0;
+        if (c->mig_state != VU_MIG_STOP_COPY || !c->mig_out)
+                return -EINVAL;
+        return devstate_writer_read(c->mig_out, buf, len);
+}
+
+int nvme_ctrl_mig_write(NvmeCtrl *c, const void *buf, size_t len) {
+        int r;
+
+        if (c->mig_state != VU_MIG_RESUMING || !c->mig_in)
+                return -EINVAL;
+        r = devstate_reader_feed(c->mig_in, buf, len);
+        if (r < 0 && !c->mig_error)
+                set_error(c, devstate_reader_error(c->mig_in));
+        return r;
+}
+
+void nvme_ctrl_mig_reset(NvmeCtrl *c) {
+        drop_streams(c);
+        c->mig_state = VU_MIG_RUNNING;
+        hold(c, false);
+}
+
+enum vu_mig_state nvme_ctrl_mig_state(const NvmeCtrl *c) {
+        return c->mig_state;
+}
+
+const char *nvme_ctrl_mig_error(const NvmeCtrl *c) {
+        return c->mig_error;
+}
+
+void nvme_mig_free(NvmeCtrl *c) {
+        drop_streams(c);
+        g_clear_pointer(&c->mig_error, g_free);
+}
