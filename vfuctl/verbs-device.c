@@ -108,6 +108,7 @@ int verb_create(Ctx *c, int argc, char **argv) {
         sd_bus_message_unref(reply);
         if (code)
                 return code;
+        warn_libvirt_status(props);
         if (c->opt.json)
                 print_json(props);
         else {

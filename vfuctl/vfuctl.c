@@ -26,10 +26,7 @@ typedef struct Verb {
         const char *help;
 } Verb;
 
-/*
- * One row per verb.  The libvirt verbs (attach, detach, xml) and migrate
- * join this table with their D-Bus methods.
- */
+/* One row per verb. */
 static const Verb verbs[] = {
         { "list", 0, 0, VERB_READ_ONLY, verb_list, "list [--vm VM]", "List devices" },
         { "show", 1, 1, VERB_READ_ONLY, verb_show, "show NAME", "Show a device's state, backend and statistics" },
@@ -39,6 +36,9 @@ static const Verb verbs[] = {
         { "destroy", 1, -1, 0, verb_destroy, "destroy NAME...", "Stop and remove devices, with the images vfud created" },
         { "namespace", 3, 4, 0, verb_namespace, "namespace add|remove|resize NAME NSID [SIZE]", "Change NVMe namespaces" },
         { "link", 2, 2, 0, verb_link, "link up|down NAME", "Set a virtio-net device's link state" },
+        { "xml", 0, 0, VERB_READ_ONLY, verb_xml, "xml --vm VM [--domain-xml FILE]", "Print the libvirt definition vfud applies to a VM" },
+        { "attach", 1, 1, 0, verb_attach, "attach NAME --vm VM", "Hot-plug a device into a VM and record it" },
+        { "detach", 1, -1, 0, verb_detach, "detach NAME...", "Hot-unplug devices from their VM" },
 };
 
 static void help(void) {
@@ -51,7 +51,8 @@ static void help(void) {
                "      --bus=BUS            system (default), session, or a bus address\n"
                "      --json               JSON output for list and show\n"
                "      --no-legend          No table header\n"
-               "      --vm=VM              The VM a device belongs to (create, list)\n"
+               "      --vm=VM              The VM a device belongs to (create, list, xml, attach)\n"
+               "      --domain-xml=FILE    Render this domain XML instead of libvirt's (xml)\n"
                "      --name=NAME          Device name (create; default: generated)\n"
                "      --size=SIZE          Namespace size, e.g. 10G (nvme)\n"
                "      --file=PATH          Existing backing file (nvme)\n"
@@ -90,6 +91,9 @@ static const struct {
         { VFUD_DBUS_ERROR_BACKEND_FAILED, EXIT_BACKEND },
         { VFUD_DBUS_ERROR_NOT_SUPPORTED, EXIT_NOT_SUPPORTED },
         { VFUD_DBUS_ERROR_NOT_RUNNING, EXIT_NOT_RUNNING },
+        { VFUD_DBUS_ERROR_NO_SUCH_VM, EXIT_NO_DEVICE },
+        { VFUD_DBUS_ERROR_LIBVIRT_UNAVAILABLE, EXIT_BACKEND },
+        { VFUD_DBUS_ERROR_NOT_MIGRATABLE, EXIT_NOT_SUPPORTED },
         { VFUD_DBUS_ERROR_WORKER_FAILED, EXIT_FAILED },
         { SD_BUS_ERROR_ACCESS_DENIED, EXIT_DENIED },
         { SD_BUS_ERROR_INVALID_ARGS, EXIT_USAGE },
@@ -241,6 +245,7 @@ enum {
         ARG_MTU,
         ARG_BLOCK_SIZE,
         ARG_VERSION,
+        ARG_DOMAIN_XML,
 };
 
 static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *ret) {
@@ -276,6 +281,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                 { "block-size", required_argument, NULL, ARG_BLOCK_SIZE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
+                { "domain-xml", required_argument, NULL, ARG_DOMAIN_XML },
                 { NULL },
         };
         Options *o = &c->opt;
@@ -323,6 +329,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                         g_free(o->block);
                         o->block = g_canonicalize_filename(optarg, NULL);
                         break;
+                case ARG_DOMAIN_XML: g_free(o->domain_xml); o->domain_xml = g_strdup(optarg); break;
                 case ARG_SERIAL: g_free(o->serial); o->serial = g_strdup(optarg); break;
                 case ARG_QUEUES:
                         code = parse_uint("queues", optarg, 256, &o->queues);
@@ -378,6 +385,7 @@ static void options_clear(Options *o) {
         g_free(o->serial);
         g_free(o->tap);
         g_free(o->mac);
+        g_free(o->domain_xml);
         memset(o, 0, sizeof(*o));
 }
 

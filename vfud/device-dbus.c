@@ -12,6 +12,7 @@
 #include "common/bus-names.h"
 #include "device-dbus.h"
 #include "device-type.h"
+#include "manager-libvirt.h"
 
 char *device_bus_path(const char *name) {
         char *p = NULL;
@@ -62,10 +63,16 @@ static void destroy_after_stop(Device *d, const GError *error, void *userdata) {
                 return;
         }
         if (!d->removed) {
+                Manager *m = d->manager;
+                g_autofree char *vm = g_strdup(d->vm);
+
                 device_log(d, G_LOG_LEVEL_MESSAGE, "destroyed");
-                manager_emit_device_removed(d->manager, d);
+                manager_emit_device_removed(m, d);
                 device_remove_files(d);
-                manager_remove_device(d->manager, d);
+                manager_remove_device(m, d);
+                /* Drop its entries from the VM's definition; the other devices stay. */
+                if (*vm)
+                        manager_libvirt_apply(m, vm, NULL, NULL);
         }
         reply_done(NULL, NULL, msg);
 }
@@ -121,6 +128,14 @@ static int property_get_last_error(sd_bus *bus, const char *path, const char *in
         Device *d = userdata;
 
         return sd_bus_message_append(reply, "s", d->last_error ? d->last_error : "");
+}
+
+static int property_get_libvirt(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Device *d = userdata;
+        const char *v = strcmp(property, "LibvirtStatus") == 0 ? d->libvirt_status : d->libvirt_error;
+
+        return sd_bus_message_append(reply, "s", v ? v : "");
 }
 
 static int property_get_pid(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -248,11 +263,13 @@ static const sd_bus_vtable device_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Name", "s", NULL, offsetof(Device, name), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Type", "s", NULL, offsetof(Device, type), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Vm", "s", NULL, offsetof(Device, vm), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Vm", "s", NULL, offsetof(Device, vm), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("SocketPath", "s", NULL, offsetof(Device, socket_path), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Connected", "b", property_get_connected, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastError", "s", property_get_last_error, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LibvirtStatus", "s", property_get_libvirt, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LibvirtError", "s", property_get_libvirt, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("WorkerPID", "u", property_get_pid, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Restarts", "u", NULL, offsetof(Device, restarts), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Backend", "a{sv}", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -55,6 +55,8 @@ Device *device_new(Manager *m, const DeviceType *dtype, const char *name, const 
         d->name = g_strdup(name);
         d->type = g_strdup(dtype->name);
         d->vm = g_strdup(vm ? vm : "");
+        d->libvirt_status = g_strdup("");
+        d->libvirt_error = g_strdup("");
         d->options = json_node_copy(options);
         d->object_path = device_bus_path(name);
         d->socket_path = g_build_filename(m->config.runtime_dir, sock, NULL);
@@ -103,6 +105,8 @@ Device *device_unref(Device *d) {
         g_free(d->stopped_path);
         g_free(d->definition_path);
         g_free(d->last_error);
+        g_free(d->libvirt_status);
+        g_free(d->libvirt_error);
         g_free(d);
         return NULL;
 }

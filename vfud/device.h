@@ -60,6 +60,7 @@ struct Device {
         bool exported;                  /* on the bus (creation finished) */
         bool removed;
         char *last_error;
+        char *libvirt_status, *libvirt_error;   /* manager-libvirt.h */
         unsigned restarts;              /* automatic restarts since the manager started */
         GArray *restart_times;          /* uint64_t CLOCK_MONOTONIC µs of recent restarts */
         sd_event_source *restart_timer;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * vfud.conf(5): a GKeyFile with [Manager] and [Worker] sections.  Every key
+ * vfud.conf(5): a GKeyFile with [Manager], [Worker] and [Libvirt] sections.  Every key
  * is optional; the defaults here are what the man page documents.
  */
 #include <errno.h>
@@ -25,6 +25,8 @@ void manager_config_init(ManagerConfig *c) {
         c->start_timeout_usec = 30 * G_USEC_PER_SEC;
         c->stop_timeout_usec = 10 * G_USEC_PER_SEC;
         c->stats_interval_usec = G_USEC_PER_SEC;
+        c->libvirt_enabled = true;
+        c->libvirt_uri = g_strdup("qemu:///system");
 }
 
 void manager_config_clear(ManagerConfig *c) {
@@ -34,6 +36,7 @@ void manager_config_clear(ManagerConfig *c) {
         g_free(c->worker_path);
         g_free(c->worker_user);
         g_free(c->socket_group);
+        g_free(c->libvirt_uri);
         memset(c, 0, sizeof(*c));
 }
 
@@ -68,6 +71,8 @@ static const ConfigKey config_keys[] = {
         KEY("Worker", "StartTimeoutSec", CONFIG_SECONDS, start_timeout_usec),
         KEY("Worker", "StopTimeoutSec", CONFIG_SECONDS, stop_timeout_usec),
         KEY("Worker", "StatisticsIntervalSec", CONFIG_SECONDS, stats_interval_usec),
+        KEY("Libvirt", "Enabled", CONFIG_BOOL, libvirt_enabled),
+        KEY("Libvirt", "URI", CONFIG_STRING, libvirt_uri),
 };
 
 static const ConfigKey *config_key_find(const char *section, const char *key) {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * org.vfu.vfud1.Manager at /org/vfu/vfud1, with an ObjectManager: device
- * creation (idempotent for an identical definition), lookup, listing, and
- * by-name start/stop/destroy.
+ * creation (idempotent for an identical definition), lookup, listing,
+ * by-name start/stop/destroy, and the libvirt methods (GetVmXml,
+ * AttachDevice, DetachDevice) whose libvirt calls run off the bus thread.
  */
 #include <errno.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "common/util.h"
 #include "device-dbus.h"
 #include "device-type.h"
+#include "manager-libvirt.h"
 
 #define VM_NAME_MAX 256
 
@@ -59,6 +61,21 @@ static gboolean check_vm(const char *vm, GError **error) {
         return TRUE;
 }
 
+typedef struct PendingReply {
+        sd_bus_message *msg;
+        char *path;
+} PendingReply;
+
+/* The VM's definition was updated (or not: LibvirtStatus says why): the creation is complete. */
+static void create_applied(Manager *m, const char *result, const GError *error, void *userdata) {
+        PendingReply *p = userdata;
+
+        (void) sd_bus_reply_method_return(p->msg, "o", p->path);
+        sd_bus_message_unref(p->msg);
+        g_free(p->path);
+        g_free(p);
+}
+
 static void create_done(Device *d, const GError *error, void *userdata) {
         sd_bus_message *msg = userdata;
         Manager *m = d->manager;
@@ -74,6 +91,14 @@ static void create_done(Device *d, const GError *error, void *userdata) {
                 d->exported = true;
                 device_log(d, G_LOG_LEVEL_MESSAGE, "created (%s%s%s)", d->type, *d->vm ? ", VM " : "", d->vm);
                 manager_emit_device_new(m, d);
+                if (*d->vm) {
+                        PendingReply *p = g_new0(PendingReply, 1);
+
+                        p->msg = msg;
+                        p->path = g_strdup(d->object_path);
+                        manager_libvirt_apply(m, d->vm, create_applied, p);
+                        return;
+                }
                 (void) sd_bus_reply_method_return(msg, "o", d->object_path);
         }
         sd_bus_message_unref(msg);
@@ -236,6 +261,204 @@ static int method_stop_device(sd_bus_message *msg, void *userdata, sd_bus_error 
         return by_name(msg, userdata, device_bus_stop, error);
 }
 
+/* ---- libvirt ---- */
+
+static void reply_xml(Manager *m, const char *result, const GError *error, void *userdata) {
+        sd_bus_message *msg = userdata;
+
+        if (error)
+                (void) manager_reply_error(msg, error);
+        else
+                (void) sd_bus_reply_method_return(msg, "s", result ? result : "");
+        sd_bus_message_unref(msg);
+}
+
+static int method_get_vm_xml(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autoptr(GError) gerr = NULL;
+        g_autofree char *in_xml = NULL;
+        const char *vm;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &vm);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key, *value;
+
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                if (strcmp(key, "domain-xml") != 0)
+                        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
+                                                 "unknown option '%s': GetVmXml takes domain-xml (s)", key);
+                r = sd_bus_message_read(msg, "v", "s", &value);
+                if (r < 0)
+                        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
+                                                 "option domain-xml must be a string (s)");
+                g_free(in_xml);
+                in_xml = g_strdup(value);
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        if (!*vm || !check_vm(vm, &gerr)) {
+                if (!gerr)
+                        g_set_error(&gerr, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT, "no VM given");
+                return manager_set_bus_error(error, gerr);
+        }
+        if (in_xml) {
+                /* Pure XML editing: no libvirt, so no need to leave the bus thread. */
+                g_autofree char *out = manager_libvirt_render(m, vm, in_xml, &gerr);
+
+                if (!out)
+                        return manager_set_bus_error(error, gerr);
+                return sd_bus_reply_method_return(msg, "s", out);
+        }
+        manager_libvirt_get_xml(m, vm, reply_xml, sd_bus_message_ref(msg));
+        return 1;
+}
+
+typedef struct AttachCall {
+        sd_bus_message *msg;
+        Device *device;
+        char *vm;
+} AttachCall;
+
+static void attach_call_free(AttachCall *a) {
+        sd_bus_message_unref(a->msg);
+        device_unref(a->device);
+        g_free(a->vm);
+        g_free(a);
+}
+
+/* Record the device's VM (empty: none) in its definition. */
+static gboolean device_set_vm(Device *d, const char *vm, GError **error) {
+        g_autofree char *old = d->vm;
+
+        d->vm = g_strdup(vm);
+        if (!device_save(d, error)) {
+                g_free(d->vm);
+                d->vm = g_steal_pointer(&old);
+                return FALSE;
+        }
+        device_emit_changed(d, "Vm", NULL);
+        return TRUE;
+}
+
+static void attach_done(Manager *m, const char *result, const GError *error, void *userdata) {
+        AttachCall *a = userdata;
+        g_autoptr(GError) gerr = NULL;
+
+        if (!error && !a->device->removed && !device_set_vm(a->device, a->vm, &gerr))
+                error = gerr;
+        if (error)
+                (void) manager_reply_error(a->msg, error);
+        else {
+                device_log(a->device, G_LOG_LEVEL_MESSAGE, "attached to VM %s", a->vm);
+                device_set_libvirt_status(a->device, "applied", NULL);
+                (void) sd_bus_reply_method_return(a->msg, NULL);
+        }
+        attach_call_free(a);
+}
+
+static void attach_started(Device *d, const GError *error, void *userdata) {
+        AttachCall *a = userdata;
+
+        if (error) {
+                (void) manager_reply_error(a->msg, error);
+                attach_call_free(a);
+                return;
+        }
+        manager_libvirt_attach(d->manager, d, a->vm, attach_done, a);
+}
+
+static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autoptr(GError) gerr = NULL;
+        const char *name, *vm;
+        AttachCall *a;
+        Device *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &vm);
+        if (r < 0)
+                return r;
+        r = manager_check_authorized(m, msg, "attaching a device", error);
+        if (r < 0)
+                return r;
+        d = find_exported(m, name);
+        if (!d)
+                return no_such_device(name, error);
+        if (!*vm || !check_vm(vm, &gerr)) {
+                if (!gerr)
+                        g_set_error(&gerr, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT, "no VM given");
+                return manager_set_bus_error(error, gerr);
+        }
+        if (*d->vm && strcmp(d->vm, vm) != 0)
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
+                                         "device %s belongs to VM %s: detach it first (vfuctl detach %s)",
+                                         name, d->vm, name);
+        a = g_new0(AttachCall, 1);
+        a->msg = sd_bus_message_ref(msg);
+        a->device = device_ref(d);
+        a->vm = g_strdup(vm);
+        /* The VM connects at once: the device must listen first. */
+        device_start(d, attach_started, a);
+        return 1;
+}
+
+static void detach_done(Manager *m, const char *result, const GError *error, void *userdata) {
+        AttachCall *a = userdata;
+        g_autoptr(GError) gerr = NULL;
+
+        if (!error && !a->device->removed && !device_set_vm(a->device, "", &gerr))
+                error = gerr;
+        if (error)
+                (void) manager_reply_error(a->msg, error);
+        else {
+                device_log(a->device, G_LOG_LEVEL_MESSAGE, "detached from VM %s", a->vm);
+                device_set_libvirt_status(a->device, "", NULL);
+                (void) sd_bus_reply_method_return(a->msg, NULL);
+        }
+        attach_call_free(a);
+}
+
+static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        AttachCall *a;
+        Device *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = manager_check_authorized(m, msg, "detaching a device", error);
+        if (r < 0)
+                return r;
+        d = find_exported(m, name);
+        if (!d)
+                return no_such_device(name, error);
+        if (!*d->vm)
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
+                                         "device %s belongs to no VM: there is nothing to detach", name);
+        a = g_new0(AttachCall, 1);
+        a->msg = sd_bus_message_ref(msg);
+        a->device = device_ref(d);
+        a->vm = g_strdup(d->vm);
+        manager_libvirt_detach(m, d, detach_done, a);
+        return 1;
+}
+
 static int property_get_types(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         int r = sd_bus_message_open_container(reply, 'a', "s");
@@ -281,6 +504,13 @@ static const sd_bus_vtable manager_vtable[] = {
                                  method_start_device, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("StopDevice", "s", SD_BUS_PARAM(name), NULL,,
                                  method_stop_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetVmXml", "sa{sv}", SD_BUS_PARAM(vm) SD_BUS_PARAM(options),
+                                 "s", SD_BUS_PARAM(xml),
+                                 method_get_vm_xml, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("AttachDevice", "ss", SD_BUS_PARAM(name) SD_BUS_PARAM(vm), NULL,,
+                                 method_attach_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("DetachDevice", "s", SD_BUS_PARAM(name), NULL,,
+                                 method_detach_device, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("DeviceNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
         SD_BUS_SIGNAL_WITH_NAMES("DeviceRemoved", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
         SD_BUS_VTABLE_END,

@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "common/bus-names.h"
+#include "manager-libvirt.h"
 #include "common/util.h"
 #include "device-type.h"
 #include "device.h"
@@ -33,6 +34,9 @@ static const char *const manager_error_names[_MANAGER_ERROR_MAX] = {
         [MANAGER_ERROR_NOT_RUNNING] = VFUD_DBUS_ERROR_NOT_RUNNING,
         [MANAGER_ERROR_ACCESS_DENIED] = VFUD_DBUS_ERROR_ACCESS_DENIED,
         [MANAGER_ERROR_FAILED] = SD_BUS_ERROR_FAILED,
+        [MANAGER_ERROR_LIBVIRT_UNAVAILABLE] = VFUD_DBUS_ERROR_LIBVIRT_UNAVAILABLE,
+        [MANAGER_ERROR_NO_SUCH_VM] = VFUD_DBUS_ERROR_NO_SUCH_VM,
+        [MANAGER_ERROR_NOT_MIGRATABLE] = VFUD_DBUS_ERROR_NOT_MIGRATABLE,
 };
 
 const char *manager_error_to_dbus_name(const GError *error) {
@@ -77,6 +81,7 @@ Manager *manager_new(const ManagerConfig *config, GError **error) {
         m->config.worker_path = g_strdup(config->worker_path);
         m->config.worker_user = g_strdup(config->worker_user);
         m->config.socket_group = g_strdup(config->socket_group);
+        m->config.libvirt_uri = g_strdup(config->libvirt_uri);
         m->devices = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, device_unref_notify);
         m->devices_dir = g_build_filename(m->config.state_dir, "devices", NULL);
         m->images_dir = g_build_filename(m->config.state_dir, "images", NULL);
@@ -131,8 +136,11 @@ void manager_free(Manager *m) {
                 g_hash_table_iter_init(&it, m->devices);
                 while (g_hash_table_iter_next(&it, NULL, &v))
                         device_detach_worker(v);
-                g_hash_table_unref(m->devices);
         }
+        /* Pending libvirt completions still reply on the bus and find their devices. */
+        manager_libvirt_free(m);
+        if (m->devices)
+                g_hash_table_unref(m->devices);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         if (m->lock_fd >= 0)

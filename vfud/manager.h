@@ -20,6 +20,7 @@
 
 typedef struct Device Device;
 typedef struct Manager Manager;
+typedef struct ManagerLibvirt ManagerLibvirt;
 
 #define MANAGER_ERROR (manager_error_quark())
 GQuark manager_error_quark(void);
@@ -35,6 +36,9 @@ typedef enum ManagerErrorCode {
         MANAGER_ERROR_NOT_RUNNING,
         MANAGER_ERROR_ACCESS_DENIED,
         MANAGER_ERROR_FAILED,
+        MANAGER_ERROR_LIBVIRT_UNAVAILABLE,
+        MANAGER_ERROR_NO_SUCH_VM,
+        MANAGER_ERROR_NOT_MIGRATABLE,
         _MANAGER_ERROR_MAX,
 } ManagerErrorCode;
 
@@ -56,6 +60,8 @@ typedef struct ManagerConfig {
         uint64_t start_timeout_usec;
         uint64_t stop_timeout_usec;
         uint64_t stats_interval_usec;
+        bool libvirt_enabled;           /* [Libvirt] Enabled= */
+        char *libvirt_uri;              /* [Libvirt] URI= */
 } ManagerConfig;
 
 void manager_config_init(ManagerConfig *c);
@@ -76,6 +82,7 @@ struct Manager {
         bool have_admin_gid;
         char *devices_dir, *images_dir, *workers_dir;
         int64_t next_ctl_id;
+        ManagerLibvirt *libvirt;        /* manager-libvirt.c */
 };
 
 Manager *manager_new(const ManagerConfig *config, GError **error);

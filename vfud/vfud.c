@@ -12,6 +12,7 @@
 
 #include "common/bus-names.h"
 #include "manager.h"
+#include "manager-libvirt.h"
 
 static const sd_bus_error_map vfud_errors[] = {
         SD_BUS_ERROR_MAP(VFUD_DBUS_ERROR_NO_SUCH_DEVICE, ENOENT),
@@ -22,6 +23,9 @@ static const sd_bus_error_map vfud_errors[] = {
         SD_BUS_ERROR_MAP(VFUD_DBUS_ERROR_NOT_SUPPORTED, EOPNOTSUPP),
         SD_BUS_ERROR_MAP(VFUD_DBUS_ERROR_WORKER_FAILED, ECHILD),
         SD_BUS_ERROR_MAP(VFUD_DBUS_ERROR_NOT_RUNNING, ESRCH),
+        SD_BUS_ERROR_MAP(VFUD_DBUS_ERROR_LIBVIRT_UNAVAILABLE, EHOSTUNREACH),
+        SD_BUS_ERROR_MAP(VFUD_DBUS_ERROR_NO_SUCH_VM, ENXIO),
+        SD_BUS_ERROR_MAP(VFUD_DBUS_ERROR_NOT_MIGRATABLE, EXDEV),
         SD_BUS_ERROR_MAP_END,
 };
 
@@ -91,7 +95,8 @@ int main(int argc, char **argv) {
 
         m = manager_new(&c, &error);
         manager_config_clear(&c);
-        if (!m || !manager_connect_bus(m, bus, &error) || !manager_restore(m, &error)) {
+        if (!m || !manager_connect_bus(m, bus, &error) || !manager_restore(m, &error) ||
+            !manager_libvirt_init(m, &error)) {
                 g_printerr("vfud: %s\n", error->message);
                 return 1;
         }

@@ -115,7 +115,8 @@ class Env:
         self.runtime = os.path.join(self.dir, 'run')
         self.config = os.path.join(self.dir, 'vfud.conf')
         with open(self.config, 'w') as f:
-            f.write('[Manager]\nAdminGroup=\n[Worker]\nRestartDelaySec=0.2\n' + config)
+            # libvirt stays out of the cases unless one turns it on (a [Libvirt] section appended later wins)
+            f.write('[Manager]\nAdminGroup=\n[Libvirt]\nEnabled=no\n[Worker]\nRestartDelaySec=0.2\n' + config)
         self.vfud = None
         self.seen_pids = set()
         self.signals = []
@@ -1104,6 +1105,112 @@ def test_completion(env):
     check(complete('vfuctl', 'show', '') == ['cmp1'], f'device names: {complete("vfuctl", "show", "")}')
     check(complete('vfuctl', 'namespace', 'add', 'c') == ['cmp1'], 'namespace device')
     check(sorted(complete('vfuctl', 'link', '')) == ['down', 'up'], 'link states')
+
+
+DOMAIN_Q35 = """<domain type='kvm'>
+  <name>lv1</name>
+  <uuid>6f1b7c2e-0d43-4c1e-9b55-3a0d2f7e9a10</uuid>
+  <memory unit='GiB'>1</memory>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+  </os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+  </devices>
+</domain>
+"""
+
+
+def vm_xml(env, vm, domain=None):
+    opts = {'domain-xml': GLib.Variant('s', domain)} if domain is not None else {}
+    return env.mgr('GetVmXml', '(sa{sv})', vm, opts)[0]
+
+
+def test_libvirt(env):
+    """libvirt unreachable: devices work, the reason is reported; rendering, attach and detach errors."""
+    t = any_type()
+    with open(env.config, 'a') as f:
+        f.write(f'[Libvirt]\nEnabled=yes\nURI=qemu+unix:///system?socket={env.dir}/no-libvirt-sock\n')
+    env.start_vfud()
+    env.create_any(t, 'lv-a', 'lv1')
+    check(env.prop('lv-a', 'State') == 'listening', 'the device works without libvirt')
+    check(env.prop('lv-a', 'LibvirtStatus') == 'failed', f'LibvirtStatus {env.prop("lv-a", "LibvirtStatus")}')
+    err = env.prop('lv-a', 'LibvirtError')
+    check(err and 'libvirt' in err.lower(), f'LibvirtError says why: {err!r}')
+    env.create_any(t, 'lv-free')
+    check(env.prop('lv-free', 'LibvirtStatus') == '', 'a device without VM has no libvirt status')
+
+    # vfuctl create warns, and still succeeds
+    rc, out, errout = env.vfuctl('create', 'nvme', '--name', 'lv-b', '--vm', 'lv1', '--size', '1M') \
+        if t == 'nvme' else (0, '', '')
+    if t == 'nvme':
+        check(rc == 0, f'vfuctl create: {rc} {errout}')
+        check('warning' in errout and 'not updated' in errout, f'vfuctl create warns: {errout!r}')
+    else:
+        env.create_any(t, 'lv-b', 'lv1')
+
+    msg = env.expect(ERR + 'LibvirtUnavailable', vm_xml, env, 'lv1')
+    check('libvirt' in msg.lower(), msg)
+    rc, out, errout = env.vfuctl('xml', '--vm', 'lv1')
+    check(rc == 7 and 'libvirt' in errout.lower(), f'vfuctl xml without libvirt: {rc} {errout!r}')
+
+    # Rendering against a given definition: every device of the VM, memfd shared memory, stable output.
+    out = vm_xml(env, 'lv1', DOMAIN_Q35)
+    root = ET.fromstring(out)
+    qemu_ns = '{http://libvirt.org/schemas/domain/qemu/1.0}'
+    args = [a.get('value') for a in root.iter(qemu_ns + 'arg')]
+    devs = [json.loads(a) for a in args if a and a.startswith('{') and '"vfio-user-pci"' in a]
+    ids = sorted(d['id'] for d in devs)
+    check(ids == ['vfu-lv-a', 'vfu-lv-b'], f'vfio-user-pci ids {ids}')
+    for d in devs:
+        check(d['socket'] == {'type': 'unix', 'path': env.prop(d['id'][4:], 'SocketPath')}, f'socket {d}')
+    mb = root.find('memoryBacking')
+    check(mb is not None and mb.find('source').get('type') == 'memfd' and mb.find('access').get('mode') == 'shared',
+          'memfd shared memory')
+    check(vm_xml(env, 'lv1', out) == out, 'rendering is idempotent')
+    other = vm_xml(env, 'other-vm', DOMAIN_Q35)
+    check('vfio-user-pci' not in other, 'a VM without devices gets none')
+
+    xml_file = os.path.join(env.dir, 'dom.xml')
+    with open(xml_file, 'w') as f:
+        f.write(DOMAIN_Q35)
+    rc, cli, errout = env.vfuctl('xml', '--vm', 'lv1', '--domain-xml', xml_file)
+    check(rc == 0 and cli == out, f'vfuctl xml --domain-xml prints the same XML: {rc} {errout}')
+
+    # Destroying a device removes only its entries.
+    env.mgr('DestroyDevice', '(s)', 'lv-b')
+    after = vm_xml(env, 'lv1', out)
+    check('vfu-lv-b' not in after and 'vfu-lv-a' in after, 'only the destroyed device left the definition')
+
+    # Bad input: clear errors, nothing changed.
+    msg = env.expect(ERR + 'InvalidArgument', vm_xml, env, 'lv1', '<domain')
+    check('XML' in msg or 'xml' in msg, msg)
+    env.expect(ERR + 'InvalidArgument', vm_xml, env, '', DOMAIN_Q35)
+    env.expect(ERR + 'LibvirtUnavailable', env.mgr, 'AttachDevice', '(ss)', 'lv-free', 'lv1')
+    check(env.prop('lv-free', 'Vm') == '', 'a failed attach leaves the device unattached')
+    msg = env.expect(ERR + 'DeviceBusy', env.mgr, 'AttachDevice', '(ss)', 'lv-a', 'lv2')
+    check('lv1' in msg and 'detach' in msg, msg)
+    env.expect(ERR + 'NoSuchDevice', env.mgr, 'AttachDevice', '(ss)', 'nope', 'lv1')
+    env.expect(ERR + 'InvalidArgument', env.mgr, 'DetachDevice', '(s)', 'lv-free')
+    env.expect(ERR + 'LibvirtUnavailable', env.mgr, 'DetachDevice', '(s)', 'lv-a')
+    check(env.prop('lv-a', 'Vm') == 'lv1', 'a failed detach keeps the device in its VM')
+    rc, out, errout = env.vfuctl('attach', 'lv-free', '--vm', 'lv1')
+    check(rc == 7 and 'libvirt' in errout.lower(), f'vfuctl attach: {rc} {errout!r}')
+    rc, out, errout = env.vfuctl('attach', 'lv-free')
+    check(rc == 2 and '--vm' in errout, f'vfuctl attach without --vm: {rc} {errout!r}')
+    rc, out, errout = env.vfuctl('detach', 'lv-free')
+    check(rc == 2 and 'no VM' in errout, f'vfuctl detach: {rc} {errout!r}')
+
+
+def test_libvirt_disabled(env):
+    """[Libvirt] Enabled=no: devices report it, the libvirt methods say so."""
+    t = any_type()
+    env.start_vfud()
+    env.create_any(t, 'ld', 'vm1')
+    check(env.prop('ld', 'LibvirtStatus') == 'disabled', f'LibvirtStatus {env.prop("ld", "LibvirtStatus")}')
+    msg = env.expect(ERR + 'LibvirtUnavailable', vm_xml, env, 'vm1')
+    check('Enabled=no' in msg, msg)
+    check('vfu-ld' in vm_xml(env, 'vm1', DOMAIN_Q35), 'rendering a given definition needs no libvirt')
 
 
 CASES = {name[5:].replace('_', '-'): fn for name, fn in globals().items() if name.startswith('test_')}

@@ -19,6 +19,9 @@
 #define VFUD_DBUS_ERROR_NOT_SUPPORTED        "org.vfu.vfud1.Error.NotSupported"
 #define VFUD_DBUS_ERROR_WORKER_FAILED        "org.vfu.vfud1.Error.WorkerFailed"
 #define VFUD_DBUS_ERROR_NOT_RUNNING          "org.vfu.vfud1.Error.NotRunning"
+#define VFUD_DBUS_ERROR_LIBVIRT_UNAVAILABLE  "org.vfu.vfud1.Error.LibvirtUnavailable"
+#define VFUD_DBUS_ERROR_NO_SUCH_VM           "org.vfu.vfud1.Error.NoSuchVm"
+#define VFUD_DBUS_ERROR_NOT_MIGRATABLE       "org.vfu.vfud1.Error.NotMigratable"
 #define VFUD_DBUS_ERROR_ACCESS_DENIED        "org.freedesktop.DBus.Error.AccessDenied"
 
 /* The environment variable naming the bus for vfud and vfuctl: session, system or an address. */

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vfud's libvirt side (manager-libvirt.c): keeping each VM's persistent
+ * definition in step with its devices, rendering it on request, and hot
+ * attach/detach.  Every libvirt call runs in one worker thread, never on
+ * the bus thread (see the "Threads" note in vlv.h); completions run back on
+ * the manager's event loop in submission order.
+ *
+ * Device fields libvirt_status/libvirt_error (D-Bus LibvirtStatus and
+ * LibvirtError) say whether a device's VM definition carries it:
+ *   ""          the device belongs to no VM
+ *   "disabled"  [Libvirt] Enabled=no
+ *   "pending"   an update is queued
+ *   "applied"   the VM's persistent definition carries the device
+ *   "failed"    it could not be applied; LibvirtError says why
+ */
+#pragma once
+
+#include "manager.h"
+
+/* Completion on the event loop: result (GetVmXml's XML) or error. */
+typedef void (*LibvirtDoneFunc)(Manager *m, const char *result, const GError *error, void *userdata);
+
+/* Start the worker thread and, when enabled, the lifecycle watch.  FALSE with error on failure. */
+gboolean manager_libvirt_init(Manager *m, GError **error);
+/* Stop watching, finish queued work (completions get "vfud is exiting"). NULL-safe. */
+void manager_libvirt_free(Manager *m);
+
+/* Re-render vm's persistent definition with its current devices.  done may be NULL. */
+void manager_libvirt_apply(Manager *m, const char *vm, LibvirtDoneFunc done, void *userdata);
+/* The definition vfud would apply for vm, without applying it. */
+void manager_libvirt_get_xml(Manager *m, const char *vm, LibvirtDoneFunc done, void *userdata);
+/* Render in_xml (a domain definition) with vm's devices; no libvirt involved.  NULL with error. */
+char *manager_libvirt_render(Manager *m, const char *vm, const char *in_xml, GError **error);
+/* Hot-attach d to the running vm and record it in vm's persistent definition. */
+void manager_libvirt_attach(Manager *m, Device *d, const char *vm, LibvirtDoneFunc done, void *userdata);
+/* Hot-detach d from its VM and drop it from the persistent definition. */
+void manager_libvirt_detach(Manager *m, Device *d, LibvirtDoneFunc done, void *userdata);
+
+/* Set a device's libvirt status (see above) and emit the change. */
+void device_set_libvirt_status(Device *d, const char *status, const char *error);
