@@ -124,19 +124,28 @@ static bool packed_publish(VirtQueue *vq) {
 
 static void packed_set_notify(VirtQueue *vq, bool enable) {
         VqEventSuppress *dev = vq->device;
-        uint16_t flags;
+        uint16_t flags, off_wrap = le16toh(__atomic_load_n(&dev->off_wrap, __ATOMIC_RELAXED));
+        bool changed = false;
 
         if (!enable) {
                 flags = VIRTQ_EVENT_F_DISABLE;
         } else if (vq->event_idx) {
-                uint16_t off_wrap = (uint16_t) (vq->last_avail | (vq->avail_wrap ? 0x8000 : 0));
-                __atomic_store_n(&dev->off_wrap, htole16(off_wrap), __ATOMIC_RELAXED);
+                uint16_t want = (uint16_t) (vq->last_avail | (vq->avail_wrap ? 0x8000 : 0));
+                if (want != off_wrap) {
+                        __atomic_store_n(&dev->off_wrap, htole16(want), __ATOMIC_RELAXED);
+                        changed = true;
+                }
                 flags = VIRTQ_EVENT_F_DESC;
         } else {
                 flags = VIRTQ_EVENT_F_ENABLE;
         }
-        __atomic_store_n(&dev->flags, htole16(flags), __ATOMIC_RELEASE);
-        vu_mem_mark_dirty(vq->mem, vq->device_gpa, sizeof(*dev));
+        /* Device-owned: store only what changes, so an idle queue leaves its page clean. */
+        if (le16toh(__atomic_load_n(&dev->flags, __ATOMIC_RELAXED)) != flags) {
+                __atomic_store_n(&dev->flags, htole16(flags), __ATOMIC_RELEASE);
+                changed = true;
+        }
+        if (changed)
+                vu_mem_mark_dirty(vq->mem, vq->device_gpa, sizeof(*dev));
 }
 
 const VqRingOps vq_packed_ops = {

@@ -122,17 +122,22 @@ static bool split_publish(VirtQueue *vq) {
         return vq_need_event(load16(AVAIL_USED_EVENT(vq)), new_idx, prev);
 }
 
+/* Store a device-owned field only when it changes: an unchanged page stays clean for dirty logging. */
+static void store16_dirty(VirtQueue *vq, uint16_t *p, uint16_t v) {
+        if (load16(p) == v)
+                return;
+        store16(p, v);
+        vu_mem_mark_dirty(vq->mem, vq->device_gpa + (uint64_t) ((uint8_t *) p - (uint8_t *) vq->device), 2);
+}
+
 static void split_set_notify(VirtQueue *vq, bool enable) {
         if (vq->event_idx) {
                 /* 2.7.10: kick me when the driver passes the index I have reached. */
-                if (enable) {
-                        store16(USED_AVAIL_EVENT(vq), vq->last_avail);
-                        vu_mem_mark_dirty(vq->mem, vq->device_gpa + 4 + 8ull * vq->size, 2);
-                }
+                if (enable)
+                        store16_dirty(vq, USED_AVAIL_EVENT(vq), vq->last_avail);
                 return;
         }
-        store16(USED_FLAGS(vq), enable ? 0 : VIRTQ_USED_F_NO_NOTIFY);
-        vu_mem_mark_dirty(vq->mem, vq->device_gpa, 2);
+        store16_dirty(vq, USED_FLAGS(vq), enable ? 0 : VIRTQ_USED_F_NO_NOTIFY);
 }
 
 const VqRingOps vq_split_ops = {
