@@ -177,8 +177,10 @@ int vu_client_request(VuClient *c, uint16_t cmd, uint32_t flags, const void *p1,
         uint8_t *body;
         int r;
 
-        if (rep)
+        if (rep) {
                 memset(rep, 0, sizeof(*rep));
+                rep->fd = -1;           /* an error reply must leave no fd for vu_client_reply_clear() to close */
+        }
         if (sizeof(h) + l1 + l2 > VU_MAX_MSG_SIZE)
                 return -E2BIG;
         r = vu_sock_send(c->fd, iov, 3, fds, n_fds, c->timeout_ms);
