@@ -39,6 +39,7 @@ static const Verb verbs[] = {
         { "xml", 0, 0, VERB_READ_ONLY, verb_xml, "xml --vm VM [--domain-xml FILE]", "Print the libvirt definition vfud applies to a VM" },
         { "attach", 1, 1, 0, verb_attach, "attach NAME --vm VM", "Hot-plug a device into a VM and record it" },
         { "detach", 1, -1, 0, verb_detach, "detach NAME...", "Hot-unplug devices from their VM" },
+        { "migrate", 0, 1, 0, verb_migrate, "migrate NAME|--vm VM --to DEST [--storage copy|shared]", "Move shut-off devices to another host's vfud" },
 };
 
 static void help(void) {
@@ -53,6 +54,8 @@ static void help(void) {
                "      --no-legend          No table header\n"
                "      --vm=VM              The VM a device belongs to (create, list, xml, attach)\n"
                "      --domain-xml=FILE    Render this domain XML instead of libvirt's (xml)\n"
+               "      --to=DEST            Destination vfud: [USER@]HOST or a bus address (migrate)\n"
+               "      --storage=HOW        copy (images vfud created) or shared (migrate)\n"
                "      --name=NAME          Device name (create; default: generated)\n"
                "      --size=SIZE          Namespace size, e.g. 10G (nvme)\n"
                "      --file=PATH          Existing backing file (nvme)\n"
@@ -246,6 +249,8 @@ enum {
         ARG_BLOCK_SIZE,
         ARG_VERSION,
         ARG_DOMAIN_XML,
+        ARG_TO,
+        ARG_STORAGE,
 };
 
 static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *ret) {
@@ -282,6 +287,8 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "domain-xml", required_argument, NULL, ARG_DOMAIN_XML },
+                { "to", required_argument, NULL, ARG_TO },
+                { "storage", required_argument, NULL, ARG_STORAGE },
                 { NULL },
         };
         Options *o = &c->opt;
@@ -330,6 +337,13 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                         o->block = g_canonicalize_filename(optarg, NULL);
                         break;
                 case ARG_DOMAIN_XML: g_free(o->domain_xml); o->domain_xml = g_strdup(optarg); break;
+                case ARG_TO: g_free(o->to); o->to = g_strdup(optarg); break;
+                case ARG_STORAGE:
+                        if (strcmp(optarg, "copy") != 0 && strcmp(optarg, "shared") != 0)
+                                return usage_error("--storage=%s: give copy or shared", optarg);
+                        g_free(o->storage);
+                        o->storage = g_strdup(optarg);
+                        break;
                 case ARG_SERIAL: g_free(o->serial); o->serial = g_strdup(optarg); break;
                 case ARG_QUEUES:
                         code = parse_uint("queues", optarg, 256, &o->queues);
@@ -386,6 +400,8 @@ static void options_clear(Options *o) {
         g_free(o->tap);
         g_free(o->mac);
         g_free(o->domain_xml);
+        g_free(o->to);
+        g_free(o->storage);
         memset(o, 0, sizeof(*o));
 }
 

@@ -30,7 +30,7 @@ enum {
 typedef struct Options {
         char *host, *bus;
         bool json, no_legend;
-        char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml;
+        char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage;
         bool have_size, have_queues, have_mtu, have_block_size, passt;
         uint64_t size;
         unsigned queues, mtu, block_size;
@@ -82,5 +82,6 @@ int verb_link(Ctx *c, int argc, char **argv);
 int verb_xml(Ctx *c, int argc, char **argv);
 int verb_attach(Ctx *c, int argc, char **argv);
 int verb_detach(Ctx *c, int argc, char **argv);
+int verb_migrate(Ctx *c, int argc, char **argv);
 /* After a create: warn on stderr when the VM's libvirt definition could not be updated. */
 void warn_libvirt_status(JsonNode *props);

@@ -13,6 +13,8 @@
 #include "device-dbus.h"
 #include "device-type.h"
 #include "manager-libvirt.h"
+#include "device-incoming.h"
+#include "migrate.h"
 
 char *device_bus_path(const char *name) {
         char *p = NULL;
@@ -82,6 +84,9 @@ int device_bus_start(Device *d, sd_bus_message *msg, sd_bus_error *error) {
 
         if (r < 0)
                 return r;
+        if (device_is_migrating(d))
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
+                                         "device %s is being migrated: wait for the migration to finish", d->name);
         device_start(d, reply_done, sd_bus_message_ref(msg));
         return 1;
 }
@@ -91,6 +96,9 @@ int device_bus_stop(Device *d, sd_bus_message *msg, sd_bus_error *error) {
 
         if (r < 0)
                 return r;
+        if (device_is_migrating(d))
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
+                                         "device %s is being migrated: wait for the migration to finish", d->name);
         device_stop(d, reply_done, sd_bus_message_ref(msg));
         return 1;
 }
@@ -100,6 +108,9 @@ int device_bus_destroy(Device *d, sd_bus_message *msg, sd_bus_error *error) {
 
         if (r < 0)
                 return r;
+        if (device_is_migrating(d))
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
+                                         "device %s is being migrated: wait for the migration to finish", d->name);
         /* An idle device is removed inside device_stop(): keep it alive until that returns. */
         device_ref(d);
         device_stop(d, destroy_after_stop, sd_bus_message_ref(msg));
@@ -136,6 +147,23 @@ static int property_get_libvirt(sd_bus *bus, const char *path, const char *inter
         const char *v = strcmp(property, "LibvirtStatus") == 0 ? d->libvirt_status : d->libvirt_error;
 
         return sd_bus_message_append(reply, "s", v ? v : "");
+}
+
+static int property_get_migration_state(sd_bus *bus, const char *path, const char *interface,
+                                        const char *property, sd_bus_message *reply, void *userdata,
+                                        sd_bus_error *error) {
+        Device *d = userdata;
+
+        return sd_bus_message_append(reply, "s", d->migration_state ? d->migration_state : "");
+}
+
+static int property_get_migration_progress(sd_bus *bus, const char *path, const char *interface,
+                                           const char *property, sd_bus_message *reply, void *userdata,
+                                           sd_bus_error *error) {
+        Device *d = userdata;
+
+        return sd_bus_message_append(reply, "a{st}", 4, "bytes", d->mig_bytes, "total", d->mig_total,
+                                     "rate", d->mig_rate, "remaining", d->mig_remaining);
 }
 
 static int property_get_pid(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -259,6 +287,14 @@ static int method_set_link(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return 1;
 }
 
+static int method_write_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return device_bus_write_image(userdata, msg, error);
+}
+
+static int method_commit_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return device_bus_commit_image(userdata, msg, error);
+}
+
 static const sd_bus_vtable device_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Name", "s", NULL, offsetof(Device, name), SD_BUS_VTABLE_PROPERTY_CONST),
@@ -270,6 +306,9 @@ static const sd_bus_vtable device_vtable[] = {
         SD_BUS_PROPERTY("LastError", "s", property_get_last_error, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LibvirtStatus", "s", property_get_libvirt, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LibvirtError", "s", property_get_libvirt, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MigrationState", "s", property_get_migration_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MigrationProgress", "a{st}", property_get_migration_progress, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("WorkerPID", "u", property_get_pid, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Restarts", "u", NULL, offsetof(Device, restarts), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Backend", "a{sv}", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -287,6 +326,11 @@ static const sd_bus_vtable device_vtable[] = {
                                  method_resize_namespace, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("SetLink", "b", SD_BUS_PARAM(up), NULL,,
                                  method_set_link, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("WriteImage", "utay",
+                                 SD_BUS_PARAM(nsid) SD_BUS_PARAM(offset) SD_BUS_PARAM(data), NULL,,
+                                 method_write_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("CommitImage", "us", SD_BUS_PARAM(nsid) SD_BUS_PARAM(sha256), NULL,,
+                                 method_commit_image, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

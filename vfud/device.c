@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "device-type.h"
 #include "device.h"
+#include "device-incoming.h"
 
 static const char *const device_state_table[_DEVICE_STATE_MAX] = {
         [DEVICE_IDLE] = "idle",
@@ -57,6 +58,8 @@ Device *device_new(Manager *m, const DeviceType *dtype, const char *name, const 
         d->vm = g_strdup(vm ? vm : "");
         d->libvirt_status = g_strdup("");
         d->libvirt_error = g_strdup("");
+        d->migration_state = g_strdup("");
+        d->incoming_fd = -1;
         d->options = json_node_copy(options);
         d->object_path = device_bus_path(name);
         d->socket_path = g_build_filename(m->config.runtime_dir, sock, NULL);
@@ -107,6 +110,8 @@ Device *device_unref(Device *d) {
         g_free(d->last_error);
         g_free(d->libvirt_status);
         g_free(d->libvirt_error);
+        g_free(d->migration_state);
+        device_incoming_reset(d);
         g_free(d);
         return NULL;
 }

@@ -61,6 +61,14 @@ struct Device {
         bool removed;
         char *last_error;
         char *libvirt_status, *libvirt_error;   /* manager-libvirt.h */
+        /* migration (migrate.h): this device leaving, or its image arriving (device-incoming.c) */
+        struct Migration *migration;
+        char *migration_state;
+        uint64_t mig_bytes, mig_total, mig_rate, mig_remaining;
+        int incoming_fd;
+        uint32_t incoming_nsid;
+        uint64_t incoming_offset;
+        GChecksum *incoming_sum;
         unsigned restarts;              /* automatic restarts since the manager started */
         GArray *restart_times;          /* uint64_t CLOCK_MONOTONIC µs of recent restarts */
         sd_event_source *restart_timer;

@@ -14,6 +14,7 @@
 #include "device-dbus.h"
 #include "device-type.h"
 #include "manager-libvirt.h"
+#include "migrate.h"
 
 #define VM_NAME_MAX 256
 
@@ -403,6 +404,8 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
                         g_set_error(&gerr, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT, "no VM given");
                 return manager_set_bus_error(error, gerr);
         }
+        if (device_is_migrating(d))
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY, "device %s is being migrated", name);
         if (*d->vm && strcmp(d->vm, vm) != 0)
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
                                          "device %s belongs to VM %s: detach it first (vfuctl detach %s)",
@@ -459,6 +462,14 @@ static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         return 1;
 }
 
+static int method_migrate_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return manager_bus_migrate_device(userdata, msg, error);
+}
+
+static int method_migrate_vm(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return manager_bus_migrate_vm(userdata, msg, error);
+}
+
 static int property_get_types(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         int r = sd_bus_message_open_container(reply, 'a', "s");
@@ -511,6 +522,12 @@ static const sd_bus_vtable manager_vtable[] = {
                                  method_attach_device, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("DetachDevice", "s", SD_BUS_PARAM(name), NULL,,
                                  method_detach_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("MigrateDevice", "ssa{sv}",
+                                 SD_BUS_PARAM(name) SD_BUS_PARAM(destination) SD_BUS_PARAM(options), NULL,,
+                                 method_migrate_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("MigrateVm", "ssa{sv}",
+                                 SD_BUS_PARAM(vm) SD_BUS_PARAM(destination) SD_BUS_PARAM(options), NULL,,
+                                 method_migrate_vm, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("DeviceNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
         SD_BUS_SIGNAL_WITH_NAMES("DeviceRemoved", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
         SD_BUS_VTABLE_END,

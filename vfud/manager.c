@@ -45,6 +45,21 @@ const char *manager_error_to_dbus_name(const GError *error) {
         return SD_BUS_ERROR_FAILED;
 }
 
+void manager_error_from_bus(GError **error, const sd_bus_error *e, int r, const char *fmt, ...) {
+        ManagerErrorCode code = MANAGER_ERROR_FAILED;
+        g_autofree char *what = NULL;
+        va_list ap;
+
+        for (int i = 0; e && e->name && i < _MANAGER_ERROR_MAX; i++)
+                if (g_strcmp0(manager_error_names[i], e->name) == 0 && i != MANAGER_ERROR_FAILED)
+                        code = i;
+        va_start(ap, fmt);
+        what = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        g_set_error(error, MANAGER_ERROR, code, "%s: %s", what,
+                    e && e->message ? e->message : g_strerror(r < 0 ? -r : EIO));
+}
+
 int manager_reply_error(sd_bus_message *msg, const GError *error) {
         return sd_bus_reply_method_errorf(msg, manager_error_to_dbus_name(error), "%s", error->message);
 }

@@ -115,6 +115,8 @@ void manager_emit_device_removed(Manager *m, Device *d);
  */
 int manager_check_authorized(Manager *m, sd_bus_message *msg, const char *what, sd_bus_error *error);
 
+/* A GError from a failed remote call: "what: message", the code following the D-Bus error name. */
+void manager_error_from_bus(GError **error, const sd_bus_error *e, int r, const char *fmt, ...) G_GNUC_PRINTF(4, 5);
 /* Reply to a method call with the D-Bus form of error. */
 int manager_reply_error(sd_bus_message *msg, const GError *error);
 /* Set a D-Bus error from a GError; returns the negative errno sd-bus expects from a handler. */

@@ -1213,6 +1213,176 @@ def test_libvirt_disabled(env):
     check('vfu-ld' in vm_xml(env, 'vm1', DOMAIN_Q35), 'rendering a given definition needs no libvirt')
 
 
+def copy_opts(storage='copy'):
+    return {'storage': GLib.Variant('s', storage)} if storage else {}
+
+
+def ns_path(env, name, nsid=1):
+    for ns in env.prop(name, 'Backend')['namespaces']:
+        if ns['nsid'] == nsid:
+            return ns['path']
+    raise Fail(f'{name} has no namespace {nsid}')
+
+
+def migrate_case(env, fn):
+    """Run fn(env, dst) with a second vfud on a bus of its own as the destination."""
+    dst = Env()
+    failed = True
+    try:
+        env.start_vfud()
+        dst.start_vfud()
+        fn(env, dst)
+        dst.stop_vfud(signal.SIGTERM)
+        check(dst.vfud.returncode == 0, f'destination vfud exited with {dst.vfud.returncode}')
+        dst.log.flush()
+        with open(os.path.join(dst.dir, 'vfud.log')) as f:
+            log = f.read()
+        for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:', 'CRITICAL'):
+            check(marker not in log, f'"{marker}" in the destination vfud log')
+        failed = False
+    finally:
+        dst.cleanup(failed)
+
+
+def test_migrate(env):
+    """Cold migration between two vfuds: data written by a VMM arrives intact, with progress; the source goes."""
+    need_type('nvme')
+    io = os.environ.get('NVME_IO')
+    if not io:
+        raise Skip('the NVMe I/O client is not built')
+
+    def run(env, dst):
+        env.create('nvme', 'mg1', 'vmm', size=16 * MiB)
+        env.create('nvme', 'mg2', 'vmm', size=8 * MiB, serial='MIG2')
+        c = env.spawn([io, env.prop('mg1', 'SocketPath')])
+        check(c.stdout.readline().startswith('ready'), 'nvme-io ready')
+        hold_progress(env, c, 2)
+        hold_finish(c)
+        env.wait_for(lambda: env.prop('mg1', 'Connected') is False, 5, 'the VMM to leave')
+        with open(ns_path(env, 'mg1'), 'rb') as f:
+            data = f.read()
+        check(len(data) == 16 * MiB and len(data) - data.count(0) > 64 * 1024,
+              f'the VMM wrote data ({len(data) - data.count(0)} non-zero bytes)')
+
+        env.signals.clear()
+        rc, out, err = env.vfuctl('migrate', '--vm', 'vmm', '--to', dst.addr, '--storage', 'copy')
+        check(rc == 0, f'vfuctl migrate: {rc} {err}')
+        check('mg1: migrated to' in out and 'mg2: migrated to' in out, f'vfuctl output {out!r}')
+        got = dst.mgr('ListDevices', '(s)', '')[0]
+        check(sorted((d[0], d[2], d[3]) for d in got) == [('mg1', 'vmm', 'listening'), ('mg2', 'vmm', 'listening')],
+              f'destination devices {got}')
+        with open(ns_path(dst, 'mg1'), 'rb') as f:
+            check(f.read() == data, 'the image arrived byte for byte')
+        check(dst.prop('mg2', 'Backend')['serial'] == 'MIG2', 'the definition arrived with it')
+        check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source devices are gone')
+        check(env.leftovers() == [], f'source leftovers {env.leftovers()}')
+
+        # progress as properties: the final figures cover both images
+        env.pump(0.3)
+        path = '/org/vfu/vfud1/device/mg1'
+        prog = [s[3][1]['MigrationProgress'] for s in env.signals
+                if s[2] == 'PropertiesChanged' and s[0] == path and 'MigrationProgress' in s[3][1]]
+        check(prog and prog[-1]['bytes'] == prog[-1]['total'] == 24 * MiB, f'progress {prog[-1:] if prog else prog}')
+        check(all(a['bytes'] <= b['bytes'] for a, b in zip(prog, prog[1:])), 'progress only grows')
+        states = [s[3][1]['MigrationState'] for s in env.signals
+                  if s[2] == 'PropertiesChanged' and s[0] == path and 'MigrationState' in s[3][1]]
+        check(states[0] == 'preparing' and states[-1] == 'completed', f'states {states}')
+
+        # the copy serves: a VMM does verified I/O on the destination
+        c = dst.spawn([io, dst.prop('mg1', 'SocketPath')])
+        check(c.stdout.readline().startswith('ready'), 'nvme-io ready on the destination')
+        hold_finish(c)
+
+    migrate_case(env, run)
+
+
+def test_migrate_refused(env):
+    """Refusals change nothing: a connected client, storage not said or wrong, a destination that says no."""
+    t = any_type()
+    need_type('nvme')
+
+    def run(env, dst):
+        env.create('nvme', 'mr1', 'vmr', size=MiB)
+        c = hold(env, 'mr1')
+        env.wait_for(lambda: env.prop('mr1', 'Connected'), 5, 'Connected')
+        msg = env.expect(ERR + 'NotMigratable', env.mgr, 'MigrateDevice', '(ssa{sv})', 'mr1', dst.addr, copy_opts())
+        check('QEMU' in msg and 'shut the VM down' in msg and 'vfuctl migrate --vm vmr' in msg, msg)
+        rc, out, err = env.vfuctl('migrate', 'mr1', '--to', dst.addr, '--storage', 'copy')
+        check(rc == 8 and 'cannot move while the VM runs' in err, f'vfuctl migrate while connected: {rc} {err!r}')
+        check(env.prop('mr1', 'State') == 'connected', 'the device keeps serving')
+        hold_progress(env, c, 1)
+        hold_finish(c)
+        env.wait_for(lambda: env.prop('mr1', 'State') == 'listening', 5, 'listening')
+
+        msg = env.expect(ERR + 'InvalidArgument', env.mgr, 'MigrateDevice', '(ssa{sv})', 'mr1', dst.addr, {})
+        check('storage=copy' in msg, msg)
+        msg = env.expect(ERR + 'NotMigratable', env.mgr, 'MigrateDevice', '(ssa{sv})', 'mr1', dst.addr,
+                         copy_opts('shared'))
+        check('storage=copy' in msg, msg)
+        env.expect(ERR + 'InvalidArgument', env.mgr, 'MigrateDevice', '(ssa{sv})', 'mr1', dst.addr,
+                   copy_opts('teleport'))
+        env.expect(ERR + 'NoSuchDevice', env.mgr, 'MigrateDevice', '(ssa{sv})', 'nope', dst.addr, copy_opts())
+        env.expect(ERR + 'NoSuchVm', env.mgr, 'MigrateVm', '(ssa{sv})', 'novm', dst.addr, copy_opts())
+        rc, out, err = env.vfuctl('migrate', 'mr1')
+        check(rc == 2 and '--to' in err, f'vfuctl migrate without --to: {rc} {err!r}')
+        e = env.error(env.mgr, 'MigrateDevice', '(ssa{sv})', 'mr1', f'unix:path={env.dir}/no-bus', copy_opts())
+        check('cannot reach the destination' in e.message, e.message)
+        check(env.prop('mr1', 'MigrationState') == 'failed', 'MigrationState failed')
+        env.wait_for(lambda: env.prop('mr1', 'State') == 'listening', 10, 'the device to listen again')
+
+        # The destination refuses the second device: the first is rolled back there.
+        env.create('nvme', 'mr2', 'vmr', size=MiB)
+        dst.create('nvme', 'mr2', 'other', size=2 * MiB)
+        msg = env.expect(ERR + 'DeviceExists', env.mgr, 'MigrateVm', '(ssa{sv})', 'vmr', dst.addr, copy_opts())
+        check('mr2' in msg, msg)
+        got = [(d[0], d[2]) for d in dst.mgr('ListDevices', '(s)', '')[0]]
+        check(got == [('mr2', 'other')], f'the destination is as it was: {got}')
+        check(sorted(os.listdir(os.path.join(dst.state, 'images'))) == ['mr2-ns1.img']
+              or len(os.listdir(os.path.join(dst.state, 'images'))) == 1, 'no image left behind on the destination')
+        for n in ('mr1', 'mr2'):
+            env.wait_for(lambda: env.prop(n, 'State') == 'listening', 10, f'{n} to listen again after the rollback')
+            check(env.prop(n, 'MigrationState') == 'failed', f'{n} MigrationState')
+        # and a retry after the clash is cleared goes through
+        dst.mgr('DestroyDevice', '(s)', 'mr2')
+        env.mgr('MigrateVm', '(ssa{sv})', 'vmr', dst.addr, copy_opts())
+        check(sorted(d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]) == ['mr1', 'mr2'], 'migrated after all')
+
+    migrate_case(env, run)
+
+
+def test_migrate_shared(env):
+    """Shared storage: the same path must exist on the destination; images cannot be shared."""
+    need_type('nvme')
+
+    def run(env, dst):
+        disk = os.path.join(env.dir, 'shared.img')
+        with open(disk, 'wb') as f:
+            f.truncate(4 * MiB)
+        env.create('nvme', 'ms1', '', file=disk)
+        env.mgr('StopDevice', '(s)', 'ms1')
+        msg = env.expect(ERR + 'NotMigratable', env.mgr, 'MigrateDevice', '(ssa{sv})', 'ms1', dst.addr, copy_opts())
+        check('storage=shared' in msg, msg)
+        env.mgr('MigrateDevice', '(ssa{sv})', 'ms1', dst.addr, copy_opts('shared'))
+        check(dst.prop('ms1', 'State') == 'listening', 'created on the destination')
+        check(ns_path(dst, 'ms1') == disk, 'same backing path')
+        check(os.path.exists(disk), 'the shared backing file stays')
+        check(env.mgr('ListDevices', '(s)', '')[0] == [], 'gone from the source')
+
+        # a path the destination does not have: refused there, nothing left anywhere
+        gone = os.path.join(env.dir, 'vanishing.img')
+        with open(gone, 'wb') as f:
+            f.truncate(MiB)
+        env.create('nvme', 'ms2', '', file=gone)
+        dst_dir = dst.dir
+        os.rename(gone, os.path.join(dst_dir, 'moved.img'))
+        e = env.error(env.mgr, 'MigrateDevice', '(ssa{sv})', 'ms2', dst.addr, copy_opts('shared'))
+        check('vanishing.img' in e.message, e.message)
+        check([d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['ms1'], 'nothing created on the destination')
+        check(env.prop('ms2', 'MigrationState') == 'failed', 'the source device is kept')
+
+    migrate_case(env, run)
+
+
 CASES = {name[5:].replace('_', '-'): fn for name, fn in globals().items() if name.startswith('test_')}
 
 

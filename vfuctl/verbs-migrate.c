@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The migrate verb: MigrateDevice / MigrateVm, with progress while it runs. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/bus-names.h"
+#include "common/util.h"
+#include "vfuctl.h"
+
+#define MIGRATE_TIMEOUT_USEC (24ull * 3600 * 1000000)
+#define POLL_USEC (500 * 1000)
+
+typedef struct MigrateCall {
+        bool done;
+        int code;
+} MigrateCall;
+
+static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        MigrateCall *mc = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        mc->done = true;
+        mc->code = e ? report_bus_error("migrate", e, -sd_bus_message_get_errno(reply)) : EXIT_OK;
+        return 0;
+}
+
+/* One progress line per device whose figures changed since the last one. */
+static void print_progress(Ctx *c, GPtrArray *paths, GPtrArray *names, GHashTable *last) {
+        for (guint i = 0; i < paths->len; i++) {
+                sd_bus_message *reply = NULL;
+                uint64_t bytes = 0, total = 0, rate = 0, remaining = 0;
+                const char *key;
+                uint64_t v;
+                g_autofree char *line = NULL;
+
+                if (sd_bus_get_property(c->bus, VFUD_BUS_NAME, paths->pdata[i], VFUD_DEVICE_IFACE, "MigrationProgress",
+                                        NULL, &reply, "a{st}") < 0)
+                        continue;
+                if (sd_bus_message_enter_container(reply, 'a', "{st}") >= 0)
+                        while (sd_bus_message_read(reply, "{st}", &key, &v) > 0) {
+                                if (strcmp(key, "bytes") == 0)
+                                        bytes = v;
+                                else if (strcmp(key, "total") == 0)
+                                        total = v;
+                                else if (strcmp(key, "rate") == 0)
+                                        rate = v;
+                                else if (strcmp(key, "remaining") == 0)
+                                        remaining = v;
+                        }
+                sd_bus_message_unref(reply);
+                if (total == 0)
+                        continue;
+                {
+                        g_autofree char *b = util_format_size(bytes), *t = util_format_size(total);
+                        g_autofree char *r = util_format_size(rate);
+
+                        line = g_strdup_printf("%s: copied %s of %s (%u%%), %s/s, %" G_GUINT64_FORMAT " s left",
+                                               (char *) names->pdata[i], b, t, (unsigned) (bytes * 100 / total), r,
+                                               remaining);
+                }
+                if (g_strcmp0(g_hash_table_lookup(last, paths->pdata[i]), line) != 0) {
+                        printf("%s\n", line);
+                        fflush(stdout);
+                        g_hash_table_insert(last, paths->pdata[i], g_steal_pointer(&line));
+                }
+        }
+}
+
+int verb_migrate(Ctx *c, int argc, char **argv) {
+        g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GHashTable) last = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+        sd_bus_message *m = NULL;
+        sd_bus_slot *slot = NULL;
+        MigrateCall mc = { 0 };
+        const char *what;
+        int code, r;
+
+        if (!c->opt.to)
+                return usage_error("migrate needs --to=DESTINATION (a bus address or [USER@]HOST)");
+        if ((argc == 1) == (c->opt.vm != NULL))
+                return usage_error("usage: vfuctl migrate NAME --to DESTINATION, or vfuctl migrate --vm VM --to DESTINATION");
+        what = argc == 1 ? argv[0] : c->opt.vm;
+        code = ctx_bus(c);
+        if (code)
+                return code;
+
+        /* The devices whose progress to show. */
+        if (argc == 1) {
+                char *p = NULL;
+
+                code = device_path(c, what, &p);
+                if (code)
+                        return code;
+                g_ptr_array_add(paths, p);
+                g_ptr_array_add(names, g_strdup(what));
+        } else {
+                sd_bus_message *reply = NULL;
+                const char *name, *type, *vm, *state, *p;
+
+                code = manager_call(c, what, "ListDevices", &reply, "s", what);
+                if (code)
+                        return code;
+                if (sd_bus_message_enter_container(reply, 'a', "(sssso)") >= 0)
+                        while (sd_bus_message_read(reply, "(sssso)", &name, &type, &vm, &state, &p) > 0) {
+                                g_ptr_array_add(paths, g_strdup(p));
+                                g_ptr_array_add(names, g_strdup(name));
+                        }
+                sd_bus_message_unref(reply);
+        }
+
+        r = sd_bus_message_new_method_call(c->bus, &m, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE,
+                                           argc == 1 ? "MigrateDevice" : "MigrateVm");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ss", what, c->opt.to);
+        if (r >= 0)
+                r = c->opt.storage ? sd_bus_message_append(m, "a{sv}", 1, "storage", "s", c->opt.storage)
+                                   : sd_bus_message_append(m, "a{sv}", 0);
+        if (r >= 0)
+                r = sd_bus_call_async(c->bus, &slot, m, on_reply, &mc, MIGRATE_TIMEOUT_USEC);
+        sd_bus_message_unref(m);
+        if (r < 0) {
+                fprintf(stderr, "vfuctl: migrate: %s\n", g_strerror(-r));
+                return EXIT_FAILED;
+        }
+        while (!mc.done) {
+                r = sd_bus_process(c->bus, NULL);
+                if (r < 0)
+                        break;
+                if (r > 0)
+                        continue;
+                r = sd_bus_wait(c->bus, POLL_USEC);
+                if (r < 0)
+                        break;
+                if (!mc.done)
+                        print_progress(c, paths, names, last);
+        }
+        sd_bus_slot_unref(slot);
+        if (r < 0 && !mc.done) {
+                fprintf(stderr, "vfuctl: migrate: lost the connection to vfud: %s\n", g_strerror(-r));
+                return EXIT_UNREACHABLE;
+        }
+        if (mc.code == EXIT_OK)
+                for (guint i = 0; i < names->len; i++)
+                        printf("%s: migrated to %s\n", (char *) names->pdata[i], c->opt.to);
+        return mc.code;
+}

@@ -1,0 +1,811 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Cold migration (see migrate.h).  Steps:
+ *   1. on the event loop: check every device (not connected: a live device
+ *      needs a client that negotiates vfio-user migration, and QEMU's
+ *      vfio-user-pci never does), check the storage choice against each
+ *      namespace, stop the devices;
+ *   2. in a thread, on a connection of its own to the destination: refuse
+ *      names the destination already has, CreateDevice with the same
+ *      definition, check shared backings (same path, same size) or stream
+ *      the images (WriteImage/CommitImage, SHA-256 checked), start the
+ *      copies that were running here; on any failure destroy what was
+ *      created there;
+ *   3. back on the loop: after success remove the devices here (and from
+ *      the VM's libvirt definition); after failure restart what ran.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/bus-names.h"
+#include "device-dbus.h"
+#include "manager-libvirt.h"
+#include "migrate.h"
+
+#define CHUNK (1u << 20)
+#define REMOTE_TIMEOUT_USEC (120 * G_USEC_PER_SEC)
+#define PROGRESS_INTERVAL_USEC (200 * 1000)
+
+typedef struct MigrateImage {
+        uint32_t nsid;
+        char *path;
+        uint64_t size;
+} MigrateImage;
+
+typedef struct MigrateDev {
+        Device *device;
+        char *name, *type, *vm;
+        JsonNode *options;
+        bool was_running;
+        bool created;                   /* on the destination */
+        GArray *images;                 /* MigrateImage to copy */
+} MigrateDev;
+
+typedef struct Migration {
+        Manager *manager;
+        sd_bus_message *msg;
+        char *destination;
+        bool copy;
+        GPtrArray *devs;                /* MigrateDev */
+        unsigned stops_pending;
+        GError *error;
+
+        GThread *thread;
+        int efd;
+        sd_event_source *done_source, *timer;
+
+        GMutex lock;                    /* the thread's progress */
+        uint64_t bytes, total;
+        int64_t started;
+        const char *phase;              /* static string */
+} Migration;
+
+static void migrate_dev_free(MigrateDev *md) {
+        if (md->device)
+                md->device->migration = NULL;
+        device_unref(md->device);
+        g_free(md->name);
+        g_free(md->type);
+        g_free(md->vm);
+        if (md->options)
+                json_node_unref(md->options);
+        for (guint i = 0; md->images && i < md->images->len; i++)
+                g_free(g_array_index(md->images, MigrateImage, i).path);
+        if (md->images)
+                g_array_free(md->images, TRUE);
+        g_free(md);
+}
+
+static void migration_free(Migration *mg) {
+        g_ptr_array_unref(mg->devs);
+        sd_bus_message_unref(mg->msg);
+        g_free(mg->destination);
+        g_clear_error(&mg->error);
+        sd_event_source_disable_unref(mg->done_source);
+        sd_event_source_disable_unref(mg->timer);
+        if (mg->efd >= 0)
+                close(mg->efd);
+        g_mutex_clear(&mg->lock);
+        g_free(mg);
+}
+
+bool device_is_migrating(Device *d) {
+        return d->migration != NULL;
+}
+
+/* ---- progress ---- */
+
+static void device_set_migration(Device *d, const char *state, uint64_t bytes, uint64_t total, uint64_t rate,
+                                 uint64_t remaining) {
+        bool changed_state = g_strcmp0(d->migration_state, state) != 0;
+        bool changed = d->mig_bytes != bytes || d->mig_total != total || d->mig_rate != rate ||
+                       d->mig_remaining != remaining;
+
+        if (changed_state) {
+                g_free(d->migration_state);
+                d->migration_state = g_strdup(state);
+        }
+        d->mig_bytes = bytes;
+        d->mig_total = total;
+        d->mig_rate = rate;
+        d->mig_remaining = remaining;
+        if (changed_state && changed)
+                device_emit_changed(d, "MigrationState", "MigrationProgress", NULL);
+        else if (changed_state)
+                device_emit_changed(d, "MigrationState", NULL);
+        else if (changed)
+                device_emit_changed(d, "MigrationProgress", NULL);
+}
+
+static void progress_publish(Migration *mg) {
+        uint64_t bytes, total, rate = 0, remaining = 0;
+        const char *phase;
+        int64_t elapsed;
+
+        g_mutex_lock(&mg->lock);
+        bytes = mg->bytes;
+        total = mg->total;
+        phase = mg->phase;
+        elapsed = mg->started ? g_get_monotonic_time() - mg->started : 0;
+        g_mutex_unlock(&mg->lock);
+        if (elapsed > 0 && bytes > 0) {
+                rate = (uint64_t) ((double) bytes * G_USEC_PER_SEC / (double) elapsed);
+                remaining = rate ? (total - bytes + rate - 1) / rate : 0;
+        }
+        for (guint i = 0; i < mg->devs->len; i++) {
+                MigrateDev *md = mg->devs->pdata[i];
+
+                if (md->device)
+                        device_set_migration(md->device, phase, bytes, total, rate, remaining);
+        }
+}
+
+static int on_progress_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Migration *mg = userdata;
+
+        progress_publish(mg);
+        return sd_event_source_set_time(s, usec + PROGRESS_INTERVAL_USEC);
+}
+
+static void set_phase(Migration *mg, const char *phase) {
+        g_mutex_lock(&mg->lock);
+        mg->phase = phase;
+        g_mutex_unlock(&mg->lock);
+}
+
+/* ---- the thread: talking to the destination ---- */
+
+static sd_bus *dest_open(const char *dest, GError **error) {
+        sd_bus *b = NULL;
+        int r;
+
+        if (strchr(dest, '=') || strchr(dest, ':')) {
+                r = sd_bus_new(&b);
+                if (r >= 0)
+                        r = sd_bus_set_address(b, dest);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(b, 1);
+                if (r >= 0)
+                        r = sd_bus_start(b);
+        } else
+                r = sd_bus_open_system_remote(&b, dest);
+        if (r >= 0)
+                r = sd_bus_set_method_call_timeout(b, REMOTE_TIMEOUT_USEC);
+        if (r < 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                            "cannot reach the destination %s over D-Bus: %s (give a bus address or [USER@]HOST reachable by ssh)",
+                            dest, g_strerror(-r));
+                sd_bus_flush_close_unref(b);
+                return NULL;
+        }
+        return b;
+}
+
+static gboolean call_failed(GError **error, sd_bus_error *e, int r, const char *dest, const char *what) {
+        manager_error_from_bus(error, e, r, "on %s: %s", dest, what);
+        sd_bus_error_free(e);
+        return FALSE;
+}
+
+/* Append the CreateDevice options that reproduce md's definition. */
+static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **error) {
+        JsonObject *o = json_node_get_object(md->options);
+        int r = sd_bus_message_open_container(m, 'a', "{sv}");
+
+        if (r < 0)
+                return r;
+        if (strcmp(md->type, "nvme") == 0) {
+                JsonArray *nss = json_object_get_array_member(o, "namespaces");
+
+                for (guint i = 0; r >= 0 && nss && i < json_array_get_length(nss); i++) {
+                        JsonObject *ns = json_array_get_object_element(nss, i);
+                        const char *kind = json_object_get_string_member_with_default(ns, "kind", "image");
+
+                        if (json_object_get_int_member_with_default(ns, "nsid", 0) != 1)
+                                continue;
+                        r = sd_bus_message_append(m, "{sv}", "size", "t",
+                                                  (uint64_t) json_object_get_int_member_with_default(ns, "size", 0));
+                        if (r >= 0 && strcmp(kind, "image") != 0)
+                                r = sd_bus_message_append(m, "{sv}", strcmp(kind, "block") == 0 ? "block" : "file", "s",
+                                                          json_object_get_string_member_with_default(ns, "path", ""));
+                        if (r >= 0 && json_object_has_member(ns, "block-size"))
+                                r = sd_bus_message_append(m, "{sv}", "block-size", "u",
+                                                          (uint32_t) json_object_get_int_member(ns, "block-size"));
+                }
+                if (r >= 0 && json_object_has_member(o, "queues"))
+                        r = sd_bus_message_append(m, "{sv}", "queues", "u", (uint32_t) json_object_get_int_member(o, "queues"));
+                if (r >= 0 && json_object_has_member(o, "serial"))
+                        r = sd_bus_message_append(m, "{sv}", "serial", "s", json_object_get_string_member(o, "serial"));
+        } else if (strcmp(md->type, "virtio-net") == 0) {
+                const char *backend = json_object_get_string_member_with_default(o, "backend", "tap");
+
+                if (strcmp(backend, "passt") == 0)
+                        r = sd_bus_message_append(m, "{sv}", "passt", "b", 1);
+                else
+                        r = sd_bus_message_append(m, "{sv}", "tap", "s", json_object_get_string_member_with_default(o, "tap", ""));
+                if (r >= 0 && json_object_has_member(o, "mac"))
+                        r = sd_bus_message_append(m, "{sv}", "mac", "s", json_object_get_string_member(o, "mac"));
+                if (r >= 0 && json_object_has_member(o, "queues"))
+                        r = sd_bus_message_append(m, "{sv}", "queues", "u", (uint32_t) json_object_get_int_member(o, "queues"));
+                if (r >= 0 && json_object_has_member(o, "mtu"))
+                        r = sd_bus_message_append(m, "{sv}", "mtu", "u", (uint32_t) json_object_get_int_member(o, "mtu"));
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+/* The namespaces beyond the first, added after CreateDevice. */
+static gboolean add_extra_namespaces(sd_bus *b, Migration *mg, MigrateDev *md, const char *path, GError **error) {
+        JsonObject *o = json_node_get_object(md->options);
+        JsonArray *nss = strcmp(md->type, "nvme") == 0 && json_object_has_member(o, "namespaces") ?
+                         json_object_get_array_member(o, "namespaces") : NULL;
+
+        for (guint i = 0; nss && i < json_array_get_length(nss); i++) {
+                JsonObject *ns = json_array_get_object_element(nss, i);
+                uint32_t nsid = (uint32_t) json_object_get_int_member_with_default(ns, "nsid", 0);
+                const char *kind = json_object_get_string_member_with_default(ns, "kind", "image");
+                sd_bus_error e = SD_BUS_ERROR_NULL;
+                int r;
+
+                if (nsid == 1)
+                        continue;
+                r = sd_bus_call_method(b, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "AddNamespace", &e, NULL, "ust",
+                                       nsid, strcmp(kind, "image") == 0 ? "" :
+                                       json_object_get_string_member_with_default(ns, "path", ""),
+                                       (uint64_t) json_object_get_int_member_with_default(ns, "size", 0));
+                if (r < 0) {
+                        g_autofree char *what = g_strdup_printf("adding namespace %u of %s", nsid, md->name);
+
+                        return call_failed(error, &e, r, mg->destination, what);
+                }
+        }
+        return TRUE;
+}
+
+/* Shared storage: the destination's namespaces have the sizes they have here. */
+static gboolean check_shared(sd_bus *b, Migration *mg, MigrateDev *md, const char *path, GError **error) {
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        JsonObject *o = json_node_get_object(md->options);
+        JsonArray *nss = json_object_has_member(o, "namespaces") ? json_object_get_array_member(o, "namespaces") : NULL;
+        g_autoptr(GHashTable) sizes = g_hash_table_new(g_direct_hash, g_direct_equal);
+        int r;
+
+        if (!nss)
+                return TRUE;
+        r = sd_bus_get_property(b, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "Backend", &e, &reply, "a{sv}");
+        if (r < 0)
+                return call_failed(error, &e, r, mg->destination, "reading the new device's backend");
+        /* Backend: a{sv} with "namespaces" aa{sv} of nsid (t), size (t), ... */
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r > 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r >= 0 && strcmp(key, "namespaces") == 0) {
+                        r = sd_bus_message_enter_container(reply, 'v', "aa{sv}");
+                        if (r >= 0)
+                                r = sd_bus_message_enter_container(reply, 'a', "a{sv}");
+                        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'a', "{sv}")) > 0) {
+                                uint64_t nsid = 0, size = 0;
+
+                                while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                                        const char *k;
+                                        char t;
+                                        const char *contents;
+
+                                        r = sd_bus_message_read(reply, "s", &k);
+                                        if (r >= 0)
+                                                r = sd_bus_message_peek_type(reply, &t, &contents);
+                                        if (r >= 0 && contents && strcmp(contents, "t") == 0 &&
+                                            (strcmp(k, "nsid") == 0 || strcmp(k, "size") == 0))
+                                                r = sd_bus_message_read(reply, "v", "t", strcmp(k, "nsid") == 0 ? &nsid : &size);
+                                        else if (r >= 0)
+                                                r = sd_bus_message_skip(reply, "v");
+                                        if (r >= 0)
+                                                r = sd_bus_message_exit_container(reply);
+                                        if (r < 0)
+                                                break;
+                                }
+                                if (r >= 0)
+                                        r = sd_bus_message_exit_container(reply);
+                                g_hash_table_insert(sizes, GUINT_TO_POINTER((guint) nsid), GSIZE_TO_POINTER((gsize) size));
+                        }
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                } else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        sd_bus_message_unref(reply);
+        if (r < 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "unexpected Backend from %s: %s",
+                            mg->destination, g_strerror(-r));
+                return FALSE;
+        }
+        for (guint i = 0; i < json_array_get_length(nss); i++) {
+                JsonObject *ns = json_array_get_object_element(nss, i);
+                guint nsid = (guint) json_object_get_int_member_with_default(ns, "nsid", 0);
+                uint64_t want = (uint64_t) json_object_get_int_member_with_default(ns, "size", 0);
+                gpointer got;
+
+                if (!g_hash_table_lookup_extended(sizes, GUINT_TO_POINTER(nsid), NULL, &got) ||
+                    (uint64_t) GPOINTER_TO_SIZE(got) != want) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                                    "namespace %u of %s is %" G_GUINT64_FORMAT " bytes here but %" G_GUINT64_FORMAT " on %s: %s is not the same storage there",
+                                    nsid, md->name, want, (uint64_t) GPOINTER_TO_SIZE(got), mg->destination,
+                                    json_object_get_string_member_with_default(ns, "path", "?"));
+                        return FALSE;
+                }
+        }
+        return TRUE;
+}
+
+static gboolean all_zero(const uint8_t *p, size_t n) {
+        return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static gboolean copy_image(sd_bus *b, Migration *mg, MigrateDev *md, const char *path, const MigrateImage *img,
+                           GError **error) {
+        g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
+        g_autofree uint8_t *buf = g_malloc(CHUNK);
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        bool sent_first = false;
+        uint64_t off = 0;
+        int fd, r;
+
+        fd = open(img->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED, "cannot read %s: %s", img->path,
+                            g_strerror(errno));
+                return FALSE;
+        }
+        while (off < img->size) {
+                size_t want = (size_t) MIN((uint64_t) CHUNK, img->size - off), got = 0;
+
+                while (got < want) {
+                        ssize_t n = pread(fd, buf + got, want - got, (off_t) (off + got));
+
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0) {
+                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED, "cannot read %s: %s",
+                                            img->path, n < 0 ? g_strerror(errno) : "file shorter than the namespace");
+                                close(fd);
+                                return FALSE;
+                        }
+                        got += (size_t) n;
+                }
+                /* Zero chunks are skipped: the destination starts from an empty image. */
+                if (!sent_first || !all_zero(buf, want)) {
+                        sd_bus_message *m = NULL;
+                        uint64_t le = GUINT64_TO_LE(off);
+
+                        r = sd_bus_message_new_method_call(b, &m, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "WriteImage");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "ut", img->nsid, off);
+                        if (r >= 0)
+                                r = sd_bus_message_append_array(m, 'y', buf, want);
+                        if (r >= 0)
+                                r = sd_bus_call(b, m, 0, &e, NULL);
+                        sd_bus_message_unref(m);
+                        if (r < 0) {
+                                close(fd);
+                                return call_failed(error, &e, r, mg->destination, "writing the image");
+                        }
+                        g_checksum_update(sum, (const guchar *) &le, sizeof(le));
+                        g_checksum_update(sum, buf, (gssize) want);
+                        sent_first = true;
+                }
+                off += want;
+                g_mutex_lock(&mg->lock);
+                mg->bytes += want;
+                g_mutex_unlock(&mg->lock);
+        }
+        close(fd);
+        r = sd_bus_call_method(b, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "CommitImage", &e, NULL, "us", img->nsid,
+                               g_checksum_get_string(sum));
+        if (r < 0)
+                return call_failed(error, &e, r, mg->destination, "committing the image");
+        return TRUE;
+}
+
+static gboolean migrate_one(sd_bus *b, Migration *mg, MigrateDev *md, GError **error) {
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        g_autofree char *path = NULL;
+        const char *p;
+        int r;
+
+        r = sd_bus_call_method(b, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "GetDevice", &e, NULL, "s",
+                               md->name);
+        if (r >= 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_EXISTS,
+                            "%s already has a device named %s: destroy or rename it there first", mg->destination,
+                            md->name);
+                return FALSE;
+        }
+        if (!sd_bus_error_has_name(&e, VFUD_DBUS_ERROR_NO_SUCH_DEVICE))
+                return call_failed(error, &e, r, mg->destination, "looking the device up");
+        sd_bus_error_free(&e);
+
+        r = sd_bus_message_new_method_call(b, &m, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "CreateDevice");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "sss", md->type, md->name, md->vm);
+        if (r >= 0)
+                r = append_create_options(m, md, error);
+        if (r >= 0)
+                r = sd_bus_call(b, m, 0, &e, &reply);
+        sd_bus_message_unref(m);
+        if (r < 0) {
+                g_autofree char *what = g_strdup_printf("creating %s", md->name);
+
+                return call_failed(error, &e, r, mg->destination, what);
+        }
+        md->created = true;
+        r = sd_bus_message_read(reply, "o", &p);
+        path = r >= 0 ? g_strdup(p) : NULL;
+        sd_bus_message_unref(reply);
+        if (!path) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "unexpected reply from %s", mg->destination);
+                return FALSE;
+        }
+        if (!add_extra_namespaces(b, mg, md, path, error))
+                return FALSE;
+        if (!mg->copy)
+                return check_shared(b, mg, md, path, error);
+        if (md->images->len) {
+                r = sd_bus_call_method(b, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "Stop", &e, NULL, NULL);
+                if (r < 0)
+                        return call_failed(error, &e, r, mg->destination, "stopping the new device for the copy");
+                for (guint i = 0; i < md->images->len; i++)
+                        if (!copy_image(b, mg, md, path, &g_array_index(md->images, MigrateImage, i), error))
+                                return FALSE;
+                if (md->was_running) {
+                        r = sd_bus_call_method(b, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "Start", &e, NULL, NULL);
+                        if (r < 0)
+                                return call_failed(error, &e, r, mg->destination, "starting the copied device");
+                }
+        }
+        return TRUE;
+}
+
+static void rollback(sd_bus *b, Migration *mg) {
+        for (guint i = 0; i < mg->devs->len; i++) {
+                MigrateDev *md = mg->devs->pdata[i];
+                sd_bus_error e = SD_BUS_ERROR_NULL;
+
+                if (!md->created)
+                        continue;
+                if (sd_bus_call_method(b, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "DestroyDevice", &e,
+                                       NULL, "s", md->name) < 0)
+                        g_warning("migration of %s: could not remove the copy on %s: %s; remove it there by hand (vfuctl destroy %s)",
+                                  md->name, mg->destination, e.message ? e.message : "no reply", md->name);
+                else
+                        md->created = false;
+                sd_bus_error_free(&e);
+        }
+}
+
+static gpointer migrate_thread(gpointer data) {
+        Migration *mg = data;
+        GError *error = NULL;
+        uint64_t one = 1;
+        sd_bus *b;
+
+        b = dest_open(mg->destination, &error);
+        if (b) {
+                g_mutex_lock(&mg->lock);
+                mg->started = g_get_monotonic_time();
+                mg->phase = mg->copy ? "copying" : "preparing";
+                g_mutex_unlock(&mg->lock);
+                for (guint i = 0; !error && i < mg->devs->len; i++)
+                        (void) migrate_one(b, mg, mg->devs->pdata[i], &error);
+                if (error)
+                        rollback(b, mg);
+                sd_bus_flush_close_unref(b);
+        }
+        mg->error = error;
+        set_phase(mg, error ? "failed" : "completed");
+        if (write(mg->efd, &one, sizeof(one)) < 0)
+                g_warning("cannot wake the event loop: %s", g_strerror(errno));
+        return NULL;
+}
+
+/* ---- back on the loop ---- */
+
+static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Migration *mg = userdata;
+        Manager *m = mg->manager;
+        g_autoptr(GHashTable) vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        GHashTableIter it;
+        gpointer vm;
+
+        g_thread_join(mg->thread);
+        mg->timer = sd_event_source_disable_unref(mg->timer);
+        progress_publish(mg);
+        for (guint i = 0; i < mg->devs->len; i++) {
+                MigrateDev *md = mg->devs->pdata[i];
+                Device *d = md->device;
+
+                if (!d)
+                        continue;
+                d->migration = NULL;
+                if (d->removed)
+                        continue;
+                if (mg->error) {
+                        device_log(d, G_LOG_LEVEL_WARNING, "migration to %s failed: %s", mg->destination,
+                                   mg->error->message);
+                        if (md->was_running)
+                                device_start(d, NULL, NULL);
+                        continue;
+                }
+                device_log(d, G_LOG_LEVEL_MESSAGE, "migrated to %s, removing it here", mg->destination);
+                if (*d->vm)
+                        g_hash_table_add(vms, g_strdup(d->vm));
+                device_ref(d);
+                manager_emit_device_removed(m, d);
+                device_remove_files(d);
+                manager_remove_device(m, d);
+                device_unref(d);
+        }
+        g_hash_table_iter_init(&it, vms);
+        while (g_hash_table_iter_next(&it, &vm, NULL))
+                manager_libvirt_apply(m, vm, NULL, NULL);
+        if (mg->error)
+                (void) manager_reply_error(mg->msg, mg->error);
+        else
+                (void) sd_bus_reply_method_return(mg->msg, NULL);
+        migration_free(mg);
+        return 0;
+}
+
+static void migration_start_thread(Migration *mg) {
+        Manager *m = mg->manager;
+        uint64_t now;
+        int r;
+
+        mg->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        r = mg->efd < 0 ? -errno : sd_event_add_io(m->event, &mg->done_source, mg->efd, EPOLLIN, on_thread_done, mg);
+        if (r >= 0) {
+                (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+                r = sd_event_add_time(m->event, &mg->timer, CLOCK_MONOTONIC, now + PROGRESS_INTERVAL_USEC, 0,
+                                      on_progress_timer, mg);
+        }
+        if (r < 0) {
+                g_set_error(&mg->error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "cannot start the migration: %s",
+                            g_strerror(-r));
+                if (mg->efd >= 0) {
+                        uint64_t one = 1;
+
+                        if (write(mg->efd, &one, sizeof(one)) >= 0 && mg->done_source)
+                                return;
+                }
+                (void) manager_reply_error(mg->msg, mg->error);
+                migration_free(mg);
+                return;
+        }
+        mg->thread = g_thread_new("vfud-migrate", migrate_thread, mg);
+}
+
+static void stopped_for_migration(Device *d, const GError *error, void *userdata) {
+        Migration *mg = userdata;
+
+        if (error && !mg->error)
+                mg->error = g_error_copy(error);
+        if (--mg->stops_pending > 0)
+                return;
+        if (mg->error) {
+                for (guint i = 0; i < mg->devs->len; i++) {
+                        MigrateDev *md = mg->devs->pdata[i];
+
+                        md->device->migration = NULL;
+                        device_set_migration(md->device, "failed", 0, 0, 0, 0);
+                        if (md->was_running)
+                                device_start(md->device, NULL, NULL);
+                }
+                (void) manager_reply_error(mg->msg, mg->error);
+                migration_free(mg);
+                return;
+        }
+        migration_start_thread(mg);
+}
+
+/* Check d and add it to mg: FALSE with error when it cannot be migrated as asked. */
+static gboolean add_device(Migration *mg, Device *d, const char *storage, GError **error) {
+        JsonObject *o = json_node_get_object(d->options);
+        JsonArray *nss = json_object_has_member(o, "namespaces") ? json_object_get_array_member(o, "namespaces") : NULL;
+        MigrateDev *md;
+
+        if (d->migration) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_BUSY, "device %s is being migrated already",
+                            d->name);
+                return FALSE;
+        }
+        if (d->state == DEVICE_CONNECTED) {
+                if (*d->vm)
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
+                                    "device %s is connected to VM %s, whose vfio-user client has not negotiated vfio-user "
+                                    "migration (QEMU's vfio-user-pci client cannot migrate device state), so it cannot move "
+                                    "while the VM runs: shut the VM down, then migrate it cold (vfuctl migrate --vm %s --to HOST)",
+                                    d->name, d->vm, d->vm);
+                else
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
+                                    "device %s is connected to a vfio-user client that has not negotiated vfio-user migration "
+                                    "(QEMU's vfio-user-pci client cannot migrate device state), so it cannot move while in use: "
+                                    "stop the client, then migrate it cold (vfuctl migrate %s --to HOST)",
+                                    d->name, d->name);
+                return FALSE;
+        }
+        if (d->state == DEVICE_STARTING || d->state == DEVICE_STOPPING) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_BUSY, "device %s is %s: try again in a moment",
+                            d->name, device_state_to_string(d->state));
+                return FALSE;
+        }
+        md = g_new0(MigrateDev, 1);
+        md->device = device_ref(d);
+        md->name = g_strdup(d->name);
+        md->type = g_strdup(d->type);
+        md->vm = g_strdup(d->vm);
+        md->options = json_node_copy(d->options);
+        md->was_running = d->state == DEVICE_LISTENING;
+        md->images = g_array_new(FALSE, TRUE, sizeof(MigrateImage));
+        g_ptr_array_add(mg->devs, md);
+        for (guint i = 0; nss && i < json_array_get_length(nss); i++) {
+                JsonObject *ns = json_array_get_object_element(nss, i);
+                const char *kind = json_object_get_string_member_with_default(ns, "kind", "image");
+                const char *path = json_object_get_string_member_with_default(ns, "path", "");
+                uint32_t nsid = (uint32_t) json_object_get_int_member_with_default(ns, "nsid", 0);
+
+                if (!*storage) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "say how %s's storage gets to the destination: storage=copy (images vfud created are copied) "
+                                    "or storage=shared (the same paths exist there)", d->name);
+                        return FALSE;
+                }
+                if (strcmp(kind, "image") == 0 && !mg->copy) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
+                                    "namespace %u of %s is an image in vfud's state directory (%s), which no other host shares: use storage=copy",
+                                    nsid, d->name, path);
+                        return FALSE;
+                }
+                if (strcmp(kind, "image") != 0 && mg->copy) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
+                                    "namespace %u of %s is backed by %s, which vfud did not create and does not copy: "
+                                    "put it on storage both hosts share and use storage=shared",
+                                    nsid, d->name, path);
+                        return FALSE;
+                }
+                if (mg->copy) {
+                        MigrateImage img = { nsid, g_strdup(path),
+                                             (uint64_t) json_object_get_int_member_with_default(ns, "size", 0) };
+
+                        g_array_append_val(md->images, img);
+                        mg->total += img.size;
+                }
+        }
+        return TRUE;
+}
+
+static gboolean read_options(sd_bus_message *msg, char **storage, GError **error) {
+        int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+
+        while (r >= 0 && (r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key, *value;
+
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        break;
+                if (strcmp(key, "storage") != 0) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "unknown option '%s': migration takes storage (s: copy or shared)", key);
+                        return FALSE;
+                }
+                r = sd_bus_message_read(msg, "v", "s", &value);
+                if (r < 0 || (strcmp(value, "copy") != 0 && strcmp(value, "shared") != 0)) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "option storage must be the string copy or shared");
+                        return FALSE;
+                }
+                g_free(*storage);
+                *storage = g_strdup(value);
+                r = sd_bus_message_exit_container(msg);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(msg);
+        if (r < 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT, "malformed options: %s", g_strerror(-r));
+                return FALSE;
+        }
+        return TRUE;
+}
+
+static gint compare_devices(gconstpointer a, gconstpointer b) {
+        return strcmp((*(Device *const *) a)->name, (*(Device *const *) b)->name);
+}
+
+static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *error) {
+        g_autoptr(GError) gerr = NULL;
+        g_autofree char *storage = g_strdup("");
+        g_autoptr(GPtrArray) list = g_ptr_array_new();
+        const char *what, *dest;
+        Migration *mg;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &what, &dest);
+        if (r < 0)
+                return r;
+        if (!read_options(msg, &storage, &gerr))
+                return manager_set_bus_error(error, gerr);
+        r = manager_check_authorized(m, msg, "migrating devices", error);
+        if (r < 0)
+                return r;
+        if (!*dest)
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
+                                         "no destination: give a bus address or [USER@]HOST");
+        if (by_vm) {
+                GHashTableIter it;
+                gpointer v;
+
+                g_hash_table_iter_init(&it, m->devices);
+                while (g_hash_table_iter_next(&it, NULL, &v))
+                        if (((Device *) v)->exported && *what && strcmp(((Device *) v)->vm, what) == 0)
+                                g_ptr_array_add(list, v);
+                if (list->len == 0)
+                        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_NO_SUCH_VM, "VM '%s' has no devices here", what);
+                g_ptr_array_sort(list, compare_devices);
+        } else {
+                Device *d = manager_find_device(m, what);
+
+                if (!d || !d->exported)
+                        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_NO_SUCH_DEVICE,
+                                                 "no device named '%s': 'vfuctl list' shows the devices", what);
+                g_ptr_array_add(list, d);
+        }
+
+        mg = g_new0(Migration, 1);
+        mg->manager = m;
+        mg->efd = -1;
+        mg->destination = g_strdup(dest);
+        mg->copy = strcmp(storage, "copy") == 0;
+        mg->devs = g_ptr_array_new_with_free_func((GDestroyNotify) migrate_dev_free);
+        mg->phase = "preparing";
+        g_mutex_init(&mg->lock);
+        for (guint i = 0; i < list->len; i++)
+                if (!add_device(mg, list->pdata[i], storage, &gerr)) {
+                        migration_free(mg);
+                        return manager_set_bus_error(error, gerr);
+                }
+        mg->msg = sd_bus_message_ref(msg);
+        mg->stops_pending = mg->devs->len;
+        for (guint i = 0; i < mg->devs->len; i++) {
+                MigrateDev *md = mg->devs->pdata[i];
+
+                md->device->migration = mg;
+                device_set_migration(md->device, "preparing", 0, mg->total, 0, 0);
+                device_log(md->device, G_LOG_LEVEL_MESSAGE, "migrating to %s (storage %s)", dest,
+                           mg->copy ? "copied" : *storage ? "shared" : "none");
+        }
+        /* Nothing may connect while the definitions move. */
+        for (guint i = 0; i < mg->devs->len; i++) {
+                MigrateDev *md = mg->devs->pdata[i];
+
+                device_stop(md->device, stopped_for_migration, mg);
+        }
+        return 1;
+}
+
+int manager_bus_migrate_device(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        return migrate(m, msg, false, error);
+}
+
+int manager_bus_migrate_vm(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        return migrate(m, msg, true, error);
+}
