@@ -86,7 +86,7 @@ static void dev_reset(void *opaque, VuResetKind kind) {
 
         /* Every server reset (DEVICE_RESET, FLR, lost client) also returns migration to RUNNING. */
         virtio_pci_reset(vp);
-        virtio_pci_mig_reset(vp);
+        devstate_mig_reset(&vp->mig);
 }
 
 /* 4.1.4.9: the VIRTIO_PCI_CAP_PCI_CFG access window. */

@@ -2,6 +2,7 @@
 /* VirtioPci internals shared by virtio-pci.c (capabilities, BAR, interrupts) and virtio-common.c (registers). */
 #pragma once
 
+#include "state/devstate-mig.h"
 #include "vfio-user/migration.h"
 #include "virtio/virtio-pci.h"
 
@@ -31,13 +32,9 @@ struct VirtioPci {
         unsigned pci_cfg_cap;           /* offset of the VIRTIO_PCI_CAP_PCI_CFG capability */
         uint8_t pci_cfg_data[4];        /* the window as last filled from the BAR */
 
-        /* Migration (virtio-pci-mig.c), control thread. */
+        /* Migration (virtio-pci-mig.c, virtio-pci-state.c), control thread. */
         char *state_type, *state_id;
-        enum vu_mig_state mig_state;
-        bool mig_hold;                  /* data path held stopped by migration */
-        DevStateWriter *mig_out;        /* STOP_COPY: the stream being read */
-        DevStateReader *mig_in;         /* RESUMING: the stream being written */
-        char *mig_error;
+        DevStateMig mig;
 };
 
 uint8_t virtio_pci_status_load(const VirtioPci *vp);
@@ -48,6 +45,8 @@ void virtio_pci_fire(VirtioPci *vp, uint16_t vector, uint8_t isr_bit);
 void virtio_pci_queue_notify(void *opaque, VirtQueue *vq);
 /* FEATURES_OK: may the driver's features be accepted (2.2.2)? */
 bool virtio_pci_features_acceptable(VirtioPci *vp, uint64_t features);
-/* Migration: the callbacks for VuDeviceOps.migration, and dropping migration state on reset. */
+/* Migration: the callbacks for VuDeviceOps.migration, and what DevStateMig needs of the transport. */
 extern const VuMigrationOps virtio_pci_mig_ops;
-void virtio_pci_mig_reset(VirtioPci *vp);
+extern const DevStateMigOps virtio_pci_state_ops;
+/* Check all of r, then apply it; any failure leaves the device reset.  0 or -errno. */
+int virtio_pci_state_apply(VirtioPci *vp, DevStateReader *r);

@@ -414,15 +414,14 @@ static int load(VirtioPci *vp, DevStateReader *r) {
         return 0;
 }
 
-int virtio_pci_state_load(VirtioPci *vp, DevStateReader *r) {
+int virtio_pci_state_apply(VirtioPci *vp, DevStateReader *r) {
         int ret = load(vp, r);
 
-        g_clear_pointer(&vp->mig_error, g_free);
-        if (ret < 0) {
-                vp->mig_error = g_strdup(devstate_reader_error(r) ? devstate_reader_error(r) : g_strerror(-ret));
-                g_debug("virtio %s: incoming device state refused: %s", vp->cfg.name ? vp->cfg.name : "",
-                        vp->mig_error);
+        if (ret < 0)
                 virtio_pci_reset(vp);
-        }
         return ret;
+}
+
+int virtio_pci_state_load(VirtioPci *vp, DevStateReader *r) {
+        return devstate_mig_load(&vp->mig, r);
 }

@@ -31,7 +31,7 @@ int virtio_pci_new(const VirtioPciConfig *cfg, VirtioPci **out) {
         vp->state_type = g_strdup(cfg->state_type);
         vp->state_id = g_strdup(cfg->state_id);
         vp->cfg.state_type = vp->cfg.state_id = NULL;   /* owned copies above */
-        vp->mig_state = VU_MIG_RUNNING;
+        devstate_mig_init(&vp->mig, &virtio_pci_state_ops, vp, cfg->name ? cfg->name : "virtio");
         vp->device_features = cfg->features | VIRTIO_BIT(VIRTIO_F_VERSION_1);
         vp->nvec = cfg->num_queues + 1;
         vp->notify_fd = -1;
@@ -49,6 +49,7 @@ int virtio_pci_new(const VirtioPciConfig *cfg, VirtioPci **out) {
                         g_free(vp->queues);
                         g_free(vp->state_type);
                         g_free(vp->state_id);
+                        devstate_mig_fini(&vp->mig);
                         return r;
                 }
                 vp->notify_fd = fd;
@@ -67,8 +68,7 @@ void virtio_pci_free(VirtioPci *vp) {
         g_free(vp->queues);
         if (vp->notify_fd >= 0)
                 close(vp->notify_fd);
-        virtio_pci_mig_reset(vp);
-        g_free(vp->mig_error);
+        devstate_mig_fini(&vp->mig);
         g_free(vp->state_type);
         g_free(vp->state_id);
         g_free(vp);
