@@ -465,9 +465,10 @@ static int check_ctrl(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
         if ((ret = get_array(r, s, CT_ERRLOG, "error log", im->errlog, sizeof(NvmeErrorLogEntry), NVME_ELPE + 1,
                              &n_err)) < 0)
                 return ret;
-        if (n_err != NVME_ELPE + 1 || im->err_head > NVME_ELPE)
-                return FAIL(r, "error log: %u entries, head %u (expected %u entries)", n_err, im->err_head,
-                            NVME_ELPE + 1);
+        if (n_err != NVME_ELPE + 1)
+                return FAIL(r, "error log: %u entries, expected %u", n_err, NVME_ELPE + 1);
+        if (im->err_head > NVME_ELPE)
+                return FAIL(r, "error log: newest entry at %u, beyond its %u entries", im->err_head, NVME_ELPE + 1);
         for (unsigned i = 0; i < im->n_changed_ns; i++)
                 if (im->changed_ns[i] == 0 || im->changed_ns[i] > NVME_MAX_NS)
                         return FAIL(r, "changed namespace list holds nsid %u", im->changed_ns[i]);
@@ -865,12 +866,13 @@ static int arc(NvmeCtrl *c, enum vu_mig_state from, enum vu_mig_state to) {
                 r = 0;
                 if (from == VU_MIG_RESUMING) {
                         r = c->mig_in ? load_state(c, c->mig_in) : -EINVAL;
-                        if (r < 0) {
+                        if (r < 0 && !c->mig_error) {
                                 set_error(c, c->mig_in && devstate_reader_error(c->mig_in)
                                                      ? devstate_reader_error(c->mig_in)
                                                      : "no device state was received");
-                                mig_ctrl_reset(c);
                         }
+                        if (r < 0)
+                                mig_ctrl_reset(c);
                 }
                 drop_streams(c);
                 return r;
