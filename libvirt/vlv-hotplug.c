@@ -114,6 +114,45 @@ vlv_qmp_device_add(virDomain *dom, const char *device_json, GError **error)
 
 /* ------------------------------------------------------ device_del wait */
 
+/*
+ * QEMU's vfio-user client up to at least 11.1.3 aborts on device_del of a
+ * vfio-user-pci function with MSI-X ("memory_region_del_subregion:
+ * Assertion `subregion->container == mr' failed", seen by vfu's VM
+ * suite), killing the VM; every vfu device has MSI-X.  No fixed release
+ * is known, so hot unplug is refused below this version; raise it when
+ * QEMU fixes the unplug path.
+ */
+#define VLV_QEMU_UNPLUG_OK_MAJOR 11
+#define VLV_QEMU_UNPLUG_OK_MINOR 2
+
+static gboolean
+check_unplug_safe(virDomain *dom, GError **error)
+{
+        g_autoptr(JsonNode) ret = vlv_qmp(dom, "query-version", NULL, error);
+        JsonObject *o, *q;
+        gint64 major, minor, micro;
+
+        if (!ret)
+                return FALSE;
+        o = JSON_NODE_HOLDS_OBJECT(ret) ? json_node_get_object(ret) : NULL;
+        q = o && json_object_has_member(o, "qemu") ? json_object_get_object_member(o, "qemu") : NULL;
+        if (!q)
+                return TRUE;    /* unknown: let QEMU decide */
+        major = json_object_get_int_member_with_default(q, "major", 0);
+        minor = json_object_get_int_member_with_default(q, "minor", 0);
+        micro = json_object_get_int_member_with_default(q, "micro", 0);
+        if (major > VLV_QEMU_UNPLUG_OK_MAJOR ||
+            (major == VLV_QEMU_UNPLUG_OK_MAJOR && minor >= VLV_QEMU_UNPLUG_OK_MINOR))
+                return TRUE;
+        g_set_error(error, VLV_ERROR, VLV_ERROR_HOTPLUG,
+                    "VM '%s' runs QEMU %" G_GINT64_FORMAT ".%" G_GINT64_FORMAT ".%"
+                    G_GINT64_FORMAT ", whose vfio-user client aborts when a device "
+                    "is hot-unplugged (the VM would crash); shut the VM down and "
+                    "detach the device then (the persistent definition is unchanged)",
+                    virDomainGetName(dom), major, minor, micro);
+        return FALSE;
+}
+
 typedef struct {
         GMutex lock;
         GCond cond;
@@ -211,7 +250,12 @@ vlv_qmp_device_del_wait(virConnect *conn, virDomain *dom, const char *id,
                 done = w->deleted;
                 g_mutex_unlock(&w->lock);
                 /* the event is the signal; QEMU's device list is the truth */
-                if (vlv_qmp_has_device(dom, id, &present, error))
+                if (virDomainIsActive(dom) != 1)
+                        g_set_error(error, VLV_ERROR, VLV_ERROR_HOTPLUG,
+                                    "VM '%s' stopped while device %s was being "
+                                    "unplugged; the persistent definition is unchanged",
+                                    virDomainGetName(dom), id);
+                else if (vlv_qmp_has_device(dom, id, &present, error))
                         ok = !present;
                 if (!ok && !(error && *error))
                         g_set_error(error, VLV_ERROR, VLV_ERROR_TIMEOUT,
@@ -409,7 +453,8 @@ vlv_detach(const char *uri, const char *vm, const char *name, guint timeout_ms,
         if (virDomainIsActive(dom) == 1) {
                 if (!vlv_qmp_has_device(dom, id, &present, error))
                         return FALSE;
-                if (present && !vlv_qmp_device_del_wait(conn, dom, id, timeout_ms, error))
+                if (present && (!check_unplug_safe(dom, error) ||
+                                !vlv_qmp_device_del_wait(conn, dom, id, timeout_ms, error)))
                         return FALSE;
         }
         if (virDomainIsPersistent(dom) != 1)

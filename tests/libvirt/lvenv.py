@@ -64,8 +64,13 @@ stdio_handler = "file"
 class Libvirtd:
     """libvirtd in the foreground with a private /etc/libvirt, /run, /var."""
 
-    def __init__(self, hooks=None):
+    def __init__(self, hooks=None, keep=(), binds=()):
+        """hooks: {name: script} for /etc/libvirt/hooks/qemu.d;
+        keep: host directories under /var or /run to keep visible;
+        binds: (source, target) bind mounts made in the namespace first."""
         self.hooks = hooks or {}
+        self.keep = [os.path.realpath(k) for k in keep]
+        self.binds = list(binds)
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix='vfu-libvirtd-')
         self.log = os.path.join(self.dir, 'libvirtd.log')
@@ -98,8 +103,19 @@ class Libvirtd:
                 with open(copy, 'a') as f:
                     f.write(line)
             self._mount('--bind', copy, '/etc/' + db)
+        for source, target in self.binds:
+            self._mount('--bind', source, target)
+        held = []
+        for i, path in enumerate(self.keep):
+            hold = os.path.join(self.dir, 'keep%d' % i)
+            os.makedirs(hold)
+            self._mount('--bind', path, hold)
+            held.append((hold, path))
         self._mount('-t', 'tmpfs', 'tmpfs', '/run')
         self._mount('-t', 'tmpfs', 'tmpfs', '/var')
+        for hold, path in held:
+            os.makedirs(path, exist_ok=True)
+            self._mount('--bind', hold, path)
         for d in ('/var/lib/libvirt', '/var/cache/libvirt', '/var/log/libvirt',
                   '/var/tmp', '/run/libvirt'):
             os.makedirs(d, exist_ok=True)
@@ -117,7 +133,7 @@ class Libvirtd:
             if self.proc.poll() is not None:
                 raise RuntimeError('libvirtd exited with %d; see %s'
                                    % (self.proc.returncode, self.out.name))
-            r = subprocess.run(['virsh', '-c', URI, 'version'], capture_output=True)
+            r = subprocess.run(['virsh', '-c', URI, 'list', '--all'], capture_output=True)
             if r.returncode == 0:
                 return
             time.sleep(0.1)

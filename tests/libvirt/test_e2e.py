@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The libvirt path end to end with QEMU's real vfio-user client.
+
+A private libvirtd (lvenv) runs the QEMU >= 10.1 that the VM suite
+provisions (tests/vm/provision: $VFU_VM_CACHE, default /var/cache/vfu-vm),
+vfu-hook is installed, vfud serves an NVMe device on a private bus.  Then:
+
+  vlv apply      the definition gets memfd shared RAM, vfu's ports, the device
+  virsh start    the prepare hook starts the device, QEMU connects, a Linux
+                 guest (the VM suite's kernel and initramfs) sees /dev/nvme0
+  vlv attach     a second device hot-plugged through QMP device_add; the
+                 guest sees it; it is recorded in the persistent definition
+  vlv detach     device_del; the guest releases it; DEVICE_DELETED; gone
+                 from the persistent definition (on QEMU releases whose client
+                 aborts on device_del: refused while running, done once the
+                 VM is stopped)
+  virsh destroy  the release hook returns the devices to idle
+
+Skips (77) when the provisioned QEMU/guest is absent, or as non-root.
+Environment: VLV_TOOL, VLV_RENDER, VFU_HOOK, VFUD, VFUD_WORKER.
+"""
+
+import glob
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, '..', 'vm'))
+import lvenv  # noqa: E402
+
+CACHE = os.environ.get('VFU_VM_CACHE', '/var/cache/vfu-vm')
+TOOL = os.environ.get('VLV_TOOL', '')
+HOOK = os.environ.get('VFU_HOOK', '')
+
+GUEST_CASE = r'''
+# Report the NVMe controllers as the host adds and removes them.
+wait_for() {    # wait_for SECONDS TEST...
+        n=$(($1 * 10)); shift
+        while [ $n -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done
+        return 1
+}
+ctrls() { ls /sys/class/nvme 2>/dev/null | tr '\n' ' '; }
+wait_for 60 test -e /sys/class/nvme/nvme0
+echo "GUEST-NVME: boot $(ctrls)"
+wait_for 300 test -e /sys/class/nvme/nvme1
+wait_for 30 test -e /sys/class/nvme/nvme1/model
+echo "GUEST-NVME: plugged $(ctrls)"
+wait_for 300 test ! -e /sys/class/nvme/nvme1
+echo "GUEST-NVME: unplugged $(ctrls)"
+'''
+
+
+def provisioned():
+    qemu = os.path.join(CACHE, 'bin', 'qemu-system-x86_64')
+    images = sorted(glob.glob(os.path.join(CACHE, 'images', '*', 'vmlinuz')),
+                    key=os.path.getmtime)
+    if not os.path.exists(qemu) or not images:
+        lvenv.skip('no provisioned QEMU/guest in %s (run tests/vm/provision, '
+                   'or the vm suite, first)' % CACHE)
+    d = os.path.dirname(images[-1])
+    initrd = os.path.join(d, 'initramfs.cpio.gz')
+    if not os.path.exists(initrd):
+        lvenv.skip('no guest initramfs in %s' % d)
+    r = subprocess.run([qemu, '-device', 'vfio-user-pci,help'], capture_output=True, text=True)
+    if r.returncode != 0:
+        lvenv.skip('the provisioned QEMU has no vfio-user-pci: %s' % r.stderr.strip())
+    return qemu, images[-1], initrd
+
+
+def guest_initrd(base, out):
+    import cpio
+    case = io.BytesIO()
+    w = cpio.Writer(case)
+    w.directory('vfu')
+    w.file('vfu/case.sh', GUEST_CASE.encode(), 0o755)
+    w.finish()
+    with open(base, 'rb') as f:
+        data = f.read()
+    with open(out, 'wb') as f:
+        f.write(data)
+        f.write(b'\0' * (-len(data) % 512))
+        f.write(gzip.compress(case.getvalue(), 1))
+
+
+def main():
+    lvenv.reexec_in_namespace()
+    for k, v in (('VLV_TOOL', TOOL), ('VFU_HOOK', HOOK)):
+        if not v:
+            lvenv.skip('%s not set (run through meson test)' % k)
+    qemu, kernel, base_initrd = provisioned()
+    failures = []
+
+    def check(cond, what):
+        print(('ok   ' if cond else 'FAIL ') + what, flush=True)
+        if not cond:
+            failures.append(what)
+        return cond
+
+    def tool(*args):
+        r = subprocess.run([TOOL] + list(args), capture_output=True, text=True, timeout=120)
+        return r.returncode == 0, r.stderr.strip()
+
+    with lvenv.Vfud() as vf:
+        if 'nvme' not in vf.types():
+            lvenv.skip('vfud-worker has no nvme device type in this build')
+        wrapper = '#!/bin/sh\nexec %s --bus %s "$@"\n' % (HOOK, vf.address)
+        # libvirt lists every QOM type, which makes QEMU load every module
+        # it finds, including the host's own in the same directory (another
+        # QEMU build: an assertion fails).  The provisioned QEMU finds its
+        # own through QEMU_MODULE_DIR, so hide the host's.  And when the VM
+        # suite found KVM unusable here, hide it from libvirt's probe too.
+        binds = []
+        moddir = '/usr/lib/x86_64-linux-gnu/qemu'
+        if os.path.isdir(moddir):
+            binds.append((tempfile.mkdtemp(prefix='vfu-nomodules-'), moddir))
+        probe = os.path.join(CACHE, 'accel-probe')
+        kvm = os.path.exists(probe) and open(probe).read().strip().endswith('kvm')
+        if not kvm and os.path.exists('/dev/kvm'):
+            binds.append(('/dev/null', '/dev/kvm'))
+        with lvenv.Libvirtd(hooks={'vfu-hook': wrapper}, keep=[CACHE], binds=binds) as lv:
+            initrd = os.path.join(lv.dir, 'guest.initrd')
+            guest_initrd(base_initrd, initrd)
+            serial = os.path.join(lv.dir, 'serial.log')
+            # nvme0 idle until the prepare hook starts it; nvme1 listening,
+            # as vfud leaves a device it is about to attach
+            for name in ('nvme0', 'nvme1'):
+                vf.create_nvme(name, 'e2e')
+            vf.manager('StopDevice', 's', 'nvme0')
+            sock0, sock1 = vf.prop('nvme0', 'SocketPath'), vf.prop('nvme1', 'SocketPath')
+            lv.define('''<domain type='%s'>
+  <name>e2e</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>2</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>%s</kernel>
+    <initrd>%s</initrd>
+    <cmdline>console=ttyS0 panic=-1 quiet</cmdline>
+  </os>
+  <features><acpi/></features>
+  <cpu mode='%s'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <devices>
+    <emulator>%s</emulator>
+    <serial type='file'><source path='%s'/><target port='0'/></serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>''' % ('kvm' if kvm else 'qemu', kernel, initrd,
+                'host-passthrough' if kvm else 'maximum', qemu, serial))
+
+            ok, err = tool('apply', 'e2e', 'nvme0=' + sock0)
+            check(ok, 'vfu applied the definition ' + err)
+            r = lv.virsh('start', 'e2e', check=False)
+            if not check(r.returncode == 0, 'libvirtd started the VM (hook, QEMU, device) '
+                         + r.stderr.strip()):
+                return finish(failures)
+
+            def console_has(text, timeout):
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    try:
+                        with open(serial, errors='replace') as f:
+                            if text in f.read():
+                                return True
+                    except FileNotFoundError:
+                        pass
+                    time.sleep(0.2)
+                return False
+
+            def console_tail():
+                try:
+                    with open(serial, errors='replace') as f:
+                        return '\n'.join(f.read().splitlines()[-15:])
+                except FileNotFoundError:
+                    return '(no console)'
+
+            check(vf.state('nvme0') == 'connected', 'QEMU connected to the device')
+            if not check(console_has('GUEST-NVME: boot nvme0', 180),
+                         'the guest sees the cold-plugged controller'):
+                print(console_tail())
+                return finish(failures)
+
+            ok, err = tool('attach', 'e2e', 'nvme1=' + sock1)
+            check(ok, 'hot attach through QMP device_add ' + err)
+            check(console_has('GUEST-NVME: plugged nvme0 nvme1', 120),
+                  'the guest sees the hot-plugged controller')
+            def persistent_devices():
+                return subprocess.run([os.environ['VLV_RENDER'], '--list', '-'],
+                                      input=lv.virsh_out('dumpxml', 'e2e', '--inactive'),
+                                      capture_output=True, text=True).stdout
+
+            check('nvme1 ' in persistent_devices(),
+                  'the attach is recorded in the persistent definition')
+
+            version = json.loads(lv.virsh_out('qemu-monitor-command', 'e2e',
+                                              '{"execute":"query-version"}'))['return']['qemu']
+            unplug_ok = (version['major'], version['minor']) >= (11, 2)
+            ok, err = tool('detach', 'e2e', 'nvme1', '60000')
+            if unplug_ok:
+                check(ok, 'hot detach: device_del, DEVICE_DELETED ' + err)
+                check(console_has('GUEST-NVME: unplugged nvme0', 60),
+                      'the guest released the controller')
+            else:
+                # this QEMU aborts on device_del of a vfio-user device: vfu
+                # refuses instead of crashing the VM
+                check(not ok and 'HOTPLUG' in err and 'aborts when a device is hot-unplugged'
+                      in err, 'hot detach refused on QEMU %(major)d.%(minor)d.%(micro)d: '
+                      % version + err)
+                check(lv.virsh_out('domstate', 'e2e').strip() == 'running',
+                      'the VM keeps running with both controllers')
+                check('nvme1 ' in persistent_devices(), 'the definition is unchanged')
+                lv.virsh('destroy', 'e2e')
+                ok, err = tool('detach', 'e2e', 'nvme1')
+                check(ok, 'detach from the stopped VM ' + err)
+            listed = persistent_devices()
+            check('nvme1 ' not in listed and 'nvme0 ' in listed,
+                  'the detach is recorded in the persistent definition')
+
+            lv.virsh('destroy', 'e2e', check=False)
+            deadline = time.monotonic() + 20
+            while vf.state('nvme0') != 'idle' and time.monotonic() < deadline:
+                time.sleep(0.1)
+            check(vf.state('nvme0') == 'idle', 'the release hook returned the device to idle')
+            if failures:
+                print(console_tail())
+    finish(failures)
+
+
+def finish(failures):
+    if failures:
+        print('%d failure(s)' % len(failures))
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == '__main__':
+    main()
