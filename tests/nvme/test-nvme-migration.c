@@ -8,6 +8,10 @@
  *                                 is stopped, an outstanding AER, features;
  *                                 data verified before and after, I/O going
  *                                 on on the destination with the same queues
+ *   live_migration_shadow_doorbells  the same with shadow doorbells and
+ *                                 EventIdx (§5.7) in guest memory
+ *   live_migration_cq_full        completions waiting for room in a full
+ *                                 CQ travel and are posted by the destination
  *   dirty_reads_and_cqes_only     pages written by Read data and completion
  *                                 entries are reported, nothing else
  *   bad_streams_refused           truncated, corrupted, wrong-version,
@@ -228,15 +232,44 @@ static unsigned peek_cqes(NvmeDrv *d, uint16_t qid) {
 #define LATE 8
 #define CHUNK (64u * 1024)
 
+/* Storage copied while the source cannot write any more. */
+static void copy_storage(Fx *f) {
+        for (unsigned ns = 1; ns <= 2; ns++) {
+                g_autofree char *from = g_strdup_printf("%s/src-ns%u.img", f->dir, ns);
+                g_autofree char *to = g_strdup_printf("%s/dst-ns%u.img", f->dir, ns);
+                g_autofree char *data = NULL;
+                gsize len;
+                assert_true(g_file_get_contents(from, &data, &len, NULL));
+                int fd = open(to, O_WRONLY);
+                assert_true(fd >= 0);
+                assert_int_equal(pwrite(fd, data, len, 0), (ssize_t) len);
+                close(fd);
+        }
+}
+
+/* Destination: RESUMING with the stream, STOP, RUNNING; the driver moves over (same RAM and queues). */
+static NvmeDrv *switch_over(Fx *f, const GByteArray *st) {
+        int werr;
+        assert_int_equal(write_stream(f->dst.c, st->data, st->len, &werr), 0);
+        assert_int_equal(werr, 0);
+        assert_int_equal(mig_get(f->dst.c), VU_MIG_STOP);
+        assert_int_equal(mig_set(f->dst.c, VU_MIG_RUNNING), 0);
+        assert_int_equal(csts(f->dst.c) & 3, NVME_CSTS_RDY);
+        f->dvmm.d = *f->d;
+        f->dvmm.d.opaque = &f->dvmm;
+        return &f->dvmm.d;
+}
+
 /* The whole path: source stopped with I/O in flight, state and storage moved, destination running. */
-static void test_live_migration_io_in_flight(void **state) {
-        Fx *f = *state;
+static void live_migration(Fx *f, bool shadow) {
         NvmeDrv *d = f->d;
 
         assert_int_equal(nvme_drv_enable(d, 32), 0);
         assert_int_equal(nvme_drv_set_features(d, NVME_FEAT_NUM_QUEUES, (QUEUES - 1) | (QUEUES - 1) << 16, NULL), 0);
         assert_int_equal(nvme_drv_create_io_queues(d, 1, 64, 1), 0);
         assert_int_equal(nvme_drv_create_io_queues(d, 2, 128, 2), 0);
+        if (shadow)
+                assert_int_equal(nvme_drv_dbbuf_config(d), 0);
         assert_int_equal(nvme_drv_set_features(d, NVME_FEAT_ARBITRATION, 0x03020107, NULL), 0);
         assert_int_equal(nvme_drv_set_features(d, NVME_FEAT_TEMP_THRESH, 350, NULL), 0);
         assert_int_equal(nvme_drv_set_features(d, NVME_FEAT_ASYNC_EVENT, 1u << 8, NULL), 0);
@@ -285,31 +318,9 @@ static void test_live_migration_io_in_flight(void **state) {
         g_autoptr(GString) desc = g_string_new(NULL);
         assert_int_equal(devstate_describe(st->data, st->len, desc), 0);
 
-        /* Storage copied while the source cannot write any more. */
         dst_connect(f, NS2_SIZE);
-        for (unsigned ns = 1; ns <= 2; ns++) {
-                g_autofree char *from = g_strdup_printf("%s/src-ns%u.img", f->dir, ns);
-                g_autofree char *to = g_strdup_printf("%s/dst-ns%u.img", f->dir, ns);
-                g_autofree char *data = NULL;
-                gsize len;
-                assert_true(g_file_get_contents(from, &data, &len, NULL));
-                int fd = open(to, O_WRONLY);
-                assert_true(fd >= 0);
-                assert_int_equal(pwrite(fd, data, len, 0), (ssize_t) len);
-                close(fd);
-        }
-
-        int werr;
-        assert_int_equal(write_stream(f->dst.c, st->data, st->len, &werr), 0);
-        assert_int_equal(werr, 0);
-        assert_int_equal(mig_get(f->dst.c), VU_MIG_STOP);
-        assert_int_equal(mig_set(f->dst.c, VU_MIG_RUNNING), 0);
-        assert_int_equal(csts(f->dst.c) & 3, NVME_CSTS_RDY);
-
-        /* The driver moves over: same RAM, same queues, the destination's registers and interrupts. */
-        f->dvmm.d = *d;
-        f->dvmm.d.opaque = &f->dvmm;
-        d = &f->dvmm.d;
+        copy_storage(f);
+        d = switch_over(f, st);
         unsigned seen1 = 0, seen2 = 0;
         uint32_t cids1 = 0, cids2 = 0;
         NvmeCqe e;
@@ -368,6 +379,78 @@ static void test_live_migration_io_in_flight(void **state) {
         assert_int_equal(pread(fd, chk, CHUNK, 60000ull * 512), CHUNK);
         close(fd);
         assert_memory_not_equal(chk, nvme_drv_ptr(d, rd), CHUNK);
+        if (shadow)
+                print_message("shadow doorbells: %" G_GUINT64_FORMAT " MMIO doorbell writes in all\n",
+                              d->mmio_doorbells);
+}
+
+static void test_live_migration_io_in_flight(void **state) {
+        live_migration(*state, false);
+}
+
+static void test_live_migration_shadow_doorbells(void **state) {
+        live_migration(*state, true);
+}
+
+/*
+ * A full CQ: completions waiting for room travel with the state and are
+ * posted by the destination once the guest frees entries.
+ */
+static void test_live_migration_cq_full(void **state) {
+        Fx *f = *state;
+        NvmeDrv *d = f->d;
+        NvmeStats st0, st1;
+
+        assert_int_equal(nvme_drv_enable(d, 32), 0);
+        assert_int_equal(nvme_drv_create_io_queues(d, 3, 4, 3), 0);   /* 3 usable entries each */
+        uint64_t buf = nvme_drv_alloc(d, 6 * PAGE, PAGE);
+        nvme_ctrl_get_stats(f->src.srv.c, &st0);
+        for (unsigned i = 0; i < 3; i++) {
+                fill(d, buf + i * PAGE, PAGE, 500 + i);
+                queue_write(d, 3, 1000 + i * 8, 8, buf + i * PAGE);
+        }
+        nvme_drv_ring(d, 3);
+        for (int i = 0; i < 1000 && peek_cqes(d, 3) < 3; i++)
+                g_usleep(1000);
+        assert_int_equal(peek_cqes(d, 3), 3);   /* the CQ is full: nothing consumed */
+        for (unsigned i = 3; i < 6; i++) {
+                fill(d, buf + i * PAGE, PAGE, 500 + i);
+                queue_write(d, 3, 1000 + i * 8, 8, buf + i * PAGE);
+        }
+        nvme_drv_ring(d, 3);
+        /* At least one more command completes on the source and waits for room. */
+        for (int i = 0; i < 1000; i++) {
+                nvme_ctrl_get_stats(f->src.srv.c, &st1);
+                if (st1.commands >= st0.commands + 4)
+                        break;
+                g_usleep(1000);
+        }
+        assert_true(st1.commands >= st0.commands + 4);
+
+        assert_int_equal(mig_set(f->src.c, VU_MIG_STOP_COPY), 0);
+        g_autoptr(GByteArray) st = read_stream(f->src.c);
+        assert_int_equal(mig_set(f->src.c, VU_MIG_STOP), 0);
+        nvme_ctrl_get_stats(f->src.srv.c, &st1);
+        print_message("CQ full at STOP: %" G_GUINT64_FORMAT " of 6 completed on the source (3 posted, the rest "
+                      "waiting for room)\n", st1.commands - st0.commands);
+        dst_connect(f, NS2_SIZE);
+        copy_storage(f);
+        d = switch_over(f, st);
+
+        uint32_t cids = 0;
+        NvmeCqe e;
+        for (unsigned i = 0; i < 6; i++) {
+                assert_int_equal(nvme_drv_reap(d, 3, &e, 10000), 0);
+                assert_int_equal(nvme_drv_status(&e), 0);
+                assert_true(e.cid < 6 && !(cids & (1u << e.cid)));
+                cids |= 1u << e.cid;
+        }
+        assert_int_equal(nvme_drv_poll(d, 3, &e), 0);
+        uint64_t rd = nvme_drv_alloc(d, PAGE, PAGE);
+        for (unsigned i = 0; i < 6; i++) {
+                assert_int_equal(nvme_drv_rw(d, 3, false, 1, 1000 + i * 8, 8, 512, rd, false), 0);
+                check(d, rd, PAGE, 500 + i);
+        }
 }
 
 /* ---- dirty logging ------------------------------------------------------------------------- */
@@ -625,6 +708,8 @@ static void test_bad_streams_refused(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_live_migration_io_in_flight, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_live_migration_shadow_doorbells, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_live_migration_cq_full, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dirty_reads_and_cqes_only, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_streams_refused, setup, teardown),
         };
