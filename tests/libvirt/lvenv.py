@@ -10,6 +10,7 @@ host's /etc/libvirt, /run and /var are never touched.
 Needs root (mount namespaces); skips (exit 77) with a reason otherwise.
 """
 
+import glob
 import os
 import shutil
 import signal
@@ -164,6 +165,10 @@ class Libvirtd:
         except Exception:
             pass
         self.stop()
+        # The keepN holds are bind mounts of host directories (the VM
+        # suite's cache): unmount them first, or rmtree empties the host's.
+        for hold in glob.glob(os.path.join(self.dir, 'keep*')):
+            subprocess.run(['umount', '-l', hold], check=False)
         if exc[0] is not None:
             sys.stderr.write('libvirtd state kept in %s\n' % self.dir)
         else:
