@@ -816,6 +816,8 @@ static int load_state(NvmeCtrl *c, DevStateReader *r) {
             (ret = check_feat(c, r, im)) < 0 || (ret = check_queues(c, r, im)) < 0 ||
             (ret = check_namespaces(c, r)) < 0)
                 return ret;
+        /* Whatever register writes reached the controller while RESUMING are forgotten. */
+        mig_ctrl_reset(c);
         ret = apply_image(c, im);
         if (ret < 0) {
                 devstate_reader_fail(r, ret, "cannot rebuild the queues: %s", g_strerror(-ret));

@@ -530,6 +530,19 @@ static void test_dirty_reads_and_cqes_only(void **state) {
         log_report(f->src.c, bm);
         memset(want, 0, BITMAP_LEN);
         expect_pages(bm, want);
+
+        /* Shadow doorbells: EventIdx updates are device writes too (§5.7). */
+        assert_int_equal(nvme_drv_dbbuf_config(d), 0);
+        uint64_t ei_gpa = GPA + (uint64_t) ((uint8_t *) d->db_ei - d->ram);
+        log_report(f->src.c, bm);
+        assert_int_equal(nvme_drv_rw(d, 1, false, 1, 0, 8, 512, rbuf, false), 0);
+        g_usleep(50 * 1000);    /* the controller goes idle and arms EventIdx */
+        log_report(f->src.c, bm);
+        memset(want, 0, BITMAP_LEN);
+        want_range(want, rbuf, PAGE);
+        want_range(want, d->q[1].cq_gpa, 64 * sizeof(NvmeCqe));
+        want_range(want, ei_gpa, PAGE);
+        expect_pages(bm, want);
         log_ctl(f->src.c, false);
 }
 
