@@ -11,6 +11,7 @@ Needs root (mount namespaces); skips (exit 77) with a reason otherwise.
 """
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -65,16 +66,25 @@ stdio_handler = "file"
 class Libvirtd:
     """libvirtd in the foreground with a private /etc/libvirt, /run, /var."""
 
-    def __init__(self, hooks=None, keep=(), binds=()):
+    def __init__(self, hooks=None, keep=(), binds=(), nested=False, host_uuid=None,
+                 workdir=None):
         """hooks: {name: script} for /etc/libvirt/hooks/qemu.d;
         keep: host directories under /var or /run to keep visible;
-        binds: (source, target) bind mounts made in the namespace first."""
+        binds: (source, target) bind mounts made in the namespace first;
+        nested: run in a namespace of its own (a second host: its socket
+        is then reached through self.uri); host_uuid: libvirt's host UUID
+        (two libvirtds on one machine need different ones to migrate)."""
         self.hooks = hooks or {}
         self.keep = [os.path.realpath(k) for k in keep]
         self.binds = list(binds)
+        self.nested = nested
+        self.host_uuid = host_uuid
         self.proc = None
-        self.dir = tempfile.mkdtemp(prefix='vfu-libvirtd-')
+        self.dir = workdir or tempfile.mkdtemp(prefix='vfu-libvirtd-')
         self.log = os.path.join(self.dir, 'libvirtd.log')
+        self.shared_run = os.path.join(self.dir, 'run-libvirt') if nested else None
+        self.uri = ('qemu+unix:///system?socket=%s/libvirt-sock' % self.shared_run
+                    if nested else URI)
 
     # --- namespace setup -------------------------------------------------
     def _mount(self, *args):
@@ -85,6 +95,8 @@ class Libvirtd:
         os.makedirs(os.path.join(etc, 'hooks', 'qemu.d'))
         with open(os.path.join(etc, 'libvirtd.conf'), 'w') as f:
             f.write('log_outputs = "3:file:%s"\n' % self.log)
+            if self.host_uuid:
+                f.write('host_uuid = "%s"\n' % self.host_uuid)
         with open(os.path.join(etc, 'qemu.conf'), 'w') as f:
             f.write(QEMU_CONF)
         for name, text in self.hooks.items():
@@ -121,20 +133,29 @@ class Libvirtd:
                   '/var/tmp', '/run/libvirt'):
             os.makedirs(d, exist_ok=True)
         os.symlink('/run', '/var/run')
+        if self.shared_run:
+            os.makedirs(self.shared_run, exist_ok=True)
+            self._mount('--bind', self.shared_run, '/run/libvirt')
         os.makedirs('/etc/libvirt', exist_ok=True)
         self._mount('--bind', etc, '/etc/libvirt')
 
     # --- daemon ----------------------------------------------------------
     def start(self):
         self.out = open(os.path.join(self.dir, 'libvirtd.out'), 'a')
-        self.proc = subprocess.Popen(['libvirtd', '-f', '/etc/libvirt/libvirtd.conf'],
-                                     stdout=self.out, stderr=subprocess.STDOUT)
+        if self.nested:
+            config = json.dumps({'hooks': self.hooks, 'keep': self.keep, 'binds': self.binds,
+                                 'host_uuid': self.host_uuid, 'workdir': self.dir})
+            argv = ['unshare', '--mount', '--propagation', 'private', sys.executable,
+                    os.path.abspath(__file__), 'serve', config]
+        else:
+            argv = ['libvirtd', '-f', '/etc/libvirt/libvirtd.conf']
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError('libvirtd exited with %d; see %s'
                                    % (self.proc.returncode, self.out.name))
-            r = subprocess.run(['virsh', '-c', URI, 'list', '--all'], capture_output=True)
+            r = subprocess.run(['virsh', '-c', self.uri, 'list', '--all'], capture_output=True)
             if r.returncode == 0:
                 return
             time.sleep(0.1)
@@ -154,7 +175,8 @@ class Libvirtd:
             self.out = None
 
     def __enter__(self):
-        self._setup()
+        if not self.nested:
+            self._setup()
         self.start()
         return self
 
@@ -177,7 +199,7 @@ class Libvirtd:
 
     # --- helpers -----------------------------------------------------------
     def virsh(self, *args, check=True, input=None):
-        r = subprocess.run(['virsh', '-c', URI] + list(args), capture_output=True,
+        r = subprocess.run(['virsh', '-c', self.uri] + list(args), capture_output=True,
                            text=True, input=input)
         if check and r.returncode != 0:
             raise AssertionError('virsh %s failed: %s' % (' '.join(args), r.stderr.strip()))
@@ -320,3 +342,16 @@ class Vfud:
 
     def state(self, name):
         return self.prop(name, 'State')
+
+
+def serve(config):
+    """In a fresh mount namespace: set up a Libvirtd and become libvirtd."""
+    c = json.loads(config)
+    lv = Libvirtd(hooks=c['hooks'], keep=c['keep'], binds=[tuple(b) for b in c['binds']],
+                  nested=True, host_uuid=c['host_uuid'], workdir=c['workdir'])
+    lv._setup()
+    os.execvp('libvirtd', ['libvirtd', '-f', '/etc/libvirt/libvirtd.conf'])
+
+
+if __name__ == '__main__' and len(sys.argv) == 3 and sys.argv[1] == 'serve':
+    serve(sys.argv[2])

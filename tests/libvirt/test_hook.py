@@ -251,7 +251,8 @@ def libvirtd_main():
         if 'nvme' not in vf.types():
             lvenv.skip('vfud-worker has no nvme device type in this build')
         wrapper = '#!/bin/sh\nexec %s --bus %s "$@"\n' % (HOOK, vf.address)
-        with lvenv.Libvirtd(hooks={'vfu-hook': wrapper}) as lv:
+        with lvenv.Libvirtd(hooks={'vfu-hook': wrapper},
+                            host_uuid='7a1c9d2e-4b3f-4e8a-a6d5-1f2e3d4c5b6a') as lv:
             vf.create_nvme('nvme0', 'hooked')
             vf.manager('StopDevice', 's', 'nvme0')
             sock = vf.prop('nvme0', 'SocketPath')
@@ -295,6 +296,30 @@ def libvirtd_main():
                   'a restore is refused by the hook: %s' % r.stderr.strip())
             check('saved' not in lv.virsh_out('list', '--name').split(),
                   'the refused restore left no running VM')
+
+            # migrate: a second host (a namespace and libvirtd of its own),
+            # hook installed, refuses an incoming VM with vfu devices
+            memfd = "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"
+            with lvenv.Libvirtd(hooks={'vfu-hook': wrapper}, nested=True,
+                                host_uuid='2f0b5e3c-8a4d-4f6e-9b1a-0c7d2e3f4a5b') as dst:
+                lv.define(lvenv.domain_xml('mig', memory_backing=memfd))
+                lv.virsh('start', 'mig')
+                xml = lv.virsh_out('dumpxml', '--migratable', 'mig')
+                path = os.path.join(lv.dir, 'mig-vfu.xml')
+                with open(path, 'w') as f:
+                    f.write(domain_from(xml, 'nvme2=/run/vfud/nvme2.sock'))
+                migrate = ['migrate', '--live', 'mig', dst.uri, '--migrateuri', 'tcp://127.0.0.1']
+                r = lv.virsh(*(migrate + ['--xml', path]), check=False)
+                check(r.returncode != 0 and "vfu-hook: VM 'mig': refusing live migration" in
+                      r.stderr, 'a live migration with vfu devices is refused at the '
+                      'destination: %s' % r.stderr.strip())
+                check('mig' in lv.virsh_out('list', '--name').split(),
+                      'the VM keeps running on the source')
+                # control: the same VM without vfu devices migrates
+                r = lv.virsh(*migrate, check=False)
+                check(r.returncode == 0 and 'mig' in dst.virsh_out('list', '--name').split(),
+                      'the same migration without vfu devices goes through: %s'
+                      % r.stderr.strip())
     if failures:
         print('%d failure(s)' % len(failures))
         sys.exit(1)
