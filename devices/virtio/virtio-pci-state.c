@@ -326,6 +326,18 @@ static int read_queue(VirtioPci *vp, DevStateReader *r, const TransportState *t,
         if (packed && (q->last_avail >= q->size || q->used_idx >= q->size))
                 return devstate_reader_fail(r, -EINVAL, "queue %u: ring position %u/%u outside %u slots", qi,
                                             q->last_avail, q->used_idx, q->size);
+        /* The device cannot have completed more than it took, nor hold more than the ring. */
+        {
+                unsigned taken = packed ? (q->avail_wrap == q->used_wrap ? (unsigned) q->last_avail - q->used_idx
+                                                                         : (unsigned) q->last_avail + q->size -
+                                                                                   q->used_idx)
+                                        : (uint16_t) (q->last_avail - q->used_idx);
+
+                if ((int) taken < 0 || taken > q->size)
+                        return devstate_reader_fail(r, -EINVAL,
+                                                    "queue %u: %u buffers taken but %u completed, in a ring of %u",
+                                                    qi, q->last_avail, q->used_idx, q->size);
+        }
         if (q->broken)
                 return 0;               /* never touched again until reset: its rings need not map */
         if (!vp->mem)

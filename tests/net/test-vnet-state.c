@@ -420,7 +420,7 @@ static void expect_refused(Mx *x, GByteArray *s, int err, const char *needle) {
 
 /* Field numbers of the stream (virtio-pci-state.c, vnet-state.c): part of the format. */
 enum { CM_DRIVER_FEATURES = 1, CM_STATUS = 2 };
-enum { Q_SIZE = 1, Q_MSIX_VECTOR = 2, Q_DESC = 4, Q_LAST_AVAIL = 9 };
+enum { Q_SIZE = 1, Q_MSIX_VECTOR = 2, Q_DESC = 4, Q_LAST_AVAIL = 9, Q_USED_IDX = 11 };
 enum { NT_MAC = 2, NT_STATUS = 3, NT_ACTIVE_PAIRS = 5 };
 #define VNET_SEC_NET (VIRTIO_STATE_SEC_DEVICE + 1)
 
@@ -466,6 +466,13 @@ static void refusals(void **state) {
                 v16 = htole16(64);
                 expect_refused(x, edit(s, VIRTIO_STATE_SEC_QUEUE, 0, Q_LAST_AVAIL, &v16, 2), -EINVAL,
                                "outside 64 slots");
+        }
+        /* More completed than taken: the used index one past the last buffer taken. */
+        {
+                const VirtQueue *q = virtio_pci_queue(vnet_virtio(x->src.n), 1);
+                v16 = htole16((uint16_t) ((q->used_idx + 1) % (x->packed ? q->size : 0x10000)));
+                expect_refused(x, edit(s, VIRTIO_STATE_SEC_QUEUE, 1, Q_USED_IDX, &v16, 2), -EINVAL,
+                               "completed, in a ring of 64");
         }
 
         /* Format-level damage: truncated, corrupted, another version, another device type. */
