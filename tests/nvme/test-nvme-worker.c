@@ -2,7 +2,8 @@
 /*
  * The nvme device type in a real vfud-worker process: definition JSON in,
  * vfio-user socket out, our client as the VMM doing verified I/O against
- * the backing files the worker created; bad options rejected with a message.
+ * the backing files the worker created; bad options rejected with a message;
+ * live migration between two workers with writes in flight at STOP.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,7 @@ static const char *worker_path;
 
 typedef struct Fx {
         char *dir;
-        GPid pid;
+        GPid pid, pid2;
 } Fx;
 
 static int setup(void **state) {
@@ -41,6 +42,10 @@ static int teardown(void **state) {
                 kill(f->pid, SIGTERM);
                 waitpid(f->pid, NULL, 0);
         }
+        if (f->pid2 > 0) {
+                kill(f->pid2, SIGTERM);
+                waitpid(f->pid2, NULL, 0);
+        }
         g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", f->dir);
         assert_int_equal(system(cmd), 0);
         g_free(f->dir);
@@ -48,22 +53,28 @@ static int teardown(void **state) {
         return 0;
 }
 
-/* Start the worker on a definition; returns its exit status if it exits early, or -1 while it runs. */
-static int start_worker(Fx *f, const char *options_json, char **sock_out, char **err_out) {
-        g_autofree char *def = g_build_filename(f->dir, "dev.json", NULL);
+/*
+ * Start a worker on a definition (in subdirectory tag, "" for the test's
+ * directory); returns its exit status if it exits early, or -1 while it runs.
+ */
+static int start_worker_at(Fx *f, const char *tag, GPid *pid, const char *options_json, char **sock_out,
+                           char **err_out) {
+        g_autofree char *dir = g_build_filename(f->dir, tag, NULL);
+        g_mkdir_with_parents(dir, 0700);
+        g_autofree char *def = g_build_filename(dir, "dev.json", NULL);
         g_autofree char *json = g_strdup_printf("{\"name\": \"w0\", \"type\": \"nvme\", \"vm\": \"t\", \"options\": %s}",
                                                 options_json);
-        char *sock = g_build_filename(f->dir, "w0.sock", NULL);
-        g_autofree char *errlog = g_build_filename(f->dir, "stderr.log", NULL);
+        char *sock = g_build_filename(dir, "w0.sock", NULL);
+        g_autofree char *errlog = g_build_filename(dir, "stderr.log", NULL);
         assert_true(g_file_set_contents(def, json, -1, NULL));
         g_autofree char *cmd = g_strdup_printf("exec '%s' --definition '%s' --socket '%s' --no-seccomp 2>'%s'",
                                                worker_path, def, sock, errlog);
         char *argv[] = { "/bin/sh", "-c", cmd, NULL };
-        assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &f->pid, NULL));
+        assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, pid, NULL));
         for (int i = 0; i < 1000; i++) {
                 int status;
-                if (waitpid(f->pid, &status, WNOHANG) == f->pid) {
-                        f->pid = 0;
+                if (waitpid(*pid, &status, WNOHANG) == *pid) {
+                        *pid = 0;
                         if (err_out)
                                 g_file_get_contents(errlog, err_out, NULL, NULL);
                         g_free(sock);
@@ -75,6 +86,10 @@ static int start_worker(Fx *f, const char *options_json, char **sock_out, char *
         }
         *sock_out = sock;
         return -1;
+}
+
+static int start_worker(Fx *f, const char *options_json, char **sock_out, char **err_out) {
+        return start_worker_at(f, "", &f->pid, options_json, sock_out, err_out);
 }
 
 static void test_worker_verified_io(void **state) {
@@ -138,6 +153,94 @@ static void test_worker_bad_options(void **state) {
         assert_non_null(strstr(err, "block-size"));
 }
 
+static int mig_set(VuClient *c, uint32_t st) {
+        struct vu_feature_mig_state m = { .device_state = st };
+        return vu_client_device_feature(c, VU_FEATURE_SET | VU_FEATURE_MIG_DEVICE_STATE, &m, sizeof(m), NULL, 0, NULL);
+}
+
+/*
+ * Live migration between two worker processes from the same definition.
+ * Storage is shared (both definitions name the same files, as on shared
+ * storage): the source writes nothing after STOP, the destination nothing
+ * before RUNNING, and both use the page cache, so the destination reads
+ * what the source wrote.  Guest RAM is one memfd mapped by both clients.
+ */
+static void test_worker_live_migration(void **state) {
+        Fx *f = *state;
+        g_autofree char *p1 = g_build_filename(f->dir, "a.img", NULL);
+        g_autofree char *opts = g_strdup_printf(
+                "{\"serial\": \"W0SERIAL\", \"queues\": 2, \"host-uuid\": \"6b1d2c3a-1f2e-4d5c-9b8a-7f6e5d4c3b2a\","
+                " \"namespaces\": [{\"nsid\": 1, \"path\": \"%s\", \"size\": 8388608}]}", p1);
+        g_autofree char *sock = NULL, *sock2 = NULL;
+        assert_int_equal(start_worker_at(f, "src", &f->pid, opts, &sock, NULL), -1);
+        assert_int_equal(start_worker_at(f, "dst", &f->pid2, opts, &sock2, NULL), -1);
+
+        NvmeVmm v;
+        assert_int_equal(nvme_vmm_connect(&v, sock, 0x100000000ull, 16 << 20, 3), 0);
+        NvmeDrv *d = &v.d;
+        uint64_t buf = nvme_drv_alloc(d, 1 << 20, 4096), buf2 = nvme_drv_alloc(d, 1 << 20, 4096);
+        assert_int_equal(nvme_drv_enable(d, 32), 0);
+        assert_int_equal(nvme_drv_set_features(d, 0x07, 1 | 1 << 16, NULL), 0);
+        assert_int_equal(nvme_drv_dbbuf_config(d), 0);
+        assert_int_equal(nvme_drv_create_io_queues(d, 1, 64, 1), 0);
+        uint8_t *w = nvme_drv_ptr(d, buf), *r = nvme_drv_ptr(d, buf2);
+        for (unsigned i = 0; i < 65536; i++)
+                w[i] = (uint8_t) (i * 11 + 1);
+        assert_int_equal(nvme_drv_rw(d, 1, true, 1, 200, 128, 512, buf, false), 0);
+        /* Writes in flight as the source stops. */
+        for (unsigned i = 0; i < 8; i++) {
+                NvmeSqe c = { .opcode = NVME_CMD_WRITE, .nsid = 1, .cdw10 = 1000 + i * 128, .cdw12 = 127 };
+                nvme_drv_build_prps(d, &c, buf, 65536);
+                nvme_drv_queue(d, 1, &c);
+        }
+        nvme_drv_ring(d, 1);
+
+        assert_int_equal(mig_set(v.c, VU_MIG_STOP_COPY), 0);
+        GByteArray *st = g_byte_array_new();
+        uint8_t chunk[4096];
+        int n;
+        while ((n = vu_client_mig_data_read(v.c, chunk, sizeof(chunk))) > 0)
+                g_byte_array_append(st, chunk, (guint) n);
+        assert_int_equal(n, 0);
+        assert_int_equal(mig_set(v.c, VU_MIG_STOP), 0);
+
+        /* The destination VMM: its own connection, the same RAM. */
+        VuClient *c2 = NULL;
+        int irq2[3];
+        assert_int_equal(vu_client_connect(sock2, &c2), 0);
+        assert_int_equal(vu_client_negotiate(c2, NULL), 0);
+        assert_int_equal(vu_client_map_ram(c2, &v.ram), 0);
+        uint16_t cmd = 0x6;
+        assert_int_equal(vu_client_region_write(c2, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false), 0);
+        assert_int_equal(vu_client_enable_msix(c2, 3, irq2), 0);
+        assert_int_equal(mig_set(c2, VU_MIG_RESUMING), 0);
+        for (guint off = 0; off < st->len; off += 1000)
+                assert_int_equal(vu_client_mig_data_write(c2, st->data + off, MIN(1000u, st->len - off)), 0);
+        assert_int_equal(mig_set(c2, VU_MIG_STOP), 0);
+        assert_int_equal(mig_set(c2, VU_MIG_RUNNING), 0);
+        g_byte_array_unref(st);
+
+        /* The driver now talks to the destination (the same NvmeVmm, its client and interrupts swapped). */
+        VuClient *c1 = v.c;
+        int irq1[3] = { v.irq_fds[0], v.irq_fds[1], v.irq_fds[2] };
+        v.c = c2;
+        memcpy(v.irq_fds, irq2, sizeof(irq2));
+        NvmeCqe e;
+        for (unsigned i = 0; i < 8; i++) {
+                assert_int_equal(nvme_drv_reap(d, 1, &e, 10000), 0);
+                assert_int_equal(nvme_drv_status(&e), 0);
+        }
+        for (unsigned i = 0; i < 9; i++) {
+                memset(r, 0, 65536);
+                assert_int_equal(nvme_drv_rw(d, 1, false, 1, i == 8 ? 200 : 1000 + i * 128, 128, 512, buf2, false), 0);
+                assert_memory_equal(w, r, 65536);
+        }
+        vu_client_free(c1);
+        for (unsigned i = 0; i < 3; i++)
+                close(irq1[i]);
+        nvme_vmm_disconnect(&v);
+}
+
 int main(int argc, char **argv) {
         worker_path = argc > 1 ? argv[1] : NULL;
         if (!worker_path) {
@@ -147,6 +250,7 @@ int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_worker_verified_io, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_worker_bad_options, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_worker_live_migration, setup, teardown),
         };
         return cmocka_run_group_tests_name("nvme-worker", tests, NULL, NULL);
 }
