@@ -331,13 +331,14 @@ static int method_get_vm_xml(sd_bus_message *msg, void *userdata, sd_bus_error *
 typedef struct AttachCall {
         sd_bus_message *msg;
         Device *device;
-        char *vm;
+        char *vm, *old_vm;
 } AttachCall;
 
 static void attach_call_free(AttachCall *a) {
         sd_bus_message_unref(a->msg);
         device_unref(a->device);
         g_free(a->vm);
+        g_free(a->old_vm);
         g_free(a);
 }
 
@@ -357,13 +358,15 @@ static gboolean device_set_vm(Device *d, const char *vm, GError **error) {
 
 static void attach_done(Manager *m, const char *result, const GError *error, void *userdata) {
         AttachCall *a = userdata;
-        g_autoptr(GError) gerr = NULL;
 
-        if (!error && !a->device->removed && !device_set_vm(a->device, a->vm, &gerr))
-                error = gerr;
-        if (error)
+        if (error) {
+                g_autoptr(GError) gerr = NULL;
+
+                /* Back to the VM it had (none). */
+                if (!a->device->removed && !device_set_vm(a->device, a->old_vm, &gerr))
+                        device_log(a->device, G_LOG_LEVEL_WARNING, "cannot restore its definition: %s", gerr->message);
                 (void) manager_reply_error(a->msg, error);
-        else {
+        } else {
                 device_log(a->device, G_LOG_LEVEL_MESSAGE, "attached to VM %s", a->vm);
                 device_set_libvirt_status(a->device, "applied", NULL);
                 (void) sd_bus_reply_method_return(a->msg, NULL);
@@ -373,9 +376,20 @@ static void attach_done(Manager *m, const char *result, const GError *error, voi
 
 static void attach_started(Device *d, const GError *error, void *userdata) {
         AttachCall *a = userdata;
+        g_autoptr(GError) gerr = NULL;
 
         if (error) {
                 (void) manager_reply_error(a->msg, error);
+                attach_call_free(a);
+                return;
+        }
+        /*
+         * Record the VM first: the attach redefines the domain, and the
+         * re-render that libvirt's event triggers must already include the
+         * device, or it would drop it again.
+         */
+        if (!d->removed && !device_set_vm(d, a->vm, &gerr)) {
+                (void) manager_reply_error(a->msg, gerr);
                 attach_call_free(a);
                 return;
         }
@@ -414,6 +428,7 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         a->msg = sd_bus_message_ref(msg);
         a->device = device_ref(d);
         a->vm = g_strdup(vm);
+        a->old_vm = g_strdup(d->vm);
         /* The VM connects at once: the device must listen first. */
         device_start(d, attach_started, a);
         return 1;
@@ -421,14 +436,16 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
 
 static void detach_done(Manager *m, const char *result, const GError *error, void *userdata) {
         AttachCall *a = userdata;
-        g_autoptr(GError) gerr = NULL;
 
-        if (!error && !a->device->removed && !device_set_vm(a->device, "", &gerr))
-                error = gerr;
-        if (error)
+        if (error) {
+                g_autoptr(GError) gerr = NULL;
+
+                /* Still in the VM (the unplug may be pending in the guest): say so again. */
+                if (!a->device->removed && !device_set_vm(a->device, a->old_vm, &gerr))
+                        device_log(a->device, G_LOG_LEVEL_WARNING, "cannot restore its definition: %s", gerr->message);
                 (void) manager_reply_error(a->msg, error);
-        else {
-                device_log(a->device, G_LOG_LEVEL_MESSAGE, "detached from VM %s", a->vm);
+        } else {
+                device_log(a->device, G_LOG_LEVEL_MESSAGE, "detached from VM %s", a->old_vm);
                 device_set_libvirt_status(a->device, "", NULL);
                 (void) sd_bus_reply_method_return(a->msg, NULL);
         }
@@ -437,6 +454,7 @@ static void detach_done(Manager *m, const char *result, const GError *error, voi
 
 static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        g_autoptr(GError) gerr = NULL;
         const char *name;
         AttachCall *a;
         Device *d;
@@ -454,11 +472,18 @@ static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         if (!*d->vm)
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
                                          "device %s belongs to no VM: there is nothing to detach", name);
+        if (device_is_migrating(d))
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY, "device %s is being migrated", name);
         a = g_new0(AttachCall, 1);
         a->msg = sd_bus_message_ref(msg);
         a->device = device_ref(d);
-        a->vm = g_strdup(d->vm);
+        a->old_vm = g_strdup(d->vm);
+        /* The detach job takes the VM from the job, not the device: forget it first so that a
+         * re-render triggered meanwhile does not put the device back. */
         manager_libvirt_detach(m, d, detach_done, a);
+        if (!device_set_vm(d, "", &gerr)) {
+                device_log(d, G_LOG_LEVEL_WARNING, "cannot record the detach: %s", gerr->message);
+        }
         return 1;
 }
 

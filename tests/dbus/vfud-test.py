@@ -10,6 +10,7 @@ VFUD, VFUD_WORKER, VFUCTL, VU_HOLD, NVME_IO, XML_DIR, BUS_CONF.  Exit status
 0 pass, 1 fail, 77 skip (with the reason on stdout).
 """
 
+import glob
 import json
 import os
 import shutil
@@ -198,6 +199,11 @@ class Env:
                     except (OSError, ValueError):
                         pass
         return pids
+
+    def spawn_raw(self, args, **kw):
+        p = subprocess.Popen(args, **kw)
+        self.children.append(p)
+        return p
 
     def spawn(self, args, **kw):
         p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, **kw)
@@ -1381,6 +1387,152 @@ def test_migrate_shared(env):
         check(env.prop('ms2', 'MigrationState') == 'failed', 'the source device is kept')
 
     migrate_case(env, run)
+
+
+LIBVIRTD_SETUP = r"""
+set -e
+D="$1"
+for db in passwd group; do mount --bind "$D/$db" /etc/$db; done
+mount -t tmpfs tmpfs /var
+mkdir -p /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /var/tmp
+ln -s /run /var/run
+mount -t tmpfs tmpfs /run
+mkdir -p /run/libvirt
+mount --bind "$D/run-libvirt" /run/libvirt
+mkdir -p /etc/libvirt
+mount --bind "$D/etc" /etc/libvirt
+exec libvirtd -f /etc/libvirt/libvirtd.conf
+"""
+
+
+class PrivateLibvirtd:
+    """Debian's libvirtd in the foreground in a mount namespace of its own (tmpfs /run and /var, its own
+    /etc/libvirt), its socket bind-mounted to a directory the test sees."""
+
+    def __init__(self, env):
+        if os.geteuid() != 0:
+            raise Skip('a private libvirtd needs root (mount namespaces)')
+        for prog in ('libvirtd', 'virsh', 'unshare', 'qemu-system-x86_64'):
+            if not shutil.which(prog):
+                raise Skip(f'{prog} not found (Debian: libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients, '
+                           'qemu-system-x86)')
+        if not glob.glob('/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so'):
+            raise Skip('libvirt-daemon-driver-qemu is not installed')
+        self.dir = os.path.join(env.dir, 'libvirt')
+        etc = os.path.join(self.dir, 'etc')
+        os.makedirs(os.path.join(etc, 'hooks'))
+        os.makedirs(os.path.join(self.dir, 'run-libvirt'))
+        with open(os.path.join(etc, 'libvirtd.conf'), 'w') as f:
+            f.write(f'log_outputs = "3:file:{self.dir}/libvirtd.log"\n')
+        with open(os.path.join(etc, 'qemu.conf'), 'w') as f:
+            f.write('user = "root"\ngroup = "root"\ndynamic_ownership = 0\nsecurity_driver = "none"\n')
+        # the qemu driver resolves its packaged default user even when qemu.conf names another
+        for db, line in (('passwd', 'libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin\n'),
+                         ('group', 'libvirt-qemu:x:64055:\n')):
+            with open('/etc/' + db) as f:
+                text = f.read()
+            if not any(x.startswith('libvirt-qemu:') for x in text.splitlines()):
+                text += line
+            with open(os.path.join(self.dir, db), 'w') as f:
+                f.write(text)
+        self.uri = f'qemu+unix:///system?socket={self.dir}/run-libvirt/libvirt-sock'
+        self.out = open(os.path.join(self.dir, 'libvirtd.out'), 'w')
+        self.proc = env.spawn_raw(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', LIBVIRTD_SETUP,
+                                   'setup', self.dir], stdout=self.out, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 30
+        while subprocess.run(['virsh', '-c', self.uri, 'list', '--all'], capture_output=True).returncode != 0:
+            if self.proc.poll() is not None:
+                with open(self.out.name) as f:
+                    raise Skip(f'libvirtd cannot run here: {f.read().strip()[-300:]}')
+            if time.monotonic() > end:
+                raise Fail('libvirtd did not answer within 30 s')
+            time.sleep(0.1)
+
+    def virsh(self, *args, check_rc=True):
+        p = subprocess.run(['virsh', '-c', self.uri] + list(args), capture_output=True, text=True, timeout=60)
+        if check_rc and p.returncode != 0:
+            raise Fail(f'virsh {" ".join(args)}: {p.stderr.strip()}')
+        return p.stdout
+
+    def define(self, name):
+        path = os.path.join(self.dir, f'{name}.xml')
+        with open(path, 'w') as f:
+            f.write(DOMAIN_Q35.replace("<domain type='kvm'>", "<domain type='qemu'>")
+                    .replace('<name>lv1</name>', f'<name>{name}</name>')
+                    .replace('<uuid>6f1b7c2e-0d43-4c1e-9b55-3a0d2f7e9a10</uuid>', ''))
+        self.virsh('define', path)
+
+    def dumpxml(self, name):
+        return self.virsh('dumpxml', '--inactive', name)
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            with open(self.out.name) as f:
+                print(f'libvirtd exited with {self.proc.returncode}: {f.read()[-2000:]}')
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+
+def qemu_args(xml):
+    root = ET.fromstring(xml)
+    return [a.get('value') for a in root.iter('{http://libvirt.org/schemas/domain/qemu/1.0}arg')]
+
+
+def test_libvirtd(env):
+    """A real libvirtd: definitions follow device creation, later defines, destruction, attach and detach."""
+    need_type('nvme')
+    lv = PrivateLibvirtd(env)
+    try:
+        lv.define('lvdom')
+        with open(env.config, 'a') as f:
+            f.write(f'[Libvirt]\nEnabled=yes\nURI={lv.uri}\n')
+        env.start_vfud()
+
+        env.create('nvme', 'lvd1', 'lvdom', size=MiB)
+        check(env.prop('lvd1', 'LibvirtStatus') == 'applied',
+              f'applied on create: {env.prop("lvd1", "LibvirtStatus")} {env.prop("lvd1", "LibvirtError")}')
+        xml = lv.dumpxml('lvdom')
+        check('vfu-lvd1' in xml and env.prop('lvd1', 'SocketPath') in xml, 'the device is in the definition')
+        check("<source type='memfd'/>" in xml and "<access mode='shared'/>" in xml, 'shared memfd memory')
+        check(qemu_args(vm_xml(env, 'lvdom')) == qemu_args(xml), 'GetVmXml shows what libvirt holds')
+        rc, out, err = env.vfuctl('xml', '--vm', 'lvdom')
+        check(rc == 0 and qemu_args(out) == qemu_args(xml), f'vfuctl xml: {rc} {err}')
+
+        # a device for a VM libvirt does not know yet: applied once the VM is defined
+        env.create('nvme', 'lvd2', 'lvlate', size=MiB)
+        check(env.prop('lvd2', 'LibvirtStatus') == 'failed', 'not applied before the VM exists')
+        env.expect(ERR + 'NoSuchVm', vm_xml, env, 'lvlate')
+        lv.define('lvlate')
+        env.wait_for(lambda: env.prop('lvd2', 'LibvirtStatus') == 'applied', 20, 'the later define to be followed')
+        check('vfu-lvd2' in lv.dumpxml('lvlate'), 'the late VM carries its device')
+
+        # attach to a shut-off VM records it; detach removes it; the other entries stay
+        env.create('nvme', 'lvd3', '', size=MiB)
+        env.mgr('AttachDevice', '(ss)', 'lvd3', 'lvdom')
+        check(env.prop('lvd3', 'Vm') == 'lvdom', 'Vm follows the attach')
+        xml = lv.dumpxml('lvdom')
+        check('vfu-lvd3' in xml and 'vfu-lvd1' in xml, 'attached in the definition')
+        rc, out, err = env.vfuctl('detach', 'lvd3')
+        check(rc == 0 and 'lvd3: detached' in out, f'vfuctl detach: {rc} {err}')
+        check(env.prop('lvd3', 'Vm') == '', 'Vm cleared')
+        xml = lv.dumpxml('lvdom')
+        check('vfu-lvd3' not in xml and 'vfu-lvd1' in xml, 'only the detached device left')
+        env.expect(ERR + 'NoSuchVm', env.mgr, 'AttachDevice', '(ss)', 'lvd3', 'no-such-vm')
+        check(env.prop('lvd3', 'Vm') == '', 'a failed attach changes nothing')
+
+        # destroying a device removes only its entries; the last one takes the vfu controllers with it
+        env.mgr('DestroyDevice', '(s)', 'lvd1')
+        env.wait_for(lambda: 'vfu-lvd1' not in lv.dumpxml('lvdom'), 20, 'the destroyed device to leave the definition')
+        check('vfio-user-pci' not in lv.dumpxml('lvdom'), 'no vfu device left in lvdom')
+        check('vfu-lvd2' in lv.dumpxml('lvlate'), 'the other VM is untouched')
+    finally:
+        lv.stop()
 
 
 CASES = {name[5:].replace('_', '-'): fn for name, fn in globals().items() if name.startswith('test_')}
