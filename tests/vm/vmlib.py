@@ -6,6 +6,7 @@ vfio-user devices), Vm.run() boots it and requires `VFU-VM-RESULT: PASS`;
 ctx.spawn(...) runs a device server and waits for its socket.  Everything a
 case starts is stopped by Context.cleanup(), whatever happened.
 """
+import fcntl
 import gzip
 import io
 import json
@@ -288,7 +289,7 @@ class Vm:
         except OSError:
             return ""
 
-    def wait_for(self, pattern, timeout=120):
+    def wait_for(self, pattern, timeout=300):
         """Wait for a line matching pattern on the serial console, after the
         previous match; returns the match.  Fails early if the guest already reported its result."""
         rx = re.compile(pattern, re.M)
@@ -387,18 +388,21 @@ class Context:
             boot_id = f.read().strip()
         key = f"{boot_id} {self.env['QEMU_VERSION']} {self.env['KVER']}"
         stamp = os.path.join(CACHE, "accel-probe")
-        try:
-            with open(stamp) as f:
-                cached_key, accel = f.read().rsplit("\n", 1)
-            if cached_key == key:
-                return accel
-        except (OSError, ValueError):
-            pass
-        accel = self._probe_kvm()
-        with open(stamp + ".tmp", "w") as f:
-            f.write(f"{key}\n{accel}")
-        os.replace(stamp + ".tmp", stamp)
-        return accel
+        # Cases start in parallel: one probes, the others wait for its answer.
+        with open(os.path.join(CACHE, ".accel-lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                with open(stamp) as f:
+                    cached_key, accel = f.read().rsplit("\n", 1)
+                if cached_key == key:
+                    return accel
+            except (OSError, ValueError):
+                pass
+            accel = self._probe_kvm()
+            with open(stamp + ".tmp", "w") as f:
+                f.write(f"{key}\n{accel}")
+            os.replace(stamp + ".tmp", stamp)
+            return accel
 
     def _probe_kvm(self):
         """Boot the guest once under KVM; some hosts' /dev/kvm cannot run an

@@ -2,7 +2,7 @@
 # mkfs.ext4 on the namespace, files written through the file system, a clean
 # fsck, then mounted again and the files verified.
 . /vfu/lib.sh
-wait_path /dev/nvme0n1 60
+wait_path /dev/nvme0n1 120
 check "mkfs.ext4" mkfs.ext4 -q -F /dev/nvme0n1
 check "fsck.ext4 of the new file system" fsck.ext4 -fn /dev/nvme0n1
 mkdir -p /mnt/t

@@ -3,7 +3,7 @@
 # verify pass) while the host does something disruptive around the device;
 # the guest must see no I/O error at all.
 . /vfu/lib.sh
-wait_path /dev/nvme0n1 60
+wait_path /dev/nvme0n1 120
 marker "fio-started"
 if ! fio --name=long --filename=/dev/nvme0n1 --direct=1 --thread --ioengine=libaio \
         --iodepth=32 --numjobs=2 --rw=randwrite --bs=4k --size=16m --offset_increment=16m \

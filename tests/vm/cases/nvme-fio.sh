@@ -2,7 +2,7 @@
 # fio write+verify at queue depth 1 and 32, several jobs on disjoint ranges,
 # direct I/O, on /dev/nvme0n1.  fio exits non-zero on any I/O or verify error.
 . /vfu/lib.sh
-wait_path /dev/nvme0n1 60
+wait_path /dev/nvme0n1 120
 
 run_fio() {
         name=$1; shift

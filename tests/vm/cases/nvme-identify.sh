@@ -3,7 +3,7 @@
 # binds it, the block device has the right size, and what nvme-cli reads back
 # (identify controller/namespace, SMART, error log) is sane.
 . /vfu/lib.sh
-wait_path /dev/nvme0n1 60
+wait_path /dev/nvme0n1 120
 say "$(cat /sys/class/nvme/nvme0/model) / $(cat /sys/class/nvme/nvme0/serial) / fw $(cat /sys/class/nvme/nvme0/firmware_rev)"
 expect_eq "namespaces in /sys" "$(ls -d /sys/block/nvme0n* | wc -l)" 1
 

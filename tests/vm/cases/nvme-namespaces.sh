@@ -6,7 +6,7 @@
 n=0
 for size in $NS_SIZES; do
         n=$((n + 1))
-        d=$(ns_dev $n 60)
+        d=$(ns_dev $n 120)
         expect_eq "namespace $n ($d) bytes" "$(( $(cat /sys/block/$d/size) * 512 ))" "$size"
         check "id-ns $d" nvme id-ns /dev/$d
 done

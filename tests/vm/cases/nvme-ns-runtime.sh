@@ -3,11 +3,11 @@
 # namespace 1; the guest sees both (namespace-attribute-changed event, no
 # rescan by hand) and uses the new space.
 . /vfu/lib.sh
-wait_path /dev/nvme0n1 60
+wait_path /dev/nvme0n1 120
 expect_eq "nvme0n1 bytes" "$(( $(cat /sys/block/nvme0n1/size) * 512 ))" "$NS1_BYTES"
 [ "$(ls -d /sys/block/nvme0n* | wc -l)" = 1 ] || fail "more than one namespace before the host added one"
 marker "ready-for-add"
-d2=$(ns_dev 2 60)
+d2=$(ns_dev 2 120)
 expect_eq "added namespace 2 bytes" "$(( $(cat /sys/block/$d2/size) * 512 ))" "$NS2_BYTES"
 check "id-ns of the added namespace" nvme id-ns /dev/$d2
 dd if=/dev/urandom of=/tmp/p bs=4k count=64 2>/dev/null

@@ -3,7 +3,7 @@
 # their checksums and powers off; PHASE=check (a new QEMU process against the
 # same device server) finds the file system clean and every file intact.
 . /vfu/lib.sh
-wait_path /dev/nvme0n1 60
+wait_path /dev/nvme0n1 120
 mkdir -p /mnt/t
 case "$PHASE" in
 write)

@@ -3,7 +3,7 @@
 # (the device went through DEVICE_RESET and the driver probed it again), writes
 # new data and reboots, REBOOTS times.
 . /vfu/lib.sh
-wait_path /dev/nvme0n1 60
+wait_path /dev/nvme0n1 120
 gen=$(stamp_check /dev/nvme0n1)
 say "boot with stamp generation $gen: data intact"
 if [ "$gen" -lt "$REBOOTS" ]; then
