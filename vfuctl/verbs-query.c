@@ -157,6 +157,14 @@ int verb_show(Ctx *c, int argc, char **argv) {
                                  json_object_get_int_member_with_default(o, "restarts", 0));
         print_field("Worker", json_object_get_int_member_with_default(o, "worker_pid", 0) ? worker : "-");
         print_field("Last error", json_str(o, "last_error"));
+        if (*json_str(o, "vm")) {
+                const char *lv = json_str(o, "libvirt_status"), *lverr = json_str(o, "libvirt_error");
+                g_autofree char *text = *lverr ? g_strdup_printf("%s: %s", lv, lverr) : g_strdup(lv);
+
+                print_field("Libvirt", text);
+        }
+        if (*json_str(o, "migration_state"))
+                print_field("Migration", json_str(o, "migration_state"));
         if (json_object_has_member(o, "backend") && JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "backend")))
                 print_backend(json_object_get_object_member(o, "backend"));
         if (json_object_has_member(o, "statistics") &&

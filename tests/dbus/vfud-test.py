@@ -1155,6 +1155,8 @@ def test_libvirt(env):
     else:
         env.create_any(t, 'lv-b', 'lv1')
 
+    rc, out, errout = env.vfuctl('show', 'lv-a')
+    check(rc == 0 and 'Libvirt: failed: ' in out, f'vfuctl show reports the libvirt status: {out!r}')
     msg = env.expect(ERR + 'LibvirtUnavailable', vm_xml, env, 'lv1')
     check('libvirt' in msg.lower(), msg)
     rc, out, errout = env.vfuctl('xml', '--vm', 'lv1')
