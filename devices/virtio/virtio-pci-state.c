@@ -161,8 +161,11 @@ int virtio_pci_state_save(VirtioPci *vp, DevStateWriter **out) {
 
 /* ---- load ------------------------------------------------------------------------------ */
 
+/* A virtio stream is a few KiB (≤ 1024 queues of ~200 bytes): what a client may make us hold. */
+#define VIRTIO_STATE_MAX_STREAM (1u << 20)
+
 DevStateReader *virtio_pci_state_reader(VirtioPci *vp) {
-        DevStateReader *r = devstate_reader_new(vp->state_type, vp->state_id, 0);
+        DevStateReader *r = devstate_reader_new(vp->state_type, vp->state_id, VIRTIO_STATE_MAX_STREAM);
 
         devstate_reader_add_sections(r, transport_sections, G_N_ELEMENTS(transport_sections));
         if (vp->cfg.n_state_sections)
