@@ -16,6 +16,7 @@
 
 #include "common/bus-names.h"
 #include "manager-libvirt.h"
+#include "migrate.h"
 #include "common/util.h"
 #include "device-type.h"
 #include "device.h"
@@ -98,6 +99,7 @@ Manager *manager_new(const ManagerConfig *config, GError **error) {
         m->config.socket_group = g_strdup(config->socket_group);
         m->config.libvirt_uri = g_strdup(config->libvirt_uri);
         m->devices = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, device_unref_notify);
+        m->migrations = g_ptr_array_new();
         m->devices_dir = g_build_filename(m->config.state_dir, "devices", NULL);
         m->images_dir = g_build_filename(m->config.state_dir, "images", NULL);
         m->workers_dir = g_build_filename(m->config.runtime_dir, "workers", NULL);
@@ -143,6 +145,7 @@ Manager *manager_new(const ManagerConfig *config, GError **error) {
 void manager_free(Manager *m) {
         if (!m)
                 return;
+        manager_migrations_abort(m);
         /* Workers keep running: the next manager adopts them. */
         if (m->devices) {
                 GHashTableIter it;

@@ -83,6 +83,7 @@ struct Manager {
         char *devices_dir, *images_dir, *workers_dir;
         int64_t next_ctl_id;
         ManagerLibvirt *libvirt;        /* manager-libvirt.c */
+        GPtrArray *migrations;          /* running Migration (migrate.c), not owned */
 };
 
 Manager *manager_new(const ManagerConfig *config, GError **error);

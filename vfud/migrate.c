@@ -54,6 +54,7 @@ typedef struct Migration {
         GError *error;
 
         GThread *thread;
+        gint cancelled;                 /* atomic: vfud is exiting */
         int efd;
         sd_event_source *done_source, *timer;
 
@@ -80,6 +81,8 @@ static void migrate_dev_free(MigrateDev *md) {
 }
 
 static void migration_free(Migration *mg) {
+        if (mg->manager->migrations)
+                g_ptr_array_remove(mg->manager->migrations, mg);
         g_ptr_array_unref(mg->devs);
         sd_bus_message_unref(mg->msg);
         g_free(mg->destination);
@@ -368,6 +371,12 @@ static gboolean copy_image(sd_bus *b, Migration *mg, MigrateDev *md, const char 
                 return FALSE;
         }
         while (off < img->size) {
+                if (g_atomic_int_get(&mg->cancelled)) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                                    "vfud on this host is exiting: migrate again once it is back");
+                        close(fd);
+                        return FALSE;
+                }
                 size_t want = (size_t) MIN((uint64_t) CHUNK, img->size - off), got = 0;
 
                 while (got < want) {
@@ -593,6 +602,43 @@ static void migration_start_thread(Migration *mg) {
                 return;
         }
         mg->thread = g_thread_new("vfud-migrate", migrate_thread, mg);
+        g_ptr_array_add(m->migrations, mg);
+}
+
+void manager_migrations_abort(Manager *m) {
+        while (m->migrations && m->migrations->len) {
+                Migration *mg = m->migrations->pdata[0];
+
+                /* Stop copying, let the thread roll the destination back, and keep the devices here. */
+                g_atomic_int_set(&mg->cancelled, 1);
+                g_thread_join(mg->thread);
+                for (guint i = 0; i < mg->devs->len; i++) {
+                        MigrateDev *md = mg->devs->pdata[i];
+                        Device *d = md->device;
+
+                        if (!d || d->removed)
+                                continue;
+                        d->migration = NULL;
+                        if (mg->error) {
+                                /* the next vfud starts it again */
+                                if (md->was_running)
+                                        device_set_stopped_marker(d, false);
+                                continue;
+                        }
+                        device_log(d, G_LOG_LEVEL_MESSAGE, "migrated to %s, removing it here", mg->destination);
+                        device_ref(d);
+                        manager_emit_device_removed(m, d);
+                        device_remove_files(d);
+                        manager_remove_device(m, d);
+                        device_unref(d);
+                }
+                if (mg->error)
+                        (void) manager_reply_error(mg->msg, mg->error);
+                else
+                        (void) sd_bus_reply_method_return(mg->msg, NULL);
+                migration_free(mg);
+        }
+        g_clear_pointer(&m->migrations, g_ptr_array_unref);
 }
 
 static void stopped_for_migration(Device *d, const GError *error, void *userdata) {

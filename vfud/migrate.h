@@ -20,5 +20,11 @@
 
 int manager_bus_migrate_device(Manager *m, sd_bus_message *msg, sd_bus_error *error);
 int manager_bus_migrate_vm(Manager *m, sd_bus_message *msg, sd_bus_error *error);
+/*
+ * vfud is exiting: stop running migrations (each rolls the destination
+ * back), wait for them and reply to their callers.  A migration that had
+ * already succeeded leaves its devices here; the next vfud still has them.
+ */
+void manager_migrations_abort(Manager *m);
 /* Whether d is being migrated (other changes are refused meanwhile). */
 bool device_is_migrating(Device *d);

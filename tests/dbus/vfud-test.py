@@ -1391,6 +1391,35 @@ def test_migrate_shared(env):
     migrate_case(env, run)
 
 
+def test_migrate_abort(env):
+    """vfud stopped in the middle of a copy: the destination is rolled back, the device stays and runs again."""
+    need_type('nvme')
+
+    def run(env, dst):
+        env.create('nvme', 'big', 'vmb', size=256 * MiB)
+        env.mgr('StopDevice', '(s)', 'big')
+        with open(ns_path(env, 'big'), 'r+b') as f:
+            chunk = os.urandom(MiB)
+            for _ in range(256):
+                f.write(chunk)
+        env.mgr('StartDevice', '(s)', 'big')
+        env.conn.call(NAME, MPATH, MIFACE, 'MigrateDevice',
+                      GLib.Variant('(ssa{sv})', ('big', dst.addr, copy_opts())), None, 0, 600000, None, None, None)
+        env.wait_for(lambda: env.prop('big', 'MigrationProgress')['bytes'] > 0, 30, 'the copy to start')
+        env.stop_vfud(signal.SIGTERM)
+        check(env.vfud.returncode == 0, f'vfud exited with {env.vfud.returncode}')
+        env.start_vfud()
+        here = [d[0] for d in env.mgr('ListDevices', '(s)', '')[0]]
+        there = [d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]]
+        # Either the copy was rolled back or (on a very fast machine) it had completed: never both, never neither.
+        check((here, there) in ((['big'], []), ([], ['big'])), f'here {here}, there {there}')
+        if here:
+            env.wait_for(lambda: env.prop('big', 'State') == 'listening', 10, 'the device to run again')
+            check(os.listdir(os.path.join(dst.state, 'images')) == [], 'no image left on the destination')
+
+    migrate_case(env, run)
+
+
 LIBVIRTD_SETUP = r"""
 set -e
 D="$1"
