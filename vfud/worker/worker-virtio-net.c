@@ -153,6 +153,8 @@ static gboolean net_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void 
         opt.poll = strcmp(notify, "poll") == 0;
         opt.link_up = json_object_get_boolean_member_with_default(o, "link", TRUE);
         opt.name = worker_device_name(w);
+        /* Migration streams carry the device name: a stream for another device is refused. */
+        opt.migration_id = opt.name;
 
         be = open_backend(w, o, opt.pairs, wn, error);
         if (!be)
