@@ -150,7 +150,9 @@ static int on_progress_timer(sd_event_source *s, uint64_t usec, void *userdata) 
         Migration *mg = userdata;
 
         progress_publish(mg);
-        return sd_event_source_set_time(s, usec + PROGRESS_INTERVAL_USEC);
+        /* a time source fires once unless switched on again */
+        (void) sd_event_source_set_time(s, usec + PROGRESS_INTERVAL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
 static void set_phase(Migration *mg, const char *phase) {

@@ -1403,11 +1403,22 @@ def test_migrate_abort(env):
             for _ in range(256):
                 f.write(chunk)
         env.mgr('StartDevice', '(s)', 'big')
-        env.conn.call(NAME, MPATH, MIFACE, 'MigrateDevice',
-                      GLib.Variant('(ssa{sv})', ('big', dst.addr, copy_opts())), None, 0, 600000, None, None, None)
-        env.wait_for(lambda: env.prop('big', 'MigrationProgress')['bytes'] > 0, 30, 'the copy to start')
+        # vfuctl prints the progress it reads from MigrationProgress while the copy runs
+        cli = env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'big', '--to', dst.addr,
+                         '--storage', 'copy'])
+        first = cli.stdout.readline()
+        if first.startswith('big: copied'):
+            check(' of 256.0M' in first or ' of 256M' in first, f'progress line {first!r}')
+            second = cli.stdout.readline()
+            if second.startswith('big: copied'):
+                check(int(second.split('(')[1].split('%')[0]) >= int(first.split('(')[1].split('%')[0]),
+                      f'progress grows: {first!r} then {second!r}')
+                check(second != first, 'progress is updated while the copy runs')
+        else:
+            check(first.startswith('big: migrated'), f'vfuctl migrate: {first!r}')
         env.stop_vfud(signal.SIGTERM)
         check(env.vfud.returncode == 0, f'vfud exited with {env.vfud.returncode}')
+        cli.wait(timeout=30)
         env.start_vfud()
         here = [d[0] for d in env.mgr('ListDevices', '(s)', '')[0]]
         there = [d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]]
