@@ -574,12 +574,13 @@ static int check_queues(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
                 uint32_t max = q == 0 ? 4096 : NVME_MQES + 1;
                 if (cq->size < 2 || cq->size > max)
                         return FAIL(r, "CQ %u: size %u outside 2..%u", q, cq->size, max);
-                if (!cq->gpa || (cq->gpa & NVME_PAGE_MASK))
+                if ((cq->gpa & NVME_PAGE_MASK) || (q == 0 && !cq->gpa))
                         return FAIL(r, "CQ %u: base %#" PRIx64 " is not a page", q, cq->gpa);
                 if (cq->head >= cq->size || cq->tail >= cq->size || cq->phase > 1)
                         return FAIL(r, "CQ %u: head %u, tail %u, phase %u for %u entries", q, cq->head, cq->tail,
                                     cq->phase, cq->size);
-                if (cq->vector >= c->cfg.msix_nvec || (q == 0 && (cq->vector != 0 || !cq->ien)))
+                /* §5.5: the vector matters only with interrupts enabled (and then it was checked at creation). */
+                if ((cq->ien && cq->vector >= c->cfg.msix_nvec) || (q == 0 && (cq->vector != 0 || !cq->ien)))
                         return FAIL(r, "CQ %u: vector %u (%u vectors)", q, cq->vector, c->cfg.msix_nvec);
                 if (cq->irq_pending > cq->size)
                         return FAIL(r, "CQ %u: %u interrupts pending for %u entries", q, cq->irq_pending, cq->size);
@@ -608,7 +609,7 @@ static int check_queues(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
                 uint32_t max = q == 0 ? 4096 : NVME_MQES + 1;
                 if (sq->size < 2 || sq->size > max)
                         return FAIL(r, "SQ %u: size %u outside 2..%u", q, sq->size, max);
-                if (!sq->gpa || (sq->gpa & NVME_PAGE_MASK))
+                if ((sq->gpa & NVME_PAGE_MASK) || (q == 0 && !sq->gpa))
                         return FAIL(r, "SQ %u: base %#" PRIx64 " is not a page", q, sq->gpa);
                 if (sq->head >= sq->size || sq->tail >= sq->size)
                         return FAIL(r, "SQ %u: head %u, tail %u for %u entries", q, sq->head, sq->tail, sq->size);
