@@ -425,6 +425,67 @@ int vd_rx_post(Vd *d, unsigned pair) {
         return n;
 }
 
+/*
+ * Interrupt suppression for a split queue, as Linux's virtqueue_enable_cb /
+ * virtqueue_disable_cb do it.  Enabling asks for an interrupt at the next used
+ * element (2.7.10 used_event = the index we have consumed up to, or 2.7.7
+ * clearing NO_INTERRUPT); disabling with EVENT_IDX leaves used_event behind
+ * the used index, so the device stays quiet until we enable again.
+ */
+static void irq_enable(Vd *d, VdQueue *q) {
+        uint16_t *avail = q->drv;
+
+        if (q->packed)
+                return;                 /* packed: the driver area keeps its default, interrupts on */
+        if (virtio_has(d->features, VIRTIO_F_EVENT_IDX))
+                __atomic_store_n(&avail[2 + q->size], htole16(q->last_used), __ATOMIC_RELEASE);
+        else
+                __atomic_store_n(&avail[0], htole16(0), __ATOMIC_RELEASE);
+        /* The store must be visible before we look at the used ring again (2.7.7.2). */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static void irq_disable(Vd *d, VdQueue *q) {
+        uint16_t *avail = q->drv;
+
+        if (q->packed || virtio_has(d->features, VIRTIO_F_EVENT_IDX))
+                return;
+        __atomic_store_n(&avail[0], htole16(VIRTQ_AVAIL_F_NO_INTERRUPT), __ATOMIC_RELEASE);
+}
+
+/*
+ * The next used receive buffer, NAPI style: poll the used ring; when it is
+ * empty, refill every free buffer (one kick at most), enable the interrupt,
+ * look once more (the race-free re-check), and only then sleep.  While frames
+ * keep coming no interrupt is asked for and no buffer is posted one by one.
+ */
+static int rx_wait_used(Vd *d, unsigned pair, uint16_t *id, uint32_t *len, int timeout_ms) {
+        unsigned slot = 2 * pair;
+        VdQueue *q = &d->q[slot];
+        int64_t end = now_ms() + timeout_ms;
+
+        for (;;) {
+                int r = vd_get_used(d, slot, id, len);
+                if (r != 0)
+                        return r;
+                vd_rx_post(d, pair);
+                irq_enable(d, q);
+                r = vd_get_used(d, slot, id, len);
+                if (r != 0) {
+                        irq_disable(d, q);
+                        return r;
+                }
+                int64_t left = end - now_ms();
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                int fired = d->ops->wait_irq(d->opaque, q->vector, (int) (left < 20 ? left : 20));
+                irq_disable(d, q);
+                /* A register read is a round trip: look at the status only when no interrupt came. */
+                if (fired == 0 && (vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
+                        return -EIO;
+        }
+}
+
 ssize_t vd_recv(Vd *d, unsigned pair, VNetHdr *hdr, void *buf, size_t cap, int timeout_ms) {
         VdQueue *q = &d->q[2 * pair];
         uint16_t id;
@@ -434,7 +495,7 @@ ssize_t vd_recv(Vd *d, unsigned pair, VNetHdr *hdr, void *buf, size_t cap, int t
         int r;
 
         for (unsigned i = 0; i < nbufs; i++) {
-                r = vd_wait_used(d, 2 * pair, &id, &len, timeout_ms);
+                r = rx_wait_used(d, pair, &id, &len, timeout_ms);
                 if (r < 0)
                         return r;
                 uint8_t *p = ram_ptr(d, q->buf_gpa + (uint64_t) id * VD_BUF_LEN);
@@ -455,7 +516,9 @@ ssize_t vd_recv(Vd *d, unsigned pair, VNetHdr *hdr, void *buf, size_t cap, int t
                 memcpy((uint8_t *) buf + got, p, len);
                 got += len;
         }
-        vd_rx_post(d, pair);
+        /* Refill in batches, as virtio_net does once a good part of the ring is used. */
+        if (q->n_free >= q->size / 4u)
+                vd_rx_post(d, pair);
         return (ssize_t) got;
 }
 
