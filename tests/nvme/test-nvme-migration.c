@@ -260,6 +260,14 @@ static NvmeDrv *switch_over(Fx *f, const GByteArray *st) {
         return &f->dvmm.d;
 }
 
+static void log_ctl(VuClient *c, bool start);
+static void log_report(VuClient *c, uint8_t *bitmap);
+
+static bool page_dirty(const uint8_t *bm, uint64_t gpa) {
+        uint64_t p = (gpa - GPA) / PAGE;
+        return bm[p / 8] & (1u << (p % 8));
+}
+
 /* The whole path: source stopped with I/O in flight, state and storage moved, destination running. */
 static void live_migration(Fx *f, bool shadow) {
         NvmeDrv *d = f->d;
@@ -284,7 +292,10 @@ static void live_migration(Fx *f, bool shadow) {
         assert_int_equal(nvme_drv_rw(d, 2, false, 1, 4096, CHUNK / 512, 512, base, false), 0);
         check(d, base, CHUNK, 1000);
 
-        /* PRE_COPY: the device keeps running; its pre-copy stream is empty. */
+        /* PRE_COPY: the device keeps running (RAM is copied by the dirty log); its pre-copy stream is empty. */
+        g_autofree uint8_t *bm = g_malloc0(BITMAP_LEN);
+        log_ctl(f->src.c, true);
+        log_report(f->src.c, bm);
         assert_int_equal(mig_set(f->src.c, VU_MIG_PRE_COPY), 0);
         g_autoptr(GByteArray) pre = read_stream(f->src.c);
         assert_int_equal(pre->len, 0);
@@ -313,6 +324,13 @@ static void live_migration(Fx *f, bool shadow) {
         assert_int_equal(mig_set(f->src.c, VU_MIG_STOP), 0);
         assert_int_equal(peek_cqes(d, 1), on_src);
         assert_int_equal(peek_cqes(d, 2), 0);
+        /* The completions the source wrote while stopping are in the last dirty report; the data it only read is not. */
+        log_report(f->src.c, bm);
+        log_ctl(f->src.c, false);
+        if (on_src > 0)
+                assert_true(page_dirty(bm, d->q[1].cq_gpa));
+        for (unsigned i = 0; i < BATCH + LATE; i++)
+                assert_false(page_dirty(bm, base + (1 + i) * CHUNK));
         print_message("in flight at STOP: %u of %u completed on the source, %u + %u left for the destination; "
                       "state %u bytes\n", on_src, BATCH, BATCH - on_src, LATE, st->len);
         g_autoptr(GString) desc = g_string_new(NULL);
