@@ -184,6 +184,31 @@ void vd_kick(Vd *d, unsigned slot) {
         d->ops->write(d->opaque, VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * d->q[slot].index, &v, 2);
 }
 
+/*
+ * After adding buffers (avail idx moved from old): kick only when the device
+ * asked (2.7.10 avail_event, 2.7.7 NO_NOTIFY), as Linux's virtqueue_kick does.
+ * Packed rings: always (this driver does not read their event suppression).
+ */
+static void kick_if_wanted(Vd *d, unsigned slot, uint16_t old) {
+        VdQueue *q = &d->q[slot];
+        bool kick = true;
+
+        if (!q->packed) {
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                uint16_t *used16 = q->dev;
+                if (virtio_has(d->features, VIRTIO_F_EVENT_IDX)) {
+                        uint16_t ev = __atomic_load_n((uint16_t *) ((uint8_t *) q->dev + 4 + 8 * (size_t) q->size),
+                                                      __ATOMIC_ACQUIRE);
+                        kick = vq_need_event(le16toh(ev), q->avail_idx, old);
+                } else {
+                        kick = !(__atomic_load_n(&used16[0], __ATOMIC_ACQUIRE) & VIRTQ_USED_F_NO_NOTIFY);
+                }
+        }
+        if (kick)
+                vd_kick(d, slot);
+}
+
+
 static int add_split(Vd *d, VdQueue *q, int head, const uint64_t *gpa, const uint32_t *len,
                      const bool *write, unsigned n, bool indirect) {
         VqDescSplit *desc = q->desc;
@@ -405,23 +430,8 @@ int vd_rx_post(Vd *d, unsigned pair) {
                         break;
                 n++;
         }
-        if (n && !q->packed) {
-                /* Kick only when the device asked (2.7.10 avail_event, 2.7.7 NO_NOTIFY), as Linux does. */
-                __atomic_thread_fence(__ATOMIC_SEQ_CST);
-                uint16_t *used16 = q->dev;
-                bool kick;
-                if (virtio_has(d->features, VIRTIO_F_EVENT_IDX)) {
-                        uint16_t ev = __atomic_load_n((uint16_t *) ((uint8_t *) q->dev + 4 + 8 * (size_t) q->size),
-                                                      __ATOMIC_ACQUIRE);
-                        kick = vq_need_event(le16toh(ev), q->avail_idx, old);
-                } else {
-                        kick = !(__atomic_load_n(&used16[0], __ATOMIC_ACQUIRE) & VIRTQ_USED_F_NO_NOTIFY);
-                }
-                if (kick)
-                        vd_kick(d, 2 * pair);
-        } else if (n) {
-                vd_kick(d, 2 * pair);
-        }
+        if (n)
+                kick_if_wanted(d, 2 * pair, old);
         return n;
 }
 
@@ -464,6 +474,8 @@ static int rx_wait_used(Vd *d, unsigned pair, uint16_t *id, uint32_t *len, int t
         VdQueue *q = &d->q[slot];
         int64_t end = now_ms() + timeout_ms;
 
+        if (!d->napi_rx)
+                return vd_wait_used(d, slot, id, len, timeout_ms);
         for (;;) {
                 int r = vd_get_used(d, slot, id, len);
                 if (r != 0)
@@ -516,8 +528,8 @@ ssize_t vd_recv(Vd *d, unsigned pair, VNetHdr *hdr, void *buf, size_t cap, int t
                 memcpy((uint8_t *) buf + got, p, len);
                 got += len;
         }
-        /* Refill in batches, as virtio_net does once a good part of the ring is used. */
-        if (q->n_free >= q->size / 4u)
+        /* NAPI style refills in batches, once a good part of the ring is used, as virtio_net does. */
+        if (!d->napi_rx || q->n_free >= q->size / 4u)
                 vd_rx_post(d, pair);
         return (ssize_t) got;
 }
@@ -550,10 +562,11 @@ int vd_ctrl(Vd *d, uint8_t cls, uint8_t cmd, const void *data, size_t len, int t
                 l[1] = 1;
                 w[1] = true;
         }
+        uint16_t old = q->avail_idx;
         r = vd_add_chain(d, (unsigned) slot, gpa, l, w, len ? 3 : 2, false);
         if (r < 0)
                 return r;
-        vd_kick(d, (unsigned) slot);
+        kick_if_wanted(d, (unsigned) slot, old);
         r = vd_wait_used(d, (unsigned) slot, &id, &ulen, timeout_ms);
         if (r < 0)
                 return r;

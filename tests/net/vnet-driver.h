@@ -65,6 +65,14 @@ typedef struct Vd {
         VdQueue q[VD_MAX_QUEUES];
         bool indirect_tx;               /* send header and frame through an indirect table */
         bool split_tx;                  /* header and frame in two descriptors */
+        /*
+         * Receive as Linux's virtio_net NAPI poll does: interrupts off while
+         * the used ring has frames, buffers refilled in batches, the interrupt
+         * enabled (used_event / NO_INTERRUPT) with a re-check only before
+         * sleeping.  Off: every wait polls the ring with a bounded sleep and
+         * never asks for an interrupt, and each frame's buffer is reposted.
+         */
+        bool napi_rx;
 } Vd;
 
 void vd_init(Vd *d, const VdOps *ops, void *opaque, uint8_t *host, uint64_t gpa, uint64_t size);
@@ -89,7 +97,8 @@ int vd_tx_reclaim(Vd *d, unsigned pair);
 int vd_rx_post(Vd *d, unsigned pair);
 /*
  * Receive one frame: header into *hdr, frame into buf.  Frame length,
- * -ETIMEDOUT, or -EMSGSIZE.  Reposts the buffers it used.
+ * -ETIMEDOUT, or -EMSGSIZE.  Reposts the buffers it used (in batches with
+ * napi_rx).
  */
 ssize_t vd_recv(Vd *d, unsigned pair, VNetHdr *hdr, void *buf, size_t cap, int timeout_ms);
 /* A control command; returns the ack byte (VIRTIO_NET_OK/ERR) or -errno. */
