@@ -33,6 +33,7 @@
 #include "net/vnet.h"
 #include "vfio-user/client.h"
 #include "vfio-user/server.h"
+#include "virtio/virtio-pci.h"
 #include "vnet-driver.h"
 
 #define F(x) VIRTIO_BIT(VIRTIO_NET_F_##x)
@@ -56,6 +57,7 @@ typedef struct Net {
         Vd d;
         FrameAddr me, peer;
         pid_t passt;
+        unsigned irq_wakeups;           /* driver sleeps an interrupt ended */
         uint8_t buf[70000];
 } Net;
 
@@ -110,7 +112,9 @@ static int c_write(void *o, uint64_t off, const void *buf, size_t len) {
 
 static int c_wait(void *o, unsigned vector, int ms) {
         Net *t = o;
-        return vector < t->nvec ? vu_client_wait_irq(t->irq[vector], ms) : 0;
+        int r = vector < t->nvec ? vu_client_wait_irq(t->irq[vector], ms) : 0;
+        t->irq_wakeups += r > 0;
+        return r;
 }
 
 static const VdOps client_ops = { .read = c_read, .write = c_write, .wait_irq = c_wait };
@@ -424,6 +428,98 @@ static void tap_traffic(void **state) {
         assert_int_equal(st.rx_errors + st.tx_errors, 0);
 }
 
+/*
+ * NAPI-style receive (Vd.napi_rx): a driver asleep with its interrupt enabled
+ * (EVENT_IDX used_event, or NO_INTERRUPT cleared) is woken by the device's
+ * interrupt for a single frame, not by its own poll timeout; a burst that
+ * arrives while the driver is not waiting is delivered intact and in order,
+ * and with EVENT_IDX costs a handful of interrupts, not one per frame.
+ */
+typedef struct LateSend {
+        int fd;
+        struct sockaddr_in to;
+        char msg[32];
+        int len;
+} LateSend;
+
+/* Send one datagram 50 ms from now, when the driver is asleep in its wait. */
+static void *late_send(void *arg) {
+        LateSend *ls = arg;
+        g_usleep(50000);
+        if (sendto(ls->fd, ls->msg, (size_t) ls->len, 0, (struct sockaddr *) &ls->to, sizeof(ls->to)) != ls->len)
+                ls->len = -1;
+        return NULL;
+}
+
+static void rx_napi(Net *t, uint64_t features) {
+        enum { BURST = 200 };
+        NetBackend *be;
+        int s;
+        struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(7100) };
+        char msg[32];
+        FrameInfo fi;
+        VNetHdr h;
+        uint16_t port = 7100;
+
+        tap_into_netns(t, 1, &be);
+        start_device(t, be, 1, false);
+        assert_int_equal(vd_probe(&t->d, features, 1, 0), 0);
+        t->d.napi_rx = true;
+        vd_rx_post(&t->d, 0);
+        arp_peer(t);
+        to.sin_addr.s_addr = t->me.ip;
+        s = netns_socket(t, SOCK_DGRAM, t->peer.ip, 7101);
+
+        /* One frame to a sleeping driver: the interrupt must end the sleep (the poll timeout is 20 ms). */
+        for (int i = 0; i < 3; i++) {
+                unsigned woken = t->irq_wakeups;
+                ssize_t n;
+                pthread_t th;
+                LateSend ls = { .fd = s, .to = to };
+                int l = ls.len = g_snprintf(ls.msg, sizeof(ls.msg), "single %d", i);
+                memcpy(msg, ls.msg, sizeof(msg));
+                assert_int_equal(pthread_create(&th, NULL, late_send, &ls), 0);
+                do
+                        n = vd_recv(&t->d, 0, &h, t->buf, sizeof(t->buf), TMO);
+                while (n > 0 && (!frame_parse(t->buf, (size_t) n, h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                              le16toh(h.csum_start), le16toh(h.csum_offset), &fi) ||
+                                 !is_udp_to(&fi, &port)));
+                pthread_join(th, NULL);
+                assert_int_equal(ls.len, l);
+                assert_true(n > 0);
+                assert_int_equal(fi.payload_len, (size_t) l);
+                assert_memory_equal(fi.payload, msg, (size_t) l);
+                assert_true(t->irq_wakeups > woken);
+        }
+
+        /* A burst while the driver does not look; then the driver polls it all. */
+        VirtQueue *rxq = virtio_pci_queue(vnet_virtio(t->n), 0);
+        uint64_t irqs0 = __atomic_load_n(&rxq->n_irqs, __ATOMIC_RELAXED);
+        for (int i = 0; i < BURST; i++) {
+                int l = g_snprintf(msg, sizeof(msg), "burst %d", i);
+                assert_int_equal(sendto(s, msg, (size_t) l, 0, (struct sockaddr *) &to, sizeof(to)), l);
+        }
+        for (int i = 0; i < BURST; i++) {
+                assert_true(net_wait(t, is_udp_to, &port, &fi, NULL, TMO));
+                int l = g_snprintf(msg, sizeof(msg), "burst %d", i);
+                assert_int_equal(fi.payload_len, (size_t) l);
+                assert_memory_equal(fi.payload, msg, (size_t) l);
+                assert_true(fi.l4_csum_ok);
+        }
+        uint64_t irqs = __atomic_load_n(&rxq->n_irqs, __ATOMIC_RELAXED) - irqs0;
+        if (virtio_has(features, VIRTIO_F_EVENT_IDX))
+                assert_true(irqs < BURST / 10);
+        close(s);
+}
+
+static void tap_rx_napi_event_idx(void **state) {
+        rx_napi(*state, BASE_FEATURES);
+}
+
+static void tap_rx_napi_flags(void **state) {
+        rx_napi(*state, BASE_FEATURES & ~VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
+}
+
 static void tap_packed(void **state) {
         Net *t = *state;
         NetBackend *be;
@@ -563,6 +659,8 @@ static void passt_traffic(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(tap_traffic, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_rx_napi_event_idx, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_rx_napi_flags, setup_common, teardown),
                 cmocka_unit_test_setup_teardown(tap_packed, setup_common, teardown),
                 cmocka_unit_test_setup_teardown(tap_offloads, setup_common, teardown),
                 cmocka_unit_test_setup_teardown(tap_multiqueue, setup_common, teardown),
