@@ -167,6 +167,7 @@ int vnet_ctrl_process(VNet *n, VqChain *c) {
 
         if (!vq || !vq_ready(vq))
                 return 0;
+again:
         while ((r = vq_pop(vq, c)) > 0) {
                 uint8_t ack = VIRTIO_NET_ERR;
                 size_t len;
@@ -190,5 +191,13 @@ int vnet_ctrl_process(VNet *n, VqChain *c) {
                 vnet_guest_error(n, "control queue", r);
                 return r;
         }
+        /*
+         * Ask for the next kick (with EVENT_IDX: avail_event = what we have
+         * reached), then look once more: a command that arrived before the
+         * driver could see our request would otherwise wait for a kick the
+         * driver will never send.
+         */
+        if (vq_notify_enable(vq))
+                goto again;
         return 0;
 }

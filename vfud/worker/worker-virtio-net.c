@@ -66,6 +66,8 @@ static NetBackend *open_backend(Worker *w, JsonObject *o, unsigned pairs, Worker
         }
         if (!type)
                 type = "tap";
+        if (!bn)        /* the short form: {"tap": "NAME"} */
+                name = json_object_get_string_member_with_default(o, "tap", NULL);
 
         if (strcmp(type, "tap") == 0) {
                 g_autofree int *fds = g_new(int, pairs);
