@@ -2,7 +2,8 @@
 /*
  * One data-path thread per queue pair.  It sleeps in epoll on its kick
  * eventfd (trapped notifications, wake-ups) and its backend fd, or, in poll
- * mode, spins over the rings and the backend.  The control thread changes
+ * mode, spins over the rings and the backend, napping briefly in epoll once
+ * a run of rounds moved nothing.  The control thread changes
  * its state (idle, run, exit) with a handshake: the request is acknowledged
  * only between two rounds of work, so once vnet_pairs_set() returns no
  * thread holds a guest-memory translation.
