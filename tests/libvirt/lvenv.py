@@ -38,20 +38,51 @@ def require_programs(*names):
 
 
 def reexec_in_namespace():
-    """Re-run this script inside a private mount namespace (once)."""
+    """Re-run this script inside private mount and PID namespaces (once)."""
     if os.environ.get(NS_MARK) == '1':
+        if os.getpid() == 1:
+            _be_init()
         return
     if os.geteuid() != 0:
         skip('needs root to run a private libvirtd in a mount namespace')
     require_programs('unshare', 'libvirtd', 'virsh', 'qemu-system-x86_64')
-    probe = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'true'],
-                           capture_output=True, text=True)
+    # A mount namespace for private /etc/libvirt, /run, /var; a PID
+    # namespace so that nothing started here (libvirtd daemonizes its
+    # capability probes) outlives the test.
+    unshare = ['unshare', '--mount', '--propagation', 'private',
+               '--pid', '--fork', '--mount-proc', '--kill-child']
+    probe = subprocess.run(unshare + ['true'], capture_output=True, text=True)
     if probe.returncode != 0:
-        skip('cannot create a mount namespace here: %s' % probe.stderr.strip())
+        skip('cannot create mount and PID namespaces here: %s' % probe.stderr.strip())
     env = dict(os.environ)
     env[NS_MARK] = '1'
-    os.execvpe('unshare', ['unshare', '--mount', '--propagation', 'private',
-                           sys.executable] + sys.argv, env)
+    os.execvpe('unshare', unshare + [sys.executable] + sys.argv, env)
+
+
+def _be_init():
+    """As PID 1 of the namespace: run the test in a child, and reap every
+    orphan meanwhile (libvirtd's daemonized capability probes end up here;
+    unreaped, libvirt would wait on their zombies).  Returns in the child."""
+    child = os.fork()
+    if child == 0:
+        return
+
+    def forward(signum, frame):
+        os.kill(child, signal.SIGKILL)
+
+    # PID 1 gets no signal it has no handler for
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(1)
+        except InterruptedError:
+            continue
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
 
 
 QEMU_CONF = '''\
@@ -175,9 +206,13 @@ class Libvirtd:
             self.out = None
 
     def __enter__(self):
-        if not self.nested:
-            self._setup()
-        self.start()
+        try:
+            if not self.nested:
+                self._setup()
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -271,7 +306,11 @@ class Vfud:
         self.address, self.bus_pid = out[0], int(out[1])
         with open(os.path.join(self.dir, 'vfud.conf'), 'w') as f:
             f.write('[Manager]\nAdminGroup=\n')
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
         return self
 
     def start(self):
