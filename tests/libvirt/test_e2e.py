@@ -120,7 +120,7 @@ def main():
         binds = []
         moddir = '/usr/lib/x86_64-linux-gnu/qemu'
         if os.path.isdir(moddir):
-            binds.append((tempfile.mkdtemp(prefix='vfu-nomodules-'), moddir))
+            binds.append((tempfile.mkdtemp(prefix='no-modules-', dir=vf.dir), moddir))
         probe = os.path.join(CACHE, 'accel-probe')
         kvm = os.path.exists(probe) and open(probe).read().strip().endswith('kvm')
         if not kvm and os.path.exists('/dev/kvm'):
