@@ -41,6 +41,10 @@ static int set_state(VuServer *s, enum vu_mig_state to) {
         vu_server_quiesce(s);
         for (int i = 0; i < n && ret == 0; i++) {
                 ret = s->ops->migration->transition(s->opaque, s->mig.state, path[i]);
+                if (ret == 0 && path[i] == VU_MIG_STOP_COPY)
+                        s->mig.info.saved = true;
+                if (ret == 0 && s->mig.state == VU_MIG_RESUMING)
+                        s->mig.info.resumed = true;
                 g_debug("%s: migration %s -> %s: %s", s->name, vu_mig_state_to_string(s->mig.state),
                         vu_mig_state_to_string(path[i]), ret < 0 ? g_strerror(-ret) : "ok");
                 s->mig.state = ret < 0 ? VU_MIG_ERROR : path[i];
@@ -163,6 +167,8 @@ int vu_handle_device_feature(VuServer *s, VuMsg *m, VuReply *r) {
                 return -ENOTSUP;
         if ((f.flags & (VU_FEATURE_GET | VU_FEATURE_SET)) & ~ops_ok)
                 return -EINVAL;
+        if (feature == VU_FEATURE_MIGRATION || feature == VU_FEATURE_MIG_DEVICE_STATE)
+                s->mig.info.client_uses = true;
         if (probe) {
                 memcpy(vu_reply_append(s, r, m->len), m->body, m->len);
                 return 0;
@@ -222,6 +228,7 @@ int vu_handle_mig_data_read(VuServer *s, VuMsg *m, VuReply *r) {
         if ((size_t) n > in.size)
                 return -EIO;
         r->len = sizeof(in) + (size_t) n;
+        s->mig.info.bytes_read += (uint64_t) n;
         out = (struct vu_mig_data *) vu_reply_data(s);
         out->argsz = (uint32_t) r->len;
         out->size = (uint32_t) n;
@@ -230,6 +237,7 @@ int vu_handle_mig_data_read(VuServer *s, VuMsg *m, VuReply *r) {
 
 int vu_handle_mig_data_write(VuServer *s, VuMsg *m, VuReply *r) {
         struct vu_mig_data in;
+        int ret;
 
         if (!s->ops->migration)
                 return -ENOTSUP;
@@ -238,5 +246,8 @@ int vu_handle_mig_data_write(VuServer *s, VuMsg *m, VuReply *r) {
                 return -EINVAL;
         if (in.argsz < sizeof(in) || in.size != m->len - sizeof(in) || in.size == 0)
                 return -EINVAL;
-        return s->ops->migration->write_data(s->opaque, m->body + sizeof(in), in.size);
+        ret = s->ops->migration->write_data(s->opaque, m->body + sizeof(in), in.size);
+        if (ret == 0)
+                s->mig.info.bytes_written += in.size;
+        return ret;
 }

@@ -37,6 +37,7 @@ typedef int (*VuHandler)(VuServer *s, VuMsg *m, VuReply *r);
 typedef struct VuMigState {
         enum vu_mig_state state;
         uint64_t pgsize;                /* client's migration.pgsize (dirty logging default) */
+        VuMigInfo info;                 /* since the client connected (vu_server_mig_info) */
 } VuMigState;
 
 struct VuServer {

@@ -389,6 +389,7 @@ void vu_server_disconnect(VuServer *s) {
                 s->ops->reset(s->opaque, VU_RESET_LOST_CONN);
         vu_pci_cfg_reset(s->cfg);
         vu_mig_reset(s);
+        memset(&s->mig.info, 0, sizeof(s->mig.info));
         vu_server_resume(s);
         if (s->ops->detach)
                 s->ops->detach(s->opaque);
@@ -603,6 +604,11 @@ void vu_server_irq_err(VuServer *s) {
 
 void vu_server_irq_req(VuServer *s) {
         vu_msix_signal_aux(&s->msix, false);
+}
+
+void vu_server_mig_info(const VuServer *s, VuMigInfo *info) {
+        *info = s->mig.info;
+        info->state = s->mig.state;
 }
 
 void vu_server_get_stats(const VuServer *s, VuServerStats *st) {

@@ -171,3 +171,18 @@ typedef struct VuServerStats {
         uint64_t connects;
 } VuServerStats;
 void vu_server_get_stats(const VuServer *s, VuServerStats *st);
+
+/*
+ * What the current client has done with migration v2 since it connected
+ * (all zero/RUNNING after a disconnect): a manager tells from it whether
+ * the client can migrate the device and how far a hand-over has come.
+ */
+typedef struct VuMigInfo {
+        enum vu_mig_state state;        /* the device's migration state now */
+        bool client_uses;               /* the client asked for MIGRATION or MIG_DEVICE_STATE */
+        bool saved;                     /* the device reached STOP_COPY */
+        bool resumed;                   /* the device left RESUMING successfully (state loaded) */
+        uint64_t bytes_read;            /* MIG_DATA_READ payload handed out */
+        uint64_t bytes_written;         /* MIG_DATA_WRITE payload accepted */
+} VuMigInfo;
+void vu_server_mig_info(const VuServer *s, VuMigInfo *info);

@@ -206,14 +206,21 @@ static void test_stopped_gating(void **state) {
 static void test_data_stream(void **state) {
         Pair *src = pair_new(true, true), *dst = pair_new(true, true);
         uint8_t stream[1024], buf[100];
+        VuMigInfo info;
         size_t total = 0;
         int n;
 
         for (int i = 0; i < TD_MIG_BLOB; i++)
                 src->td->regs[i] = (uint8_t) (i * 3 + 1);
-        /* Not in a saving state. */
+        /* Not in a saving state; and no DEVICE_FEATURE yet: the client has not shown it migrates. */
         assert_int_equal(data_read(src, buf, sizeof(buf)), -EINVAL);
+        vu_server_mig_info(src->td->server, &info);
+        assert_false(info.client_uses);
+        assert_int_equal(info.state, VU_MIG_RUNNING);
         assert_int_equal(set_state(src, VU_MIG_PRE_COPY), 0);
+        vu_server_mig_info(src->td->server, &info);
+        assert_true(info.client_uses);
+        assert_false(info.saved);
         n = data_read(src, stream, 100);
         assert_int_equal(n, 100);
         total = (size_t) n;
@@ -222,6 +229,10 @@ static void test_data_stream(void **state) {
                 total += (size_t) n;
         assert_int_equal(n, 0);         /* end of stream */
         assert_int_equal(total, TD_MIG_BLOB);
+        vu_server_mig_info(src->td->server, &info);
+        assert_true(info.saved);
+        assert_int_equal(info.state, VU_MIG_STOP_COPY);
+        assert_int_equal(info.bytes_read, TD_MIG_BLOB);
         /* Size limits. */
         {
                 struct vu_mig_data m = { 8 + 16, 32 };
@@ -248,8 +259,19 @@ static void test_data_stream(void **state) {
                                            NULL),
                                  -EINVAL);      /* size does not match the data */
         }
+        vu_server_mig_info(dst->td->server, &info);
+        assert_false(info.resumed);
+        assert_int_equal(info.bytes_written, TD_MIG_BLOB);
         assert_int_equal(set_state(dst, VU_MIG_RUNNING), 0);
         assert_memory_equal(dst->td->regs, src->td->regs, TD_MIG_BLOB);
+        vu_server_mig_info(dst->td->server, &info);
+        assert_true(info.resumed);
+        assert_false(info.saved);
+        /* A new client starts from nothing. */
+        vu_server_disconnect(dst->td->server);
+        vu_server_mig_info(dst->td->server, &info);
+        assert_false(info.resumed || info.client_uses);
+        assert_int_equal(info.bytes_written, 0);
         pair_free(src);
         pair_free(dst);
 }
