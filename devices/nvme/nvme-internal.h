@@ -72,6 +72,7 @@ struct NvmeSQ {
         NvmeReq *delete_req;            /* admin Delete SQ waiting for inflight == 0 */
         volatile uint32_t *shadow_db, *shadow_ei;
         bool shadow;
+        uint32_t shadow_bad;            /* invalid shadow tail last reported, plus one; 0 none */
 };
 
 struct NvmeCQ {
@@ -90,6 +91,7 @@ struct NvmeCQ {
         uint64_t irq_first;             /* when the oldest of them was posted */
         volatile uint32_t *shadow_db, *shadow_ei;
         bool shadow;
+        uint32_t shadow_bad;            /* invalid shadow head last reported, plus one; 0 none */
 };
 
 struct NvmeNs {

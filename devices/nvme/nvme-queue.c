@@ -182,13 +182,55 @@ static void nvme_req_release(NvmeCtrl *c, NvmeReq *req) {
                 nvme_sq_maybe_finish_delete(c, sq);
 }
 
-/* Current CQ head, from the shadow buffer when the host uses one. */
+static void nvme_bad_doorbell(NvmeCtrl *c, uint8_t info) {
+        nvme_error_log_add(c, 0xffff, 0xffff, NVME_SC_INVALID_FIELD, 0, 0);
+        nvme_aen_post(c, NVME_AER_TYPE_ERROR, info, NVME_LOG_ERROR);
+}
+
+/* A head the host may write: within the queue, consuming no more entries than were posted (§5.2). */
+static bool nvme_cq_head_valid(const NvmeCQ *cq, uint32_t v) {
+        uint32_t posted = (cq->tail + cq->size - cq->head) % cq->size;
+        return v < cq->size && (v + cq->size - cq->head) % cq->size <= posted;
+}
+
+/*
+ * Current CQ head, from the shadow buffer when the host uses one.  An
+ * invalid shadow head is reported once per value and not taken: the
+ * entries it would free are still the host's.
+ */
 static void nvme_cq_refresh_head(NvmeCtrl *c, NvmeCQ *cq) {
         if (!cq->shadow || !cq->shadow_db)
                 return;
         uint32_t h = __atomic_load_n(cq->shadow_db, __ATOMIC_ACQUIRE);
-        if (h < cq->size)
-                cq->head = h;
+        if (h == cq->head)
+                return;
+        if (!nvme_cq_head_valid(cq, h)) {
+                if (cq->shadow_bad != h + 1) {
+                        cq->shadow_bad = h + 1;
+                        nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB_VALUE);
+                }
+                return;
+        }
+        cq->shadow_bad = 0;
+        cq->head = h;
+}
+
+/* Current SQ tail, from the shadow buffer when the host uses one. */
+static void nvme_sq_refresh_tail(NvmeCtrl *c, NvmeSQ *sq) {
+        if (!sq->shadow || !nvme_sq_resolve(c, sq))
+                return;
+        uint32_t t = __atomic_load_n(sq->shadow_db, __ATOMIC_ACQUIRE);
+        if (t == sq->tail)
+                return;
+        if (t >= sq->size) {
+                if (sq->shadow_bad != t + 1) {
+                        sq->shadow_bad = t + 1;
+                        nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB_VALUE);
+                }
+                return;
+        }
+        sq->shadow_bad = 0;
+        sq->tail = t;
 }
 
 static bool nvme_cq_room(NvmeCtrl *c, NvmeCQ *cq) {
@@ -267,22 +309,36 @@ static unsigned nvme_cq_flush_backlog(NvmeCtrl *c, NvmeCQ *cq) {
         return n;
 }
 
-static void nvme_bad_doorbell(NvmeCtrl *c, uint8_t info) {
-        nvme_error_log_add(c, 0xffff, 0xffff, NVME_SC_INVALID_FIELD, 0, 0);
-        nvme_aen_post(c, NVME_AER_TYPE_ERROR, info, NVME_LOG_ERROR);
-}
-
+/*
+ * A doorbell register write.  For a queue with a shadow doorbell (§5.7;
+ * the procedure of NVMe 1.3 §7.13) the host updates the Shadow Doorbell
+ * buffer first and writes the register only to wake the controller, so the
+ * register value can be older than the shadow value already acted on:
+ * the write comes in on another thread, and the host may have moved the
+ * shadow on meanwhile (reaping a burst of completions while we post more).
+ * Judged against the current head, such a stale head would consume more
+ * than was posted.  The register value is only range-checked then, and
+ * the position is taken from the shadow buffer, which is never older.
+ */
 static void nvme_sq_set_tail(NvmeCtrl *c, NvmeSQ *sq, uint32_t v) {
         if (v >= sq->size) {
                 nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB_VALUE);
+                return;
+        }
+        if (sq->shadow) {
+                nvme_sq_refresh_tail(c, sq);
                 return;
         }
         sq->tail = v;
 }
 
 static void nvme_cq_set_head(NvmeCtrl *c, NvmeCQ *cq, uint32_t v) {
-        uint32_t posted = (cq->tail + cq->size - cq->head) % cq->size;
-        if (v >= cq->size || (v + cq->size - cq->head) % cq->size > posted) {
+        if (cq->shadow && v < cq->size) {
+                if (nvme_cq_resolve(c, cq))
+                        nvme_cq_refresh_head(c, cq);
+                return;
+        }
+        if (!nvme_cq_head_valid(cq, v)) {
                 /* §5.2: consuming more entries than were posted is an invalid value. */
                 nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB_VALUE);
                 return;
@@ -324,11 +380,7 @@ static unsigned nvme_sq_fetch(NvmeCtrl *c, NvmeSQ *sq) {
 
         if (!sq->created || sq->deleting)
                 return 0;
-        if (sq->shadow && nvme_sq_resolve(c, sq)) {
-                uint32_t t = __atomic_load_n(sq->shadow_db, __ATOMIC_ACQUIRE);
-                if (t != sq->tail)
-                        nvme_sq_set_tail(c, sq, t);
-        }
+        nvme_sq_refresh_tail(c, sq);
         while (sq->head != sq->tail && n < NVME_SQ_BURST) {
                 if (cq->backlog.head || !sq->free)
                         break;                  /* flow control: wait for room */
@@ -399,15 +451,17 @@ bool nvme_queues_arm_and_recheck(NvmeCtrl *c) {
         }
         /* EventIdx stores must be visible before we look at the shadow values again. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        /* A shadow value already refused is no work: it would keep us awake until the host fixes it. */
         for (unsigned q = 1; q <= c->cfg.max_ioqs && !work; q++) {
                 NvmeSQ *sq = &c->sq[q];
                 NvmeCQ *cq = &c->cq[q];
-                if (sq->created && sq->shadow && sq->shadow_db && !sq->deleting &&
-                    __atomic_load_n(sq->shadow_db, __ATOMIC_ACQUIRE) != sq->tail && sq->free &&
-                    !c->cq[sq->cqid].backlog.head)
+                uint32_t v;
+                if (sq->created && sq->shadow && sq->shadow_db && !sq->deleting && sq->free &&
+                    !c->cq[sq->cqid].backlog.head &&
+                    (v = __atomic_load_n(sq->shadow_db, __ATOMIC_ACQUIRE)) != sq->tail && v + 1 != sq->shadow_bad)
                         work = true;
                 if (cq->created && cq->shadow && cq->shadow_db && cq->backlog.head &&
-                    __atomic_load_n(cq->shadow_db, __ATOMIC_ACQUIRE) != cq->head)
+                    (v = __atomic_load_n(cq->shadow_db, __ATOMIC_ACQUIRE)) != cq->head && v + 1 != cq->shadow_bad)
                         work = true;
         }
         return work;

@@ -861,6 +861,102 @@ static void test_shadow_doorbells(void **state) {
         assert_int_equal(nvme_drv_rw(&f->d, 2, false, 1, 0, 1, 512, f->buf2, false), 0);
 }
 
+/* Entries posted on qid past the driver's head, counted without consuming them. */
+static unsigned posted_cqes(Fx *f, uint16_t qid) {
+        NvmeDrvQueue *q = &f->d.q[qid];
+        uint32_t head = q->cq_head;
+        uint8_t phase = q->phase;
+        unsigned n = 0;
+        while (n < q->depth && (__atomic_load_n(&q->cq[head].status, __ATOMIC_ACQUIRE) & 1) == phase) {
+                n++;
+                if (++head == q->depth) {
+                        head = 0;
+                        phase ^= 1;
+                }
+        }
+        return n;
+}
+
+static void wait_posted(Fx *f, uint16_t qid, unsigned n) {
+        for (int i = 0; i < 10000 && posted_cqes(f, qid) < n; i++)
+                usleep(1000);
+        assert_int_equal(posted_cqes(f, qid), n);
+}
+
+/* An admin round trip during which the AER aer_cid must not complete. */
+static void admin_no_event(Fx *f, uint16_t aer_cid) {
+        NvmeSqe gf = { .opcode = NVME_ADM_GET_FEATURES, .cdw10 = 0x07 };
+        uint16_t cid = nvme_drv_submit(&f->d, 0, &gf);
+        NvmeCqe e;
+        do {
+                wait_cqe(f, 0, &e);
+                if (e.cid == aer_cid)
+                        fail_msg("asynchronous event 0x%08x reported", e.dw0);
+        } while (e.cid != cid);
+}
+
+/*
+ * Shadow doorbells (§5.7): the host updates the shadow value, then writes
+ * the register when EventIdx asks for it, and goes on reaping.  The
+ * register write can reach the controller after it has already acted on a
+ * newer shadow value; that older value is no error.  A shadow head beyond
+ * the posted entries is one, reported once.
+ */
+static void test_shadow_doorbell_late_register(void **state) {
+        Fx *f = *state;
+        NvmeDrv *d = &f->d;
+        NvmeDrvQueue *q = &d->q[1];
+        NvmeSqe rd = { .opcode = NVME_CMD_READ, .nsid = 1, .prp1 = f->buf };
+        NvmeCqe e;
+
+        assert_int_equal(nvme_drv_enable(d, 32), 0);
+        assert_int_equal(nvme_drv_set_features(d, 0x07, 1 | 1 << 16, NULL), 0);
+        assert_int_equal(nvme_drv_set_features(d, 0x0b, 1u << 8, NULL), 0);
+        assert_int_equal(nvme_drv_dbbuf_config(d), 0);
+        assert_int_equal(nvme_drv_create_io_queues(d, 1, 8, 1), 0);
+        NvmeSqe aer = { .opcode = NVME_ADM_ASYNC_EVENT };
+        uint16_t aer_cid = nvme_drv_submit(d, 0, &aer);
+
+        /* Three completions; the host consumes two and, so far, says so in the shadow buffer only. */
+        for (unsigned i = 0; i < 3; i++)
+                nvme_drv_queue(d, 1, &rd);
+        nvme_drv_ring(d, 1);
+        wait_posted(f, 1, 3);
+        q->cq_head = 2;
+        __atomic_store_n(&d->db_shadow[3], 2, __ATOMIC_RELEASE);
+        /* A fourth: the controller takes head 2 from the shadow buffer as it posts it. */
+        nvme_drv_submit(d, 1, &rd);
+        wait_posted(f, 1, 2);
+        /* Only now the register write of head 1, made on the way from 0 to 2, arrives. */
+        wr32(f, NVME_REG_DBS + 4 * 3, 1);
+        admin_no_event(f, aer_cid);
+        admin_no_event(f, aer_cid);
+
+        /* A shadow head of 6 with entries 2 and 3 posted: invalid, not taken, reported once. */
+        __atomic_store_n(&d->db_shadow[3], 6, __ATOMIC_RELEASE);
+        nvme_drv_submit(d, 1, &rd);
+        wait_posted(f, 1, 3);
+        nvme_drv_submit(d, 1, &rd);
+        wait_posted(f, 1, 4);           /* both posted: taking head 6 would have left room for one */
+        wait_cqe(f, 0, &e);
+        assert_int_equal(e.cid, aer_cid);
+        assert_int_equal(e.dw0, 0x010100);      /* error, invalid doorbell write value, log 01h */
+        assert_int_equal(get_log(f, 0x01, 64, 0, false), 0);
+        aer_cid = nvme_drv_submit(d, 0, &aer);
+        admin_no_event(f, aer_cid);
+        admin_no_event(f, aer_cid);
+
+        /* The host consumes what was posted and the queue goes on. */
+        for (unsigned i = 0; i < 4; i++) {
+                assert_int_equal(nvme_drv_poll(d, 1, &e), 1);
+                assert_int_equal(nvme_drv_status(&e), 0);
+        }
+        assert_int_equal(nvme_drv_poll(d, 1, &e), 0);
+        for (unsigned i = 0; i < 20; i++)
+                assert_int_equal(nvme_drv_rw(d, 1, false, 1, i, 1, 512, f->buf2, false), 0);
+        admin_no_event(f, aer_cid);
+}
+
 static void test_irq_coalescing(void **state) {
         Fx *f = *state;
         bring_up(f);
@@ -1023,6 +1119,7 @@ int main(void) {
                 T(test_aer_namespace_changes),
                 T(test_invalid_doorbells),
                 cmocka_unit_test_prestate_setup_teardown(test_shadow_doorbells, setup, teardown, (void *) &poll_200us),
+                T(test_shadow_doorbell_late_register),
                 T(test_irq_coalescing),
                 T(test_reset_with_io_in_flight),
                 T(test_delete_sq_with_io_in_flight),
