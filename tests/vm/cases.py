@@ -4,9 +4,11 @@ side is cases/<script>.sh; see vmlib for the Context it receives."""
 import array
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import vmlib
@@ -110,36 +112,45 @@ class Manager:
 </busconfig>
 """
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, name="", netns=None, config=""):
+        """name: a suffix for this manager's bus, state and runtime paths, so
+        that several can run in one case; netns: run vfud (and so its
+        workers and the TAPs it opens) in that NetNs; config: vfud.conf."""
         self.ctx = ctx
+        self.name = name
+        self.netns = netns
         self.vfud_path = ctx.program("VFUD", "vfud")
         self.vfuctl_path = ctx.program("VFUCTL", "vfuctl")
         self.worker_path = ctx.program("VFU_WORKER", "vfud-worker")
-        self.state = ctx.path("state")
-        self.runtime = ctx.path("rt")
-        bus_path = ctx.path("bus")
+        sfx = f"-{name}" if name else ""
+        self.label = f"vfud{sfx}"
+        self.state = ctx.path(f"state{sfx}")
+        self.runtime = ctx.path(f"rt{sfx}")
+        bus_path = ctx.path(f"bus{sfx}")
         self.bus = f"unix:path={bus_path}"
-        conf = ctx.path("bus.conf")
+        conf = ctx.path(f"bus{sfx}.conf")
         with open(conf, "w") as f:
             f.write(self.BUS_CONF.format(path=bus_path))
-        with open(ctx.path("vfud.conf"), "w"):
-            pass
-        ctx.spawn("dbus-daemon", ["dbus-daemon", f"--config-file={conf}", "--nofork",
-                                  "--nopidfile"]).wait_path(bus_path)
+        self.config = ctx.path(f"vfud{sfx}.conf")
+        with open(self.config, "w") as f:
+            f.write(config)
+        ctx.spawn(f"dbus-daemon{sfx}", ["dbus-daemon", f"--config-file={conf}", "--nofork",
+                                        "--nopidfile"]).wait_path(bus_path)
         ctx.cleanups.append(self.stop_workers)
         self.vfud = None
         self.starts = 0
 
     def start(self):
         self.starts += 1
-        self.vfud = self.ctx.spawn(f"vfud.{self.starts}", [
+        prefix = self.netns.prefix() if self.netns else []
+        self.vfud = self.ctx.spawn(f"{self.label}.{self.starts}", prefix + [
             self.vfud_path, "--bus", self.bus, "--state-dir", self.state,
             "--runtime-dir", self.runtime, "--worker", self.worker_path,
-            "--config", self.ctx.path("vfud.conf")])
+            "--config", self.config])
         deadline = time.monotonic() + 20
         while self.run("list", check=False).returncode != 0:
             if not self.vfud.alive() or time.monotonic() > deadline:
-                raise Fail(f"vfud did not come up:\n{vmlib.tail(self.vfud.log)}")
+                raise Fail(f"{self.label} did not come up:\n{vmlib.tail(self.vfud.log)}")
             time.sleep(0.1)
         return self
 
@@ -151,7 +162,7 @@ class Manager:
         p = subprocess.run([self.vfuctl_path, "--bus", self.bus] + list(args),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with open(os.path.join(self.ctx.workdir, "vfuctl.log"), "a") as log:
-            log.write(f"$ vfuctl {' '.join(args)}\n{p.stdout}{p.stderr}[exit {p.returncode}]\n")
+            log.write(f"$ vfuctl --bus {self.bus} {' '.join(args)}\n{p.stdout}{p.stderr}[exit {p.returncode}]\n")
         if check and p.returncode != 0:
             raise Fail(f"vfuctl {' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
         return p
@@ -442,3 +453,307 @@ def vfud_ns_runtime(ctx):
     vm.wait_for("^VFU-VM-MARK: ready-for-resize$")
     m.run("namespace", "resize", "disk0", "1", str(ns1_new))
     vm.wait()
+
+
+@case
+def vfud_net_link(ctx):
+    """virtio-net made by vfud (vfuctl create virtio-net) on a TAP in the
+    case's network namespace, where vfud runs and opens it: the guest links
+    up and reaches the host; vfuctl link down/up is seen as the guest's
+    carrier, and traffic flows again."""
+    mac = "52:54:00:76:66:6c"
+    ns = vmlib.NetNs(ctx)
+    m = Manager(ctx, netns=ns).start()
+    m.run("create", "virtio-net", "--vm", "vm0", "--name", "net0", "--tap", ns.tap,
+          "--mac", mac)
+    sock = m.json("show", "net0")["socket_path"]
+    vm = ctx.vm("guest", "net-link.sh", devices=[vmlib.vfio_user_device(sock, "net0")],
+                timeout=300, params=dict(ns.params(), MAC=mac))
+    vm.start()
+    vm.wait_for("^VFU-VM-MARK: ready-for-link-down$", timeout=240)
+    m.run("link", "down", "net0")
+    vm.wait_for("^VFU-VM-MARK: ready-for-link-up$")
+    m.run("link", "up", "net0")
+    vm.wait()
+
+
+# What a refused live migration must tell the user: why, and what to do.
+MIGRATE_REFUSAL = ("cannot migrate device state", "shut the VM down")
+
+
+@case
+def vfud_migrate_refused(ctx):
+    """vfuctl migrate of a device (and of its VM) that QEMU's client is
+    using, to a second vfud: refused with why and what to do; the source
+    device keeps serving verified guest I/O, the destination got nothing."""
+    src = Manager(ctx, "src").start()
+    dst = Manager(ctx, "dst").start()
+    sock = src.create_nvme("disk0", "vm0", 64 * MiB)
+    vm = ctx.vm("guest", "nvme-keep-serving.sh", timeout=300,
+                devices=[vmlib.vfio_user_device(sock, "disk0")])
+    vm.start()
+    vm.wait_for("^VFU-VM-MARK: ready-for-host$", timeout=240)
+    before = src.wait_connected("disk0", True)
+    for args in (["disk0"], ["--vm", "vm0"]):
+        argv = ["migrate"] + args + ["--to", dst.bus, "--storage=copy"]
+        p = src.run(*argv, check=False)
+        what = f"vfuctl {' '.join(argv)}"
+        if p.returncode == 0:
+            raise Fail(f"{what} succeeded for a device QEMU is using: {p.stdout.strip()}")
+        missing = [s for s in MIGRATE_REFUSAL if s not in p.stderr]
+        if missing:
+            raise Fail(f"{what} exited {p.returncode} without saying {missing}: "
+                       f"{p.stderr.strip()}")
+        now = src.json("show", "disk0")
+        if now.get("state") != "connected" or now.get("worker_pid") != before.get("worker_pid"):
+            raise Fail(f"after the refused {what} the source device is {now}, "
+                       f"before it was {before}")
+        listed = dst.json("list")
+        listed = listed if isinstance(listed, list) else listed.get("devices")
+        if listed:
+            raise Fail(f"after the refused {what} the destination has devices: {listed}")
+    # The go-ahead: the guest does more verified I/O, then checks its data.
+    src.run("namespace", "add", "disk0", "2", "--size", str(4 * MiB))
+    vm.wait()
+
+
+class Libvirtd:
+    """A private libvirtd from the trixie tree (lvroot.py): chrooted there in
+    mount and PID namespaces of its own, its socket and logs in
+    <rundir>/<name>/run-libvirt, qemu hooks from hooks ({name: script}),
+    driven with the tree's virsh."""
+
+    QEMU_CONF = """user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+stdio_handler = "file"
+namespaces = [ ]
+"""
+
+    def __init__(self, ctx, name, host_uuid, hooks):
+        self.ctx = ctx
+        self.name = name
+        self.dir = ctx.path(name)
+        etc = os.path.join(self.dir, "etc")
+        run = os.path.join(self.dir, "run-libvirt")
+        os.makedirs(os.path.join(etc, "hooks", "qemu.d"))
+        os.makedirs(run)
+        self.log = os.path.join(run, "libvirtd.log")
+        with open(os.path.join(etc, "libvirtd.conf"), "w") as f:
+            f.write(f'log_outputs = "3:file:/run/libvirt/libvirtd.log"\n'
+                    f'host_uuid = "{host_uuid}"\n'
+                    f'auth_unix_rw = "none"\nauth_unix_ro = "none"\n')
+        with open(os.path.join(etc, "qemu.conf"), "w") as f:
+            f.write(self.QEMU_CONF)
+        for hook, text in hooks.items():
+            path = os.path.join(etc, "hooks", "qemu.d", hook)
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, 0o755)
+        self.uri = f"qemu+unix:///system?socket={run}/libvirt-sock"
+        config = os.path.join(self.dir, "lvroot.json")
+        with open(config, "w") as f:
+            json.dump({"root": ctx.env["ROOT"], "dir": self.dir, "binds": [ctx.rundir],
+                       "hide_kvm": ctx.accel != "kvm"}, f)
+        if os.geteuid() != 0:
+            raise Skip("the libvirt case runs libvirtd in mount and PID namespaces: it needs root")
+        self.process = ctx.spawn(name, [
+            "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
+            sys.executable, os.path.join(vmlib.HERE, "lvroot.py"), config])
+        ctx.cleanups.append(self.keep_logs)
+        deadline = time.monotonic() + 60
+        while self.virsh("list", "--all", check=False).returncode != 0:
+            if not self.process.alive() or time.monotonic() > deadline:
+                raise Fail(f"libvirtd {name} from {ctx.env['ROOT']} did not come up "
+                           f"(exit {self.process.proc.poll()}):\n{vmlib.tail(self.process.log)}\n"
+                           f"{vmlib.tail(self.log)}")
+            time.sleep(0.2)
+
+    def virsh(self, *args, check=True):
+        p = subprocess.run([self.ctx.env["VIRSH"], "-c", self.uri] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        with open(os.path.join(self.ctx.workdir, f"virsh-{self.name}.log"), "a") as log:
+            log.write(f"$ virsh {' '.join(args)}\n{p.stdout}{p.stderr}[exit {p.returncode}]\n")
+        if check and p.returncode != 0:
+            raise Fail(f"virsh ({self.name}) {' '.join(args)} exited {p.returncode}: "
+                       f"{p.stderr.strip()}")
+        return p
+
+    def domstate(self, dom):
+        p = self.virsh("domstate", dom, check=False)
+        return p.stdout.strip() if p.returncode == 0 else "undefined"
+
+    def keep_logs(self):
+        for src in (self.log, os.path.join(self.dir, "hook.log")):
+            if os.path.exists(src):
+                shutil.copy(src, os.path.join(self.ctx.workdir, f"{self.name}-{os.path.basename(src)}"))
+
+
+class LibvirtVm(vmlib.Vm):
+    """A guest libvirt starts: a domain the case defined, with the case's
+    kernel, initramfs and serial console in the run directory (libvirtd
+    sees it at the same path)."""
+
+    class Domain:
+        def __init__(self, vm):
+            self.vm = vm
+            self.log = vm.lv.log
+
+        def alive(self):
+            return self.vm.lv.domstate(self.vm.name) in ("running", "paused", "in shutdown")
+
+        def stop(self, sig=None, timeout=None):
+            self.vm.lv.virsh("destroy", self.vm.name, check=False)
+
+    def __init__(self, ctx, lv, name, script, **kw):
+        super().__init__(ctx, name, script, **kw)
+        self.lv = lv
+        self.serial = ctx.path(f"{name}.serial.log")
+        ctx.cleanups.append(self.keep_serial)
+
+    def define(self):
+        kernel = self.ctx.path("vmlinuz")
+        shutil.copy(self.ctx.env["KERNEL"], kernel)
+        xml = self.ctx.path(f"{self.name}.xml")
+        with open(xml, "w") as f:
+            f.write(f"""<domain type='qemu'>
+  <name>{self.name}</name>
+  <memory unit='MiB'>{int(vmlib.GUEST_RAM.rstrip('M'))}</memory>
+  <vcpu>2</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{self._initrd()}</initrd>
+    <cmdline>{vmlib.KERNEL_ARGS}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <cpu mode='maximum'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <serial type='file'><source path='{self.serial}'/><target port='0'/></serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+""")
+        self.lv.virsh("define", xml)
+        return self
+
+    def start(self):
+        self.started = time.monotonic()
+        self.seen = 0
+        self.lv.virsh("start", self.name)
+        self.process = self.Domain(self)
+        return self
+
+    def wait(self):
+        deadline = self.started + self.timeout
+        while self.process.alive():
+            if time.monotonic() > deadline:
+                self.process.stop()
+                raise Fail(f"{self.name}: guest still running after {self.timeout} s (hard "
+                           f"timeout); last console lines:\n{vmlib.tail(self.serial, 30)}")
+            time.sleep(0.5)
+        self.ctx.timings.append(f"{self.name} {time.monotonic() - self.started:.0f}s")
+        out = self.output()
+        results = vmlib.RESULT_RE.findall(out)
+        if not results or results[-1] != "PASS":
+            raise Fail(f"{self.name}: guest reported {results[-1] if results else 'nothing'}; "
+                       f"console:\n" + "\n".join(out.splitlines()[-40:]))
+        return out
+
+    def keep_serial(self):
+        if os.path.exists(self.serial):
+            shutil.copy(self.serial, os.path.join(self.ctx.workdir, f"{self.name}.serial.log"))
+
+
+def host_program_hook(ctx, lv_dir, bus, log):
+    """The qemu hook script for a chrooted libvirtd: vfu-hook is a host
+    program, run through the host's dynamic loader and libraries (the
+    host's /usr is at lvroot.HOST_USR inside); each call is logged."""
+    hook = ctx.program("VFU_HOOK", "vfu-hook")
+    copy = os.path.join(lv_dir, "vfu-hook.bin")
+    shutil.copy(hook, copy)
+    usr = "/run/host-usr/lib/x86_64-linux-gnu"
+    return (f"#!/bin/sh\n"
+            f"echo \"$*\" >>{log}\n"
+            f"exec {usr}/ld-linux-x86-64.so.2 --library-path {usr} {copy} --bus {bus} \"$@\"\n")
+
+
+@case
+def libvirt(ctx):
+    """libvirtd from the trixie tree starts a domain whose definition vfud
+    wrote (vfuctl create for the VM); vfu's qemu hook starts the device
+    before QEMU; the guest sees our NVMe controller and does verified I/O;
+    a live migration (to a second libvirtd with the hook, as a destination
+    host) is refused with the hook's reason and the VM keeps running and
+    serving; the release hook stops the device when the guest powers off."""
+    if not ctx.env.get("VIRSH"):
+        raise Skip(f"the trixie tree in {vmlib.CACHE} has no libvirt: provisioning could not "
+                   f"install it (see its warning above); run tests/vm/provision with the "
+                   f"package archive reachable")
+    vm_name, disk = "lv-vm", "lvdisk"
+    hook_logs = {n: os.path.join(ctx.path(n), "hook.log") for n in ("lv-src", "lv-dst")}
+    src_dir = ctx.path("lv-src")
+    lv_uri = f"qemu+unix:///system?socket={src_dir}/run-libvirt/libvirt-sock"
+    m = Manager(ctx, config=f"[Libvirt]\nEnabled=yes\nURI={lv_uri}\n")
+    hooks = {}
+    for n in ("lv-src", "lv-dst"):
+        os.makedirs(ctx.path(n), exist_ok=True)
+        hooks[n] = {"vfu-hook": host_program_hook(ctx, ctx.path(n), m.bus, hook_logs[n])}
+    src = Libvirtd(ctx, "lv-src", "5c0f8a52-7d1e-4c3b-9a6f-2e4d1b7c8a90", hooks["lv-src"])
+    # The daemon is the tree's (the host's libvirt is another release), and
+    # it runs the tree's QEMU.
+    ver = src.virsh("version", "--daemon").stdout
+    want = (f"Running against daemon: {ctx.env['LIBVIRT_VERSION']}",
+            f"Running hypervisor: QEMU {ctx.env['QEMU_VERSION'].split()[0]}")
+    if not all(w in ver for w in want):
+        raise Fail(f"virsh version --daemon does not show {want}:\n{ver}")
+    vm = LibvirtVm(ctx, src, vm_name, "nvme-keep-serving.sh", timeout=400,
+                   params={"MODEL": "vfu NVMe Controller"}).define()
+    m.start()
+    m.run("create", "nvme", "--vm", vm_name, "--name", disk, "--size", str(64 * MiB))
+    deadline = time.monotonic() + 60
+    while (dev := m.json("show", disk)).get("libvirt_status") != "applied":
+        if time.monotonic() > deadline:
+            raise Fail(f"vfud did not write {vm_name}'s definition: {dev}")
+        time.sleep(0.5)
+    defined = src.virsh("dumpxml", "--inactive", vm_name).stdout
+    for what in ("vfio-user-pci", dev["socket_path"], "memfd"):
+        if what not in defined:
+            raise Fail(f"{vm_name}'s definition in libvirtd lacks {what!r}:\n{defined}")
+    if "vfio-user-pci" not in m.run("xml", "--vm", vm_name).stdout:
+        raise Fail(f"vfuctl xml --vm {vm_name} shows no vfio-user-pci device")
+    # Idle until libvirt starts the VM: only the prepare hook can start it.
+    m.run("stop", disk)
+    vm.start()
+    if f"{vm_name} prepare begin" not in vmlib.tail(hook_logs["lv-src"]):
+        raise Fail("libvirtd did not run vfu's prepare hook")
+    vm.wait_for("^VFU-VM-MARK: ready-for-host$", timeout=300)
+    m.wait_connected(disk, True)
+
+    dst = Libvirtd(ctx, "lv-dst", "a3e1b0c4-2f6d-4e8b-8c7a-5d9f0e1b2c3d", hooks["lv-dst"])
+    p = src.virsh("migrate", "--live", vm_name, dst.uri, "--migrateuri", "tcp://127.0.0.1",
+                  check=False)
+    expect = f"vfu-hook: VM '{vm_name}': refusing live migration"
+    if p.returncode == 0 or expect not in p.stderr or "cannot migrate device state" not in p.stderr:
+        raise Fail(f"virsh migrate --live exited {p.returncode}, expected the hook's refusal "
+                   f"({expect} ... cannot migrate device state): {p.stderr.strip()}")
+    if f"{vm_name} migrate begin" not in vmlib.tail(hook_logs["lv-dst"]):
+        raise Fail("the destination libvirtd did not run vfu's migrate hook")
+    if src.domstate(vm_name) != "running":
+        raise Fail(f"after the refused migration {vm_name} is {src.domstate(vm_name)}")
+    if dst.virsh("list", "--all", "--name").stdout.strip():
+        raise Fail(f"the refused migration left a domain on the destination: "
+                   f"{dst.virsh('list', '--all').stdout}")
+    # The go-ahead: the guest does more verified I/O, checks its data, powers off.
+    m.run("namespace", "add", disk, "2", "--size", str(4 * MiB))
+    vm.wait()
+    deadline = time.monotonic() + 30
+    while (state := m.json("show", disk).get("state")) != "idle":
+        if time.monotonic() > deadline:
+            raise Fail(f"the release hook did not stop {disk}: it is {state}")
+        time.sleep(0.5)
