@@ -408,16 +408,6 @@ static void test_live_migration_io_in_flight(void **state) {
 }
 
 static void test_live_migration_shadow_doorbells(void **state) {
-        /*
-         * Known defect, under investigation: in about one run in four on a
-         * loaded host the destination sees a shadow CQ head beyond what it
-         * believes was posted and raises an "invalid doorbell value" error
-         * event (AER dw0 0x00010100).  Run it with VFU_TEST_KNOWN_RACES=1.
-         */
-        if (!g_getenv("VFU_TEST_KNOWN_RACES")) {
-                print_message("skipped: shadow-doorbell CQ head race after migration (VFU_TEST_KNOWN_RACES=1 runs it)\n");
-                skip();
-        }
         live_migration(*state, true);
 }
 
