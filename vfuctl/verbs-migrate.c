@@ -48,9 +48,26 @@ static void print_progress(Ctx *c, GPtrArray *paths, GPtrArray *names, GHashTabl
                                         remaining = v;
                         }
                 sd_bus_message_unref(reply);
-                if (total == 0)
-                        continue;
-                {
+                if (total == 0) {
+                        /* live: the VMM moves the state; show where it goes and how much it read */
+                        g_autofree char *state = NULL, *sock = NULL;
+
+                        if (sd_bus_get_property_string(c->bus, VFUD_BUS_NAME, paths->pdata[i], VFUD_DEVICE_IFACE,
+                                                       "MigrationState", NULL, &state) < 0 ||
+                            sd_bus_get_property_string(c->bus, VFUD_BUS_NAME, paths->pdata[i], VFUD_DEVICE_IFACE,
+                                                       "MigrationSocket", NULL, &sock) < 0)
+                                continue;
+                        if (strcmp(state, "waiting") == 0)
+                                line = g_strdup_printf("%s: live, waiting for the VMM to move its state to %s (socket there: %s)",
+                                                       (char *) names->pdata[i], c->opt.to, sock);
+                        else if (strcmp(state, "transferring") == 0) {
+                                g_autofree char *b = util_format_size(bytes);
+
+                                line = g_strdup_printf("%s: live, the VMM is moving its state (%s read)",
+                                                       (char *) names->pdata[i], b);
+                        } else
+                                continue;
+                } else {
                         g_autofree char *b = util_format_size(bytes), *t = util_format_size(total);
                         g_autofree char *r = util_format_size(rate);
 
@@ -114,8 +131,13 @@ int verb_migrate(Ctx *c, int argc, char **argv) {
         if (r >= 0)
                 r = sd_bus_message_append(m, "ss", what, c->opt.to);
         if (r >= 0)
-                r = c->opt.storage ? sd_bus_message_append(m, "a{sv}", 1, "storage", "s", c->opt.storage)
-                                   : sd_bus_message_append(m, "a{sv}", 0);
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && c->opt.storage)
+                r = sd_bus_message_append(m, "{sv}", "storage", "s", c->opt.storage);
+        if (r >= 0 && c->opt.timeout)
+                r = sd_bus_message_append(m, "{sv}", "timeout", "u", (uint32_t) c->opt.timeout);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
         if (r >= 0)
                 r = sd_bus_call_async(c->bus, &slot, m, on_reply, &mc, MIGRATE_TIMEOUT_USEC);
         sd_bus_message_unref(m);

@@ -39,7 +39,7 @@ static const Verb verbs[] = {
         { "xml", 0, 0, VERB_READ_ONLY, verb_xml, "xml --vm VM [--domain-xml FILE]", "Print the libvirt definition vfud applies to a VM" },
         { "attach", 1, 1, 0, verb_attach, "attach NAME --vm VM", "Hot-plug a device into a VM and record it" },
         { "detach", 1, -1, 0, verb_detach, "detach NAME...", "Hot-unplug devices from their VM" },
-        { "migrate", 0, 1, 0, verb_migrate, "migrate NAME|--vm VM --to DEST [--storage copy|shared]", "Move shut-off devices to another host's vfud" },
+        { "migrate", 0, 1, 0, verb_migrate, "migrate NAME|--vm VM --to DEST [--storage copy|shared] [--timeout SEC]", "Move devices to another host's vfud (live when the VMM can)" },
 };
 
 static void help(void) {
@@ -56,6 +56,7 @@ static void help(void) {
                "      --domain-xml=FILE    Render this domain XML instead of libvirt's (xml)\n"
                "      --to=DEST            Destination vfud: [USER@]HOST or a bus address (migrate)\n"
                "      --storage=HOW        copy (images vfud created) or shared (migrate)\n"
+               "      --timeout=SEC        How long a live hand-over may take (migrate; default 300)\n"
                "      --name=NAME          Device name (create; default: generated)\n"
                "      --size=SIZE          Namespace size, e.g. 10G (nvme)\n"
                "      --file=PATH          Existing backing file (nvme)\n"
@@ -251,6 +252,7 @@ enum {
         ARG_DOMAIN_XML,
         ARG_TO,
         ARG_STORAGE,
+        ARG_TIMEOUT,
 };
 
 static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *ret) {
@@ -289,6 +291,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                 { "domain-xml", required_argument, NULL, ARG_DOMAIN_XML },
                 { "to", required_argument, NULL, ARG_TO },
                 { "storage", required_argument, NULL, ARG_STORAGE },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { NULL },
         };
         Options *o = &c->opt;
@@ -343,6 +346,13 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                                 return usage_error("--storage=%s: give copy or shared", optarg);
                         g_free(o->storage);
                         o->storage = g_strdup(optarg);
+                        break;
+                case ARG_TIMEOUT:
+                        code = parse_uint("timeout", optarg, 86400, &o->timeout);
+                        if (code)
+                                return code;
+                        if (o->timeout == 0)
+                                return usage_error("--timeout=0: give seconds from 1 to 86400");
                         break;
                 case ARG_SERIAL: g_free(o->serial); o->serial = g_strdup(optarg); break;
                 case ARG_QUEUES:

@@ -34,6 +34,7 @@ typedef struct Options {
         bool have_size, have_queues, have_mtu, have_block_size, passt;
         uint64_t size;
         unsigned queues, mtu, block_size;
+        unsigned timeout;               /* migrate: live hand-over seconds, 0: vfud's default */
 } Options;
 
 typedef struct Ctx {

@@ -4,7 +4,16 @@
 
 #include "bus-util.h"
 
+/* Options every type takes; CreateDevice consumes them before the type normalizes the rest. */
+static const DeviceOptionSpec common_options[] = {
+        { "incoming", DEVICE_OPTION_BOOL, "the device arrives by live migration: a VMM will load its state" },
+        {}
+};
+
 static const DeviceOptionSpec *spec_find(const DeviceType *t, const char *name) {
+        for (size_t i = 0; common_options[i].name; i++)
+                if (strcmp(common_options[i].name, name) == 0)
+                        return &common_options[i];
         for (size_t i = 0; t->options[i].name; i++)
                 if (strcmp(t->options[i].name, name) == 0)
                         return &t->options[i];

@@ -113,7 +113,11 @@ int device_bus_destroy(Device *d, sd_bus_message *msg, sd_bus_error *error) {
                                          "device %s is being migrated: wait for the migration to finish", d->name);
         /* An idle device is removed inside device_stop(): keep it alive until that returns. */
         device_ref(d);
-        device_stop(d, destroy_after_stop, sd_bus_message_ref(msg));
+        /* A live migration's copy whose state was never loaded serves nobody yet: its client may go too. */
+        if (d->incoming || g_strcmp0(d->migration_state, "refused") == 0)
+                device_stop_handed_over(d, destroy_after_stop, sd_bus_message_ref(msg));
+        else
+                device_stop(d, destroy_after_stop, sd_bus_message_ref(msg));
         device_unref(d);
         return 1;
 }
@@ -164,6 +168,29 @@ static int property_get_migration_progress(sd_bus *bus, const char *path, const 
 
         return sd_bus_message_append(reply, "a{st}", 4, "bytes", d->mig_bytes, "total", d->mig_total,
                                      "rate", d->mig_rate, "remaining", d->mig_remaining);
+}
+
+static int property_get_client_migration(sd_bus *bus, const char *path, const char *interface,
+                                         const char *property, sd_bus_message *reply, void *userdata,
+                                         sd_bus_error *error) {
+        Device *d = userdata;
+
+        return sd_bus_message_append(reply, "a{sv}", 7,
+                                     "state", "s", d->client_mig.state ? d->client_mig.state : "",
+                                     "client", "b", (int) d->client_mig.client,
+                                     "saved", "b", (int) d->client_mig.saved,
+                                     "resumed", "b", (int) d->client_mig.resumed,
+                                     "failed", "b", (int) d->client_mig.failed,
+                                     "bytes-read", "t", d->client_mig.bytes_read,
+                                     "bytes-written", "t", d->client_mig.bytes_written);
+}
+
+static int property_get_migration_socket(sd_bus *bus, const char *path, const char *interface,
+                                         const char *property, sd_bus_message *reply, void *userdata,
+                                         sd_bus_error *error) {
+        Device *d = userdata;
+
+        return sd_bus_message_append(reply, "s", d->mig_socket ? d->mig_socket : "");
 }
 
 static int property_get_pid(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -308,6 +335,9 @@ static const sd_bus_vtable device_vtable[] = {
         SD_BUS_PROPERTY("LibvirtError", "s", property_get_libvirt, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MigrationState", "s", property_get_migration_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MigrationProgress", "a{st}", property_get_migration_progress, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MigrationSocket", "s", property_get_migration_socket, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ClientMigration", "a{sv}", property_get_client_migration, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("WorkerPID", "u", property_get_pid, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Restarts", "u", NULL, offsetof(Device, restarts), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

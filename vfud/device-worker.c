@@ -17,6 +17,7 @@
 
 #include "device.h"
 #include "device-type.h"
+#include "migrate.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -384,6 +385,38 @@ void device_ctl_close(Device *d, const char *why) {
         }
 }
 
+/* The worker's "migration" member (worker_build_migration()), from an event, stats or info. */
+static void client_mig_update(Device *d, JsonObject *o) {
+        JsonObject *m;
+        const char *state;
+        __typeof__(d->client_mig) before;
+        bool changed;
+
+        if (!json_object_has_member(o, "migration") || !JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "migration")))
+                return;
+        m = json_object_get_object_member(o, "migration");
+        state = json_object_get_string_member_with_default(m, "state", "running");
+        before = d->client_mig;
+        changed = g_strcmp0(state, d->client_mig.state) != 0;
+        if (changed) {
+                g_free(d->client_mig.state);
+                d->client_mig.state = g_strdup(state);
+        }
+        d->client_mig.client = json_object_get_boolean_member_with_default(m, "client", FALSE);
+        d->client_mig.saved = json_object_get_boolean_member_with_default(m, "saved", FALSE);
+        d->client_mig.resumed = json_object_get_boolean_member_with_default(m, "resumed", FALSE);
+        d->client_mig.failed = json_object_get_boolean_member_with_default(m, "failed", FALSE);
+        d->client_mig.bytes_read = (uint64_t) MAX(json_object_get_int_member_with_default(m, "bytes_read", 0), 0);
+        d->client_mig.bytes_written = (uint64_t) MAX(json_object_get_int_member_with_default(m, "bytes_written", 0), 0);
+        changed = changed || before.client != d->client_mig.client ||
+                  before.saved != d->client_mig.saved || before.resumed != d->client_mig.resumed ||
+                  before.failed != d->client_mig.failed || before.bytes_read != d->client_mig.bytes_read ||
+                  before.bytes_written != d->client_mig.bytes_written;
+        if (changed)
+                device_emit_changed(d, "ClientMigration", NULL);
+        migrate_device_event(d);
+}
+
 static void ctl_handle_event(Device *d, JsonObject *o) {
         const char *event = json_object_get_string_member_with_default(o, "event", "");
 
@@ -394,6 +427,7 @@ static void ctl_handle_event(Device *d, JsonObject *o) {
                         device_set_state(d, connected ? DEVICE_CONNECTED : DEVICE_LISTENING);
                 device_stats_update(d);
         }
+        client_mig_update(d, o);
 }
 
 static void ctl_handle(Device *d, JsonNode *msg) {
@@ -541,6 +575,7 @@ static void on_stats(Device *d, JsonNode *result, const GError *error, void *use
         if (error || !result || !JSON_NODE_HOLDS_OBJECT(result))
                 return;
         o = json_node_get_object(result);
+        client_mig_update(d, o);
         st = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         if (json_object_has_member(o, "vfio_user") &&
             JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "vfio_user")))
@@ -668,6 +703,7 @@ bool device_adopt(Device *d) {
         }
         d->connected = json_object_get_boolean_member_with_default(info, "connected", FALSE);
         d->state = d->connected ? DEVICE_CONNECTED : DEVICE_LISTENING;
+        client_mig_update(d, info);
         if (d->connected)
                 device_stats_timer_set(d, true);
         device_log(d, G_LOG_LEVEL_MESSAGE, "adopted running worker %d (%s)", (int) cred.pid,

@@ -14,6 +14,7 @@
 #include "device-type.h"
 #include "device.h"
 #include "device-incoming.h"
+#include "migrate.h"
 
 static const char *const device_state_table[_DEVICE_STATE_MAX] = {
         [DEVICE_IDLE] = "idle",
@@ -111,6 +112,8 @@ Device *device_unref(Device *d) {
         g_free(d->libvirt_status);
         g_free(d->libvirt_error);
         g_free(d->migration_state);
+        g_free(d->mig_socket);
+        g_free(d->client_mig.state);
         device_incoming_reset(d);
         g_free(d);
         return NULL;
@@ -333,7 +336,7 @@ static void on_shutdown_reply(Device *d, JsonNode *result, const GError *error, 
                 device_worker_kill(d, SIGTERM);
 }
 
-void device_stop(Device *d, DeviceDoneFunc func, void *userdata) {
+static void device_stop_internal(Device *d, bool handed_over, DeviceDoneFunc func, void *userdata) {
         g_autoptr(GError) error = NULL;
 
         switch (d->state) {
@@ -350,6 +353,8 @@ void device_stop(Device *d, DeviceDoneFunc func, void *userdata) {
                         func(d, NULL, userdata);
                 return;
         case DEVICE_CONNECTED:
+                if (handed_over)
+                        break;
                 if (*d->vm)
                         g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_BUSY,
                                     "device %s is connected to a client (VM %s): shut the VM down or detach the device first",
@@ -382,6 +387,14 @@ void device_stop(Device *d, DeviceDoneFunc func, void *userdata) {
                 device_ctl_call(d, "shutdown", NULL, NULL, NULL, on_shutdown_reply, NULL);
         else
                 device_worker_kill(d, SIGTERM);
+}
+
+void device_stop(Device *d, DeviceDoneFunc func, void *userdata) {
+        device_stop_internal(d, false, func, userdata);
+}
+
+void device_stop_handed_over(Device *d, DeviceDoneFunc func, void *userdata) {
+        device_stop_internal(d, true, func, userdata);
 }
 
 static void device_crashed(Device *d, const char *how);
@@ -451,6 +464,12 @@ void device_worker_exited(Device *d, const char *how, bool clean) {
                 d->connected = false;
                 device_stats_timer_set(d, false);
                 device_emit_changed(d, "Connected", NULL);
+        }
+        if (d->client_mig.state || d->client_mig.client) {
+                g_clear_pointer(&d->client_mig.state, g_free);
+                memset(&d->client_mig, 0, sizeof(d->client_mig));
+                device_emit_changed(d, "ClientMigration", NULL);
+                migrate_device_event(d);
         }
 
         switch (d->state) {

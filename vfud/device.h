@@ -65,6 +65,14 @@ struct Device {
         struct Migration *migration;
         char *migration_state;
         uint64_t mig_bytes, mig_total, mig_rate, mig_remaining;
+        char *mig_socket;               /* leaving live: the destination's vfio-user socket */
+        bool incoming;                  /* arriving live: waiting for the VMM to load the state */
+        /* the client's use of migration v2, as the worker reports it (see vu_server_mig_info()) */
+        struct {
+                char *state;            /* "running", "stop", "pre-copy", "stop-copy", "resuming", "error" */
+                bool client, saved, resumed, failed;
+                uint64_t bytes_read, bytes_written;
+        } client_mig;
         int incoming_fd;
         uint32_t incoming_nsid;
         uint64_t incoming_offset;
@@ -124,6 +132,8 @@ void device_set_last_error(Device *d, const char *msg);
 void device_start(Device *d, DeviceDoneFunc func, void *userdata);
 /* Stop the worker (refused while a client is connected); func runs when it exited. */
 void device_stop(Device *d, DeviceDoneFunc func, void *userdata);
+/* Stop the worker although a client is connected: its state moved to another host (live migration). */
+void device_stop_handed_over(Device *d, DeviceDoneFunc func, void *userdata);
 /* Try to take over a worker left running by an earlier manager.  TRUE if adopted. */
 bool device_adopt(Device *d);
 /* Forget the device: remove its definition, images and runtime files. */

@@ -114,6 +114,8 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         g_autoptr(JsonNode) options = NULL;
         g_autofree char *generated = NULL;
         Device *existing, *d;
+        bool incoming = false;
+        JsonNode *n;
         int r;
 
         r = sd_bus_message_read(msg, "sss", &type, &name, &vm);
@@ -131,6 +133,11 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         }
         if (!bus_read_options(msg, dtype, &opts, &gerr))
                 return manager_set_bus_error(error, gerr);
+        n = g_hash_table_lookup(opts, "incoming");
+        if (n) {
+                incoming = json_node_get_boolean(n);
+                g_hash_table_remove(opts, "incoming");
+        }
         if (!check_vm(vm, &gerr))
                 return manager_set_bus_error(error, gerr);
         if (!*name)
@@ -157,6 +164,11 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         }
 
         d = device_new(m, dtype, name, vm, options);
+        if (incoming) {
+                d->incoming = true;
+                g_free(d->migration_state);
+                d->migration_state = g_strdup("incoming");
+        }
         if (dtype->provision && !dtype->provision(d, &gerr)) {
                 device_unref(d);
                 return manager_set_bus_error(error, gerr);

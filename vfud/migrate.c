@@ -1,21 +1,28 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Cold migration (see migrate.h).  Steps:
- *   1. on the event loop: check every device (not connected: a live device
- *      needs a client that negotiates vfio-user migration, and QEMU's
- *      vfio-user-pci never does), check the storage choice against each
- *      namespace, stop the devices;
+ * Migration (see migrate.h).  Steps:
+ *   1. on the event loop: check every device (a connected one only when its
+ *      client uses vfio-user migration v2 — QEMU's vfio-user-pci never does
+ *      — and its storage is shared), check the storage choice against each
+ *      namespace, stop the devices nobody uses;
  *   2. in a thread, on a connection of its own to the destination: refuse
  *      names the destination already has, CreateDevice with the same
  *      definition, check shared backings (same path, same size) or stream
  *      the images (WriteImage/CommitImage, SHA-256 checked), start the
  *      copies that were running here; on any failure destroy what was
  *      created there;
- *   3. back on the loop: after success remove the devices here (and from
- *      the VM's libvirt definition); after failure restart what ran.
+ *      live devices are created there as "incoming", then the thread waits
+ *      for the VMM to hand each over: this side saved (STOP_COPY) and no
+ *      longer running, the destination resumed (its state loaded); the
+ *      VMM cancelling (running here again), either side in ERROR, the
+ *      client leaving before saving, or the timeout fail the migration;
+ *   3. back on the loop: after success remove the devices here (stopping
+ *      handed-over workers first; and from the VM's libvirt definition);
+ *      after failure restart what ran.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -28,6 +35,8 @@
 #define CHUNK (1u << 20)
 #define REMOTE_TIMEOUT_USEC (120 * G_USEC_PER_SEC)
 #define PROGRESS_INTERVAL_USEC (200 * 1000)
+#define HAND_OVER_POLL_USEC (50 * 1000)
+#define DEFAULT_LIVE_TIMEOUT_SEC 300
 
 typedef struct MigrateImage {
         uint32_t nsid;
@@ -35,22 +44,42 @@ typedef struct MigrateImage {
         uint64_t size;
 } MigrateImage;
 
+typedef struct Migration Migration;
+
 typedef struct MigrateDev {
+        Migration *mg;
         Device *device;
         char *name, *type, *vm;
         JsonNode *options;
         bool was_running;
         bool created;                   /* on the destination */
         GArray *images;                 /* MigrateImage to copy */
+
+        /* live: a client that migrates is connected; it moves the state, we watch */
+        bool live;
+        char *dest_path;                /* the destination's object (thread only) */
+        bool handed_over;               /* thread only */
+        unsigned cancel_polls;          /* thread only: polls since the VMM resumed it here */
+        /* the client's progress here, copied on the loop (Migration.lock) */
+        char src_state[16];
+        bool src_connected, src_saved, src_failed, src_cancelled;
+        uint64_t src_bytes;
+        uint64_t base_bytes;            /* the client's bytes_read when the migration began */
+        bool base_failed;
+        char *dest_socket;              /* where the VMM connects there (Migration.lock) */
 } MigrateDev;
 
-typedef struct Migration {
+struct Migration {
         Manager *manager;
         sd_bus_message *msg;
         char *destination;
         bool copy;
+        bool live;                      /* some device is handed over live */
+        uint64_t timeout_usec;          /* for the hand-over */
         GPtrArray *devs;                /* MigrateDev */
         unsigned stops_pending;
+        unsigned removals_pending;      /* handed-over workers still exiting */
+        GHashTable *vms;                /* whose libvirt definitions to update at the end */
         GError *error;
 
         GThread *thread;
@@ -62,7 +91,7 @@ typedef struct Migration {
         uint64_t bytes, total;
         int64_t started;
         const char *phase;              /* static string */
-} Migration;
+};
 
 static void migrate_dev_free(MigrateDev *md) {
         if (md->device)
@@ -71,6 +100,8 @@ static void migrate_dev_free(MigrateDev *md) {
         g_free(md->name);
         g_free(md->type);
         g_free(md->vm);
+        g_free(md->dest_path);
+        g_free(md->dest_socket);
         if (md->options)
                 json_node_unref(md->options);
         for (guint i = 0; md->images && i < md->images->len; i++)
@@ -80,12 +111,18 @@ static void migrate_dev_free(MigrateDev *md) {
         g_free(md);
 }
 
+static void device_unref_notify(gpointer d) {
+        device_unref(d);
+}
+
 static void migration_free(Migration *mg) {
         if (mg->manager->migrations)
                 g_ptr_array_remove(mg->manager->migrations, mg);
         g_ptr_array_unref(mg->devs);
         sd_bus_message_unref(mg->msg);
         g_free(mg->destination);
+        if (mg->vms)
+                g_hash_table_unref(mg->vms);
         g_clear_error(&mg->error);
         sd_event_source_disable_unref(mg->done_source);
         sd_event_source_disable_unref(mg->timer);
@@ -95,8 +132,44 @@ static void migration_free(Migration *mg) {
         g_free(mg);
 }
 
+static void device_set_migration(Device *d, const char *state, uint64_t bytes, uint64_t total, uint64_t rate,
+                                 uint64_t remaining);
+
 bool device_is_migrating(Device *d) {
         return d->migration != NULL;
+}
+
+void migrate_device_event(Device *d) {
+        Migration *mg = d->migration;
+
+        if (d->incoming && d->client_mig.resumed) {
+                d->incoming = false;
+                device_log(d, G_LOG_LEVEL_MESSAGE, "arrived: the client loaded the migrated device state");
+                device_set_migration(d, "resumed", 0, 0, 0, 0);
+        } else if (d->incoming && (d->client_mig.failed || g_strcmp0(d->client_mig.state, "error") == 0)) {
+                d->incoming = false;
+                device_log(d, G_LOG_LEVEL_WARNING, "the migrated device state was refused (ERROR state)");
+                device_set_migration(d, "refused", 0, 0, 0, 0);
+        }
+        for (guint i = 0; mg && i < mg->devs->len; i++) {
+                MigrateDev *md = mg->devs->pdata[i];
+
+                if (md->device != d || !md->live)
+                        continue;
+                /* Latched here, where every step is seen in order; the thread polls. */
+                g_mutex_lock(&mg->lock);
+                g_strlcpy(md->src_state, d->client_mig.state ? d->client_mig.state : "", sizeof(md->src_state));
+                md->src_connected = d->state == DEVICE_CONNECTED;
+                md->src_saved = md->src_saved || strcmp(md->src_state, "stop-copy") == 0 ||
+                                d->client_mig.bytes_read > md->base_bytes;
+                md->src_failed = md->src_failed || strcmp(md->src_state, "error") == 0 ||
+                                 (d->client_mig.failed && !md->base_failed);
+                md->src_cancelled = md->src_cancelled ||
+                                    (md->src_saved && md->src_connected && strcmp(md->src_state, "running") == 0);
+                if (d->client_mig.bytes_read > md->base_bytes)
+                        md->src_bytes = d->client_mig.bytes_read - md->base_bytes;
+                g_mutex_unlock(&mg->lock);
+        }
 }
 
 /* ---- progress ---- */
@@ -123,6 +196,31 @@ static void device_set_migration(Device *d, const char *state, uint64_t bytes, u
                 device_emit_changed(d, "MigrationProgress", NULL);
 }
 
+static bool saving(const char *state) {
+        return strcmp(state, "pre-copy") == 0 || strcmp(state, "stop-copy") == 0;
+}
+
+/* A live device's figures: the state the client read here so far; its socket there. */
+static void progress_publish_live(MigrateDev *md, const char *phase, int64_t elapsed) {
+        Device *d = md->device;
+        uint64_t bytes;
+        g_autofree char *sock = NULL;
+
+        g_mutex_lock(&md->mg->lock);
+        bytes = md->src_bytes;
+        if (strcmp(phase, "waiting") == 0 && (md->src_saved || saving(md->src_state)))
+                phase = "transferring";
+        sock = g_strdup(md->dest_socket);
+        g_mutex_unlock(&md->mg->lock);
+        if (g_strcmp0(sock, d->mig_socket) != 0 && !(sock == NULL && d->mig_socket == NULL)) {
+                g_free(d->mig_socket);
+                d->mig_socket = g_steal_pointer(&sock);
+                device_emit_changed(d, "MigrationSocket", NULL);
+        }
+        device_set_migration(d, phase, bytes, 0,
+                             elapsed > 0 ? (uint64_t) ((double) bytes * G_USEC_PER_SEC / (double) elapsed) : 0, 0);
+}
+
 static void progress_publish(Migration *mg) {
         uint64_t bytes, total, rate = 0, remaining = 0;
         const char *phase;
@@ -141,7 +239,11 @@ static void progress_publish(Migration *mg) {
         for (guint i = 0; i < mg->devs->len; i++) {
                 MigrateDev *md = mg->devs->pdata[i];
 
-                if (md->device)
+                if (!md->device)
+                        continue;
+                if (md->live)
+                        progress_publish_live(md, phase, elapsed);
+                else
                         device_set_migration(md->device, phase, bytes, total, rate, remaining);
         }
 }
@@ -200,6 +302,8 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
         JsonObject *o = json_node_get_object(md->options);
         int r = sd_bus_message_open_container(m, 'a', "{sv}");
 
+        if (r >= 0 && md->live)
+                r = sd_bus_message_append(m, "{sv}", "incoming", "b", 1);
         if (r < 0)
                 return r;
         if (strcmp(md->type, "nvme") == 0) {
@@ -470,6 +574,17 @@ static gboolean migrate_one(sd_bus *b, Migration *mg, MigrateDev *md, GError **e
         }
         if (!add_extra_namespaces(b, mg, md, path, error))
                 return FALSE;
+        if (md->live) {
+                g_autofree char *sock = NULL;
+
+                r = sd_bus_get_property_string(b, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "SocketPath", &e, &sock);
+                if (r < 0)
+                        return call_failed(error, &e, r, mg->destination, "reading the new device's socket");
+                md->dest_path = g_strdup(path);
+                g_mutex_lock(&mg->lock);
+                md->dest_socket = g_steal_pointer(&sock);
+                g_mutex_unlock(&mg->lock);
+        }
         if (!mg->copy)
                 return check_shared(b, mg, md, path, error);
         if (md->images->len) {
@@ -486,6 +601,137 @@ static gboolean migrate_one(sd_bus *b, Migration *mg, MigrateDev *md, GError **e
                 }
         }
         return TRUE;
+}
+
+/* The destination's view of an incoming device: its MigrationState and its client's migration state. */
+static gboolean dest_status(sd_bus *b, Migration *mg, MigrateDev *md, char **mig_state, char **client_state,
+                            GError **error) {
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_get_property_string(b, VFUD_BUS_NAME, md->dest_path, VFUD_DEVICE_IFACE, "MigrationState", &e,
+                                       mig_state);
+        if (r >= 0)
+                r = sd_bus_get_property(b, VFUD_BUS_NAME, md->dest_path, VFUD_DEVICE_IFACE, "ClientMigration", &e,
+                                        &reply, "a{sv}");
+        if (r < 0) {
+                g_autofree char *what = g_strdup_printf("watching %s arrive", md->name);
+
+                return call_failed(error, &e, r, mg->destination, what);
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r > 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key, *v;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r >= 0 && strcmp(key, "state") == 0 && (r = sd_bus_message_read(reply, "v", "s", &v)) >= 0)
+                        *client_state = g_strdup(v);
+                else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        sd_bus_message_unref(reply);
+        if (!*client_state)
+                *client_state = g_strdup("");
+        return TRUE;
+}
+
+/* One live device: TRUE with *done when handed over, FALSE with error when the hand-over failed. */
+static gboolean hand_over_check(sd_bus *b, Migration *mg, MigrateDev *md, bool *done, GError **error) {
+        g_autofree char *dest_mig = NULL, *dest_client = NULL;
+        char src_state[sizeof(md->src_state)];
+        bool src_connected, src_saved, src_failed, src_cancelled;
+
+        if (!dest_status(b, mg, md, &dest_mig, &dest_client, error))
+                return FALSE;
+        g_mutex_lock(&mg->lock);
+        memcpy(src_state, md->src_state, sizeof(src_state));
+        src_connected = md->src_connected;
+        src_saved = md->src_saved;
+        src_failed = md->src_failed;
+        src_cancelled = md->src_cancelled;
+        g_mutex_unlock(&mg->lock);
+
+        if (strcmp(dest_mig, "refused") == 0 || strcmp(dest_client, "error") == 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                            "%s refused the device state of %s (its copy entered the migration ERROR state: the stream "
+                            "was damaged, from another version or for another device); %s stays here, where the VMM "
+                            "can resume it", mg->destination, md->name, md->name);
+                return FALSE;
+        }
+        if (src_failed) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                            "%s entered the migration ERROR state here while its state was being saved: the VMM must "
+                            "reset the device; nothing was handed over to %s", md->name, mg->destination);
+                return FALSE;
+        }
+        /* A refusal there makes the VMM resume here: give the destination's report time to win. */
+        if (src_cancelled && ++md->cancel_polls < 5) {
+                *done = false;
+                return TRUE;
+        }
+        if (src_cancelled) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                            "the VMM resumed %s here instead of on %s: the migration was cancelled, %s keeps running here",
+                            md->name, mg->destination, md->name);
+                return FALSE;
+        }
+        if (!src_connected && !src_saved) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                            "the VMM disconnected from %s before saving its state: nothing was handed over to %s",
+                            md->name, mg->destination);
+                return FALSE;
+        }
+        *done = strcmp(dest_mig, "resumed") == 0 && src_saved &&
+                (!src_connected || strcmp(src_state, "stop") == 0 || strcmp(src_state, "stop-copy") == 0);
+        return TRUE;
+}
+
+/* Wait until the VMM moved every live device's state to its copy there. */
+static gboolean await_hand_over(sd_bus *b, Migration *mg, GError **error) {
+        int64_t deadline = g_get_monotonic_time() + (int64_t) mg->timeout_usec;
+
+        set_phase(mg, "waiting");
+        for (;;) {
+                bool all = true;
+
+                if (g_atomic_int_get(&mg->cancelled)) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                                    "vfud on this host is exiting: the devices keep running here; migrate again once it is back");
+                        return FALSE;
+                }
+                for (guint i = 0; i < mg->devs->len; i++) {
+                        MigrateDev *md = mg->devs->pdata[i];
+                        bool done = false;
+
+                        if (!md->live || md->handed_over)
+                                continue;
+                        if (!hand_over_check(b, mg, md, &done, error))
+                                return FALSE;
+                        md->handed_over = done;
+                        all = all && done;
+                }
+                if (all)
+                        return TRUE;
+                if (g_get_monotonic_time() > deadline) {
+                        for (guint i = 0; i < mg->devs->len; i++) {
+                                MigrateDev *md = mg->devs->pdata[i];
+
+                                if (md->live && !md->handed_over) {
+                                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                                                    "no VMM moved the state of %s to %s within %" G_GUINT64_FORMAT
+                                                    " s: %s keeps running here; have the VMM migrate to the socket "
+                                                    "MigrationSocket names and try again (option timeout gives it longer)",
+                                                    md->name, mg->destination, mg->timeout_usec / G_USEC_PER_SEC, md->name);
+                                        break;
+                                }
+                        }
+                        return FALSE;
+                }
+                g_usleep(HAND_OVER_POLL_USEC);
+        }
 }
 
 static void rollback(sd_bus *b, Migration *mg) {
@@ -519,6 +765,8 @@ static gpointer migrate_thread(gpointer data) {
                 g_mutex_unlock(&mg->lock);
                 for (guint i = 0; !error && i < mg->devs->len; i++)
                         (void) migrate_one(b, mg, mg->devs->pdata[i], &error);
+                if (!error && mg->live)
+                        (void) await_hand_over(b, mg, &error);
                 if (error)
                         rollback(b, mg);
                 sd_bus_flush_close_unref(b);
@@ -532,14 +780,51 @@ static gpointer migrate_thread(gpointer data) {
 
 /* ---- back on the loop ---- */
 
-static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Migration *mg = userdata;
-        Manager *m = mg->manager;
-        g_autoptr(GHashTable) vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+/* Every device is gone here (or the migration failed): answer the caller. */
+static void migration_finish(Migration *mg) {
         GHashTableIter it;
         gpointer vm;
 
+        g_hash_table_iter_init(&it, mg->vms);
+        while (!mg->error && g_hash_table_iter_next(&it, &vm, NULL))
+                manager_libvirt_apply(mg->manager, vm, NULL, NULL);
+        if (mg->error)
+                (void) manager_reply_error(mg->msg, mg->error);
+        else
+                (void) sd_bus_reply_method_return(mg->msg, NULL);
+        migration_free(mg);
+}
+
+static void remove_migrated(Migration *mg, Device *d) {
+        Manager *m = mg->manager;
+
+        device_log(d, G_LOG_LEVEL_MESSAGE, "migrated to %s, removing it here", mg->destination);
+        device_ref(d);
+        manager_emit_device_removed(m, d);
+        device_remove_files(d);
+        manager_remove_device(m, d);
+        device_unref(d);
+}
+
+/* A handed-over device's worker exited (its client had moved on): remove the device. */
+static void handed_over_stopped(Device *d, const GError *error, void *userdata) {
+        Migration *mg = userdata;
+
+        if (error)
+                device_log(d, G_LOG_LEVEL_WARNING, "stopping the handed-over worker: %s", error->message);
+        if (!d->removed)
+                remove_migrated(mg, d);
+        if (--mg->removals_pending == 0)
+                migration_finish(mg);
+}
+
+static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Migration *mg = userdata;
+        g_autoptr(GPtrArray) handed_over = g_ptr_array_new_with_free_func(device_unref_notify);
+
         g_thread_join(mg->thread);
+        mg->thread = NULL;
+        mg->done_source = sd_event_source_disable_unref(mg->done_source);
         mg->timer = sd_event_source_disable_unref(mg->timer);
         progress_publish(mg);
         for (guint i = 0; i < mg->devs->len; i++) {
@@ -551,30 +836,34 @@ static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *us
                 d->migration = NULL;
                 if (d->removed)
                         continue;
+                if (md->live && d->mig_socket) {
+                        g_clear_pointer(&d->mig_socket, g_free);
+                        device_emit_changed(d, "MigrationSocket", NULL);
+                }
                 if (mg->error) {
                         device_log(d, G_LOG_LEVEL_WARNING, "migration to %s failed: %s", mg->destination,
                                    mg->error->message);
-                        if (md->was_running)
+                        if (md->was_running && !md->live)
                                 device_start(d, NULL, NULL);
                         continue;
                 }
-                device_log(d, G_LOG_LEVEL_MESSAGE, "migrated to %s, removing it here", mg->destination);
                 if (*d->vm)
-                        g_hash_table_add(vms, g_strdup(d->vm));
-                device_ref(d);
-                manager_emit_device_removed(m, d);
-                device_remove_files(d);
-                manager_remove_device(m, d);
-                device_unref(d);
+                        g_hash_table_add(mg->vms, g_strdup(d->vm));
+                if (md->live)
+                        g_ptr_array_add(handed_over, device_ref(d));
+                else
+                        remove_migrated(mg, d);
         }
-        g_hash_table_iter_init(&it, vms);
-        while (g_hash_table_iter_next(&it, &vm, NULL))
-                manager_libvirt_apply(m, vm, NULL, NULL);
-        if (mg->error)
-                (void) manager_reply_error(mg->msg, mg->error);
-        else
-                (void) sd_bus_reply_method_return(mg->msg, NULL);
-        migration_free(mg);
+        if (handed_over->len == 0) {
+                migration_finish(mg);
+                return 0;
+        }
+        /* The client works on the destination now: this side's workers go, then the devices. */
+        mg->removals_pending = handed_over->len + 1;
+        for (guint i = 0; i < handed_over->len; i++)
+                device_stop_handed_over(handed_over->pdata[i], handed_over_stopped, mg);
+        if (--mg->removals_pending == 0)
+                migration_finish(mg);
         return 0;
 }
 
@@ -613,7 +902,9 @@ void manager_migrations_abort(Manager *m) {
 
                 /* Stop copying, let the thread roll the destination back, and keep the devices here. */
                 g_atomic_int_set(&mg->cancelled, 1);
-                g_thread_join(mg->thread);
+                if (mg->thread)
+                        g_thread_join(mg->thread);
+                mg->thread = NULL;
                 for (guint i = 0; i < mg->devs->len; i++) {
                         MigrateDev *md = mg->devs->pdata[i];
                         Device *d = md->device;
@@ -627,12 +918,10 @@ void manager_migrations_abort(Manager *m) {
                                         device_set_stopped_marker(d, false);
                                 continue;
                         }
-                        device_log(d, G_LOG_LEVEL_MESSAGE, "migrated to %s, removing it here", mg->destination);
-                        device_ref(d);
-                        manager_emit_device_removed(m, d);
-                        device_remove_files(d);
-                        manager_remove_device(m, d);
-                        device_unref(d);
+                        /* handed over: its client works on the destination */
+                        if (md->live)
+                                device_worker_kill(d, SIGTERM);
+                        remove_migrated(mg, d);
                 }
                 if (mg->error)
                         (void) manager_reply_error(mg->msg, mg->error);
@@ -656,7 +945,7 @@ static void stopped_for_migration(Device *d, const GError *error, void *userdata
 
                         md->device->migration = NULL;
                         device_set_migration(md->device, "failed", 0, 0, 0, 0);
-                        if (md->was_running)
+                        if (md->was_running && !md->live)
                                 device_start(md->device, NULL, NULL);
                 }
                 (void) manager_reply_error(mg->msg, mg->error);
@@ -677,7 +966,7 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
                             d->name);
                 return FALSE;
         }
-        if (d->state == DEVICE_CONNECTED) {
+        if (d->state == DEVICE_CONNECTED && !d->client_mig.client) {
                 if (*d->vm)
                         g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
                                     "device %s is connected to VM %s, whose vfio-user client has not negotiated vfio-user "
@@ -692,13 +981,29 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
                                     d->name, d->name);
                 return FALSE;
         }
+        if (d->state == DEVICE_CONNECTED && mg->copy && nss && json_array_get_length(nss) > 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
+                            "device %s is in use, and a disk in use cannot be copied consistently: live migration needs "
+                            "its namespaces on storage both hosts share (storage=shared); or stop the VM and migrate cold "
+                            "with storage=copy", d->name);
+                return FALSE;
+        }
         if (d->state == DEVICE_STARTING || d->state == DEVICE_STOPPING) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_BUSY, "device %s is %s: try again in a moment",
                             d->name, device_state_to_string(d->state));
                 return FALSE;
         }
         md = g_new0(MigrateDev, 1);
+        md->mg = mg;
         md->device = device_ref(d);
+        md->live = d->state == DEVICE_CONNECTED;
+        if (md->live) {
+                mg->live = true;
+                g_strlcpy(md->src_state, d->client_mig.state ? d->client_mig.state : "", sizeof(md->src_state));
+                md->src_connected = true;
+                md->base_bytes = d->client_mig.bytes_read;
+                md->base_failed = d->client_mig.failed;
+        }
         md->name = g_strdup(d->name);
         md->type = g_strdup(d->type);
         md->vm = g_strdup(d->vm);
@@ -719,9 +1024,16 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
                         return FALSE;
                 }
                 if (strcmp(kind, "image") == 0 && !mg->copy) {
-                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
-                                    "namespace %u of %s is an image in vfud's state directory (%s), which no other host shares: use storage=copy",
-                                    nsid, d->name, path);
+                        if (md->live)
+                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
+                                            "namespace %u of %s is an image in vfud's state directory (%s), which no other "
+                                            "host shares, and a disk in use cannot be copied: live migration needs "
+                                            "namespaces on shared storage (file= or block= paths both hosts see); or stop "
+                                            "the VM and migrate cold with storage=copy", nsid, d->name, path);
+                        else
+                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
+                                            "namespace %u of %s is an image in vfud's state directory (%s), which no other host shares: use storage=copy",
+                                            nsid, d->name, path);
                         return FALSE;
                 }
                 if (strcmp(kind, "image") != 0 && mg->copy) {
@@ -742,7 +1054,7 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
         return TRUE;
 }
 
-static gboolean read_options(sd_bus_message *msg, char **storage, GError **error) {
+static gboolean read_options(sd_bus_message *msg, char **storage, uint32_t *timeout, GError **error) {
         int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
 
         while (r >= 0 && (r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
@@ -751,19 +1063,28 @@ static gboolean read_options(sd_bus_message *msg, char **storage, GError **error
                 r = sd_bus_message_read(msg, "s", &key);
                 if (r < 0)
                         break;
-                if (strcmp(key, "storage") != 0) {
+                if (strcmp(key, "storage") == 0) {
+                        r = sd_bus_message_read(msg, "v", "s", &value);
+                        if (r < 0 || (strcmp(value, "copy") != 0 && strcmp(value, "shared") != 0)) {
+                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                            "option storage must be the string copy or shared");
+                                return FALSE;
+                        }
+                        g_free(*storage);
+                        *storage = g_strdup(value);
+                } else if (strcmp(key, "timeout") == 0) {
+                        r = sd_bus_message_read(msg, "v", "u", timeout);
+                        if (r < 0 || *timeout == 0 || *timeout > 24 * 3600) {
+                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                            "option timeout must be seconds (u) from 1 to 86400");
+                                return FALSE;
+                        }
+                } else {
                         g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                                    "unknown option '%s': migration takes storage (s: copy or shared)", key);
+                                    "unknown option '%s': migration takes storage (s: copy or shared) and timeout "
+                                    "(u: seconds a live hand-over may take)", key);
                         return FALSE;
                 }
-                r = sd_bus_message_read(msg, "v", "s", &value);
-                if (r < 0 || (strcmp(value, "copy") != 0 && strcmp(value, "shared") != 0)) {
-                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                                    "option storage must be the string copy or shared");
-                        return FALSE;
-                }
-                g_free(*storage);
-                *storage = g_strdup(value);
                 r = sd_bus_message_exit_container(msg);
         }
         if (r >= 0)
@@ -783,14 +1104,16 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         g_autoptr(GError) gerr = NULL;
         g_autofree char *storage = g_strdup("");
         g_autoptr(GPtrArray) list = g_ptr_array_new();
+        g_autoptr(GPtrArray) cold = g_ptr_array_new_with_free_func(device_unref_notify);
         const char *what, *dest;
+        uint32_t timeout = DEFAULT_LIVE_TIMEOUT_SEC;
         Migration *mg;
         int r;
 
         r = sd_bus_message_read(msg, "ss", &what, &dest);
         if (r < 0)
                 return r;
-        if (!read_options(msg, &storage, &gerr))
+        if (!read_options(msg, &storage, &timeout, &gerr))
                 return manager_set_bus_error(error, gerr);
         r = manager_check_authorized(m, msg, "migrating devices", error);
         if (r < 0)
@@ -823,7 +1146,9 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         mg->efd = -1;
         mg->destination = g_strdup(dest);
         mg->copy = strcmp(storage, "copy") == 0;
+        mg->timeout_usec = (uint64_t) timeout * G_USEC_PER_SEC;
         mg->devs = g_ptr_array_new_with_free_func((GDestroyNotify) migrate_dev_free);
+        mg->vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         mg->phase = "preparing";
         g_mutex_init(&mg->lock);
         for (guint i = 0; i < list->len; i++)
@@ -832,21 +1157,30 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
                         return manager_set_bus_error(error, gerr);
                 }
         mg->msg = sd_bus_message_ref(msg);
-        mg->stops_pending = mg->devs->len;
         for (guint i = 0; i < mg->devs->len; i++) {
                 MigrateDev *md = mg->devs->pdata[i];
 
                 md->device->migration = mg;
                 device_set_migration(md->device, "preparing", 0, mg->total, 0, 0);
-                device_log(md->device, G_LOG_LEVEL_MESSAGE, "migrating to %s (storage %s)", dest,
-                           mg->copy ? "copied" : *storage ? "shared" : "none");
+                device_log(md->device, G_LOG_LEVEL_MESSAGE, "migrating to %s (%s, storage %s)", dest,
+                           md->live ? "live" : "cold", mg->copy ? "copied" : *storage ? "shared" : "none");
+                if (!md->live)
+                        mg->stops_pending++;
         }
-        /* Nothing may connect while the definitions move. */
+        if (mg->stops_pending == 0) {
+                migration_start_thread(mg);
+                return 1;
+        }
+        /* Nothing may connect while the definitions move; live devices keep serving their client. */
         for (guint i = 0; i < mg->devs->len; i++) {
                 MigrateDev *md = mg->devs->pdata[i];
 
-                device_stop(md->device, stopped_for_migration, mg);
+                if (!md->live)
+                        g_ptr_array_add(cold, device_ref(md->device));
         }
+        /* (the last stop may start the thread or end the migration: mg is not touched after it) */
+        for (guint i = 0; i < cold->len; i++)
+                device_stop(cold->pdata[i], stopped_for_migration, mg);
         return 1;
 }
 

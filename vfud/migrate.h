@@ -1,18 +1,30 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Cold migration of devices to another vfud (migrate.c): Manager.MigrateDevice
+ * Migration of devices to another vfud (migrate.c): Manager.MigrateDevice
  * and Manager.MigrateVm.  The destination is reached over D-Bus (a bus
  * address, or [USER@]HOST for its system bus over ssh); the remote calls run
  * in a thread of their own, progress comes back to the event loop.
  *
+ * Cold: devices without a client are stopped, defined there, their images
+ * copied (or shared storage checked).  Live: a device whose client uses
+ * vfio-user migration v2 (our client library as the VMM; never QEMU 11's
+ * vfio-user-pci) keeps serving; its copy there is created "incoming" and
+ * the VMM moves the device state itself (MIG_DATA_READ here, MIG_DATA_WRITE
+ * there); vfud watches both ends and removes the device here once the copy
+ * resumed.  Live needs shared storage.
+ *
  * Device fields migration_state / mig_* (D-Bus MigrationState and
  * MigrationProgress):
- *   ""           never migrated by this vfud
- *   "preparing"  stopping the device, defining it on the destination
- *   "copying"    image data on its way (MigrationProgress counts it)
- *   "completed"  the destination serves it; the device is removed here next
- *   "failed"     nothing changed on the destination; LastError-style reason
- *                in the method's error, the device runs again if it did
+ *   ""             never migrated by this vfud
+ *   "preparing"    stopping the device, defining it on the destination
+ *   "copying"      image data on its way (MigrationProgress counts it)
+ *   "waiting"      live: the copy there waits for the VMM (MigrationSocket)
+ *   "transferring" live: the VMM is saving the state here
+ *   "completed"    the destination serves it; the device is removed here next
+ *   "failed"       nothing changed on the destination; the reason is in the
+ *                  method's error, the device runs again if it did
+ *   "incoming"     (on the destination) created live, waiting for the state
+ *   "resumed"      (on the destination) its client loaded the state
  */
 #pragma once
 
@@ -26,5 +38,7 @@ int manager_bus_migrate_vm(Manager *m, sd_bus_message *msg, sd_bus_error *error)
  * already succeeded leaves its devices here; the next vfud still has them.
  */
 void manager_migrations_abort(Manager *m);
+/* d's client migration state or connection changed (device-worker.c): follow the hand-over. */
+void migrate_device_event(Device *d);
 /* Whether d is being migrated (other changes are refused meanwhile). */
 bool device_is_migrating(Device *d);

@@ -45,6 +45,8 @@ static int set_state(VuServer *s, enum vu_mig_state to) {
                         s->mig.info.saved = true;
                 if (ret == 0 && s->mig.state == VU_MIG_RESUMING)
                         s->mig.info.resumed = true;
+                if (ret < 0)
+                        s->mig.info.failed = true;
                 g_debug("%s: migration %s -> %s: %s", s->name, vu_mig_state_to_string(s->mig.state),
                         vu_mig_state_to_string(path[i]), ret < 0 ? g_strerror(-ret) : "ok");
                 s->mig.state = ret < 0 ? VU_MIG_ERROR : path[i];
@@ -249,5 +251,7 @@ int vu_handle_mig_data_write(VuServer *s, VuMsg *m, VuReply *r) {
         ret = s->ops->migration->write_data(s->opaque, m->body + sizeof(in), in.size);
         if (ret == 0)
                 s->mig.info.bytes_written += in.size;
+        else
+                s->mig.info.failed = true;
         return ret;
 }

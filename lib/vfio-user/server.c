@@ -322,6 +322,7 @@ int vu_server_attach_transport(VuServer *s, const VuTransportOps *ops, void *t) 
         s->tr_opaque = t;
         s->conn_fd = -1;
         s->connected = true;
+        memset(&s->mig.info, 0, sizeof(s->mig.info));
         s->negotiated = false;
         s->client_max_fds = 1;
         s->client_max_xfer = VU_MAX_DATA_XFER;
@@ -389,7 +390,6 @@ void vu_server_disconnect(VuServer *s) {
                 s->ops->reset(s->opaque, VU_RESET_LOST_CONN);
         vu_pci_cfg_reset(s->cfg);
         vu_mig_reset(s);
-        memset(&s->mig.info, 0, sizeof(s->mig.info));
         vu_server_resume(s);
         if (s->ops->detach)
                 s->ops->detach(s->opaque);

@@ -173,15 +173,17 @@ typedef struct VuServerStats {
 void vu_server_get_stats(const VuServer *s, VuServerStats *st);
 
 /*
- * What the current client has done with migration v2 since it connected
- * (all zero/RUNNING after a disconnect): a manager tells from it whether
- * the client can migrate the device and how far a hand-over has come.
+ * What the client has done with migration v2 since it connected; after it
+ * left, what it had done (cleared when the next client connects), so a
+ * manager sees how a hand-over ended: whether the client can migrate the
+ * device, whether the state was saved here or loaded here, or failed.
  */
 typedef struct VuMigInfo {
         enum vu_mig_state state;        /* the device's migration state now */
         bool client_uses;               /* the client asked for MIGRATION or MIG_DEVICE_STATE */
         bool saved;                     /* the device reached STOP_COPY */
         bool resumed;                   /* the device left RESUMING successfully (state loaded) */
+        bool failed;                    /* a migration arc failed (ERROR) or the device refused stream data */
         uint64_t bytes_read;            /* MIG_DATA_READ payload handed out */
         uint64_t bytes_written;         /* MIG_DATA_WRITE payload accepted */
 } VuMigInfo;

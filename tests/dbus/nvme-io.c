@@ -1,11 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * nvme-io SOCKET: a VMM doing verified NVMe I/O against a device that
- * vfud-worker serves.  It connects as QEMU would (our vfio-user client,
- * guest RAM in a memfd), brings the controller up like Linux's driver,
- * creates an I/O queue pair, then loops: write a 4 KiB block whose bytes
- * encode (block, generation), read it back, compare.  Every block written
- * once is also re-read later and must still hold its last generation.
+ * nvme-io [--migratable] SOCKET: a VMM doing verified NVMe I/O against a
+ * device that vfud-worker serves.  It connects as QEMU would (our vfio-user
+ * client, guest RAM in a memfd), brings the controller up like Linux's
+ * driver, creates an I/O queue pair, then loops: write a 4 KiB block whose
+ * bytes encode (block, generation), read it back, compare.  Every block
+ * written once is also re-read later and must still hold its last generation.
+ *
+ * --migratable: a VMM that migrates (it asks for the MIGRATION feature, as
+ * such a VMM does, unlike QEMU 11), taking commands on stdin, one per line;
+ * each first queues writes it does not wait for, so they are in flight as
+ * the device stops:
+ *   migrate SOCKET  live-migrate to the device listening on SOCKET (the same
+ *                   guest RAM, the storage shared): save the state here
+ *                   (PRE_COPY, STOP_COPY), load it there (RESUMING), run
+ *                   there, stop here, go on there; prints "migrated BYTES"
+ *   corrupt SOCKET  the same with one byte of the stream flipped: the
+ *                   destination must refuse it; resumes here, "refused"
+ *   cancel          save the state, then resume here; "cancelled"
+ * The writes in flight are verified after each.
  *
  * Prints "ready" after the first verified round trip, "ops N" every 200
  * I/Os, and "ok N ERRORS" when its stdin closes.  Exit status 0 when every
@@ -25,6 +38,8 @@
 #define RAM (16ull << 20)
 #define IO 4096u
 #define BLOCKS 1024u            /* 4 MiB of the namespace */
+#define INFLIGHT 4u             /* the last blocks: written around migrations */
+#define LOOP_BLOCKS (BLOCKS - INFLIGHT)
 
 static void fill(uint8_t *p, uint64_t block, uint32_t gen) {
         for (unsigned i = 0; i < IO; i += 16) {
@@ -47,6 +62,160 @@ static unsigned lba_size(NvmeDrv *d, uint64_t buf) {
         return lbads >= 9 && lbads <= 12 ? 1u << lbads : 0;
 }
 
+/* ---- migration, as a VMM that migrates does it ---- */
+
+static int mig_set(VuClient *c, uint32_t state) {
+        struct vu_feature_mig_state st = { .device_state = state };
+
+        return vu_client_device_feature(c, VU_FEATURE_SET | VU_FEATURE_MIG_DEVICE_STATE, &st, sizeof(st), NULL, 0,
+                                        NULL);
+}
+
+static int probe_migration(VuClient *c) {
+        uint64_t flags = 0;
+        size_t len = 0;
+        int r = vu_client_device_feature(c, VU_FEATURE_GET | VU_FEATURE_MIGRATION, NULL, 0, &flags, sizeof(flags),
+                                         &len);
+
+        return r < 0 ? r : (flags & VU_MIGRATION_STOP_COPY) ? 0 : -ENOTSUP;
+}
+
+/* Writes of new generations to the reserved blocks, not waited for. */
+static void queue_inflight(NvmeDrv *d, uint64_t fbuf, unsigned nlb, uint32_t *gen) {
+        for (unsigned i = 0; i < INFLIGHT; i++) {
+                uint64_t block = LOOP_BLOCKS + i, slba = block * nlb;
+                NvmeSqe c = { .opcode = NVME_CMD_WRITE, .nsid = 1, .cdw10 = (uint32_t) slba,
+                              .cdw11 = (uint32_t) (slba >> 32), .cdw12 = nlb - 1 };
+
+                gen[block]++;
+                fill(nvme_drv_ptr(d, fbuf + (uint64_t) i * IO), block, gen[block]);
+                nvme_drv_build_prps(d, &c, fbuf + (uint64_t) i * IO, IO);
+                nvme_drv_queue(d, 1, &c);
+        }
+        nvme_drv_ring(d, 1);
+}
+
+/* Their completions (posted before the device stopped) and their data.  Errors counted. */
+static unsigned check_inflight(NvmeDrv *d, unsigned nlb, unsigned lbs, uint64_t rbuf, const uint32_t *gen) {
+        unsigned errors = 0;
+        uint8_t expect[IO];
+        NvmeCqe e;
+
+        for (unsigned i = 0; i < INFLIGHT; i++)
+                if (nvme_drv_reap(d, 1, &e, 10000) != 0 || nvme_drv_status(&e) != 0) {
+                        fprintf(stderr, "nvme-io: a write in flight across the migration did not complete\n");
+                        errors++;
+                }
+        for (unsigned i = 0; i < INFLIGHT; i++) {
+                uint64_t block = LOOP_BLOCKS + i;
+
+                memset(nvme_drv_ptr(d, rbuf), 0, IO);
+                fill(expect, block, gen[block]);
+                if (nvme_drv_rw(d, 1, false, 1, block * nlb, nlb, lbs, rbuf, false) != 0 ||
+                    memcmp(expect, nvme_drv_ptr(d, rbuf), IO) != 0) {
+                        fprintf(stderr, "nvme-io: block %" G_GUINT64_FORMAT " written in flight reads back wrong\n", block);
+                        errors++;
+                }
+        }
+        return errors;
+}
+
+/* PRE_COPY (the device keeps running), then STOP_COPY and the whole stream. */
+static GByteArray *save_state(VuClient *c) {
+        g_autoptr(GByteArray) st = g_byte_array_new();
+        uint8_t chunk[4096];
+        int n;
+
+        if (mig_set(c, VU_MIG_PRE_COPY) < 0 || vu_client_mig_data_read(c, chunk, sizeof(chunk)) < 0)
+                return NULL;
+        g_usleep(300 * 1000);   /* long enough for a manager to see the transfer */
+        if (mig_set(c, VU_MIG_STOP_COPY) < 0)
+                return NULL;
+        while ((n = vu_client_mig_data_read(c, chunk, sizeof(chunk))) > 0)
+                g_byte_array_append(st, chunk, (guint) n);
+        return n == 0 ? g_steal_pointer(&st) : NULL;
+}
+
+/*
+ * The destination VMM's side: connect, map the same RAM, enable the function
+ * and MSI-X, load the stream.  0 with *out and its irq fds, or the first
+ * error (the destination's refusal: the RESUMING → STOP arc fails).
+ */
+static int load_state(NvmeVmm *v, const char *sock, const GByteArray *st, VuClient **out, int *irq) {
+        VuClient *c = NULL;
+        uint16_t cmd = 0x6;
+        int r;
+
+        if ((r = vu_client_connect(sock, &c)) < 0 || (r = vu_client_negotiate(c, NULL)) < 0 ||
+            (r = probe_migration(c)) < 0 || (r = vu_client_map_ram(c, &v->ram)) < 0 ||
+            (r = vu_client_region_write(c, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false)) < 0 ||
+            (r = vu_client_enable_msix(c, v->nvec, irq)) < 0) {
+                vu_client_free(c);
+                return r;
+        }
+        r = mig_set(c, VU_MIG_RESUMING);
+        for (guint off = 0; r == 0 && off < st->len; off += 1000)
+                r = vu_client_mig_data_write(c, st->data + off, MIN(1000u, st->len - off));
+        if (r == 0)
+                r = mig_set(c, VU_MIG_STOP);
+        if (r == 0)
+                r = mig_set(c, VU_MIG_RUNNING);
+        if (r < 0) {
+                vu_client_free(c);
+                for (unsigned i = 0; i < v->nvec; i++)
+                        close(irq[i]);
+                return r;
+        }
+        *out = c;
+        return 0;
+}
+
+/* One stdin command.  Returns the errors it found; -1 when the VMM cannot go on. */
+static int command(NvmeVmm *v, const char *line, uint64_t fbuf, uint64_t rbuf, unsigned nlb, unsigned lbs,
+                   uint32_t *gen) {
+        NvmeDrv *d = &v->d;
+        g_auto(GStrv) w = g_strsplit(line, " ", 2);
+        g_autoptr(GByteArray) st = NULL;
+        bool corrupt = strcmp(w[0], "corrupt") == 0;
+        VuClient *c2 = NULL;
+        int irq2[128], r;
+
+        if (strcmp(w[0], "migrate") != 0 && !corrupt && strcmp(w[0], "cancel") != 0) {
+                fprintf(stderr, "nvme-io: unknown command '%s'\n", line);
+                return 1;
+        }
+        queue_inflight(d, fbuf, nlb, gen);
+        st = save_state(v->c);
+        if (!st) {
+                fprintf(stderr, "nvme-io: saving the device state failed\n");
+                return -1;
+        }
+        if (corrupt && st->len > 64)
+                st->data[st->len / 2] ^= 0x55;
+        r = strcmp(w[0], "cancel") == 0 ? -ECANCELED : !w[1] ? -EINVAL : load_state(v, w[1], st, &c2, irq2);
+        if (r < 0) {
+                /* Not handed over: the device runs here again. */
+                if (mig_set(v->c, VU_MIG_RUNNING) < 0) {
+                        fprintf(stderr, "nvme-io: cannot resume the source\n");
+                        return -1;
+                }
+                printf("%s\n", r == -ECANCELED ? "cancelled" : "refused");
+                fflush(stdout);
+                return (int) check_inflight(d, nlb, lbs, rbuf, gen) + (corrupt || r == -ECANCELED ? 0 : 1);
+        }
+        if (mig_set(v->c, VU_MIG_STOP) < 0)
+                fprintf(stderr, "nvme-io: the source did not stop (ignored: it is left behind)\n");
+        vu_client_free(v->c);
+        for (unsigned i = 0; i < v->nvec; i++) {
+                close(v->irq_fds[i]);
+                v->irq_fds[i] = irq2[i];
+        }
+        v->c = c2;
+        printf("migrated %u\n", st->len);
+        fflush(stdout);
+        return (int) check_inflight(d, nlb, lbs, rbuf, gen);
+}
+
 int main(int argc, char **argv) {
         NvmeVmm v;
         NvmeDrv *d;
@@ -54,16 +223,21 @@ int main(int argc, char **argv) {
         g_autofree uint32_t *gen = g_new0(uint32_t, BLOCKS);
         unsigned long ops = 0, errors = 0, next_report = 200;
         unsigned lbs, nlb;
-        bool ready = false;
+        bool ready = false, migratable = argc == 3 && strcmp(argv[1], "--migratable") == 0;
+        const char *sock = argv[argc - 1];
+        g_autoptr(GString) in = g_string_new(NULL);
+        uint64_t fbuf;
         int r;
 
-        if (argc != 2) {
-                fprintf(stderr, "usage: nvme-io SOCKET\n");
+        if (argc != 2 && !migratable) {
+                fprintf(stderr, "usage: nvme-io [--migratable] SOCKET\n");
                 return 2;
         }
-        r = nvme_vmm_connect(&v, argv[1], GPA, RAM, 2);
+        r = nvme_vmm_connect(&v, sock, GPA, RAM, 2);
+        if (r == 0 && migratable)
+                r = probe_migration(v.c);
         if (r < 0) {
-                fprintf(stderr, "nvme-io: cannot connect to %s: %s\n", argv[1], strerror(-r));
+                fprintf(stderr, "nvme-io: cannot connect to %s: %s\n", sock, strerror(-r));
                 return 1;
         }
         d = &v.d;
@@ -73,6 +247,7 @@ int main(int argc, char **argv) {
         idbuf = nvme_drv_alloc(d, 4096, 4096);
         wbuf = nvme_drv_alloc(d, IO, 4096);
         rbuf = nvme_drv_alloc(d, IO, 4096);
+        fbuf = nvme_drv_alloc(d, (uint64_t) IO * INFLIGHT, 4096);
         lbs = r == 0 ? lba_size(d, idbuf) : 0;
         if (r != 0 || lbs == 0) {
                 fprintf(stderr, "nvme-io: controller bring-up failed (%d, LBA size %u)\n", r, lbs);
@@ -82,14 +257,27 @@ int main(int argc, char **argv) {
 
         for (uint64_t i = 0;; i++) {
                 struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
-                uint64_t block = (i * 7919) % BLOCKS;
+                uint64_t block = (i * 7919) % LOOP_BLOCKS;
                 uint8_t expect[IO];
                 int sw = 0, sr;
 
                 if (poll(&p, 1, 0) > 0) {
-                        char c[64];
+                        char c[512];
+                        ssize_t n = read(STDIN_FILENO, c, sizeof(c));
+                        char *nl;
+                        int k = 0;
 
-                        if (read(STDIN_FILENO, c, sizeof(c)) <= 0)
+                        if (n <= 0)
+                                break;
+                        g_string_append_len(in, c, n);
+                        while (migratable && k >= 0 && (nl = strchr(in->str, '\n'))) {
+                                g_autofree char *line = g_strndup(in->str, (gsize) (nl - in->str));
+
+                                g_string_erase(in, 0, nl - in->str + 1);
+                                k = command(&v, line, fbuf, rbuf, nlb, lbs, gen);
+                                errors += k > 0 ? (unsigned long) k : k < 0 ? 1ul : 0ul;
+                        }
+                        if (k < 0)
                                 break;
                 }
                 /* Odd rounds only re-read: a block must keep what was last written to it. */

@@ -1431,6 +1431,111 @@ def test_migrate_abort(env):
     migrate_case(env, run)
 
 
+def test_migrate_live(env):
+    """Live migration between two vfuds with our client as the VMM: refusals, a timeout, a cancel and a
+    corrupted stream change nothing; then the state moves with writes in flight and I/O goes on there, verified."""
+    need_type('nvme')
+    io = os.environ.get('NVME_IO')
+    if not io:
+        raise Skip('the NVMe I/O client is not built')
+
+    def incoming(dst):
+        return [d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['lm1'] and \
+            dst.prop('lm1', 'MigrationState') == 'incoming'
+
+    def background(dst, *extra):
+        return env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'lm1', '--to', dst.addr,
+                          '--storage', 'shared'] + list(extra), stderr=subprocess.PIPE)
+
+    def vmm_said(c):
+        # the answer to a command, past the progress lines
+        while True:
+            line = c.stdout.readline()
+            if not line.startswith('ops '):
+                return line.strip()
+
+    def unchanged(dst, what):
+        env.wait_for(lambda: dst.mgr('ListDevices', '(s)', '')[0] == [], 10, f'the destination copy to go ({what})')
+        check(env.prop('lm1', 'State') == 'connected', f'the source keeps serving ({what})')
+        check(env.prop('lm1', 'MigrationState') == 'failed', f'the source reports the failure ({what})')
+        check(env.prop('lm1', 'MigrationSocket') == '', f'no destination socket left ({what})')
+
+    def run(env, dst):
+        disk = os.path.join(env.dir, 'live.img')
+        with open(disk, 'wb') as f:
+            f.truncate(16 * MiB)
+        env.create('nvme', 'lm1', 'vml', file=disk)
+        c = env.spawn([io, '--migratable', env.prop('lm1', 'SocketPath')])
+        check(c.stdout.readline().startswith('ready'), 'nvme-io ready')
+        env.wait_for(lambda: env.prop('lm1', 'ClientMigration')['client'], 5, 'the client to show it migrates')
+        hold_progress(env, c, 2)
+
+        # a disk in use is never copied
+        rc, out, err = env.vfuctl('migrate', 'lm1', '--to', dst.addr, '--storage', 'copy')
+        check(rc == 8 and 'storage=shared' in err, f'live with storage=copy: {rc} {err!r}')
+        # nobody moves the state: the timeout rolls back
+        rc, out, err = env.vfuctl('migrate', 'lm1', '--to', dst.addr, '--storage', 'shared', '--timeout', '2')
+        check(rc != 0 and 'no VMM moved the state of lm1' in err, f'timeout: {rc} {err!r}')
+        check('waiting for the VMM' in out, f'vfuctl shows the wait: {out!r}')
+        unchanged(dst, 'timeout')
+        hold_progress(env, c, 1)
+
+        # the VMM saves the state, then resumes it here
+        cli = background(dst)
+        env.wait_for(lambda: incoming(dst), 10, 'the incoming copy')
+        c.stdin.write('cancel\n')
+        said = vmm_said(c)
+        check(said == 'cancelled', f'the VMM cancelled: {said!r}')
+        out, err = cli.communicate(timeout=30)
+        check(cli.returncode != 0 and 'the migration was cancelled' in err, f'cancel: {cli.returncode} {err!r}')
+        unchanged(dst, 'cancel')
+        hold_progress(env, c, 1)
+
+        # a damaged stream: the destination refuses it, the VMM goes on here
+        cli = background(dst)
+        env.wait_for(lambda: incoming(dst) and env.prop('lm1', 'MigrationSocket'), 10, 'the incoming copy')
+        sock = env.prop('lm1', 'MigrationSocket')
+        check(sock == dst.prop('lm1', 'SocketPath'), f'MigrationSocket {sock!r} names the copy')
+        c.stdin.write(f'corrupt {sock}\n')
+        said = vmm_said(c)
+        check(said == 'refused', f'the destination refused the damaged stream: {said!r}')
+        out, err = cli.communicate(timeout=30)
+        check(cli.returncode != 0 and 'refused the device state of lm1' in err, f'corrupt: {cli.returncode} {err!r}')
+        unchanged(dst, 'corrupt stream')
+        hold_progress(env, c, 1)
+
+        # the hand-over
+        env.signals.clear()
+        cli = background(dst)
+        env.wait_for(lambda: incoming(dst) and env.prop('lm1', 'MigrationState') == 'waiting' and
+                     env.prop('lm1', 'MigrationSocket'), 10, 'waiting')
+        sock = env.prop('lm1', 'MigrationSocket')
+        c.stdin.write(f'migrate {sock}\n')
+        line = vmm_said(c).split()
+        check(line[:1] == ['migrated'] and int(line[1]) > 0, f'the VMM moved the state: {line}')
+        out, err = cli.communicate(timeout=30)
+        check(cli.returncode == 0 and 'lm1: migrated to' in out, f'vfuctl migrate: {cli.returncode} {out!r} {err!r}')
+        check('waiting for the VMM' in out or 'the VMM is moving its state' in out, f'progress: {out!r}')
+        check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source device is gone')
+        check(env.leftovers() == [], f'source leftovers {env.leftovers()}')
+        check(os.path.exists(disk), 'the shared disk stays')
+        check(dst.prop('lm1', 'MigrationState') == 'resumed', 'the copy says it resumed')
+        check(dst.prop('lm1', 'State') == 'connected', 'the VMM works with the copy')
+        cm = dst.prop('lm1', 'ClientMigration')
+        check(cm['resumed'] and cm['bytes-written'] == int(line[1]), f'ClientMigration there: {cm}')
+        env.pump(0.3)
+        path = '/org/vfu/vfud1/device/lm1'
+        states = [x[3][1]['MigrationState'] for x in env.signals
+                  if x[2] == 'PropertiesChanged' and x[0] == path and 'MigrationState' in x[3][1]]
+        check(states[:2] == ['preparing', 'waiting'] and 'transferring' in states and states[-1] == 'completed',
+              f'states {states}')
+        # I/O goes on against the destination, every byte verified (also the writes in flight)
+        hold_progress(env, c, 2)
+        check(hold_finish(c) > 0, 'the VMM did I/O')
+
+    migrate_case(env, run)
+
+
 LIBVIRTD_SETUP = r"""
 set -e
 D="$1"

@@ -171,6 +171,13 @@ static void test_state_machine(void **state) {
         assert_int_equal(set_state(p, VU_MIG_RUNNING), -EINVAL);
         assert_int_equal(pair_xfer(p, VU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, NULL), 0);
         assert_int_equal(get_state(p), VU_MIG_RUNNING);
+        {
+                VuMigInfo info;
+
+                vu_server_mig_info(td->server, &info);
+                assert_true(info.failed);       /* latched across the reset, for the manager */
+                assert_false(info.resumed);
+        }
         assert_int_equal(td->quiesced, 0);
         pair_free(p);
 }
@@ -252,6 +259,8 @@ static void test_data_stream(void **state) {
         assert_int_equal(data_write(dst, stream, 200), 0);
         assert_int_equal(data_write(dst, stream + 200, TD_MIG_BLOB - 200), 0);
         assert_int_equal(data_write(dst, stream, 1), -EFBIG);           /* the device refuses extra bytes */
+        vu_server_mig_info(dst->td->server, &info);
+        assert_true(info.failed);       /* and the manager hears of it */
         {
                 struct vu_mig_data m = { 8 + 4, 8 };
 
@@ -267,11 +276,12 @@ static void test_data_stream(void **state) {
         vu_server_mig_info(dst->td->server, &info);
         assert_true(info.resumed);
         assert_false(info.saved);
-        /* A new client starts from nothing. */
+        /* What the client did stays visible after it left (the next client clears it). */
         vu_server_disconnect(dst->td->server);
         vu_server_mig_info(dst->td->server, &info);
-        assert_false(info.resumed || info.client_uses);
-        assert_int_equal(info.bytes_written, 0);
+        assert_true(info.resumed && info.client_uses);
+        assert_int_equal(info.state, VU_MIG_RUNNING);
+        assert_int_equal(info.bytes_written, TD_MIG_BLOB);
         pair_free(src);
         pair_free(dst);
 }

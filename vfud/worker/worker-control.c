@@ -249,6 +249,7 @@ void worker_control_broadcast(Worker *w, const char *event) {
         json_builder_add_string_value(b, event);
         json_builder_set_member_name(b, "connected");
         json_builder_add_boolean_value(b, w->connected);
+        worker_build_migration(w, b);
         json_builder_end_object(b);
         msg = json_builder_get_root(b);
         for (guint i = 0; i < w->control->clients->len;) {

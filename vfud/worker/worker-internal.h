@@ -40,6 +40,7 @@ struct Worker {
         sd_event_source *server_source;
         int server_source_fd;
         bool connected;
+        VuMigInfo mig;                  /* as last reported to control clients */
         uint64_t connected_since;       /* CLOCK_REALTIME µs, 0 when not connected */
         uint64_t started;               /* CLOCK_REALTIME µs */
 
@@ -65,7 +66,9 @@ void worker_cleanup_files(Worker *w);
 
 /* Add {"connected", "vfio_user": {...}, "device": {...}} members to the open object in b. */
 void worker_build_stats(Worker *w, JsonBuilder *b);
-/* Add name, type, vm, pid, socket, connected, definition members. */
+/* Add a "migration" member: the client's use of migration v2 (vu_server_mig_info()). */
+void worker_build_migration(Worker *w, JsonBuilder *b);
+/* Add name, type, vm, pid, socket, connected, migration, definition members. */
 void worker_build_info(Worker *w, JsonBuilder *b);
 
 /* A control method of the device type, fds (names → fds) handed over for its duration. */
@@ -75,7 +78,7 @@ gboolean worker_device_control(Worker *w, const char *method, JsonObject *params
 /* Control socket (worker-control.c). */
 gboolean worker_control_start(Worker *w, const char *path, GError **error);
 void worker_control_free(WorkerControl *c);
-/* Send {"event": event} to every subscribed control client. */
+/* Send {"event": event, "connected": b, "migration": {...}} to every subscribed control client. */
 void worker_control_broadcast(Worker *w, const char *event);
 
 /* Sandbox (worker-sandbox.c). */

@@ -13,6 +13,7 @@
 
 #include "common/tap.h"
 #include "common/util.h"
+#include "vfio-user/migration.h"
 #include "worker-internal.h"
 
 G_DEFINE_QUARK(vfud-worker-error-quark, worker_error)
@@ -169,15 +170,36 @@ static uint64_t now_realtime(void) {
 
 static int on_server_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
+/* Report the client's migration steps (the manager orchestrates hand-overs from them). */
+static void worker_check_migration(Worker *w) {
+        VuMigInfo now;
+
+        vu_server_mig_info(w->server, &now);
+        if (now.state == w->mig.state && now.client_uses == w->mig.client_uses && now.saved == w->mig.saved &&
+            now.resumed == w->mig.resumed && now.failed == w->mig.failed) {
+                w->mig = now;
+                return;
+        }
+        if (now.state != w->mig.state)
+                worker_log(w, G_LOG_LEVEL_MESSAGE, "migration state %s -> %s", vu_mig_state_to_string(w->mig.state),
+                           vu_mig_state_to_string(now.state));
+        w->mig = now;
+        worker_control_broadcast(w, "migration");
+}
+
 /* Watch whatever the server wants polled now; report connection changes. */
 static int worker_server_rearm(Worker *w) {
         int fd = vu_server_fd(w->server);
         bool connected = vu_server_connected(w->server);
         int r;
 
+        /* (a quick client may come and go within one dispatch: what it did is still reported) */
+        if (connected == w->connected)
+                worker_check_migration(w);
         if (connected != w->connected) {
                 w->connected = connected;
                 w->connected_since = connected ? now_realtime() : 0;
+                vu_server_mig_info(w->server, &w->mig);
                 worker_log(w, G_LOG_LEVEL_MESSAGE, "client %s", connected ? "connected" : "disconnected");
                 worker_control_broadcast(w, connected ? "connected" : "disconnected");
                 /* A new fd number may equal the one just closed: always re-register. */
@@ -364,6 +386,7 @@ void worker_build_stats(Worker *w, JsonBuilder *b) {
                 vu_server_get_stats(w->server, &st);
         json_builder_set_member_name(b, "connected");
         json_builder_add_boolean_value(b, w->connected);
+        worker_build_migration(w, b);
         json_builder_set_member_name(b, "vfio_user");
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "messages");
@@ -379,6 +402,30 @@ void worker_build_stats(Worker *w, JsonBuilder *b) {
         json_builder_begin_object(b);
         if (w->have_state && w->type->stats)
                 w->type->stats(w->state, b);
+        json_builder_end_object(b);
+}
+
+void worker_build_migration(Worker *w, JsonBuilder *b) {
+        VuMigInfo mi = { .state = VU_MIG_RUNNING };
+
+        if (w->server)
+                vu_server_mig_info(w->server, &mi);
+        json_builder_set_member_name(b, "migration");
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "state");
+        json_builder_add_string_value(b, vu_mig_state_to_string(mi.state));
+        json_builder_set_member_name(b, "client");
+        json_builder_add_boolean_value(b, mi.client_uses);
+        json_builder_set_member_name(b, "saved");
+        json_builder_add_boolean_value(b, mi.saved);
+        json_builder_set_member_name(b, "resumed");
+        json_builder_add_boolean_value(b, mi.resumed);
+        json_builder_set_member_name(b, "failed");
+        json_builder_add_boolean_value(b, mi.failed);
+        json_builder_set_member_name(b, "bytes_read");
+        json_builder_add_int_value(b, (int64_t) mi.bytes_read);
+        json_builder_set_member_name(b, "bytes_written");
+        json_builder_add_int_value(b, (int64_t) mi.bytes_written);
         json_builder_end_object(b);
 }
 
@@ -399,6 +446,7 @@ void worker_build_info(Worker *w, JsonBuilder *b) {
         json_builder_add_int_value(b, (int64_t) w->started);
         json_builder_set_member_name(b, "connected_since_usec");
         json_builder_add_int_value(b, (int64_t) w->connected_since);
+        worker_build_migration(w, b);
         json_builder_set_member_name(b, "definition");
         json_builder_add_value(b, json_node_copy(w->definition));
 }
