@@ -533,6 +533,8 @@ namespaces = [ ]
 """
 
     def __init__(self, ctx, name, host_uuid, hooks):
+        if os.geteuid() != 0:
+            raise Skip("the libvirt case runs libvirtd in mount and PID namespaces: it needs root")
         self.ctx = ctx
         self.name = name
         self.dir = ctx.path(name)
@@ -557,8 +559,6 @@ namespaces = [ ]
         with open(config, "w") as f:
             json.dump({"root": ctx.env["ROOT"], "dir": self.dir, "binds": [ctx.rundir],
                        "hide_kvm": ctx.accel != "kvm"}, f)
-        if os.geteuid() != 0:
-            raise Skip("the libvirt case runs libvirtd in mount and PID namespaces: it needs root")
         self.process = ctx.spawn(name, [
             "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
             sys.executable, os.path.join(vmlib.HERE, "lvroot.py"), config])
@@ -571,18 +571,19 @@ namespaces = [ ]
                            f"{vmlib.tail(self.log)}")
             time.sleep(0.2)
 
-    def virsh(self, *args, check=True):
+    def virsh(self, *args, check=True, quiet=False):
         p = subprocess.run([self.ctx.env["VIRSH"], "-c", self.uri] + list(args),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
-        with open(os.path.join(self.ctx.workdir, f"virsh-{self.name}.log"), "a") as log:
-            log.write(f"$ virsh {' '.join(args)}\n{p.stdout}{p.stderr}[exit {p.returncode}]\n")
+        if not quiet:
+            with open(os.path.join(self.ctx.workdir, f"virsh-{self.name}.log"), "a") as log:
+                log.write(f"$ virsh {' '.join(args)}\n{p.stdout}{p.stderr}[exit {p.returncode}]\n")
         if check and p.returncode != 0:
             raise Fail(f"virsh ({self.name}) {' '.join(args)} exited {p.returncode}: "
                        f"{p.stderr.strip()}")
         return p
 
     def domstate(self, dom):
-        p = self.virsh("domstate", dom, check=False)
+        p = self.virsh("domstate", dom, check=False, quiet=True)
         return p.stdout.strip() if p.returncode == 0 else "undefined"
 
     def keep_logs(self):
@@ -600,9 +601,16 @@ class LibvirtVm(vmlib.Vm):
         def __init__(self, vm):
             self.vm = vm
             self.log = vm.lv.log
+            self.asked = 0
+            self.running = True
 
         def alive(self):
-            return self.vm.lv.domstate(self.vm.name) in ("running", "paused", "in shutdown")
+            """Whether libvirt shows the domain running (asked once a second)."""
+            if time.monotonic() - self.asked >= 1:
+                self.asked = time.monotonic()
+                self.running = self.vm.lv.domstate(self.vm.name) in ("running", "paused",
+                                                                     "in shutdown")
+            return self.running
 
         def stop(self, sig=None, timeout=None):
             self.vm.lv.virsh("destroy", self.vm.name, check=False)
