@@ -231,6 +231,15 @@ void nvme_ctrl_reset(NvmeCtrl *c) {
         nvme_ctrl_resume(c);
 }
 
+void nvme_ctrl_set_bus_master(NvmeCtrl *c, bool on) {
+        /* The quiesce lets commands in progress finish their DMA first. */
+        nvme_ctrl_quiesce(c);
+        if (c->dma_off == on)
+                g_debug("nvme %s: bus mastering %s", c->name, on ? "enabled" : "disabled: no DMA until enabled");
+        c->dma_off = !on;
+        nvme_ctrl_resume(c);
+}
+
 void nvme_ctrl_attach(NvmeCtrl *c, const VuMem *mem, NvmeIrqFn irq, void *irq_opaque) {
         nvme_ctrl_quiesce(c);
         c->mem = mem;

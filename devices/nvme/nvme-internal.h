@@ -172,6 +172,8 @@ struct NvmeCtrl {
         NvmeFeatures feat;
         unsigned backend_inflight;
         uint64_t dbbuf_db, dbbuf_ei;            /* Doorbell Buffer Config addresses, 0 = off */
+        bool dma_off;                           /* PCI Bus Master Enable clear: no DMA (changed parked) */
+        struct VuServer *pci_server;            /* nvme-pci.c: the server whose config space we follow */
         uint8_t *discard_buf;                   /* sink for SGL bit buckets */
 
         /* Asynchronous events (§5.2). */

@@ -28,10 +28,23 @@ static void nvme_dev_resume(void *opaque) {
         nvme_ctrl_resume(opaque);
 }
 
-/* DEVICE_RESET, FLR, lost connection: back to power-on, in-flight I/O finished first; migration back to RUNNING. */
+/*
+ * DEVICE_RESET, FLR, lost connection: back to power-on, in-flight I/O
+ * finished first; migration back to RUNNING.  The server then returns the
+ * config space to its power-on values: Bus Master Enable clear.
+ */
 static void nvme_dev_reset(void *opaque, VuResetKind kind) {
         nvme_ctrl_reset(opaque);
         nvme_ctrl_mig_reset(opaque);
+        nvme_ctrl_set_bus_master(opaque, false);
+}
+
+/* Command register writes: Bus Master Enable gates all of the controller's DMA. */
+static void nvme_dev_cfg_event(void *opaque, unsigned events) {
+        NvmeCtrl *c = opaque;
+
+        if ((events & VU_CFG_EV_COMMAND) && c->pci_server)
+                nvme_ctrl_set_bus_master(c, vu_pci_cfg_bus_master(vu_server_cfg(c->pci_server)));
 }
 
 static int nvme_mig_transition(void *opaque, enum vu_mig_state from, enum vu_mig_state to) {
@@ -56,6 +69,7 @@ static const VuDeviceOps nvme_dev_ops = {
         .quiesce = nvme_dev_quiesce,
         .resume = nvme_dev_resume,
         .reset = nvme_dev_reset,
+        .cfg_event = nvme_dev_cfg_event,
         .migration = &nvme_mig_ops,
 };
 
@@ -110,4 +124,6 @@ static void nvme_pci_irq(void *opaque, unsigned vector) {
 
 void nvme_pci_start(NvmeCtrl *c, VuServer *server) {
         nvme_ctrl_attach(c, vu_server_mem(server), nvme_pci_irq, server);
+        c->pci_server = server;
+        nvme_ctrl_set_bus_master(c, vu_pci_cfg_bus_master(vu_server_cfg(server)));
 }

@@ -19,5 +19,5 @@
  */
 int nvme_pci_config(NvmeCtrl *c, VuServerConfig *scfg);
 
-/* The server exists: route guest memory and interrupts through it. */
+/* The server exists: route guest memory and interrupts through it; DMA follows its Bus Master Enable. */
 void nvme_pci_start(NvmeCtrl *c, VuServer *server);

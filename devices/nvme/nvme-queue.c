@@ -282,7 +282,7 @@ void nvme_req_complete(NvmeReq *req) {
                 if (lat > atomic_load_explicit(&c->st_lat_max, memory_order_relaxed))
                         atomic_store_explicit(&c->st_lat_max, lat, memory_order_relaxed);
         }
-        if (cq->backlog.head || !nvme_cq_room(c, cq))
+        if (cq->backlog.head || c->dma_off || !nvme_cq_room(c, cq))
                 nvme_req_list_push(&cq->backlog, req);
         else
                 nvme_cq_write(c, cq, req);
@@ -415,6 +415,9 @@ static unsigned nvme_sq_fetch(NvmeCtrl *c, NvmeSQ *sq) {
 unsigned nvme_queues_process(NvmeCtrl *c, bool fetch) {
         unsigned n = 0;
 
+        /* Bus mastering off: doorbells stay pending, entries unread, completions held. */
+        if (c->dma_off)
+                return 0;
         nvme_doorbells_scan(c);
         for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
                 NvmeCQ *cq = &c->cq[q];
@@ -435,6 +438,8 @@ unsigned nvme_queues_process(NvmeCtrl *c, bool fetch) {
 bool nvme_queues_arm_and_recheck(NvmeCtrl *c) {
         bool work = false;
 
+        if (c->dma_off)
+                return false;           /* EventIdx is guest memory too */
         for (unsigned q = 1; q <= c->cfg.max_ioqs; q++) {
                 NvmeSQ *sq = &c->sq[q];
                 NvmeCQ *cq = &c->cq[q];
@@ -471,6 +476,8 @@ int nvme_irqs_flush(NvmeCtrl *c, uint64_t now) {
         uint64_t fired[4] = { 0 };
         int64_t wait_ns = -1;
 
+        if (c->dma_off)
+                return -1;              /* an MSI-X message is a memory write: they wait */
         for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
                 NvmeCQ *cq = &c->cq[q];
                 if (!cq->created || cq->irq_pending == 0)

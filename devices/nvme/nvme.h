@@ -83,6 +83,18 @@ void nvme_ctrl_resume(NvmeCtrl *c);
 void nvme_ctrl_reset(NvmeCtrl *c);
 
 /*
+ * PCI Bus Master Enable (command register bit 2).  Off, the controller
+ * issues no DMA at all: it fetches no command, reads no PRP list, shadow
+ * doorbell or data, writes no completion entry, EventIdx or data, and
+ * sends no MSI-X message; doorbell writes and completions are kept and
+ * acted on once it is on again.  Commands already in progress finish
+ * (their data and completions land) before this returns.  A new
+ * controller is on (no PCI function around it); nvme_pci_start() follows
+ * the config space.  Quiesces itself.
+ */
+void nvme_ctrl_set_bus_master(NvmeCtrl *c, bool on);
+
+/*
  * Namespaces.  add takes ownership of b (also on failure).  block_size is
  * 512 or 4096.  Changes on a live controller raise a Namespace Attribute
  * Changed event (§5.2) and update the Changed Namespace List log.

@@ -3,8 +3,9 @@
  * Protocol suite: our vfio-user client acts as QEMU + the Linux nvme driver
  * against the real server on a real socket, with real backing files:
  * the probe sequence of linux-driver-probe.md §1 replayed exactly, then
- * data-verified I/O on several namespaces and queues, bad PRPs, resets and
- * a disconnect in the middle of I/O.
+ * data-verified I/O on several namespaces and queues, bad PRPs, resets,
+ * PCI bus mastering turned off and on under I/O, and a disconnect in the
+ * middle of I/O.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -338,6 +339,100 @@ static void test_reset_mid_io(void **state) {
         assert_string_equal(nvme_ctrl_state_string(f->srv.c), "disabled");
 }
 
+/* Completion entries posted on qid past the driver's head, counted without consuming them. */
+static unsigned posted_cqes(NvmeDrv *d, uint16_t qid) {
+        NvmeDrvQueue *q = &d->q[qid];
+        uint32_t head = q->cq_head;
+        uint8_t phase = q->phase;
+        unsigned n = 0;
+        while (n < q->depth && (__atomic_load_n(&q->cq[head].status, __ATOMIC_ACQUIRE) & 1) == phase) {
+                n++;
+                if (++head == q->depth) {
+                        head = 0;
+                        phase ^= 1;
+                }
+        }
+        return n;
+}
+
+static void set_pci_command(Fx *f, uint16_t cmd) {
+        assert_int_equal(vu_client_region_write(f->vmm.c, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false), 0);
+}
+
+/* Interrupts signalled on the vectors of queues 0..2 since the last call. */
+static unsigned take_irqs(Fx *f) {
+        unsigned n = 0;
+        for (unsigned v = 0; v < 3; v++)
+                while (vu_client_wait_irq(f->vmm.irq_fds[v], 0) == 1)
+                        n++;
+        return n;
+}
+
+static bool all_bytes(const uint8_t *p, size_t n, uint8_t v) {
+        for (size_t i = 0; i < n; i++)
+                if (p[i] != v)
+                        return false;
+        return true;
+}
+
+/*
+ * PCI Bus Master Enable clear: the controller issues no DMA.  Commands in
+ * progress when it is cleared finish first; commands submitted while it is
+ * clear are not fetched, nothing is written into guest memory and no
+ * interrupt is sent until it is set again; then each command completes
+ * exactly once.
+ */
+static void test_bus_master_gates_dma(void **state) {
+        Fx *f = *state;
+        NvmeDrv *d = f->d;
+        NvmeCqe e;
+
+        probe_like_linux(f);
+        fill(ptr(f, f->buf), 128 * 1024, 11);
+        enum { BURST = 48 };
+        submit_burst(f, BURST);
+        set_pci_command(f, 0x2);                /* memory space only */
+        unsigned before = posted_cqes(d, 1);
+        (void) take_irqs(f);
+
+        /* While it is clear: a read into a marked buffer on queue 2, an Identify on the admin queue. */
+        uint8_t *rbuf = ptr(f, f->buf2), *idbuf = ptr(f, f->buf2 + 8192);
+        memset(rbuf, 0xa5, 4096);
+        memset(idbuf, 0xa5, 4096);
+        NvmeSqe rd = { .opcode = NVME_CMD_READ, .nsid = 1, .prp1 = f->buf2, .cdw10 = 4096, .cdw12 = 7 };
+        uint16_t rd_cid = nvme_drv_submit(d, 2, &rd);
+        NvmeSqe id = { .opcode = NVME_ADM_IDENTIFY, .prp1 = f->buf2 + 8192, .cdw10 = 1 };
+        uint16_t id_cid = nvme_drv_submit(d, 0, &id);
+        usleep(200 * 1000);
+        assert_int_equal(posted_cqes(d, 1), before);
+        assert_int_equal(posted_cqes(d, 2), 0);
+        assert_int_equal(posted_cqes(d, 0), 0);
+        assert_true(all_bytes(rbuf, 4096, 0xa5));
+        assert_true(all_bytes(idbuf, 4096, 0xa5));
+        assert_int_equal(take_irqs(f), 0);
+        print_message("bus mastering off: %u of %u writes had completed, nothing moved for 200 ms\n", before, BURST);
+
+        /* Set again: everything completes, each command once. */
+        set_pci_command(f, 0x6);
+        uint64_t seen = 0;
+        for (unsigned i = 0; i < BURST; i++) {
+                assert_int_equal(nvme_drv_reap(d, 1, &e, 10000), 0);
+                assert_int_equal(nvme_drv_status(&e), 0);
+                assert_true(e.cid < 64 && !(seen & (1ull << e.cid)));
+                seen |= 1ull << e.cid;
+        }
+        assert_int_equal(nvme_drv_reap(d, 2, &e, 10000), 0);
+        assert_int_equal(e.cid, rd_cid);
+        assert_int_equal(nvme_drv_status(&e), 0);
+        assert_memory_equal(rbuf, ptr(f, f->buf), 4096);
+        assert_int_equal(nvme_drv_reap(d, 0, &e, 10000), 0);
+        assert_int_equal(e.cid, id_cid);
+        assert_int_equal(nvme_drv_status(&e), 0);
+        assert_memory_equal(idbuf + 4, "VFU-PROTO-1         ", 20);
+        assert_int_equal(nvme_drv_poll(d, 1, &e) + nvme_drv_poll(d, 2, &e) + nvme_drv_poll(d, 0, &e), 0);
+        assert_true(take_irqs(f) > 0);
+}
+
 static void test_disconnect_mid_io_and_reconnect(void **state) {
         Fx *f = *state;
         probe_like_linux(f);
@@ -376,6 +471,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_verified_io, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_prps_and_commands, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reset_mid_io, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bus_master_gates_dma, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_disconnect_mid_io_and_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_namespace_hotplug, setup, teardown),
         };
