@@ -119,6 +119,7 @@ class Env:
             # libvirt stays out of the cases unless one turns it on (a [Libvirt] section appended later wins)
             f.write('[Manager]\nAdminGroup=\n[Libvirt]\nEnabled=no\n[Worker]\nRestartDelaySec=0.2\n' + config)
         self.vfud = None
+        self.wrap = []          # a prefix vfud runs under (e.g. ip netns exec NS)
         self.seen_pids = set()
         self.signals = []
         self.children = []
@@ -155,7 +156,7 @@ class Env:
                 env.pop('VFUD_WORKER', None)
         env.pop('VFUD_BUS', None)
         self.ready = False
-        self.vfud = subprocess.Popen([env_path('VFUD'), '--bus', self.addr, '--state-dir', self.state,
+        self.vfud = subprocess.Popen(self.wrap + [env_path('VFUD'), '--bus', self.addr, '--state-dir', self.state,
                                       '--runtime-dir', self.runtime, '--config', self.config],
                                      stdout=self.log, stderr=self.log, env=env)
         self.wait_for(lambda: self.name_owned(), 10, 'vfud to own org.vfu.vfud1')
@@ -1232,9 +1233,10 @@ def ns_path(env, name, nsid=1):
     raise Fail(f'{name} has no namespace {nsid}')
 
 
-def migrate_case(env, fn):
-    """Run fn(env, dst) with a second vfud on a bus of its own as the destination."""
+def migrate_case(env, fn, wrap=()):
+    """Run fn(env, dst) with a second vfud on a bus of its own as the destination (both under wrap)."""
     dst = Env()
+    env.wrap = dst.wrap = list(wrap)
     failed = True
     try:
         env.start_vfud()
@@ -1534,6 +1536,120 @@ def test_migrate_live(env):
         check(hold_finish(c) > 0, 'the VMM did I/O')
 
     migrate_case(env, run)
+
+
+def run_quiet(*args):
+    p = subprocess.run(list(args), capture_output=True, text=True)
+    return p.returncode, p.stderr.strip()
+
+
+def test_migrate_live_net(env):
+    """Live migration of virtio-net between two vfuds with our client as the VMM and traffic flowing: both vfuds
+    in a network namespace of the case's own attach to one multi-queue TAP holding the peer's address; the guest
+    pings it (every reply verified) through a cancel and a hand-over, and goes on through the destination."""
+    need_type('virtio-net')
+    io = os.environ.get('NET_IO')
+    if not io:
+        raise Skip('the virtio-net VMM client (net-io) is not built')
+    if os.geteuid() != 0:
+        raise Skip('needs root: a network namespace and a TAP interface')
+    if not os.path.exists('/dev/net/tun'):
+        raise Skip('/dev/net/tun is missing (modprobe tun)')
+    if not shutil.which('ip'):
+        raise Skip('ip(8) is missing (Debian: iproute2)')
+    ns = f'vfu-lmn-{os.getpid()}'
+    tap = f'vlmn{os.getpid() % 100000}'
+    guest, peer = '10.79.0.2', '10.79.0.1'
+    rc, err = run_quiet('ip', 'netns', 'add', ns)
+    if rc != 0:
+        raise Skip(f'cannot create a network namespace: {err}')
+
+    def vmm_said(c):
+        # the answer to a command, past the progress lines
+        while True:
+            line = c.stdout.readline()
+            if not line.startswith('ops '):
+                return line.strip()
+
+    def background(dst):
+        return env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'ln1', '--to', dst.addr],
+                         stderr=subprocess.PIPE)
+
+    def incoming(dst):
+        return [d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['ln1'] and \
+            dst.prop('ln1', 'MigrationState') == 'incoming'
+
+    def replies(c, n):
+        # n progress lines: each says 20 more echo replies came back verified
+        for _ in range(n):
+            line = c.stdout.readline()
+            check(line.startswith('ops '), f"the guest's traffic flows: {line!r}")
+
+    def run(env, dst):
+        env.create('virtio-net', 'ln1', 'vmn', tap=tap, queues=2, mac='52:54:00:4c:4d:01')
+        c = env.spawn([io, '--migratable', env.prop('ln1', 'SocketPath'), guest, peer])
+        check(c.stdout.readline().strip() == 'ready', 'net-io ready (the device up, the peer answering)')
+        env.wait_for(lambda: env.prop('ln1', 'ClientMigration')['client'], 5, 'the client to show it migrates')
+        replies(c, 2)
+
+        # the copy there attaches its queues to the same TAP; the VMM saves the state, then resumes it here
+        cli = background(dst)
+        env.wait_for(lambda: incoming(dst), 10, 'the incoming copy')
+        c.stdin.write('cancel\n')
+        said = vmm_said(c)
+        check(said == 'cancelled', f'the VMM cancelled: {said!r}')
+        out, err = cli.communicate(timeout=30)
+        check(cli.returncode != 0 and 'the migration was cancelled' in err, f'cancel: {cli.returncode} {err!r}')
+        env.wait_for(lambda: dst.mgr('ListDevices', '(s)', '')[0] == [], 10, 'the destination copy to go')
+        check(env.prop('ln1', 'State') == 'connected', 'the source keeps serving after the cancel')
+        replies(c, 1)
+
+        # the hand-over, the guest pinging until the device stops here
+        env.signals.clear()
+        cli = background(dst)
+        env.wait_for(lambda: incoming(dst) and env.prop('ln1', 'MigrationState') == 'waiting' and
+                     env.prop('ln1', 'MigrationSocket'), 10, 'waiting')
+        sock = env.prop('ln1', 'MigrationSocket')
+        check(sock == dst.prop('ln1', 'SocketPath'), f'MigrationSocket {sock!r} names the copy')
+        c.stdin.write(f'migrate {sock}\n')
+        line = vmm_said(c).split()
+        check(line[:1] == ['migrated'] and int(line[1]) > 0, f'the VMM moved the state: {line}')
+        out, err = cli.communicate(timeout=30)
+        check(cli.returncode == 0 and 'ln1: migrated to' in out, f'vfuctl migrate: {cli.returncode} {out!r} {err!r}')
+        check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source device is gone')
+        check(env.leftovers() == [], f'source leftovers {env.leftovers()}')
+        check(dst.prop('ln1', 'MigrationState') == 'resumed', 'the copy says it resumed')
+        check(dst.prop('ln1', 'State') == 'connected', 'the VMM works with the copy')
+        b = dst.prop('ln1', 'Backend')
+        check(b['tap'] == tap and b['queues'] == 2 and b['mac'] == '52:54:00:4c:4d:01', f"the copy's backend {b}")
+        cm = dst.prop('ln1', 'ClientMigration')
+        check(cm['resumed'] and cm['bytes-written'] == int(line[1]), f'ClientMigration there: {cm}')
+        env.pump(0.3)
+        path = '/org/vfu/vfud1/device/ln1'
+        states = [x[3][1]['MigrationState'] for x in env.signals
+                  if x[2] == 'PropertiesChanged' and x[0] == path and 'MigrationState' in x[3][1]]
+        check(states[:2] == ['preparing', 'waiting'] and 'transferring' in states and states[-1] == 'completed',
+              f'states {states}')
+        # the source's worker is gone: every reply from now on came through the copy
+        replies(c, 3)
+        # its counters start at zero there (they are not part of the state): it carried the guest's traffic
+        dst.wait_for(lambda: dst.prop('ln1', 'Statistics').get('rx_packets', 0) >= 60 and
+                     dst.prop('ln1', 'Statistics').get('tx_packets', 0) >= 60, 10, 'the copy to count the traffic')
+        check(hold_finish(c) > 0, 'the guest got replies')
+
+    try:
+        for cmd in (['link', 'set', 'lo', 'up'],
+                    ['tuntap', 'add', 'dev', tap, 'mode', 'tap', 'multi_queue', 'vnet_hdr'],
+                    ['addr', 'add', f'{peer}/24', 'dev', tap],
+                    ['link', 'set', tap, 'up']):
+            rc, err = run_quiet('ip', '-n', ns, *cmd)
+            check(rc == 0, f'ip -n {ns} {" ".join(cmd)}: {err}')
+        # no IPv6: nothing but the case's own traffic reaches the guest
+        run_quiet('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1')
+        migrate_case(env, run, ['ip', 'netns', 'exec', ns])
+    finally:
+        # the namespace (and the TAP in it) goes once the last vfud and worker in it exit
+        run_quiet('ip', 'netns', 'del', ns)
 
 
 LIBVIRTD_SETUP = r"""
