@@ -6,8 +6,8 @@ Usage: vfud-test.py CASE     (the cases are the test_* functions below)
 
 Every case gets its own bus, state and runtime directories and vfud, and
 ends every process it started.  Paths come from the environment meson sets:
-VFUD, VFUD_WORKER, VFUCTL, VU_HOLD, NVME_IO, XML_DIR, BUS_CONF.  Exit status
-0 pass, 1 fail, 77 skip (with the reason on stdout).
+VFUD, VFUD_WORKER, VFUCTL, VU_HOLD, NVME_IO, NET_IO, XML_DIR, BUS_CONF.  Exit
+status 0 pass, 1 fail, 77 skip (with the reason on stdout).
 """
 
 import glob
