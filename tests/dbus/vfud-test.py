@@ -1457,7 +1457,7 @@ def test_migrate_live(env):
                 return line.strip()
 
     def unchanged(dst, what):
-        env.wait_for(lambda: dst.mgr('ListDevices', '(s)', '')[0] == [], 10, f'the destination copy to go ({what})')
+        env.wait_for(lambda: dst.mgr('ListDevices', '(s)', '')[0] == [], 30, f'the destination copy to go ({what})')
         check(env.prop('lm1', 'State') == 'connected', f'the source keeps serving ({what})')
         check(env.prop('lm1', 'MigrationState') == 'failed', f'the source reports the failure ({what})')
         check(env.prop('lm1', 'MigrationSocket') == '', f'no destination socket left ({what})')
@@ -1469,7 +1469,7 @@ def test_migrate_live(env):
         env.create('nvme', 'lm1', 'vml', file=disk)
         c = env.spawn([io, '--migratable', env.prop('lm1', 'SocketPath')])
         check(c.stdout.readline().startswith('ready'), 'nvme-io ready')
-        env.wait_for(lambda: env.prop('lm1', 'ClientMigration')['client'], 5, 'the client to show it migrates')
+        env.wait_for(lambda: env.prop('lm1', 'ClientMigration')['client'], 15, 'the client to show it migrates')
         hold_progress(env, c, 2)
 
         # a disk in use is never copied
@@ -1484,7 +1484,7 @@ def test_migrate_live(env):
 
         # the VMM saves the state, then resumes it here
         cli = background(dst)
-        env.wait_for(lambda: incoming(dst), 10, 'the incoming copy')
+        env.wait_for(lambda: incoming(dst), 30, 'the incoming copy')
         c.stdin.write('cancel\n')
         said = vmm_said(c)
         check(said == 'cancelled', f'the VMM cancelled: {said!r}')
@@ -1495,7 +1495,7 @@ def test_migrate_live(env):
 
         # a damaged stream: the destination refuses it, the VMM goes on here
         cli = background(dst)
-        env.wait_for(lambda: incoming(dst) and env.prop('lm1', 'MigrationSocket'), 10, 'the incoming copy')
+        env.wait_for(lambda: incoming(dst) and env.prop('lm1', 'MigrationSocket'), 30, 'the incoming copy')
         sock = env.prop('lm1', 'MigrationSocket')
         check(sock == dst.prop('lm1', 'SocketPath'), f'MigrationSocket {sock!r} names the copy')
         c.stdin.write(f'corrupt {sock}\n')
@@ -1510,7 +1510,7 @@ def test_migrate_live(env):
         env.signals.clear()
         cli = background(dst)
         env.wait_for(lambda: incoming(dst) and env.prop('lm1', 'MigrationState') == 'waiting' and
-                     env.prop('lm1', 'MigrationSocket'), 10, 'waiting')
+                     env.prop('lm1', 'MigrationSocket'), 30, 'waiting')
         sock = env.prop('lm1', 'MigrationSocket')
         c.stdin.write(f'migrate {sock}\n')
         line = vmm_said(c).split()
