@@ -34,7 +34,6 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,6 +43,7 @@
 #include "frames.h"
 #include "vfio-user/client.h"
 #include "vfio-user/migration.h"
+#include "vmm-mig.h"
 #include "vnet-driver.h"
 
 #define GPA 0x100000000ull
@@ -115,24 +115,6 @@ static int vmm_attach(VuClient *c, unsigned nvec, int *irq) {
         if ((r = vu_client_region_write(c, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false)) < 0)
                 return r;
         return vu_client_enable_msix(c, nvec, irq);
-}
-
-/* ---- migration, as a VMM that migrates does it ---- */
-
-static int mig_set(VuClient *c, uint32_t state) {
-        struct vu_feature_mig_state st = { .device_state = state };
-
-        return vu_client_device_feature(c, VU_FEATURE_SET | VU_FEATURE_MIG_DEVICE_STATE, &st, sizeof(st), NULL, 0,
-                                        NULL);
-}
-
-static int probe_migration(VuClient *c) {
-        uint64_t flags = 0;
-        size_t len = 0;
-        int r = vu_client_device_feature(c, VU_FEATURE_GET | VU_FEATURE_MIGRATION, NULL, 0, &flags, sizeof(flags),
-                                         &len);
-
-        return r < 0 ? r : (flags & VU_MIGRATION_STOP_COPY) ? 0 : -ENOTSUP;
 }
 
 /* ---- the guest ---- */
@@ -320,12 +302,9 @@ static void announce_after_move(Vmm *v) {
  * sent without waiting, then STOP_COPY and the whole stream.  NULL on error.
  */
 static GByteArray *save_state(Vmm *v) {
-        g_autoptr(GByteArray) st = g_byte_array_new();
         gint64 end;
-        uint8_t chunk[4096];
-        int n;
 
-        if (mig_set(v->c, VU_MIG_PRE_COPY) < 0 || vu_client_mig_data_read(v->c, chunk, sizeof(chunk)) < 0)
+        if (vmm_mig_pre_copy(v->c) < 0)
                 return NULL;
         /* long enough for a manager to see the transfer, the guest pinging all along */
         end = g_get_monotonic_time() + 300 * 1000;
@@ -333,40 +312,11 @@ static GByteArray *save_state(Vmm *v) {
                 ping_once(v);
         for (unsigned i = 0; i < 4; i++)
                 send_echo(v, ++v->seq);
-        if (mig_set(v->c, VU_MIG_STOP_COPY) < 0)
-                return NULL;
-        while ((n = vu_client_mig_data_read(v->c, chunk, sizeof(chunk))) > 0)
-                g_byte_array_append(st, chunk, (guint) n);
-        return n == 0 ? g_steal_pointer(&st) : NULL;
+        return vmm_mig_stop_copy(v->c);
 }
 
-/* The destination VMM's side: connect, map the same RAM, enable the function and MSI-X, load, run. */
-static int load_state(Vmm *v, const char *sock, const GByteArray *st, VuClient **out, int *irq) {
-        VuClient *c = NULL;
-        int r;
-
-        if ((r = vu_client_connect(sock, &c)) < 0 || (r = vu_client_negotiate(c, NULL)) < 0 ||
-            (r = probe_migration(c)) < 0 || (r = vu_client_map_ram(c, &v->ram)) < 0 ||
-            (r = vmm_attach(c, v->nvec, irq)) < 0) {
-                if (c)
-                        vu_client_free(c);
-                return r;
-        }
-        r = mig_set(c, VU_MIG_RESUMING);
-        for (guint off = 0; r == 0 && off < st->len; off += 1000)
-                r = vu_client_mig_data_write(c, st->data + off, MIN(1000u, st->len - off));
-        if (r == 0)
-                r = mig_set(c, VU_MIG_STOP);
-        if (r == 0)
-                r = mig_set(c, VU_MIG_RUNNING);
-        if (r < 0) {
-                vu_client_free(c);
-                for (unsigned i = 0; i < v->nvec; i++)
-                        close(irq[i]);
-                return r;
-        }
-        *out = c;
-        return 0;
+static int attach(VuClient *c, int *irq, void *opaque) {
+        return vmm_attach(c, ((Vmm *) opaque)->nvec, irq);
 }
 
 /* One stdin command.  0, or -1 when it failed. */
@@ -387,10 +337,14 @@ static int command(Vmm *v, const char *line) {
                 fprintf(stderr, "net-io: saving the device state failed\n");
                 return -1;
         }
-        r = cancel ? -ECANCELED : load_state(v, w[1], st, &c2, irq2);
+        memset(irq2, -1, sizeof(irq2));
+        r = cancel ? -ECANCELED : vmm_mig_load(w[1], &v->ram, st, attach, v, irq2, &c2);
         if (r < 0) {
+                for (unsigned i = 0; i < G_N_ELEMENTS(irq2); i++)
+                        if (irq2[i] >= 0)
+                                close(irq2[i]);
                 /* Not handed over: the device runs here again. */
-                if (mig_set(v->c, VU_MIG_RUNNING) < 0) {
+                if (vmm_mig_set(v->c, VU_MIG_RUNNING) < 0) {
                         fprintf(stderr, "net-io: cannot resume the source\n");
                         return -1;
                 }
@@ -400,7 +354,7 @@ static int command(Vmm *v, const char *line) {
                 fflush(stdout);
                 return cancel ? 0 : -1;
         }
-        if (mig_set(v->c, VU_MIG_STOP) < 0)
+        if (vmm_mig_set(v->c, VU_MIG_STOP) < 0)
                 fprintf(stderr, "net-io: the source did not stop (ignored: it is left behind)\n");
         vu_client_free(v->c);
         for (unsigned i = 0; i < v->nvec; i++) {
@@ -418,6 +372,8 @@ int main(int argc, char **argv) {
         g_autofree Vmm *v = g_new0(Vmm, 1);
         bool migratable = argc == 5 && strcmp(argv[1], "--migratable") == 0;
         g_autoptr(GString) in = g_string_new(NULL);
+        g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
+        int k = 0;
         const char *sock = argv[argc - 3];
         bool ready = false;
         int r;
@@ -436,7 +392,7 @@ int main(int argc, char **argv) {
         if (r == 0)
                 r = vu_client_negotiate(v->c, NULL);
         if (r == 0 && migratable)
-                r = probe_migration(v->c);
+                r = vmm_mig_probe(v->c);
         if (r == 0 && (r = msix_vectors(v->c)) > 0) {
                 v->nvec = (unsigned) r;
                 r = 0;
@@ -460,27 +416,14 @@ int main(int argc, char **argv) {
         }
 
         for (;;) {
-                struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
-
-                if (poll(&p, 1, 0) > 0) {
-                        char c[512];
-                        ssize_t n = read(STDIN_FILENO, c, sizeof(c));
-                        char *nl;
-                        int k = 0;
-
-                        if (n <= 0)
-                                break;
-                        g_string_append_len(in, c, n);
-                        while (migratable && k == 0 && (nl = strchr(in->str, '\n'))) {
-                                g_autofree char *line = g_strndup(in->str, (gsize) (nl - in->str));
-
-                                g_string_erase(in, 0, nl - in->str + 1);
-                                k = command(v, line);
-                        }
-                        if (k < 0) {
-                                v->errors++;
-                                break;
-                        }
+                if (vmm_stdin_lines(in, lines) < 0)
+                        break;
+                for (guint l = 0; migratable && k == 0 && l < lines->len; l++)
+                        k = command(v, lines->pdata[l]);
+                g_ptr_array_set_size(lines, 0);
+                if (k < 0) {
+                        v->errors++;
+                        break;
                 }
                 ping_once(v);
                 if (g_get_monotonic_time() - v->last_reply > STALL_USEC) {

@@ -25,7 +25,6 @@
  * command succeeded and every byte matched.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,6 +32,7 @@
 #include <glib.h>
 
 #include "nvme-srv.h"
+#include "vmm-mig.h"
 
 #define GPA 0x100000000ull
 #define RAM (16ull << 20)
@@ -63,22 +63,6 @@ static unsigned lba_size(NvmeDrv *d, uint64_t buf) {
 }
 
 /* ---- migration, as a VMM that migrates does it ---- */
-
-static int mig_set(VuClient *c, uint32_t state) {
-        struct vu_feature_mig_state st = { .device_state = state };
-
-        return vu_client_device_feature(c, VU_FEATURE_SET | VU_FEATURE_MIG_DEVICE_STATE, &st, sizeof(st), NULL, 0,
-                                        NULL);
-}
-
-static int probe_migration(VuClient *c) {
-        uint64_t flags = 0;
-        size_t len = 0;
-        int r = vu_client_device_feature(c, VU_FEATURE_GET | VU_FEATURE_MIGRATION, NULL, 0, &flags, sizeof(flags),
-                                         &len);
-
-        return r < 0 ? r : (flags & VU_MIGRATION_STOP_COPY) ? 0 : -ENOTSUP;
-}
 
 /* Writes of new generations to the reserved blocks, not waited for. */
 static void queue_inflight(NvmeDrv *d, uint64_t fbuf, unsigned nlb, uint32_t *gen) {
@@ -122,52 +106,19 @@ static unsigned check_inflight(NvmeDrv *d, unsigned nlb, unsigned lbs, uint64_t 
 
 /* PRE_COPY (the device keeps running), then STOP_COPY and the whole stream. */
 static GByteArray *save_state(VuClient *c) {
-        g_autoptr(GByteArray) st = g_byte_array_new();
-        uint8_t chunk[4096];
-        int n;
-
-        if (mig_set(c, VU_MIG_PRE_COPY) < 0 || vu_client_mig_data_read(c, chunk, sizeof(chunk)) < 0)
+        if (vmm_mig_pre_copy(c) < 0)
                 return NULL;
         g_usleep(300 * 1000);   /* long enough for a manager to see the transfer */
-        if (mig_set(c, VU_MIG_STOP_COPY) < 0)
-                return NULL;
-        while ((n = vu_client_mig_data_read(c, chunk, sizeof(chunk))) > 0)
-                g_byte_array_append(st, chunk, (guint) n);
-        return n == 0 ? g_steal_pointer(&st) : NULL;
+        return vmm_mig_stop_copy(c);
 }
 
-/*
- * The destination VMM's side: connect, map the same RAM, enable the function
- * and MSI-X, load the stream.  0 with *out and its irq fds, or the first
- * error (the destination's refusal: the RESUMING → STOP arc fails).
- */
-static int load_state(NvmeVmm *v, const char *sock, const GByteArray *st, VuClient **out, int *irq) {
-        VuClient *c = NULL;
+/* A new connection to the controller: memory space and bus master on, MSI-X. */
+static int attach(VuClient *c, int *irq, void *opaque) {
+        NvmeVmm *v = opaque;
         uint16_t cmd = 0x6;
-        int r;
+        int r = vu_client_region_write(c, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false);
 
-        if ((r = vu_client_connect(sock, &c)) < 0 || (r = vu_client_negotiate(c, NULL)) < 0 ||
-            (r = probe_migration(c)) < 0 || (r = vu_client_map_ram(c, &v->ram)) < 0 ||
-            (r = vu_client_region_write(c, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false)) < 0 ||
-            (r = vu_client_enable_msix(c, v->nvec, irq)) < 0) {
-                vu_client_free(c);
-                return r;
-        }
-        r = mig_set(c, VU_MIG_RESUMING);
-        for (guint off = 0; r == 0 && off < st->len; off += 1000)
-                r = vu_client_mig_data_write(c, st->data + off, MIN(1000u, st->len - off));
-        if (r == 0)
-                r = mig_set(c, VU_MIG_STOP);
-        if (r == 0)
-                r = mig_set(c, VU_MIG_RUNNING);
-        if (r < 0) {
-                vu_client_free(c);
-                for (unsigned i = 0; i < v->nvec; i++)
-                        close(irq[i]);
-                return r;
-        }
-        *out = c;
-        return 0;
+        return r < 0 ? r : vu_client_enable_msix(c, v->nvec, irq);
 }
 
 /* One stdin command.  Returns the errors it found; -1 when the VMM cannot go on. */
@@ -192,10 +143,15 @@ static int command(NvmeVmm *v, const char *line, uint64_t fbuf, uint64_t rbuf, u
         }
         if (corrupt && st->len > 64)
                 st->data[st->len / 2] ^= 0x55;
-        r = strcmp(w[0], "cancel") == 0 ? -ECANCELED : !w[1] ? -EINVAL : load_state(v, w[1], st, &c2, irq2);
+        memset(irq2, -1, sizeof(irq2));
+        r = strcmp(w[0], "cancel") == 0 ? -ECANCELED : !w[1] ? -EINVAL :
+            vmm_mig_load(w[1], &v->ram, st, attach, v, irq2, &c2);
         if (r < 0) {
+                for (unsigned i = 0; i < G_N_ELEMENTS(irq2); i++)
+                        if (irq2[i] >= 0)
+                                close(irq2[i]);
                 /* Not handed over: the device runs here again. */
-                if (mig_set(v->c, VU_MIG_RUNNING) < 0) {
+                if (vmm_mig_set(v->c, VU_MIG_RUNNING) < 0) {
                         fprintf(stderr, "nvme-io: cannot resume the source\n");
                         return -1;
                 }
@@ -203,7 +159,7 @@ static int command(NvmeVmm *v, const char *line, uint64_t fbuf, uint64_t rbuf, u
                 fflush(stdout);
                 return (int) check_inflight(d, nlb, lbs, rbuf, gen) + (corrupt || r == -ECANCELED ? 0 : 1);
         }
-        if (mig_set(v->c, VU_MIG_STOP) < 0)
+        if (vmm_mig_set(v->c, VU_MIG_STOP) < 0)
                 fprintf(stderr, "nvme-io: the source did not stop (ignored: it is left behind)\n");
         vu_client_free(v->c);
         for (unsigned i = 0; i < v->nvec; i++) {
@@ -226,8 +182,9 @@ int main(int argc, char **argv) {
         bool ready = false, migratable = argc == 3 && strcmp(argv[1], "--migratable") == 0;
         const char *sock = argv[argc - 1];
         g_autoptr(GString) in = g_string_new(NULL);
+        g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
         uint64_t fbuf;
-        int r;
+        int r, k = 0;
 
         if (argc != 2 && !migratable) {
                 fprintf(stderr, "usage: nvme-io [--migratable] SOCKET\n");
@@ -235,7 +192,7 @@ int main(int argc, char **argv) {
         }
         r = nvme_vmm_connect(&v, sock, GPA, RAM, 2);
         if (r == 0 && migratable)
-                r = probe_migration(v.c);
+                r = vmm_mig_probe(v.c);
         if (r < 0) {
                 fprintf(stderr, "nvme-io: cannot connect to %s: %s\n", sock, strerror(-r));
                 return 1;
@@ -256,30 +213,19 @@ int main(int argc, char **argv) {
         nlb = IO / lbs;
 
         for (uint64_t i = 0;; i++) {
-                struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
                 uint64_t block = (i * 7919) % LOOP_BLOCKS;
                 uint8_t expect[IO];
                 int sw = 0, sr;
 
-                if (poll(&p, 1, 0) > 0) {
-                        char c[512];
-                        ssize_t n = read(STDIN_FILENO, c, sizeof(c));
-                        char *nl;
-                        int k = 0;
-
-                        if (n <= 0)
-                                break;
-                        g_string_append_len(in, c, n);
-                        while (migratable && k >= 0 && (nl = strchr(in->str, '\n'))) {
-                                g_autofree char *line = g_strndup(in->str, (gsize) (nl - in->str));
-
-                                g_string_erase(in, 0, nl - in->str + 1);
-                                k = command(&v, line, fbuf, rbuf, nlb, lbs, gen);
-                                errors += k > 0 ? (unsigned long) k : k < 0 ? 1ul : 0ul;
-                        }
-                        if (k < 0)
-                                break;
+                if (vmm_stdin_lines(in, lines) < 0)
+                        break;
+                for (guint l = 0; migratable && k >= 0 && l < lines->len; l++) {
+                        k = command(&v, lines->pdata[l], fbuf, rbuf, nlb, lbs, gen);
+                        errors += k > 0 ? (unsigned long) k : k < 0 ? 1ul : 0ul;
                 }
+                g_ptr_array_set_size(lines, 0);
+                if (k < 0)
+                        break;
                 /* Odd rounds only re-read: a block must keep what was last written to it. */
                 if (i % 2 == 0 || gen[block] == 0) {
                         gen[block]++;

@@ -1433,6 +1433,21 @@ def test_migrate_abort(env):
     migrate_case(env, run)
 
 
+def check_handed_over(env, dst, name, moved):
+    """After a live hand-over of name: the copy resumed with the moved bytes and serves the VMM; the source
+    went preparing, waiting, transferring, completed."""
+    check(dst.prop(name, 'MigrationState') == 'resumed', 'the copy says it resumed')
+    check(dst.prop(name, 'State') == 'connected', 'the VMM works with the copy')
+    cm = dst.prop(name, 'ClientMigration')
+    check(cm['resumed'] and cm['bytes-written'] == moved, f'ClientMigration there: {cm}')
+    env.pump(0.3)
+    path = f'/org/vfu/vfud1/device/{name}'
+    states = [x[3][1]['MigrationState'] for x in env.signals
+              if x[2] == 'PropertiesChanged' and x[0] == path and 'MigrationState' in x[3][1]]
+    check(states[:2] == ['preparing', 'waiting'] and 'transferring' in states and states[-1] == 'completed',
+          f'states {states}')
+
+
 def test_migrate_live(env):
     """Live migration between two vfuds with our client as the VMM: refusals, a timeout, a cancel and a
     corrupted stream change nothing; then the state moves with writes in flight and I/O goes on there, verified."""
@@ -1521,16 +1536,7 @@ def test_migrate_live(env):
         check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source device is gone')
         check(env.leftovers() == [], f'source leftovers {env.leftovers()}')
         check(os.path.exists(disk), 'the shared disk stays')
-        check(dst.prop('lm1', 'MigrationState') == 'resumed', 'the copy says it resumed')
-        check(dst.prop('lm1', 'State') == 'connected', 'the VMM works with the copy')
-        cm = dst.prop('lm1', 'ClientMigration')
-        check(cm['resumed'] and cm['bytes-written'] == int(line[1]), f'ClientMigration there: {cm}')
-        env.pump(0.3)
-        path = '/org/vfu/vfud1/device/lm1'
-        states = [x[3][1]['MigrationState'] for x in env.signals
-                  if x[2] == 'PropertiesChanged' and x[0] == path and 'MigrationState' in x[3][1]]
-        check(states[:2] == ['preparing', 'waiting'] and 'transferring' in states and states[-1] == 'completed',
-              f'states {states}')
+        check_handed_over(env, dst, 'lm1', int(line[1]))
         # I/O goes on against the destination, every byte verified (also the writes in flight)
         hold_progress(env, c, 2)
         check(hold_finish(c) > 0, 'the VMM did I/O')
@@ -1618,18 +1624,9 @@ def test_migrate_live_net(env):
         check(cli.returncode == 0 and 'ln1: migrated to' in out, f'vfuctl migrate: {cli.returncode} {out!r} {err!r}')
         check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source device is gone')
         check(env.leftovers() == [], f'source leftovers {env.leftovers()}')
-        check(dst.prop('ln1', 'MigrationState') == 'resumed', 'the copy says it resumed')
-        check(dst.prop('ln1', 'State') == 'connected', 'the VMM works with the copy')
         b = dst.prop('ln1', 'Backend')
         check(b['tap'] == tap and b['queues'] == 2 and b['mac'] == '52:54:00:4c:4d:01', f"the copy's backend {b}")
-        cm = dst.prop('ln1', 'ClientMigration')
-        check(cm['resumed'] and cm['bytes-written'] == int(line[1]), f'ClientMigration there: {cm}')
-        env.pump(0.3)
-        path = '/org/vfu/vfud1/device/ln1'
-        states = [x[3][1]['MigrationState'] for x in env.signals
-                  if x[2] == 'PropertiesChanged' and x[0] == path and 'MigrationState' in x[3][1]]
-        check(states[:2] == ['preparing', 'waiting'] and 'transferring' in states and states[-1] == 'completed',
-              f'states {states}')
+        check_handed_over(env, dst, 'ln1', int(line[1]))
         # the source's worker is gone: every reply from now on came through the copy
         replies(c, 3)
         # its counters start at zero there (they are not part of the state): it carried the guest's traffic
