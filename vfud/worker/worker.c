@@ -43,6 +43,7 @@ Worker *worker_new(const WorkerOptions *opts, GError **error) {
         g_autoptr(Worker) w = g_new0(Worker, 1);
         int r;
 
+        w->mig.state = VU_MIG_RUNNING;  /* a device starts running (vu_server_mig_info()) */
         r = sd_event_default(&w->event);
         if (r < 0) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
