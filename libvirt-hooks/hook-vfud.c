@@ -172,6 +172,43 @@ call_waiting_busy(HookBus *hb, const char *method, const char *name,
 }
 
 int
+hook_vfud_arrived(HookBus *hb, const char *name, char **from, char **msg)
+{
+        g_autofree char *path = NULL, *state = NULL, *origin = NULL;
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = device_path(hb, name, &path, msg);
+        if (r == -ENOENT) {
+                g_clear_pointer(msg, g_free);
+                *msg = g_strdup_printf("device '%s' is not on this host", name);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_get_property_string(hb->bus, VFUD_NAME, path, VFUD_DEVICE, "MigratedFrom", &e,
+                                       &origin);
+        if (r >= 0)
+                r = sd_bus_get_property_string(hb->bus, VFUD_NAME, path, VFUD_DEVICE, "State", &e,
+                                               &state);
+        if (r < 0) {
+                *msg = describe_call_error(hb, &e, r);
+                sd_bus_error_free(&e);
+                return r;
+        }
+        if (!*origin) {
+                *msg = g_strdup_printf("device '%s' here did not arrive by vfuctl migrate", name);
+                return 0;
+        }
+        if (strcmp(state, "connected") == 0) {
+                *msg = g_strdup_printf("device '%s' here is in use", name);
+                return 0;
+        }
+        *from = g_steal_pointer(&origin);
+        return 1;
+}
+
+int
 hook_vfud_start(HookBus *hb, const char *name, const char *socket_path, char **msg)
 {
         sd_bus_error e = SD_BUS_ERROR_NULL;

@@ -27,6 +27,12 @@ void hook_bus_close(HookBus *hb);
 int hook_vfud_start(HookBus *hb, const char *name, const char *socket_path,
                     char **msg);
 
+/* Whether device @name arrived here by a cold migration (vfuctl migrate)
+ * and no client has used it since: MigratedFrom set, not connected.
+ * Returns 1 (and the source host in *@from, g_free it), 0 with *@msg
+ * saying why not, or negative errno with *@msg. */
+int hook_vfud_arrived(HookBus *hb, const char *name, char **from, char **msg);
+
 /* Return device @name to idle (StopDevice; the definition stays).  A
  * device vfud no longer knows is fine; one still connected (QEMU just
  * exited, the worker has not noticed yet) is waited for.

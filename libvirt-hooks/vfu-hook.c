@@ -157,22 +157,43 @@ op_reconnect(Hook *h)
  * vfio-user client (10.1 to 11.x) neither transfers device state nor
  * tracks dirty pages, and adds no migration blocker, so an incoming
  * migration or a restored save image would resume the guest against
- * devices in reset state.  Refuse.  Once a client can migrate device
- * state, this is where the destination's socket paths are rewritten:
- * libvirt takes the XML printed on stdout as the incoming definition.
+ * devices in reset state.  Refuse.  libvirt runs this hook for offline
+ * migrations too and does not say which kind it is; the VM is known to be
+ * shut off when every device already arrived here by a cold migration
+ * (vfuctl migrate: MigratedFrom set, no client since), since vfud never
+ * moves a device a VM is using: accept then.  Once a client can migrate
+ * device state, this is where the destination's socket paths are
+ * rewritten: libvirt takes the XML printed on stdout as the incoming
+ * definition.
  */
 static int
 op_migrate(Hook *h)
 {
-        g_autofree char *names = NULL;
+        g_autofree char *names = NULL, *why = NULL;
+        HookBus hb;
+        int arrived = 1;
 
         if (h->devices->len == 0)
                 return 0;
         names = device_names(h->devices);
+        if (hook_bus_open(&hb, h->bus_address, (uint64_t)h->timeout_sec * 1000000u, &why) >= 0) {
+                for (guint i = 0; arrived > 0 && i < h->devices->len; i++) {
+                        VlvDomainDevice *d = h->devices->pdata[i];
+                        g_autofree char *from = NULL;
+
+                        g_clear_pointer(&why, g_free);
+                        arrived = hook_vfud_arrived(&hb, d->name, &from, &why);
+                }
+                hook_bus_close(&hb);
+        } else
+                arrived = -1;
+        if (arrived > 0)
+                return 0;       /* an offline migration after vfuctl migrate */
         return say(h, "refusing live migration: it has vfio-user devices (%s), and "
-                   "QEMU's vfio-user client cannot migrate device state. Shut the VM "
-                   "down and move it cold (vfuctl migrate), or detach the devices "
-                   "(vfuctl detach) before migrating", names);
+                   "QEMU's vfio-user client cannot migrate device state (%s). Shut the VM "
+                   "down and move it cold (vfuctl migrate --vm %s --to HOST, then virsh "
+                   "migrate --offline --persistent), or detach the devices "
+                   "(vfuctl detach) before migrating", names, why ? why : "", h->vm);
 }
 
 static int

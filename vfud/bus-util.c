@@ -7,6 +7,7 @@
 /* Options every type takes; CreateDevice consumes them before the type normalizes the rest. */
 static const DeviceOptionSpec common_options[] = {
         { "incoming", DEVICE_OPTION_BOOL, "the device arrives by live migration: a VMM will load its state" },
+        { "migrated-from", DEVICE_OPTION_STRING, "the device arrived by cold migration from this host" },
         {}
 };
 

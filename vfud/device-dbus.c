@@ -193,6 +193,14 @@ static int property_get_migration_socket(sd_bus *bus, const char *path, const ch
         return sd_bus_message_append(reply, "s", d->mig_socket ? d->mig_socket : "");
 }
 
+static int property_get_migrated_from(sd_bus *bus, const char *path, const char *interface,
+                                      const char *property, sd_bus_message *reply, void *userdata,
+                                      sd_bus_error *error) {
+        Device *d = userdata;
+
+        return sd_bus_message_append(reply, "s", d->migrated_from ? d->migrated_from : "");
+}
+
 static int property_get_pid(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Device *d = userdata;
@@ -336,6 +344,7 @@ static const sd_bus_vtable device_vtable[] = {
         SD_BUS_PROPERTY("MigrationState", "s", property_get_migration_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MigrationProgress", "a{st}", property_get_migration_progress, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MigratedFrom", "s", property_get_migrated_from, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MigrationSocket", "s", property_get_migration_socket, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ClientMigration", "a{sv}", property_get_client_migration, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

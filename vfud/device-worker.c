@@ -385,6 +385,16 @@ void device_ctl_close(Device *d, const char *why) {
         }
 }
 
+/* A device that arrived by cold migration got its first client: it is at home here now. */
+static void device_arrival_used(Device *d) {
+        g_autoptr(GError) error = NULL;
+
+        g_clear_pointer(&d->migrated_from, g_free);
+        if (!device_save(d, &error))
+                device_log(d, G_LOG_LEVEL_WARNING, "cannot save the definition: %s", error->message);
+        device_emit_changed(d, "MigratedFrom", NULL);
+}
+
 /* The worker's "migration" member (worker_build_migration()), from an event, stats or info. */
 static void client_mig_update(Device *d, JsonObject *o) {
         JsonObject *m;
@@ -426,6 +436,8 @@ static void ctl_handle_event(Device *d, JsonObject *o) {
                 if (d->state == DEVICE_LISTENING || d->state == DEVICE_CONNECTED)
                         device_set_state(d, connected ? DEVICE_CONNECTED : DEVICE_LISTENING);
                 device_stats_update(d);
+                if (connected && d->migrated_from)
+                        device_arrival_used(d);
         }
         client_mig_update(d, o);
 }

@@ -113,6 +113,7 @@ Device *device_unref(Device *d) {
         g_free(d->libvirt_error);
         g_free(d->migration_state);
         g_free(d->mig_socket);
+        g_free(d->migrated_from);
         g_free(d->client_mig.state);
         device_incoming_reset(d);
         g_free(d);
@@ -131,6 +132,10 @@ JsonNode *device_definition(Device *d) {
         json_builder_add_string_value(b, d->vm);
         json_builder_set_member_name(b, "options");
         json_builder_add_value(b, json_node_copy(d->options));
+        if (d->migrated_from) {
+                json_builder_set_member_name(b, "migrated_from");
+                json_builder_add_string_value(b, d->migrated_from);
+        }
         json_builder_end_object(b);
         return json_builder_get_root(b);
 }
@@ -159,6 +164,7 @@ gboolean device_save(Device *d, GError **error) {
 }
 
 Device *device_load(Manager *m, const char *path, GError **error) {
+        Device *d;
         g_autoptr(JsonParser) parser = json_parser_new();
         g_autoptr(GError) local = NULL;
         g_autofree char *base = g_path_get_basename(path);
@@ -199,7 +205,10 @@ Device *device_load(Manager *m, const char *path, GError **error) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "%s: \"options\" is not an object", path);
                 return NULL;
         }
-        return device_new(m, dtype, name, vm, options);
+        d = device_new(m, dtype, name, vm, options);
+        if (*json_object_get_string_member_with_default(o, "migrated_from", ""))
+                d->migrated_from = g_strdup(json_object_get_string_member(o, "migrated_from"));
+        return d;
 }
 
 void device_log(Device *d, GLogLevelFlags level, const char *fmt, ...) {

@@ -66,6 +66,7 @@ struct Device {
         char *migration_state;
         uint64_t mig_bytes, mig_total, mig_rate, mig_remaining;
         char *mig_socket;               /* leaving live: the destination's vfio-user socket */
+        char *migrated_from;            /* arrived by cold migration from there; cleared by the first client */
         bool incoming;                  /* arriving live: waiting for the VMM to load the state */
         /* the client's use of migration v2, as the worker reports it (see vu_server_mig_info()) */
         struct {

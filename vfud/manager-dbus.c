@@ -115,6 +115,7 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         g_autofree char *generated = NULL;
         Device *existing, *d;
         bool incoming = false;
+        g_autofree char *migrated_from = NULL;
         JsonNode *n;
         int r;
 
@@ -137,6 +138,11 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         if (n) {
                 incoming = json_node_get_boolean(n);
                 g_hash_table_remove(opts, "incoming");
+        }
+        n = g_hash_table_lookup(opts, "migrated-from");
+        if (n) {
+                migrated_from = g_strdup(json_node_get_string(n));
+                g_hash_table_remove(opts, "migrated-from");
         }
         if (!check_vm(vm, &gerr))
                 return manager_set_bus_error(error, gerr);
@@ -164,6 +170,8 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         }
 
         d = device_new(m, dtype, name, vm, options);
+        if (migrated_from && *migrated_from)
+                d->migrated_from = g_steal_pointer(&migrated_from);
         if (incoming) {
                 d->incoming = true;
                 g_free(d->migration_state);

@@ -265,11 +265,15 @@ static void set_phase(Migration *mg, const char *phase) {
 
 /* ---- the thread: talking to the destination ---- */
 
+/* Connect to the destination's bus: an address, or [USER@]HOST through ssh and systemd-stdio-bridge.
+ * The connection is made before returning (ssh failing shows here, not in the first call). */
 static sd_bus *dest_open(const char *dest, GError **error) {
+        gboolean address = strchr(dest, '=') || strchr(dest, ':');
+        const char *unique;
         sd_bus *b = NULL;
         int r;
 
-        if (strchr(dest, '=') || strchr(dest, ':')) {
+        if (address) {
                 r = sd_bus_new(&b);
                 if (r >= 0)
                         r = sd_bus_set_address(b, dest);
@@ -281,10 +285,18 @@ static sd_bus *dest_open(const char *dest, GError **error) {
                 r = sd_bus_open_system_remote(&b, dest);
         if (r >= 0)
                 r = sd_bus_set_method_call_timeout(b, REMOTE_TIMEOUT_USEC);
+        if (r >= 0)
+                r = sd_bus_get_unique_name(b, &unique);
         if (r < 0) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
-                            "cannot reach the destination %s over D-Bus: %s (give a bus address or [USER@]HOST reachable by ssh)",
-                            dest, g_strerror(-r));
+                if (address)
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                                    "cannot reach the destination %s over D-Bus: %s (give a bus address or [USER@]HOST reachable by ssh)",
+                                    dest, g_strerror(-r));
+                else
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                                    "cannot reach the destination %s: ssh %s systemd-stdio-bridge failed: %s (ssh's own message is in vfud's log; "
+                                    "check that `ssh %s` works without a prompt for the user vfud runs as and that the host has systemd-stdio-bridge)",
+                                    dest, dest, g_strerror(-r), dest);
                 sd_bus_flush_close_unref(b);
                 return NULL;
         }
@@ -304,6 +316,9 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
 
         if (r >= 0 && md->live)
                 r = sd_bus_message_append(m, "{sv}", "incoming", "b", 1);
+        /* cold: the destination's libvirt hook then accepts the VM's offline migration (vfu-hook(8)) */
+        if (r >= 0 && !md->live)
+                r = sd_bus_message_append(m, "{sv}", "migrated-from", "s", g_get_host_name());
         if (r < 0)
                 return r;
         if (strcmp(md->type, "nvme") == 0) {

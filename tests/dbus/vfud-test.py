@@ -1284,6 +1284,7 @@ def test_migrate(env):
         with open(ns_path(dst, 'mg1'), 'rb') as f:
             check(f.read() == data, 'the image arrived byte for byte')
         check(dst.prop('mg2', 'Backend')['serial'] == 'MIG2', 'the definition arrived with it')
+        check(dst.prop('mg1', 'MigratedFrom') == socket.gethostname(), 'the copy says where it came from')
         check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source devices are gone')
         check(env.leftovers() == [], f'source leftovers {env.leftovers()}')
 
@@ -1302,6 +1303,11 @@ def test_migrate(env):
         c = dst.spawn([io, dst.prop('mg1', 'SocketPath')])
         check(c.stdout.readline().startswith('ready'), 'nvme-io ready on the destination')
         hold_finish(c)
+        check(dst.prop('mg1', 'MigratedFrom') == '', 'its first client makes it at home there')
+        with open(os.path.join(dst.state, 'devices', 'mg1.json')) as f:
+            check('migrated_from' not in json.load(f), 'and the saved definition says so')
+        with open(os.path.join(dst.state, 'devices', 'mg2.json')) as f:
+            check(json.load(f).get('migrated_from') == socket.gethostname(), 'the unused one still arrived')
 
     migrate_case(env, run)
 
@@ -1437,6 +1443,7 @@ def check_handed_over(env, dst, name, moved):
     """After a live hand-over of name: the copy resumed with the moved bytes and serves the VMM; the source
     went preparing, waiting, transferring, completed."""
     check(dst.prop(name, 'MigrationState') == 'resumed', 'the copy says it resumed')
+    check(dst.prop(name, 'MigratedFrom') == '', 'a live copy is in use, not waiting for its VM')
     check(dst.prop(name, 'State') == 'connected', 'the VMM works with the copy')
     cm = dst.prop(name, 'ClientMigration')
     check(cm['resumed'] and cm['bytes-written'] == moved, f'ClientMigration there: {cm}')
@@ -1793,6 +1800,142 @@ def test_libvirtd(env):
         check('vfu-lvd2' in lv.dumpxml('lvlate'), 'the other VM is untouched')
     finally:
         lv.stop()
+
+
+# ssh as sd_bus_open_system_remote() runs it: `ssh -xT -- [USER@]HOST systemd-stdio-bridge` (libsystemd 252.x;
+# older releases leave out the `--`).  The shim logs who called it and how, then, for the one host it knows,
+# bridges to the bus in VFU_TEST_SSH_BUS as systemd-stdio-bridge on that host would; any other host fails the
+# way ssh does (exit 255, the reason on stderr).
+SSH_SHIM = r'''#!/bin/sh
+{ cat /proc/$PPID/comm | tr -d '\n'; for a in "$@"; do printf '\t%s' "$a"; done; echo; } >> "$VFU_TEST_SSH_LOG"
+[ "$2" = -- ] && set -- "$1" "$3" "$4" "$5"
+if [ $# -ne 4 ] || [ "$1" != -xT ] || [ "$3" != systemd-stdio-bridge ] || [ -n "$4" ]; then
+        echo "ssh: not called as libsystemd calls it" >&2
+        exit 255
+fi
+if [ "${2#*@}" != "$VFU_TEST_SSH_HOST" ]; then
+        echo "ssh: Could not resolve hostname ${2#*@}: Name or service not known" >&2
+        exit 255
+fi
+exec @BRIDGE@ --bus-path="$VFU_TEST_SSH_BUS"
+'''
+
+
+def ssh_shim(env):
+    """Put the ssh shim first in PATH for this process and its children (vfuctl, vfud); return its log's path.
+
+    The private buses are reachable only through it: no VFUD_BUS, and the system bus address leads nowhere,
+    so a vfuctl or vfud that ignored the host would fail instead of reaching a bus some other way."""
+    bridge = shutil.which('systemd-stdio-bridge')
+    if not bridge:
+        raise Skip('systemd-stdio-bridge is not installed')
+    d = os.path.join(env.dir, 'bin')
+    os.makedirs(d)
+    with open(os.path.join(d, 'ssh'), 'w') as f:
+        f.write(SSH_SHIM.replace('@BRIDGE@', bridge))
+    os.chmod(os.path.join(d, 'ssh'), 0o755)
+    log = os.path.join(env.dir, 'ssh.log')
+    open(log, 'w').close()
+    os.environ.update(PATH=d + ':' + os.environ['PATH'], VFU_TEST_SSH_LOG=log, VFU_TEST_SSH_HOST='vfu-remote',
+                      DBUS_SYSTEM_BUS_ADDRESS=f'unix:path={env.dir}/no-system-bus')
+    os.environ.pop('VFUD_BUS', None)
+    os.environ.pop('DBUS_SESSION_BUS_ADDRESS', None)
+    return log
+
+
+def ssh_calls(log):
+    """The shim's invocations so far: (caller, argv without the program name)."""
+    with open(log) as f:
+        return [(line.split('\t')[0], line.rstrip('\n').split('\t')[1:]) for line in f]
+
+
+def vfuctl_remote(bus, *args):
+    """vfuctl ARGS with no --bus, its ssh reaching bus."""
+    p = subprocess.run([env_path('VFUCTL')] + list(args), capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, VFU_TEST_SSH_BUS=bus))
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_remote(env):
+    """vfuctl -H and migrate --to [USER@]HOST over ssh (a shim in its place) and systemd-stdio-bridge."""
+    need_type('nvme')
+    log = ssh_shim(env)
+    remote = ['-xT', '--', 'root@vfu-remote', 'systemd-stdio-bridge']
+
+    def run(env, dst):
+        # the source vfud's ssh reaches the destination's bus
+        env.stop_vfud()
+        os.environ['VFU_TEST_SSH_BUS'] = dst.addr
+        env.start_vfud()
+
+        # without -H there is no way to the private bus
+        rc, out, err = vfuctl_remote(env.addr, 'list')
+        check(rc == 6, f'vfuctl list without -H: {rc} {out!r} {err!r}')
+        check(ssh_calls(log) == [], f'ssh called without -H: {ssh_calls(log)}')
+
+        rc, out, err = vfuctl_remote(env.addr, '-H', 'root@vfu-remote', 'list')
+        check(rc == 0 and out.splitlines()[0].split()[:4] == ['NAME', 'TYPE', 'VM', 'STATE'], f'list: {rc} {out!r} {err}')
+        rc, out, err = vfuctl_remote(env.addr, '-H', 'root@vfu-remote', 'create', 'nvme', '--vm', 'r', '--size', '1M',
+                                     '--name', 'rdisk')
+        check(rc == 0 and out.startswith('rdisk:'), f'create: {rc} {out!r} {err}')
+        check([d[0] for d in env.mgr('ListDevices', '(s)', '')[0]] == ['rdisk'], 'rdisk made on the private bus')
+        rc, out, err = vfuctl_remote(env.addr, '-H', 'root@vfu-remote', 'show', 'rdisk', '--json')
+        s = json.loads(out) if rc == 0 else {}
+        check(s.get('name') == 'rdisk' and s['vm'] == 'r' and s['backend']['namespaces'][0]['size'] == MiB,
+              f'show: {rc} {out!r} {err}')
+        calls = ssh_calls(log)
+        check(calls == [('vfuctl', remote)] * 3, f'vfuctl ran ssh as {calls}')
+
+        # another host is another host: the shim's ssh error reaches the caller
+        rc, out, err = vfuctl_remote(env.addr, '-H', 'root@elsewhere', 'list')
+        check(rc == 6 and 'Could not resolve hostname elsewhere' in err and
+              'vfuctl: cannot connect to the remote system bus of root@elsewhere' in err,
+              f'list on an unknown host: {rc} {err!r}')
+        check(ssh_calls(log)[-1] == ('vfuctl', ['-xT', '--', 'root@elsewhere', 'systemd-stdio-bridge']),
+              f'{ssh_calls(log)[-1]}')
+
+        # cold migration to root@vfu-remote: the source vfud runs ssh, the image is copied over the bridge
+        with open(ns_path(env, 'rdisk'), 'r+b') as f:
+            data = bytes((i * 7) & 0xff for i in range(MiB))
+            f.write(data)
+        del os.environ['VFU_TEST_SSH_BUS']
+        n = len(ssh_calls(log))
+        rc, out, err = env.vfuctl('migrate', '--vm', 'r', '--to', 'root@vfu-remote', '--storage', 'copy')
+        check(rc == 0 and 'rdisk: migrated to' in out, f'vfuctl migrate --to root@vfu-remote: {rc} {out!r} {err}')
+        check(ssh_calls(log)[n:] == [('vfud', remote)], f'vfud ran ssh as {ssh_calls(log)[n:]}')
+        got = dst.mgr('ListDevices', '(s)', '')[0]
+        check([(d[0], d[2], d[3]) for d in got] == [('rdisk', 'r', 'listening')], f'destination devices {got}')
+        with open(ns_path(dst, 'rdisk'), 'rb') as f:
+            check(f.read() == data, 'the image arrived byte for byte')
+        check(env.mgr('ListDevices', '(s)', '')[0] == [] and env.leftovers() == [],
+              f'the source is empty: {env.leftovers()}')
+
+        # a destination ssh cannot reach: a clear error, the device stays, nothing arrives anywhere
+        env.create('nvme', 'rdisk2', 'r2', size=MiB)
+        before = sorted(os.listdir(os.path.join(dst.state, 'images')))
+        n = len(ssh_calls(log))
+        rc, out, err = env.vfuctl('migrate', '--vm', 'r2', '--to', 'root@unreachable', '--storage', 'copy')
+        check(rc != 0 and 'cannot reach the destination root@unreachable' in err,
+              f'migrate to an unreachable host: {rc} {out!r} {err!r}')
+        check(ssh_calls(log)[n:] == [('vfud', ['-xT', '--', 'root@unreachable', 'systemd-stdio-bridge'])],
+              f'vfud ran ssh as {ssh_calls(log)[n:]}')
+        env.wait_for(lambda: env.prop('rdisk2', 'State') == 'listening', 10, 'rdisk2 to listen again')
+        check(env.prop('rdisk2', 'MigrationState') == 'failed', 'MigrationState failed')
+        check([d[0] for d in env.mgr('ListDevices', '(s)', '')[0]] == ['rdisk2'], 'the source keeps rdisk2')
+        check([d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['rdisk'], 'nothing arrived')
+        check(sorted(os.listdir(os.path.join(dst.state, 'images'))) == before, 'no image left on the destination')
+        env.log.flush()
+        with open(os.path.join(env.dir, 'vfud.log')) as f:
+            check('Could not resolve hostname unreachable' in f.read(), "ssh's own message is in vfud's log")
+
+        # and vfuctl -H on the destination host removes the migrated device
+        rc, out, err = vfuctl_remote(dst.addr, '-H', 'root@vfu-remote', 'destroy', 'rdisk')
+        check(rc == 0, f'destroy: {rc} {err}')
+        check(dst.mgr('ListDevices', '(s)', '')[0] == [] and dst.leftovers() == [],
+              f'the destination is empty: {dst.leftovers()}')
+        env.mgr('DestroyDevice', '(s)', 'rdisk2')
+
+    migrate_case(env, run)
 
 
 CASES = {name[5:].replace('_', '-'): fn for name, fn in globals().items() if name.startswith('test_')}

@@ -172,6 +172,25 @@ class WithVfud(unittest.TestCase):
         self.assertEqual(self.run_hook('migrate', 'begin').returncode, 1)
         self.assertEqual(env.state('nvme0'), 'listening')
 
+    def test_offline_migration_after_vfuctl_migrate(self):
+        # a device that arrived by cold migration (vfud passes migrated-from) and no client used yet:
+        # the VM's incoming migration is the offline one that follows vfuctl migrate
+        env = self.env
+        env.manager('CreateDevice', 'sssa{sv}', 'nvme', 'arrived0', 'vm1', '2', 'size', 't', str(1 << 20),
+                    'migrated-from', 's', 'host-a')
+        sock = env.prop('arrived0', 'SocketPath')
+        self.assertEqual(env.prop('arrived0', 'MigratedFrom'), 'host-a')
+        r = self.run_hook('migrate', 'begin', self.xml('arrived0=' + sock))
+        self.assertEqual((r.returncode, r.stderr), (0, ''))
+        # one device that did not arrive that way is enough to refuse
+        r = self.run_hook('migrate', 'begin', self.xml('arrived0=' + sock, 'nvme0=' + self.sock))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("device 'nvme0' here did not arrive by vfuctl migrate", r.stderr)
+        r = self.run_hook('migrate', 'begin', self.xml('arrived0=' + sock, 'ghost=/run/vfud/ghost.sock'))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("device 'ghost' is not on this host", r.stderr)
+        env.manager('DestroyDevice', 's', 'arrived0')
+
     def test_prepare_failures_name_the_device(self):
         r = self.run_hook('prepare', 'begin',
                           self.xml('nvme0=' + self.sock, 'ghost=/run/vfud/ghost.sock'))
@@ -320,6 +339,24 @@ def libvirtd_main():
                 check(r.returncode == 0 and 'mig' in dst.virsh_out('list', '--name').split(),
                       'the same migration without vfu devices goes through: %s'
                       % r.stderr.strip())
+
+                # offline, after vfuctl migrate: the devices arrived here (MigratedFrom) and no
+                # client used them, so the hook lets the shut-off VM's definition in
+                vf.manager('CreateDevice', 'sssa{sv}', 'nvme', 'nvme3', 'off', '2', 'size', 't',
+                           str(1 << 20), 'migrated-from', 's', 'host-a')
+                vf.manager('CreateDevice', 'sssa{sv}', 'nvme', 'nvme4', 'off2', '1', 'size', 't',
+                           str(1 << 20))
+                for name, dev in (('off', 'nvme3'), ('off2', 'nvme4')):
+                    lv.define(lvenv.domain_xml(name, memory_backing=memfd))
+                    xml = lv.virsh_out('dumpxml', '--inactive', name)
+                    lv.define(domain_from(xml, '%s=%s' % (dev, vf.prop(dev, 'SocketPath'))))
+                r = lv.virsh('migrate', '--offline', '--persistent', 'off2', dst.uri, check=False)
+                check(r.returncode != 0 and "device 'nvme4' here did not arrive by vfuctl migrate"
+                      in r.stderr, 'an offline migration of devices never moved is refused: %s'
+                      % r.stderr.strip())
+                r = lv.virsh('migrate', '--offline', '--persistent', 'off', dst.uri, check=False)
+                check(r.returncode == 0 and 'off' in dst.virsh_out('list', '--all', '--name').split(),
+                      'the offline migration after vfuctl migrate goes through: %s' % r.stderr.strip())
     if failures:
         print('%d failure(s)' % len(failures))
         sys.exit(1)
