@@ -129,9 +129,14 @@ int ctx_bus(Ctx *c) {
 
         if (c->bus)
                 return EXIT_OK;
-        if (c->opt.host)
+        if (c->opt.host) {
+                const char *unique;
+
+                /* connect now: ssh failing shows here as an unreachable host, not in the first call */
                 r = sd_bus_open_system_remote(&c->bus, c->opt.host);
-        else if (!bus || strcmp(bus, "system") == 0)
+                if (r >= 0)
+                        r = sd_bus_get_unique_name(c->bus, &unique);
+        } else if (!bus || strcmp(bus, "system") == 0)
                 r = sd_bus_open_system(&c->bus);
         else if (strcmp(bus, "session") == 0 || strcmp(bus, "user") == 0)
                 r = sd_bus_open_user(&c->bus);
@@ -148,6 +153,7 @@ int ctx_bus(Ctx *c) {
                 fprintf(stderr, "vfuctl: cannot connect to the %s bus%s%s: %s\n",
                         c->opt.host ? "remote system" : bus ? bus : "system",
                         c->opt.host ? " of " : "", c->opt.host ? c->opt.host : "", g_strerror(-r));
+                c->bus = sd_bus_flush_close_unref(c->bus);
                 return EXIT_UNREACHABLE;
         }
         return EXIT_OK;
