@@ -29,9 +29,43 @@ static gboolean bad_option(const DeviceType *t, const char *name, const char *wh
         return FALSE;
 }
 
+/* An integer of any D-Bus width as int64: 1, 0 for another type, -ERANGE above INT64_MAX, -errno. */
+static int read_integer(sd_bus_message *m, char type, int64_t *ret) {
+        union {
+                uint8_t y;
+                int16_t n;
+                uint16_t q;
+                int32_t i;
+                uint32_t u;
+                int64_t x;
+                uint64_t t;
+        } v;
+        int r;
+
+        if (!strchr("yqnuitx", type))
+                return 0;
+        r = sd_bus_message_read_basic(m, type, &v);
+        if (r < 0)
+                return r;
+        switch (type) {
+        case 'y': *ret = v.y; break;
+        case 'n': *ret = v.n; break;
+        case 'q': *ret = v.q; break;
+        case 'i': *ret = v.i; break;
+        case 'u': *ret = v.u; break;
+        case 'x': *ret = v.x; break;
+        default:
+                if (v.t > INT64_MAX)
+                        return -ERANGE;
+                *ret = (int64_t) v.t;
+        }
+        return 1;
+}
+
 /* Read the variant's value: integers of any width, strings, booleans. */
 static int read_variant(sd_bus_message *m, const char *contents, JsonNode **ret) {
         JsonNode *n = json_node_new(JSON_NODE_VALUE);
+        int64_t i;
         int r = 0;
 
         switch (contents[0]) {
@@ -52,68 +86,12 @@ static int read_variant(sd_bus_message *m, const char *contents, JsonNode **ret)
                         json_node_set_boolean(n, b);
                 break;
         }
-        case 'y': {
-                uint8_t v;
-
-                r = sd_bus_message_read_basic(m, 'y', &v);
-                if (r >= 0)
-                        json_node_set_int(n, v);
-                break;
-        }
-        case 'q': {
-                uint16_t v;
-
-                r = sd_bus_message_read_basic(m, 'q', &v);
-                if (r >= 0)
-                        json_node_set_int(n, v);
-                break;
-        }
-        case 'n': {
-                int16_t v;
-
-                r = sd_bus_message_read_basic(m, 'n', &v);
-                if (r >= 0)
-                        json_node_set_int(n, v);
-                break;
-        }
-        case 'u': {
-                uint32_t v;
-
-                r = sd_bus_message_read_basic(m, 'u', &v);
-                if (r >= 0)
-                        json_node_set_int(n, v);
-                break;
-        }
-        case 'i': {
-                int32_t v;
-
-                r = sd_bus_message_read_basic(m, 'i', &v);
-                if (r >= 0)
-                        json_node_set_int(n, v);
-                break;
-        }
-        case 't': {
-                uint64_t v;
-
-                r = sd_bus_message_read_basic(m, 't', &v);
-                if (r >= 0) {
-                        if (v > INT64_MAX)
-                                r = -ERANGE;
-                        else
-                                json_node_set_int(n, (int64_t) v);
-                }
-                break;
-        }
-        case 'x': {
-                int64_t v;
-
-                r = sd_bus_message_read_basic(m, 'x', &v);
-                if (r >= 0)
-                        json_node_set_int(n, v);
-                break;
-        }
         default:
-                r = -EMEDIUMTYPE;
+                r = read_integer(m, contents[0], &i);
+                if (r > 0)
+                        json_node_set_int(n, i);
+                else if (r == 0)
+                        r = -EMEDIUMTYPE;
         }
         if (r < 0) {
                 json_node_unref(n);

@@ -442,6 +442,19 @@ def test_manager(env):
     env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'x', '', size='big')
     env.expect(ERR + 'InvalidArgument', env.create, 'nvme', '../x', '', size=MiB)
     env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'x', 'a/b', size=MiB)
+    # integer options in any D-Bus width; beyond int64 or of another type they are refused by name
+    if 'nvme' in worker_types():
+        for sig in 'yqnuixt':
+            opts = {'size': GLib.Variant('t', MiB), 'queues': GLib.Variant(sig, 4 if sig != 'u' else 3)}
+            env.mgr('CreateDevice', '(sssa{sv})', 'nvme', f'w{sig}', '', opts)
+            check(env.prop(f'w{sig}', 'Backend')['queues'] == (4 if sig != 'u' else 3), f'queues as {sig}')
+            env.mgr('DestroyDevice', '(s)', f'w{sig}')
+        msg = env.expect(ERR + 'InvalidArgument', env.mgr, 'CreateDevice', '(sssa{sv})', 'nvme', 'w', '',
+                         {'size': GLib.Variant('t', 1 << 63)})
+        check("option 'size' is out of range" in msg, msg)
+        msg = env.expect(ERR + 'InvalidArgument', env.mgr, 'CreateDevice', '(sssa{sv})', 'nvme', 'w', '',
+                         {'size': GLib.Variant('d', 1.5)})
+        check("option 'size' has an unsupported D-Bus type" in msg, msg)
     for m in ('GetDevice', 'DestroyDevice', 'StartDevice', 'StopDevice'):
         msg = env.expect(ERR + 'NoSuchDevice', env.mgr, m, '(s)', 'nope')
         check('nope' in msg, f'{m} message names the device: {msg}')
