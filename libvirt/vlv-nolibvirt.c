@@ -39,6 +39,20 @@ vlv_detach(const char *uri, const char *vm, const char *name, guint timeout_ms,
         return no_libvirt(error);
 }
 
+gboolean
+vlv_domain_probe(const char *uri, const char *vm, gboolean *active,
+                 gboolean *persistent, GError **error)
+{
+        return no_libvirt(error);
+}
+
+gboolean
+vlv_domain_migrate_offline(const char *uri, const char *vm, const char *dest_uri,
+                           GError **error)
+{
+        return no_libvirt(error);
+}
+
 VlvWatch *
 vlv_watch_new(const char *uri, guint retry_ms, VlvWatchFunc func,
               gpointer user_data, GError **error)

@@ -93,6 +93,7 @@ typedef enum {
         VLV_ERROR_LIBVIRT,       /* libvirt refused an operation; its message is included */
         VLV_ERROR_HOTPLUG,       /* QEMU refused device_add/device_del; its message is included */
         VLV_ERROR_TIMEOUT,       /* the guest did not release a device in time */
+        VLV_ERROR_RUNNING,       /* the domain runs; the operation needs it shut off */
 } VlvError;
 
 /* One vfu device as libvirt sees it. */
@@ -218,6 +219,33 @@ gboolean vlv_attach(const char *uri, const char *vm, const VlvDevice *dev,
  */
 gboolean vlv_detach(const char *uri, const char *vm, const char *name,
                     guint timeout_ms, GError **error);
+
+/*
+ * vlv_domain_probe:
+ * Whether @vm is defined in libvirt at @uri: TRUE with *@active (running
+ * or paused) and *@persistent filled; FALSE with VLV_ERROR_NO_VM when
+ * there is no such domain, VLV_ERROR_UNREACHABLE when libvirt cannot be
+ * reached, VLV_ERROR_LIBVIRT for anything else.
+ */
+gboolean vlv_domain_probe(const char *uri, const char *vm, gboolean *active,
+                          gboolean *persistent, GError **error);
+
+/*
+ * vlv_domain_migrate_offline:
+ * Move the persistent definition of the shut-off @vm from libvirt at @uri
+ * to libvirt at @dest_uri, as `virsh migrate --offline --persistent
+ * --undefinesource` does: virDomainMigrate3 with VIR_MIGRATE_OFFLINE |
+ * VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE over a connection
+ * this process opens to @dest_uri (so @dest_uri is as seen from here).
+ * The destination's qemu hook runs (migrate begin) and may refuse.
+ * Returns TRUE once the destination has the definition and this side no
+ * longer does; FALSE with @error set and the definition here unchanged:
+ * VLV_ERROR_RUNNING (the VM runs), VLV_ERROR_NO_VM, VLV_ERROR_UNREACHABLE
+ * (this side's or the destination's libvirt), VLV_ERROR_LIBVIRT (a
+ * transient domain, or libvirt refused; its message is included).
+ */
+gboolean vlv_domain_migrate_offline(const char *uri, const char *vm,
+                                    const char *dest_uri, GError **error);
 
 /* ---------------------------------------------------- lifecycle watch */
 

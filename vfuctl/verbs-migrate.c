@@ -13,14 +13,18 @@
 typedef struct MigrateCall {
         bool done;
         int code;
+        char *domain_note;              /* MigrateVm: what became of the libvirt domain */
 } MigrateCall;
 
 static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         MigrateCall *mc = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
+        const char *uri, *note;
 
         mc->done = true;
         mc->code = e ? report_bus_error("migrate", e, -sd_bus_message_get_errno(reply)) : EXIT_OK;
+        if (!e && sd_bus_message_read(reply, "ss", &uri, &note) > 0 && *note)
+                mc->domain_note = g_strdup(note);
         return 0;
 }
 
@@ -97,6 +101,8 @@ int verb_migrate(Ctx *c, int argc, char **argv) {
                 return usage_error("migrate needs --to=DESTINATION (a bus address or [USER@]HOST)");
         if ((argc == 1) == (c->opt.vm != NULL))
                 return usage_error("usage: vfuctl migrate NAME --to DESTINATION, or vfuctl migrate --vm VM --to DESTINATION");
+        if (argc == 1 && c->opt.libvirt_uri)
+                return usage_error("--libvirt-uri moves a VM's libvirt domain: use it with migrate --vm VM");
         what = argc == 1 ? argv[0] : c->opt.vm;
         code = ctx_bus(c);
         if (code)
@@ -136,6 +142,8 @@ int verb_migrate(Ctx *c, int argc, char **argv) {
                 r = sd_bus_message_append(m, "{sv}", "storage", "s", c->opt.storage);
         if (r >= 0 && c->opt.timeout)
                 r = sd_bus_message_append(m, "{sv}", "timeout", "u", (uint32_t) c->opt.timeout);
+        if (r >= 0 && c->opt.libvirt_uri)
+                r = sd_bus_message_append(m, "{sv}", "libvirt-uri", "s", c->opt.libvirt_uri);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
@@ -165,5 +173,8 @@ int verb_migrate(Ctx *c, int argc, char **argv) {
         if (mc.code == EXIT_OK)
                 for (guint i = 0; i < names->len; i++)
                         printf("%s: migrated to %s\n", (char *) names->pdata[i], c->opt.to);
+        if (mc.domain_note)
+                printf("%s\n", mc.domain_note);
+        g_free(mc.domain_note);
         return mc.code;
 }

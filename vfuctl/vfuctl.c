@@ -39,7 +39,7 @@ static const Verb verbs[] = {
         { "xml", 0, 0, VERB_READ_ONLY, verb_xml, "xml --vm VM [--domain-xml FILE]", "Print the libvirt definition vfud applies to a VM" },
         { "attach", 1, 1, 0, verb_attach, "attach NAME --vm VM", "Hot-plug a device into a VM and record it" },
         { "detach", 1, -1, 0, verb_detach, "detach NAME...", "Hot-unplug devices from their VM" },
-        { "migrate", 0, 1, 0, verb_migrate, "migrate NAME|--vm VM --to DEST [--storage copy|shared] [--timeout SEC]", "Move devices to another host's vfud (live when the VMM can)" },
+        { "migrate", 0, 1, 0, verb_migrate, "migrate NAME|--vm VM --to DEST [--storage copy|shared] [--timeout SEC] [--libvirt-uri URI]", "Move devices to another host's vfud (live when the VMM can)" },
 };
 
 static void help(void) {
@@ -57,6 +57,8 @@ static void help(void) {
                "      --to=DEST            Destination vfud: [USER@]HOST or a bus address (migrate)\n"
                "      --storage=HOW        copy (images vfud created) or shared (migrate)\n"
                "      --timeout=SEC        How long a live hand-over may take (migrate; default 300)\n"
+               "      --libvirt-uri=URI    The destination's libvirt, where the VM's domain moves\n"
+               "                           (migrate --vm; default qemu+ssh://DEST/system)\n"
                "      --name=NAME          Device name (create; default: generated)\n"
                "      --size=SIZE          Namespace size, e.g. 10G (nvme)\n"
                "      --file=PATH          Existing backing file (nvme)\n"
@@ -259,6 +261,7 @@ enum {
         ARG_TO,
         ARG_STORAGE,
         ARG_TIMEOUT,
+        ARG_LIBVIRT_URI,
 };
 
 static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *ret) {
@@ -298,6 +301,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                 { "to", required_argument, NULL, ARG_TO },
                 { "storage", required_argument, NULL, ARG_STORAGE },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "libvirt-uri", required_argument, NULL, ARG_LIBVIRT_URI },
                 { NULL },
         };
         Options *o = &c->opt;
@@ -360,6 +364,12 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                         if (o->timeout == 0)
                                 return usage_error("--timeout=0: give seconds from 1 to 86400");
                         break;
+                case ARG_LIBVIRT_URI:
+                        if (!*optarg)
+                                return usage_error("--libvirt-uri: give the destination's libvirt URI, e.g. qemu+ssh://HOST/system");
+                        g_free(o->libvirt_uri);
+                        o->libvirt_uri = g_strdup(optarg);
+                        break;
                 case ARG_SERIAL: g_free(o->serial); o->serial = g_strdup(optarg); break;
                 case ARG_QUEUES:
                         code = parse_uint("queues", optarg, 256, &o->queues);
@@ -418,6 +428,7 @@ static void options_clear(Options *o) {
         g_free(o->domain_xml);
         g_free(o->to);
         g_free(o->storage);
+        g_free(o->libvirt_uri);
         memset(o, 0, sizeof(*o));
 }
 

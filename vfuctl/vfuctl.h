@@ -35,6 +35,7 @@ typedef struct Options {
         uint64_t size;
         unsigned queues, mtu, block_size;
         unsigned timeout;               /* migrate: live hand-over seconds, 0: vfud's default */
+        char *libvirt_uri;              /* migrate --vm: the destination's libvirt */
 } Options;
 
 typedef struct Ctx {

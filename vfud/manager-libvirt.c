@@ -92,6 +92,9 @@ static void set_from_vlv(GError **dest, GError *src) {
                 case VLV_ERROR_ATTACHED_ELSEWHERE:
                         code = MANAGER_ERROR_DEVICE_BUSY;
                         break;
+                case VLV_ERROR_RUNNING:
+                        code = MANAGER_ERROR_NOT_MIGRATABLE;
+                        break;
                 case VLV_ERROR_LIBVIRT:
                 case VLV_ERROR_HOTPLUG:
                 case VLV_ERROR_TIMEOUT:
@@ -111,6 +114,30 @@ static VlvDevice *job_devices(Job *j, size_t *n) {
         }
         *n = j->names->len;
         return devs;
+}
+
+/* ---- blocking calls for other threads (migrate.c) ---- */
+
+gboolean manager_libvirt_probe_domain(const char *uri, const char *vm, bool *active, GError **error) {
+        gboolean a = FALSE, p = FALSE;
+        GError *err = NULL;
+
+        if (!vlv_domain_probe(uri, vm, &a, &p, &err)) {
+                set_from_vlv(error, err);
+                return FALSE;
+        }
+        *active = a;
+        return TRUE;
+}
+
+gboolean manager_libvirt_migrate_domain(const char *uri, const char *vm, const char *dest_uri, GError **error) {
+        GError *err = NULL;
+
+        if (!vlv_domain_migrate_offline(uri, vm, dest_uri, &err)) {
+                set_from_vlv(error, err);
+                return FALSE;
+        }
+        return TRUE;
 }
 
 /* ---- the worker thread ---- */

@@ -37,5 +37,18 @@ void manager_libvirt_attach(Manager *m, Device *d, const char *vm, LibvirtDoneFu
 /* Hot-detach d from its VM and drop it from the persistent definition. */
 void manager_libvirt_detach(Manager *m, Device *d, LibvirtDoneFunc done, void *userdata);
 
+/*
+ * Blocking (a libvirt round-trip each): call them from a thread of their own, never from
+ * the event loop (see vlv.h "Threads").  libvirt at uri is this host's ([Libvirt] URI=).
+ *
+ * manager_libvirt_probe_domain: TRUE with *active when vm is defined there; FALSE with
+ * error NO_SUCH_VM when it is not, LIBVIRT_UNAVAILABLE when libvirt cannot be reached.
+ * manager_libvirt_migrate_domain: move the shut-off vm's definition to libvirt at dest_uri
+ * (offline, persistent there, undefined here); TRUE, or FALSE with error and the
+ * definition here unchanged (NOT_MIGRATABLE when the VM runs).
+ */
+gboolean manager_libvirt_probe_domain(const char *uri, const char *vm, bool *active, GError **error);
+gboolean manager_libvirt_migrate_domain(const char *uri, const char *vm, const char *dest_uri, GError **error);
+
 /* Set a device's libvirt status (see above) and emit the change. */
 void device_set_libvirt_status(Device *d, const char *status, const char *error);

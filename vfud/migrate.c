@@ -16,8 +16,15 @@
  *      longer running, the destination resumed (its state loaded); the
  *      VMM cancelling (running here again), either side in ERROR, the
  *      client leaving before saving, or the timeout fail the migration;
- *   3. back on the loop: after success remove the devices here (stopping
- *      handed-over workers first; and from the VM's libvirt definition);
+ *   3. MigrateVm of a cold VM defined in this host's libvirt (checked
+ *      first in the thread, before anything moves: a running VM is
+ *      refused): once every device arrived, its domain moves offline to
+ *      the destination's libvirt (the destination's hook accepts it only
+ *      then); a failure there leaves the devices moved and says how to
+ *      finish;
+ *   4. back on the loop: after success remove the devices here (stopping
+ *      handed-over workers first; and from the VM's libvirt definition,
+ *      unless the domain moved or is left for the operator to move);
  *      after failure restart what ran.
  */
 #include <errno.h>
@@ -73,6 +80,15 @@ struct Migration {
         Manager *manager;
         sd_bus_message *msg;
         char *destination;
+        bool by_vm;                     /* MigrateVm: the reply says what became of the domain */
+        char *vm;
+        /* the VM's libvirt domain (MigrateVm, cold): NULL lv_dest_uri when it stays */
+        char *lv_uri;                   /* this host's libvirt */
+        char *lv_dest_uri;              /* the destination's libvirt, as seen from here */
+        bool lv_explicit;               /* libvirt-uri given: a domain must move */
+        bool domain_moved;              /* thread, then loop */
+        char *domain_note;              /* what became of the domain (the reply) */
+        GError *domain_error;           /* the devices moved, the domain did not */
         bool copy;
         bool live;                      /* some device is handed over live */
         uint64_t timeout_usec;          /* for the hand-over */
@@ -121,6 +137,11 @@ static void migration_free(Migration *mg) {
         g_ptr_array_unref(mg->devs);
         sd_bus_message_unref(mg->msg);
         g_free(mg->destination);
+        g_free(mg->vm);
+        g_free(mg->lv_uri);
+        g_free(mg->lv_dest_uri);
+        g_free(mg->domain_note);
+        g_clear_error(&mg->domain_error);
         if (mg->vms)
                 g_hash_table_unref(mg->vms);
         g_clear_error(&mg->error);
@@ -766,13 +787,83 @@ static void rollback(sd_bus *b, Migration *mg) {
         }
 }
 
+/* The device names, for messages: "a, b". */
+static char *device_list(Migration *mg) {
+        GString *s = g_string_new(NULL);
+
+        for (guint i = 0; i < mg->devs->len; i++)
+                g_string_append_printf(s, "%s%s", i ? ", " : "", ((MigrateDev *) mg->devs->pdata[i])->name);
+        return g_string_free(s, FALSE);
+}
+
+/* The command that moves the domain by hand. */
+static char *virsh_command(Migration *mg) {
+        g_autofree char *conn = strcmp(mg->lv_uri, "qemu:///system") == 0 ? g_strdup("") :
+                                g_strdup_printf(" -c '%s'", mg->lv_uri);
+
+        return g_strdup_printf("virsh%s migrate --offline --persistent --undefinesource %s '%s'", conn, mg->vm,
+                               mg->lv_dest_uri);
+}
+
+/* Before anything moves: whether the VM's domain is here to move, and refuse a running one.
+ * FALSE with error to refuse; otherwise lv_dest_uri stays set only when the domain moves. */
+static gboolean domain_check(Migration *mg, GError **error) {
+        g_autoptr(GError) err = NULL;
+        bool active = false;
+
+        if (manager_libvirt_probe_domain(mg->lv_uri, mg->vm, &active, &err)) {
+                if (!active)
+                        return TRUE;
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_MIGRATABLE,
+                            "VM %s is running in libvirt (%s): only a shut-off VM moves cold, with its domain; "
+                            "shut it down first (virsh shutdown %s), then migrate it; nothing was moved",
+                            mg->vm, mg->lv_uri, mg->vm);
+                return FALSE;
+        }
+        if (mg->lv_explicit) {
+                g_set_error(error, MANAGER_ERROR, err->code,
+                            "option libvirt-uri asks to move VM %s's libvirt domain, but: %s; nothing was moved "
+                            "(without libvirt-uri the devices move alone)", mg->vm, err->message);
+                return FALSE;
+        }
+        g_free(mg->domain_note);
+        mg->domain_note = g_strdup_printf("VM %s's libvirt domain did not move: %s (only the devices moved)", mg->vm,
+                                          err->message);
+        g_clear_pointer(&mg->lv_dest_uri, g_free);
+        return TRUE;
+}
+
+/* Every device arrived: move the domain.  A failure leaves the devices there and says how to finish. */
+static void domain_move(Migration *mg) {
+        g_autoptr(GError) err = NULL;
+        g_autofree char *names = device_list(mg), *cmd = virsh_command(mg);
+
+        set_phase(mg, "completed");
+        if (g_atomic_int_get(&mg->cancelled))
+                g_set_error(&err, MANAGER_ERROR, MANAGER_ERROR_FAILED, "vfud on this host is exiting");
+        else
+                (void) manager_libvirt_migrate_domain(mg->lv_uri, mg->vm, mg->lv_dest_uri, &err);
+        if (!err) {
+                mg->domain_moved = true;
+                g_free(mg->domain_note);
+                mg->domain_note = g_strdup_printf("VM %s's libvirt domain moved to %s (defined there, undefined here)",
+                                                  mg->vm, mg->lv_dest_uri);
+                return;
+        }
+        g_set_error(&mg->domain_error, MANAGER_ERROR, err->code,
+                    "VM %s's devices (%s) moved to %s and are removed here, but its libvirt domain did not move to "
+                    "%s: %s. The domain is still defined here, unchanged; once the cause is fixed, finish with: %s",
+                    mg->vm, names, mg->destination, mg->lv_dest_uri, err->message, cmd);
+}
+
 static gpointer migrate_thread(gpointer data) {
         Migration *mg = data;
         GError *error = NULL;
         uint64_t one = 1;
-        sd_bus *b;
+        sd_bus *b = NULL;
 
-        b = dest_open(mg->destination, &error);
+        if (!mg->lv_dest_uri || domain_check(mg, &error))
+                b = dest_open(mg->destination, &error);
         if (b) {
                 g_mutex_lock(&mg->lock);
                 mg->started = g_get_monotonic_time();
@@ -786,6 +877,8 @@ static gpointer migrate_thread(gpointer data) {
                         rollback(b, mg);
                 sd_bus_flush_close_unref(b);
         }
+        if (!error && mg->lv_dest_uri)
+                domain_move(mg);
         mg->error = error;
         set_phase(mg, error ? "failed" : "completed");
         if (write(mg->efd, &one, sizeof(one)) < 0)
@@ -795,18 +888,31 @@ static gpointer migrate_thread(gpointer data) {
 
 /* ---- back on the loop ---- */
 
+/* The answer: the failure, the domain step's failure, or (MigrateVm) what became of the domain. */
+static void migration_reply(Migration *mg) {
+        if (mg->error || mg->domain_error) {
+                if (mg->domain_error)
+                        g_warning("migration of VM %s: %s", mg->vm, mg->domain_error->message);
+                (void) manager_reply_error(mg->msg, mg->error ? mg->error : mg->domain_error);
+        } else if (mg->by_vm) {
+                if (mg->domain_note)
+                        g_message("migration of VM %s: %s", mg->vm, mg->domain_note);
+                (void) sd_bus_reply_method_return(mg->msg, "ss", mg->domain_moved ? mg->lv_dest_uri : "",
+                                                  mg->domain_note ? mg->domain_note : "");
+        } else
+                (void) sd_bus_reply_method_return(mg->msg, NULL);
+}
+
 /* Every device is gone here (or the migration failed): answer the caller. */
 static void migration_finish(Migration *mg) {
         GHashTableIter it;
         gpointer vm;
 
+        /* the devices leave the VM's definition here, unless the domain itself moved or is to be moved */
         g_hash_table_iter_init(&it, mg->vms);
-        while (!mg->error && g_hash_table_iter_next(&it, &vm, NULL))
+        while (!mg->error && !mg->domain_moved && !mg->domain_error && g_hash_table_iter_next(&it, &vm, NULL))
                 manager_libvirt_apply(mg->manager, vm, NULL, NULL);
-        if (mg->error)
-                (void) manager_reply_error(mg->msg, mg->error);
-        else
-                (void) sd_bus_reply_method_return(mg->msg, NULL);
+        migration_reply(mg);
         migration_free(mg);
 }
 
@@ -938,10 +1044,7 @@ void manager_migrations_abort(Manager *m) {
                                 device_worker_kill(d, SIGTERM);
                         remove_migrated(mg, d);
                 }
-                if (mg->error)
-                        (void) manager_reply_error(mg->msg, mg->error);
-                else
-                        (void) sd_bus_reply_method_return(mg->msg, NULL);
+                migration_reply(mg);
                 migration_free(mg);
         }
         g_clear_pointer(&m->migrations, g_ptr_array_unref);
@@ -1069,7 +1172,8 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
         return TRUE;
 }
 
-static gboolean read_options(sd_bus_message *msg, char **storage, uint32_t *timeout, GError **error) {
+static gboolean read_options(sd_bus_message *msg, bool by_vm, char **storage, uint32_t *timeout, char **libvirt_uri,
+                             GError **error) {
         int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
 
         while (r >= 0 && (r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
@@ -1094,10 +1198,22 @@ static gboolean read_options(sd_bus_message *msg, char **storage, uint32_t *time
                                             "option timeout must be seconds (u) from 1 to 86400");
                                 return FALSE;
                         }
+                } else if (by_vm && strcmp(key, "libvirt-uri") == 0) {
+                        r = sd_bus_message_read(msg, "v", "s", &value);
+                        if (r < 0 || !*value || !g_utf8_validate(value, -1, NULL) || strchr(value, '\'') ||
+                            !strstr(value, ":/")) {
+                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                            "option libvirt-uri must be the destination's libvirt URI (s), "
+                                            "e.g. qemu+ssh://HOST/system");
+                                return FALSE;
+                        }
+                        g_free(*libvirt_uri);
+                        *libvirt_uri = g_strdup(value);
                 } else {
                         g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                                    "unknown option '%s': migration takes storage (s: copy or shared) and timeout "
-                                    "(u: seconds a live hand-over may take)", key);
+                                    "unknown option '%s': migration takes storage (s: copy or shared), timeout "
+                                    "(u: seconds a live hand-over may take)%s", key,
+                                    by_vm ? " and libvirt-uri (s: the destination's libvirt)" : "");
                         return FALSE;
                 }
                 r = sd_bus_message_exit_container(msg);
@@ -1111,6 +1227,52 @@ static gboolean read_options(sd_bus_message *msg, char **storage, uint32_t *time
         return TRUE;
 }
 
+/* MigrateVm: whether the VM's libvirt domain follows its devices (checked again in the thread). */
+static gboolean plan_domain(Migration *mg, const char *vm, const char *libvirt_uri, GError **error) {
+        Manager *m = mg->manager;
+        gboolean address = strchr(mg->destination, '=') || strchr(mg->destination, ':');
+
+        mg->by_vm = true;
+        mg->vm = g_strdup(vm);
+        mg->lv_uri = g_strdup(m->config.libvirt_uri ? m->config.libvirt_uri : "qemu:///system");
+        if (mg->live) {
+                if (libvirt_uri) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "VM %s's devices are in use by a VMM that migrates them live, so it is not a "
+                                    "libvirt VM whose domain moves offline: drop libvirt-uri", vm);
+                        return FALSE;
+                }
+                mg->domain_note = g_strdup_printf("VM %s's devices moved live: its VMM moves the VM itself, no "
+                                                  "libvirt domain moved", vm);
+                return TRUE;
+        }
+        if (!m->config.libvirt_enabled) {
+                if (libvirt_uri) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_LIBVIRT_UNAVAILABLE,
+                                    "option libvirt-uri asks to move VM %s's libvirt domain, but libvirt integration "
+                                    "is disabled here ([Libvirt] Enabled=no in vfud.conf): enable it, or drop "
+                                    "libvirt-uri and move the domain with virsh migrate --offline", vm);
+                        return FALSE;
+                }
+                mg->domain_note = g_strdup_printf("VM %s's libvirt domain did not move: libvirt integration is "
+                                                  "disabled here ([Libvirt] Enabled=no; only the devices moved)", vm);
+                return TRUE;
+        }
+        if (libvirt_uri)
+                mg->lv_dest_uri = g_strdup(libvirt_uri);
+        else if (!address)
+                mg->lv_dest_uri = g_strdup_printf("qemu+ssh://%s/system", mg->destination);
+        else {
+                mg->domain_note = g_strdup_printf("VM %s's libvirt domain did not move: the destination is a bus "
+                                                  "address, whose libvirt cannot be guessed (give libvirt-uri to "
+                                                  "move it along; to move it now: virsh migrate --offline "
+                                                  "--persistent --undefinesource %s URI)", vm, vm);
+                return TRUE;
+        }
+        mg->lv_explicit = libvirt_uri != NULL;
+        return TRUE;
+}
+
 static gint compare_devices(gconstpointer a, gconstpointer b) {
         return strcmp((*(Device *const *) a)->name, (*(Device *const *) b)->name);
 }
@@ -1118,6 +1280,7 @@ static gint compare_devices(gconstpointer a, gconstpointer b) {
 static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *error) {
         g_autoptr(GError) gerr = NULL;
         g_autofree char *storage = g_strdup("");
+        g_autofree char *libvirt_uri = NULL;
         g_autoptr(GPtrArray) list = g_ptr_array_new();
         g_autoptr(GPtrArray) cold = g_ptr_array_new_with_free_func(device_unref_notify);
         const char *what, *dest;
@@ -1128,7 +1291,7 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         r = sd_bus_message_read(msg, "ss", &what, &dest);
         if (r < 0)
                 return r;
-        if (!read_options(msg, &storage, &timeout, &gerr))
+        if (!read_options(msg, by_vm, &storage, &timeout, &libvirt_uri, &gerr))
                 return manager_set_bus_error(error, gerr);
         r = manager_check_authorized(m, msg, "migrating devices", error);
         if (r < 0)
@@ -1171,6 +1334,10 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
                         migration_free(mg);
                         return manager_set_bus_error(error, gerr);
                 }
+        if (by_vm && !plan_domain(mg, what, libvirt_uri, &gerr)) {
+                migration_free(mg);
+                return manager_set_bus_error(error, gerr);
+        }
         mg->msg = sd_bus_message_ref(msg);
         for (guint i = 0; i < mg->devs->len; i++) {
                 MigrateDev *md = mg->devs->pdata[i];

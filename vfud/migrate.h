@@ -13,6 +13,13 @@
  * there); vfud watches both ends and removes the device here once the copy
  * resumed.  Live needs shared storage.
  *
+ * MigrateVm, cold, of a VM defined in this host's libvirt: a running VM is
+ * refused before anything moves; once every device arrived, the domain
+ * migrates offline to the destination's libvirt (option libvirt-uri;
+ * qemu+ssh://[USER@]HOST/system by default for a host destination).  If
+ * that fails the devices stay moved and the error says how to finish.
+ * The reply (domain_uri, domain_note) says what became of the domain.
+ *
  * Device fields migration_state / mig_* (D-Bus MigrationState and
  * MigrationProgress):
  *   ""             never migrated by this vfud

@@ -277,7 +277,8 @@ class Vfud:
     MANAGER = 'org.vfu.vfud1.Manager'
     DEVICE = 'org.vfu.vfud1.Device'
 
-    def __init__(self, workdir=None):
+    def __init__(self, workdir=None, libvirt_uri=None):
+        """libvirt_uri: the libvirt this vfud uses ([Libvirt] URI=; default qemu:///system)."""
         for key in ('VFUD', 'VFUD_WORKER'):
             if not os.environ.get(key):
                 skip('%s is not set: vfud is not part of this build' % key)
@@ -288,6 +289,7 @@ class Vfud:
         self.vfud = None
         self.bus_pid = None
         self.log = os.path.join(self.dir, 'vfud.log')
+        self.libvirt_uri = libvirt_uri
 
     def types(self):
         r = subprocess.run([os.environ['VFUD_WORKER'], '--types'], capture_output=True, text=True)
@@ -306,6 +308,8 @@ class Vfud:
         self.address, self.bus_pid = out[0], int(out[1])
         with open(os.path.join(self.dir, 'vfud.conf'), 'w') as f:
             f.write('[Manager]\nAdminGroup=\n')
+            if self.libvirt_uri:
+                f.write('[Libvirt]\nURI=%s\n' % self.libvirt_uri)
         try:
             self.start()
         except BaseException:

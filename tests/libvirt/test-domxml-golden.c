@@ -36,6 +36,7 @@ static const char *const error_names[] = {
         [VLV_ERROR_LIBVIRT] = "LIBVIRT",
         [VLV_ERROR_HOTPLUG] = "HOTPLUG",
         [VLV_ERROR_TIMEOUT] = "TIMEOUT",
+        [VLV_ERROR_RUNNING] = "RUNNING",
 };
 
 static gboolean

@@ -32,6 +32,7 @@ static const char *const code_names[] = {
         [VLV_ERROR_LIBVIRT] = "LIBVIRT",
         [VLV_ERROR_HOTPLUG] = "HOTPLUG",
         [VLV_ERROR_TIMEOUT] = "TIMEOUT",
+        [VLV_ERROR_RUNNING] = "RUNNING",
 };
 
 static const char *uri;
