@@ -30,6 +30,8 @@
 
 #include <glib.h>
 
+#include "host-cmd.h"
+#include "srv-thread.h"
 #include "frames.h"
 #include "net/vnet.h"
 #include "vfio-user/client.h"
@@ -42,8 +44,7 @@ typedef struct Bench {
         char ns[32], ifname[16], sock[64];
         VNet *n;
         VuServer *s;
-        pthread_t thread;
-        int stop_fd;
+        SrvThread thread;
         VuClient *c;
         VuGuestRam ram;
         int irq[8];
@@ -60,16 +61,6 @@ static double now(void) {
         return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
-static int run(const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
-        va_end(ap);
-        g_autofree char *q = g_strdup_printf("%s >/dev/null 2>&1", cmd);
-        int r = system(q);
-        return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
 static int ns_enter(const char *ns) {
         g_autofree char *path = g_strdup_printf("/run/netns/%s", ns);
         int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -77,20 +68,6 @@ static int ns_enter(const char *ns) {
                 abort();
         close(fd);
         return self;
-}
-
-static void *server_main(void *arg) {
-        Bench *b = arg;
-        for (;;) {
-                struct pollfd p[2] = { { .fd = vu_server_fd(b->s), .events = POLLIN }, { .fd = b->stop_fd, .events = POLLIN } };
-                if (poll(p, 2, -1) < 0 && errno != EINTR)
-                        break;
-                if (p[1].revents)
-                        break;
-                if (p[0].revents)
-                        vu_server_dispatch(b->s);
-        }
-        return NULL;
 }
 
 /* Interrupts the device raised, and driver sleeps that ended with one, for the per-frame figures. */
@@ -119,10 +96,8 @@ static void device_up(Bench *b, NetBackend *be, bool poll_mode) {
                 abort();
         vnet_attach(b->n, vu_server_mem(b->s), &irq_ops, b->s);
         g_snprintf(b->sock, sizeof(b->sock), "/tmp/vfu-nb-%d.sock", getpid());
-        if (vu_server_listen(b->s, b->sock) < 0)
+        if (vu_server_listen(b->s, b->sock) < 0 || srv_thread_start(&b->thread, b->s) < 0)
                 abort();
-        b->stop_fd = eventfd(0, EFD_CLOEXEC);
-        pthread_create(&b->thread, NULL, server_main, b);
         if (vu_client_connect(b->sock, &b->c) < 0 || vu_client_negotiate(b->c, NULL) < 0 ||
             vu_guest_ram_new(0x100000000ull, 64 << 20, &b->ram) < 0 || vu_client_map_ram(b->c, &b->ram) < 0 ||
             vu_client_enable_msix(b->c, 4, b->irq) < 0)
@@ -139,9 +114,7 @@ static void device_down(Bench *b) {
         vu_client_free(b->c);
         for (int i = 0; i < 4; i++)
                 close(b->irq[i]);
-        eventfd_write(b->stop_fd, 1);
-        pthread_join(b->thread, NULL);
-        close(b->stop_fd);
+        srv_thread_stop(&b->thread);
         vu_server_free(b->s);
         vnet_free(b->n);
         vu_guest_ram_free(&b->ram);
@@ -155,12 +128,12 @@ static NetBackend *tap_up(Bench *b) {
         NetBackend *be;
         if (net_tap_open(b->ifname, 1, NULL, &be) < 0)
                 abort();
-        run("ip link set %s netns %s", b->ifname, b->ns);
-        run("ip -n %s addr add 10.77.0.1/24 dev %s", b->ns, b->ifname);
-        run("ip -n %s link set %s up", b->ns, b->ifname);
+        host_run("ip link set %s netns %s", b->ifname, b->ns);
+        host_run("ip -n %s addr add 10.77.0.1/24 dev %s", b->ns, b->ifname);
+        host_run("ip -n %s link set %s up", b->ns, b->ifname);
         g_autofree char *mac = g_strdup_printf("%02x:%02x:%02x:%02x:%02x:%02x", b->me.mac[0], b->me.mac[1],
                                                b->me.mac[2], b->me.mac[3], b->me.mac[4], b->me.mac[5]);
-        run("ip -n %s neigh replace 10.77.0.2 lladdr %s dev %s", b->ns, mac, b->ifname);
+        host_run("ip -n %s neigh replace 10.77.0.2 lladdr %s dev %s", b->ns, mac, b->ifname);
         /* the TAP's own MAC, for frames we address to it */
         g_autofree char *p = g_strdup_printf("ip -n %s -br link show %s", b->ns, b->ifname);
         FILE *f = popen(p, "r");
@@ -376,8 +349,8 @@ int main(int argc, char **argv) {
                 return 77;
         }
         g_snprintf(b.ns, sizeof(b.ns), "vfu-nb-%d", getpid());
-        run("ip netns add %s", b.ns);
-        run("ip -n %s link set lo up", b.ns);
+        host_run("ip netns add %s", b.ns);
+        host_run("ip -n %s link set lo up", b.ns);
         memcpy(b.me.mac, "\x52\x54\x00\xbe\xec\x01", 6);
         b.me.ip = inet_addr("10.77.0.2");
         b.peer.ip = inet_addr("10.77.0.1");
@@ -399,6 +372,6 @@ int main(int argc, char **argv) {
                 bench_rx_device(&b, mode ? "device, notify polled (mmap)" : "device, notify trapped (posted)");
                 device_down(&b);
         }
-        run("ip netns del %s", b.ns);
+        host_run("ip netns del %s", b.ns);
         return 0;
 }

@@ -46,6 +46,8 @@
 #include <cmocka.h>
 #include <glib.h>
 
+#include "host-cmd.h"
+#include "srv-thread.h"
 #include "frames.h"
 #include "net/vnet.h"
 #include "state/devstate-wire.h"
@@ -70,8 +72,7 @@
 typedef struct Side {
         VNet *n;
         VuServer *s;
-        pthread_t thread;
-        int stop_fd;
+        SrvThread thread;
         char sock[80];
         VuClient *c;
         VuGuestRam ram;
@@ -102,47 +103,11 @@ typedef struct Mig {
 
 /* ---- environment ------------------------------------------------------------------------ */
 
-static int run(const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
-        va_end(ap);
-        g_autofree char *quiet = g_strdup_printf("%s >/dev/null 2>&1", cmd);
-        int r = system(quiet);
-        return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
-static const char *skip_reason(void) {
-        if (geteuid() != 0)
-                return "needs root (network namespaces, TAP)";
-        if (access("/dev/net/tun", R_OK | W_OK) != 0)
-                return "needs /dev/net/tun";
-        if (run("ip -V") != 0)
-                return "needs ip(8) (iproute2)";
-        return NULL;
-}
-
 static uint8_t pattern(size_t k) {
         return (uint8_t) ((k * 131) ^ (k >> 9));
 }
 
 /* ---- the two hosts ------------------------------------------------------------------------ */
-
-static void *server_main(void *arg) {
-        Side *sd = arg;
-
-        for (;;) {
-                struct pollfd p[2] = { { .fd = vu_server_fd(sd->s), .events = POLLIN },
-                                       { .fd = sd->stop_fd, .events = POLLIN } };
-                if (poll(p, 2, -1) < 0 && errno != EINTR)
-                        break;
-                if (p[1].revents)
-                        break;
-                if (p[0].revents)
-                        vu_server_dispatch(sd->s);
-        }
-        return NULL;
-}
 
 static int irq_fire(void *opaque, unsigned vector) {
         return vu_server_irq(opaque, vector);
@@ -174,9 +139,9 @@ static void side_start(Mig *t, Side *sd, unsigned which, const char *id) {
 
         memcpy(o.mac, t->me.mac, 6);
         assert_int_equal(net_tap_open(t->tap[which], t->pairs, NULL, &be), 0);
-        assert_int_equal(run("ip link set %s netns %s", t->tap[which], t->ns), 0);
-        assert_int_equal(run("ip -n %s link set %s master br0", t->ns, t->tap[which]), 0);
-        assert_int_equal(run("ip -n %s link set %s up", t->ns, t->tap[which]), 0);
+        assert_int_equal(host_run("ip link set %s netns %s", t->tap[which], t->ns), 0);
+        assert_int_equal(host_run("ip -n %s link set %s master br0", t->ns, t->tap[which]), 0);
+        assert_int_equal(host_run("ip -n %s link set %s up", t->ns, t->tap[which]), 0);
         assert_int_equal(vnet_new(&o, be, &sd->n), 0);
         assert_int_equal(vnet_server_config(sd->n, &scfg), 0);
         scfg.name = which ? "vnet-dst" : "vnet-src";
@@ -184,8 +149,7 @@ static void side_start(Mig *t, Side *sd, unsigned which, const char *id) {
         vnet_attach(sd->n, vu_server_mem(sd->s), &irq_ops, sd->s);
         g_snprintf(sd->sock, sizeof(sd->sock), "/tmp/vfu-nm-%d-%u.sock", getpid(), which);
         assert_int_equal(vu_server_listen(sd->s, sd->sock), 0);
-        sd->stop_fd = eventfd(0, EFD_CLOEXEC);
-        assert_int_equal(pthread_create(&sd->thread, NULL, server_main, sd), 0);
+        assert_int_equal(srv_thread_start(&sd->thread, sd->s), 0);
 
         assert_int_equal(vu_client_connect(sd->sock, &sd->c), 0);
         assert_int_equal(vu_client_negotiate(sd->c, NULL), 0);
@@ -202,9 +166,7 @@ static void side_stop(Side *sd) {
                         close(sd->irq[i]);
         }
         if (sd->s) {
-                eventfd_write(sd->stop_fd, 1);
-                pthread_join(sd->thread, NULL);
-                close(sd->stop_fd);
+                srv_thread_stop(&sd->thread);
                 vu_server_free(sd->s);
         }
         vnet_free(sd->n);
@@ -215,7 +177,7 @@ static void side_stop(Side *sd) {
 
 /* A namespace with a bridge at 10.77.0.1/24: the network both hosts' TAPs join. */
 static int setup(void **state) {
-        const char *why = skip_reason();
+        const char *why = host_netns_skip_reason();
         Mig *t;
 
         if (why) {
@@ -227,16 +189,16 @@ static int setup(void **state) {
         g_snprintf(t->ns, sizeof(t->ns), "vfu-nm-%d", getpid());
         g_snprintf(t->tap[0], sizeof(t->tap[0]), "vfus%d", getpid() % 100000);
         g_snprintf(t->tap[1], sizeof(t->tap[1]), "vfud%d", getpid() % 100000);
-        run("ip netns del %s", t->ns);
-        assert_int_equal(run("ip netns add %s", t->ns), 0);
-        assert_int_equal(run("ip -n %s link set lo up", t->ns), 0);
+        host_run("ip netns del %s", t->ns);
+        assert_int_equal(host_run("ip netns add %s", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s link set lo up", t->ns), 0);
         /* No IPv6: nothing but the test's own traffic reaches the guest. */
-        run("ip netns exec %s sysctl -w net.ipv6.conf.all.disable_ipv6=1", t->ns);
-        run("ip netns exec %s sysctl -w net.ipv6.conf.default.disable_ipv6=1", t->ns);
+        host_run("ip netns exec %s sysctl -w net.ipv6.conf.all.disable_ipv6=1", t->ns);
+        host_run("ip netns exec %s sysctl -w net.ipv6.conf.default.disable_ipv6=1", t->ns);
         /* A fixed address: a bridge otherwise takes its lowest port's, which changes as TAPs join. */
-        assert_int_equal(run("ip -n %s link add br0 address 02:00:00:00:77:01 type bridge", t->ns), 0);
-        assert_int_equal(run("ip -n %s addr add 10.77.0.1/24 dev br0", t->ns), 0);
-        assert_int_equal(run("ip -n %s link set br0 up", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s link add br0 address 02:00:00:00:77:01 type bridge", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s addr add 10.77.0.1/24 dev br0", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s link set br0 up", t->ns), 0);
         memcpy(t->me.mac, "\x52\x54\x00\xab\xcd\x02", 6);
         t->me.ip = inet_addr("10.77.0.2");
         t->peer.ip = inet_addr("10.77.0.1");
@@ -258,7 +220,7 @@ static int teardown(void **state) {
                 close(t->lsock);
         side_stop(&t->src);
         side_stop(&t->dst);
-        run("ip netns del %s", t->ns);
+        host_run("ip netns del %s", t->ns);
         free(t);
         return 0;
 }
@@ -855,7 +817,7 @@ static void dirty_rx_only(void **state) {
         /* The namespace knows the guest: no ARP, the guest sends nothing. */
         mac = g_strdup_printf("%02x:%02x:%02x:%02x:%02x:%02x", t->me.mac[0], t->me.mac[1], t->me.mac[2],
                               t->me.mac[3], t->me.mac[4], t->me.mac[5]);
-        assert_int_equal(run("ip -n %s neigh replace 10.77.0.2 lladdr %s dev br0 nud permanent", t->ns, mac), 0);
+        assert_int_equal(host_run("ip -n %s neigh replace 10.77.0.2 lladdr %s dev br0 nud permanent", t->ns, mac), 0);
         log_start(&t->src);
         log_report(&t->src, got);                       /* start from clean */
         first = le16toh(((uint16_t *) rxq->dev)[1]);

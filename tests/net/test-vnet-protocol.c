@@ -29,6 +29,8 @@
 #include <cmocka.h>
 #include <glib.h>
 
+#include "host-cmd.h"
+#include "srv-thread.h"
 #include "frames.h"
 #include "net/vnet.h"
 #include "vfio-user/client.h"
@@ -48,8 +50,7 @@ typedef struct Net {
         char sock[64];
         VNet *n;
         VuServer *s;
-        pthread_t thread;
-        int stop_fd;
+        SrvThread thread;
         VuClient *c;
         VuGuestRam ram;
         int irq[16];
@@ -60,40 +61,6 @@ typedef struct Net {
         unsigned irq_wakeups;           /* driver sleeps an interrupt ended */
         uint8_t buf[70000];
 } Net;
-
-static int run(const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
-        va_end(ap);
-        g_autofree char *quiet = g_strdup_printf("%s >/dev/null 2>&1", cmd);
-        int r = system(quiet);
-        return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-
-static const char *skip_reason(void) {
-        if (geteuid() != 0)
-                return "needs root (network namespaces, TAP)";
-        if (access("/dev/net/tun", R_OK | W_OK) != 0)
-                return "needs /dev/net/tun";
-        if (run("ip -V") != 0)
-                return "needs ip(8) (iproute2)";
-        return NULL;
-}
-
-static void *server_main(void *arg) {
-        Net *t = arg;
-        for (;;) {
-                struct pollfd p[2] = { { .fd = vu_server_fd(t->s), .events = POLLIN }, { .fd = t->stop_fd, .events = POLLIN } };
-                if (poll(p, 2, -1) < 0 && errno != EINTR)
-                        break;
-                if (p[1].revents)
-                        break;
-                if (p[0].revents)
-                        vu_server_dispatch(t->s);
-        }
-        return NULL;
-}
 
 static int irq_fire(void *opaque, unsigned vector) {
         return vu_server_irq(opaque, vector);
@@ -132,8 +99,7 @@ static void start_device(Net *t, NetBackend *be, unsigned pairs, bool packed) {
         vnet_attach(t->n, vu_server_mem(t->s), &irq_ops, t->s);
         g_snprintf(t->sock, sizeof(t->sock), "/tmp/vfu-nt-%d.sock", getpid());
         assert_int_equal(vu_server_listen(t->s, t->sock), 0);
-        t->stop_fd = eventfd(0, EFD_CLOEXEC);
-        assert_int_equal(pthread_create(&t->thread, NULL, server_main, t), 0);
+        assert_int_equal(srv_thread_start(&t->thread, t->s), 0);
 
         assert_int_equal(vu_client_connect(t->sock, &t->c), 0);
         assert_int_equal(vu_client_negotiate(t->c, NULL), 0);
@@ -151,9 +117,7 @@ static void stop_device(Net *t) {
                         close(t->irq[i]);
         }
         if (t->s) {
-                eventfd_write(t->stop_fd, 1);
-                pthread_join(t->thread, NULL);
-                close(t->stop_fd);
+                srv_thread_stop(&t->thread);
                 vu_server_free(t->s);
         }
         vnet_free(t->n);
@@ -161,7 +125,7 @@ static void stop_device(Net *t) {
 }
 
 static int setup_common(void **state) {
-        const char *why = skip_reason();
+        const char *why = host_netns_skip_reason();
         Net *t;
 
         if (why) {
@@ -170,9 +134,9 @@ static int setup_common(void **state) {
         }
         t = calloc(1, sizeof(*t));
         g_snprintf(t->ns, sizeof(t->ns), "vfu-nt-%d", getpid());
-        run("ip netns del %s", t->ns);
-        assert_int_equal(run("ip netns add %s", t->ns), 0);
-        assert_int_equal(run("ip -n %s link set lo up", t->ns), 0);
+        host_run("ip netns del %s", t->ns);
+        assert_int_equal(host_run("ip netns add %s", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s link set lo up", t->ns), 0);
         memcpy(t->me.mac, "\x52\x54\x00\xab\xcd\x01", 6);
         *state = t;
         return 0;
@@ -182,9 +146,9 @@ static int setup_common(void **state) {
 static void tap_into_netns(Net *t, unsigned pairs, NetBackend **be) {
         g_snprintf(t->ifname, sizeof(t->ifname), "vfut%d", getpid() % 100000);
         assert_int_equal(net_tap_open(t->ifname, pairs, NULL, be), 0);
-        assert_int_equal(run("ip link set %s netns %s", t->ifname, t->ns), 0);
-        assert_int_equal(run("ip -n %s addr add 10.77.0.1/24 dev %s", t->ns, t->ifname), 0);
-        assert_int_equal(run("ip -n %s link set %s up", t->ns, t->ifname), 0);
+        assert_int_equal(host_run("ip link set %s netns %s", t->ifname, t->ns), 0);
+        assert_int_equal(host_run("ip -n %s addr add 10.77.0.1/24 dev %s", t->ns, t->ifname), 0);
+        assert_int_equal(host_run("ip -n %s link set %s up", t->ns, t->ifname), 0);
         t->me.ip = inet_addr("10.77.0.2");
         t->peer.ip = inet_addr("10.77.0.1");
 }
@@ -196,7 +160,7 @@ static int teardown(void **state) {
                 kill(t->passt, SIGTERM);
                 waitpid(t->passt, NULL, 0);
         }
-        run("ip netns del %s", t->ns);
+        host_run("ip netns del %s", t->ns);
         unlink(t->sock);
         free(t);
         return 0;
@@ -612,7 +576,7 @@ static void passt_traffic(void **state) {
         NetBackend *be;
         int sv[2];
 
-        if (run("passt --version") != 0) {
+        if (host_run("passt --version") != 0) {
                 fprintf(stderr, "skipped: passt is not installed (apt install passt)\n");
                 skip();
         }
@@ -621,13 +585,13 @@ static void passt_traffic(void **state) {
          * its addresses from, and a second local address (10.88.0.3) our
          * guest talks to through passt's ping, UDP and TCP sockets.
          */
-        assert_int_equal(run("ip -n %s link add up0 type veth peer name up1", t->ns), 0);
-        assert_int_equal(run("ip -n %s addr add 10.88.0.2/24 dev up0", t->ns), 0);
-        assert_int_equal(run("ip -n %s link set up0 up", t->ns), 0);
-        assert_int_equal(run("ip -n %s link set up1 up", t->ns), 0);
-        assert_int_equal(run("ip -n %s route add default via 10.88.0.1 dev up0", t->ns), 0);
-        assert_int_equal(run("ip -n %s addr add 10.88.0.3/32 dev up1", t->ns), 0);
-        run("ip netns exec %s sysctl -w net.ipv4.ping_group_range='0 2147483647'", t->ns);
+        assert_int_equal(host_run("ip -n %s link add up0 type veth peer name up1", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s addr add 10.88.0.2/24 dev up0", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s link set up0 up", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s link set up1 up", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s route add default via 10.88.0.1 dev up0", t->ns), 0);
+        assert_int_equal(host_run("ip -n %s addr add 10.88.0.3/32 dev up1", t->ns), 0);
+        host_run("ip netns exec %s sysctl -w net.ipv4.ping_group_range='0 2147483647'", t->ns);
 
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         t->passt = fork();

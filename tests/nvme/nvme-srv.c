@@ -1,36 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
-#include <poll.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <glib.h>
 
 #include "nvme-srv.h"
 
-static void *srv_main(void *arg) {
-        NvmeSrv *srv = arg;
-        for (;;) {
-                struct pollfd p[2] = { { .fd = vu_server_fd(srv->s), .events = POLLIN },
-                                       { .fd = srv->stop_fd, .events = POLLIN } };
-                int n = poll(p, 2, 100);
-                if (n < 0 && errno != EINTR)
-                        break;
-                if (p[1].revents)
-                        break;
-                if (p[0].revents)
-                        (void) vu_server_dispatch(srv->s);
-        }
-        return NULL;
-}
-
 int nvme_srv_start(NvmeSrv *srv, const NvmeCtrlConfig *cfg, const char *sock) {
         VuServerConfig scfg;
         int r;
 
         memset(srv, 0, sizeof(*srv));
-        srv->stop_fd = eventfd(0, EFD_CLOEXEC);
         r = nvme_ctrl_new(cfg, &srv->c);
         if (r < 0)
                 return r;
@@ -45,17 +26,13 @@ int nvme_srv_start(NvmeSrv *srv, const NvmeCtrlConfig *cfg, const char *sock) {
         if (r < 0)
                 return r;
         srv->sock = g_strdup(sock);
-        return -pthread_create(&srv->thread, NULL, srv_main, srv);
+        return srv_thread_start(&srv->thread, srv->s);
 }
 
 void nvme_srv_stop(NvmeSrv *srv) {
-        uint64_t one = 1;
-        if (write(srv->stop_fd, &one, 8) != 8)
-                return;
-        pthread_join(srv->thread, NULL);
+        srv_thread_stop(&srv->thread);
         vu_server_free(srv->s);
         nvme_ctrl_free(srv->c);
-        close(srv->stop_fd);
         if (srv->sock)
                 unlink(srv->sock);
         g_free(srv->sock);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "nvme-drv.h"
+#include "srv-thread.h"
 #include "nvme/nvme-pci.h"
 #include "nvme/nvme.h"
 #include "vfio-user/client.h"
@@ -16,8 +17,7 @@
 typedef struct NvmeSrv {
         NvmeCtrl *c;
         VuServer *s;
-        pthread_t thread;
-        int stop_fd;
+        SrvThread thread;
         char *sock;
 } NvmeSrv;
 
