@@ -191,8 +191,8 @@ op_migrate(Hook *h)
                 return 0;       /* an offline migration after vfuctl migrate */
         return say(h, "refusing live migration: it has vfio-user devices (%s), and "
                    "QEMU's vfio-user client cannot migrate device state (%s). Shut the VM "
-                   "down and move it cold (vfuctl migrate --vm %s --to HOST, then virsh "
-                   "migrate --offline --persistent), or detach the devices "
+                   "down and move it cold (vfuctl migrate --vm %s --to HOST moves its "
+                   "devices and then its libvirt domain), or detach the devices "
                    "(vfuctl detach) before migrating", names, why ? why : "", h->vm);
 }
 
