@@ -292,7 +292,7 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
         c->cq = g_new0(NvmeCQ, cfg->max_ioqs + 1);
         c->discard_buf = g_malloc(NVME_MAX_XFER);
         c->created_ns = nvme_now_ns();
-        c->mig_state = VU_MIG_RUNNING;
+        nvme_mig_init(c);
         nvme_features_reset(c);
         nvme_identify_ctrl_init(c);
 

@@ -8,7 +8,7 @@
 #include "nvme.h"
 #include "nvme-dma.h"
 #include "nvme-spec.h"
-#include "state/devstate.h"
+#include "state/devstate-mig.h"
 
 /* Properties and defaults. */
 #define NVME_MQES               1023u   /* CAP.MQES: 1024 entries per I/O queue */
@@ -194,12 +194,8 @@ struct NvmeCtrl {
         uint8_t id_ctrl[NVME_IDENTIFY_SIZE];
         uint64_t created_ns;
 
-        /* Migration (nvme-mig.c): control thread only. */
-        enum vu_mig_state mig_state;
-        bool mig_hold;                          /* holds one quiesce: the I/O thread stays parked */
-        DevStateWriter *mig_out;
-        DevStateReader *mig_in;
-        char *mig_error;
+        /* Migration (nvme-mig.c): control thread only; its hold is one quiesce. */
+        DevStateMig mig;
 
         /* Statistics, written by the I/O thread. */
         _Atomic uint64_t st_commands, st_read_cmds, st_write_cmds, st_read_bytes, st_write_bytes,
@@ -263,6 +259,7 @@ bool nvme_vector_coalescing(const NvmeCtrl *c, uint16_t vector);
 NvmeStatus nvme_io_exec(NvmeCtrl *c, NvmeReq *req);
 
 /* nvme-mig.c */
+void nvme_mig_init(NvmeCtrl *c);
 void nvme_mig_free(NvmeCtrl *c);
 
 /* nvme-ns.c */

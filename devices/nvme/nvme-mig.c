@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Live migration of the controller (vfio-user migration v2): one callback
- * per direct arc of the state machine the server walks, always quiesced.
+ * per direct arc of the state machine the server walks, always quiesced;
+ * DevStateMig (state/devstate-mig.h) runs the arcs, this file gives it the
+ * controller's hold, save, load and reset:
  *
  *   RUNNING  → STOP       hold the I/O thread parked (the quiesce before
  *                         the arc already completed every in-flight command
@@ -223,8 +225,134 @@ static const DevStateSectionSpec nvme_sections[] = {
         { SEC_NS, "nvme-namespace", NVME_MAX_NS + 1, false, ns_fields, G_N_ELEMENTS(ns_fields) },
 };
 
+/* ---- the stream as a struct ---------------------------------------------------------- */
+
+/* One CQ or SQ as the stream has it. */
+typedef struct NvmeMigCq {
+        bool created, ien, shadow, has_db;
+        uint32_t size, head, tail, irq_pending, db;
+        uint64_t gpa;
+        uint8_t phase;
+        uint16_t vector;
+        const NvmeMigCqe *backlog;
+        size_t n_backlog;
+} NvmeMigCq;
+
+typedef struct NvmeMigSq {
+        bool created, shadow, has_db;
+        uint16_t cqid;
+        uint32_t size, head, tail, db;
+        uint64_t gpa;
+        unsigned held;
+} NvmeMigSq;
+
+/* Everything the stream says: saved from it, or read and checked before any of it touches the controller. */
+typedef struct NvmeMigImage {
+        uint16_t max_ioqs, nvec;
+        uint64_t cap;
+        uint32_t cc, csts, aqa, intms;
+        uint64_t asq, acq, dbbuf_db, dbbuf_ei;
+        uint8_t state;
+        bool shutdown_req;
+        uint16_t aer_cids[NVME_AERL + 1];
+        unsigned n_aer;
+        uint32_t aen_queue[NVME_MAX_PENDING_AEN];
+        unsigned n_aen;
+        uint8_t aen_masked;
+        uint32_t changed_ns[NVME_MAX_CHANGED_NS];
+        unsigned n_changed_ns;
+        bool changed_ns_overflow;
+        NvmeErrorLogEntry errlog[NVME_ELPE + 1];
+        uint32_t err_head;
+        uint64_t err_count, units_read, units_written;
+        uint32_t nns;
+        NvmeFeatures feat;
+        uint64_t ts_ms;
+        NvmeMigCq cq[NVME_MAX_IOQS + 1];
+        NvmeMigSq sq[NVME_MAX_IOQS + 1];
+} NvmeMigImage;
+
+/* Each section's fields, in stream order, as members of the structs above. */
+#define VAL(S, id, type, m) { id, DEVSTATE_T_##type, #m, offsetof(S, m), sizeof(((S *) 0)->m), 0, 0, false, 0 }
+#define OPT_VAL(S, id, type, m, has) \
+        { id, DEVSTATE_T_##type, #m, offsetof(S, m), sizeof(((S *) 0)->m), 0, 0, true, offsetof(S, has) }
+#define BYTES_OF(S, id, what, m) { id, DEVSTATE_T_BYTES, what, offsetof(S, m), sizeof(((S *) 0)->m), 0, 0, false, 0 }
+#define LIST_OF(S, id, what, m, n) \
+        { id, DEVSTATE_T_BYTES, what, offsetof(S, m), sizeof(((S *) 0)->m), sizeof(((S *) 0)->m[0]), offsetof(S, n), \
+          false, 0 }
+
+static const DevStateFieldMap ctrl_map[] = {
+        VAL(NvmeMigImage, CT_MAX_IOQS, U16, max_ioqs),
+        VAL(NvmeMigImage, CT_NVEC, U16, nvec),
+        VAL(NvmeMigImage, CT_CAP, U64, cap),
+        VAL(NvmeMigImage, CT_CC, U32, cc),
+        VAL(NvmeMigImage, CT_CSTS, U32, csts),
+        VAL(NvmeMigImage, CT_AQA, U32, aqa),
+        VAL(NvmeMigImage, CT_ASQ, U64, asq),
+        VAL(NvmeMigImage, CT_ACQ, U64, acq),
+        VAL(NvmeMigImage, CT_INTMS, U32, intms),
+        VAL(NvmeMigImage, CT_STATE, U8, state),
+        VAL(NvmeMigImage, CT_SHUTDOWN_REQ, BOOL, shutdown_req),
+        VAL(NvmeMigImage, CT_DBBUF_DB, U64, dbbuf_db),
+        VAL(NvmeMigImage, CT_DBBUF_EI, U64, dbbuf_ei),
+        LIST_OF(NvmeMigImage, CT_AER_CIDS, "outstanding AERs", aer_cids, n_aer),
+        LIST_OF(NvmeMigImage, CT_AEN_QUEUE, "pending events", aen_queue, n_aen),
+        VAL(NvmeMigImage, CT_AEN_MASKED, U8, aen_masked),
+        LIST_OF(NvmeMigImage, CT_CHANGED_NS, "changed namespaces", changed_ns, n_changed_ns),
+        VAL(NvmeMigImage, CT_CHANGED_NS_OVERFLOW, BOOL, changed_ns_overflow),
+        BYTES_OF(NvmeMigImage, CT_ERRLOG, "error log", errlog),
+        VAL(NvmeMigImage, CT_ERR_HEAD, U32, err_head),
+        VAL(NvmeMigImage, CT_ERR_COUNT, U64, err_count),
+        VAL(NvmeMigImage, CT_UNITS_READ, U64, units_read),
+        VAL(NvmeMigImage, CT_UNITS_WRITTEN, U64, units_written),
+        VAL(NvmeMigImage, CT_NS_COUNT, U32, nns),
+};
+
+static const DevStateFieldMap feat_map[] = {
+        VAL(NvmeMigImage, FT_ARBITRATION, U32, feat.arbitration),
+        VAL(NvmeMigImage, FT_POWER, U32, feat.power_state),
+        VAL(NvmeMigImage, FT_TEMP_OVER, U16, feat.temp_over),
+        VAL(NvmeMigImage, FT_TEMP_UNDER, U16, feat.temp_under),
+        VAL(NvmeMigImage, FT_ERR_RECOVERY, U32, feat.err_recovery),
+        VAL(NvmeMigImage, FT_WCE, BOOL, feat.wce),
+        VAL(NvmeMigImage, FT_NQ_SET, BOOL, feat.nq_set),
+        VAL(NvmeMigImage, FT_NSQA, U16, feat.nsqa),
+        VAL(NvmeMigImage, FT_NCQA, U16, feat.ncqa),
+        VAL(NvmeMigImage, FT_COALESCE_THR, U8, feat.coalesce_thr),
+        VAL(NvmeMigImage, FT_COALESCE_TIME, U8, feat.coalesce_time),
+        BYTES_OF(NvmeMigImage, FT_IRQ_CD, "interrupt vector configuration", feat.irq_cd),
+        VAL(NvmeMigImage, FT_AEC, U32, feat.aec),
+        VAL(NvmeMigImage, FT_TS_SET, BOOL, feat.ts_set),
+        VAL(NvmeMigImage, FT_TS_MS, U64, ts_ms),
+};
+
+/* The backlog (last) is a list of NvmeMigCqe, put and taken apart. */
+static const DevStateFieldMap cq_map[] = {
+        VAL(NvmeMigCq, CQ_SIZE, U32, size),
+        VAL(NvmeMigCq, CQ_GPA, U64, gpa),
+        VAL(NvmeMigCq, CQ_HEAD, U32, head),
+        VAL(NvmeMigCq, CQ_TAIL, U32, tail),
+        VAL(NvmeMigCq, CQ_PHASE, U8, phase),
+        VAL(NvmeMigCq, CQ_VECTOR, U16, vector),
+        VAL(NvmeMigCq, CQ_IEN, BOOL, ien),
+        VAL(NvmeMigCq, CQ_SHADOW, BOOL, shadow),
+        VAL(NvmeMigCq, CQ_IRQ_PENDING, U32, irq_pending),
+        OPT_VAL(NvmeMigCq, CQ_DB_PENDING, U32, db, has_db),
+};
+
+static const DevStateFieldMap sq_map[] = {
+        VAL(NvmeMigSq, SQ_CQID, U16, cqid),
+        VAL(NvmeMigSq, SQ_SIZE, U32, size),
+        VAL(NvmeMigSq, SQ_GPA, U64, gpa),
+        VAL(NvmeMigSq, SQ_HEAD, U32, head),
+        VAL(NvmeMigSq, SQ_TAIL, U32, tail),
+        VAL(NvmeMigSq, SQ_SHADOW, BOOL, shadow),
+        OPT_VAL(NvmeMigSq, SQ_DB_PENDING, U32, db, has_db),
+};
+
 /* ---- save ---------------------------------------------------------------------------- */
 
+/* A doorbell written and not yet seen by the I/O thread. */
 static bool db_pending(const NvmeCtrl *c, unsigned idx, uint32_t *v) {
         if (!(atomic_load(&c->db_dirty[idx / 64]) & (1ull << (idx % 64))))
                 return false;
@@ -232,18 +360,87 @@ static bool db_pending(const NvmeCtrl *c, unsigned idx, uint32_t *v) {
         return true;
 }
 
+/* The parked controller's registers, events, logs and features. */
+static void image_of(NvmeCtrl *c, NvmeMigImage *im) {
+        const NvmeFeatures *f = &c->feat;
+
+        im->max_ioqs = (uint16_t) c->cfg.max_ioqs;
+        im->nvec = (uint16_t) c->cfg.msix_nvec;
+        im->cap = c->cap;
+        im->cc = c->cc;
+        im->csts = atomic_load(&c->csts);
+        im->aqa = c->aqa;
+        im->asq = c->asq;
+        im->acq = c->acq;
+        im->intms = c->intms;
+        im->state = (uint8_t) c->state;
+        im->shutdown_req = atomic_load(&c->shutdown_req);
+        im->dbbuf_db = c->dbbuf_db;
+        im->dbbuf_ei = c->dbbuf_ei;
+        for (unsigned i = 0; i < c->n_aer; i++)
+                im->aer_cids[i] = c->aer[i]->cmd.cid;
+        im->n_aer = c->n_aer;
+        memcpy(im->aen_queue, c->aen_queue, sizeof(im->aen_queue));
+        im->n_aen = c->n_aen;
+        im->aen_masked = c->aen_masked;
+        memcpy(im->changed_ns, c->changed_ns, sizeof(im->changed_ns));
+        im->n_changed_ns = c->n_changed_ns;
+        im->changed_ns_overflow = c->changed_ns_overflow;
+        memcpy(im->errlog, c->errlog, sizeof(im->errlog));
+        im->err_head = c->err_head;
+        im->err_count = c->err_count;
+        im->units_read = c->units_read;
+        im->units_written = c->units_written;
+        for (unsigned i = 1; i <= NVME_MAX_NS; i++)
+                im->nns += c->ns[i] != NULL;
+        im->feat = *f;
+        if (f->ts_set)
+                im->ts_ms = f->ts_base_ms + (nvme_now_ns() - f->ts_set_ns) / 1000000;
+}
+
+static void save_cq(NvmeCtrl *c, DevStateWriter *w, unsigned q) {
+        const NvmeCQ *cq = &c->cq[q];
+        NvmeMigCq m = {
+                .size = cq->size, .gpa = cq->gpa, .head = cq->head, .tail = cq->tail, .phase = cq->phase,
+                .vector = cq->vector, .ien = cq->ien, .shadow = cq->shadow, .irq_pending = cq->irq_pending,
+        };
+        g_autofree NvmeMigCqe *bl = NULL;
+        size_t nbl = 0;
+
+        m.has_db = db_pending(c, 2 * q + 1, &m.db);
+        for (NvmeReq *req = cq->backlog.head; req; req = req->next)
+                nbl++;
+        bl = g_new0(NvmeMigCqe, nbl ? nbl : 1);
+        nbl = 0;
+        for (NvmeReq *req = cq->backlog.head; req; req = req->next)
+                bl[nbl++] = (NvmeMigCqe) { req->sq->qid, req->cmd.cid, req->status, 0, req->dw0 };
+        devstate_writer_begin(w, SEC_CQ, q, DEVSTATE_F_MANDATORY);
+        devstate_put_mapped(w, cq_map, G_N_ELEMENTS(cq_map), &m);
+        devstate_put_bytes(w, CQ_BACKLOG, bl, nbl * sizeof(NvmeMigCqe));
+        devstate_writer_end(w);
+}
+
+static void save_sq(NvmeCtrl *c, DevStateWriter *w, unsigned q) {
+        const NvmeSQ *sq = &c->sq[q];
+        NvmeMigSq m = {
+                .cqid = sq->cqid, .size = sq->size, .gpa = sq->gpa, .head = sq->head, .tail = sq->tail,
+                .shadow = sq->shadow,
+        };
+
+        m.has_db = db_pending(c, 2 * q, &m.db);
+        devstate_writer_begin(w, SEC_SQ, q, DEVSTATE_F_MANDATORY);
+        devstate_put_mapped(w, sq_map, G_N_ELEMENTS(sq_map), &m);
+        devstate_writer_end(w);
+}
+
 /* The controller is parked.  0, or -EBUSY when a command is in a state we cannot carry. */
 static int save_state(NvmeCtrl *c, DevStateWriter **out) {
         g_autoptr(DevStateWriter) w = devstate_writer_new(NVME_STATE_TYPE, NULL);
+        g_autofree NvmeMigImage *im = g_new0(NvmeMigImage, 1);
         unsigned held[NVME_MAX_IOQS + 1] = { 0 };
-        uint16_t aer_cids[NVME_AERL + 1];
-        uint32_t v;
         int r;
 
-        for (unsigned i = 0; i < c->n_aer; i++) {
-                aer_cids[i] = c->aer[i]->cmd.cid;
-                held[0]++;
-        }
+        held[0] = c->n_aer;
         for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
                 for (NvmeReq *req = c->cq[q].backlog.head; req; req = req->next)
                         held[req->sq->qid]++;
@@ -257,101 +454,19 @@ static int save_state(NvmeCtrl *c, DevStateWriter **out) {
                 }
         }
 
-        unsigned nns = 0;
-        for (unsigned i = 1; i <= NVME_MAX_NS; i++)
-                nns += c->ns[i] != NULL;
-
+        image_of(c, im);
         devstate_writer_begin(w, SEC_CTRL, 0, DEVSTATE_F_MANDATORY);
-        devstate_put_u16(w, CT_MAX_IOQS, (uint16_t) c->cfg.max_ioqs);
-        devstate_put_u16(w, CT_NVEC, (uint16_t) c->cfg.msix_nvec);
-        devstate_put_u64(w, CT_CAP, c->cap);
-        devstate_put_u32(w, CT_CC, c->cc);
-        devstate_put_u32(w, CT_CSTS, atomic_load(&c->csts));
-        devstate_put_u32(w, CT_AQA, c->aqa);
-        devstate_put_u64(w, CT_ASQ, c->asq);
-        devstate_put_u64(w, CT_ACQ, c->acq);
-        devstate_put_u32(w, CT_INTMS, c->intms);
-        devstate_put_u8(w, CT_STATE, (uint8_t) c->state);
-        devstate_put_bool(w, CT_SHUTDOWN_REQ, atomic_load(&c->shutdown_req));
-        devstate_put_u64(w, CT_DBBUF_DB, c->dbbuf_db);
-        devstate_put_u64(w, CT_DBBUF_EI, c->dbbuf_ei);
-        devstate_put_bytes(w, CT_AER_CIDS, aer_cids, c->n_aer * sizeof(uint16_t));
-        devstate_put_bytes(w, CT_AEN_QUEUE, c->aen_queue, c->n_aen * sizeof(uint32_t));
-        devstate_put_u8(w, CT_AEN_MASKED, c->aen_masked);
-        devstate_put_bytes(w, CT_CHANGED_NS, c->changed_ns, c->n_changed_ns * sizeof(uint32_t));
-        devstate_put_bool(w, CT_CHANGED_NS_OVERFLOW, c->changed_ns_overflow);
-        devstate_put_bytes(w, CT_ERRLOG, c->errlog, sizeof(c->errlog));
-        devstate_put_u32(w, CT_ERR_HEAD, c->err_head);
-        devstate_put_u64(w, CT_ERR_COUNT, c->err_count);
-        devstate_put_u64(w, CT_UNITS_READ, c->units_read);
-        devstate_put_u64(w, CT_UNITS_WRITTEN, c->units_written);
-        devstate_put_u32(w, CT_NS_COUNT, nns);
+        devstate_put_mapped(w, ctrl_map, G_N_ELEMENTS(ctrl_map), im);
         devstate_writer_end(w);
-
-        const NvmeFeatures *f = &c->feat;
-        uint64_t ts = 0;
-        if (f->ts_set)
-                ts = f->ts_base_ms + (nvme_now_ns() - f->ts_set_ns) / 1000000;
         devstate_writer_begin(w, SEC_FEAT, 0, DEVSTATE_F_MANDATORY);
-        devstate_put_u32(w, FT_ARBITRATION, f->arbitration);
-        devstate_put_u32(w, FT_POWER, f->power_state);
-        devstate_put_u16(w, FT_TEMP_OVER, f->temp_over);
-        devstate_put_u16(w, FT_TEMP_UNDER, f->temp_under);
-        devstate_put_u32(w, FT_ERR_RECOVERY, f->err_recovery);
-        devstate_put_bool(w, FT_WCE, f->wce);
-        devstate_put_bool(w, FT_NQ_SET, f->nq_set);
-        devstate_put_u16(w, FT_NSQA, f->nsqa);
-        devstate_put_u16(w, FT_NCQA, f->ncqa);
-        devstate_put_u8(w, FT_COALESCE_THR, f->coalesce_thr);
-        devstate_put_u8(w, FT_COALESCE_TIME, f->coalesce_time);
-        devstate_put_bytes(w, FT_IRQ_CD, f->irq_cd, sizeof(f->irq_cd));
-        devstate_put_u32(w, FT_AEC, f->aec);
-        devstate_put_bool(w, FT_TS_SET, f->ts_set);
-        devstate_put_u64(w, FT_TS_MS, ts);
+        devstate_put_mapped(w, feat_map, G_N_ELEMENTS(feat_map), im);
         devstate_writer_end(w);
-
-        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
-                const NvmeCQ *cq = &c->cq[q];
-                if (!cq->created)
-                        continue;
-                g_autofree NvmeMigCqe *bl = NULL;
-                size_t nbl = 0;
-                for (NvmeReq *req = cq->backlog.head; req; req = req->next)
-                        nbl++;
-                bl = g_new0(NvmeMigCqe, nbl ? nbl : 1);
-                nbl = 0;
-                for (NvmeReq *req = cq->backlog.head; req; req = req->next)
-                        bl[nbl++] = (NvmeMigCqe) { req->sq->qid, req->cmd.cid, req->status, 0, req->dw0 };
-                devstate_writer_begin(w, SEC_CQ, q, DEVSTATE_F_MANDATORY);
-                devstate_put_u32(w, CQ_SIZE, cq->size);
-                devstate_put_u64(w, CQ_GPA, cq->gpa);
-                devstate_put_u32(w, CQ_HEAD, cq->head);
-                devstate_put_u32(w, CQ_TAIL, cq->tail);
-                devstate_put_u8(w, CQ_PHASE, cq->phase);
-                devstate_put_u16(w, CQ_VECTOR, cq->vector);
-                devstate_put_bool(w, CQ_IEN, cq->ien);
-                devstate_put_bool(w, CQ_SHADOW, cq->shadow);
-                devstate_put_u32(w, CQ_IRQ_PENDING, cq->irq_pending);
-                if (db_pending(c, 2 * q + 1, &v))
-                        devstate_put_u32(w, CQ_DB_PENDING, v);
-                devstate_put_bytes(w, CQ_BACKLOG, bl, nbl * sizeof(NvmeMigCqe));
-                devstate_writer_end(w);
-        }
-        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
-                const NvmeSQ *sq = &c->sq[q];
-                if (!sq->created)
-                        continue;
-                devstate_writer_begin(w, SEC_SQ, q, DEVSTATE_F_MANDATORY);
-                devstate_put_u16(w, SQ_CQID, sq->cqid);
-                devstate_put_u32(w, SQ_SIZE, sq->size);
-                devstate_put_u64(w, SQ_GPA, sq->gpa);
-                devstate_put_u32(w, SQ_HEAD, sq->head);
-                devstate_put_u32(w, SQ_TAIL, sq->tail);
-                devstate_put_bool(w, SQ_SHADOW, sq->shadow);
-                if (db_pending(c, 2 * q, &v))
-                        devstate_put_u32(w, SQ_DB_PENDING, v);
-                devstate_writer_end(w);
-        }
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
+                if (c->cq[q].created)
+                        save_cq(c, w, q);
+        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
+                if (c->sq[q].created)
+                        save_sq(c, w, q);
         for (unsigned i = 1; i <= NVME_MAX_NS; i++) {
                 const NvmeNs *ns = c->ns[i];
                 if (!ns)
@@ -373,100 +488,18 @@ static int save_state(NvmeCtrl *c, DevStateWriter **out) {
 
 /* ---- load ---------------------------------------------------------------------------- */
 
-/* Everything the stream says, checked, before any of it touches the controller. */
-typedef struct NvmeMigImage {
-        uint32_t cc, csts, aqa, intms;
-        uint64_t asq, acq, dbbuf_db, dbbuf_ei;
-        uint8_t state;
-        bool shutdown_req;
-        uint16_t aer_cids[NVME_AERL + 1];
-        unsigned n_aer;
-        uint32_t aen_queue[NVME_MAX_PENDING_AEN];
-        unsigned n_aen;
-        uint8_t aen_masked;
-        uint32_t changed_ns[NVME_MAX_CHANGED_NS];
-        unsigned n_changed_ns;
-        bool changed_ns_overflow;
-        NvmeErrorLogEntry errlog[NVME_ELPE + 1];
-        uint32_t err_head;
-        uint64_t err_count, units_read, units_written;
-        NvmeFeatures feat;
-        uint64_t ts_ms;
-        struct {
-                bool created, ien, shadow, has_db;
-                uint32_t size, head, tail, irq_pending, db;
-                uint64_t gpa;
-                uint8_t phase;
-                uint16_t vector;
-                const NvmeMigCqe *backlog;
-                size_t n_backlog;
-        } cq[NVME_MAX_IOQS + 1];
-        struct {
-                bool created, shadow, has_db;
-                uint16_t cqid;
-                uint32_t size, head, tail, db;
-                uint64_t gpa;
-                unsigned held;
-        } sq[NVME_MAX_IOQS + 1];
-} NvmeMigImage;
-
 #define FAIL(r, ...) devstate_reader_fail((r), -EINVAL, __VA_ARGS__)
-
-static int get_array(DevStateReader *r, const DevStateSection *s, uint16_t id, const char *what, void *dst,
-                     size_t elem, size_t max, unsigned *n) {
-        const void *p;
-        size_t len;
-
-        if (devstate_get_bytes(s, id, &p, &len) < 0 || len % elem != 0 || len / elem > max)
-                return FAIL(r, "%s: %zu bytes is not a list of at most %zu entries", what, len, max);
-        memcpy(dst, p, len);
-        *n = (unsigned) (len / elem);
-        return 0;
-}
 
 static int check_ctrl(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
         const DevStateSection *s = devstate_reader_find(r, SEC_CTRL, 0);
-        uint16_t max_ioqs, nvec;
-        uint64_t cap;
-        uint32_t nns;
         int ret;
 
-        devstate_get_u16(s, CT_MAX_IOQS, &max_ioqs);
-        devstate_get_u16(s, CT_NVEC, &nvec);
-        devstate_get_u64(s, CT_CAP, &cap);
-        if (max_ioqs != c->cfg.max_ioqs || nvec != c->cfg.msix_nvec || cap != c->cap)
+        if ((ret = devstate_get_mapped(r, s, ctrl_map, G_N_ELEMENTS(ctrl_map), im)) < 0)
+                return ret;
+        if (im->max_ioqs != c->cfg.max_ioqs || im->nvec != c->cfg.msix_nvec || im->cap != c->cap)
                 return FAIL(r, "the source controller has %u I/O queues, %u vectors and CAP %#" PRIx64
                             "; this one %u, %u and %#" PRIx64 ": define both devices identically",
-                            max_ioqs, nvec, cap, c->cfg.max_ioqs, c->cfg.msix_nvec, c->cap);
-        devstate_get_u32(s, CT_CC, &im->cc);
-        devstate_get_u32(s, CT_CSTS, &im->csts);
-        devstate_get_u32(s, CT_AQA, &im->aqa);
-        devstate_get_u64(s, CT_ASQ, &im->asq);
-        devstate_get_u64(s, CT_ACQ, &im->acq);
-        devstate_get_u32(s, CT_INTMS, &im->intms);
-        devstate_get_u8(s, CT_STATE, &im->state);
-        devstate_get_bool(s, CT_SHUTDOWN_REQ, &im->shutdown_req);
-        devstate_get_u64(s, CT_DBBUF_DB, &im->dbbuf_db);
-        devstate_get_u64(s, CT_DBBUF_EI, &im->dbbuf_ei);
-        devstate_get_u8(s, CT_AEN_MASKED, &im->aen_masked);
-        devstate_get_bool(s, CT_CHANGED_NS_OVERFLOW, &im->changed_ns_overflow);
-        devstate_get_u32(s, CT_ERR_HEAD, &im->err_head);
-        devstate_get_u64(s, CT_ERR_COUNT, &im->err_count);
-        devstate_get_u64(s, CT_UNITS_READ, &im->units_read);
-        devstate_get_u64(s, CT_UNITS_WRITTEN, &im->units_written);
-        devstate_get_u32(s, CT_NS_COUNT, &nns);
-        if ((ret = get_array(r, s, CT_AER_CIDS, "outstanding AERs", im->aer_cids, 2, NVME_AERL + 1, &im->n_aer)) < 0 ||
-            (ret = get_array(r, s, CT_AEN_QUEUE, "pending events", im->aen_queue, 4, NVME_MAX_PENDING_AEN,
-                             &im->n_aen)) < 0 ||
-            (ret = get_array(r, s, CT_CHANGED_NS, "changed namespaces", im->changed_ns, 4, NVME_MAX_CHANGED_NS,
-                             &im->n_changed_ns)) < 0)
-                return ret;
-        unsigned n_err;
-        if ((ret = get_array(r, s, CT_ERRLOG, "error log", im->errlog, sizeof(NvmeErrorLogEntry), NVME_ELPE + 1,
-                             &n_err)) < 0)
-                return ret;
-        if (n_err != NVME_ELPE + 1)
-                return FAIL(r, "error log: %u entries, expected %u", n_err, NVME_ELPE + 1);
+                            im->max_ioqs, im->nvec, im->cap, c->cfg.max_ioqs, c->cfg.msix_nvec, c->cap);
         if (im->err_head > NVME_ELPE)
                 return FAIL(r, "error log: newest entry at %u, beyond its %u entries", im->err_head, NVME_ELPE + 1);
         for (unsigned i = 0; i < im->n_changed_ns; i++)
@@ -511,36 +544,19 @@ static int check_ctrl(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
         unsigned have = 0;
         for (unsigned i = 1; i <= NVME_MAX_NS; i++)
                 have += c->ns[i] != NULL;
-        if (nns != have || devstate_reader_count(r, SEC_NS) != nns)
+        if (im->nns != have || devstate_reader_count(r, SEC_NS) != im->nns)
                 return FAIL(r, "the source has %u namespaces, this controller %u: define both devices identically",
-                            nns, have);
+                            im->nns, have);
         return 0;
 }
 
 static int check_feat(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
         const DevStateSection *s = devstate_reader_find(r, SEC_FEAT, 0);
-        NvmeFeatures *f = &im->feat;
-        const void *p;
-        size_t len;
+        const NvmeFeatures *f = &im->feat;
+        int ret;
 
-        memset(f, 0, sizeof(*f));
-        devstate_get_u32(s, FT_ARBITRATION, &f->arbitration);
-        devstate_get_u32(s, FT_POWER, &f->power_state);
-        devstate_get_u16(s, FT_TEMP_OVER, &f->temp_over);
-        devstate_get_u16(s, FT_TEMP_UNDER, &f->temp_under);
-        devstate_get_u32(s, FT_ERR_RECOVERY, &f->err_recovery);
-        devstate_get_bool(s, FT_WCE, &f->wce);
-        devstate_get_bool(s, FT_NQ_SET, &f->nq_set);
-        devstate_get_u16(s, FT_NSQA, &f->nsqa);
-        devstate_get_u16(s, FT_NCQA, &f->ncqa);
-        devstate_get_u8(s, FT_COALESCE_THR, &f->coalesce_thr);
-        devstate_get_u8(s, FT_COALESCE_TIME, &f->coalesce_time);
-        devstate_get_u32(s, FT_AEC, &f->aec);
-        devstate_get_bool(s, FT_TS_SET, &f->ts_set);
-        devstate_get_u64(s, FT_TS_MS, &im->ts_ms);
-        if (devstate_get_bytes(s, FT_IRQ_CD, &p, &len) < 0 || len != sizeof(f->irq_cd))
-                return FAIL(r, "interrupt vector configuration: %zu bytes, expected %zu", len, sizeof(f->irq_cd));
-        memcpy(f->irq_cd, p, len);
+        if ((ret = devstate_get_mapped(r, s, feat_map, G_N_ELEMENTS(feat_map), im)) < 0)
+                return ret;
         if (f->power_state != 0)
                 return FAIL(r, "power state %u does not exist (one power state)", f->power_state);
         if (f->nsqa >= c->cfg.max_ioqs || f->ncqa >= c->cfg.max_ioqs)
@@ -548,34 +564,42 @@ static int check_feat(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
         return 0;
 }
 
+/* The queue of a CQ or SQ section, within the controller's. */
+static int queue_of(NvmeCtrl *c, DevStateReader *r, const DevStateSection *s, const char *kind, uint32_t *q) {
+        *q = devstate_section_instance(s);
+        if (*q > c->cfg.max_ioqs)
+                return FAIL(r, "%s %u beyond the %u I/O queues", kind, *q, c->cfg.max_ioqs);
+        return 0;
+}
+
+/* A queue's size and base as Create I/O CQ/SQ accept them (§5.3, §5.4), the admin queues' as AQA/ASQ/ACQ. */
+static int check_ring(DevStateReader *r, const char *kind, uint32_t q, uint32_t size, uint64_t gpa) {
+        uint32_t max = q == 0 ? 4096 : NVME_MQES + 1;
+
+        if (size < 2 || size > max)
+                return FAIL(r, "%s %u: size %u outside 2..%u", kind, q, size, max);
+        if ((gpa & NVME_PAGE_MASK) || (q == 0 && !gpa))
+                return FAIL(r, "%s %u: base %#" PRIx64 " is not a page", kind, q, gpa);
+        return 0;
+}
+
 static int check_queues(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
         unsigned n;
+        int ret;
 
         n = devstate_reader_count(r, SEC_CQ);
         for (unsigned i = 0; i < n; i++) {
                 const DevStateSection *s = devstate_reader_nth(r, SEC_CQ, i);
-                uint32_t q = devstate_section_instance(s);
                 const void *p;
                 size_t len;
-                if (q > c->cfg.max_ioqs)
-                        return FAIL(r, "CQ %u beyond the %u I/O queues", q, c->cfg.max_ioqs);
-                typeof(im->cq[0]) *cq = &im->cq[q];
+                uint32_t q;
+                if ((ret = queue_of(c, r, s, "CQ", &q)) < 0)
+                        return ret;
+                NvmeMigCq *cq = &im->cq[q];
                 cq->created = true;
-                devstate_get_u32(s, CQ_SIZE, &cq->size);
-                devstate_get_u64(s, CQ_GPA, &cq->gpa);
-                devstate_get_u32(s, CQ_HEAD, &cq->head);
-                devstate_get_u32(s, CQ_TAIL, &cq->tail);
-                devstate_get_u8(s, CQ_PHASE, &cq->phase);
-                devstate_get_u16(s, CQ_VECTOR, &cq->vector);
-                devstate_get_bool(s, CQ_IEN, &cq->ien);
-                devstate_get_bool(s, CQ_SHADOW, &cq->shadow);
-                devstate_get_u32(s, CQ_IRQ_PENDING, &cq->irq_pending);
-                cq->has_db = devstate_get_u32(s, CQ_DB_PENDING, &cq->db) == 0;
-                uint32_t max = q == 0 ? 4096 : NVME_MQES + 1;
-                if (cq->size < 2 || cq->size > max)
-                        return FAIL(r, "CQ %u: size %u outside 2..%u", q, cq->size, max);
-                if ((cq->gpa & NVME_PAGE_MASK) || (q == 0 && !cq->gpa))
-                        return FAIL(r, "CQ %u: base %#" PRIx64 " is not a page", q, cq->gpa);
+                if ((ret = devstate_get_mapped(r, s, cq_map, G_N_ELEMENTS(cq_map), cq)) < 0 ||
+                    (ret = check_ring(r, "CQ", q, cq->size, cq->gpa)) < 0)
+                        return ret;
                 if (cq->head >= cq->size || cq->tail >= cq->size || cq->phase > 1)
                         return FAIL(r, "CQ %u: head %u, tail %u, phase %u for %u entries", q, cq->head, cq->tail,
                                     cq->phase, cq->size);
@@ -594,23 +618,14 @@ static int check_queues(NvmeCtrl *c, DevStateReader *r, NvmeMigImage *im) {
         n = devstate_reader_count(r, SEC_SQ);
         for (unsigned i = 0; i < n; i++) {
                 const DevStateSection *s = devstate_reader_nth(r, SEC_SQ, i);
-                uint32_t q = devstate_section_instance(s);
-                if (q > c->cfg.max_ioqs)
-                        return FAIL(r, "SQ %u beyond the %u I/O queues", q, c->cfg.max_ioqs);
-                typeof(im->sq[0]) *sq = &im->sq[q];
+                uint32_t q;
+                if ((ret = queue_of(c, r, s, "SQ", &q)) < 0)
+                        return ret;
+                NvmeMigSq *sq = &im->sq[q];
                 sq->created = true;
-                devstate_get_u16(s, SQ_CQID, &sq->cqid);
-                devstate_get_u32(s, SQ_SIZE, &sq->size);
-                devstate_get_u64(s, SQ_GPA, &sq->gpa);
-                devstate_get_u32(s, SQ_HEAD, &sq->head);
-                devstate_get_u32(s, SQ_TAIL, &sq->tail);
-                devstate_get_bool(s, SQ_SHADOW, &sq->shadow);
-                sq->has_db = devstate_get_u32(s, SQ_DB_PENDING, &sq->db) == 0;
-                uint32_t max = q == 0 ? 4096 : NVME_MQES + 1;
-                if (sq->size < 2 || sq->size > max)
-                        return FAIL(r, "SQ %u: size %u outside 2..%u", q, sq->size, max);
-                if ((sq->gpa & NVME_PAGE_MASK) || (q == 0 && !sq->gpa))
-                        return FAIL(r, "SQ %u: base %#" PRIx64 " is not a page", q, sq->gpa);
+                if ((ret = devstate_get_mapped(r, s, sq_map, G_N_ELEMENTS(sq_map), sq)) < 0 ||
+                    (ret = check_ring(r, "SQ", q, sq->size, sq->gpa)) < 0)
+                        return ret;
                 if (sq->head >= sq->size || sq->tail >= sq->size)
                         return FAIL(r, "SQ %u: head %u, tail %u for %u entries", q, sq->head, sq->tail, sq->size);
                 if (sq->cqid > c->cfg.max_ioqs || !im->cq[sq->cqid].created || (q == 0) != (sq->cqid == 0))
@@ -809,6 +824,7 @@ static void mig_ctrl_reset(NvmeCtrl *c) {
         atomic_store(&c->shutdown_req, false);
 }
 
+/* Check the complete stream, then apply it; on failure the controller is left reset. */
 static int load_state(NvmeCtrl *c, DevStateReader *r) {
         g_autofree NvmeMigImage *im = g_new0(NvmeMigImage, 1);
         int ret;
@@ -816,131 +832,90 @@ static int load_state(NvmeCtrl *c, DevStateReader *r) {
         if ((ret = devstate_reader_finish(r)) < 0 || (ret = check_ctrl(c, r, im)) < 0 ||
             (ret = check_feat(c, r, im)) < 0 || (ret = check_queues(c, r, im)) < 0 ||
             (ret = check_namespaces(c, r)) < 0)
-                return ret;
+                goto refused;
         /* Whatever register writes reached the controller while RESUMING are forgotten. */
         mig_ctrl_reset(c);
         ret = apply_image(c, im);
-        if (ret < 0) {
+        if (ret < 0)
                 devstate_reader_fail(r, ret, "cannot rebuild the queues: %s", g_strerror(-ret));
-                mig_ctrl_reset(c);
-        }
+        else
+                return 0;
+refused:
+        mig_ctrl_reset(c);
         return ret;
 }
 
-/* ---- the state machine's arcs ---------------------------------------------------------- */
+/* ---- the state machine (DevStateMig runs it) ------------------------------------------- */
 
-static void drop_streams(NvmeCtrl *c) {
-        g_clear_pointer(&c->mig_out, devstate_writer_free);
-        g_clear_pointer(&c->mig_in, devstate_reader_free);
+static int ops_save(void *opaque, DevStateWriter **out) {
+        return save_state(opaque, out);
 }
 
-static void hold(NvmeCtrl *c, bool on) {
-        if (on && !c->mig_hold) {
-                nvme_ctrl_quiesce(c);
-                c->mig_hold = true;
-        } else if (!on && c->mig_hold) {
-                c->mig_hold = false;
-                nvme_ctrl_resume(c);
-        }
+static DevStateReader *ops_reader(void *opaque) {
+        g_autoptr(DevStateReader) r = devstate_reader_new(NVME_STATE_TYPE, NULL, 0);
+
+        if (devstate_reader_add_sections(r, nvme_sections, G_N_ELEMENTS(nvme_sections)) < 0)
+                return NULL;
+        return g_steal_pointer(&r);
 }
 
-static void set_error(NvmeCtrl *c, const char *msg) {
-        g_free(c->mig_error);
-        c->mig_error = g_strdup(msg);
-        g_warning("nvme %s: incoming device state refused: %s", c->name, msg);
+static int ops_load(void *opaque, DevStateReader *r) {
+        return load_state(opaque, r);
 }
 
-static int arc(NvmeCtrl *c, enum vu_mig_state from, enum vu_mig_state to) {
-        int r;
-
-        switch (to) {
-        case VU_MIG_RUNNING:
-                drop_streams(c);
-                hold(c, false);
-                return 0;
-        case VU_MIG_PRE_COPY:
-                return 0;
-        case VU_MIG_STOP_COPY:
-                hold(c, true);
-                drop_streams(c);
-                return save_state(c, &c->mig_out);
-        case VU_MIG_STOP:
-                hold(c, true);
-                r = 0;
-                if (from == VU_MIG_RESUMING) {
-                        r = c->mig_in ? load_state(c, c->mig_in) : -EINVAL;
-                        if (r < 0 && !c->mig_error) {
-                                set_error(c, c->mig_in && devstate_reader_error(c->mig_in)
-                                                     ? devstate_reader_error(c->mig_in)
-                                                     : "no device state was received");
-                        }
-                        if (r < 0)
-                                mig_ctrl_reset(c);
-                }
-                drop_streams(c);
-                return r;
-        case VU_MIG_RESUMING:
-                hold(c, true);
-                drop_streams(c);
-                g_clear_pointer(&c->mig_error, g_free);
-                mig_ctrl_reset(c);
-                c->mig_in = devstate_reader_new(NVME_STATE_TYPE, NULL, 0);
-                return devstate_reader_add_sections(c->mig_in, nvme_sections, G_N_ELEMENTS(nvme_sections));
-        default:
-                return -EINVAL;
-        }
+static void ops_reset(void *opaque) {
+        mig_ctrl_reset(opaque);
 }
 
-int nvme_ctrl_mig_transition(NvmeCtrl *c, enum vu_mig_state from, enum vu_mig_state to) {
-        int r = arc(c, from, to);
-
-        if (r < 0) {
-                /* The server puts the device in ERROR: it stays stopped and reset until a device reset. */
-                hold(c, true);
-                if (from == VU_MIG_RESUMING || to == VU_MIG_RESUMING)
-                        mig_ctrl_reset(c);
-                c->mig_state = VU_MIG_ERROR;
-                drop_streams(c);
-                return r;
-        }
-        c->mig_state = to;
-        return 0;
+/* The hold is one quiesce: the I/O thread stays parked (the quiesce drained every in-flight command). */
+static void ops_hold(void *opaque, bool on) {
+        if (on)
+                nvme_ctrl_quiesce(opaque);
+        else
+                nvme_ctrl_resume(opaque);
 }
 
-ssize_t nvme_ctrl_mig_read(NvmeCtrl *c, void *buf, size_t len) {
-        if (c->mig_state == VU_MIG_PRE_COPY)
-                return 0;
-        if (c->mig_state != VU_MIG_STOP_COPY || !c->mig_out)
-                return -EINVAL;
-        return devstate_writer_read(c->mig_out, buf, len);
+static void ops_refused(void *opaque, const char *why) {
+        g_warning("nvme %s: incoming device state refused: %s", ((NvmeCtrl *) opaque)->name, why);
 }
 
-int nvme_ctrl_mig_write(NvmeCtrl *c, const void *buf, size_t len) {
-        int r;
+static const DevStateMigOps nvme_state_ops = {
+        .save = ops_save,
+        .reader = ops_reader,
+        .load = ops_load,
+        .reset = ops_reset,
+        .hold = ops_hold,
+        .refused = ops_refused,
+};
 
-        if (c->mig_state != VU_MIG_RESUMING || !c->mig_in)
-                return -EINVAL;
-        r = devstate_reader_feed(c->mig_in, buf, len);
-        if (r < 0 && !c->mig_error)
-                set_error(c, devstate_reader_error(c->mig_in));
-        return r;
-}
-
-void nvme_ctrl_mig_reset(NvmeCtrl *c) {
-        drop_streams(c);
-        c->mig_state = VU_MIG_RUNNING;
-        hold(c, false);
-}
-
-enum vu_mig_state nvme_ctrl_mig_state(const NvmeCtrl *c) {
-        return c->mig_state;
-}
-
-const char *nvme_ctrl_mig_error(const NvmeCtrl *c) {
-        return c->mig_error;
+void nvme_mig_init(NvmeCtrl *c) {
+        devstate_mig_init(&c->mig, &nvme_state_ops, c, c->name);
 }
 
 void nvme_mig_free(NvmeCtrl *c) {
-        drop_streams(c);
-        g_clear_pointer(&c->mig_error, g_free);
+        devstate_mig_fini(&c->mig);
+}
+
+int nvme_ctrl_mig_transition(NvmeCtrl *c, enum vu_mig_state from, enum vu_mig_state to) {
+        return devstate_mig_transition(&c->mig, from, to);
+}
+
+ssize_t nvme_ctrl_mig_read(NvmeCtrl *c, void *buf, size_t len) {
+        return devstate_mig_read(&c->mig, buf, len);
+}
+
+int nvme_ctrl_mig_write(NvmeCtrl *c, const void *buf, size_t len) {
+        return devstate_mig_write(&c->mig, buf, len);
+}
+
+void nvme_ctrl_mig_reset(NvmeCtrl *c) {
+        devstate_mig_reset(&c->mig);
+}
+
+enum vu_mig_state nvme_ctrl_mig_state(const NvmeCtrl *c) {
+        return c->mig.state;
+}
+
+const char *nvme_ctrl_mig_error(const NvmeCtrl *c) {
+        return devstate_mig_error(&c->mig);
 }

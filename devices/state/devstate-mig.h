@@ -17,11 +17,17 @@
  *                         puts the device in ERROR: held until a reset)
  *   STOP / PRE_COPY → RUNNING  release the data path
  *
+ * Any failed arc into or out of RESUMING leaves the device reset.
+ *
  * A device embeds a DevStateMig, gives it DevStateMigOps, forwards its
  * VuMigrationOps callbacks to devstate_mig_transition/read/write, calls
  * devstate_mig_reset() from its VuDeviceOps.reset, and asks
- * devstate_mig_may_run() before starting or resuming its data path.
+ * devstate_mig_may_run() before starting or resuming its data path (or
+ * gives ops.hold, told when the hold begins and ends).
  * Control thread only.  Return convention: 0 / counts, or negative errno.
+ *
+ * Sections whose fields are members of a C struct are saved and loaded by
+ * table (DevStateFieldMap, devstate_put_mapped/devstate_get_mapped).
  */
 #pragma once
 
@@ -41,8 +47,15 @@ typedef struct DevStateMigOps {
          * the device reset and say why with devstate_reader_fail().
          */
         int (*load)(void *opaque, DevStateReader *r);
-        /* Back to power-on state (entering RESUMING). */
+        /* Back to power-on state (entering RESUMING, and after a failed arc into or out of it). */
         void (*reset)(void *opaque);
+        /*
+         * Optional: the data path is held (on) or released; called only when
+         * that changes, before saving, loading or resetting under the hold.
+         */
+        void (*hold)(void *opaque, bool on);
+        /* Optional: the incoming state was refused, why for people (default: a debug message). */
+        void (*refused)(void *opaque, const char *why);
 } DevStateMigOps;
 
 typedef struct DevStateMig {
@@ -75,3 +88,32 @@ const char *devstate_mig_error(const DevStateMig *m);
  * recording why it failed.  0 or -errno.
  */
 int devstate_mig_load(DevStateMig *m, DevStateReader *r);
+
+/*
+ * One field of a section as a member of the device's struct (offset and
+ * size from offsetof/sizeof).  Scalars: size must be the type's width (1 for
+ * U8 and BOOL, 2, 4, 8).  BYTES: the member is an array; with elem ≠ 0 it
+ * holds up to size / elem elements and count is the offset of an unsigned
+ * holding how many are in use, with elem 0 the field is exactly size bytes.
+ * optional: present is the offset of a bool, saved only when true, set on
+ * loading to whether the stream had the field.  what names it in refusals.
+ */
+typedef struct DevStateFieldMap {
+        uint16_t id;
+        DevStateType type;
+        const char *what;
+        size_t offset, size;
+        size_t elem, count;
+        bool optional;
+        size_t present;
+} DevStateFieldMap;
+
+/* Put the n fields of map from the struct at base, in table order.  0 or the writer's -errno. */
+int devstate_put_mapped(DevStateWriter *w, const DevStateFieldMap *map, size_t n, const void *base);
+/*
+ * Get the n fields of map from section s of the finished reader r into the
+ * struct at base.  0, or -EINVAL with the reason recorded in r (a list too
+ * long or not whole elements, bytes of another length).
+ */
+int devstate_get_mapped(DevStateReader *r, const DevStateSection *s, const DevStateFieldMap *map, size_t n,
+                        void *base);
