@@ -135,96 +135,6 @@ typedef struct NvmeMigCqe {
 } NvmeMigCqe;
 _Static_assert(sizeof(NvmeMigCqe) == 12, "backlog entry is 12 bytes");
 
-#define REQ(id, type, name) { id, DEVSTATE_T_##type, name, 0, true }
-#define OPT(id, type, name) { id, DEVSTATE_T_##type, name, 0, false }
-#define BYTES(id, name, max) { id, DEVSTATE_T_BYTES, name, max, true }
-
-static const DevStateFieldSpec ctrl_fields[] = {
-        REQ(CT_MAX_IOQS, U16, "max-io-queues"),
-        REQ(CT_NVEC, U16, "msix-vectors"),
-        REQ(CT_CAP, U64, "cap"),
-        REQ(CT_CC, U32, "cc"),
-        REQ(CT_CSTS, U32, "csts"),
-        REQ(CT_AQA, U32, "aqa"),
-        REQ(CT_ASQ, U64, "asq"),
-        REQ(CT_ACQ, U64, "acq"),
-        REQ(CT_INTMS, U32, "intms"),
-        REQ(CT_STATE, U8, "state"),
-        REQ(CT_SHUTDOWN_REQ, BOOL, "shutdown-requested"),
-        REQ(CT_DBBUF_DB, U64, "dbbuf-doorbells"),
-        REQ(CT_DBBUF_EI, U64, "dbbuf-eventidx"),
-        BYTES(CT_AER_CIDS, "aer-cids", (NVME_AERL + 1) * 2),
-        BYTES(CT_AEN_QUEUE, "pending-events", NVME_MAX_PENDING_AEN * 4),
-        REQ(CT_AEN_MASKED, U8, "events-masked"),
-        BYTES(CT_CHANGED_NS, "changed-ns", NVME_MAX_CHANGED_NS * 4),
-        REQ(CT_CHANGED_NS_OVERFLOW, BOOL, "changed-ns-overflow"),
-        BYTES(CT_ERRLOG, "error-log", (NVME_ELPE + 1) * sizeof(NvmeErrorLogEntry)),
-        REQ(CT_ERR_HEAD, U32, "error-log-head"),
-        REQ(CT_ERR_COUNT, U64, "error-count"),
-        REQ(CT_UNITS_READ, U64, "data-units-read"),
-        REQ(CT_UNITS_WRITTEN, U64, "data-units-written"),
-        REQ(CT_NS_COUNT, U32, "namespaces"),
-};
-
-static const DevStateFieldSpec feat_fields[] = {
-        REQ(FT_ARBITRATION, U32, "arbitration"),
-        REQ(FT_POWER, U32, "power-state"),
-        REQ(FT_TEMP_OVER, U16, "temp-over"),
-        REQ(FT_TEMP_UNDER, U16, "temp-under"),
-        REQ(FT_ERR_RECOVERY, U32, "error-recovery"),
-        REQ(FT_WCE, BOOL, "volatile-write-cache"),
-        REQ(FT_NQ_SET, BOOL, "queues-set"),
-        REQ(FT_NSQA, U16, "nsqa"),
-        REQ(FT_NCQA, U16, "ncqa"),
-        REQ(FT_COALESCE_THR, U8, "coalesce-threshold"),
-        REQ(FT_COALESCE_TIME, U8, "coalesce-time"),
-        BYTES(FT_IRQ_CD, "iv-coalescing-disabled", sizeof(((NvmeFeatures *) 0)->irq_cd)),
-        REQ(FT_AEC, U32, "async-event-config"),
-        REQ(FT_TS_SET, BOOL, "timestamp-set"),
-        REQ(FT_TS_MS, U64, "timestamp-ms"),
-};
-
-static const DevStateFieldSpec cq_fields[] = {
-        REQ(CQ_SIZE, U32, "size"),
-        REQ(CQ_GPA, U64, "base"),
-        REQ(CQ_HEAD, U32, "head"),
-        REQ(CQ_TAIL, U32, "tail"),
-        REQ(CQ_PHASE, U8, "phase"),
-        REQ(CQ_VECTOR, U16, "vector"),
-        REQ(CQ_IEN, BOOL, "ien"),
-        REQ(CQ_SHADOW, BOOL, "shadow"),
-        REQ(CQ_IRQ_PENDING, U32, "irq-pending"),
-        OPT(CQ_DB_PENDING, U32, "doorbell-pending"),
-        BYTES(CQ_BACKLOG, "backlog", (NVME_MAX_IOQS + 1) * NVME_SQ_MAX_INFLIGHT * sizeof(NvmeMigCqe)),
-};
-
-static const DevStateFieldSpec sq_fields[] = {
-        REQ(SQ_CQID, U16, "cqid"),
-        REQ(SQ_SIZE, U32, "size"),
-        REQ(SQ_GPA, U64, "base"),
-        REQ(SQ_HEAD, U32, "head"),
-        REQ(SQ_TAIL, U32, "tail"),
-        REQ(SQ_SHADOW, BOOL, "shadow"),
-        OPT(SQ_DB_PENDING, U32, "doorbell-pending"),
-};
-
-static const DevStateFieldSpec ns_fields[] = {
-        REQ(NS_BLOCK_SIZE, U32, "block-size"),
-        REQ(NS_NSZE, U64, "blocks"),
-        REQ(NS_READ_ONLY, BOOL, "read-only"),
-        BYTES(NS_NGUID, "nguid", 16),
-        BYTES(NS_EUI64, "eui64", 8),
-        BYTES(NS_UUID, "uuid", 16),
-};
-
-static const DevStateSectionSpec nvme_sections[] = {
-        { SEC_CTRL, "nvme-controller", 1, true, ctrl_fields, G_N_ELEMENTS(ctrl_fields) },
-        { SEC_FEAT, "nvme-features", 1, true, feat_fields, G_N_ELEMENTS(feat_fields) },
-        { SEC_CQ, "nvme-cq", NVME_MAX_IOQS + 1, false, cq_fields, G_N_ELEMENTS(cq_fields) },
-        { SEC_SQ, "nvme-sq", NVME_MAX_IOQS + 1, false, sq_fields, G_N_ELEMENTS(sq_fields) },
-        { SEC_NS, "nvme-namespace", NVME_MAX_NS + 1, false, ns_fields, G_N_ELEMENTS(ns_fields) },
-};
-
 /* ---- the stream as a struct ---------------------------------------------------------- */
 
 /* One CQ or SQ as the stream has it. */
@@ -272,82 +182,128 @@ typedef struct NvmeMigImage {
         NvmeMigSq sq[NVME_MAX_IOQS + 1];
 } NvmeMigImage;
 
-/* Each section's fields, in stream order, as members of the structs above. */
-#define VAL(S, id, type, m) { id, DEVSTATE_T_##type, #m, offsetof(S, m), sizeof(((S *) 0)->m), 0, 0, false, 0 }
-#define OPT_VAL(S, id, type, m, has) \
-        { id, DEVSTATE_T_##type, #m, offsetof(S, m), sizeof(((S *) 0)->m), 0, 0, true, offsetof(S, has) }
-#define BYTES_OF(S, id, what, m) { id, DEVSTATE_T_BYTES, what, offsetof(S, m), sizeof(((S *) 0)->m), 0, 0, false, 0 }
-#define LIST_OF(S, id, what, m, n) \
-        { id, DEVSTATE_T_BYTES, what, offsetof(S, m), sizeof(((S *) 0)->m), sizeof(((S *) 0)->m[0]), offsetof(S, n), \
+/*
+ * Each section's fields in stream order, once: the reader's spec and the
+ * map to the structs above are both made from these lists.
+ * X(struct, kind, id, type, wire name, member, count or presence, what for people)
+ */
+#define CTRL_FIELDS(X) \
+        X(NvmeMigImage, VAL, CT_MAX_IOQS, U16, "max-io-queues", max_ioqs, -, "I/O queues") \
+        X(NvmeMigImage, VAL, CT_NVEC, U16, "msix-vectors", nvec, -, "vectors") \
+        X(NvmeMigImage, VAL, CT_CAP, U64, "cap", cap, -, "CAP") \
+        X(NvmeMigImage, VAL, CT_CC, U32, "cc", cc, -, "CC") \
+        X(NvmeMigImage, VAL, CT_CSTS, U32, "csts", csts, -, "CSTS") \
+        X(NvmeMigImage, VAL, CT_AQA, U32, "aqa", aqa, -, "AQA") \
+        X(NvmeMigImage, VAL, CT_ASQ, U64, "asq", asq, -, "ASQ") \
+        X(NvmeMigImage, VAL, CT_ACQ, U64, "acq", acq, -, "ACQ") \
+        X(NvmeMigImage, VAL, CT_INTMS, U32, "intms", intms, -, "INTMS") \
+        X(NvmeMigImage, VAL, CT_STATE, U8, "state", state, -, "controller state") \
+        X(NvmeMigImage, VAL, CT_SHUTDOWN_REQ, BOOL, "shutdown-requested", shutdown_req, -, "shutdown request") \
+        X(NvmeMigImage, VAL, CT_DBBUF_DB, U64, "dbbuf-doorbells", dbbuf_db, -, "shadow doorbell buffer") \
+        X(NvmeMigImage, VAL, CT_DBBUF_EI, U64, "dbbuf-eventidx", dbbuf_ei, -, "event index buffer") \
+        X(NvmeMigImage, LIST, CT_AER_CIDS, BYTES, "aer-cids", aer_cids, n_aer, "outstanding AERs") \
+        X(NvmeMigImage, LIST, CT_AEN_QUEUE, BYTES, "pending-events", aen_queue, n_aen, "pending events") \
+        X(NvmeMigImage, VAL, CT_AEN_MASKED, U8, "events-masked", aen_masked, -, "masked events") \
+        X(NvmeMigImage, LIST, CT_CHANGED_NS, BYTES, "changed-ns", changed_ns, n_changed_ns, "changed namespaces") \
+        X(NvmeMigImage, VAL, CT_CHANGED_NS_OVERFLOW, BOOL, "changed-ns-overflow", changed_ns_overflow, -, \
+          "changed namespace overflow") \
+        X(NvmeMigImage, BYTES, CT_ERRLOG, BYTES, "error-log", errlog, -, "error log") \
+        X(NvmeMigImage, VAL, CT_ERR_HEAD, U32, "error-log-head", err_head, -, "error log head") \
+        X(NvmeMigImage, VAL, CT_ERR_COUNT, U64, "error-count", err_count, -, "error count") \
+        X(NvmeMigImage, VAL, CT_UNITS_READ, U64, "data-units-read", units_read, -, "data units read") \
+        X(NvmeMigImage, VAL, CT_UNITS_WRITTEN, U64, "data-units-written", units_written, -, "data units written") \
+        X(NvmeMigImage, VAL, CT_NS_COUNT, U32, "namespaces", nns, -, "namespaces")
+
+#define FEAT_FIELDS(X) \
+        X(NvmeMigImage, VAL, FT_ARBITRATION, U32, "arbitration", feat.arbitration, -, "arbitration") \
+        X(NvmeMigImage, VAL, FT_POWER, U32, "power-state", feat.power_state, -, "power state") \
+        X(NvmeMigImage, VAL, FT_TEMP_OVER, U16, "temp-over", feat.temp_over, -, "over temperature threshold") \
+        X(NvmeMigImage, VAL, FT_TEMP_UNDER, U16, "temp-under", feat.temp_under, -, "under temperature threshold") \
+        X(NvmeMigImage, VAL, FT_ERR_RECOVERY, U32, "error-recovery", feat.err_recovery, -, "error recovery") \
+        X(NvmeMigImage, VAL, FT_WCE, BOOL, "volatile-write-cache", feat.wce, -, "volatile write cache") \
+        X(NvmeMigImage, VAL, FT_NQ_SET, BOOL, "queues-set", feat.nq_set, -, "number of queues set") \
+        X(NvmeMigImage, VAL, FT_NSQA, U16, "nsqa", feat.nsqa, -, "SQs allocated") \
+        X(NvmeMigImage, VAL, FT_NCQA, U16, "ncqa", feat.ncqa, -, "CQs allocated") \
+        X(NvmeMigImage, VAL, FT_COALESCE_THR, U8, "coalesce-threshold", feat.coalesce_thr, -, "coalescing threshold") \
+        X(NvmeMigImage, VAL, FT_COALESCE_TIME, U8, "coalesce-time", feat.coalesce_time, -, "coalescing time") \
+        X(NvmeMigImage, BYTES, FT_IRQ_CD, BYTES, "iv-coalescing-disabled", feat.irq_cd, -, \
+          "interrupt vector configuration") \
+        X(NvmeMigImage, VAL, FT_AEC, U32, "async-event-config", feat.aec, -, "asynchronous event configuration") \
+        X(NvmeMigImage, VAL, FT_TS_SET, BOOL, "timestamp-set", feat.ts_set, -, "timestamp set") \
+        X(NvmeMigImage, VAL, FT_TS_MS, U64, "timestamp-ms", ts_ms, -, "timestamp")
+
+/* Then the backlog, a list of NvmeMigCqe put and taken apart on its own. */
+#define CQ_FIELDS(X) \
+        X(NvmeMigCq, VAL, CQ_SIZE, U32, "size", size, -, "CQ size") \
+        X(NvmeMigCq, VAL, CQ_GPA, U64, "base", gpa, -, "CQ base") \
+        X(NvmeMigCq, VAL, CQ_HEAD, U32, "head", head, -, "CQ head") \
+        X(NvmeMigCq, VAL, CQ_TAIL, U32, "tail", tail, -, "CQ tail") \
+        X(NvmeMigCq, VAL, CQ_PHASE, U8, "phase", phase, -, "CQ phase") \
+        X(NvmeMigCq, VAL, CQ_VECTOR, U16, "vector", vector, -, "CQ vector") \
+        X(NvmeMigCq, VAL, CQ_IEN, BOOL, "ien", ien, -, "CQ interrupts enabled") \
+        X(NvmeMigCq, VAL, CQ_SHADOW, BOOL, "shadow", shadow, -, "CQ shadow doorbell") \
+        X(NvmeMigCq, VAL, CQ_IRQ_PENDING, U32, "irq-pending", irq_pending, -, "CQ interrupts pending") \
+        X(NvmeMigCq, OPT, CQ_DB_PENDING, U32, "doorbell-pending", db, has_db, "CQ head doorbell")
+
+#define SQ_FIELDS(X) \
+        X(NvmeMigSq, VAL, SQ_CQID, U16, "cqid", cqid, -, "SQ's CQ") \
+        X(NvmeMigSq, VAL, SQ_SIZE, U32, "size", size, -, "SQ size") \
+        X(NvmeMigSq, VAL, SQ_GPA, U64, "base", gpa, -, "SQ base") \
+        X(NvmeMigSq, VAL, SQ_HEAD, U32, "head", head, -, "SQ head") \
+        X(NvmeMigSq, VAL, SQ_TAIL, U32, "tail", tail, -, "SQ tail") \
+        X(NvmeMigSq, VAL, SQ_SHADOW, BOOL, "shadow", shadow, -, "SQ shadow doorbell") \
+        X(NvmeMigSq, OPT, SQ_DB_PENDING, U32, "doorbell-pending", db, has_db, "SQ tail doorbell")
+
+#define MEMBER_SIZE(S, m) sizeof(((S *) 0)->m)
+
+/* What the reader accepts: BYTES up to the member's size. */
+#define SPEC(S, kind, id, type, name, m, extra, what) SPEC_##kind(S, id, type, name, m),
+#define SPEC_VAL(S, id, type, name, m) { id, DEVSTATE_T_##type, name, 0, true }
+#define SPEC_OPT(S, id, type, name, m) { id, DEVSTATE_T_##type, name, 0, false }
+#define SPEC_LIST(S, id, type, name, m) { id, DEVSTATE_T_BYTES, name, MEMBER_SIZE(S, m), true }
+#define SPEC_BYTES SPEC_LIST
+
+/* Where each value lives. */
+#define MAP(S, kind, id, type, name, m, extra, what) MAP_##kind(S, id, type, m, extra, what),
+#define MAP_VAL(S, id, type, m, extra, what) \
+        { id, DEVSTATE_T_##type, what, offsetof(S, m), MEMBER_SIZE(S, m), 0, 0, false, 0 }
+#define MAP_OPT(S, id, type, m, has, what) \
+        { id, DEVSTATE_T_##type, what, offsetof(S, m), MEMBER_SIZE(S, m), 0, 0, true, offsetof(S, has) }
+#define MAP_LIST(S, id, type, m, n, what) \
+        { id, DEVSTATE_T_BYTES, what, offsetof(S, m), MEMBER_SIZE(S, m), MEMBER_SIZE(S, m[0]), offsetof(S, n), \
           false, 0 }
+#define MAP_BYTES(S, id, type, m, extra, what) \
+        { id, DEVSTATE_T_BYTES, what, offsetof(S, m), MEMBER_SIZE(S, m), 0, 0, false, 0 }
 
-static const DevStateFieldMap ctrl_map[] = {
-        VAL(NvmeMigImage, CT_MAX_IOQS, U16, max_ioqs),
-        VAL(NvmeMigImage, CT_NVEC, U16, nvec),
-        VAL(NvmeMigImage, CT_CAP, U64, cap),
-        VAL(NvmeMigImage, CT_CC, U32, cc),
-        VAL(NvmeMigImage, CT_CSTS, U32, csts),
-        VAL(NvmeMigImage, CT_AQA, U32, aqa),
-        VAL(NvmeMigImage, CT_ASQ, U64, asq),
-        VAL(NvmeMigImage, CT_ACQ, U64, acq),
-        VAL(NvmeMigImage, CT_INTMS, U32, intms),
-        VAL(NvmeMigImage, CT_STATE, U8, state),
-        VAL(NvmeMigImage, CT_SHUTDOWN_REQ, BOOL, shutdown_req),
-        VAL(NvmeMigImage, CT_DBBUF_DB, U64, dbbuf_db),
-        VAL(NvmeMigImage, CT_DBBUF_EI, U64, dbbuf_ei),
-        LIST_OF(NvmeMigImage, CT_AER_CIDS, "outstanding AERs", aer_cids, n_aer),
-        LIST_OF(NvmeMigImage, CT_AEN_QUEUE, "pending events", aen_queue, n_aen),
-        VAL(NvmeMigImage, CT_AEN_MASKED, U8, aen_masked),
-        LIST_OF(NvmeMigImage, CT_CHANGED_NS, "changed namespaces", changed_ns, n_changed_ns),
-        VAL(NvmeMigImage, CT_CHANGED_NS_OVERFLOW, BOOL, changed_ns_overflow),
-        BYTES_OF(NvmeMigImage, CT_ERRLOG, "error log", errlog),
-        VAL(NvmeMigImage, CT_ERR_HEAD, U32, err_head),
-        VAL(NvmeMigImage, CT_ERR_COUNT, U64, err_count),
-        VAL(NvmeMigImage, CT_UNITS_READ, U64, units_read),
-        VAL(NvmeMigImage, CT_UNITS_WRITTEN, U64, units_written),
-        VAL(NvmeMigImage, CT_NS_COUNT, U32, nns),
+static const DevStateFieldSpec ctrl_fields[] = { CTRL_FIELDS(SPEC) };
+static const DevStateFieldSpec feat_fields[] = { FEAT_FIELDS(SPEC) };
+static const DevStateFieldSpec cq_fields[] = {
+        CQ_FIELDS(SPEC)
+        { CQ_BACKLOG, DEVSTATE_T_BYTES, "backlog", (NVME_MAX_IOQS + 1) * NVME_SQ_MAX_INFLIGHT * sizeof(NvmeMigCqe),
+          true },
+};
+static const DevStateFieldSpec sq_fields[] = { SQ_FIELDS(SPEC) };
+
+static const DevStateFieldMap ctrl_map[] = { CTRL_FIELDS(MAP) };
+static const DevStateFieldMap feat_map[] = { FEAT_FIELDS(MAP) };
+static const DevStateFieldMap cq_map[] = { CQ_FIELDS(MAP) };
+static const DevStateFieldMap sq_map[] = { SQ_FIELDS(MAP) };
+
+static const DevStateFieldSpec ns_fields[] = {
+        { NS_BLOCK_SIZE, DEVSTATE_T_U32, "block-size", 0, true },
+        { NS_NSZE, DEVSTATE_T_U64, "blocks", 0, true },
+        { NS_READ_ONLY, DEVSTATE_T_BOOL, "read-only", 0, true },
+        { NS_NGUID, DEVSTATE_T_BYTES, "nguid", 16, true },
+        { NS_EUI64, DEVSTATE_T_BYTES, "eui64", 8, true },
+        { NS_UUID, DEVSTATE_T_BYTES, "uuid", 16, true },
 };
 
-static const DevStateFieldMap feat_map[] = {
-        VAL(NvmeMigImage, FT_ARBITRATION, U32, feat.arbitration),
-        VAL(NvmeMigImage, FT_POWER, U32, feat.power_state),
-        VAL(NvmeMigImage, FT_TEMP_OVER, U16, feat.temp_over),
-        VAL(NvmeMigImage, FT_TEMP_UNDER, U16, feat.temp_under),
-        VAL(NvmeMigImage, FT_ERR_RECOVERY, U32, feat.err_recovery),
-        VAL(NvmeMigImage, FT_WCE, BOOL, feat.wce),
-        VAL(NvmeMigImage, FT_NQ_SET, BOOL, feat.nq_set),
-        VAL(NvmeMigImage, FT_NSQA, U16, feat.nsqa),
-        VAL(NvmeMigImage, FT_NCQA, U16, feat.ncqa),
-        VAL(NvmeMigImage, FT_COALESCE_THR, U8, feat.coalesce_thr),
-        VAL(NvmeMigImage, FT_COALESCE_TIME, U8, feat.coalesce_time),
-        BYTES_OF(NvmeMigImage, FT_IRQ_CD, "interrupt vector configuration", feat.irq_cd),
-        VAL(NvmeMigImage, FT_AEC, U32, feat.aec),
-        VAL(NvmeMigImage, FT_TS_SET, BOOL, feat.ts_set),
-        VAL(NvmeMigImage, FT_TS_MS, U64, ts_ms),
-};
-
-/* The backlog (last) is a list of NvmeMigCqe, put and taken apart. */
-static const DevStateFieldMap cq_map[] = {
-        VAL(NvmeMigCq, CQ_SIZE, U32, size),
-        VAL(NvmeMigCq, CQ_GPA, U64, gpa),
-        VAL(NvmeMigCq, CQ_HEAD, U32, head),
-        VAL(NvmeMigCq, CQ_TAIL, U32, tail),
-        VAL(NvmeMigCq, CQ_PHASE, U8, phase),
-        VAL(NvmeMigCq, CQ_VECTOR, U16, vector),
-        VAL(NvmeMigCq, CQ_IEN, BOOL, ien),
-        VAL(NvmeMigCq, CQ_SHADOW, BOOL, shadow),
-        VAL(NvmeMigCq, CQ_IRQ_PENDING, U32, irq_pending),
-        OPT_VAL(NvmeMigCq, CQ_DB_PENDING, U32, db, has_db),
-};
-
-static const DevStateFieldMap sq_map[] = {
-        VAL(NvmeMigSq, SQ_CQID, U16, cqid),
-        VAL(NvmeMigSq, SQ_SIZE, U32, size),
-        VAL(NvmeMigSq, SQ_GPA, U64, gpa),
-        VAL(NvmeMigSq, SQ_HEAD, U32, head),
-        VAL(NvmeMigSq, SQ_TAIL, U32, tail),
-        VAL(NvmeMigSq, SQ_SHADOW, BOOL, shadow),
-        OPT_VAL(NvmeMigSq, SQ_DB_PENDING, U32, db, has_db),
+static const DevStateSectionSpec nvme_sections[] = {
+        { SEC_CTRL, "nvme-controller", 1, true, ctrl_fields, G_N_ELEMENTS(ctrl_fields) },
+        { SEC_FEAT, "nvme-features", 1, true, feat_fields, G_N_ELEMENTS(feat_fields) },
+        { SEC_CQ, "nvme-cq", NVME_MAX_IOQS + 1, false, cq_fields, G_N_ELEMENTS(cq_fields) },
+        { SEC_SQ, "nvme-sq", NVME_MAX_IOQS + 1, false, sq_fields, G_N_ELEMENTS(sq_fields) },
+        { SEC_NS, "nvme-namespace", NVME_MAX_NS + 1, false, ns_fields, G_N_ELEMENTS(ns_fields) },
 };
 
 /* ---- save ---------------------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <glib.h>
 
 #include "state/devstate-mig.h"
+#include "state/devstate-wire.h"
 
 void devstate_mig_init(DevStateMig *m, const DevStateMigOps *ops, void *opaque, const char *name) {
         *m = (DevStateMig) { .ops = ops, .opaque = opaque, .state = VU_MIG_RUNNING, .name = g_strdup(name) };
@@ -152,20 +153,11 @@ int devstate_mig_write(DevStateMig *m, const void *buf, size_t len) {
 
 /* ---- sections by table ------------------------------------------------------------------ */
 
+/* A scalar type's width, 0 for any other. */
 static size_t type_width(DevStateType t) {
-        switch (t) {
-        case DEVSTATE_T_U8:
-        case DEVSTATE_T_BOOL:
-                return 1;
-        case DEVSTATE_T_U16:
-                return 2;
-        case DEVSTATE_T_U32:
-                return 4;
-        case DEVSTATE_T_U64:
-                return 8;
-        default:
-                return 0;
-        }
+        int n = devstate_fixed_size((unsigned) t);
+
+        return n > 0 ? (size_t) n : 0;
 }
 
 /* Through the typed writers: values go little-endian whatever the host. */

@@ -170,6 +170,18 @@ static void arcs(void **state) {
         assert_true(devstate_mig_may_run(m));
 }
 
+/* The server's walk from RUNNING to RESUMING. */
+static void to_resuming(DevStateMig *m) {
+        assert_int_equal(devstate_mig_transition(m, VU_MIG_RUNNING, VU_MIG_STOP), 0);
+        assert_int_equal(devstate_mig_transition(m, VU_MIG_STOP, VU_MIG_RESUMING), 0);
+}
+
+/* A good stream in pieces of 10 bytes. */
+static void feed(DevStateMig *m, const uint8_t *d, size_t len) {
+        for (size_t off = 0; off < len; off += 10)
+                assert_int_equal(devstate_mig_write(m, d + off, MIN(10, len - off)), 0);
+}
+
 /* The sample stream in, in pieces: checked, applied, held until RUNNING. */
 static void resume(void **state) {
         Toy *t = *state;
@@ -178,10 +190,8 @@ static void resume(void **state) {
         size_t len;
         const uint8_t *d = devstate_writer_data(w, &len);
 
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_RUNNING, VU_MIG_STOP), 0);
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_STOP, VU_MIG_RESUMING), 0);
-        for (size_t off = 0; off < len; off += 10)
-                assert_int_equal(devstate_mig_write(m, d + off, MIN(10, len - off)), 0);
+        to_resuming(m);
+        feed(m, d, len);
         assert_false(t->loaded);                        /* nothing applied before the end */
         assert_int_equal(devstate_mig_transition(m, VU_MIG_RESUMING, VU_MIG_STOP), 0);
         assert_true(t->loaded);
@@ -199,8 +209,7 @@ static void refuse(void **state) {
         size_t len;
         const uint8_t *d = devstate_writer_data(w, &len);
 
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_RUNNING, VU_MIG_STOP), 0);
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_STOP, VU_MIG_RESUMING), 0);
+        to_resuming(m);
         assert_int_equal(devstate_mig_write(m, "garbage", 7), -EBADMSG);
         assert_non_null(strstr(devstate_mig_error(m), "bad magic"));
         assert_int_equal(devstate_mig_transition(m, VU_MIG_RESUMING, VU_MIG_STOP), -EBADMSG);
@@ -210,8 +219,7 @@ static void refuse(void **state) {
         devstate_mig_reset(m);
 
         /* A new RESUMING forgets the old refusal; a truncated stream fails at the end. */
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_RUNNING, VU_MIG_STOP), 0);
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_STOP, VU_MIG_RESUMING), 0);
+        to_resuming(m);
         assert_null(devstate_mig_error(m));
         assert_int_equal(devstate_mig_write(m, d, len - 1), 0);
         assert_int_equal(devstate_mig_transition(m, VU_MIG_RESUMING, VU_MIG_STOP), -ENODATA);
@@ -247,8 +255,7 @@ static void hooks(void **state) {
         assert_int_equal(devstate_mig_transition(m, VU_MIG_STOP, VU_MIG_RESUMING), 0);
         assert_true(t->held);
         assert_int_equal(t->holds, 1);
-        for (size_t off = 0; off < len; off += 10)
-                assert_int_equal(devstate_mig_write(m, d + off, MIN(10, len - off)), 0);
+        feed(m, d, len);
         assert_int_equal(devstate_mig_transition(m, VU_MIG_RESUMING, VU_MIG_STOP), 0);
         assert_int_equal(devstate_mig_transition(m, VU_MIG_STOP, VU_MIG_RUNNING), 0);
         assert_false(t->held);
@@ -257,8 +264,7 @@ static void hooks(void **state) {
         assert_int_equal(t->refusals, 0);
 
         /* Refused while arriving and again at the end: told once. */
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_RUNNING, VU_MIG_STOP), 0);
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_STOP, VU_MIG_RESUMING), 0);
+        to_resuming(m);
         assert_int_equal(devstate_mig_write(m, "garbage", 7), -EBADMSG);
         assert_int_equal(devstate_mig_transition(m, VU_MIG_RESUMING, VU_MIG_STOP), -EBADMSG);
         assert_int_equal(t->refusals, 1);
@@ -268,8 +274,7 @@ static void hooks(void **state) {
         assert_int_equal(t->releases, 2);
 
         /* Not a direct arc out of RESUMING: refused, and the device reset. */
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_RUNNING, VU_MIG_STOP), 0);
-        assert_int_equal(devstate_mig_transition(m, VU_MIG_STOP, VU_MIG_RESUMING), 0);
+        to_resuming(m);
         unsigned resets = t->resets;
         assert_int_equal(devstate_mig_transition(m, VU_MIG_RESUMING, VU_MIG_ERROR), -EINVAL);
         assert_int_equal(t->resets, resets + 1);
