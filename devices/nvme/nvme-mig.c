@@ -787,17 +787,17 @@ static int load_state(NvmeCtrl *c, DevStateReader *r) {
 
         if ((ret = devstate_reader_finish(r)) < 0 || (ret = check_ctrl(c, r, im)) < 0 ||
             (ret = check_feat(c, r, im)) < 0 || (ret = check_queues(c, r, im)) < 0 ||
-            (ret = check_namespaces(c, r)) < 0)
-                goto refused;
+            (ret = check_namespaces(c, r)) < 0) {
+                mig_ctrl_reset(c);
+                return ret;
+        }
         /* Whatever register writes reached the controller while RESUMING are forgotten. */
         mig_ctrl_reset(c);
         ret = apply_image(c, im);
-        if (ret < 0)
+        if (ret < 0) {
                 devstate_reader_fail(r, ret, "cannot rebuild the queues: %s", g_strerror(-ret));
-        else
-                return 0;
-refused:
-        mig_ctrl_reset(c);
+                mig_ctrl_reset(c);
+        }
         return ret;
 }
 
