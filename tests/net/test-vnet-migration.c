@@ -819,14 +819,26 @@ static void dirty_rx_only(void **state) {
                               t->me.mac[3], t->me.mac[4], t->me.mac[5]);
         assert_int_equal(host_run("ip -n %s neigh replace 10.77.0.2 lladdr %s dev br0 nud permanent", t->ns, mac), 0);
         log_start(&t->src);
-        log_report(&t->src, got);                       /* start from clean */
-        first = le16toh(((uint16_t *) rxq->dev)[1]);
-        inject_datagrams(t, 0, 6);
-        for (int i = 0; i < 2000 && (uint16_t) (le16toh(((uint16_t *) rxq->dev)[1]) - first) < 6; i++)
-                g_usleep(1000);
-        last = le16toh(__atomic_load_n(&((uint16_t *) rxq->dev)[1], __ATOMIC_ACQUIRE));
-        assert_int_equal((uint16_t) (last - first), 6);
-        log_report(&t->src, got);
+        /*
+         * Six datagrams in.  A straggler from the earlier cases' traffic (a
+         * late retransmission to the guest's address) may land too: every
+         * frame the device wrote counts, but none may land between reading
+         * the used index and the report, so such a round is measured again.
+         */
+        for (int round = 0;; round++) {
+                log_report(&t->src, got);               /* start from clean */
+                first = le16toh(__atomic_load_n(&((uint16_t *) rxq->dev)[1], __ATOMIC_ACQUIRE));
+                inject_datagrams(t, 0, 6);
+                for (int i = 0; i < 2000 && (uint16_t) (le16toh(((uint16_t *) rxq->dev)[1]) - first) < 6; i++)
+                        g_usleep(1000);
+                g_usleep(100 * 1000);                   /* let stragglers land before the count */
+                last = le16toh(__atomic_load_n(&((uint16_t *) rxq->dev)[1], __ATOMIC_ACQUIRE));
+                assert_true((uint16_t) (last - first) >= 6);
+                log_report(&t->src, got);
+                if (le16toh(__atomic_load_n(&((uint16_t *) rxq->dev)[1], __ATOMIC_ACQUIRE)) == last)
+                        break;
+                assert_true(round < 3);
+        }
 
         /* What the device wrote: used elements and index, and each frame's buffer. */
         page_set(want, rxq->dev_gpa, 4);
