@@ -22,7 +22,10 @@ int vmm_mig_probe(VuClient *c) {
         int r = vu_client_device_feature(c, VU_FEATURE_GET | VU_FEATURE_MIGRATION, NULL, 0, &flags, sizeof(flags),
                                          &len);
 
-        return r < 0 ? r : (flags & VU_MIGRATION_STOP_COPY) ? 0 : -ENOTSUP;
+        if (r < 0)
+                return r;
+        /* A device offering no STOP_COPY cannot hand its state over: this VMM does not migrate it. */
+        return (flags & VU_MIGRATION_STOP_COPY) ? 0 : -EOPNOTSUPP;
 }
 
 int vmm_mig_pre_copy(VuClient *c) {

@@ -13,7 +13,8 @@
 
 /* MIG_DEVICE_STATE set (the server walks the path). */
 int vmm_mig_set(VuClient *c, uint32_t state);
-/* GET MIGRATION, as a VMM that migrates asks right after connecting: 0 when STOP_COPY is offered. */
+/* GET MIGRATION, as a VMM that migrates asks right after connecting: 0 when STOP_COPY is offered,
+ * -EOPNOTSUPP when the device offers migration without it, or the error of the request. */
 int vmm_mig_probe(VuClient *c);
 /* PRE_COPY: the device keeps running; its pre-copy data is read (and dropped: ours has none). */
 int vmm_mig_pre_copy(VuClient *c);

@@ -59,16 +59,13 @@ def reexec_in_namespace():
     os.execvpe('unshare', unshare + [sys.executable] + sys.argv, env)
 
 
-def _be_init():
-    """As PID 1 of the namespace: run the test in a child, and reap every
-    orphan meanwhile (libvirtd's daemonized capability probes end up here;
-    unreaped, libvirt would wait on their zombies).  Returns in the child."""
-    child = os.fork()
-    if child == 0:
-        return
-
+def reap_as_init(child, forward_signal):
+    """As PID 1 of a namespace: pass SIGTERM/SIGINT on to child as
+    forward_signal, reap every orphan (libvirtd's daemonized capability
+    probes end up here; unreaped, libvirt would wait on their zombies), and
+    exit with child's status when it ends."""
     def forward(signum, frame):
-        os.kill(child, signal.SIGKILL)
+        os.kill(child, forward_signal)
 
     # PID 1 gets no signal it has no handler for
     signal.signal(signal.SIGTERM, forward)
@@ -84,6 +81,14 @@ def _be_init():
             code = os.waitstatus_to_exitcode(status)
             os._exit(code if code >= 0 else 128 - code)
 
+
+def _be_init():
+    """As PID 1 of the namespace: run the test in a child (reap_as_init).
+    Returns in the child."""
+    child = os.fork()
+    if child == 0:
+        return
+    reap_as_init(child, signal.SIGKILL)
 
 QEMU_CONF = '''\
 user = "root"

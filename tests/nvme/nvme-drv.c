@@ -323,3 +323,19 @@ int nvme_drv_rw(NvmeDrv *d, uint16_t qid, bool write, uint32_t nsid, uint64_t sl
         d->alloc_next = save;           /* list pages were temporary */
         return r;
 }
+
+unsigned nvme_drv_posted(NvmeDrv *d, uint16_t qid) {
+        NvmeDrvQueue *q = &d->q[qid];
+        uint32_t head = q->cq_head;
+        uint8_t phase = q->phase;
+        unsigned n = 0;
+
+        while (n < q->depth && (__atomic_load_n(&q->cq[head].status, __ATOMIC_ACQUIRE) & 1) == phase) {
+                n++;
+                if (++head == q->depth) {
+                        head = 0;
+                        phase ^= 1;
+                }
+        }
+        return n;
+}

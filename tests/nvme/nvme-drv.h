@@ -75,6 +75,8 @@ void nvme_drv_ring(NvmeDrv *d, uint16_t qid);
 /* Reap one completion from qid (waiting up to timeout).  0, or -ETIMEDOUT. */
 int nvme_drv_reap(NvmeDrv *d, uint16_t qid, NvmeCqe *out, int timeout_ms);
 /* Non-blocking: 1 reaped, 0 none. */
+/* Completions posted on qid past the driver's head, counted without consuming them (no doorbell). */
+unsigned nvme_drv_posted(NvmeDrv *d, uint16_t qid);
 int nvme_drv_poll(NvmeDrv *d, uint16_t qid, NvmeCqe *out);
 /* Submit and wait for that command's completion; returns the status (SC|SCT<<8|DNR<<14) or -errno. */
 int nvme_drv_cmd(NvmeDrv *d, uint16_t qid, NvmeSqe *cmd, NvmeCqe *out);

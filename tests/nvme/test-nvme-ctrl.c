@@ -861,26 +861,10 @@ static void test_shadow_doorbells(void **state) {
         assert_int_equal(nvme_drv_rw(&f->d, 2, false, 1, 0, 1, 512, f->buf2, false), 0);
 }
 
-/* Entries posted on qid past the driver's head, counted without consuming them. */
-static unsigned posted_cqes(Fx *f, uint16_t qid) {
-        NvmeDrvQueue *q = &f->d.q[qid];
-        uint32_t head = q->cq_head;
-        uint8_t phase = q->phase;
-        unsigned n = 0;
-        while (n < q->depth && (__atomic_load_n(&q->cq[head].status, __ATOMIC_ACQUIRE) & 1) == phase) {
-                n++;
-                if (++head == q->depth) {
-                        head = 0;
-                        phase ^= 1;
-                }
-        }
-        return n;
-}
-
 static void wait_posted(Fx *f, uint16_t qid, unsigned n) {
-        for (int i = 0; i < 10000 && posted_cqes(f, qid) < n; i++)
+        for (int i = 0; i < 10000 && nvme_drv_posted(&f->d, qid) < n; i++)
                 usleep(1000);
-        assert_int_equal(posted_cqes(f, qid), n);
+        assert_int_equal(nvme_drv_posted(&f->d, qid), n);
 }
 
 /* An admin round trip during which the AER aer_cid must not complete. */

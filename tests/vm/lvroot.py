@@ -24,6 +24,9 @@ import signal
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "libvirt"))
+import lvenv  # noqa: E402  (the namespace's PID-1 reaper)
+
 # Where the host's /usr appears inside the tree (the hook is a host program).
 HOST_USR = "/run/host-usr"
 
@@ -67,21 +70,7 @@ def main():
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "HOME": "/root"}
         os.execve("/usr/sbin/libvirtd", ["libvirtd", "-f", "/etc/libvirt/libvirtd.conf"], env)
 
-    def forward(signum, frame):
-        os.kill(child, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    while True:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            sys.exit(1)
-        except InterruptedError:
-            continue
-        if pid == child:
-            code = os.waitstatus_to_exitcode(status)
-            sys.exit(code if code >= 0 else 128 - code)
+    lvenv.reap_as_init(child, signal.SIGTERM)
 
 
 if __name__ == "__main__":
