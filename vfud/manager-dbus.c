@@ -141,7 +141,15 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         }
         n = g_hash_table_lookup(opts, "migrated-from");
         if (n) {
-                migrated_from = g_strdup(json_node_get_string(n));
+                const char *from = json_node_get_string(n);
+
+                /* a host name, persisted and shown: printable and bounded */
+                for (const char *c = from; *c; c++)
+                        if ((unsigned char) *c < 0x21 || *c == 0x7f || c - from >= 255)
+                                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
+                                                         "option migrated-from must be the source's host name "
+                                                         "(printable, no spaces, at most 255 bytes)");
+                migrated_from = g_strdup(from);
                 g_hash_table_remove(opts, "migrated-from");
         }
         if (!check_vm(vm, &gerr))

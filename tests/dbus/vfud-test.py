@@ -455,6 +455,11 @@ def test_manager(env):
         msg = env.expect(ERR + 'InvalidArgument', env.mgr, 'CreateDevice', '(sssa{sv})', 'nvme', 'w', '',
                          {'size': GLib.Variant('d', 1.5)})
         check("option 'size' has an unsupported D-Bus type" in msg, msg)
+        for bad in ('two words', 'line\nbreak', 'h' * 256):
+            msg = env.expect(ERR + 'InvalidArgument', env.mgr, 'CreateDevice', '(sssa{sv})', 'nvme', 'w', '',
+                             {'size': GLib.Variant('t', MiB), 'migrated-from': GLib.Variant('s', bad)})
+            check('migrated-from must be' in msg, msg)
+        check('w' not in [d[0] for d in env.mgr('ListDevices', '(s)', '')[0]], 'nothing left by the refusals')
     for m in ('GetDevice', 'DestroyDevice', 'StartDevice', 'StopDevice'):
         msg = env.expect(ERR + 'NoSuchDevice', env.mgr, m, '(s)', 'nope')
         check('nope' in msg, f'{m} message names the device: {msg}')
