@@ -311,7 +311,8 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
         for (;;) {
                 g_autoptr(GError) error = NULL;
 
-                ch = getopt_long(argc, argv, "+hH:", options, NULL);
+                /* leading ':': a missing value is told apart from an unknown option */
+                ch = getopt_long(argc, argv, "+:hH:", options, NULL);
                 if (ch == -1) {
                         if (optind >= argc)
                                 break;
@@ -405,10 +406,17 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                                 return code;
                         o->have_mtu = true;
                         break;
+                case ':':
+                        return usage_error("option '%s' needs a value", argv[optind - 1]);
                 case '?':
                 default:
-                        if (optopt && optopt < 0x100 && strchr("H", optopt))
-                                return usage_error("option -%c needs a value", optopt);
+                        if (optopt && g_str_has_prefix(argv[optind - 1], "--") && strchr(argv[optind - 1], '=')) {
+                                g_autofree char *opt = g_strndup(argv[optind - 1], strcspn(argv[optind - 1], "="));
+
+                                return usage_error("option '%s' takes no value", opt);
+                        }
+                        if (optopt && optopt < 0x100 && !g_str_has_prefix(argv[optind - 1], "--"))
+                                return usage_error("unknown option '-%c' (see vfuctl --help)", optopt);
                         return usage_error("unknown option '%s' (see vfuctl --help)", argv[optind - 1]);
                 }
         }

@@ -747,6 +747,19 @@ def test_vfuctl(env):
     check(env.leftovers() == [], f'leftovers {env.leftovers()}')
 
 
+def test_cli_usage(env):
+    """vfuctl's command line: an option missing its value is named as such, not as unknown."""
+    for args in (['create', 'nvme', '--size'], ['migrate', 'x', '--to'], ['list', '--vm'], ['-H'],
+                 ['create', 'nvme', '--name']):
+        rc, out, err = env.vfuctl(*args)
+        check(rc == 2 and f"option '{args[-1]}' needs a value" in err, f'vfuctl {" ".join(args)}: {rc} {err!r}')
+    rc, out, err = env.vfuctl('list', '--json=yes')
+    check(rc == 2 and "option '--json' takes no value" in err, f'--json=yes: {rc} {err!r}')
+    for args in (['list', '--frobnicate'], ['list', '-x']):
+        rc, out, err = env.vfuctl(*args)
+        check(rc == 2 and 'unknown option' in err, f'vfuctl {" ".join(args)}: {rc} {err!r}')
+
+
 CALLER = r'''
 import json, sys
 import gi
