@@ -17,6 +17,7 @@ static bool given_file(const Options *o) { return o->file; }
 static bool given_block(const Options *o) { return o->block; }
 static bool given_serial(const Options *o) { return o->serial; }
 static bool given_block_size(const Options *o) { return o->have_block_size; }
+static bool given_null(const Options *o) { return o->have_null; }
 static bool given_tap(const Options *o) { return o->tap; }
 static bool given_passt(const Options *o) { return o->passt; }
 static bool given_mac(const Options *o) { return o->mac; }
@@ -28,6 +29,7 @@ static const CreateFlag create_flags[] = {
         { "--block", "nvme", given_block },
         { "--serial", "nvme", given_serial },
         { "--block-size", "nvme", given_block_size },
+        { "--null", "nvme", given_null },
         { "--tap", "virtio-net", given_tap },
         { "--passt", "virtio-net", given_passt },
         { "--mac", "virtio-net", given_mac },
@@ -51,6 +53,8 @@ static int append_options(sd_bus_message *m, const Options *o) {
                 r = sd_bus_message_append(m, "{sv}", "block", "s", o->block);
         if (r >= 0 && o->serial)
                 r = sd_bus_message_append(m, "{sv}", "serial", "s", o->serial);
+        if (r >= 0 && o->have_null)
+                r = sd_bus_message_append(m, "{sv}", "null", "t", o->null_size);
         if (r >= 0 && o->have_block_size)
                 r = sd_bus_message_append(m, "{sv}", "block-size", "u", o->block_size);
         if (r >= 0 && o->have_queues)

@@ -127,6 +127,25 @@ static void print_backend(JsonObject *backend) {
         }
 }
 
+/* Null namespaces store nothing: say so where nobody can miss it. */
+static void print_null_warning(JsonObject *backend) {
+        JsonNode *n = json_object_get_member(backend, "namespaces");
+        JsonArray *a = n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+
+        for (guint i = 0; a && i < json_array_get_length(a); i++) {
+                JsonNode *e = json_array_get_element(a, i);
+                JsonObject *ns = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
+                g_autofree char *text = NULL;
+
+                if (!ns || g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "null") != 0)
+                        continue;
+                text = g_strdup_printf("namespace %" G_GINT64_FORMAT " is a null backend: it STORES NO DATA "
+                                       "(reads return a fixed pattern, writes are dropped)",
+                                       json_object_get_int_member_with_default(ns, "nsid", 0));
+                print_field("Warning", text);
+        }
+}
+
 int verb_show(Ctx *c, int argc, char **argv) {
         g_autofree char *path = NULL;
         g_autoptr(JsonNode) props = NULL;
@@ -165,8 +184,10 @@ int verb_show(Ctx *c, int argc, char **argv) {
         }
         if (*json_str(o, "migration_state"))
                 print_field("Migration", json_str(o, "migration_state"));
-        if (json_object_has_member(o, "backend") && JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "backend")))
+        if (json_object_has_member(o, "backend") && JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "backend"))) {
                 print_backend(json_object_get_object_member(o, "backend"));
+                print_null_warning(json_object_get_object_member(o, "backend"));
+        }
         if (json_object_has_member(o, "statistics") &&
             JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "statistics"))) {
                 JsonObject *st = json_object_get_object_member(o, "statistics");

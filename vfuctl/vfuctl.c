@@ -65,6 +65,7 @@ static void help(void) {
                "      --block=DEVICE       Block device (nvme)\n"
                "      --serial=SERIAL      Serial number (nvme)\n"
                "      --block-size=BYTES   Logical block size, 512 or 4096 (nvme)\n"
+               "      --null=SIZE          A null namespace storing no data, for benchmarks (nvme)\n"
                "      --queues=N           Queue pairs\n"
                "      --tap=IFNAME         TAP interface (virtio-net)\n"
                "      --passt              User-mode networking with passt (virtio-net)\n"
@@ -256,6 +257,7 @@ enum {
         ARG_MAC,
         ARG_MTU,
         ARG_BLOCK_SIZE,
+        ARG_NULL,
         ARG_VERSION,
         ARG_DOMAIN_XML,
         ARG_TO,
@@ -295,6 +297,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                 { "mac", required_argument, NULL, ARG_MAC },
                 { "mtu", required_argument, NULL, ARG_MTU },
                 { "block-size", required_argument, NULL, ARG_BLOCK_SIZE },
+                { "null", required_argument, NULL, ARG_NULL },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "domain-xml", required_argument, NULL, ARG_DOMAIN_XML },
@@ -341,6 +344,11 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                         if (!util_parse_size(optarg, &o->size, &error))
                                 return usage_error("--size: %s", error->message);
                         o->have_size = true;
+                        break;
+                case ARG_NULL:
+                        if (!util_parse_size(optarg, &o->null_size, &error))
+                                return usage_error("--null: %s", error->message);
+                        o->have_null = true;
                         break;
                 case ARG_FILE:
                         g_free(o->file);

@@ -31,8 +31,9 @@ typedef struct Options {
         char *host, *bus;
         bool json, no_legend;
         char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage;
-        bool have_size, have_queues, have_mtu, have_block_size, passt;
+        bool have_size, have_queues, have_mtu, have_block_size, have_null, passt;
         uint64_t size;
+        uint64_t null_size;             /* create nvme --null SIZE */
         unsigned queues, mtu, block_size;
         unsigned timeout;               /* migrate: live hand-over seconds, 0: vfud's default */
         char *libvirt_uri;              /* migrate --vm: the destination's libvirt */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * NVMe devices, manager side: namespace 1 from a new sparse image (size=),
- * an existing file (file=) or a block device (block=); more namespaces at
- * runtime.  Options schema: vfud/worker/worker.h.
+ * an existing file (file=), a block device (block=) or the null backend
+ * (null=, storing nothing: for benchmarks); more namespaces at runtime.
+ * Options schema: vfud/worker/worker.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,8 @@ static const DeviceOptionSpec nvme_options[] = {
         { "queues", DEVICE_OPTION_UINT, "number of I/O queue pairs" },
         { "serial", DEVICE_OPTION_STRING, "serial number (up to 20 characters)" },
         { "block-size", DEVICE_OPTION_UINT, "logical block size of namespace 1: 512 or 4096" },
+        { "null", DEVICE_OPTION_UINT, "size of a null namespace 1 that stores no data (reads return zeroes, writes are dropped): for benchmarks" },
+        { "null-pattern", DEVICE_OPTION_UINT, "the byte a null namespace's reads return: 0 to 255 (default 0)" },
         { NULL },
 };
 
@@ -183,6 +186,39 @@ static JsonObject *ns_resolve(Manager *m, const char *name, uint32_t nsid, const
         return ns_new(nsid, path, size, kind);
 }
 
+static bool ns_is_null(JsonObject *ns) {
+        return g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "null") == 0;
+}
+
+/* null=SIZE [null-pattern=BYTE]: a namespace without storage. */
+static JsonObject *ns_resolve_null(GHashTable *in, bool have_other, GError **error) {
+        uint64_t size = 0, pattern = 0;
+        bool have_pattern = opt_uint(in, "null-pattern", &pattern);
+        JsonObject *ns;
+
+        (void) opt_uint(in, "null", &size);
+        if (have_other) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "null= gives namespace 1 a null backend of that size: drop size=, file= and block=");
+                return NULL;
+        }
+        if (have_pattern && pattern > 0xff) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "null-pattern=%" G_GUINT64_FORMAT " is not a byte: give 0 to 255", pattern);
+                return NULL;
+        }
+        if (!check_size(1, size, error))
+                return NULL;
+        ns = json_object_new();
+        json_object_set_int_member(ns, "nsid", 1);
+        json_object_set_int_member(ns, "size", (int64_t) size);
+        json_object_set_string_member(ns, "kind", "null");
+        json_object_set_boolean_member(ns, "stores-data", FALSE);
+        if (pattern)
+                json_object_set_int_member(ns, "pattern", (int64_t) pattern);
+        return ns;
+}
+
 static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, JsonObject *out,
                                GError **error) {
         const char *file = opt_string(in, "file"), *block = opt_string(in, "block");
@@ -197,8 +233,15 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                             "give either file= or block= for the backing storage, not both");
                 return FALSE;
         }
-        ns = ns_resolve(m, name, 1, file ? file : block, file ? "file" : block ? "block" : NULL,
-                        have_size, size, error);
+        if (g_hash_table_contains(in, "null"))
+                ns = ns_resolve_null(in, have_size || file || block, error);
+        else if (g_hash_table_contains(in, "null-pattern")) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "null-pattern= applies to a null namespace: give null=SIZE too");
+                return FALSE;
+        } else
+                ns = ns_resolve(m, name, 1, file ? file : block, file ? "file" : block ? "block" : NULL,
+                                have_size, size, error);
         if (!ns)
                 return FALSE;
         if (opt_uint(in, "block-size", &block_size)) {
@@ -346,6 +389,9 @@ static gboolean nvme_open_fds(Device *d, GPtrArray *names, GArray *fds, GError *
 
         for (guint i = 0; i < json_array_get_length(a); i++) {
                 JsonObject *ns = json_array_get_object_element(a, i);
+
+                if (ns_is_null(ns))
+                        continue;               /* no file: the worker needs no fd */
                 int fd = ns_open(ns, error);
 
                 if (fd < 0)
@@ -549,7 +595,9 @@ static void nvme_namespace_resize(Device *d, uint32_t nsid, uint64_t size,
                             nsid, a, b);
                 return func(d, error, userdata);
         }
-        if (strcmp(kind, "image") == 0) {
+        if (strcmp(kind, "null") == 0) {
+                /* nothing to grow */
+        } else if (strcmp(kind, "image") == 0) {
                 if (truncate(path, (off_t) size) < 0) {
                         g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
                                     "cannot grow image %s: %s", path, g_strerror(errno));

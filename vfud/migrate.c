@@ -351,9 +351,12 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
 
                         if (json_object_get_int_member_with_default(ns, "nsid", 0) != 1)
                                 continue;
-                        r = sd_bus_message_append(m, "{sv}", "size", "t",
+                        r = sd_bus_message_append(m, "{sv}", strcmp(kind, "null") == 0 ? "null" : "size", "t",
                                                   (uint64_t) json_object_get_int_member_with_default(ns, "size", 0));
-                        if (r >= 0 && strcmp(kind, "image") != 0)
+                        if (r >= 0 && strcmp(kind, "null") == 0 && json_object_has_member(ns, "pattern"))
+                                r = sd_bus_message_append(m, "{sv}", "null-pattern", "u",
+                                                          (uint32_t) json_object_get_int_member(ns, "pattern"));
+                        else if (r >= 0 && strcmp(kind, "image") != 0)
                                 r = sd_bus_message_append(m, "{sv}", strcmp(kind, "block") == 0 ? "block" : "file", "s",
                                                           json_object_get_string_member_with_default(ns, "path", ""));
                         if (r >= 0 && json_object_has_member(ns, "block-size"))
@@ -1135,6 +1138,8 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
                 const char *path = json_object_get_string_member_with_default(ns, "path", "");
                 uint32_t nsid = (uint32_t) json_object_get_int_member_with_default(ns, "nsid", 0);
 
+                if (strcmp(kind, "null") == 0)
+                        continue;               /* no data to move */
                 if (!*storage) {
                         g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
                                     "say how %s's storage gets to the destination: storage=copy (images vfud created are copied) "

@@ -79,6 +79,9 @@ int blk_rw_sync_from(BlkBackend *b, BlkRequest *r, uint64_t done);
 
 void blk_base_close(BlkBackend *b);
 
+int blk_null_create(const BlkOpenOptions *opts, BlkBackend **out);
+/* blk_execute_sync() of a null backend. */
+int blk_null_execute(BlkBackend *b, BlkRequest *r);
 int blk_threads_create(BlkBackend *base, const BlkOpenOptions *opts, BlkBackend **out);
 #if HAVE_LIBURING
 int blk_uring_create(BlkBackend *base, const BlkOpenOptions *opts, BlkBackend **out);

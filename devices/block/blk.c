@@ -202,6 +202,11 @@ int blk_backend_open(const BlkOpenOptions *opts, BlkBackend **out) {
         int r;
 
         *out = NULL;
+        if (opts->null) {
+                if (opts->fd >= 0)
+                        close(opts->fd);
+                return blk_null_create(opts, out);
+        }
         base.read_only = opts->read_only;
         r = blk_open_fd(opts, &created);
         if (r < 0)
@@ -259,6 +264,13 @@ void blk_backend_drain(BlkBackend *b) {
 }
 
 int blk_backend_resize(BlkBackend *b, uint64_t new_size) {
+        if (b->is_null) {
+                if (new_size < b->size && new_size != 0)
+                        return -EINVAL;
+                if (new_size)
+                        b->size = new_size;
+                return 0;
+        }
         if (b->is_blockdev) {
                 uint64_t dev_size = 0;
                 if (ioctl(b->fd, BLKGETSIZE64, &dev_size) < 0)

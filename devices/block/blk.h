@@ -4,11 +4,15 @@
  *
  * A backend is a raw file or a block device behind an ops table with two
  * engines: io_uring (the fast path, when built with liburing and the kernel
- * allows it) and a portable thread pool doing preadv/pwritev.  Requests are
+ * allows it) and a portable thread pool doing preadv/pwritev; or the null
+ * backend, which stores nothing (reads return zeroes or a fixed pattern,
+ * writes are dropped) to measure a device without a disk.  Requests are
  * submitted, then committed in batches; completions are delivered by
  * blk_backend_reap() on the thread that calls it, never asynchronously, so
  * a device's I/O thread owns its callbacks.  blk_backend_fd() is readable
- * when completions wait.
+ * when completions that finished elsewhere wait; a caller reaps once after
+ * committing before it waits on the fd (the null backend completes at the
+ * next reap without signalling it).
  *
  * Durability model (an honest volatile write cache): a write completes when
  * the data is in the page cache (or, with O_DIRECT, handed to the device);
@@ -107,6 +111,7 @@ struct BlkBackend {
         bool read_only;
         bool direct;
         bool is_blockdev;
+        bool is_null;                   /* the null backend: stores no data */
         unsigned caps;                  /* BLK_CAP_* */
 };
 
@@ -119,16 +124,28 @@ typedef struct BlkOpenOptions {
         BlkEngine engine;
         unsigned queue_depth;           /* io_uring entries / pool bound; 0 = 256 */
         unsigned threads;               /* thread-pool workers; 0 = 4 */
+        bool null;                      /* the null backend of size bytes: no file (fd, path unused) */
+        int null_pattern;               /* null: the byte reads return, 0..255 (0: zeroes) */
 } BlkOpenOptions;
+
+/* What the null backend was asked to do (its only trace of the data). */
+typedef struct BlkNullStats {
+        uint64_t reads, writes, others;
+        uint64_t read_bytes, write_bytes;
+} BlkNullStats;
 
 /*
  * Open a backend.  Returns 0 and *out, or -errno: -ENOENT (no such file and
  * no size to create it), -EINVAL (size smaller than the file, or a size given
  * for a block device, or O_DIRECT impossible), -EROFS, or an open/io_uring
- * errno.  On failure opts->fd is closed.
+ * errno.  On failure opts->fd is closed.  With opts->null: -EINVAL for a
+ * zero size or a pattern outside 0..255 (opts->fd is closed, path unused).
  */
 int blk_backend_open(const BlkOpenOptions *opts, BlkBackend **out);
 void blk_backend_free(BlkBackend *b);
+
+/* The null backend's counters: true, or false when b is not a null backend.  b's thread only. */
+bool blk_null_get_stats(const BlkBackend *b, BlkNullStats *st);
 
 static inline int blk_backend_submit(BlkBackend *b, BlkRequest *r) { return b->ops->submit(b, r); }
 static inline void blk_backend_commit(BlkBackend *b) { b->ops->commit(b); }

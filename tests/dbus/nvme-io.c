@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * nvme-io [--migratable] SOCKET: a VMM doing verified NVMe I/O against a
+ * nvme-io [--migratable | --null] SOCKET: a VMM doing verified NVMe I/O against a
  * device that vfud-worker serves.  It connects as QEMU would (our vfio-user
  * client, guest RAM in a memfd), brings the controller up like Linux's
  * driver, creates an I/O queue pair, then loops: write a 4 KiB block whose
@@ -19,6 +19,9 @@
  *                   destination must refuse it; resumes here, "refused"
  *   cancel          save the state, then resume here; "cancelled"
  * The writes in flight are verified after each.
+ *
+ * --null: the device's namespace is a null backend: writes must complete,
+ * and every read must return zeroes whatever was written.
  *
  * Prints "ready" after the first verified round trip, "ops N" every 200
  * I/Os, and "ok N ERRORS" when its stdin closes.  Exit status 0 when every
@@ -180,14 +183,15 @@ int main(int argc, char **argv) {
         unsigned long ops = 0, errors = 0, next_report = 200;
         unsigned lbs, nlb;
         bool ready = false, migratable = argc == 3 && strcmp(argv[1], "--migratable") == 0;
+        bool null = argc == 3 && strcmp(argv[1], "--null") == 0;
         const char *sock = argv[argc - 1];
         g_autoptr(GString) in = g_string_new(NULL);
         g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
         uint64_t fbuf;
         int r, k = 0;
 
-        if (argc != 2 && !migratable) {
-                fprintf(stderr, "usage: nvme-io [--migratable] SOCKET\n");
+        if (argc != 2 && !migratable && !null) {
+                fprintf(stderr, "usage: nvme-io [--migratable | --null] SOCKET\n");
                 return 2;
         }
         r = nvme_vmm_connect(&v, sock, GPA, RAM, 2);
@@ -233,10 +237,13 @@ int main(int argc, char **argv) {
                         sw = nvme_drv_rw(d, 1, true, 1, block * nlb, nlb, lbs, wbuf, false);
                         ops++;
                 }
-                memset(nvme_drv_ptr(d, rbuf), 0, IO);
+                memset(nvme_drv_ptr(d, rbuf), null ? 0x5a : 0, IO);
                 sr = nvme_drv_rw(d, 1, false, 1, block * nlb, nlb, lbs, rbuf, false);
                 ops++;
-                fill(expect, block, gen[block]);
+                if (null)
+                        memset(expect, 0, IO);
+                else
+                        fill(expect, block, gen[block]);
                 if (sw != 0 || sr != 0 || memcmp(expect, nvme_drv_ptr(d, rbuf), IO) != 0) {
                         errors++;
                         fprintf(stderr, "nvme-io: block %" G_GUINT64_FORMAT " generation %u: write %d read %d %s\n",

@@ -584,6 +584,52 @@ def test_device(env):
     check(env.leftovers() == [], f'leftovers after Destroy: {env.leftovers()}')
 
 
+def test_null(env):
+    """A null NVMe namespace: created from vfuctl, marked as storing no data, persisted, I/O through it."""
+    need_type('nvme')
+    env.start_vfud()
+    rc, out, err = env.vfuctl('create', 'nvme', '--null', '1T', '--name', 'n1', '--json')
+    check(rc == 0, f'create --null: {rc} {err}')
+    ns = json.loads(out)['backend']['namespaces']
+    check(ns == [{'nsid': 1, 'size': 1 << 40, 'kind': 'null', 'stores-data': False}], f'null namespace {ns}')
+    check(json.loads(out)['state'] == 'listening', 'a null device starts')
+    rc, out, err = env.vfuctl('show', 'n1')
+    check(rc == 0 and 'Warning: namespace 1 is a null backend: it STORES NO DATA' in out, f'show {out}')
+    imgs = os.path.join(env.state, 'images')
+    check(not os.path.isdir(imgs) or not os.listdir(imgs), 'no image for a null namespace')
+
+    # I/O: writes complete, reads return zeroes whatever was written.
+    io = os.environ.get('NVME_IO')
+    if io:
+        c = env.spawn([io, '--null', env.prop('n1', 'SocketPath')])
+        line = c.stdout.readline()
+        check(line.strip() == 'ready lba 512', f'nvme-io --null: {line!r}')
+        hold_progress(env, c, 2)
+        env.wait_for(lambda: env.prop('n1', 'Statistics').get('write_commands', 0) > 0, 10, 'writes counted')
+        check(hold_finish(c) > 0, 'I/O through the null namespace')
+
+    # A pattern, and what is refused.
+    env.create('nvme', 'n2', '', null=MiB, **{'null-pattern': 0xa5})
+    check(env.prop('n2', 'Backend')['namespaces'][0]['pattern'] == 0xa5, 'pattern in the definition')
+    for opts in ({'null': MiB, 'size': MiB}, {'null': MiB, 'file': '/dev/null'}, {'null': 1000},
+                 {'null': 0}, {'null': MiB, 'null-pattern': 256}, {'null-pattern': 1, 'size': MiB}):
+        env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad', '', **opts)
+    rc, out, err = env.vfuctl('create', 'virtio-net', '--null', '1G', '--tap', 'x')
+    check(rc == 2 and '--null' in err, f'--null on virtio-net: {rc} {err}')
+
+    # The definition survives a restart of vfud, and the worker opens it again.
+    env.vfud.kill()
+    env.vfud.wait()
+    env.start_vfud()
+    check(env.prop('n1', 'State') == 'listening', 'null device restarted')
+    check(env.prop('n1', 'Backend')['namespaces'][0]['kind'] == 'null', 'persisted')
+    env.dev('n1', 'ResizeNamespace', '(ut)', 1, 2 << 40)
+    check(env.prop('n1', 'Backend')['namespaces'][0]['size'] == 2 << 40, 'a null namespace grows')
+    env.dev('n1', 'Destroy')
+    env.dev('n2', 'Destroy')
+    check(env.leftovers() == [], f'leftovers {env.leftovers()}')
+
+
 def test_net(env):
     """virtio-net devices: TAP backend, MAC, queues, link state."""
     need_type('virtio-net')
@@ -1139,6 +1185,7 @@ def test_completion(env):
     check(complete('vfuctl', 'cr') == ['create'], f'verb: {complete("vfuctl", "cr")}')
     check(complete('vfuctl', 'create', 'v') == ['virtio-net'], 'type')
     check(sorted(complete('vfuctl', 'create', 'nvme', '--s')) == ['--serial', '--size'], 'nvme options')
+    check('--null' in complete('vfuctl', 'create', 'nvme', '--nu'), 'nvme --null')
     check('--tap' in complete('vfuctl', 'create', 'virtio-net', '--t'), 'virtio-net options')
     check(complete('vfuctl', 'show', '') == ['cmp1'], f'device names: {complete("vfuctl", "show", "")}')
     check(complete('vfuctl', 'namespace', 'add', 'c') == ['cmp1'], 'namespace device')

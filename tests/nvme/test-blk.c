@@ -292,6 +292,121 @@ static void test_many_inflight(void **state) {
         blk_backend_free(b);
 }
 
+static BlkBackend *open_null(uint64_t size, int pattern, bool ro) {
+        BlkOpenOptions o = { .fd = -1, .size = size, .null = true, .null_pattern = pattern, .read_only = ro };
+        BlkBackend *b = NULL;
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        return b;
+}
+
+/* Null: any size, reads return zeroes or the pattern, writes are counted and dropped. */
+static void test_null_read_write(void **state) {
+        (void) state;
+        const uint64_t tib = 1ull << 40;
+        BlkBackend *b = open_null(tib, 0, false);
+        uint8_t buf[8192], pat[8192];
+        BlkNullStats st;
+
+        assert_true(b->is_null);
+        assert_int_equal(b->size, tib);
+        assert_int_equal(b->fd, -1);
+        memset(buf, 0x5a, sizeof(buf));
+        assert_int_equal(rw(b, BLK_READ, buf, 4096, tib - 4096, 0), 0);
+        memset(pat, 0, sizeof(pat));
+        assert_memory_equal(buf, pat, 4096);
+        assert_int_equal(buf[4096], 0x5a);             /* nothing past the request */
+
+        /* A write is dropped: the same range still reads back as zeroes. */
+        memset(buf, 0xee, sizeof(buf));
+        assert_int_equal(rw(b, BLK_WRITE, buf, 8192, 0, BLK_F_FUA), 0);
+        assert_int_equal(rw(b, BLK_READ, buf, 8192, 0, 0), 0);
+        assert_memory_equal(buf, pat, 8192);
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 0, 1 << 20, BLK_F_UNMAP), 0);
+        assert_int_equal(simple(b, BLK_DISCARD, 0, 1 << 20, 0), 0);
+        assert_true(b->caps & BLK_CAP_DISCARD_ZEROES);
+
+        /* Bounds: past the end is -ERANGE, at submit. */
+        assert_int_equal(rw(b, BLK_READ, buf, 4096, tib - 512, 0), -ERANGE);
+        assert_int_equal(simple(b, BLK_DISCARD, tib, 1, 0), -ERANGE);
+
+        /* The synchronous path (what shutdown's flush uses) works too. */
+        BlkRequest sync = { .op = BLK_FLUSH };
+        assert_int_equal(blk_execute_sync(b, &sync), 0);
+
+        assert_true(blk_null_get_stats(b, &st));
+        assert_int_equal(st.reads, 2);
+        assert_int_equal(st.read_bytes, 4096 + 8192);
+        assert_int_equal(st.writes, 1);
+        assert_int_equal(st.write_bytes, 8192);
+        assert_int_equal(st.others, 4);
+
+        /* Resize grows, never shrinks. */
+        assert_int_equal(blk_backend_resize(b, 2 * tib), 0);
+        assert_int_equal(b->size, 2 * tib);
+        assert_int_equal(blk_backend_resize(b, tib), -EINVAL);
+        blk_backend_free(b);
+}
+
+static void test_null_pattern_and_options(void **state) {
+        (void) state;
+        BlkBackend *b = open_null(1 << 20, 0xa5, false);
+        uint8_t buf[4096 + 512], want[4096 + 512];
+        struct iovec iov[2] = { { buf, 512 }, { buf + 1024, 4096 } };
+        Done d = { .req = { .op = BLK_READ, .offset = 4096, .len = 512 + 4096, .iov = iov, .niov = 2 } };
+
+        memset(buf, 0, sizeof(buf));
+        assert_int_equal(run(b, &d), 0);
+        memset(want, 0xa5, sizeof(want));
+        assert_memory_equal(buf, want, 512);
+        assert_int_equal(buf[512], 0);                  /* the gap between the iovecs */
+        assert_memory_equal(buf + 1024, want, 4096 - 512);
+        assert_false(b->caps & BLK_CAP_DISCARD_ZEROES);  /* discarded ranges read the pattern */
+        blk_backend_free(b);
+
+        /* Read-only: writes refused, reads fine. */
+        b = open_null(1 << 20, 0, true);
+        assert_int_equal(rw(b, BLK_WRITE, buf, 4096, 0, 0), -EROFS);
+        assert_int_equal(rw(b, BLK_READ, buf, 4096, 0, 0), 0);
+        blk_backend_free(b);
+
+        /* Zero size or a pattern that is not a byte: -EINVAL. */
+        BlkOpenOptions o = { .fd = -1, .null = true };
+        assert_int_equal(blk_backend_open(&o, &b), -EINVAL);
+        o.size = 4096;
+        o.null_pattern = 256;
+        assert_int_equal(blk_backend_open(&o, &b), -EINVAL);
+        assert_null(b);
+
+        /* Not a null backend: no null statistics. */
+        BlkNullStats st;
+        assert_false(blk_null_get_stats(NULL, &st));
+}
+
+/* Many requests in flight, completions submitting more (multi-step commands do): all finish. */
+static void test_null_many_inflight(void **state) {
+        (void) state;
+        BlkBackend *b = open_null(1ull << 30, 0, false);
+        enum { N = 300 };
+        Done *d = g_new0(Done, N);
+        uint8_t *buf = g_malloc0(4096);
+        struct iovec iov = { buf, 4096 };
+
+        for (unsigned i = 0; i < N; i++) {
+                d[i].req = (BlkRequest) { .op = i % 2 ? BLK_WRITE : BLK_READ, .offset = (uint64_t) i * 4096,
+                                          .len = 4096, .iov = &iov, .niov = 1, .cb = on_done };
+                assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
+        }
+        assert_int_equal(blk_backend_inflight(b), N);
+        blk_backend_drain(b);
+        assert_int_equal(blk_backend_inflight(b), 0);
+        for (unsigned i = 0; i < N; i++)
+                assert_true(d[i].done && d[i].ret == 0);
+        g_free(d);
+        g_free(buf);
+        blk_backend_free(b);
+}
+
 #define ENGINE_TESTS(setup) \
         cmocka_unit_test_setup_teardown(test_create_sparse_and_size, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_write_read_verify, setup, teardown), \
@@ -307,5 +422,11 @@ int main(void) {
         const struct CMUnitTest autoeng[] = { ENGINE_TESTS(setup_auto) };
         int r = cmocka_run_group_tests_name("blk-threads", threads, NULL, NULL);
         r |= cmocka_run_group_tests_name("blk-auto", autoeng, NULL, NULL);
+        const struct CMUnitTest null[] = {
+                cmocka_unit_test(test_null_read_write),
+                cmocka_unit_test(test_null_pattern_and_options),
+                cmocka_unit_test(test_null_many_inflight),
+        };
+        r |= cmocka_run_group_tests_name("blk-null", null, NULL, NULL);
         return r;
 }

@@ -451,6 +451,64 @@ static void test_namespace_hotplug(void **state) {
         assert_memory_equal(ptr(f, f->buf), ptr(f, f->buf2), 4096);
 }
 
+/* A null namespace: 1 TiB with no file; reads return the pattern, writes are dropped, bounds hold. */
+static void test_null_namespace(void **state) {
+        Fx *f = *state;
+        NvmeDrv *d = f->d;
+        const uint64_t size = 1ull << 40;
+        BlkOpenOptions o = { .fd = -1, .size = size, .null = true, .null_pattern = 0xa5 };
+        BlkBackend *b = NULL;
+        NvmeCqe e;
+
+        probe_like_linux(f);
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        assert_int_equal(nvme_ctrl_ns_add(f->srv.c, 3, b, 4096, false), 0);
+        assert_int_equal(nvme_drv_reap(d, 0, &e, 10000), 0);           /* namespace attribute changed */
+        assert_int_equal(nvme_drv_identify(d, 0, 3, f->buf), 0);
+        uint64_t nsze;
+        memcpy(&nsze, ptr(f, f->buf), 8);
+        assert_int_equal(nsze, size / 4096);
+
+        /* Write data, read it back: the pattern, not the data, on two queues at depth. */
+        const uint64_t last = size / 4096 - 1;
+        fill(ptr(f, f->buf), 64 << 10, 3);
+        assert_int_equal(nvme_drv_rw(d, 1, true, 3, last - 15, 16, 4096, f->buf, true), 0);
+        enum { QD = 24 };
+        for (unsigned q = 1; q <= 2; q++) {
+                memset(ptr(f, f->buf2), 0, QD * 8192);
+                for (unsigned i = 0; i < QD; i++) {
+                        NvmeSqe rd = { .opcode = NVME_CMD_READ, .nsid = 3, .cdw12 = 1 };
+                        uint64_t slba = (i * 7919ull) % (last - 1);
+                        rd.cdw10 = (uint32_t) slba;
+                        rd.cdw11 = (uint32_t) (slba >> 32);
+                        nvme_drv_build_prps(d, &rd, f->buf2 + i * 8192, 8192);
+                        nvme_drv_queue(d, q, &rd);
+                }
+                nvme_drv_ring(d, q);
+                for (unsigned i = 0; i < QD; i++) {
+                        assert_int_equal(nvme_drv_reap(d, q, &e, 10000), 0);
+                        assert_int_equal(nvme_drv_status(&e), 0);
+                }
+                for (unsigned i = 0; i < QD * 8192; i++)
+                        if (ptr(f, f->buf2)[i] != 0xa5)
+                                fail_msg("byte %u of the reads on queue %u is %#x, not the pattern", i, q,
+                                         ptr(f, f->buf2)[i]);
+        }
+
+        /* Flush, write zeroes and deallocate complete; past the end is an LBA range error. */
+        NvmeSqe flush = { .opcode = NVME_CMD_FLUSH, .nsid = 3 };
+        assert_int_equal(nvme_drv_cmd(d, 1, &flush, NULL), 0);
+        NvmeSqe wz = { .opcode = NVME_CMD_WRITE_ZEROES, .nsid = 3, .cdw10 = 0, .cdw12 = 1023 };
+        assert_int_equal(nvme_drv_cmd(d, 1, &wz, NULL), 0);
+        assert_int_equal(nvme_drv_rw(d, 2, false, 3, last, 2, 4096, f->buf, false), NVME_SC_LBA_RANGE);
+
+        /* Namespace 1 (a file) still stores what it is given. */
+        fill(ptr(f, f->buf), 4096, 9);
+        assert_int_equal(nvme_drv_rw(d, 1, true, 1, 8, 8, 512, f->buf, false), 0);
+        assert_int_equal(nvme_drv_rw(d, 2, false, 1, 8, 8, 512, f->buf2, false), 0);
+        assert_memory_equal(ptr(f, f->buf), ptr(f, f->buf2), 4096);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_replay, setup, teardown),
@@ -460,6 +518,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_bus_master_gates_dma, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_disconnect_mid_io_and_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_namespace_hotplug, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_null_namespace, setup, teardown),
         };
         return cmocka_run_group_tests_name("nvme-protocol", tests, NULL, NULL);
 }

@@ -9,8 +9,11 @@
  *    "engine": "auto" | "io_uring" | "threads",
  *    "namespaces": [{"nsid": 1, "path": "/var/lib/vfud/images/db-ns1.img",
  *                    "size": 10737418240, "block-size": 512, "direct": false,
- *                    "read-only": false, "kind": "image" | "file" | "block"}]}
- * The backing fd of namespace N is the one the manager passed as "ns<N>";
+ *                    "read-only": false, "kind": "image" | "file" | "block" | "null",
+ *                    "pattern": 0}]}
+ * A "null" namespace has no file: reads return zeroes (or the byte
+ * "pattern"), writes are dropped.  Otherwise the backing fd of namespace
+ * N is the one the manager passed as "ns<N>";
  * without one the path is opened here (a file is created/extended sparse to
  * "size").  The serial defaults to one derived from the host and the device
  * name; "host-uuid" defaults to an ID derived from /etc/machine-id, so
@@ -77,6 +80,8 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
         const char *path = json_object_get_string_member_with_default(ns, "path", NULL);
         gboolean direct = json_object_get_boolean_member_with_default(ns, "direct", FALSE);
         gboolean ro = json_object_get_boolean_member_with_default(ns, "read-only", FALSE);
+        gboolean null = g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "null") == 0;
+        int64_t pattern = get_int(ns, "pattern", 0);
 
         if (nsid < 1 || nsid > NVME_MAX_NS) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
@@ -96,21 +101,29 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                             nsid, size, bs);
                 return FALSE;
         }
+        if (null && (size <= 0 || pattern < 0 || pattern > 0xff)) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                            "namespace %" G_GINT64_FORMAT ": a null namespace needs a \"size\" and a \"pattern\" of 0..255",
+                            nsid);
+                return FALSE;
+        }
         g_autofree char *fdname = g_strdup_printf("ns%" G_GINT64_FORMAT, nsid);
-        int fd = worker_take_fd(wn->w, fdname);
-        if (fd < 0 && (!path || !*path)) {
+        int fd = null ? -1 : worker_take_fd(wn->w, fdname);
+        if (!null && fd < 0 && (!path || !*path)) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_BACKEND,
                             "namespace %" G_GINT64_FORMAT ": no backing file: give \"path\" or pass an fd named '%s'",
                             nsid, fdname);
                 return FALSE;
         }
         BlkOpenOptions o = {
-                .path = path ? path : fdname,
+                .path = null ? "null" : path ? path : fdname,
                 .fd = fd,
                 .size = (uint64_t) size,
                 .read_only = ro,
                 .direct = direct,
                 .engine = wn->engine,
+                .null = null,
+                .null_pattern = (int) pattern,
         };
         BlkBackend *b = NULL;
         int r = blk_backend_open(&o, &b);
