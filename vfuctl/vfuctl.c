@@ -13,69 +13,6 @@
 #include "common/util.h"
 #include "vfuctl.h"
 
-typedef enum VerbFlags {
-        VERB_READ_ONLY = 1 << 0,        /* never changes anything: --json applies */
-} VerbFlags;
-
-typedef struct Verb {
-        const char *name;
-        int min_args, max_args;         /* after the verb; -1: unlimited */
-        VerbFlags flags;
-        int (*run)(Ctx *c, int argc, char **argv);
-        const char *synopsis;
-        const char *help;
-} Verb;
-
-/* One row per verb. */
-static const Verb verbs[] = {
-        { "list", 0, 0, VERB_READ_ONLY, verb_list, "list [--vm VM]", "List devices" },
-        { "show", 1, 1, VERB_READ_ONLY, verb_show, "show NAME", "Show a device's state, backend and statistics" },
-        { "create", 1, 1, 0, verb_create, "create nvme|virtio-net [OPTIONS]", "Create a device and start it" },
-        { "start", 1, -1, 0, verb_start, "start NAME...", "Start devices (they listen for a client)" },
-        { "stop", 1, -1, 0, verb_stop, "stop NAME...", "Stop devices (refused while a client is connected)" },
-        { "destroy", 1, -1, 0, verb_destroy, "destroy NAME...", "Stop and remove devices, with the images vfud created" },
-        { "namespace", 3, 4, 0, verb_namespace, "namespace add|remove|resize NAME NSID [SIZE]", "Change NVMe namespaces" },
-        { "link", 2, 2, 0, verb_link, "link up|down NAME", "Set a virtio-net device's link state" },
-        { "xml", 0, 0, VERB_READ_ONLY, verb_xml, "xml --vm VM [--domain-xml FILE]", "Print the libvirt definition vfud applies to a VM" },
-        { "attach", 1, 1, 0, verb_attach, "attach NAME --vm VM", "Hot-plug a device into a VM and record it" },
-        { "detach", 1, -1, 0, verb_detach, "detach NAME...", "Hot-unplug devices from their VM" },
-        { "migrate", 0, 1, 0, verb_migrate, "migrate NAME|--vm VM --to DEST [--storage copy|shared] [--timeout SEC] [--libvirt-uri URI]", "Move devices to another host's vfud (live when the VMM can)" },
-};
-
-static void help(void) {
-        printf("vfuctl [OPTIONS] COMMAND ...\n\n"
-               "Manage vfio-user devices served by vfud.\n\nCommands:\n");
-        for (size_t i = 0; i < G_N_ELEMENTS(verbs); i++)
-                printf("  %-46s %s\n", verbs[i].synopsis, verbs[i].help);
-        printf("\nOptions:\n"
-               "  -H, --host=[USER@]HOST   Operate on a remote host (over ssh)\n"
-               "      --bus=BUS            system (default), session, or a bus address\n"
-               "      --json               JSON output for list and show\n"
-               "      --no-legend          No table header\n"
-               "      --vm=VM              The VM a device belongs to (create, list, xml, attach)\n"
-               "      --domain-xml=FILE    Render this domain XML instead of libvirt's (xml)\n"
-               "      --to=DEST            Destination vfud: [USER@]HOST or a bus address (migrate)\n"
-               "      --storage=HOW        copy (images vfud created) or shared (migrate)\n"
-               "      --timeout=SEC        How long a live hand-over may take (migrate; default 300)\n"
-               "      --libvirt-uri=URI    The destination's libvirt, where the VM's domain moves\n"
-               "                           (migrate --vm; default qemu+ssh://DEST/system)\n"
-               "      --name=NAME          Device name (create; default: generated)\n"
-               "      --size=SIZE          Namespace size, e.g. 10G (nvme)\n"
-               "      --file=PATH          Existing backing file (nvme)\n"
-               "      --block=DEVICE       Block device (nvme)\n"
-               "      --serial=SERIAL      Serial number (nvme)\n"
-               "      --block-size=BYTES   Logical block size, 512 or 4096 (nvme)\n"
-               "      --null=SIZE          A null namespace storing no data, for benchmarks (nvme)\n"
-               "      --queues=N           Queue pairs\n"
-               "      --tap=IFNAME         TAP interface (virtio-net)\n"
-               "      --passt              User-mode networking with passt (virtio-net)\n"
-               "      --mac=MAC            MAC address (virtio-net)\n"
-               "      --mtu=MTU            MTU (virtio-net)\n"
-               "  -h, --help               Show this help\n"
-               "      --version            Show the version\n"
-               "\nSee vfuctl(1).\n");
-}
-
 int usage_error(const char *fmt, ...) {
         va_list ap;
 
@@ -241,31 +178,6 @@ int device_properties(Ctx *c, const char *path, JsonNode **ret) {
         return EXIT_OK;
 }
 
-enum {
-        ARG_BUS = 0x100,
-        ARG_JSON,
-        ARG_NO_LEGEND,
-        ARG_VM,
-        ARG_NAME,
-        ARG_SIZE,
-        ARG_FILE,
-        ARG_BLOCK,
-        ARG_SERIAL,
-        ARG_QUEUES,
-        ARG_TAP,
-        ARG_PASST,
-        ARG_MAC,
-        ARG_MTU,
-        ARG_BLOCK_SIZE,
-        ARG_NULL,
-        ARG_VERSION,
-        ARG_DOMAIN_XML,
-        ARG_TO,
-        ARG_STORAGE,
-        ARG_TIMEOUT,
-        ARG_LIBVIRT_URI,
-};
-
 static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *ret) {
         char *end = NULL;
         unsigned long v;
@@ -278,35 +190,26 @@ static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *re
         return EXIT_OK;
 }
 
-/* Options may come anywhere; positional arguments go to args.  -1 when all is well, else an exit code. */
-static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
-        static const struct option options[] = {
-                { "host", required_argument, NULL, 'H' },
-                { "bus", required_argument, NULL, ARG_BUS },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "no-legend", no_argument, NULL, ARG_NO_LEGEND },
-                { "vm", required_argument, NULL, ARG_VM },
-                { "name", required_argument, NULL, ARG_NAME },
-                { "size", required_argument, NULL, ARG_SIZE },
-                { "file", required_argument, NULL, ARG_FILE },
-                { "block", required_argument, NULL, ARG_BLOCK },
-                { "serial", required_argument, NULL, ARG_SERIAL },
-                { "queues", required_argument, NULL, ARG_QUEUES },
-                { "tap", required_argument, NULL, ARG_TAP },
-                { "passt", no_argument, NULL, ARG_PASST },
-                { "mac", required_argument, NULL, ARG_MAC },
-                { "mtu", required_argument, NULL, ARG_MTU },
-                { "block-size", required_argument, NULL, ARG_BLOCK_SIZE },
-                { "null", required_argument, NULL, ARG_NULL },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
-                { "domain-xml", required_argument, NULL, ARG_DOMAIN_XML },
-                { "to", required_argument, NULL, ARG_TO },
-                { "storage", required_argument, NULL, ARG_STORAGE },
-                { "timeout", required_argument, NULL, ARG_TIMEOUT },
-                { "libvirt-uri", required_argument, NULL, ARG_LIBVIRT_URI },
-                { NULL },
-        };
+/* getopt_long's table, from option_table. */
+static const struct option *getopt_options(void) {
+        static struct option options[64];
+
+        G_STATIC_ASSERT(G_N_ELEMENTS(options) > 30);
+        g_assert(option_table_len < G_N_ELEMENTS(options));
+        for (size_t i = 0; i < option_table_len; i++)
+                options[i] = (struct option) {
+                        option_table[i].name, option_table[i].arg ? required_argument : no_argument, NULL,
+                        option_table[i].id,
+                };
+        return options;
+}
+
+/*
+ * Options may come anywhere; positional arguments go to args, the options
+ * given to given (OptionInfo rows).  -1 when all is well, else an exit code.
+ */
+static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray *given) {
+        const struct option *options = getopt_options();
         Options *o = &c->opt;
         int ch, code;
 
@@ -322,10 +225,11 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args) {
                         g_ptr_array_add(args, argv[optind++]);
                         continue;
                 }
+                for (size_t i = 0; i < option_table_len; i++)
+                        if (option_table[i].id == ch)
+                                g_ptr_array_add(given, (gpointer) &option_table[i]);
                 switch (ch) {
-                case 'h':
-                        help();
-                        exit(EXIT_OK);
+                case 'h': o->help = true; break;
                 case ARG_VERSION:
                         printf("vfuctl %s\n", PACKAGE_VERSION);
                         exit(EXIT_OK);
@@ -459,27 +363,43 @@ int main(int argc, char **argv) {
         return code;
 }
 
+/* Every option given is one the verb takes. */
+static int check_options(const Verb *verb, GPtrArray *given) {
+        for (guint i = 0; i < given->len; i++) {
+                const OptionInfo *o = given->pdata[i];
+
+                if (!o->global && !verb_option(verb, o->name))
+                        return usage_error("--%s does not apply to %s (see vfuctl help %s)", o->name, verb->name,
+                                           verb->name);
+        }
+        return EXIT_OK;
+}
+
 static int run(Ctx *c, int argc, char **argv) {
         g_autoptr(GPtrArray) args = g_ptr_array_new();
+        g_autoptr(GPtrArray) given = g_ptr_array_new();
         const Verb *verb = NULL;
         int code;
 
-        code = parse_args(c, argc, argv, args);
+        code = parse_args(c, argc, argv, args, given);
         if (code >= 0)
                 return code;
         if (args->len == 0) {
-                help();
-                return EXIT_USAGE;
+                help_main();
+                return c->opt.help ? EXIT_OK : EXIT_USAGE;
         }
-        for (size_t i = 0; i < G_N_ELEMENTS(verbs); i++)
-                if (strcmp(verbs[i].name, args->pdata[0]) == 0)
-                        verb = &verbs[i];
+        verb = verb_find(args->pdata[0]);
         if (!verb)
                 return usage_error("unknown command '%s' (see vfuctl --help)", (char *) args->pdata[0]);
+        if (c->opt.help) {              /* vfuctl VERB --help */
+                help_verb(verb);
+                return EXIT_OK;
+        }
         if ((int) args->len - 1 < verb->min_args || (verb->max_args >= 0 && (int) args->len - 1 > verb->max_args))
-                return usage_error("usage: vfuctl %s", verb->synopsis);
-        if (c->opt.json && !(verb->flags & VERB_READ_ONLY) && strcmp(verb->name, "create") != 0)
-                return usage_error("--json applies to list, show and create");
+                return usage_error("usage: vfuctl %s %s", verb->name, verb->args);
+        code = check_options(verb, given);
+        if (code)
+                return code;
         c->verb = verb->name;
         return verb->run(c, (int) args->len - 1, (char **) args->pdata + 1);
 }

@@ -29,7 +29,7 @@ enum {
 
 typedef struct Options {
         char *host, *bus;
-        bool json, no_legend;
+        bool help, json, no_legend;
         char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage;
         bool have_size, have_queues, have_mtu, have_block_size, have_null, passt;
         uint64_t size;
@@ -39,11 +39,75 @@ typedef struct Options {
         char *libvirt_uri;              /* migrate --vm: the destination's libvirt */
 } Options;
 
-typedef struct Ctx {
+struct Ctx {
         Options opt;
         sd_bus *bus;
         const char *verb;
-} Ctx;
+};
+
+/* getopt values of the long options without a short form. */
+enum {
+        ARG_BUS = 0x100,
+        ARG_JSON,
+        ARG_NO_LEGEND,
+        ARG_VM,
+        ARG_NAME,
+        ARG_SIZE,
+        ARG_FILE,
+        ARG_BLOCK,
+        ARG_SERIAL,
+        ARG_QUEUES,
+        ARG_TAP,
+        ARG_PASST,
+        ARG_MAC,
+        ARG_MTU,
+        ARG_BLOCK_SIZE,
+        ARG_NULL,
+        ARG_VERSION,
+        ARG_DOMAIN_XML,
+        ARG_TO,
+        ARG_STORAGE,
+        ARG_TIMEOUT,
+        ARG_LIBVIRT_URI,
+};
+
+/* commands.c: one row per option and per verb; parsing and help read them. */
+typedef struct OptionInfo {
+        const char *name;               /* long name, without "--" */
+        char short_name;                /* or 0 */
+        int id;                         /* what getopt_long returns */
+        const char *arg;                /* the value's name; NULL: takes no value */
+        bool global;                    /* every verb takes it */
+        const char *help;
+} OptionInfo;
+
+typedef struct VerbOption {
+        const char *name;               /* an OptionInfo name */
+        const char *help;               /* what it means for this verb; NULL: the option's help */
+} VerbOption;
+
+typedef struct Ctx Ctx;
+typedef struct Verb {
+        const char *name;
+        int min_args, max_args;         /* after the verb; -1: unlimited */
+        int (*run)(Ctx *c, int argc, char **argv);
+        const char *args;               /* usage after the verb name */
+        const char *summary;            /* one line in vfuctl --help */
+        const char *description;        /* vfuctl help VERB */
+        const VerbOption *options;      /* the non-global options it takes, { NULL } ended; or NULL */
+} Verb;
+
+extern const OptionInfo option_table[];
+extern const size_t option_table_len;
+extern const Verb verb_table[];
+extern const size_t verb_table_len;
+const Verb *verb_find(const char *name);
+const OptionInfo *option_find(const char *name);
+const VerbOption *verb_option(const Verb *v, const char *name);
+
+/* help.c */
+void help_main(void);
+void help_verb(const Verb *v);
 
 /* Connect (once) to the bus the options name.  EXIT_OK or an exit code, message printed. */
 int ctx_bus(Ctx *c);
@@ -86,5 +150,6 @@ int verb_xml(Ctx *c, int argc, char **argv);
 int verb_attach(Ctx *c, int argc, char **argv);
 int verb_detach(Ctx *c, int argc, char **argv);
 int verb_migrate(Ctx *c, int argc, char **argv);
+int verb_help(Ctx *c, int argc, char **argv);
 /* After a create: warn on stderr when the VM's libvirt definition could not be updated. */
 void warn_libvirt_status(JsonNode *props);

@@ -13,6 +13,7 @@ status 0 pass, 1 fail, 77 skip (with the reason on stdout).
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -804,6 +805,52 @@ def test_cli_usage(env):
     for args in (['list', '--frobnicate'], ['list', '-x']):
         rc, out, err = env.vfuctl(*args)
         check(rc == 2 and 'unknown option' in err, f'vfuctl {" ".join(args)}: {rc} {err!r}')
+
+
+def help_verbs(env):
+    """The verbs vfuctl --help lists."""
+    rc, out, err = env.vfuctl('--help')
+    check(rc == 0 and '\nCommands:\n' in out, f'--help: {rc} {out!r} {err!r}')
+    section = out.split('\nCommands:\n', 1)[1].split('\n\n', 1)[0]
+    return [line.split()[0] for line in section.splitlines() if re.match(r'  \S', line)]
+
+
+def help_options(text):
+    """The long options a help text lists."""
+    return set(re.findall(r'^  (?:-\w,|   ) --([a-z][a-z-]*)', text, re.M))
+
+
+def test_cli_help(env):
+    """vfuctl --help, vfuctl help VERB and vfuctl VERB --help: every verb has help, within 80 columns."""
+    rc, main_help, err = env.vfuctl('--help')
+    check(rc == 0, f'--help: {rc} {err}')
+    rc, out, err = env.vfuctl()
+    check(rc == 2 and out == main_help, f'no command: {rc}')
+    rc, out, err = env.vfuctl('help')
+    check(rc == 0 and out == main_help, f'help: {rc} {err}')
+    verbs = help_verbs(env)
+    check({'list', 'show', 'create', 'namespace', 'migrate', 'help'} <= set(verbs), f'verbs in --help: {verbs}')
+    check({'host', 'bus', 'help', 'version'} <= help_options(main_help), f'global options: {help_options(main_help)}')
+    texts = {'--help': main_help}
+    for verb in verbs:
+        rc, out, err = env.vfuctl('help', verb)
+        check(rc == 0 and out.startswith(f'Usage: vfuctl {verb}'), f'help {verb}: {rc} {out!r} {err!r}')
+        paragraphs = out.split('\n\n')
+        check(len(paragraphs) >= 3 and paragraphs[1].strip(), f'help {verb}: no description: {out!r}')
+        rc, out2, err = env.vfuctl(verb, '--help')
+        check(rc == 0 and out2 == out, f'{verb} --help differs from help {verb}: {rc} {out2!r} {err!r}')
+        texts[f'help {verb}'] = out
+    for what, text in texts.items():
+        wide = [line for line in text.splitlines() if len(line) > 80]
+        check(not wide, f'{what}: lines past 80 columns: {wide}')
+    check(help_options(texts['help create']) >= {'size', 'file', 'tap', 'passt', 'mac', 'json'},
+          f'create options: {help_options(texts["help create"])}')
+    rc, out, err = env.vfuctl('help', 'frobnicate')
+    check(rc == 2, f'help of an unknown verb: {rc} {err}')
+    # an option the verb does not take is refused, not ignored
+    for args in (['show', 'x', '--vm', 'y'], ['start', 'x', '--json'], ['list', '--size', '1M']):
+        rc, out, err = env.vfuctl(*args)
+        check(rc == 2, f'vfuctl {" ".join(args)}: {rc} {err}')
 
 
 CALLER = r'''

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The command line as data: every option, every verb with the options it
+ * takes, its arguments and its help.  Parsing, dispatch and both levels of
+ * help (vfuctl --help, vfuctl help VERB) are driven from these two tables.
+ */
+#include <string.h>
+
+#include "vfuctl.h"
+
+const OptionInfo option_table[] = {
+        /* global: every verb takes them */
+        { "host", 'H', 'H', "[USER@]HOST", true, "Operate on a remote host, over ssh" },
+        { "bus", 0, ARG_BUS, "BUS", true,
+          "system (default), session or a D-Bus address; $VFUD_BUS sets the default" },
+        { "help", 'h', 'h', NULL, true, "Show this help (after a command: that command's help)" },
+        { "version", 0, ARG_VERSION, NULL, true, "Show the version" },
+        /* taken by the verbs that list them */
+        { "json", 0, ARG_JSON, NULL, false, "Print the result as JSON (snake_case keys, see vfuctl(1))" },
+        { "no-legend", 0, ARG_NO_LEGEND, NULL, false, "Print the table without its header" },
+        { "vm", 0, ARG_VM, "VM", false, "The VM the device belongs to" },
+        { "name", 0, ARG_NAME, "NAME", false, "Device name (default: generated, e.g. VM-nvme0)" },
+        { "size", 0, ARG_SIZE, "SIZE", false,
+          "Size of a new image: K, M, G or T (binary), a multiple of 4096" },
+        { "file", 0, ARG_FILE, "PATH", false, "An existing backing file" },
+        { "block", 0, ARG_BLOCK, "DEVICE", false, "A block device" },
+        { "serial", 0, ARG_SERIAL, "SERIAL", false, "(nvme) Serial number" },
+        { "block-size", 0, ARG_BLOCK_SIZE, "BYTES", false, "(nvme) Logical block size: 512 or 4096" },
+        { "null", 0, ARG_NULL, "SIZE", false,
+          "(nvme) Namespace 1 stores no data (reads return zeroes, writes are dropped): for benchmarks" },
+        { "queues", 0, ARG_QUEUES, "N", false, "Queue pairs" },
+        { "tap", 0, ARG_TAP, "IFNAME", false,
+          "(virtio-net) TAP interface, created if missing (default: vfu-NAME)" },
+        { "passt", 0, ARG_PASST, NULL, false, "(virtio-net) User-mode networking through passt" },
+        { "mac", 0, ARG_MAC, "MAC", false, "(virtio-net) MAC address (default: derived from the name)" },
+        { "mtu", 0, ARG_MTU, "MTU", false, "(virtio-net) MTU" },
+        { "domain-xml", 0, ARG_DOMAIN_XML, "FILE", false, "Render this domain XML instead of libvirt's" },
+        { "to", 0, ARG_TO, "DEST", false, "Destination vfud: [USER@]HOST (over ssh) or a D-Bus address" },
+        { "storage", 0, ARG_STORAGE, "HOW", false,
+          "copy (the images vfud created) or shared (the same backing files are there)" },
+        { "timeout", 0, ARG_TIMEOUT, "SEC", false, "How long a live hand-over may take (default 300)" },
+        { "libvirt-uri", 0, ARG_LIBVIRT_URI, "URI", false,
+          "The destination's libvirt, where the VM's domain moves (default: qemu+ssh://DEST/system)" },
+};
+const size_t option_table_len = G_N_ELEMENTS(option_table);
+
+/* An entry with help NULL uses the option's own help. */
+#define OPTS(...) ((const VerbOption[]) { __VA_ARGS__, { NULL, NULL } })
+
+const Verb verb_table[] = {
+        { "list", 0, 0, verb_list, "[--vm VM]", "List devices",
+          "List devices: name, type, VM, state, whether a client is connected, and the vfio-user socket.",
+          OPTS({ "vm", "Only the devices of this VM" }, { "json", NULL }, { "no-legend", NULL }) },
+        { "show", 1, 1, verb_show, "NAME", "Show a device: state, backend, statistics",
+          "Show a device: state, socket, worker, last error, libvirt and migration state, backend and "
+          "statistics.",
+          OPTS({ "json", NULL }) },
+        { "create", 1, 1, verb_create, "nvme|virtio-net [OPTIONS]", "Create a device and start it",
+          "Create a device and start it.  An NVMe controller's namespace 1 is a new sparse image of --size, "
+          "an existing file (--file), a block device (--block) or a null backend that stores nothing (--null).  A virtio-net adapter uses a TAP "
+          "interface (--tap) or user-mode networking (--passt).  Creating a device again with the same "
+          "definition changes nothing.",
+          OPTS({ "vm", NULL }, { "name", NULL },
+               { "size", "(nvme) Size of namespace 1: K, M, G or T (binary), a multiple of 4096; "
+                         "default: the whole file or device" }, { "file", "(nvme) An existing backing file" },
+               { "block", "(nvme) A block device" }, { "serial", NULL }, { "block-size", NULL },
+               { "null", NULL }, { "queues", NULL }, { "tap", NULL }, { "passt", NULL }, { "mac", NULL }, { "mtu", NULL },
+               { "json", NULL }) },
+        { "start", 1, -1, verb_start, "NAME...", "Start devices (they listen for a client)",
+          "Start devices: their workers listen for a VMM.", NULL },
+        { "stop", 1, -1, verb_stop, "NAME...", "Stop devices",
+          "Stop devices.  Refused while a VMM is connected: shut the VM down first.  A stopped device stays "
+          "stopped until it is started or the host reboots.", NULL },
+        { "destroy", 1, -1, verb_destroy, "NAME...", "Stop and remove devices",
+          "Stop devices and remove their definitions and the images vfud created.", NULL },
+        { "namespace", 3, 4, verb_namespace, "add|remove|resize NAME NSID [SIZE]", "Change NVMe namespaces",
+          "Change an NVMe device's namespaces, at runtime if it is running (the guest is told through an "
+          "asynchronous event).  add: a new namespace NSID, a new image of SIZE (or --size), or --file or "
+          "--block.  remove: remove namespace NSID (and its image if vfud created it).  resize: grow "
+          "namespace NSID to SIZE (or --size); vfud grows its images, a file or block device must be "
+          "grown first.",
+          OPTS({ "size", "The SIZE argument as an option" },
+               { "file", "(add) Back the namespace with this file" },
+               { "block", "(add) Back the namespace with this block device" }) },
+        { "link", 2, 2, verb_link, "up|down NAME", "Set a virtio-net device's link state",
+          "Set the link state a virtio-net device reports to the guest.", NULL },
+        { "xml", 0, 0, verb_xml, "--vm VM [--domain-xml FILE]", "Print the libvirt XML vfud applies to a VM",
+          "Print the libvirt domain definition vfud applies to a VM (its persistent definition with shared "
+          "memfd memory and the VM's devices), without applying it.",
+          OPTS({ "vm", "The VM (required)" }, { "domain-xml", NULL }) },
+        { "attach", 1, 1, verb_attach, "NAME --vm VM", "Hot-plug a device into a VM and record it",
+          "Hot-plug a device into a running VM and record it in the VM's persistent definition (for a VM "
+          "that is shut off, only the definition changes).",
+          OPTS({ "vm", "The VM (required)" }) },
+        { "detach", 1, -1, verb_detach, "NAME...", "Hot-unplug devices from their VM",
+          "Hot-unplug devices from their VM (the guest must release them) and remove them from its "
+          "persistent definition; the devices stay defined.", NULL },
+        { "migrate", 0, 1, verb_migrate, "NAME|--vm VM --to DEST [OPTIONS]", "Move devices to another host",
+          "Move a device, or every device of a VM, to the vfud at DEST.  Devices without a client move "
+          "cold (stopped, defined there, storage moved, started there if they ran here); a device whose "
+          "VMM uses vfio-user migration moves live.  With --vm, the VM's libvirt domain follows offline.  "
+          "Progress is printed while images move; on failure the devices run here again.",
+          OPTS({ "vm", "Move every device of this VM, then its libvirt domain" },
+               { "to", "Destination vfud (required): [USER@]HOST (over ssh) or a D-Bus address" },
+               { "storage", NULL }, { "timeout", NULL }, { "libvirt-uri", NULL }) },
+        { "help", 0, 1, verb_help, "[COMMAND]", "Show the help of vfuctl or of a command",
+          "Show the summary of commands and global options, or a command's usage, options and description.",
+          NULL },
+};
+const size_t verb_table_len = G_N_ELEMENTS(verb_table);
+
+const Verb *verb_find(const char *name) {
+        for (size_t i = 0; i < verb_table_len; i++)
+                if (strcmp(verb_table[i].name, name) == 0)
+                        return &verb_table[i];
+        return NULL;
+}
+
+const OptionInfo *option_find(const char *name) {
+        for (size_t i = 0; i < option_table_len; i++)
+                if (strcmp(option_table[i].name, name) == 0)
+                        return &option_table[i];
+        return NULL;
+}
+
+const VerbOption *verb_option(const Verb *v, const char *name) {
+        for (const VerbOption *o = v->options; o && o->name; o++)
+                if (strcmp(o->name, name) == 0)
+                        return o;
+        return NULL;
+}
