@@ -49,50 +49,65 @@ static int parse_nsid(const char *s, uint32_t *ret) {
         return EXIT_OK;
 }
 
+/* The SIZE argument or --size, given once: *have says whether there is one.  EXIT_OK or an exit code. */
+static int namespace_size(Ctx *c, int argc, char **argv, uint64_t *ret, bool *have) {
+        g_autoptr(GError) error = NULL;
+
+        *have = c->opt.have_size;
+        *ret = c->opt.have_size ? c->opt.size : 0;
+        if (argc < 4)
+                return EXIT_OK;
+        if (c->opt.have_size)
+                return usage_error("give the size once: as SIZE or as --size");
+        if (!util_parse_size(argv[3], ret, &error))
+                return usage_error("%s", error->message);
+        *have = true;
+        return EXIT_OK;
+}
+
 int verb_namespace(Ctx *c, int argc, char **argv) {
         const char *op = argv[0], *name = argv[1];
         uint32_t nsid = 0;
-        uint64_t size = c->opt.have_size ? c->opt.size : 0;
+        uint64_t size = 0;
+        bool have_size = false;
         int code;
 
+        if (strcmp(op, "add") != 0 && strcmp(op, "remove") != 0 && strcmp(op, "resize") != 0)
+                return usage_error("unknown namespace operation '%s': use add, remove or resize", op);
         code = parse_nsid(argv[2], &nsid);
         if (code)
                 return code;
-        if (strcmp(op, "add") == 0) {
-                if (argc > 3)
-                        return usage_error("usage: vfuctl namespace add NAME NSID [--size SIZE] [--file PATH | --block DEVICE]");
-                if (c->opt.file && c->opt.block)
-                        return usage_error("give either --file or --block, not both");
-                if (!c->opt.file && !c->opt.block && !c->opt.have_size)
-                        return usage_error("a new namespace needs --size (a new image), --file or --block");
-                code = device_call(c, name, "AddNamespace", "ust", nsid,
-                                   c->opt.file ? c->opt.file : c->opt.block ? c->opt.block : "", size);
-                if (!code)
-                        printf("%s: namespace %u added\n", name, nsid);
-                return code;
-        }
         if (strcmp(op, "remove") == 0) {
-                if (argc > 3)
+                if (argc > 3 || c->opt.have_size || c->opt.file || c->opt.block)
                         return usage_error("usage: vfuctl namespace remove NAME NSID");
                 code = device_call(c, name, "RemoveNamespace", "u", nsid);
                 if (!code)
                         printf("%s: namespace %u removed\n", name, nsid);
                 return code;
         }
-        if (strcmp(op, "resize") == 0) {
-                if (argc > 3) {
-                        g_autoptr(GError) error = NULL;
-
-                        if (!util_parse_size(argv[3], &size, &error))
-                                return usage_error("%s", error->message);
-                } else if (!c->opt.have_size)
-                        return usage_error("usage: vfuctl namespace resize NAME NSID SIZE");
-                code = device_call(c, name, "ResizeNamespace", "ut", nsid, size);
+        code = namespace_size(c, argc, argv, &size, &have_size);
+        if (code)
+                return code;
+        if (strcmp(op, "add") == 0) {
+                if (c->opt.file && c->opt.block)
+                        return usage_error("give either --file or --block, not both");
+                if (!c->opt.file && !c->opt.block && !have_size)
+                        return usage_error("usage: vfuctl namespace add NAME NSID SIZE (a new image), "
+                                           "or NAME NSID --file PATH | --block DEVICE");
+                code = device_call(c, name, "AddNamespace", "ust", nsid,
+                                   c->opt.file ? c->opt.file : c->opt.block ? c->opt.block : "", size);
                 if (!code)
-                        printf("%s: namespace %u resized\n", name, nsid);
+                        printf("%s: namespace %u added\n", name, nsid);
                 return code;
         }
-        return usage_error("unknown namespace operation '%s': use add, remove or resize", op);
+        if (c->opt.file || c->opt.block)
+                return usage_error("--file and --block apply to namespace add");
+        if (!have_size)
+                return usage_error("usage: vfuctl namespace resize NAME NSID SIZE");
+        code = device_call(c, name, "ResizeNamespace", "ut", nsid, size);
+        if (!code)
+                printf("%s: namespace %u resized\n", name, nsid);
+        return code;
 }
 
 int verb_link(Ctx *c, int argc, char **argv) {

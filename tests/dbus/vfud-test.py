@@ -853,6 +853,41 @@ def test_cli_help(env):
         check(rc == 2, f'vfuctl {" ".join(args)}: {rc} {err}')
 
 
+def test_cli_namespace(env):
+    """vfuctl namespace: SIZE as an argument (as the README and --help show it) or as --size, given once."""
+    need_type('nvme')
+    env.start_vfud()
+    rc, out, err = env.vfuctl('create', 'nvme', '--name', 'ns1', '--size', '1M')
+    check(rc == 0, f'create: {rc} {err}')
+    # the README's own lines, as a user pastes them
+    with open(env_path('README')) as f:
+        lines = [line.split('#')[0] for line in f if line.startswith('vfuctl namespace ')]
+    check(lines, 'README has no vfuctl namespace example')
+    for line in lines:
+        for cmd in line.split(';'):
+            args = cmd.split()[1:]
+            if args:
+                rc, out, err = env.vfuctl(*[a.replace('NAME', 'ns1') for a in args])
+                check(rc == 0, f'README: {cmd.strip()}: {rc} {err}')
+
+    def sizes():
+        rc, out, err = env.vfuctl('show', 'ns1', '--json')
+        return {n['nsid']: n['size'] for n in json.loads(out)['backend']['namespaces']}
+    rc, out, err = env.vfuctl('namespace', 'add', 'ns1', '3', '2M')
+    check(rc == 0 and sizes().get(3) == 2 * MiB, f'add NAME NSID SIZE: {rc} {err} {sizes()}')
+    rc, out, err = env.vfuctl('namespace', 'add', 'ns1', '4', '--size', '1M')
+    check(rc == 0 and sizes().get(4) == MiB, f'add --size: {rc} {err}')
+    rc, out, err = env.vfuctl('namespace', 'resize', 'ns1', '4', '--size', '3M')
+    check(rc == 0 and sizes().get(4) == 3 * MiB, f'resize --size: {rc} {err}')
+    rc, out, err = env.vfuctl('namespace', 'resize', 'ns1', '4', '4M')
+    check(rc == 0 and sizes().get(4) == 4 * MiB, f'resize SIZE: {rc} {err}')
+    for args in (['add', 'ns1', '5', '1M', '--size', '1M'], ['add', 'ns1', '5'], ['add', 'ns1', '5', 'big'],
+                 ['remove', 'ns1', '4', '1M'], ['resize', 'ns1', '4'], ['grow', 'ns1', '4', '1M']):
+        rc, out, err = env.vfuctl('namespace', *args)
+        check(rc == 2, f'namespace {" ".join(args)}: {rc} {err}')
+    check(5 not in sizes(), f'namespace 5 added by a refused command: {sizes()}')
+
+
 CALLER = r'''
 import json, sys
 import gi
