@@ -128,6 +128,7 @@ static unsigned blk_uring_reap(BlkBackend *b) {
         BlkRequest *r;
         unsigned n = 0;
 
+        /* Drain the event fd first, then every CQE: a completion posted after the drain signals again. */
         blk_event_clear(b);
         while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
                 r = io_uring_cqe_get_data(cqe);

@@ -12,7 +12,10 @@
  * a device's I/O thread owns its callbacks.  blk_backend_fd() is readable
  * when completions that finished elsewhere wait; a caller reaps once after
  * committing before it waits on the fd (the null backend completes at the
- * next reap without signalling it).
+ * next reap without signalling it).  The fd may also turn readable after
+ * the completion it announces was reaped, and only blk_backend_reap()
+ * clears it: a caller that saw it readable reaps, whatever
+ * blk_backend_inflight() says.
  *
  * Durability model (an honest volatile write cache): a write completes when
  * the data is in the page cache (or, with O_DIRECT, handed to the device);

@@ -54,11 +54,19 @@ void nvme_ctrl_fatal(NvmeCtrl *c, const char *why) {
         c->state = NVME_STATE_FATAL;
 }
 
-/* Reap every backend; returns completions run. */
+/*
+ * Reap the backends with requests in flight, and all of them after one
+ * signalled: an event fd can turn readable after its completion was
+ * reaped, and only a reap clears it (else epoll_wait returns at once,
+ * forever).  Returns completions run.
+ */
 static unsigned nvme_reap_backends(NvmeCtrl *c) {
+        bool all = c->backend_signalled;
         unsigned n = 0;
+
+        c->backend_signalled = false;
         for (unsigned i = 1; i <= NVME_MAX_NS; i++)
-                if (c->ns[i] && blk_backend_inflight(c->ns[i]->backend))
+                if (c->ns[i] && (all || blk_backend_inflight(c->ns[i]->backend)))
                         n += blk_backend_reap(c->ns[i]->backend);
         return n;
 }
@@ -78,6 +86,8 @@ static void nvme_wait_events(NvmeCtrl *c, int timeout_ms) {
                         uint64_t v;
                         ssize_t r = read(c->kick_fd, &v, sizeof(v));
                         (void) r;
+                } else {
+                        c->backend_signalled = true;
                 }
         }
 }

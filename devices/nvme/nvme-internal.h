@@ -163,6 +163,7 @@ struct NvmeCtrl {
         bool stop;
         _Atomic bool shutdown_req;
         bool epoll_dirty;
+        bool backend_signalled;                 /* a backend's event fd woke the thread */
 
         /* Queue and controller state: I/O thread, or control thread while parked. */
         NvmeCtrlState state;

@@ -4,14 +4,16 @@
  * against the real server on a real socket, with real backing files:
  * the probe sequence of linux-driver-probe.md §1 replayed exactly, then
  * data-verified I/O on several namespaces and queues, bad PRPs, resets,
- * PCI bus mastering turned off and on under I/O, and a disconnect in the
- * middle of I/O.
+ * PCI bus mastering turned off and on under I/O, a disconnect in the
+ * middle of I/O, and an idle controller that stays idle after many clients.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -509,6 +511,68 @@ static void test_null_namespace(void **state) {
         assert_memory_equal(ptr(f, f->buf), ptr(f, f->buf2), 4096);
 }
 
+/* CPU time (user + system, in clock ticks) of this process's thread named comm. */
+static uint64_t thread_cpu_ticks(const char *comm) {
+        g_autoptr(GDir) dir = g_dir_open("/proc/self/task", 0, NULL);
+        const char *tid;
+
+        assert_non_null(dir);
+        while ((tid = g_dir_read_name(dir))) {
+                g_autofree char *cpath = g_strdup_printf("/proc/self/task/%s/comm", tid);
+                g_autofree char *spath = g_strdup_printf("/proc/self/task/%s/stat", tid);
+                g_autofree char *name = NULL, *stat = NULL;
+                unsigned long long ut, st;
+
+                if (!g_file_get_contents(cpath, &name, NULL, NULL) || strcmp(g_strchomp(name), comm) != 0 ||
+                    !g_file_get_contents(spath, &stat, NULL, NULL))
+                        continue;
+                /* After "pid (comm) ": state, then fields 4..13, then utime and stime. */
+                const char *p = strrchr(stat, ')');
+                assert_non_null(p);
+                assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st), 2);
+                return ut + st;
+        }
+        fail_msg("no thread named %s", comm);
+        return 0;
+}
+
+/*
+ * Clients that each write a few hundred blocks and go away must leave an
+ * idle controller idle: its I/O thread asleep, ~0 CPU, no wakeups.  A
+ * backend completion signal that arrives after its completion was reaped
+ * once left the thread spinning on a readable event fd until the next I/O.
+ * (The disconnect's quiesce and resume may still wake it a few times.)
+ */
+static void test_idle_after_clients(void **state) {
+        Fx *f = *state;
+        enum { CLIENTS = 25, BLOCKS = 300, IDLE_MS = 200 };
+        long hz = sysconf(_SC_CLK_TCK);
+        uint64_t budget = (uint64_t) hz * IDLE_MS / 1000 / 20;         /* 5% of the interval */
+
+        for (unsigned k = 0; k < CLIENTS; k++) {
+                if (k > 0)
+                        connect_vmm(f);
+                probe_like_linux(f);
+                for (unsigned i = 0; i < BLOCKS; i++) {
+                        fill(ptr(f, f->buf), 4096, k * BLOCKS + i);
+                        assert_int_equal(nvme_drv_rw(f->d, 1 + i % 2, true, 2, i, 1, 4096, f->buf, false), 0);
+                }
+                nvme_vmm_disconnect(&f->vmm);
+
+                NvmeStats s0, s1;
+                nvme_ctrl_get_stats(f->srv.c, &s0);
+                uint64_t t0 = thread_cpu_ticks("nvme-io:proto0");
+                usleep(IDLE_MS * 1000);
+                uint64_t t1 = thread_cpu_ticks("nvme-io:proto0");
+                nvme_ctrl_get_stats(f->srv.c, &s1);
+                if (t1 - t0 > MAX(budget, 1) || s1.wakeups - s0.wakeups > 20)
+                        fail_msg("after client %u: the idle I/O thread used %" G_GUINT64_FORMAT " ticks of %u ms "
+                                 "and woke %" G_GUINT64_FORMAT " times", k + 1, t1 - t0, IDLE_MS,
+                                 s1.wakeups - s0.wakeups);
+        }
+        connect_vmm(f);         /* for the teardown */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_replay, setup, teardown),
@@ -519,6 +583,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_disconnect_mid_io_and_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_namespace_hotplug, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_null_namespace, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_idle_after_clients, setup, teardown),
         };
         return cmocka_run_group_tests_name("nvme-protocol", tests, NULL, NULL);
 }
