@@ -1274,6 +1274,71 @@ def test_completion(env):
     check(sorted(complete('vfuctl', 'link', '')) == ['down', 'up'], 'link states')
 
 
+def completion_runner(env):
+    script = env_path('COMPLETION')
+
+    def complete(*words):
+        quoted = ' '.join("'" + w + "'" for w in words)
+        cmd = f'source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; _vfuctl; ' \
+              'printf "%s\\n" "${COMPREPLY[@]}"'
+        env_ = dict(os.environ, VFUD_BUS=env.addr,
+                    PATH=os.path.dirname(env_path('VFUCTL')) + ':' + os.environ.get('PATH', ''))
+        return sorted(subprocess.run(['bash', '-c', cmd], capture_output=True, text=True, env=env_).stdout.split())
+    return complete
+
+
+def test_completion_slots(env):
+    """bash completion: an option's value is never a device name, positional slots are counted,
+    and the verbs and per-verb options agree with vfuctl's help."""
+    env.start_vfud()
+    env.create_any(any_type(), 'cmp1')
+    complete = completion_runner(env)
+    cases = [
+        (('vfuctl', 'migrate', 'cmp1', '--timeout', ''), []),
+        (('vfuctl', 'migrate', 'cmp1', '--libvirt-uri', ''), []),
+        (('vfuctl', 'create', 'nvme', '--size', ''), []),
+        (('vfuctl', 'create', 'nvme', '--null', ''), []),
+        (('vfuctl', 'list', '--vm', ''), []),
+        (('vfuctl', 'migrate', 'cmp1', '--storage', ''), ['copy', 'shared']),
+        (('vfuctl', 'migrate', 'cmp1', '--storage', '=', 's'), ['shared']),
+        (('vfuctl', 'migrate', 'cmp1', '--storage', '='), ['copy', 'shared']),
+        (('vfuctl', 'migrate', 'cmp1', '--storage=c'), ['--storage=copy']),
+        (('vfuctl', 'show', 'cmp1', ''), []),
+        (('vfuctl', 'attach', 'cmp1', ''), []),
+        (('vfuctl', 'migrate', 'cmp1', ''), []),
+        (('vfuctl', 'migrate', '--vm', 'foo', ''), []),
+        (('vfuctl', 'migrate', '--timeout', '5', ''), ['cmp1']),
+        (('vfuctl', 'show', '--json', ''), ['cmp1']),
+        (('vfuctl', '--bus', env.addr, 'show', ''), ['cmp1']),
+        (('vfuctl', '--bus', '=', env.addr, 'show', ''), ['cmp1']),
+        (('vfuctl', 'stop', 'cmp1', ''), ['cmp1']),
+        (('vfuctl', 'namespace', 'add', 'cmp1', ''), []),
+        (('vfuctl', 'namespace', 'add', 'cmp1', '2', ''), []),
+        (('vfuctl', 'link', 'up', 'cmp1', ''), []),
+        (('vfuctl', 'create', 'nvme', ''), []),
+        (('vfuctl', 'help', 'mi'), ['migrate']),
+        (('vfuctl', 'help', 'migrate', ''), []),
+    ]
+    for words, want in cases:
+        got = complete(*words)
+        check(got == want, f'{" ".join(words)!r}: {got}, expected {want}')
+
+    # the verbs and each verb's options are the ones vfuctl's help lists
+    verbs = help_verbs(env)
+    check(complete('vfuctl', '') == sorted(verbs), f'verbs: {complete("vfuctl", "")} vs --help {verbs}')
+    rc, main_help, err = env.vfuctl('--help')
+    global_opts = help_options(main_help)
+    for verb in verbs:
+        rc, text, err = env.vfuctl('help', verb)
+        want = help_options(text)
+        if verb == 'create':
+            got = complete('vfuctl', 'create', 'nvme', '--') + complete('vfuctl', 'create', 'virtio-net', '--')
+        else:
+            got = complete('vfuctl', verb, '--')
+        got = {o[2:] for o in got} - global_opts
+        check(got == want, f'{verb}: completion offers {sorted(got)}, help lists {sorted(want)}')
+
+
 DOMAIN_Q35 = """<domain type='kvm'>
   <name>lv1</name>
   <uuid>6f1b7c2e-0d43-4c1e-9b55-3a0d2f7e9a10</uuid>
