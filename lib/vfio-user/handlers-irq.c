@@ -5,7 +5,11 @@
  * device's vectors, ERR and REQ with one each.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "server-internal.h"
 
@@ -47,6 +51,43 @@ int vu_handle_get_irq_info(VuServer *s, VuMsg *m, VuReply *r) {
                 break;
         }
         return 0;
+}
+
+/*
+ * The filesystem every eventfd lives on (the kernel's anonymous inodes),
+ * learnt from one of our own.
+ */
+static dev_t efd_dev;
+static mode_t efd_type;
+static bool efd_known;
+
+static void efd_learn(void) {
+        struct stat st;
+        int fd = eventfd(0, EFD_CLOEXEC);
+
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+                efd_dev = st.st_dev;
+                efd_type = st.st_mode & S_IFMT;
+                efd_known = true;
+        }
+        if (fd >= 0)
+                close(fd);
+}
+
+/*
+ * Interrupt fds must be eventfds: we write to them from data-path threads,
+ * and a pipe or socket blocks that write once full (a blocking pipe wedged
+ * the worker after 8192 interrupts).  Without /proc (the worker's sandbox
+ * cannot open files) an eventfd is told by its filesystem and file type;
+ * the other anonymous-inode files (timerfd, signalfd, epoll, ...) that pass
+ * refuse every write at once, so none of them can block either.
+ */
+static bool is_eventfd(int fd) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        struct stat st;
+
+        pthread_once(&once, efd_learn);
+        return efd_known && fstat(fd, &st) == 0 && st.st_dev == efd_dev && (st.st_mode & S_IFMT) == efd_type;
 }
 
 static bool one_bit(uint32_t v) {
@@ -130,6 +171,11 @@ int vu_handle_set_irqs(VuServer *s, VuMsg *m, VuReply *r) {
                 return -EINVAL;
         if (data_len != (data == VU_IRQ_SET_DATA_BOOL ? is.count : 0))
                 return -EINVAL;
+        for (unsigned i = 0; i < m->n_fds; i++)
+                if (!is_eventfd(m->fds[i])) {
+                        g_debug("%s: SET_IRQS fd %u of %u is not an eventfd: refused", s->name, i + 1, m->n_fds);
+                        return -EINVAL;
+                }
 
         max = irq_count(s, is.index);
         if (is.count == 0) {

@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * GET_IRQ_INFO and SET_IRQS, and MSI-X delivery: eventfds, masking, the
- * PBA, re-firing pending vectors, ERR/REQ.
+ * PBA, re-firing pending vectors, ERR/REQ, and interrupt fds that are not
+ * eventfds refused.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -310,6 +314,61 @@ static void test_set_irqs_validation(void **state) {
         pair_free(p);
 }
 
+/*
+ * Interrupt fds must be eventfds.  A blocking pipe took 8192 interrupts
+ * and then blocked the thread firing the next one forever; sockets and
+ * files are no better.  Every refused fd is closed and nothing changes.
+ */
+static void test_irq_fds_must_be_eventfds(void **state) {
+        Pair *p = pair_new(false, true);
+        VuServer *s = p->td->server;
+        int pipefd[2], sv[2], efd[2], before;
+
+        assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        int memfd = memfd_create("not-an-eventfd", MFD_CLOEXEC);
+        assert_true(memfd >= 0);
+        for (int i = 0; i < 2; i++)
+                efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        before = count_open_fds();
+
+        const int bad[] = { pipefd[1], pipefd[0], sv[0], memfd };
+        for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+                assert_int_equal(set_irqs(p, VU_PCI_MSIX_IRQ, TRIG_EFD, 1, 1, &bad[i], 1, NULL, 0), -EINVAL);
+                assert_int_equal(set_irqs(p, VU_PCI_ERR_IRQ, TRIG_EFD, 0, 1, &bad[i], 1, NULL, 0), -EINVAL);
+                assert_int_equal(set_irqs(p, VU_PCI_REQ_IRQ, TRIG_EFD, 0, 1, &bad[i], 1, NULL, 0), -EINVAL);
+        }
+        /* One bad fd in a run refuses the whole run: the good one is not assigned either. */
+        int run[3] = { efd[0], pipefd[1], efd[1] };
+        assert_int_equal(set_irqs(p, VU_PCI_MSIX_IRQ, TRIG_EFD, 0, 3, run, 3, NULL, 0), -EINVAL);
+        assert_int_equal(count_open_fds(), before);
+
+        msix_ctrl(p, true, false);
+        assert_int_equal(vu_server_irq(s, 0), 0);
+        assert_false(fired(efd[0]));
+        /* Eventfds still work, and the pipe never got anything. */
+        assert_int_equal(set_irqs(p, VU_PCI_MSIX_IRQ, TRIG_EFD, 0, 1, &efd[0], 1, NULL, 0), 0);
+        assert_true(fired(efd[0]));             /* the vector left pending above */
+        for (unsigned i = 0; i < 9000; i++)
+                assert_int_equal(vu_server_irq(s, 0), 0);
+        assert_true(fired(efd[0]));
+        assert_int_equal(set_irqs(p, VU_PCI_ERR_IRQ, TRIG_EFD, 0, 1, &efd[1], 1, NULL, 0), 0);
+        vu_server_irq_err(s);
+        assert_true(fired(efd[1]));
+        char c;
+        assert_int_equal(fcntl(pipefd[0], F_SETFL, O_NONBLOCK), 0);
+        assert_int_equal(read(pipefd[0], &c, 1), -1);
+
+        pair_free(p);
+        for (int i = 0; i < 2; i++)
+                close(efd[i]);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        close(sv[0]);
+        close(sv[1]);
+        close(memfd);
+}
+
 /* vu_server_irq from other threads while the control thread re-assigns. */
 typedef struct FireCtx {
         VuServer *s;
@@ -360,6 +419,7 @@ int main(void) {
                 cmocka_unit_test(test_deassign_single_high_vector),
                 cmocka_unit_test(test_err_req),
                 cmocka_unit_test(test_set_irqs_validation),
+                cmocka_unit_test(test_irq_fds_must_be_eventfds),
                 cmocka_unit_test(test_irq_threads),
         };
 
