@@ -1,27 +1,58 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Any D-Bus value as JSON, for --json output: dictionaries become objects,
- * other arrays and structures arrays, integers numbers.
+ * other arrays and structures arrays, integers numbers.  Every key vfuctl
+ * prints is snake_case (json_key); vfuctl(1) documents the convention.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "vfuctl.h"
 
-char *camel_to_snake(const char *s) {
+char *json_key(const char *s) {
         GString *out = g_string_new(NULL);
 
         for (size_t i = 0; s[i]; i++) {
                 if (g_ascii_isupper(s[i])) {
                         /* "WorkerPID" → "worker_pid": a run of capitals is one word. */
                         if (i > 0 && (!g_ascii_isupper(s[i - 1]) ||
-                                      (s[i + 1] && g_ascii_islower(s[i + 1]))))
+                                      (s[i + 1] && g_ascii_islower(s[i + 1]))) && out->len &&
+                            out->str[out->len - 1] != '_')
                                 g_string_append_c(out, '_');
                         g_string_append_c(out, g_ascii_tolower(s[i]));
-                } else
+                } else if (g_ascii_islower(s[i]) || g_ascii_isdigit(s[i]))
                         g_string_append_c(out, s[i]);
+                else if (out->len && out->str[out->len - 1] != '_')
+                        /* "bytes-read", "vfio_user.connects": any separator is one '_' */
+                        g_string_append_c(out, '_');
         }
         return g_string_free(out, FALSE);
+}
+
+JsonNode *json_snake_keys(JsonNode *n) {
+        if (JSON_NODE_HOLDS_OBJECT(n)) {
+                JsonObject *in = json_node_get_object(n), *out = json_object_new();
+                g_autoptr(GList) members = json_object_get_members(in);
+                JsonNode *ret = json_node_new(JSON_NODE_OBJECT);
+
+                for (GList *l = members; l; l = l->next) {
+                        g_autofree char *key = json_key(l->data);
+
+                        json_object_set_member(out, key, json_snake_keys(json_object_get_member(in, l->data)));
+                }
+                json_node_take_object(ret, out);
+                return ret;
+        }
+        if (JSON_NODE_HOLDS_ARRAY(n)) {
+                JsonArray *in = json_node_get_array(n), *out = json_array_new();
+                JsonNode *ret = json_node_new(JSON_NODE_ARRAY);
+
+                for (guint i = 0; i < json_array_get_length(in); i++)
+                        json_array_add_element(out, json_snake_keys(json_array_get_element(in, i)));
+                json_node_take_array(ret, out);
+                return ret;
+        }
+        return json_node_copy(n);
 }
 
 static int read_basic(sd_bus_message *m, char type, JsonNode **ret) {

@@ -148,8 +148,6 @@ int device_properties(Ctx *c, const char *path, JsonNode **ret) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         g_autoptr(JsonNode) raw = NULL;
-        JsonObject *out;
-        g_autoptr(GList) members = NULL;
         int r, code;
 
         r = sd_bus_call_method(c->bus, VFUD_BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll",
@@ -165,16 +163,7 @@ int device_properties(Ctx *c, const char *path, JsonNode **ret) {
                 fprintf(stderr, "vfuctl: unexpected reply from vfud: %s\n", g_strerror(r < 0 ? -r : EBADMSG));
                 return EXIT_FAILED;
         }
-        out = json_object_new();
-        members = json_object_get_members(json_node_get_object(raw));
-        for (GList *l = members; l; l = l->next) {
-                g_autofree char *key = camel_to_snake(l->data);
-
-                json_object_set_member(out, key,
-                                       json_node_copy(json_object_get_member(json_node_get_object(raw), l->data)));
-        }
-        *ret = json_node_new(JSON_NODE_OBJECT);
-        json_node_take_object(*ret, out);
+        *ret = json_snake_keys(raw);
         return EXIT_OK;
 }
 

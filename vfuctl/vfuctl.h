@@ -120,13 +120,18 @@ int usage_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 int manager_call(Ctx *c, const char *what, const char *method, sd_bus_message **reply, const char *types, ...);
 /* The object path of device name, or an exit code (printed). */
 int device_path(Ctx *c, const char *name, char **ret);
-/* Every property of a device as a JSON object (snake_case keys). */
+/* Every property of a device as a JSON object, keys at every depth mapped by json_key. */
 int device_properties(Ctx *c, const char *path, JsonNode **ret);
 
 /* bus-json.c: read the next complete value of m as JSON. */
 int bus_read_json(sd_bus_message *m, JsonNode **ret);
-/* "SocketPath" → "socket_path" */
-char *camel_to_snake(const char *s);
+/*
+ * The key vfuctl prints for a D-Bus name or dictionary key: snake_case, [a-z0-9_] only.
+ * "SocketPath" → "socket_path", "bytes-read" → "bytes_read", "vfio_user.connects" → "vfio_user_connects".
+ */
+char *json_key(const char *s);
+/* A copy of n with every object key, at every depth, mapped by json_key. */
+JsonNode *json_snake_keys(JsonNode *n);
 
 /* output.c */
 void print_json(JsonNode *n);

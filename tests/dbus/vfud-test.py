@@ -592,7 +592,7 @@ def test_null(env):
     rc, out, err = env.vfuctl('create', 'nvme', '--null', '1T', '--name', 'n1', '--json')
     check(rc == 0, f'create --null: {rc} {err}')
     ns = json.loads(out)['backend']['namespaces']
-    check(ns == [{'nsid': 1, 'size': 1 << 40, 'kind': 'null', 'stores-data': False}], f'null namespace {ns}')
+    check(ns == [{'nsid': 1, 'size': 1 << 40, 'kind': 'null', 'stores_data': False}], f'null namespace {ns}')
     check(json.loads(out)['state'] == 'listening', 'a null device starts')
     rc, out, err = env.vfuctl('show', 'n1')
     check(rc == 0 and 'Warning: namespace 1 is a null backend: it STORES NO DATA' in out, f'show {out}')
@@ -762,7 +762,7 @@ def test_vfuctl(env):
     check(rc == 0 and 'State: listening' in out and 'namespaces: nsid=1' in out, f'show {out}')
 
     rc, out, err = env.vfuctl('create', 'nvme', '--size', '1M', '--block-size', '4096', '--name', 'c4k', '--json')
-    check(rc == 0 and json.loads(out)['backend']['namespaces'][0]['block-size'] == 4096, f'--block-size: {err}')
+    check(rc == 0 and json.loads(out)['backend']['namespaces'][0]['block_size'] == 4096, f'--block-size: {err}')
     rc, out, err = env.vfuctl('destroy', 'c4k')
     rc, out, err = env.vfuctl('namespace', 'add', 'c1', '2', '--size', '1M')
     check(rc == 0, f'namespace add {err}')
@@ -886,6 +886,67 @@ def test_cli_namespace(env):
         rc, out, err = env.vfuctl('namespace', *args)
         check(rc == 2, f'namespace {" ".join(args)}: {rc} {err}')
     check(5 not in sizes(), f'namespace 5 added by a refused command: {sizes()}')
+
+
+SNAKE_KEY = re.compile(r'[a-z][a-z0-9]*(_[a-z0-9]+)*\Z')
+
+
+def json_keys(value, where=''):
+    """Every object key in a JSON value, with where it is."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k, f'{where}.{k}'
+            yield from json_keys(v, f'{where}.{k}')
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from json_keys(v, f'{where}[{i}]')
+
+
+def test_cli_json(env):
+    """Every --json output of vfuctl (every verb that takes --json, each device type, at every depth)
+    has snake_case keys, as vfuctl(1) promises."""
+    env.start_vfud()
+    # the verbs that print JSON: a new one must be walked here too
+    json_verbs = set()
+    for verb in help_verbs(env):
+        rc, text, err = env.vfuctl('help', verb)
+        if 'json' in help_options(text):
+            json_verbs.add(verb)
+    check(json_verbs == {'list', 'show', 'create'}, f'verbs taking --json: {sorted(json_verbs)}: walk them here')
+    outputs = {}
+    created = []
+    for t in worker_types():
+        if t == 'nvme':
+            args = ['create', 'nvme', '--vm', 'jv', '--name', 'j-nvme', '--size', '1M', '--block-size', '4096']
+        elif t == 'virtio-net':
+            if not tap_usable():
+                continue
+            args = ['create', 'virtio-net', '--vm', 'jv', '--name', 'j-net', '--tap', f'vj{os.getpid() % 100000}']
+        else:
+            continue
+        rc, out, err = env.vfuctl(*args, '--json')
+        check(rc == 0, f'{" ".join(args)}: {rc} {err}')
+        outputs[' '.join(args)] = out
+        created.append(args[args.index('--name') + 1])
+    check(created, 'no device type to create')
+    if 'j-nvme' in created:
+        env.create('nvme', 'j-null', 'jv', null=MiB)
+        created.append('j-null')
+    for args in [['list'], ['list', '--vm', 'jv']] + [['show', n] for n in created]:
+        rc, out, err = env.vfuctl(*args, '--json')
+        check(rc == 0, f'{" ".join(args)} --json: {rc} {err}')
+        outputs[' '.join(args)] = out
+    for what, out in outputs.items():
+        keys = list(json_keys(json.loads(out)))
+        check(keys, f'{what}: no keys')
+        bad = [where for k, where in keys if not SNAKE_KEY.match(k)]
+        check(not bad, f'vfuctl {what} --json: keys not in snake_case: {bad}')
+    shown = json.loads(outputs[f'show {created[0]}'])
+    check({'socket_path', 'worker_pid', 'client_migration', 'statistics'} <= set(shown), f'show keys {sorted(shown)}')
+    check(any(k.startswith('vfio_user_') for k in shown['statistics']), f'statistics {sorted(shown["statistics"])}')
+    check('bytes_read' in shown['client_migration'], f'client_migration {shown["client_migration"]}')
+    rc, out, err = env.vfuctl('destroy', *created)
+    check(rc == 0, f'destroy: {rc} {err}')
 
 
 CALLER = r'''
