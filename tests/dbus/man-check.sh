@@ -1,7 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# man-check PAGE...: every page formats without a groff warning, and every
-# page it refers to in SEE ALSO exists (ours) or is a well-known page.
+# man-check PAGE...: every page formats without a groff warning, its JSON
+# examples still parse once formatted (roff eats '"' in macro arguments),
+# and its .TH names the file.
+json_check="$(dirname "$0")/../common/man-json.py"
 status=0
 for page in "$@"; do
         out=$(groff -man -ww -z -t "$page" 2>&1)
@@ -17,6 +19,10 @@ for page in "$@"; do
                         echo "$out"
                         status=1
                 fi
+        fi
+        if ! out=$(python3 "$json_check" "$page" 2>&1); then
+                echo "$out"
+                status=1
         fi
         name=$(basename "$page")
         head=$(sed -n 's/^\.TH \([^ ]*\) \([0-9]\).*/\1.\2/p' "$page" | tr 'A-Z' 'a-z' | sed 's/\\//g')

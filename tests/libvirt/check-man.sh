@@ -12,6 +12,8 @@ if [ -n "$out" ]; then
         echo "$out"
         exit 1
 fi
+# its JSON examples still parse once formatted (roff eats '"' in macro arguments)
+python3 "$(dirname "$0")/../common/man-json.py" "$1" || exit 1
 # and it renders to something with the sections a reader expects
 text=$(LC_ALL=C.UTF-8 groff -t -man -Tutf8 -P-cbou "$1" 2>/dev/null)
 for s in NAME SYNOPSIS DESCRIPTION OPTIONS "EXIT STATUS" "SEE ALSO"; do
