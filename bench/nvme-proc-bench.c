@@ -20,8 +20,9 @@
  *             io_uring and psync on the same file from one thread
  *   idle      device threads' CPU over --idle-seconds with a connected,
  *             idle driver
- * Driver modes: "poll" spins on the completion queue; "irq" sleeps on the
- * MSI-X eventfd when nothing completed.  The device runs as vfud-worker
+ * Driver modes: "poll" spins on completion queues created without
+ * interrupts (Linux's poll queues); "irq" sleeps on the MSI-X eventfd when
+ * nothing completed.  The device runs as vfud-worker
  * configures it: shadow doorbells with EventIdx and a polling window.
  */
 #include <dirent.h>
@@ -192,7 +193,7 @@ static void device_sample(Device *dv, DevSample *s) {
         }
 }
 
-static void device_start(Device *dv, const DevSpec *sp) {
+static void device_start(Device *dv, const DevSpec *sp, bool poll) {
         int cmd[2], reply[2];
         char c;
 
@@ -222,6 +223,7 @@ static void device_start(Device *dv, const DevSpec *sp) {
         g_assert_cmpint(nvme_drv_enable(d, 32), ==, 0);
         g_assert_cmpint(nvme_drv_set_features(d, 0x07, (dv->nq - 1) | (dv->nq - 1) << 16, NULL), ==, 0);
         g_assert_cmpint(nvme_drv_dbbuf_config(d), ==, 0);
+        d->poll_queues = poll;          /* a polling driver asks for no interrupts */
         for (unsigned q = 1; q <= dv->nq; q++)
                 g_assert_cmpint(nvme_drv_create_io_queues(d, (uint16_t) q, QDEPTH, (uint16_t) q), ==, 0);
         dv->data = nvme_drv_alloc(d, (uint64_t) MAX_QD * BS, 4096);
@@ -532,7 +534,7 @@ int main(int argc, char **argv) {
                 for (unsigned m = 0; m < 2; m++) {
                         DevSpec sp = { .sock = sock, .size = 1ull << 40, .o = &o };
                         Device dv;
-                        device_start(&dv, &sp);
+                        device_start(&dv, &sp, m == 0);
                         for (unsigned i = 0; i < G_N_ELEMENTS(qds); i++) {
                                 r = (Result) { .name = "nvme-null randread", .driver = drivers[m], .qd = qds[i] };
                                 run_dev(&dv, m == 0, qds[i], o.secs, (1ull << 40) / BS, &r);
@@ -564,7 +566,7 @@ int main(int argc, char **argv) {
                 for (unsigned m = 0; m < 2; m++) {
                         DevSpec sp = { .sock = sock, .file = path, .o = &o };
                         Device dv;
-                        device_start(&dv, &sp);
+                        device_start(&dv, &sp, m == 0);
                         for (unsigned i = 0; i < G_N_ELEMENTS(qds); i++) {
                                 r = (Result) { .name = "nvme-file randread", .driver = drivers[m], .qd = qds[i] };
                                 run_dev(&dv, m == 0, qds[i], o.secs, nblocks, &r);
@@ -578,7 +580,7 @@ int main(int argc, char **argv) {
                 DevSpec sp = { .sock = sock, .size = 1ull << 40, .o = &o };
                 Device dv;
                 DevSample s0, s1;
-                device_start(&dv, &sp);
+                device_start(&dv, &sp, false);
                 /* One I/O first, so the device has seen the queues in use. */
                 r = (Result) { 0 };
                 run_dev(&dv, false, 1, 0.05, 1024, &r);

@@ -96,6 +96,7 @@ static void nvme_wait_events(NvmeCtrl *c, int timeout_ms) {
 static void nvme_drain(NvmeCtrl *c) {
         nvme_commit_backends(c);
         while (c->backend_inflight > 0) {
+                c->pass_ns = nvme_now_ns();
                 if (nvme_reap_backends(c) == 0)
                         nvme_wait_events(c, 100);
                 nvme_queues_process(c, false);
@@ -148,25 +149,30 @@ static void *nvme_io_main(void *arg) {
         pthread_setname_np(pthread_self(), tname);
 
         for (;;) {
-                pthread_mutex_lock(&c->lock);
-                bool pause = c->pause_count > 0 || c->stop;
-                bool stop = c->stop;
-                pthread_mutex_unlock(&c->lock);
-                if (stop) {
-                        nvme_drain(c);
-                        break;
+                /* The fast path takes no lock: quiesce and stop raise attention first. */
+                if (atomic_load_explicit(&c->attention, memory_order_acquire)) {
+                        pthread_mutex_lock(&c->lock);
+                        bool pause = c->pause_count > 0 || c->stop;
+                        bool stop = c->stop;
+                        pthread_mutex_unlock(&c->lock);
+                        if (stop) {
+                                nvme_drain(c);
+                                break;
+                        }
+                        if (pause) {
+                                nvme_park(c);
+                                continue;
+                        }
                 }
-                if (pause) {
-                        nvme_park(c);
-                        continue;
-                }
-                if (atomic_exchange(&c->shutdown_req, false))
+                if (atomic_load_explicit(&c->shutdown_req, memory_order_relaxed) &&
+                    atomic_exchange(&c->shutdown_req, false))
                         nvme_do_shutdown(c);
 
+                /* One clock read per pass: commands fetched and completed in it share it. */
+                uint64_t now = c->pass_ns = nvme_now_ns();
                 unsigned n = nvme_reap_backends(c);
                 n += nvme_queues_process(c, c->state == NVME_STATE_READY);
                 nvme_commit_backends(c);
-                uint64_t now = nvme_now_ns();
                 int timeout = nvme_irqs_flush(c, now);
                 if (n > 0) {
                         last_busy = now;
@@ -187,6 +193,7 @@ static void *nvme_io_main(void *arg) {
 void nvme_ctrl_quiesce(NvmeCtrl *c) {
         pthread_mutex_lock(&c->lock);
         c->pause_count++;
+        atomic_store_explicit(&c->attention, true, memory_order_release);
         nvme_ctrl_kick(c);
         while (!c->parked)
                 pthread_cond_wait(&c->cond, &c->lock);
@@ -195,8 +202,10 @@ void nvme_ctrl_quiesce(NvmeCtrl *c) {
 
 void nvme_ctrl_resume(NvmeCtrl *c) {
         pthread_mutex_lock(&c->lock);
-        if (c->pause_count > 0 && --c->pause_count == 0)
+        if (c->pause_count > 0 && --c->pause_count == 0) {
+                atomic_store_explicit(&c->attention, c->stop, memory_order_release);
                 pthread_cond_broadcast(&c->cond);
+        }
         pthread_mutex_unlock(&c->lock);
         nvme_ctrl_kick(c);
 }
@@ -322,6 +331,7 @@ void nvme_ctrl_free(NvmeCtrl *c) {
         if (c->thread) {
                 pthread_mutex_lock(&c->lock);
                 c->stop = true;
+                atomic_store_explicit(&c->attention, true, memory_order_release);
                 pthread_cond_broadcast(&c->cond);
                 pthread_mutex_unlock(&c->lock);
                 nvme_ctrl_kick(c);

@@ -161,6 +161,8 @@ struct NvmeCtrl {
         unsigned pause_count;
         bool parked;
         bool stop;
+        _Atomic bool attention;                 /* pause_count > 0 || stop: look under the lock */
+        uint64_t pass_ns;                       /* the I/O thread's clock, read once per pass */
         _Atomic bool shutdown_req;
         bool epoll_dirty;
         bool backend_signalled;                 /* a backend's event fd woke the thread */

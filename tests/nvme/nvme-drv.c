@@ -252,7 +252,8 @@ int nvme_drv_create_io_queues(NvmeDrv *d, uint16_t qid, uint32_t depth, uint16_t
                 d->db_ei[2 * qid] = d->db_ei[2 * qid + 1] = 0;
         }
         NvmeSqe cq = { .opcode = NVME_ADM_CREATE_CQ, .prp1 = q->cq_gpa,
-                       .cdw10 = qid | (depth - 1) << 16, .cdw11 = 1 | 2 | (uint32_t) vector << 16 };
+                       .cdw10 = qid | (depth - 1) << 16,
+                       .cdw11 = 1 | (d->poll_queues ? 0 : 2) | (uint32_t) vector << 16 };
         int r = nvme_drv_cmd(d, 0, &cq, NULL);
         if (r)
                 return r;

@@ -41,6 +41,7 @@ typedef struct NvmeDrv {
         uint64_t ram_gpa, ram_size, alloc_next;
         NvmeDrvQueue q[65];
         bool shadow;
+        bool poll_queues;               /* I/O CQs created with interrupts off (Linux's poll queues) */
         uint32_t *db_shadow, *db_ei;
         int timeout_ms;
         uint64_t mmio_doorbells;        /* doorbell MMIO writes issued */
