@@ -15,11 +15,11 @@
 
 #include "common/util.h"
 #include "device-type.h"
+#include "nvme/nvme.h"
 
 #define NVME_SIZE_ALIGN 4096u
 #define NVME_MAX_QUEUES 256u
 #define NVME_MAX_NSID 1024u
-#define NVME_SERIAL_MAX 20u
 
 static const DeviceOptionSpec nvme_options[] = {
         { "size", DEVICE_OPTION_UINT, "size of namespace 1 in bytes (a multiple of 4096)" },
@@ -219,6 +219,27 @@ static JsonObject *ns_resolve_null(GHashTable *in, bool have_other, GError **err
         return ns;
 }
 
+/* The Identify Controller SN field (NVMe 1.4 5.15.2.1): 1 to 20 printable ASCII characters. */
+static gboolean check_serial(const char *serial, GError **error) {
+        size_t n = strlen(serial);
+        size_t good = 0;       /* leading printable ASCII characters */
+
+        while (good < n && serial[good] >= 0x20 && serial[good] <= 0x7e)
+                good++;
+        if (n >= 1 && n <= NVME_SN_MAX && good == n)
+                return TRUE;
+        {
+                /* echoed escaped: the caller's bytes may be control characters */
+                g_autofree char *shown = g_strescape(serial, NULL);
+
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "serial '%s' is invalid (%s): give 1 to %u printable ASCII characters",
+                            shown, n == 0 ? "empty" : good < n ? "not printable ASCII" : "too long",
+                            NVME_SN_MAX);
+        }
+        return FALSE;
+}
+
 static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, JsonObject *out,
                                GError **error) {
         const char *file = opt_string(in, "file"), *block = opt_string(in, "block");
@@ -267,17 +288,8 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                 json_object_set_int_member(out, "queues", (int64_t) queues);
         }
         if (serial) {
-                size_t n = strlen(serial);
-
-                for (size_t i = 0; i < n; i++)
-                        if (!g_ascii_isprint(serial[i]))
-                                n = SIZE_MAX;
-                if (n == 0 || n > NVME_SERIAL_MAX) {
-                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                                    "serial '%s' is invalid: give 1 to %u printable ASCII characters",
-                                    serial, NVME_SERIAL_MAX);
+                if (!check_serial(serial, error))
                         return FALSE;
-                }
                 json_object_set_string_member(out, "serial", serial);
         }
         return TRUE;

@@ -28,13 +28,14 @@ typedef struct NvmeCtrl NvmeCtrl;
 
 #define NVME_MAX_IOQS   64u     /* I/O queue pairs a controller can offer */
 #define NVME_MAX_NS     32u     /* namespace IDs 1..NVME_MAX_NS */
+#define NVME_SN_MAX     20u     /* serial number: 1..NVME_SN_MAX printable ASCII characters */
 
 /* Fire MSI-X vector n (vu_server_irq in production).  Called from the I/O thread. */
 typedef void (*NvmeIrqFn)(void *opaque, unsigned vector);
 
 typedef struct NvmeCtrlConfig {
         const char *name;               /* device name: logs, NQN, identifier derivation */
-        const char *serial;             /* SN, ≤ 20 ASCII characters; stable per device */
+        const char *serial;             /* SN, ≤ NVME_SN_MAX ASCII characters; stable per device */
         uint8_t host_uuid[16];          /* per-host seed for NGUID/EUI-64/UUID */
         unsigned max_ioqs;              /* 1..NVME_MAX_IOQS I/O queue pairs */
         unsigned msix_nvec;             /* MSI-X vectors (≥ max_ioqs + 1) */

@@ -687,6 +687,7 @@ def test_bad_input(env):
         (['create', 'nvme', '--file', small, '--block', small], 2, 'not both'),
         (['create', 'nvme', '--block', small], 2, 'not a block device'),
         (['create', 'nvme', '--size', '1M', '--queues', '999'], 2, '1 to 256'),
+        (['create', 'nvme', '--size', '1M', '--serial', 'é'], 2, 'printable ASCII'),
         (['create', 'nvme', '--size', '1M', '--tap', 'x'], 2, 'does not apply'),
         (['create', 'nvme', '--size', '1M', '--name', '-bad'], 2, 'invalid device name'),
         (['create', 'virtio-net', '--mac', 'zz:00:00:00:00:00'], 2, 'invalid MAC'),
@@ -701,6 +702,17 @@ def test_bad_input(env):
         check(rc == code, f'vfuctl {" ".join(args)}: exit {rc}, expected {code} ({err.strip()})')
         check(text in err, f'vfuctl {" ".join(args)}: message "{err.strip()}" lacks "{text}"')
         check(env.leftovers() == [], f'vfuctl {" ".join(args)} left {env.leftovers()}')
+
+    # Serials the Identify data cannot carry: refused by name, and the manager lives on.
+    for serial in ('é', 'caf\u00e9', 'a\x01b', '\t', 'x\x7f', '\x1b[2J', '', 'S' * 21, '\u20ac' * 7):
+        msg = env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'ser', '', size=MiB, serial=serial)
+        check('serial' in msg, f'serial {serial!r}: {msg}')
+        check(env.vfud.poll() is None, f'vfud survives serial {serial!r}')
+    check(env.leftovers() == [], f'bad serials left {env.leftovers()}')
+    if 'nvme' in worker_types():
+        env.create('nvme', 'ser', '', size=MiB, serial='S' * 20)
+        check(env.prop('ser', 'Backend')['serial'] == 'S' * 20, 'a 20-character serial is fine')
+        env.mgr('DestroyDevice', '(s)', 'ser')
 
     # A duplicate name with another definition.
     env.create_any(t, 'dup')
