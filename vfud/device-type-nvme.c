@@ -17,9 +17,8 @@
 #include "device-type.h"
 #include "nvme/nvme.h"
 
+/* The bounds are the device model's (nvme/nvme.h): what is accepted here, the worker can build. */
 #define NVME_SIZE_ALIGN 4096u
-#define NVME_MAX_QUEUES 256u
-#define NVME_MAX_NSID 1024u
 
 static const DeviceOptionSpec nvme_options[] = {
         { "size", DEVICE_OPTION_UINT, "size of namespace 1 in bytes (a multiple of 4096)" },
@@ -279,10 +278,10 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
         json_object_set_array_member(out, "namespaces", nss);
 
         if (opt_uint(in, "queues", &queues)) {
-                if (queues < 1 || queues > NVME_MAX_QUEUES) {
+                if (queues < 1 || queues > NVME_MAX_IOQS) {
                         g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
                                     "queues=%" G_GUINT64_FORMAT " is out of range: give 1 to %u I/O queue pairs",
-                                    queues, NVME_MAX_QUEUES);
+                                    queues, NVME_MAX_IOQS);
                         return FALSE;
                 }
                 json_object_set_int_member(out, "queues", (int64_t) queues);
@@ -519,9 +518,9 @@ static void nvme_namespace_add(Device *d, uint32_t nsid, const char *path, uint6
 
         if (!check_changeable(d, &error))
                 return func(d, error, userdata);
-        if (nsid < 1 || nsid > NVME_MAX_NSID) {
+        if (nsid < 1 || nsid > NVME_MAX_NS) {
                 g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                            "namespace id %u is out of range: use 1 to %u", nsid, NVME_MAX_NSID);
+                            "namespace id %u is out of range: use 1 to %u", nsid, NVME_MAX_NS);
                 return func(d, error, userdata);
         }
         if (nvme_find_ns(d, nsid, NULL)) {
