@@ -1296,11 +1296,12 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         r = sd_bus_message_read(msg, "ss", &what, &dest);
         if (r < 0)
                 return r;
-        if (!read_options(msg, by_vm, &storage, &timeout, &libvirt_uri, &gerr))
-                return manager_set_bus_error(error, gerr);
+        /* Who asks comes first: an unprivileged caller learns nothing from our checks. */
         r = manager_check_authorized(m, msg, "migrating devices", error);
         if (r < 0)
                 return r;
+        if (!read_options(msg, by_vm, &storage, &timeout, &libvirt_uri, &gerr))
+                return manager_set_bus_error(error, gerr);
         if (!*dest)
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
                                          "no destination: give a bus address or [USER@]HOST");

@@ -974,7 +974,7 @@ addr, path, iface, method, sig, args = sys.argv[1:7]
 conn = Gio.DBusConnection.new_for_address_sync(addr, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
     Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
 try:
-    v = GLib.Variant(sig, tuple(json.loads(args))) if sig else None
+    v = GLib.Variant.parse(GLib.VariantType.new(sig), args, None, None) if sig else None
     conn.call_sync('org.vfu.vfud1', path, iface, method, v, None, 0, 30000, None)
     print(json.dumps({'ok': True}))
 except GLib.Error as e:
@@ -985,7 +985,8 @@ except GLib.Error as e:
 
 
 def call_as(env, user, path, iface, method, sig='', args=()):
-    out = subprocess.run(user + [sys.executable, '-c', CALLER, env.addr, path, iface, method, sig, json.dumps(args)],
+    text = GLib.Variant(sig, tuple(args)).print_(True) if sig else ''
+    out = subprocess.run(user + [sys.executable, '-c', CALLER, env.addr, path, iface, method, sig, text],
                          capture_output=True, text=True, timeout=60)
     check(out.returncode == 0, f'caller failed: {out.stderr}')
     return json.loads(out.stdout)
@@ -1010,6 +1011,12 @@ def test_auth(env):
         (dpath, DIFACE, 'RemoveNamespace', '(u)', [1]),
         (dpath, DIFACE, 'ResizeNamespace', '(ut)', [1, 2 * MiB]),
         (dpath, DIFACE, 'SetLink', '(b)', [True]),
+        # authorization before the options are looked at: bad options from an outsider are still "denied"
+        (MPATH, MIFACE, 'MigrateDevice', '(ssa{sv})', ['a1', 'unix:path=/nonexistent', {}]),
+        (MPATH, MIFACE, 'MigrateDevice', '(ssa{sv})', ['a1', '', {'bogus': GLib.Variant('s', 'x')}]),
+        (MPATH, MIFACE, 'MigrateDevice', '(ssa{sv})', ['a1', 'h', {'storage': GLib.Variant('s', 'tape')}]),
+        (MPATH, MIFACE, 'MigrateVm', '(ssa{sv})', ['vm', 'h', {'timeout': GLib.Variant('u', 0)}]),
+        (MPATH, MIFACE, 'MigrateVm', '(ssa{sv})', ['nosuchvm', 'h', {'libvirt-uri': GLib.Variant('s', 'x')}]),
     ]
     for path, iface, method, sig, args in mutating:
         r = call_as(env, NOBODY, path, iface, method, sig, args)
