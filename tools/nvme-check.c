@@ -46,6 +46,8 @@ static int fail(const char *what, int r) {
                 r < 0 ? strerror(-r) : "the device returned an NVMe error status");
         if (r > 0)
                 fprintf(stderr, "nvme-check: status 0x%x (SCT %u, SC 0x%02x)\n", r, (r >> 8) & 7, r & 0xff);
+        if (r == -ECONNRESET || r == -EPIPE)
+                fprintf(stderr, "nvme-check: the device closed its socket: was its worker stopped or did it crash (vfuctl show)?\n");
         return 1;
 }
 

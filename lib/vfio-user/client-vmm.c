@@ -132,3 +132,23 @@ int vu_client_wait_irq(int fd, int timeout_ms) {
                 return errno == EAGAIN ? 0 : -errno;
         return 1;
 }
+
+int vu_client_wait_irq_or_hangup(VuClient *c, int fd, int timeout_ms) {
+        struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = c->fd, .events = POLLRDHUP } };
+        uint64_t v;
+        int r;
+
+        if (c->lost)
+                return c->lost;
+        do
+                r = poll(p, 2, timeout_ms);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        /* An interrupt that came before the hang-up is still delivered. */
+        if ((p[0].revents & POLLIN) && read(fd, &v, sizeof(v)) == sizeof(v))
+                return 1;
+        if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+                return vu_client_note_error(c, -ECONNRESET);
+        return 0;
+}

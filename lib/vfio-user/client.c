@@ -63,6 +63,16 @@ void vu_client_free(VuClient *c) {
         g_free(c);
 }
 
+int vu_client_note_error(VuClient *c, int r) {
+        if (!c->lost && (r == -ECONNRESET || r == -EPIPE || r == -ENOTCONN || r == -ESHUTDOWN))
+                c->lost = r;
+        return r;
+}
+
+int vu_client_lost(const VuClient *c) {
+        return c->lost;
+}
+
 int vu_client_fd(const VuClient *c) {
         return c->fd;
 }
@@ -111,7 +121,9 @@ static int recv_exact(VuClient *c, void *buf, size_t len, int *fds, unsigned max
 int vu_client_send_raw(VuClient *c, const void *msg, size_t len, const int *fds, unsigned n_fds) {
         struct iovec iov = { (void *) msg, len };
 
-        return vu_sock_send(c->fd, &iov, 1, fds, n_fds, c->timeout_ms);
+        if (c->lost)
+                return c->lost;
+        return vu_client_note_error(c, vu_sock_send(c->fd, &iov, 1, fds, n_fds, c->timeout_ms));
 }
 
 static void close_fds(int *fds, unsigned n) {
@@ -150,10 +162,10 @@ int vu_client_recv_raw(VuClient *c, void *buf, size_t cap, struct vu_hdr *hdr) {
         int fds[VU_CLIENT_RX_FDS];
         unsigned n_fds;
         struct vu_hdr h;
-        int r = recv_msg(c, &h, &body, fds, &n_fds);
+        int r = c->lost ? c->lost : recv_msg(c, &h, &body, fds, &n_fds);
 
         if (r < 0)
-                return r;
+                return vu_client_note_error(c, r);
         close_fds(fds, n_fds);
         if (hdr)
                 *hdr = h;
@@ -183,13 +195,15 @@ int vu_client_request(VuClient *c, uint16_t cmd, uint32_t flags, const void *p1,
         }
         if (sizeof(h) + l1 + l2 > VU_MAX_MSG_SIZE)
                 return -E2BIG;
+        if (c->lost)
+                return c->lost;         /* the server is gone: fail at once */
         r = vu_sock_send(c->fd, iov, 3, fds, n_fds, c->timeout_ms);
         if (r < 0 || (flags & VU_F_NO_REPLY))
-                return r;
+                return vu_client_note_error(c, r);
 
         r = recv_msg(c, &rh, &body, rfds, &n_rfds);
         if (r < 0)
-                return r;
+                return vu_client_note_error(c, r);
         if ((rh.flags & VU_F_TYPE_MASK) != VU_F_TYPE_REPLY || rh.msg_id != h.msg_id || rh.cmd != cmd) {
                 r = -EBADMSG;
         } else if (rh.flags & VU_F_ERROR) {

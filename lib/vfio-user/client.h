@@ -6,7 +6,9 @@
  *
  * Synchronous: each call sends one request and waits for its reply.
  * Return convention: 0 (or a count) on success, negative errno on failure
- * (for error replies, minus the errno the server sent).
+ * (for error replies, minus the errno the server sent).  Once the server
+ * has closed the connection (EOF, ECONNRESET, EPIPE) every later call
+ * fails at once with that error.
  */
 #pragma once
 
@@ -23,6 +25,8 @@ int vu_client_connect(const char *path, VuClient **out);
 int vu_client_new_from_fd(int fd, VuClient **out);
 void vu_client_free(VuClient *c);
 int vu_client_fd(const VuClient *c);
+/* 0 while connected, or the -errno with which the server's end went away. */
+int vu_client_lost(const VuClient *c);
 /* How long to wait for a reply (default 10 s); a late reply gives -ETIMEDOUT. */
 void vu_client_set_timeout(VuClient *c, int timeout_ms);
 
@@ -111,3 +115,8 @@ int vu_client_enable_msix(VuClient *c, unsigned n, int *fds);
 int vu_client_find_cap(VuClient *c, uint8_t id);
 /* Wait until vector fd fires (timeout_ms < 0: forever). 1 fired, 0 timeout, -errno. */
 int vu_client_wait_irq(int fd, int timeout_ms);
+/*
+ * The same, watching c's connection too: a server that dies (a killed
+ * worker) ends the wait at once with -ECONNRESET, not at the timeout.
+ */
+int vu_client_wait_irq_or_hangup(VuClient *c, int fd, int timeout_ms);

@@ -96,5 +96,5 @@ int fake_irq_wait(FakeIrq *f, unsigned vector, int timeout_ms) {
                 ssize_t n = read(f->fds[vector], &v, sizeof(v));
                 (void) n;
         }
-        return r;
+        return r >= 0 ? r : errno == EINTR ? 0 : -errno;
 }

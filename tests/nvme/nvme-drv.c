@@ -193,6 +193,7 @@ int nvme_drv_poll(NvmeDrv *d, uint16_t qid, NvmeCqe *out) {
 
 int nvme_drv_reap(NvmeDrv *d, uint16_t qid, NvmeCqe *out, int timeout_ms) {
         uint64_t end = now_ms() + (uint64_t) timeout_ms;
+        int r;
         for (;;) {
                 if (nvme_drv_poll(d, qid, out))
                         return 0;
@@ -200,10 +201,10 @@ int nvme_drv_reap(NvmeDrv *d, uint16_t qid, NvmeCqe *out, int timeout_ms) {
                 if (now >= end)
                         return -ETIMEDOUT;
                 int left = (int) MIN(end - now, 10u);
-                if (d->ops->wait_irq)
-                        d->ops->wait_irq(d->opaque, d->q[qid].vector, left);
-                else
+                if (!d->ops->wait_irq)
                         usleep(50);
+                else if ((r = d->ops->wait_irq(d->opaque, d->q[qid].vector, left)) < 0)
+                        return r;       /* the device is gone (its connection closed) */
         }
 }
 

@@ -17,7 +17,7 @@ typedef struct NvmeDrvOps {
         int (*reg_read)(void *opaque, uint64_t off, void *buf, size_t len);
         /* posted: like a CPU's MMIO store, no reply awaited when the transport can */
         int (*reg_write)(void *opaque, uint64_t off, const void *buf, size_t len);
-        /* 1 fired, 0 timeout, -errno. */
+        /* 1 fired, 0 timeout, -errno (e.g. -ECONNRESET: the device went away). */
         int (*wait_irq)(void *opaque, unsigned vector, int timeout_ms);
 } NvmeDrvOps;
 
@@ -73,7 +73,7 @@ uint16_t nvme_drv_submit(NvmeDrv *d, uint16_t qid, NvmeSqe *cmd);
 /* Place without ringing (for batching); nvme_drv_ring() rings once. */
 uint16_t nvme_drv_queue(NvmeDrv *d, uint16_t qid, NvmeSqe *cmd);
 void nvme_drv_ring(NvmeDrv *d, uint16_t qid);
-/* Reap one completion from qid (waiting up to timeout).  0, or -ETIMEDOUT. */
+/* Reap one completion from qid (waiting up to timeout).  0, -ETIMEDOUT, or wait_irq's -errno (device gone). */
 int nvme_drv_reap(NvmeDrv *d, uint16_t qid, NvmeCqe *out, int timeout_ms);
 /* Non-blocking: 1 reaped, 0 none. */
 /* Completions posted on qid past the driver's head, counted without consuming them (no doorbell). */

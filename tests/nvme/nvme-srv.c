@@ -50,7 +50,7 @@ static int vmm_wait(void *o, unsigned vector, int timeout_ms) {
         NvmeVmm *v = o;
         if (vector >= v->nvec)
                 return -EINVAL;
-        return vu_client_wait_irq(v->irq_fds[vector], timeout_ms);
+        return vu_client_wait_irq_or_hangup(v->c, v->irq_fds[vector], timeout_ms);
 }
 
 static const NvmeDrvOps vmm_ops = { vmm_read, vmm_write, vmm_wait };

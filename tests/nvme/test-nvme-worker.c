@@ -3,7 +3,8 @@
  * The nvme device type in a real vfud-worker process: definition JSON in,
  * vfio-user socket out, our client as the VMM doing verified I/O against
  * the backing files the worker created; bad options rejected with a message;
- * live migration between two workers with writes in flight at STOP.
+ * live migration between two workers with writes in flight at STOP; a
+ * worker killed under its client seen gone at once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -241,6 +242,46 @@ static void test_worker_live_migration(void **state) {
         nvme_vmm_disconnect(&v);
 }
 
+/*
+ * The worker is killed with a write in flight: the client sees its socket
+ * close and fails the pending command with ECONNRESET at once, and every
+ * later request too, instead of waiting out the driver's timeout.
+ */
+static void test_worker_killed_under_client(void **state) {
+        Fx *f = *state;
+        g_autofree char *p1 = g_build_filename(f->dir, "a.img", NULL);
+        g_autofree char *opts = g_strdup_printf("{\"namespaces\": [{\"nsid\": 1, \"path\": \"%s\", \"size\": 4194304}]}",
+                                                p1);
+        g_autofree char *sock = NULL;
+        assert_int_equal(start_worker(f, opts, &sock, NULL), -1);
+
+        NvmeVmm v;
+        assert_int_equal(nvme_vmm_connect(&v, sock, 0x100000000ull, 16 << 20, 2), 0);
+        NvmeDrv *d = &v.d;
+        uint64_t buf = nvme_drv_alloc(d, 65536, 4096);
+        assert_int_equal(nvme_drv_enable(d, 32), 0);
+        assert_int_equal(nvme_drv_create_io_queues(d, 1, 64, 1), 0);
+        assert_int_equal(nvme_drv_rw(d, 1, true, 1, 0, 8, 512, buf, false), 0);
+
+        /* Stopped, it cannot complete the write; killed, its end of the socket closes. */
+        d->timeout_ms = 60000;
+        assert_int_equal(kill(f->pid, SIGSTOP), 0);
+        NvmeSqe w = { .opcode = NVME_CMD_WRITE, .nsid = 1, .cdw12 = 7 };
+        nvme_drv_build_prps(d, &w, buf, 4096);
+        nvme_drv_submit(d, 1, &w);
+        assert_int_equal(kill(f->pid, SIGKILL), 0);
+        assert_int_equal(waitpid(f->pid, NULL, 0), f->pid);
+        f->pid = 0;
+
+        NvmeCqe e;
+        assert_int_equal(nvme_drv_reap(d, 1, &e, d->timeout_ms), -ECONNRESET);
+        assert_int_equal(vu_client_lost(v.c), -ECONNRESET);
+        assert_int_equal(nvme_drv_rw(d, 1, false, 1, 0, 8, 512, buf, false), -ECONNRESET);
+        uint32_t csts;
+        assert_int_equal(vu_client_region_read(v.c, VU_PCI_BAR0_REGION, NVME_REG_CSTS, &csts, 4), -ECONNRESET);
+        nvme_vmm_disconnect(&v);
+}
+
 int main(int argc, char **argv) {
         worker_path = argc > 1 ? argv[1] : NULL;
         if (!worker_path) {
@@ -251,6 +292,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test_setup_teardown(test_worker_verified_io, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_worker_bad_options, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_worker_live_migration, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_worker_killed_under_client, setup, teardown),
         };
         return cmocka_run_group_tests_name("nvme-worker", tests, NULL, NULL);
 }
