@@ -69,13 +69,30 @@ int manager_set_bus_error(sd_bus_error *ret, const GError *error) {
         return sd_bus_error_setf(ret, manager_error_to_dbus_name(error), "%s", error->message);
 }
 
-static gboolean ensure_dir(const char *path, mode_t mode, GError **error) {
-        if (g_mkdir_with_parents(path, (int) mode) < 0) {
+/*
+ * path exists as a directory with at most mode's permissions; tighten: also
+ * an existing one (an older unit made devices/, images/ and workers/ 0755).
+ */
+static gboolean ensure_dir(const char *path, mode_t mode, bool tighten, GError **error) {
+        struct stat st;
+
+        if (g_mkdir_with_parents(path, (int) mode) < 0 || stat(path, &st) < 0) {
                 int e = errno;
 
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
                             "cannot create directory %s: %s", path, g_strerror(e));
                 return FALSE;
+        }
+        if (tighten && (st.st_mode & 07777 & ~mode)) {
+                if (chmod(path, st.st_mode & 07777 & mode) < 0) {
+                        int e = errno;
+
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                                    "cannot restrict directory %s to mode %04o: %s", path, (unsigned) mode,
+                                    g_strerror(e));
+                        return FALSE;
+                }
+                g_message("restricted %s to mode %04o", path, (unsigned) (st.st_mode & 07777 & mode));
         }
         return TRUE;
 }
@@ -115,11 +132,17 @@ Manager *manager_new(const ManagerConfig *config, GError **error) {
                                   m->config.admin_group);
         }
 
-        if (!ensure_dir(m->config.state_dir, 0755, error) ||
-            !ensure_dir(m->devices_dir, 0700, error) ||
-            !ensure_dir(m->images_dir, 0700, error) ||
-            !ensure_dir(m->config.runtime_dir, 0755, error) ||
-            !ensure_dir(m->workers_dir, 0700, error))
+        /*
+         * The modes of data/vfud.service.in and vfud.tmpfiles: the runtime
+         * directory searchable for the VMM's connections to the sockets,
+         * everything else vfud's alone.  The top-level directories may be
+         * the operator's (--state-dir, --runtime-dir): only created with it.
+         */
+        if (!ensure_dir(m->config.state_dir, 0700, false, error) ||
+            !ensure_dir(m->devices_dir, 0700, true, error) ||
+            !ensure_dir(m->images_dir, 0700, true, error) ||
+            !ensure_dir(m->config.runtime_dir, 0755, false, error) ||
+            !ensure_dir(m->workers_dir, 0700, true, error))
                 return NULL;
 
         lock = g_build_filename(m->config.runtime_dir, "vfud.lock", NULL);

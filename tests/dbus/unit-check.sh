@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# unit-check UNIT VFUD: systemd accepts vfud's unit without a complaint, and
-# the settings that keep VMs running across manager restarts are there.
-unit=$1 vfud=$2
+# unit-check UNIT VFUD TMPFILES: systemd accepts vfud's unit without a
+# complaint, the settings that keep VMs running across manager restarts are
+# there, and every directory the unit creates has the mode tmpfiles gives it.
+unit=$1 vfud=$2 tmpfiles=$3
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$dir"' EXIT
 sed "s|^ExecStart=.*|ExecStart=$vfud|" "$unit" > "$dir/vfud.service"
@@ -20,4 +21,18 @@ for setting in Type=notify BusName=org.vfu.vfud1 KillMode=process RuntimeDirecto
                 exit 1
         fi
 done
+# systemd applies one mode to all of a setting's directories.
+dirs_ok=true
+for kind in Runtime:/run State:/var/lib; do
+        setting=${kind%%:*}Directory base=${kind#*:}
+        mode=$(sed -n "s/^${setting}Mode=//p" "$unit")
+        for d in $(sed -n "s/^${setting}=//p" "$unit"); do
+                want=$(awk -v p="$base/$d" '$1 == "d" && $2 == p { print $3 }' "$tmpfiles")
+                if [ "$want" != "$mode" ]; then
+                        echo "$unit: $setting=$d gets mode ${mode:-?}, $tmpfiles says ${want:-nothing} for $base/$d"
+                        dirs_ok=false
+                fi
+        done
+done
+$dirs_ok || exit 1
 echo "unit ok"

@@ -1234,6 +1234,40 @@ def proc_status(pid):
         return dict(line.rstrip('\n').split(':\t', 1) for line in f if ':\t' in line)
 
 
+def test_directories(env):
+    """One mode per directory (unit, tmpfiles and vfud agree): sockets reachable, the rest vfud's alone."""
+    need_type('nvme')
+    if os.geteuid() != 0:
+        raise Skip('needs root to connect as another user')
+    with open(env.config, 'a') as f:
+        f.write('SocketGroup=sys\nSocketMode=0660\n')
+    private = [os.path.join(env.state, 'devices'), os.path.join(env.state, 'images'),
+               os.path.join(env.runtime, 'workers')]
+
+    def mode(p):
+        return os.stat(p).st_mode & 0o7777
+
+    env.start_vfud()
+    check(mode(env.state) == 0o700 and mode(env.runtime) == 0o755, f'{mode(env.state):o} {mode(env.runtime):o}')
+    check(all(mode(p) == 0o700 for p in private), f'{[oct(mode(p)) for p in private]}')
+    # An older unit left them 0755: the next vfud tightens them.
+    env.stop_vfud()
+    for p in private:
+        os.chmod(p, 0o755)
+    env.start_vfud()
+    check(all(mode(p) == 0o700 for p in private), f'tightened: {[oct(mode(p)) for p in private]}')
+    # The VMM runs as another user (libvirt's qemu user): it reaches the socket through the runtime
+    # directory when SocketGroup= lets it, and only then.
+    env.create('nvme', 'd1', '', size=MiB)
+    sock = env.prop('d1', 'SocketPath')
+    c = env.spawn(['setpriv', '--reuid=nobody', '--regid=nogroup', '--groups=sys', env_path('VU_HOLD'), sock])
+    line = c.stdout.readline()
+    check(line.startswith('connected'), f'a member of SocketGroup connects: {line!r}')
+    hold_finish(c)
+    c = env.spawn(NOBODY + [env_path('VU_HOLD'), sock])
+    check(not c.stdout.readline().startswith('connected') and c.wait(timeout=30) != 0, 'an outsider cannot connect')
+
+
 def test_sandbox(env):
     """Workers drop to the configured user, set no_new_privs and filter system calls, and still serve."""
     need_type('nvme')
