@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The DMA map table.  A sorted array of non-overlapping maps; lookups are a
- * binary search.  The array is only changed on the control thread while the
- * device is quiesced, so data-path translations take no lock.  Dirty bits
+ * The DMA map table.  A balanced tree (GTree) of non-overlapping maps by
+ * guest address: map, unmap and lookup are O(log n) in any order.  The tree
+ * is only changed on the control thread while the device is quiesced, and
+ * lookups only read it, so data-path translations take no lock.  Dirty bits
  * are set with atomics because several data-path threads may write them.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -17,17 +19,12 @@
 #include "dma.h"
 #include "proto.h"
 
-typedef struct VuDmaFile {
-        dev_t dev;
-        ino_t ino;
-        int fd;
-        unsigned refs;
-} VuDmaFile;
-
 typedef struct VuDmaRegion {
         uint64_t gpa, size, fd_offset;
         uint32_t prot;                  /* VU_DMA_READ | VU_DMA_WRITE */
-        VuDmaFile *file;                /* NULL: message-only map, never touched */
+        bool has_file;                  /* false: message-only map, never touched */
+        dev_t dev;                      /* the file's identity, for identical re-maps */
+        ino_t ino;
         void *map;                      /* mmap base (aligned down) */
         size_t map_len;
         uint8_t *host;                  /* host address of gpa */
@@ -37,18 +34,45 @@ typedef struct VuDmaRegion {
 } VuDmaRegion;
 
 struct VuDma {
-        VuDmaRegion *r;
-        unsigned n, cap;
+        GTree *tree;                    /* VuDmaRegion* (key and value), by gpa; non-overlapping */
+        unsigned n;
         unsigned max_maps;
-        GPtrArray *files;               /* VuDmaFile*, de-duplicated by inode */
         uint64_t log_pgsize;            /* 0: logging off */
 };
 
+#define VU_DMA_DEFAULT_MAX_MAP_COUNT 65530
+
+unsigned vu_dma_limit_for(long max_map_count) {
+        long n;
+
+        if (max_map_count <= 0)
+                max_map_count = VU_DMA_DEFAULT_MAX_MAP_COUNT;
+        /* A quarter (at least 1024) stays for the process's own maps: libraries, stacks, heaps, rings. */
+        n = max_map_count - MAX(max_map_count / 4, 1024);
+        return (unsigned) CLAMP(n, 1, (long) VU_MAX_DMA_MAPS);
+}
+
+unsigned vu_dma_host_limit(void) {
+        g_autofree char *text = NULL;
+        long v = 0;
+
+        if (g_file_get_contents("/proc/sys/vm/max_map_count", &text, NULL, NULL))
+                v = strtol(text, NULL, 10);
+        return vu_dma_limit_for(v);
+}
+
+static int region_cmp(gconstpointer a, gconstpointer b, gpointer unused) {
+        uint64_t x = ((const VuDmaRegion *) a)->gpa, y = ((const VuDmaRegion *) b)->gpa;
+
+        return x < y ? -1 : x > y;
+}
+
 VuDma *vu_dma_new(unsigned max_maps) {
         VuDma *d = g_new0(VuDma, 1);
+        unsigned host = vu_dma_host_limit();
 
-        d->max_maps = max_maps ? max_maps : VU_MAX_DMA_MAPS;
-        d->files = g_ptr_array_new();
+        d->max_maps = max_maps ? MIN(max_maps, host) : host;
+        d->tree = g_tree_new_full(region_cmp, NULL, NULL, NULL);
         return d;
 }
 
@@ -56,8 +80,7 @@ void vu_dma_free(VuDma *d) {
         if (!d)
                 return;
         vu_dma_unmap_all(d);
-        g_ptr_array_unref(d->files);
-        g_free(d->r);
+        g_tree_unref(d->tree);
         g_free(d);
 }
 
@@ -65,71 +88,48 @@ unsigned vu_dma_count(const VuDma *d) {
         return d->n;
 }
 
-static void file_unref(VuDma *d, VuDmaFile *f) {
-        if (!f || --f->refs)
-                return;
-        g_ptr_array_remove_fast(d->files, f);
-        close(f->fd);
-        g_free(f);
+unsigned vu_dma_max_maps(const VuDma *d) {
+        return d->max_maps;
 }
 
-static int file_get(VuDma *d, int fd, const struct stat *st, VuDmaFile **out) {
-        VuDmaFile *f;
-        int nfd;
-
-        for (unsigned i = 0; i < d->files->len; i++) {
-                f = g_ptr_array_index(d->files, i);
-                if (f->dev == st->st_dev && f->ino == st->st_ino) {
-                        f->refs++;
-                        *out = f;
-                        return 0;
-                }
-        }
-        nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (nfd < 0)
-                return -errno;
-        f = g_new0(VuDmaFile, 1);
-        f->dev = st->st_dev;
-        f->ino = st->st_ino;
-        f->fd = nfd;
-        f->refs = 1;
-        g_ptr_array_add(d->files, f);
-        *out = f;
-        return 0;
-}
-
-static void region_release(VuDma *d, VuDmaRegion *r) {
+static void region_free(VuDmaRegion *r) {
         if (r->map)
                 munmap(r->map, r->map_len);
-        file_unref(d, r->file);
         g_free(r->dirty);
-        memset(r, 0, sizeof(*r));
+        g_free(r);
 }
 
-/* Index of the first region whose gpa is > addr. */
-static unsigned upper_bound(const VuDma *d, uint64_t addr) {
-        unsigned lo = 0, hi = d->n;
-
-        while (lo < hi) {
-                unsigned mid = lo + (hi - lo) / 2;
-
-                if (d->r[mid].gpa <= addr)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return lo;
+static VuDmaRegion *node_region(GTreeNode *n) {
+        return n ? g_tree_node_value(n) : NULL;
 }
 
-/* The region containing addr, or NULL. */
+/* The region with the largest gpa ≤ addr, or NULL. */
+static VuDmaRegion *floor_region(const VuDma *d, uint64_t addr) {
+        VuDmaRegion key = { .gpa = addr };
+        GTreeNode *n = g_tree_upper_bound(d->tree, &key);
+
+        return node_region(n ? g_tree_node_previous(n) : g_tree_node_last(d->tree));
+}
+
+/* The first region with gpa > addr, or NULL. */
+static VuDmaRegion *next_region(const VuDma *d, uint64_t addr) {
+        VuDmaRegion key = { .gpa = addr };
+
+        return node_region(g_tree_upper_bound(d->tree, &key));
+}
+
+static gint contains(gconstpointer key, gconstpointer user_data) {
+        const VuDmaRegion *r = key;
+        uint64_t addr = *(const uint64_t *) user_data;
+
+        if (addr < r->gpa)
+                return -1;
+        return addr - r->gpa < r->size ? 0 : 1;
+}
+
+/* The region containing addr, or NULL: one descent of the tree, no allocation. */
 static const VuDmaRegion *find(const VuDma *d, uint64_t addr) {
-        unsigned i = upper_bound(d, addr);
-
-        if (i == 0)
-                return NULL;
-        if (addr - d->r[i - 1].gpa < d->r[i - 1].size)
-                return &d->r[i - 1];
-        return NULL;
+        return node_region(g_tree_search_node(d->tree, contains, &addr));
 }
 
 static int dirty_alloc(VuDmaRegion *r, uint64_t pgsize) {
@@ -149,14 +149,14 @@ static bool same_map(const VuDmaRegion *r, uint64_t gpa, uint64_t size, uint64_t
         if (r->gpa != gpa || r->size != size || r->fd_offset != off || r->prot != prot)
                 return false;
         if (!st)
-                return r->file == NULL;
-        return r->file && r->file->dev == st->st_dev && r->file->ino == st->st_ino;
+                return !r->has_file;
+        return r->has_file && r->dev == st->st_dev && r->ino == st->st_ino;
 }
 
 int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset, uint32_t prot, int fd) {
         VuDmaRegion nr = { .gpa = gpa, .size = size, .fd_offset = fd_offset, .prot = prot };
+        const VuDmaRegion *prev, *next;
         struct stat st;
-        unsigned i;
         int r;
 
         if (prot == 0 || (prot & ~(VU_DMA_READ | VU_DMA_WRITE)))
@@ -174,10 +174,11 @@ int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset, uint32
                         return -EINVAL;
         }
 
-        i = upper_bound(d, gpa);
-        if (i > 0 && d->r[i - 1].gpa + d->r[i - 1].size > gpa)
-                return same_map(&d->r[i - 1], gpa, size, fd_offset, prot, fd >= 0 ? &st : NULL) ? 0 : -EINVAL;
-        if (i < d->n && d->r[i].gpa <= gpa + size - 1)
+        prev = floor_region(d, gpa);
+        if (prev && prev->gpa + prev->size > gpa)
+                return same_map(prev, gpa, size, fd_offset, prot, fd >= 0 ? &st : NULL) ? 0 : -EINVAL;
+        next = next_region(d, gpa);
+        if (next && next->gpa <= gpa + size - 1)
                 return -EINVAL;
         if (d->n >= d->max_maps)
                 return -ENOSPC;
@@ -219,42 +220,41 @@ int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset, uint32
                 if (seals < 0 || !(seals & F_SEAL_SHRINK))
                         g_debug("DMA map at 0x%" G_GINT64_MODIFIER "x: file not sealed against shrinking", gpa);
                 nr.host = (uint8_t *) nr.map + delta;
-                r = file_get(d, fd, &st, &nr.file);
-                if (r < 0) {
-                        munmap(nr.map, nr.map_len);
-                        return r;
-                }
+                nr.has_file = true;
+                nr.dev = st.st_dev;
+                nr.ino = st.st_ino;
                 if (d->log_pgsize && (r = dirty_alloc(&nr, d->log_pgsize)) < 0) {
-                        region_release(d, &nr);
+                        munmap(nr.map, nr.map_len);
                         return r;
                 }
         }
 
-        if (d->n == d->cap) {
-                d->cap = d->cap ? d->cap * 2 : 16;
-                d->r = g_renew(VuDmaRegion, d->r, d->cap);
-        }
-        memmove(&d->r[i + 1], &d->r[i], (d->n - i) * sizeof(VuDmaRegion));
-        d->r[i] = nr;
+        VuDmaRegion *reg = g_new(VuDmaRegion, 1);
+        *reg = nr;
+        g_tree_insert(d->tree, reg, reg);
         d->n++;
         return 0;
 }
 
 int vu_dma_unmap(VuDma *d, uint64_t gpa, uint64_t size) {
-        unsigned i = upper_bound(d, gpa);
+        VuDmaRegion *r = floor_region(d, gpa);
 
-        if (i == 0 || d->r[i - 1].gpa != gpa || d->r[i - 1].size != size)
+        if (!r || r->gpa != gpa || r->size != size)
                 return -ENOENT;
-        i--;
-        region_release(d, &d->r[i]);
-        memmove(&d->r[i], &d->r[i + 1], (d->n - i - 1) * sizeof(VuDmaRegion));
+        g_tree_remove(d->tree, r);
+        region_free(r);
         d->n--;
         return 0;
 }
 
+static gboolean free_one(gpointer key, gpointer value, gpointer unused) {
+        region_free(value);
+        return FALSE;
+}
+
 void vu_dma_unmap_all(VuDma *d) {
-        for (unsigned i = 0; i < d->n; i++)
-                region_release(d, &d->r[i]);
+        g_tree_foreach(d->tree, free_one, NULL);
+        g_tree_remove_all(d->tree);
         d->n = 0;
 }
 
@@ -322,12 +322,12 @@ static void dma_mark_dirty(void *opaque, uint64_t gpa, uint64_t len) {
 
                 if (!r) {
                         /* skip to the next map, if any */
-                        unsigned i = upper_bound(d, gpa);
+                        const VuDmaRegion *nx = next_region(d, gpa);
 
-                        if (i >= d->n || d->r[i].gpa - gpa >= len)
+                        if (!nx || nx->gpa - gpa >= len)
                                 return;
-                        len -= d->r[i].gpa - gpa;
-                        gpa = d->r[i].gpa;
+                        len -= nx->gpa - gpa;
+                        gpa = nx->gpa;
                         continue;
                 }
                 chunk = MIN(len, r->size - (gpa - r->gpa));
@@ -346,22 +346,36 @@ VuMem vu_dma_mem(VuDma *d) {
         return (VuMem) { .ops = &dma_mem_ops, .opaque = d };
 }
 
+typedef struct DirtyAllocCtx {
+        uint64_t pgsize;
+        int ret;
+} DirtyAllocCtx;
+
+static gboolean dirty_alloc_one(gpointer key, gpointer value, gpointer data) {
+        VuDmaRegion *r = value;
+        DirtyAllocCtx *ctx = data;
+
+        if (r->host)
+                ctx->ret = dirty_alloc(r, ctx->pgsize);
+        return ctx->ret < 0;
+}
+
+static gboolean dirty_free_one(gpointer key, gpointer value, gpointer unused) {
+        g_clear_pointer(&((VuDmaRegion *) value)->dirty, g_free);
+        return FALSE;
+}
+
 int vu_dma_logging_start(VuDma *d, uint64_t page_size) {
-        int r;
+        DirtyAllocCtx ctx = { page_size, 0 };
 
         if (page_size < VU_PGSIZE || (page_size & (page_size - 1)))
                 return -EINVAL;
         if (d->log_pgsize)
                 return -EBUSY;
-        for (unsigned i = 0; i < d->n; i++) {
-                if (!d->r[i].host)
-                        continue;
-                r = dirty_alloc(&d->r[i], page_size);
-                if (r < 0) {
-                        for (unsigned j = 0; j <= i; j++)
-                                g_clear_pointer(&d->r[j].dirty, g_free);
-                        return r;
-                }
+        g_tree_foreach(d->tree, dirty_alloc_one, &ctx);
+        if (ctx.ret < 0) {
+                g_tree_foreach(d->tree, dirty_free_one, NULL);
+                return ctx.ret;
         }
         __atomic_store_n(&d->log_pgsize, page_size, __ATOMIC_RELEASE);
         return 0;
@@ -369,8 +383,7 @@ int vu_dma_logging_start(VuDma *d, uint64_t page_size) {
 
 void vu_dma_logging_stop(VuDma *d) {
         __atomic_store_n(&d->log_pgsize, 0, __ATOMIC_RELEASE);
-        for (unsigned i = 0; i < d->n; i++)
-                g_clear_pointer(&d->r[i].dirty, g_free);
+        g_tree_foreach(d->tree, dirty_free_one, NULL);
 }
 
 bool vu_dma_logging_active(const VuDma *d) {
@@ -397,10 +410,14 @@ int vu_dma_logging_report(VuDma *d, uint64_t iova, uint64_t length, uint64_t pag
                 return -EINVAL;
         memset(bitmap, 0, bitmap_len);
 
-        unsigned start = upper_bound(d, iova);
+        VuDmaRegion key = { .gpa = iova };
+        GTreeNode *node = g_tree_upper_bound(d->tree, &key);
 
-        for (unsigned i = start ? start - 1 : 0; i < d->n; i++) {
-                const VuDmaRegion *r = &d->r[i];
+        node = node ? g_tree_node_previous(node) : g_tree_node_last(d->tree);
+        if (!node)
+                node = g_tree_node_first(d->tree);
+        for (; node; node = g_tree_node_next(node)) {
+                const VuDmaRegion *r = g_tree_node_value(node);
                 uint64_t lo, hi, plo, phi;
 
                 if (r->gpa > end)

@@ -15,18 +15,31 @@
 
 typedef struct VuDma VuDma;
 
+/*
+ * At most max_maps maps (0: as many as the host allows), and never more
+ * than the host allows: every map is a memory mapping of the process, and
+ * vm.max_map_count bounds those.
+ */
 VuDma *vu_dma_new(unsigned max_maps);
 void vu_dma_free(VuDma *d);
+/*
+ * How many maps a host with this vm.max_map_count allows: what is left
+ * after a quarter (at least 1024) for the process's own mappings, at most
+ * VU_MAX_DMA_MAPS, at least 1.  ≤ 0 means unknown: the kernel's default.
+ */
+unsigned vu_dma_limit_for(long max_map_count);
+/* vu_dma_limit_for() of this host's /proc/sys/vm/max_map_count. */
+unsigned vu_dma_host_limit(void);
 
 /*
  * Add a map.  fd < 0 means a message-only map (accepted, never touched).
- * The fd is not consumed: the table dups it, de-duplicating by inode.
+ * The fd is not consumed, nor kept: the mapping holds the file.
  * gpa and size are 4 KiB-aligned, size ≤ 8 TiB; prot is VU_DMA_READ and/or
  * VU_DMA_WRITE.  The fd must be a regular file (memfd, tmpfs, hugetlbfs)
  * holding fd_offset+size bytes, so the mapping cannot run past its end.
  * Returns 0 (also for an identical re-map), -EINVAL (other overlap, bad
  * flags, unaligned, too large, file too small or not a file), -ENOSPC
- * (max_maps reached), or the errno of fstat/mmap.
+ * (the table's limit reached), or the errno of fstat/mmap.
  */
 int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset,
                uint32_t prot, int fd);
@@ -34,6 +47,7 @@ int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset,
 int vu_dma_unmap(VuDma *d, uint64_t gpa, uint64_t size);
 void vu_dma_unmap_all(VuDma *d);
 unsigned vu_dma_count(const VuDma *d);
+unsigned vu_dma_max_maps(const VuDma *d);
 
 /* The VuMem face of the table, for device models. */
 VuMem vu_dma_mem(VuDma *d);

@@ -207,8 +207,8 @@ int vu_server_new(const VuServerConfig *cfg, VuServer **out) {
         }
         s->cfg = cfg->cfg;
         vu_pci_cfg_save_defaults(s->cfg);
-        s->max_dma_maps = cfg->max_dma_maps ? cfg->max_dma_maps : VU_MAX_DMA_MAPS;
-        s->dma = vu_dma_new(s->max_dma_maps);
+        s->dma = vu_dma_new(cfg->max_dma_maps);
+        s->max_dma_maps = vu_dma_max_maps(s->dma);      /* what VERSION advertises */
         s->mem = vu_dma_mem(s->dma);
         s->mig.state = VU_MIG_RUNNING;
         s->client_max_fds = 1;

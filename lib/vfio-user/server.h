@@ -91,7 +91,7 @@ typedef struct VuServerConfig {
         unsigned msix_nvec;                     /* ≥ 1 */
         const VuDeviceOps *ops;
         void *opaque;
-        unsigned max_dma_maps;                  /* 0: VU_MAX_DMA_MAPS */
+        unsigned max_dma_maps;                  /* 0: as many as the host allows (vu_dma_host_limit) */
         const char *name;                       /* for logs */
 } VuServerConfig;
 

@@ -47,8 +47,8 @@ static void test_map_unmap(void **state) {
         assert_int_equal(vu_dma_map(d, 0x200000, 4 * PG, 4 * PG, VU_DMA_READ, fd), 0);
         assert_int_equal(vu_dma_map(d, 0xfffc0000, 0x40000, 0, VU_DMA_READ, -1), 0);  /* fd-less (BIOS) */
         assert_int_equal(vu_dma_count(d), 3);
-        /* One dup for the de-duplicated file, not one per map. */
-        assert_int_equal(count_fds(), before + 2);
+        /* The maps hold the file: no fd is kept (the caller's one is still open). */
+        assert_int_equal(count_fds(), before + 1);
 
         /* Identical re-map is fine, any other overlap is not. */
         assert_int_equal(vu_dma_map(d, 0x100000, 4 * PG, 0, RW, fd), 0);
@@ -308,8 +308,64 @@ static void test_dirty_logging(void **state) {
         close(fd);
 }
 
+/* The map limit follows vm.max_map_count: room left for the process's own maps, capped by the protocol. */
+static void test_limit_for_host(void **state) {
+        assert_int_equal(vu_dma_limit_for(65530), 65530 - 16382);       /* the kernel's default */
+        assert_int_equal(vu_dma_limit_for(0), vu_dma_limit_for(65530));  /* unknown */
+        assert_int_equal(vu_dma_limit_for(-1), vu_dma_limit_for(65530));
+        assert_int_equal(vu_dma_limit_for(1048576), VU_MAX_DMA_MAPS);     /* raised by the admin */
+        assert_int_equal(vu_dma_limit_for(3000), 3000 - 1024);
+        assert_int_equal(vu_dma_limit_for(1000), 1);
+        assert_true(vu_dma_host_limit() <= VU_MAX_DMA_MAPS);
+        VuDma *d = vu_dma_new(0);
+        assert_int_equal(vu_dma_max_maps(d), vu_dma_host_limit());
+        vu_dma_free(d);
+        d = vu_dma_new(10);
+        assert_int_equal(vu_dma_max_maps(d), 10);
+        vu_dma_free(d);
+}
+
+/* Maps in any order, unmapped in another: lookups stay right (the tree, not an array). */
+static void test_many_maps_any_order(void **state) {
+        enum { N = 4096 };
+        VuDma *d = vu_dma_new(0);
+        VuMem mem = vu_dma_mem(d);
+        int fd = memfd(N * PG);
+        uint8_t *host = mmap(NULL, N * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), b;
+
+        assert_true(host != MAP_FAILED);
+        for (unsigned i = 0; i < N; i++)
+                host[(uint64_t) i * PG] = (uint8_t) (i * 31 + 7);
+        /* Descending, then the gaps' neighbours checked. */
+        for (unsigned i = N; i-- > 0;)
+                assert_int_equal(vu_dma_map(d, (uint64_t) i * 3 * PG, PG, (uint64_t) i * PG, VU_DMA_READ, fd), 0);
+        assert_int_equal(vu_dma_count(d), N);
+        for (unsigned i = 0; i < N; i++) {
+                assert_int_equal(vu_mem_read(&mem, (uint64_t) i * 3 * PG, &b, 1), 0);
+                assert_int_equal(b, (uint8_t) (i * 31 + 7));
+                assert_int_equal(vu_mem_read(&mem, (uint64_t) i * 3 * PG + PG, &b, 1), -EFAULT);
+        }
+        /* Every other one out, then back in ascending order. */
+        for (unsigned i = 0; i < N; i += 2)
+                assert_int_equal(vu_dma_unmap(d, (uint64_t) i * 3 * PG, PG), 0);
+        assert_int_equal(vu_dma_count(d), N / 2);
+        for (unsigned i = 0; i < N; i++)
+                assert_int_equal(vu_mem_read(&mem, (uint64_t) i * 3 * PG, &b, 1), i % 2 ? 0 : -EFAULT);
+        for (unsigned i = 0; i < N; i += 2)
+                assert_int_equal(vu_dma_map(d, (uint64_t) i * 3 * PG, PG, (uint64_t) i * PG, VU_DMA_READ, fd), 0);
+        for (unsigned i = 0; i < N; i++) {
+                assert_int_equal(vu_mem_read(&mem, (uint64_t) i * 3 * PG, &b, 1), 0);
+                assert_int_equal(b, (uint8_t) (i * 31 + 7));
+        }
+        vu_dma_free(d);
+        munmap(host, N * PG);
+        close(fd);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_limit_for_host),
+                cmocka_unit_test(test_many_maps_any_order),
                 cmocka_unit_test(test_map_unmap),
                 cmocka_unit_test(test_map_validation),
                 cmocka_unit_test(test_translate),
