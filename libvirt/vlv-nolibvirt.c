@@ -26,6 +26,13 @@ vlv_domain_get_xml(const char *uri, const char *vm, const VlvDevice *devs,
         return NULL;
 }
 
+GPtrArray *
+vlv_domain_list_devices(const char *uri, const char *vm, GError **error)
+{
+        no_libvirt(error);
+        return NULL;
+}
+
 gboolean
 vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error)
 {

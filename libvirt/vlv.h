@@ -191,6 +191,17 @@ char *vlv_domain_get_xml(const char *uri, const char *vm,
                          GError **error);
 
 /*
+ * vlv_domain_list_devices:
+ * The vfu devices in @vm's persistent definition, as
+ * vlv_domxml_list_devices() lists them (a GPtrArray of VlvDomainDevice,
+ * g_ptr_array_unref it).  NULL with @error set: VLV_ERROR_NO_VM,
+ * VLV_ERROR_UNREACHABLE, VLV_ERROR_LIBVIRT (also for a transient domain:
+ * it has no persistent definition), VLV_ERROR_XML.
+ */
+GPtrArray *vlv_domain_list_devices(const char *uri, const char *vm,
+                                   GError **error);
+
+/*
  * vlv_attach:
  * Add @dev to @vm: if the VM runs, hot-plug it (QMP device_add at the
  * address the persistent definition gives it; the running VM must have

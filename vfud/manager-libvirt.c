@@ -21,6 +21,7 @@ typedef enum JobKind {
         JOB_GET_XML,
         JOB_ATTACH,
         JOB_DETACH,
+        JOB_SYNC,               /* read which devices vm's persistent definition carries */
         JOB_EVENT,              /* from the watch: vm defined or (re)connected */
 } JobKind;
 
@@ -29,6 +30,7 @@ typedef struct Job {
         char *vm, *vm_uuid;
         VlvWatchEvent event;
         GPtrArray *names, *sockets;     /* the VM's devices (char*) */
+        GPtrArray *found;               /* JOB_SYNC: the definition's devices (VlvDomainDevice) */
         char *result;
         GError *error;
         Device *device;                 /* attach/detach */
@@ -52,6 +54,8 @@ static void job_free(Job *j) {
                 g_ptr_array_unref(j->names);
         if (j->sockets)
                 g_ptr_array_unref(j->sockets);
+        if (j->found)
+                g_ptr_array_unref(j->found);
         g_free(j->result);
         g_clear_error(&j->error);
         device_unref(j->device);
@@ -170,6 +174,9 @@ static void job_run(gpointer data, gpointer userdata) {
         case JOB_DETACH:
                 (void) vlv_detach(uri, j->vm, j->names->pdata[0], DETACH_TIMEOUT_MS, &err);
                 break;
+        case JOB_SYNC:
+                j->found = vlv_domain_list_devices(uri, j->vm, &err);
+                break;
         case JOB_EVENT:
                 break;
         }
@@ -254,17 +261,20 @@ static void job_submit(Manager *m, Job *j) {
                 job_finish(m, j, error);
 }
 
+static void device_failed(Device *d, const char *vm, const GError *error) {
+        device_set_libvirt_status(d, "failed", error->message);
+        device_log(d, G_LOG_LEVEL_WARNING, "VM %s's definition not updated: %s", vm, error->message);
+}
+
 static void apply_finished(Manager *m, Job *j) {
         for (guint i = 0; i < j->names->len; i++) {
                 Device *d = manager_find_device(m, j->names->pdata[i]);
 
                 if (!d || strcmp(d->vm, j->vm) != 0)
                         continue;
-                if (j->error) {
-                        device_set_libvirt_status(d, "failed", j->error->message);
-                        device_log(d, G_LOG_LEVEL_WARNING, "VM %s's definition not updated: %s", j->vm,
-                                   j->error->message);
-                } else
+                if (j->error)
+                        device_failed(d, j->vm, j->error);
+                else
                         device_set_libvirt_status(d, "applied", NULL);
         }
 }
@@ -327,6 +337,89 @@ void manager_libvirt_detach(Manager *m, Device *d, LibvirtDoneFunc done, void *u
         job_submit(m, j);
 }
 
+/* The device's entry in defs (VlvDomainDevice), or NULL. */
+static VlvDomainDevice *found_device(GPtrArray *defs, const char *name) {
+        for (guint i = 0; i < defs->len; i++) {
+                VlvDomainDevice *f = defs->pdata[i];
+
+                if (strcmp(f->name, name) == 0)
+                        return f;
+        }
+        return NULL;
+}
+
+/*
+ * The VM's definition no longer carries a device vfud had written into it: someone
+ * (virsh edit, a tool, an orchestrator's define) detached it.  Follow them: the
+ * device belongs to no VM any more, and vfud does not put it back.
+ */
+static void detached_outside(Device *d, const char *vm) {
+        g_autofree char *old = d->vm;
+        g_autoptr(GError) error = NULL;
+
+        device_log(d, G_LOG_LEVEL_MESSAGE,
+                   "VM %s's persistent definition was changed without it: detached (`vfuctl attach %s %s` "
+                   "puts it back)", vm, d->name, vm);
+        d->vm = g_strdup("");
+        if (!device_save(d, &error)) {
+                device_log(d, G_LOG_LEVEL_WARNING, "cannot record the detach: %s", error->message);
+                g_free(d->vm);
+                d->vm = g_steal_pointer(&old);
+                return;
+        }
+        device_set_libvirt_status(d, "", NULL);
+        device_emit_changed(d, "Vm", NULL);
+}
+
+/*
+ * What vm's persistent definition carries, against vfud's record of vm's devices:
+ *   carried                    applied
+ *   missing, had been applied  detached outside vfud (detached_outside)
+ *   missing, never applied     (VM defined after its device, or defined again after
+ *                              an undefine): written in
+ * and vfu entries of devices vfud does not record for vm are dropped.
+ */
+static void sync_finished(Manager *m, Job *j) {
+        g_autoptr(GPtrArray) mine = g_ptr_array_new();
+        bool apply = false;
+        GHashTableIter it;
+        gpointer v;
+
+        g_hash_table_iter_init(&it, m->devices);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Device *d = v;
+
+                if (d->exported && !d->removed && strcmp(d->vm, j->vm) == 0)
+                        g_ptr_array_add(mine, d);
+        }
+        for (guint i = 0; i < mine->len; i++) {
+                Device *d = mine->pdata[i];
+                VlvDomainDevice *f = j->found ? found_device(j->found, d->name) : NULL;
+
+                if (j->error)
+                        device_failed(d, j->vm, j->error);
+                else if (f && g_strcmp0(f->socket_path, d->socket_path) == 0)
+                        device_set_libvirt_status(d, "applied", NULL);
+                else if (!f && g_strcmp0(d->libvirt_status, "applied") == 0)
+                        detached_outside(d, j->vm);
+                else
+                        apply = true;
+        }
+        for (guint i = 0; j->found && i < j->found->len; i++) {
+                VlvDomainDevice *f = j->found->pdata[i];
+                Device *d = manager_find_device(m, f->name);
+
+                if (!d || !d->exported || d->removed || strcmp(d->vm, j->vm) != 0)
+                        apply = true;
+        }
+        if (apply)
+                manager_libvirt_apply(m, j->vm, NULL, NULL);
+}
+
+static void manager_libvirt_sync(Manager *m, const char *vm) {
+        job_submit(m, job_new(m, JOB_SYNC, vm, NULL, NULL));
+}
+
 /* A VM was defined (or libvirt came back): bring the definitions of the VMs with devices up to date. */
 static void watch_event(Manager *m, Job *ev) {
         g_autoptr(GHashTable) vms = g_hash_table_new(g_str_hash, g_str_equal);
@@ -350,7 +443,7 @@ static void watch_event(Manager *m, Job *ev) {
         }
         g_hash_table_iter_init(&it, vms);
         while (g_hash_table_iter_next(&it, &v, NULL))
-                manager_libvirt_apply(m, v, NULL, NULL);
+                manager_libvirt_sync(m, v);
 }
 
 static int on_finished(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -368,6 +461,8 @@ static int on_finished(sd_event_source *s, int fd, uint32_t revents, void *userd
                 }
                 if (j->kind == JOB_APPLY)
                         apply_finished(lv->manager, j);
+                else if (j->kind == JOB_SYNC)
+                        sync_finished(lv->manager, j);
                 job_finish(lv->manager, j, j->error);
         }
         return 0;

@@ -13,6 +13,10 @@
  *   "pending"   an update is queued
  *   "applied"   the VM's persistent definition carries the device
  *   "failed"    it could not be applied; LibvirtError says why
+ *
+ * When libvirt reports a VM defined, its definition is read again (see "libvirt" in
+ * vfud(8)): an "applied" device it lacks was detached by someone else and vfud
+ * follows (Vm ""); a device not yet applied is written in.
  */
 #pragma once
 
