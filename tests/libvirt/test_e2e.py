@@ -4,21 +4,26 @@
 
 A private libvirtd (lvenv) runs the QEMU >= 10.1 that the VM suite
 provisions (tests/vm/provision: $VFU_VM_CACHE, default /var/cache/vfu-vm),
-vfu-hook is installed, vfud serves an NVMe device on a private bus.  Then:
+vfu-hook is installed, vfud serves NVMe devices on a private bus.  vfud is
+started after that libvirtd, with [Libvirt] URI= it: it is connected and
+sees every define, and it is the only writer of the VM's definition (as on
+a host; two writers were why this test failed where vfud happened to reach
+the test's libvirtd).  Then:
 
-  vlv apply      the definition gets memfd shared RAM, vfu's ports, the device
+  CreateDevice   nvme0 for the VM: vfud writes memfd shared RAM, vfu's
+                 ports and the device into the definition
   virsh start    the prepare hook starts the device, QEMU connects, a Linux
                  guest (the VM suite's kernel and initramfs) sees /dev/nvme0
-  vlv attach     a second device hot-plugged through QMP device_add; the
-                 guest sees it; it is recorded in the persistent definition
-  vlv detach     device_del; the guest releases it; DEVICE_DELETED; gone
+  AttachDevice   nvme1 hot-plugged through QMP device_add; the guest sees
+                 it; it is recorded in the persistent definition
+  DetachDevice   device_del; the guest releases it; DEVICE_DELETED; gone
                  from the persistent definition (on QEMU releases whose client
                  aborts on device_del: refused while running, done once the
-                 VM is stopped)
+                 VM is stopped); Vm "" and it stays out
   virsh destroy  the release hook returns the devices to idle
 
 Skips (77) when the provisioned QEMU/guest is absent, or as non-root.
-Environment: VLV_TOOL, VLV_RENDER, VFU_HOOK, VFUD, VFUD_WORKER.
+Environment: VLV_RENDER, VFU_HOOK, VFUD, VFUD_WORKER.
 """
 
 import glob
@@ -26,6 +31,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +43,6 @@ sys.path.insert(0, os.path.join(HERE, '..', 'vm'))
 import lvenv  # noqa: E402
 
 CACHE = os.environ.get('VFU_VM_CACHE', '/var/cache/vfu-vm')
-TOOL = os.environ.get('VLV_TOOL', '')
 HOOK = os.environ.get('VFU_HOOK', '')
 
 GUEST_CASE = r'''
@@ -92,9 +97,8 @@ def guest_initrd(base, out):
 
 def main():
     lvenv.reexec_in_namespace()
-    for k, v in (('VLV_TOOL', TOOL), ('VFU_HOOK', HOOK)):
-        if not v:
-            lvenv.skip('%s not set (run through meson test)' % k)
+    if not HOOK:
+        lvenv.skip('VFU_HOOK not set (run through meson test)')
     qemu, kernel, base_initrd = provisioned()
     failures = []
 
@@ -104,38 +108,59 @@ def main():
             failures.append(what)
         return cond
 
-    def tool(*args):
-        r = subprocess.run([TOOL] + list(args), capture_output=True, text=True, timeout=120)
-        return r.returncode == 0, r.stderr.strip()
+    def wait_for(cond, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not cond() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return cond()
 
-    with lvenv.Vfud() as vf:
+    # vfud starts after libvirtd (whose hook needs vfud's bus: it reads it from a file)
+    work = tempfile.mkdtemp(prefix='vfu-e2e-')
+    bus_file = os.path.join(work, 'bus')
+    try:
+        run(qemu, kernel, base_initrd, work, bus_file, check, wait_for, failures)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    finish(failures)
+
+
+def run(qemu, kernel, base_initrd, work, bus_file, check, wait_for, failures):
+    wrapper = '#!/bin/sh\nexec %s --bus "$(cat %s)" "$@"\n' % (HOOK, bus_file)
+    # libvirt lists every QOM type, which makes QEMU load every module
+    # it finds, including the host's own in the same directory (another
+    # QEMU build: an assertion fails).  The provisioned QEMU finds its
+    # own through QEMU_MODULE_DIR, so hide the host's.  And when the VM
+    # suite found KVM unusable here, hide it from libvirt's probe too.
+    binds = []
+    moddir = '/usr/lib/x86_64-linux-gnu/qemu'
+    if os.path.isdir(moddir):
+        binds.append((tempfile.mkdtemp(prefix='no-modules-', dir=work), moddir))
+    probe = os.path.join(CACHE, 'accel-probe')
+    kvm = os.path.exists(probe) and open(probe).read().strip().endswith('kvm')
+    if not kvm and os.path.exists('/dev/kvm'):
+        binds.append(('/dev/null', '/dev/kvm'))
+    with lvenv.Libvirtd(hooks={'vfu-hook': wrapper}, keep=[CACHE], binds=binds) as lv, \
+            lvenv.Vfud(libvirt_uri=lv.uri) as vf:
         if 'nvme' not in vf.types():
             lvenv.skip('vfud-worker has no nvme device type in this build')
-        wrapper = '#!/bin/sh\nexec %s --bus %s "$@"\n' % (HOOK, vf.address)
-        # libvirt lists every QOM type, which makes QEMU load every module
-        # it finds, including the host's own in the same directory (another
-        # QEMU build: an assertion fails).  The provisioned QEMU finds its
-        # own through QEMU_MODULE_DIR, so hide the host's.  And when the VM
-        # suite found KVM unusable here, hide it from libvirt's probe too.
-        binds = []
-        moddir = '/usr/lib/x86_64-linux-gnu/qemu'
-        if os.path.isdir(moddir):
-            binds.append((tempfile.mkdtemp(prefix='no-modules-', dir=vf.dir), moddir))
-        probe = os.path.join(CACHE, 'accel-probe')
-        kvm = os.path.exists(probe) and open(probe).read().strip().endswith('kvm')
-        if not kvm and os.path.exists('/dev/kvm'):
-            binds.append(('/dev/null', '/dev/kvm'))
-        with lvenv.Libvirtd(hooks={'vfu-hook': wrapper}, keep=[CACHE], binds=binds) as lv:
-            initrd = os.path.join(lv.dir, 'guest.initrd')
-            guest_initrd(base_initrd, initrd)
-            serial = os.path.join(lv.dir, 'serial.log')
-            # nvme0 idle until the prepare hook starts it; nvme1 listening,
-            # as vfud leaves a device it is about to attach
-            for name in ('nvme0', 'nvme1'):
-                vf.create_nvme(name, 'e2e')
-            vf.manager('StopDevice', 's', 'nvme0')
-            sock0, sock1 = vf.prop('nvme0', 'SocketPath'), vf.prop('nvme1', 'SocketPath')
-            lv.define('''<domain type='%s'>
+        with open(bus_file, 'w') as f:
+            f.write(vf.address)
+        initrd = os.path.join(lv.dir, 'guest.initrd')
+        guest_initrd(base_initrd, initrd)
+        serial = os.path.join(lv.dir, 'serial.log')
+
+        def call(method, signature, *args):
+            """A manager method that may wait on libvirt; (ok, error text)."""
+            r = vf.busctl('--timeout=300', 'call', vf.NAME, vf.PATH, vf.MANAGER, method,
+                          signature, *args, check=False)
+            return r.returncode == 0, r.stderr.strip()
+
+        def persistent_devices():
+            return subprocess.run([os.environ['VLV_RENDER'], '--list', '-'],
+                                  input=lv.virsh_out('dumpxml', 'e2e', '--inactive'),
+                                  capture_output=True, text=True).stdout
+
+        lv.define('''<domain type='%s'>
   <name>e2e</name>
   <memory unit='MiB'>512</memory>
   <vcpu>2</vcpu>
@@ -155,84 +180,100 @@ def main():
     <memballoon model='none'/>
   </devices>
 </domain>''' % ('kvm' if kvm else 'qemu', kernel, initrd,
-                'host-passthrough' if kvm else 'maximum', qemu, serial))
+            'host-passthrough' if kvm else 'maximum', qemu, serial))
 
-            ok, err = tool('apply', 'e2e', 'nvme0=' + sock0)
-            check(ok, 'vfu applied the definition ' + err)
-            r = lv.virsh('start', 'e2e', check=False)
-            if not check(r.returncode == 0, 'libvirtd started the VM (hook, QEMU, device) '
-                         + r.stderr.strip()):
-                return finish(failures)
+        # nvme0 for the VM: vfud writes it into the definition; idle until
+        # the prepare hook starts it.  nvme1 for no VM yet.
+        vf.create_nvme('nvme0', 'e2e')
+        vf.manager('StopDevice', 's', 'nvme0')
+        vf.create_nvme('nvme1', '')
+        check(wait_for(lambda: vf.prop('nvme0', 'LibvirtStatus') == 'applied'),
+              'vfud applied the definition: %s %s' % (vf.prop('nvme0', 'LibvirtStatus'),
+                                                      vf.prop('nvme0', 'LibvirtError')))
+        check(persistent_devices().startswith('nvme0 ') and 'nvme1 ' not in persistent_devices(),
+              'the definition carries nvme0 only')
+        r = lv.virsh('start', 'e2e', check=False)
+        if not check(r.returncode == 0, 'libvirtd started the VM (hook, QEMU, device) '
+                     + r.stderr.strip()):
+            return finish(failures)
 
-            def console_has(text, timeout):
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    try:
-                        with open(serial, errors='replace') as f:
-                            if text in f.read():
-                                return True
-                    except FileNotFoundError:
-                        pass
-                    time.sleep(0.2)
-                return False
-
-            def console_tail():
+        def console_has(text, timeout):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
                 try:
                     with open(serial, errors='replace') as f:
-                        return '\n'.join(f.read().splitlines()[-15:])
+                        if text in f.read():
+                            return True
                 except FileNotFoundError:
-                    return '(no console)'
+                    pass
+                time.sleep(0.2)
+            return False
 
-            check(vf.state('nvme0') == 'connected', 'QEMU connected to the device')
-            if not check(console_has('GUEST-NVME: boot nvme0', 180),
-                         'the guest sees the cold-plugged controller'):
-                print(console_tail())
-                return finish(failures)
+        def console_tail():
+            try:
+                with open(serial, errors='replace') as f:
+                    return '\n'.join(f.read().splitlines()[-15:])
+            except FileNotFoundError:
+                return '(no console)'
 
-            ok, err = tool('attach', 'e2e', 'nvme1=' + sock1)
-            check(ok, 'hot attach through QMP device_add ' + err)
-            check(console_has('GUEST-NVME: plugged nvme0 nvme1', 120),
-                  'the guest sees the hot-plugged controller')
-            def persistent_devices():
-                return subprocess.run([os.environ['VLV_RENDER'], '--list', '-'],
-                                      input=lv.virsh_out('dumpxml', 'e2e', '--inactive'),
-                                      capture_output=True, text=True).stdout
+        check(vf.state('nvme0') == 'connected', 'QEMU connected to the device')
+        if not check(console_has('GUEST-NVME: boot nvme0', 180),
+                     'the guest sees the cold-plugged controller'):
+            print(console_tail())
+            return finish(failures)
 
-            check('nvme1 ' in persistent_devices(),
-                  'the attach is recorded in the persistent definition')
+        ok, err = call('AttachDevice', 'ss', 'nvme1', 'e2e')
+        check(ok, 'hot attach through QMP device_add ' + err)
+        check(console_has('GUEST-NVME: plugged nvme0 nvme1', 120),
+              'the guest sees the hot-plugged controller')
+        check('nvme1 ' in persistent_devices() and vf.prop('nvme1', 'Vm') == 'e2e',
+              'the attach is recorded in the persistent definition and in vfud')
 
-            version = json.loads(lv.virsh_out('qemu-monitor-command', 'e2e',
-                                              '{"execute":"query-version"}'))['return']['qemu']
-            unplug_ok = (version['major'], version['minor']) >= (11, 2)
-            ok, err = tool('detach', 'e2e', 'nvme1', '60000')
-            if unplug_ok:
-                check(ok, 'hot detach: device_del, DEVICE_DELETED ' + err)
-                check(console_has('GUEST-NVME: unplugged nvme0', 60),
-                      'the guest released the controller')
-            else:
-                # this QEMU aborts on device_del of a vfio-user device: vfu
-                # refuses instead of crashing the VM
-                check(not ok and 'HOTPLUG' in err and 'aborts when a device is hot-unplugged'
-                      in err, 'hot detach refused on QEMU %(major)d.%(minor)d.%(micro)d: '
-                      % version + err)
-                check(lv.virsh_out('domstate', 'e2e').strip() == 'running',
-                      'the VM keeps running with both controllers')
-                check('nvme1 ' in persistent_devices(), 'the definition is unchanged')
-                lv.virsh('destroy', 'e2e')
-                ok, err = tool('detach', 'e2e', 'nvme1')
-                check(ok, 'detach from the stopped VM ' + err)
-            listed = persistent_devices()
-            check('nvme1 ' not in listed and 'nvme0 ' in listed,
-                  'the detach is recorded in the persistent definition')
+        version = json.loads(lv.virsh_out('qemu-monitor-command', 'e2e',
+                                          '{"execute":"query-version"}'))['return']['qemu']
+        unplug_ok = (version['major'], version['minor']) >= (11, 2)
+        ok, err = call('DetachDevice', 's', 'nvme1')
+        if unplug_ok:
+            check(ok, 'hot detach: device_del, DEVICE_DELETED ' + err)
+            check(console_has('GUEST-NVME: unplugged nvme0', 60),
+                  'the guest released the controller')
+        else:
+            # this QEMU aborts on device_del of a vfio-user device: vfu
+            # refuses instead of crashing the VM
+            check(not ok and 'aborts when a device is hot-unplugged' in err,
+                  'hot detach refused on QEMU %(major)d.%(minor)d.%(micro)d: ' % version + err)
+            check(lv.virsh_out('domstate', 'e2e').strip() == 'running',
+                  'the VM keeps running with both controllers')
+            check('nvme1 ' in persistent_devices() and vf.prop('nvme1', 'Vm') == 'e2e',
+                  'the definition and vfud are unchanged')
+            lv.virsh('destroy', 'e2e')
+            ok, err = call('DetachDevice', 's', 'nvme1')
+            check(ok, 'detach from the stopped VM ' + err)
+        listed = persistent_devices()
+        check('nvme1 ' not in listed and 'nvme0 ' in listed and vf.prop('nvme1', 'Vm') == '',
+              'the detach is recorded in the persistent definition and in vfud: %r' % listed)
+        # a define (of the same definition) makes vfud read it again: it stays detached,
+        # nvme0 stays
+        path = os.path.join(lv.dir, 'again.xml')
+        with open(path, 'w') as f:
+            f.write(lv.virsh_out('dumpxml', 'e2e', '--inactive'))
+        lv.virsh('define', path)
+        vf.create_nvme('mark', 'e2e-mark')
+        lv.define(lvenv.domain_xml('e2e-mark').replace('/usr/bin/qemu-system-x86_64', qemu))
+        wait_for(lambda: vf.prop('mark', 'LibvirtStatus') == 'applied')
+        listed = persistent_devices()
+        check(vf.prop('mark', 'LibvirtStatus') == 'applied' and 'nvme1 ' not in listed and
+              'nvme0 ' in listed and vf.prop('nvme1', 'Vm') == '' and
+              vf.prop('nvme0', 'LibvirtStatus') == 'applied',
+              'after vfud handled a later define: still %r' % listed)
 
-            lv.virsh('destroy', 'e2e', check=False)
-            deadline = time.monotonic() + 20
-            while vf.state('nvme0') != 'idle' and time.monotonic() < deadline:
-                time.sleep(0.1)
-            check(vf.state('nvme0') == 'idle', 'the release hook returned the device to idle')
-            if failures:
-                print(console_tail())
-    finish(failures)
+        lv.virsh('destroy', 'e2e', check=False)
+        deadline = time.monotonic() + 20
+        while vf.state('nvme0') != 'idle' and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check(vf.state('nvme0') == 'idle', 'the release hook returned the device to idle')
+        if failures:
+            print(console_tail())
 
 
 def finish(failures):
