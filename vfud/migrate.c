@@ -1026,6 +1026,8 @@ void manager_migrations_abort(Manager *m) {
 
                 /* Stop copying, let the thread roll the destination back, and keep the devices here. */
                 g_atomic_int_set(&mg->cancelled, 1);
+                g_message("migration to %s: vfud is exiting, stopping it (the destination is rolled back)",
+                          mg->destination);
                 if (mg->thread)
                         g_thread_join(mg->thread);
                 mg->thread = NULL;

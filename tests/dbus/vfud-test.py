@@ -1742,8 +1742,72 @@ def test_migrate_shared(env):
     migrate_case(env, run)
 
 
+class HoldRelay:
+    """A byte relay in front of a bus (unix:path=...) that passes its clients' bytes on up to limit, then holds
+    the rest until release(): a client's method calls past that point wait for replies that cannot come yet."""
+
+    def __init__(self, where, addr, limit):
+        import threading
+        self.target = addr.split('path=', 1)[1].split(',', 1)[0]
+        path = os.path.join(where, 'hold-relay')
+        self.addr = 'unix:path=' + path
+        self.limit, self.passed = limit, 0
+        self.held, self.released = threading.Event(), threading.Event()
+        self.lock = threading.Lock()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(8)
+
+        def serve():
+            while True:
+                try:
+                    c, _ = self.listener.accept()
+                except OSError:
+                    return
+                t = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                t.connect(self.target)
+                threading.Thread(target=self.pump, args=(c, t, True), daemon=True).start()
+                threading.Thread(target=self.pump, args=(t, c, False), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def pump(self, src, dst, counted):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if counted and not self.released.is_set():
+                    with self.lock:
+                        room = max(0, self.limit - self.passed)
+                        self.passed += len(data)
+                    if room < len(data):
+                        dst.sendall(data[:room])
+                        self.held.set()
+                        self.released.wait()
+                        data = data[room:]
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def release(self):
+        self.released.set()
+
+    def close(self):
+        self.release()
+        self.listener.close()
+
+
 def test_migrate_abort(env):
-    """vfud stopped in the middle of a copy: the destination is rolled back, the device stays and runs again."""
+    """vfud stopped in the middle of a copy: the destination is rolled back, the device stays and runs again.
+
+    The destination's bus is reached through a relay that holds the copy after 8 MiB of 256, until the source vfud
+    says it is stopping the migration: the abort always lands mid-copy."""
     need_type('nvme')
 
     def run(env, dst):
@@ -1754,30 +1818,37 @@ def test_migrate_abort(env):
             for _ in range(256):
                 f.write(chunk)
         env.mgr('StartDevice', '(s)', 'big')
-        # vfuctl prints the progress it reads from MigrationProgress while the copy runs
-        cli = env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'big', '--to', dst.addr,
-                         '--storage', 'copy'])
-        first = cli.stdout.readline()
-        if first.startswith('big: copied'):
-            check(' of 256.0M' in first or ' of 256M' in first, f'progress line {first!r}')
-            second = cli.stdout.readline()
-            if second.startswith('big: copied'):
-                check(int(second.split('(')[1].split('%')[0]) >= int(first.split('(')[1].split('%')[0]),
-                      f'progress grows: {first!r} then {second!r}')
-                check(second != first, 'progress is updated while the copy runs')
-        else:
-            check(first.startswith('big: migrated'), f'vfuctl migrate: {first!r}')
-        env.stop_vfud(signal.SIGTERM)
-        check(env.vfud.returncode == 0, f'vfud exited with {env.vfud.returncode}')
-        cli.wait(timeout=30)
+        relay = HoldRelay(env.dir, dst.addr, 8 * MiB)
+        try:
+            # vfuctl prints the progress it reads from MigrationProgress while the copy runs
+            cli = env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'big', '--to', relay.addr,
+                             '--storage', 'copy'])
+            check(relay.held.wait(60), 'the copy reached the hold point')
+            first = cli.stdout.readline()
+            check(first.startswith('big: copied') and (' of 256.0M' in first or ' of 256M' in first),
+                  f'progress line {first!r}')
+            pct = int(first.split('(')[1].split('%')[0]) if '%' in first else -1
+            check(0 <= pct < 100, f'held mid-copy: {first!r}')
+            check([d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['big'], 'the copy exists there')
+            env.vfud.send_signal(signal.SIGTERM)
+            env.wait_for(lambda: 'vfud is exiting, stopping it' in open(os.path.join(env.dir, 'vfud.log')).read(),
+                         20, 'the source to stop the migration')
+            relay.release()
+            env.vfud.wait(timeout=60)
+            check(env.vfud.returncode == 0, f'vfud exited with {env.vfud.returncode}')
+            env.wait_for(lambda: not env.name_owned_raw(), 10, 'the bus name to be released')
+            cli.wait(timeout=30)
+            check(cli.returncode != 0, f'vfuctl migrate failed: {cli.returncode}')
+        finally:
+            relay.close()
         env.start_vfud()
         here = [d[0] for d in env.mgr('ListDevices', '(s)', '')[0]]
         there = [d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]]
-        # Either the copy was rolled back or (on a very fast machine) it had completed: never both, never neither.
-        check((here, there) in ((['big'], []), ([], ['big'])), f'here {here}, there {there}')
-        if here:
-            env.wait_for(lambda: env.prop('big', 'State') == 'listening', 10, 'the device to run again')
-            check(os.listdir(os.path.join(dst.state, 'images')) == [], 'no image left on the destination')
+        check((here, there) == (['big'], []), f'rolled back: here {here}, there {there}')
+        env.wait_for(lambda: env.prop('big', 'State') == 'listening', 10, 'the device to run again')
+        check(os.listdir(os.path.join(dst.state, 'images')) == [], 'no image left on the destination')
+        check(env.prop('big', 'MigrationState') == 'failed' or env.prop('big', 'MigrationState') == '',
+              f'MigrationState {env.prop("big", "MigrationState")!r}')
 
     migrate_case(env, run)
 
