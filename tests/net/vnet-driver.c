@@ -119,10 +119,16 @@ static int setup_queue(Vd *d, unsigned slot, unsigned index, uint16_t qsize) {
         return 0;
 }
 
-int vd_probe(Vd *d, uint64_t want, unsigned pairs, uint16_t qsize) {
-        unsigned max_pairs = 1;
-        int r;
+uint64_t vd_alloc(Vd *d, uint64_t len, uint64_t align) {
+        return ram_alloc(&d->ram, len, align);
+}
 
+void *vd_ptr(Vd *d, uint64_t gpa) {
+        return ram_ptr(d, gpa);
+}
+
+/* Reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK re-read, config vector. */
+static int negotiate(Vd *d, uint64_t want) {
         if (vd_reset(d) < 0)
                 return -ETIMEDOUT;
         set_status(d, VIRTIO_STATUS_ACKNOWLEDGE);
@@ -139,7 +145,28 @@ int vd_probe(Vd *d, uint64_t want, unsigned pairs, uint16_t qsize) {
         wr(d, VIRTIO_PCI_COMMON_MSIX, 0, 2);
         if (rd(d, VIRTIO_PCI_COMMON_MSIX, 2) != 0)
                 return -EBUSY;
+        return 0;
+}
 
+/* queue_enable last (vp_modern "has to be done last"), then DRIVER_OK. */
+static int enable_all(Vd *d) {
+        for (unsigned i = 0; i < d->nq; i++) {
+                wr(d, VIRTIO_PCI_COMMON_Q_SELECT, d->q[i].index, 2);
+                wr(d, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+                d->q[i].ready = true;
+        }
+        set_status(d, VIRTIO_STATUS_DRIVER_OK);
+        if (vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
+                return -EIO;
+        return 0;
+}
+
+int vd_probe(Vd *d, uint64_t want, unsigned pairs, uint16_t qsize) {
+        unsigned max_pairs = 1;
+        int r;
+
+        if ((r = negotiate(d, want)) < 0)
+                return r;
         if (virtio_has(d->features, VIRTIO_NET_F_MQ)) {
                 uint16_t m = 0;
                 vd_cfg_read(d, offsetof(VNetConfigSpace, max_virtqueue_pairs), &m, 2);
@@ -158,16 +185,22 @@ int vd_probe(Vd *d, uint64_t want, unsigned pairs, uint16_t qsize) {
                         return r;
                 d->nq++;
         }
-        /* queue_enable last (vp_modern "has to be done last"). */
-        for (unsigned i = 0; i < d->nq; i++) {
-                wr(d, VIRTIO_PCI_COMMON_Q_SELECT, d->q[i].index, 2);
-                wr(d, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
-                d->q[i].ready = true;
-        }
-        set_status(d, VIRTIO_STATUS_DRIVER_OK);
-        if (vd_status(d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
-                return -EIO;
-        return 0;
+        return enable_all(d);
+}
+
+int vd_probe_queues(Vd *d, uint64_t want, unsigned nq, uint16_t qsize) {
+        int r;
+
+        if ((r = negotiate(d, want)) < 0)
+                return r;
+        if (nq == 0 || nq > VD_MAX_QUEUES)
+                return -EINVAL;
+        d->pairs = 0;
+        d->nq = nq;
+        for (unsigned i = 0; i < nq; i++)
+                if ((r = setup_queue(d, i, i, qsize)) < 0)
+                        return r;
+        return enable_all(d);
 }
 
 static int take_id(VdQueue *q) {

@@ -88,6 +88,14 @@ int vd_cfg_read(Vd *d, uint32_t off, void *buf, size_t len);
  */
 int vd_probe(Vd *d, uint64_t want, unsigned pairs, uint16_t qsize);
 int vd_reset(Vd *d);
+/*
+ * The same probe for a device with nq plain queues (virtio-blk: request
+ * queues 0..nq-1, no control queue); the caller read num_queues first.
+ */
+int vd_probe_queues(Vd *d, uint64_t want, unsigned nq, uint16_t qsize);
+/* Guest RAM for the caller's own buffers (zeroed); 0 when full. */
+uint64_t vd_alloc(Vd *d, uint64_t len, uint64_t align);
+void *vd_ptr(Vd *d, uint64_t gpa);
 
 /* Queue a frame (12-byte header + frame) on transmit queue of pair; 0 or -ENOSPC. */
 int vd_send(Vd *d, unsigned pair, const VNetHdr *hdr, const void *frame, size_t len);
