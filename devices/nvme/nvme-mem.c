@@ -7,6 +7,7 @@
 #include "nvme-dma.h"
 
 static int nvme_mem_copy(const VuMem *m, uint64_t gpa, void *buf, size_t len, int prot) {
+        unsigned mark = vu_mem_fault_mark();
         uint8_t *p = buf;
 
         while (len > 0) {
@@ -27,7 +28,7 @@ static int nvme_mem_copy(const VuMem *m, uint64_t gpa, void *buf, size_t len, in
                 gpa += chunk;
                 len -= chunk;
         }
-        return 0;
+        return vu_mem_fault_mark() == mark ? 0 : -EFAULT;      /* guest RAM vanished under the copy */
 }
 
 int nvme_mem_read(const VuMem *m, uint64_t gpa, void *buf, size_t len) {

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,6 +32,7 @@ typedef struct VuDmaRegion {
         uint64_t *dirty;                /* one bit per logging page, or NULL */
         uint64_t dirty_first;           /* first logging page number covered */
         uint64_t dirty_bits;
+        bool lost;                      /* the file shrank under it: zeroes in its place (atomic) */
 } VuDmaRegion;
 
 struct VuDma {
@@ -38,7 +40,101 @@ struct VuDma {
         unsigned n;
         unsigned max_maps;
         uint64_t log_pgsize;            /* 0: logging off */
+        unsigned lost;                  /* maps lost to a shrunk file (atomic) */
+        int slot;                       /* in the guard's list, or -1 */
 };
+
+/*
+ * The SIGBUS guard.  A client can shrink a file it cannot seal (QEMU's
+ * memory-backend-file, a memfd made without sealing) under our map, and the
+ * next access to the lost pages raises SIGBUS.  The handler finds the map
+ * holding the faulting address, puts private zeroed memory in its place,
+ * marks it lost (later translations fail with -EFAULT: an NVMe Data
+ * Transfer Error), notes the fault for the copy in progress
+ * (vu_mem_fault_mark) and returns: the access completes on the zeroes.
+ * Faults anywhere else go to the handler that was there before.  The
+ * handler only reads the trees: they change only while the device is
+ * quiesced, when no thread of theirs touches guest memory.
+ */
+#define VU_DMA_GUARD_SLOTS 64
+
+static VuDma *guard_tables[VU_DMA_GUARD_SLOTS];
+static struct sigaction guard_prev;
+
+static bool guard_patch(VuDma *d, uintptr_t addr) {
+        for (GTreeNode *n = g_tree_node_first(d->tree); n; n = g_tree_node_next(n)) {
+                VuDmaRegion *r = g_tree_node_value(n);
+
+                if (!r->map || addr - (uintptr_t) r->map >= r->map_len)
+                        continue;
+                if (mmap(r->map, r->map_len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+                        return false;
+                if (!__atomic_exchange_n(&r->lost, true, __ATOMIC_ACQ_REL))
+                        __atomic_fetch_add(&d->lost, 1, __ATOMIC_RELAXED);
+                return true;
+        }
+        return false;
+}
+
+static void guard_sigbus(int sig, siginfo_t *si, void *uc) {
+        int saved = errno;
+
+        for (unsigned i = 0; i < VU_DMA_GUARD_SLOTS; i++) {
+                VuDma *d = __atomic_load_n(&guard_tables[i], __ATOMIC_ACQUIRE);
+
+                if (d && guard_patch(d, (uintptr_t) si->si_addr)) {
+                        vu_mem_fault_note();
+                        errno = saved;
+                        return;
+                }
+        }
+        errno = saved;
+        if (guard_prev.sa_flags & SA_SIGINFO)
+                guard_prev.sa_sigaction(sig, si, uc);
+        else if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN)
+                guard_prev.sa_handler(sig);
+        else
+                signal(SIGBUS, SIG_DFL);        /* the access faults again, with the default action */
+}
+
+/*
+ * Be the SIGBUS handler, chaining to whoever was.  Checked at every map too:
+ * test frameworks install and restore their own around each test.
+ */
+static void guard_install(void) {
+        static GMutex lock;
+        struct sigaction sa = { .sa_sigaction = guard_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER }, cur;
+
+        g_mutex_lock(&lock);
+        if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+            !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == guard_sigbus)) {
+                sigemptyset(&sa.sa_mask);
+                guard_prev = cur;
+                if (sigaction(SIGBUS, &sa, NULL) < 0)
+                        g_debug("cannot install the DMA SIGBUS guard: %s", g_strerror(errno));
+        }
+        g_mutex_unlock(&lock);
+}
+
+static void guard_add(VuDma *d) {
+        guard_install();
+        d->slot = -1;
+        for (int i = 0; i < VU_DMA_GUARD_SLOTS && d->slot < 0; i++) {
+                VuDma *none = NULL;
+
+                if (__atomic_compare_exchange_n(&guard_tables[i], &none, d, false, __ATOMIC_ACQ_REL,
+                                                __ATOMIC_RELAXED))
+                        d->slot = i;
+        }
+        if (d->slot < 0)
+                g_debug("DMA SIGBUS guard full: a table without it");
+}
+
+static void guard_remove(VuDma *d) {
+        if (d->slot >= 0)
+                __atomic_store_n(&guard_tables[d->slot], NULL, __ATOMIC_RELEASE);
+}
 
 #define VU_DMA_DEFAULT_MAX_MAP_COUNT 65530
 
@@ -73,12 +169,14 @@ VuDma *vu_dma_new(unsigned max_maps) {
 
         d->max_maps = max_maps ? MIN(max_maps, host) : host;
         d->tree = g_tree_new_full(region_cmp, NULL, NULL, NULL);
+        guard_add(d);
         return d;
 }
 
 void vu_dma_free(VuDma *d) {
         if (!d)
                 return;
+        guard_remove(d);
         vu_dma_unmap_all(d);
         g_tree_unref(d->tree);
         g_free(d);
@@ -90,6 +188,10 @@ unsigned vu_dma_count(const VuDma *d) {
 
 unsigned vu_dma_max_maps(const VuDma *d) {
         return d->max_maps;
+}
+
+unsigned vu_dma_lost_count(const VuDma *d) {
+        return __atomic_load_n(&d->lost, __ATOMIC_RELAXED);
 }
 
 static void region_free(VuDmaRegion *r) {
@@ -204,7 +306,9 @@ int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset, uint32
                  * every later access SIGBUS.  QEMU's memfd backend seals
                  * against shrinking; an unsealed memfd gets the seal from
                  * us, and the size is checked again under it.  Plain files
-                 * (memory-backend-file) cannot be sealed: noted only.
+                 * (memory-backend-file) and memfds made without sealing
+                 * cannot be sealed, and are legitimate: the SIGBUS guard
+                 * covers them.
                  */
                 seals = fcntl(fd, F_GET_SEALS);
                 if (seals >= 0 && !(seals & F_SEAL_SHRINK) && !(seals & F_SEAL_SEAL) &&
@@ -218,9 +322,11 @@ int vu_dma_map(VuDma *d, uint64_t gpa, uint64_t size, uint64_t fd_offset, uint32
                         seals |= F_SEAL_SHRINK;
                 }
                 if (seals < 0 || !(seals & F_SEAL_SHRINK))
-                        g_debug("DMA map at 0x%" G_GINT64_MODIFIER "x: file not sealed against shrinking", gpa);
+                        g_debug("DMA map at 0x%" G_GINT64_MODIFIER "x: file not sealed against shrinking "
+                                "(the SIGBUS guard covers it)", gpa);
                 nr.host = (uint8_t *) nr.map + delta;
                 nr.has_file = true;
+                guard_install();        /* still ours? a test framework may have taken SIGBUS since */
                 nr.dev = st.st_dev;
                 nr.ino = st.st_ino;
                 if (d->log_pgsize && (r = dirty_alloc(&nr, d->log_pgsize)) < 0) {
@@ -285,7 +391,7 @@ static int dma_translate(void *opaque, uint64_t gpa, uint64_t len, int prot,
                 uint64_t off, chunk;
                 uint8_t *host;
 
-                if (!r || !r->host)
+                if (!r || !r->host || __atomic_load_n(&r->lost, __ATOMIC_ACQUIRE))
                         return -EFAULT;
                 if (((prot & VU_PROT_READ) && !(r->prot & VU_DMA_READ)) ||
                     ((prot & VU_PROT_WRITE) && !(r->prot & VU_DMA_WRITE)))

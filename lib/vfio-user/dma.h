@@ -48,6 +48,13 @@ int vu_dma_unmap(VuDma *d, uint64_t gpa, uint64_t size);
 void vu_dma_unmap_all(VuDma *d);
 unsigned vu_dma_count(const VuDma *d);
 unsigned vu_dma_max_maps(const VuDma *d);
+/*
+ * Maps whose file shrank under them (the client truncated guest RAM it
+ * could not seal).  The first table created installs a process-wide
+ * SIGBUS handler: an access to such a map finds zeroes instead of killing
+ * the process, and translations there fail with -EFAULT from then on.
+ */
+unsigned vu_dma_lost_count(const VuDma *d);
 
 /* The VuMem face of the table, for device models. */
 VuMem vu_dma_mem(VuDma *d);

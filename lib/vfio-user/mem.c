@@ -11,6 +11,16 @@
 
 #define VU_MEM_IOV 16
 
+static __thread volatile unsigned fault_seq;
+
+unsigned vu_mem_fault_mark(void) {
+        return fault_seq;
+}
+
+void vu_mem_fault_note(void) {
+        fault_seq = fault_seq + 1;
+}
+
 /*
  * Translate [gpa, gpa+len) in pieces small enough for VU_MEM_IOV iovecs and
  * call fn on each.  Ranges crossing many maps are halved until they fit.
@@ -67,19 +77,19 @@ static void copy_in(const struct iovec *iov, int n, void *buf) {
 /* The common case, one translation; else validate everything, then copy. */
 static int copy(const VuMem *m, uint64_t gpa, uint8_t *buf, size_t len, int prot, vu_mem_fn fn) {
         struct iovec iov[VU_MEM_IOV];
+        unsigned mark = vu_mem_fault_mark();
         int n;
 
         if (len == 0)
                 return 0;
         n = vu_mem_translate(m, gpa, len, prot, iov, VU_MEM_IOV);
-        if (n >= 0) {
+        if (n >= 0)
                 fn(iov, n, buf);
-                return 0;
-        }
-        if (n != -ENOSPC)
+        else if (n == -ENOSPC && (n = walk(m, gpa, buf, len, prot, NULL)) == 0)
+                n = walk(m, gpa, buf, len, prot, fn);
+        if (n < 0)
                 return n;
-        n = walk(m, gpa, buf, len, prot, NULL);
-        return n < 0 ? n : walk(m, gpa, buf, len, prot, fn);
+        return vu_mem_fault_mark() == mark ? 0 : -EFAULT;      /* the memory vanished under the copy */
 }
 
 int vu_mem_read(const VuMem *m, uint64_t gpa, void *buf, size_t len) {

@@ -60,3 +60,14 @@ int vu_mem_write(const VuMem *m, uint64_t gpa, const void *buf, size_t len);
 void *vu_mem_ptr(const VuMem *m, uint64_t gpa, size_t len, int prot);
 /* Tell dirty logging about writes made through a pointer from vu_mem_ptr(). */
 void vu_mem_mark_dirty(const VuMem *m, uint64_t gpa, uint64_t len);
+
+/*
+ * Guest memory can vanish under a map: a client that truncates the file
+ * behind it.  The DMA table's SIGBUS guard then puts zeroed memory in its
+ * place, refuses later translations there (-EFAULT), and counts the fault
+ * on the thread that took it.  A copy takes a mark before and compares it
+ * after: a different mark means it read zeroes or wrote nowhere, and must
+ * fail (vu_mem_read and vu_mem_write do).  Async-signal-safe.
+ */
+unsigned vu_mem_fault_mark(void);
+void vu_mem_fault_note(void);

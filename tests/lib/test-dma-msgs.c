@@ -179,11 +179,69 @@ static void test_map_limit(void **state) {
         pair_free(p);
 }
 
+/*
+ * What cannot be sealed (a plain file, as QEMU's memory-backend-file; a
+ * memfd made without sealing) is accepted, and shrinking it under a map
+ * does not kill the server: the copy that hits the hole fails with EFAULT,
+ * and so does every later access to that map; other maps work on, and the
+ * client can map the range again.
+ */
+static void test_map_shrunk_under_us(void **state) {
+        Pair *p = pair_new(false, true);
+        const VuMem *mem = vu_server_mem(p->td->server);
+        VuDma *dma = vu_server_dma(p->td->server);
+        g_autofree char *path = g_build_filename(g_get_tmp_dir(), "vfu-test-ram-XXXXXX", NULL);
+        int file = g_mkstemp(path);
+        int unsealable = memfd_create("guest", MFD_CLOEXEC);
+        int sealed = memfd_create("guest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        static uint8_t buf[8 * PG];
+        uint8_t m = 0x5a;
+
+        assert_true(file >= 0 && unsealable >= 0 && sealed >= 0);
+        unlink(path);
+        for (int *fd = (int[]) { file, unsealable, sealed, -1 }; *fd >= 0; fd++) {
+                assert_int_equal(ftruncate(*fd, 8 * PG), 0);
+                assert_int_equal(pwrite(*fd, &m, 1, 3 * PG), 1);
+        }
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | VU_DMA_WRITE, 0, 0x100000, 8 * PG, file), 0);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | VU_DMA_WRITE, 0, 0x200000, 8 * PG, unsealable), 0);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | VU_DMA_WRITE, 0, 0x300000, 8 * PG, sealed), 0);
+        assert_int_equal(fcntl(unsealable, F_GET_SEALS) & F_SEAL_SHRINK, 0);
+        assert_int_equal(vu_mem_read(mem, 0x100000 + 3 * PG, &m, 1), 0);
+        assert_int_equal(m, 0x5a);
+
+        assert_int_equal(ftruncate(file, 0), 0);
+        assert_int_equal(ftruncate(unsealable, PG), 0);
+        assert_int_equal(vu_mem_read(mem, 0x100000, buf, sizeof(buf)), -EFAULT);       /* hit the hole */
+        assert_int_equal(vu_mem_read(mem, 0x100000, buf, 1), -EFAULT);                 /* and from then on */
+        assert_int_equal(vu_mem_write(mem, 0x200000 + 3 * PG, buf, 1), -EFAULT);
+        assert_int_equal(vu_mem_read(mem, 0x200000, buf, 1), -EFAULT);                 /* the whole map */
+        assert_null(vu_mem_ptr(mem, 0x200000, 8, VU_PROT_READ));
+        assert_int_equal(vu_dma_lost_count(dma), 2);
+        assert_int_equal(vu_mem_read(mem, 0x300000 + 3 * PG, &m, 1), 0);               /* others work on */
+        assert_int_equal(m, 0x5a);
+
+        /* The client unmaps and maps again, from a file of the right size. */
+        assert_int_equal(dma_unmap(p, 24, 0, 0x100000, 8 * PG), 0);
+        assert_int_equal(ftruncate(file, 8 * PG), 0);
+        assert_int_equal(dma_map(p, 32, VU_DMA_READ | VU_DMA_WRITE, 0, 0x100000, 8 * PG, file), 0);
+        assert_int_equal(vu_mem_write(mem, 0x100000 + PG, &m, 1), 0);
+        m = 0;
+        assert_int_equal(pread(file, &m, 1, PG), 1);
+        assert_int_equal(m, 0x5a);
+        assert_int_equal(dma_unmap(p, 24, VU_DMA_UNMAP_ALL, 0, 0), 0);
+        close(file);
+        close(unsealable);
+        close(sealed);
+        pair_free(p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_map_and_use),
                 cmocka_unit_test(test_map_errors),
                 cmocka_unit_test(test_map_seals_memfd),
+                cmocka_unit_test(test_map_shrunk_under_us),
                 cmocka_unit_test(test_map_limit),
         };
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -573,6 +574,40 @@ static void test_idle_after_clients(void **state) {
         connect_vmm(f);         /* for the teardown */
 }
 
+/*
+ * The VMM maps more guest RAM from a memfd it cannot seal, then shrinks it
+ * to nothing: commands whose PRP list or data lies there complete with a
+ * Data Transfer Error, the controller lives on, and I/O elsewhere works.
+ */
+static void test_guest_ram_shrunk_under_io(void **state) {
+        Fx *f = *state;
+        const uint64_t xgpa = 0x200000000ull, xsize = 16 * 4096;
+        int fd = memfd_create("guest-extra", MFD_CLOEXEC);
+        NvmeDrv *d = f->d;
+
+        probe_like_linux(f);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t) xsize), 0);
+        assert_int_equal(vu_client_dma_map(f->vmm.c, xgpa, xsize, fd, 0, VU_DMA_READ | VU_DMA_WRITE), 0);
+        assert_int_equal(ftruncate(fd, 0), 0);
+
+        /* A three-page write: its PRP list, in the lost RAM, is read by the device first. */
+        NvmeSqe w = { .opcode = NVME_CMD_WRITE, .nsid = 2, .cdw10 = 5, .cdw12 = 2, .prp1 = xgpa,
+                      .prp2 = xgpa + 8 * 4096 };
+        assert_int_equal(nvme_drv_cmd(d, 1, &w, NULL), NVME_SC_DATA_XFER_ERROR);
+        /* From then on the whole map is refused, data pages too. */
+        NvmeSqe r = { .opcode = NVME_CMD_READ, .nsid = 2, .cdw10 = 5, .prp1 = xgpa + 4096 };
+        assert_int_equal(nvme_drv_cmd(d, 2, &r, NULL), NVME_SC_DATA_XFER_ERROR);
+        assert_int_equal(vu_dma_lost_count(vu_server_dma(f->srv.s)), 1);
+
+        fill(ptr(f, f->buf), 8192, 11);
+        assert_int_equal(nvme_drv_rw(d, 1, true, 2, 5, 2, 4096, f->buf, false), 0);
+        assert_int_equal(nvme_drv_rw(d, 2, false, 2, 5, 2, 4096, f->buf2, false), 0);
+        assert_memory_equal(ptr(f, f->buf), ptr(f, f->buf2), 8192);
+        assert_int_equal(vu_client_dma_unmap(f->vmm.c, xgpa, xsize, 0), 0);
+        close(fd);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_replay, setup, teardown),
@@ -584,6 +619,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_namespace_hotplug, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_null_namespace, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_idle_after_clients, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_guest_ram_shrunk_under_io, setup, teardown),
         };
         return cmocka_run_group_tests_name("nvme-protocol", tests, NULL, NULL);
 }
