@@ -15,6 +15,7 @@
 
 #include "common/util.h"
 #include "device-type.h"
+#include "image-lock.h"
 #include "nvme/nvme.h"
 
 /* The bounds are the device model's (nvme/nvme.h): what is accepted here, the worker can build. */
@@ -151,8 +152,18 @@ static JsonObject *ns_resolve(Manager *m, const char *name, uint32_t nsid, const
         uint64_t backing = 0;
 
         if (path && *path) {
+                struct stat st;
+                Device *user;
+
                 if (!check_backing(path, want_kind, &kind, &backing, error))
                         return NULL;
+                user = stat(path, &st) == 0 ? image_user(m, name, &st) : NULL;
+                if (user) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                                    "%s is in use by device %s: an image has one writer (destroy %s first, or give another image)",
+                                    path, user->name, user->name);
+                        return NULL;
+                }
                 if (have_size && size > backing) {
                         g_autofree char *a = util_format_size(size), *b = util_format_size(backing);
 
@@ -380,18 +391,26 @@ static void nvme_unprovision(Device *d) {
         }
 }
 
-static int ns_open(JsonObject *ns, GError **error) {
+/*
+ * The fd of namespace ns for d's worker: opened and locked (an incoming
+ * copy's unlocked until the hand-over), or after a worker crash the same
+ * open file again, lock and all.  vfud keeps a copy while d runs.
+ */
+static int ns_open(Device *d, JsonObject *ns, GError **error) {
         const char *path = json_object_get_string_member_with_default(ns, "path", "");
-        int fd = open(path, O_RDWR | O_CLOEXEC);
+        unsigned nsid = (unsigned) json_object_get_int_member_with_default(ns, "nsid", 0);
+        int held = device_images_get(d, nsid), fd;
 
-        if (fd < 0) {
-                int e = errno;
-
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
-                            "cannot open backing %s of namespace %u: %s%s", path,
-                            (unsigned) json_object_get_int_member_with_default(ns, "nsid", 0), g_strerror(e),
-                            e == ENOENT ? " (it was removed: restore it or destroy the device)" : "");
+        if (held >= 0) {
+                fd = fcntl(held, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0)
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                                    "cannot pass on the backing of namespace %u: %s", nsid, g_strerror(errno));
+                return fd;
         }
+        fd = image_open(d, path, !d->incoming, error);
+        if (fd >= 0)
+                device_images_hold(d, nsid, fd, !d->incoming);
         return fd;
 }
 
@@ -403,7 +422,7 @@ static gboolean nvme_open_fds(Device *d, GPtrArray *names, GArray *fds, GError *
 
                 if (ns_is_null(ns))
                         continue;               /* no file: the worker needs no fd */
-                int fd = ns_open(ns, error);
+                int fd = ns_open(d, ns, error);
 
                 if (fd < 0)
                         return FALSE;
@@ -453,6 +472,7 @@ static void ns_op_finish(NsOp *op, const GError *error) {
                         json_array_add_object_element(nvme_namespaces(d), json_object_ref(op->ns));
                         break;
                 case NS_REMOVE:
+                        device_images_drop(d, op->nsid);
                         ns = nvme_find_ns(d, op->nsid, &idx);
                         if (ns) {
                                 if (ns_is_image(ns))
@@ -469,8 +489,12 @@ static void ns_op_finish(NsOp *op, const GError *error) {
                 if (!device_save(d, &save_error))
                         error = save_error;
                 device_emit_changed(d, "Backend", NULL);
-        } else if (op->created_image)
-                (void) unlink(json_object_get_string_member(op->ns, "path"));
+        } else {
+                if (op->op == NS_ADD)
+                        device_images_drop(d, op->nsid);
+                if (op->created_image)
+                        (void) unlink(json_object_get_string_member(op->ns, "path"));
+        }
 
         op->func(d, error, op->userdata);
         if (op->ns)
@@ -513,6 +537,7 @@ static JsonNode *ns_params(uint32_t nsid, JsonObject *ns, bool with_size, uint64
 static void nvme_namespace_add(Device *d, uint32_t nsid, const char *path, uint64_t size,
                                DeviceDoneFunc func, void *userdata) {
         g_autoptr(GError) error = NULL;
+        struct stat st;
         NsOp *op;
         JsonObject *ns;
 
@@ -527,6 +552,11 @@ static void nvme_namespace_add(Device *d, uint32_t nsid, const char *path, uint6
                 g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
                             "namespace %u already exists on %s: pick another id or remove it first",
                             nsid, d->name);
+                return func(d, error, userdata);
+        }
+        if (path && *path && stat(path, &st) == 0 && device_uses_image(d, &st)) {
+                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "%s is already a namespace of %s: an image has one writer", path, d->name);
                 return func(d, error, userdata);
         }
         ns = ns_resolve(d->manager, d->name, nsid, path, NULL, size != 0, size, &error);
@@ -544,7 +574,7 @@ static void nvme_namespace_add(Device *d, uint32_t nsid, const char *path, uint6
         if (device_running(d)) {
                 g_autofree char *fd_name = g_strdup_printf("ns%u", nsid);
                 const char *names[] = { fd_name, NULL };
-                int fd = ns_open(ns, &error);
+                int fd = ns_open(d, ns, &error);
 
                 if (fd < 0) {
                         ns_op_finish(op, error);

@@ -14,6 +14,7 @@
 #include "device-type.h"
 #include "device.h"
 #include "device-incoming.h"
+#include "image-lock.h"
 #include "migrate.h"
 
 static const char *const device_state_table[_DEVICE_STATE_MAX] = {
@@ -91,6 +92,7 @@ Device *device_unref(Device *d) {
         if (!d || --d->n_ref > 0)
                 return NULL;
         device_detach_worker(d);
+        device_images_release(d);
         d->restart_timer = sd_event_source_disable_unref(d->restart_timer);
         g_array_free(d->start_waiters, TRUE);
         g_array_free(d->stop_waiters, TRUE);
@@ -231,6 +233,9 @@ void device_set_state(Device *d, DeviceState s) {
                 return;
         device_log(d, G_LOG_LEVEL_MESSAGE, "%s -> %s", device_state_to_string(d->state), device_state_to_string(s));
         d->state = s;
+        /* Stopped: the worker's copies of the images went with it, ours go too (and the locks). */
+        if (s == DEVICE_IDLE)
+                device_images_release(d);
         if (connected != d->connected) {
                 d->connected = connected;
                 device_stats_timer_set(d, connected);
@@ -286,6 +291,7 @@ void device_start_completed(Device *d, const GError *error) {
         if (error) {
                 device_log(d, G_LOG_LEVEL_WARNING, "start failed: %s", error->message);
                 device_set_last_error(d, error->message);
+                device_images_release(d);
                 device_set_state(d, DEVICE_FAILED);
         } else
                 device_set_state(d, d->connected ? DEVICE_CONNECTED : DEVICE_LISTENING);
@@ -449,6 +455,7 @@ static void device_crashed(Device *d, const char *how) {
                                       how, recent, c->restart_interval_usec / G_USEC_PER_SEC, d->name);
                 device_log(d, G_LOG_LEVEL_WARNING, "%s", msg);
                 device_set_last_error(d, msg);
+                device_images_release(d);
                 device_set_state(d, DEVICE_FAILED);
                 return;
         }

@@ -36,6 +36,7 @@ const char *device_state_to_string(DeviceState s);
 DeviceState device_state_from_string(const char *s);
 
 typedef struct DeviceType DeviceType;
+typedef struct DeviceImages DeviceImages;
 
 /* Completion of an asynchronous operation; error NULL on success. */
 typedef void (*DeviceDoneFunc)(Device *d, const GError *error, void *userdata);
@@ -78,6 +79,7 @@ struct Device {
         uint32_t incoming_nsid;
         uint64_t incoming_offset;
         GChecksum *incoming_sum;
+        DeviceImages *images;           /* the images its worker writes, kept open for their locks (image-lock.h) */
         unsigned restarts;              /* automatic restarts since the manager started */
         GArray *restart_times;          /* uint64_t CLOCK_MONOTONIC µs of recent restarts */
         sd_event_source *restart_timer;

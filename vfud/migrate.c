@@ -36,6 +36,7 @@
 
 #include "common/bus-names.h"
 #include "device-dbus.h"
+#include "image-lock.h"
 #include "manager-libvirt.h"
 #include "migrate.h"
 
@@ -172,6 +173,19 @@ void migrate_device_event(Device *d) {
                 device_log(d, G_LOG_LEVEL_WARNING, "the migrated device state was refused (ERROR state)");
                 device_set_migration(d, "refused", 0, 0, 0, 0);
         }
+        /*
+         * The image locks change hands with the device state, as QEMU's do: the
+         * source lets go once its client saved it (nothing writes any more), the
+         * destination takes them once its client resumed it, the source again
+         * when a client runs it on after a failed hand-over (not when the
+         * client that saved it leaves: the copy took over).
+         */
+        if (mg && g_strcmp0(d->client_mig.state, "stop-copy") == 0)
+                device_images_inactivate(d);
+        else if (d->client_mig.resumed && !d->incoming)
+                device_images_activate(d);
+        else if (d->state == DEVICE_CONNECTED && g_strcmp0(d->client_mig.state, "running") == 0)
+                device_images_reactivate(d);
         for (guint i = 0; mg && i < mg->devs->len; i++) {
                 MigrateDev *md = mg->devs->pdata[i];
 

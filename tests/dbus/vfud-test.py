@@ -10,6 +10,7 @@ VFUD, VFUD_WORKER, VFUCTL, VU_HOLD, NVME_IO, NET_IO, XML_DIR, BUS_CONF.  Exit
 status 0 pass, 1 fail, 77 skip (with the reason on stdout).
 """
 
+import fcntl
 import glob
 import json
 import os
@@ -17,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1268,6 +1270,130 @@ def test_directories(env):
     check(not c.stdout.readline().startswith('connected') and c.wait(timeout=30) != 0, 'an outsider cannot connect')
 
 
+# Image locks as QEMU takes them (block/file-posix.c): OFD locks on byte 100 + permission held and
+# 200 + permission not shared; permission 1 is write.
+F_OFD_GETLK, F_OFD_SETLK = 36, 37
+FLOCK = 'hhqqi4x'
+
+LOCKER = r'''
+import fcntl, struct, sys
+path, how = sys.argv[1:3]
+f = open(path, 'r+b')
+fd = f.fileno()
+def lock(kind, start, length):
+    fcntl.fcntl(fd, 37, struct.pack('hhqqi4x', kind, 0, start, length, 0))
+if how == 'whole':              # a plain exclusive OFD lock on the whole file
+    lock(fcntl.F_WRLCK, 0, 0)
+else:                           # a writable QEMU disk: holds read, write, write-unchanged; shares neither write nor resize
+    for b in (100, 101, 102, 201, 203):
+        lock(fcntl.F_RDLCK, b, 1)
+print('locked', flush=True)
+sys.stdin.read()
+'''
+
+
+def image_locked(path):
+    """Whether a writer holds the image, tested as QEMU tests it: is 'write not shared' (byte 201) locked?"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fl = fcntl.fcntl(fd, F_OFD_GETLK, struct.pack(FLOCK, fcntl.F_WRLCK, 0, 201, 1, 0))
+        return struct.unpack(FLOCK, fl)[0] != fcntl.F_UNLCK
+    finally:
+        os.close(fd)
+
+
+def test_image_lock(env):
+    """One writer per image: a second device or a foreign lock holder is refused by name; the lock stays
+    through worker and manager restarts and goes with the device."""
+    need_type('nvme')
+    env.start_vfud()
+    disks = []
+    for i in range(3):
+        disks.append(os.path.join(env.dir, f'disk{i}.img'))
+        with open(disks[i], 'wb') as f:
+            f.truncate(4 * MiB)
+    disk = disks[0]
+    check(not image_locked(disk), 'a new file is not locked')
+    env.create('nvme', 'l1', '', file=disk)
+    check(image_locked(disk), 'a device writing an image locks it')
+
+    # a second device on the same image, running or not
+    msg = env.expect(ERR + 'BackendFailed', env.create, 'nvme', 'l2', '', file=disk)
+    check('in use by device l1' in msg, msg)
+    rc, out, err = env.vfuctl('create', 'nvme', '--name', 'l2', '--file', disk)
+    check(rc == 7 and 'in use by device l1' in err, f'vfuctl: {rc} {err}')
+    env.mgr('StopDevice', '(s)', 'l1')
+    check(not image_locked(disk), 'a stopped device lets go')
+    msg = env.expect(ERR + 'BackendFailed', env.create, 'nvme', 'l2', '', file=disk)
+    check('in use by device l1' in msg, f'refused while l1 is only defined: {msg}')
+    env.mgr('StartDevice', '(s)', 'l1')
+    check(image_locked(disk), 'locked again')
+    env.expect(ERR + 'InvalidArgument', env.dev, 'l1', 'AddNamespace', '(ust)', 2, disk, 0)
+    env.dev('l1', 'AddNamespace', '(ust)', 2, disks[1], 0)
+    check(image_locked(disks[1]), 'an added namespace is locked')
+    env.dev('l1', 'RemoveNamespace', '(u)', 2)
+    check(not image_locked(disks[1]), 'a removed namespace lets go')
+
+    # a worker crash: the restarted worker gets the same open file, lock and all
+    pid = env.prop('l1', 'WorkerPID')
+    os.kill(pid, signal.SIGKILL)
+    env.wait_for(lambda: env.prop('l1', 'WorkerPID') not in (0, pid) and env.prop('l1', 'State') == 'listening',
+                 15, 'the worker to be restarted')
+    check(image_locked(disk), 'locked after the worker restart')
+    # a manager restart: the running worker keeps it
+    env.vfud.kill()
+    env.vfud.wait()
+    check(image_locked(disk), 'locked while vfud is down')
+    env.start_vfud()
+    check(env.prop('l1', 'State') == 'listening' and image_locked(disk), 'locked under the new vfud')
+    msg = env.expect(ERR + 'BackendFailed', env.create, 'nvme', 'l2', '', file=disk)
+    check('in use by device l1' in msg, msg)
+
+    # foreign holders: a plain exclusive OFD lock, and a VM's disk as QEMU locks it
+    for path, how in ((disks[1], 'whole'), (disks[2], 'qemu')):
+        holder = env.spawn([sys.executable, '-c', LOCKER, path, how])
+        check(holder.stdout.readline().strip() == 'locked', f'the {how} holder')
+        msg = env.expect(ERR + 'BackendFailed', env.create, 'nvme', 'f1', '', file=path)
+        check('locked by another process' in msg, f'{how}: {msg}')
+        check(not [x for x in env.leftovers() if 'f1' in x], f'{how}: left {env.leftovers()}')
+        env.expect(ERR + 'NoSuchDevice', env.path, 'f1')
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        env.create('nvme', 'f1', '', file=path)
+        check(image_locked(path), f'{how}: taken once the holder left')
+        env.mgr('DestroyDevice', '(s)', 'f1')
+        check(not image_locked(path), f'{how}: let go by destroy')
+
+    env.mgr('DestroyDevice', '(s)', 'l1')
+    check(not image_locked(disk), 'let go by destroy')
+    env.create('nvme', 'l2', '', file=disk)
+    check(image_locked(disk), 'the next device takes it')
+    env.mgr('DestroyDevice', '(s)', 'l2')
+
+    # a block device is opened exclusively (O_EXCL): refused while mounted or claimed
+    p = subprocess.run(['losetup', '--find', '--show', disk], capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f'(no loop device for the block case: {p.stderr.strip()})')
+        return
+    loop = p.stdout.strip()
+    try:
+        env.create('nvme', 'b1', '', block=loop)
+        msg = env.expect(ERR + 'BackendFailed', env.create, 'nvme', 'b2', '', block=loop)
+        check('in use by device b1' in msg, msg)
+        env.mgr('StopDevice', '(s)', 'b1')
+        claim = os.open(loop, os.O_RDWR | os.O_EXCL)
+        try:
+            msg = env.expect(ERR + 'BackendFailed', env.mgr, 'StartDevice', '(s)', 'b1')
+            check('is in use' in msg, f'an exclusive holder: {msg}')
+        finally:
+            os.close(claim)
+        env.mgr('StartDevice', '(s)', 'b1')
+        check(env.prop('b1', 'State') == 'listening', 'started once the holder left')
+        env.mgr('DestroyDevice', '(s)', 'b1')
+    finally:
+        subprocess.run(['losetup', '-d', loop])
+
+
 def test_sandbox(env):
     """Workers drop to the configured user, set no_new_privs and filter system calls, and still serve."""
     need_type('nvme')
@@ -1897,6 +2023,7 @@ def test_migrate_live(env):
         check(env.prop('lm1', 'State') == 'connected', f'the source keeps serving ({what})')
         check(env.prop('lm1', 'MigrationState') == 'failed', f'the source reports the failure ({what})')
         check(env.prop('lm1', 'MigrationSocket') == '', f'no destination socket left ({what})')
+        check(image_locked(env.prop('lm1', 'Backend')['namespaces'][0]['path']), f'the source holds the image ({what})')
 
     def run(env, dst):
         disk = os.path.join(env.dir, 'live.img')
@@ -1957,6 +2084,10 @@ def test_migrate_live(env):
         check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source device is gone')
         check(env.leftovers() == [], f'source leftovers {env.leftovers()}')
         check(os.path.exists(disk), 'the shared disk stays')
+        # the source let go when its client saved the state, the copy takes it once its client resumed
+        env.wait_for(lambda: image_locked(disk), 15, 'the destination to take the image lock over')
+        msg = env.expect(ERR + 'BackendFailed', env.create, 'nvme', 'lm2', '', file=disk)
+        check('locked by another process' in msg, f'another device here is refused: {msg}')
         check_handed_over(env, dst, 'lm1', int(line[1]))
         # I/O goes on against the destination, every byte verified (also the writes in flight)
         hold_progress(env, c, 2)
