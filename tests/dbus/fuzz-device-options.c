@@ -75,6 +75,8 @@ static JsonNode *take_value(Input *in, DeviceOptionKind kind) {
         return NULL;
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static char images_dir[] = "/nonexistent/vfud-fuzz/images";
         Manager m = { .images_dir = images_dir };
