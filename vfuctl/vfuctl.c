@@ -167,13 +167,16 @@ int device_properties(Ctx *c, const char *path, JsonNode **ret) {
         return EXIT_OK;
 }
 
+/* A number from 1 to max; max 0 leaves the upper bound to vfud (it is the device type's). */
 static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *ret) {
         char *end = NULL;
         unsigned long v;
 
         errno = 0;
         v = strtoul(s, &end, 10);
-        if (errno || !*s || *end || v == 0 || v > max)
+        if (max == 0 && (errno || !*s || *s == '-' || *end || v == 0 || v > UINT32_MAX))
+                return usage_error("--%s=%s: expected a positive number", opt, s);
+        if (max != 0 && (errno || !*s || *end || v == 0 || v > max))
                 return usage_error("--%s=%s: expected a number from 1 to %u", opt, s, max);
         *ret = (unsigned) v;
         return EXIT_OK;
@@ -274,7 +277,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                         break;
                 case ARG_SERIAL: g_free(o->serial); o->serial = g_strdup(optarg); break;
                 case ARG_QUEUES:
-                        code = parse_uint("queues", optarg, 256, &o->queues);
+                        code = parse_uint("queues", optarg, 0, &o->queues);
                         if (code)
                                 return code;
                         o->have_queues = true;

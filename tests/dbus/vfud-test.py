@@ -688,7 +688,10 @@ def test_bad_input(env):
         (['create', 'nvme', '--file', small, '--size', '2M'], 2, 'larger than'),
         (['create', 'nvme', '--file', small, '--block', small], 2, 'not both'),
         (['create', 'nvme', '--block', small], 2, 'not a block device'),
-        (['create', 'nvme', '--size', '1M', '--queues', '999'], 2, '1 to 256'),
+        (['create', 'nvme', '--size', '1M', '--queues', 'x'], 2, 'positive number'),
+        # vfuctl leaves the range to the device type: one bound, vfud's
+        (['create', 'nvme', '--size', '1M', '--queues', '999'], 2, 'out of range: give 1 to 64'),
+        (['create', 'virtio-net', '--queues', '999'], 2, 'out of range'),
         # the device model's bound, checked at create: no worker is started to find out
         (['create', 'nvme', '--size', '1M', '--queues', '65'], 2, 'out of range: give 1 to 64'),
         (['create', 'nvme', '--size', '1M', '--serial', 'é'], 2, 'printable ASCII'),

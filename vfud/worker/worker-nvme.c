@@ -212,9 +212,9 @@ static gboolean nvme_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
                                             "serial '%s' must be printable ASCII", serial);
                                 return FALSE;
                         }
-                if (!*serial || strlen(serial) > 20) {
+                if (!*serial || strlen(serial) > NVME_SN_MAX) {
                         g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
-                                    "serial '%s' must have 1 to 20 characters", serial);
+                                    "serial '%s' must have 1 to %u characters", serial, NVME_SN_MAX);
                         return FALSE;
                 }
         } else {
