@@ -182,12 +182,11 @@ static int req_start(VBlkQueue *q, VBlkReq *req, const VqChain *c) {
         req->id = c->id;
         req->ndesc = c->ndesc;
         req->n_wseg = 0;
-        if (grow((void **) &req->wseg, &req->wseg_cap, c->n_in_seg, sizeof(VqSeg))) {
-                memcpy(req->wseg, c->in_seg, c->n_in_seg * sizeof(VqSeg));
-                req->n_wseg = c->n_in_seg;
-        } else {
+        if (!grow((void **) &req->wseg, &req->wseg_cap, c->n_in_seg, sizeof(VqSeg)))
                 return -ENOMEM;
-        }
+        if (c->n_in_seg)
+                memcpy(req->wseg, c->in_seg, c->n_in_seg * sizeof(VqSeg));
+        req->n_wseg = c->n_in_seg;
         /* Without room for the data iovecs the parser answers IOERR. */
         if (!grow((void **) &req->iov, &req->iov_cap, need, sizeof(struct iovec)))
                 need = 0;
