@@ -24,11 +24,12 @@ const OptionInfo option_table[] = {
           "Size of a new image: K, M, G or T (binary), a multiple of 4096" },
         { "file", 0, ARG_FILE, "PATH", false, "An existing backing file" },
         { "block", 0, ARG_BLOCK, "DEVICE", false, "A block device" },
-        { "serial", 0, ARG_SERIAL, "SERIAL", false, "(nvme) Serial number" },
-        { "block-size", 0, ARG_BLOCK_SIZE, "BYTES", false, "(nvme) Logical block size: 512 or 4096" },
+        { "serial", 0, ARG_SERIAL, "SERIAL", false, "(nvme, virtio-blk) Serial number" },
+        { "block-size", 0, ARG_BLOCK_SIZE, "BYTES", false, "(nvme, virtio-blk) Logical block size: 512 or 4096" },
         { "null", 0, ARG_NULL, "SIZE", false,
-          "(nvme) Namespace 1 stores no data (reads return zeroes, writes are dropped): for benchmarks" },
-        { "queues", 0, ARG_QUEUES, "N", false, "Queue pairs" },
+          "(nvme, virtio-blk) The disk stores no data (reads return zeroes, writes are dropped): for benchmarks" },
+        { "read-only", 0, ARG_READ_ONLY, NULL, false, "(virtio-blk) The guest may only read the disk" },
+        { "queues", 0, ARG_QUEUES, "N", false, "Queue pairs (virtio-blk: request queues)" },
         { "tap", 0, ARG_TAP, "IFNAME", false,
           "(virtio-net) TAP interface, created if missing (default: vfu-NAME)" },
         { "passt", 0, ARG_PASST, NULL, false, "(virtio-net) User-mode networking through passt" },
@@ -55,17 +56,19 @@ const Verb verb_table[] = {
           "Show a device: state, socket, worker, last error, libvirt and migration state, backend and "
           "statistics.",
           OPTS({ "json", NULL }) },
-        { "create", 1, 1, verb_create, "nvme|virtio-net [OPTIONS]", "Create a device and start it",
-          "Create a device and start it.  An NVMe controller's namespace 1 is a new sparse image of --size, "
-          "an existing file (--file), a block device (--block) or a null backend that stores nothing (--null).  A virtio-net adapter uses a TAP "
+        { "create", 1, 1, verb_create, "nvme|virtio-blk|virtio-net [OPTIONS]", "Create a device and start it",
+          "Create a device and start it.  An NVMe controller's namespace 1, or a virtio-blk disk, is a new "
+          "sparse image of --size, an existing file (--file), a block device (--block) or a null backend that "
+          "stores nothing (--null).  A virtio-net adapter uses a TAP "
           "interface (--tap) or user-mode networking (--passt).  Creating a device again with the same "
           "definition changes nothing.",
           OPTS({ "vm", NULL }, { "name", NULL },
-               { "size", "(nvme) Size of namespace 1: K, M, G or T (binary), a multiple of 4096; "
-                         "default: the whole file or device" }, { "file", "(nvme) An existing backing file" },
-               { "block", "(nvme) A block device" }, { "serial", NULL }, { "block-size", NULL },
-               { "null", NULL }, { "queues", NULL }, { "tap", NULL }, { "passt", NULL }, { "mac", NULL }, { "mtu", NULL },
-               { "json", NULL }) },
+               { "size", "(nvme, virtio-blk) Size of namespace 1 or of the disk: K, M, G or T (binary), a "
+                         "multiple of 4096; default: the whole file or device" },
+               { "file", "(nvme, virtio-blk) An existing backing file" },
+               { "block", "(nvme, virtio-blk) A block device" }, { "serial", NULL }, { "block-size", NULL },
+               { "null", NULL }, { "read-only", NULL }, { "queues", NULL }, { "tap", NULL }, { "passt", NULL },
+               { "mac", NULL }, { "mtu", NULL }, { "json", NULL }) },
         { "start", 1, -1, verb_start, "NAME...", "Start devices (they listen for a client)",
           "Start devices: their workers listen for a VMM.", NULL },
         { "stop", 1, -1, verb_stop, "NAME...", "Stop devices",
@@ -78,7 +81,8 @@ const Verb verb_table[] = {
           "asynchronous event).  add: a new namespace NSID, a new image of SIZE (or --size), or --file or "
           "--block.  remove: remove namespace NSID (and its image if vfud created it).  resize: grow "
           "namespace NSID to SIZE (or --size); vfud grows its images, a file or block device must be "
-          "grown first.",
+          "grown first.  A virtio-blk device's disk is namespace 1: resize grows it (the guest is told "
+          "through a configuration interrupt).",
           OPTS({ "size", "The SIZE argument as an option" },
                { "file", "(add) Back the namespace with this file" },
                { "block", "(add) Back the namespace with this block device" }) },

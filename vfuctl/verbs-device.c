@@ -22,14 +22,16 @@ static bool given_tap(const Options *o) { return o->tap; }
 static bool given_passt(const Options *o) { return o->passt; }
 static bool given_mac(const Options *o) { return o->mac; }
 static bool given_mtu(const Options *o) { return o->have_mtu; }
+static bool given_read_only(const Options *o) { return o->read_only; }
 
 static const CreateFlag create_flags[] = {
-        { "--size", "nvme", given_size },
-        { "--file", "nvme", given_file },
-        { "--block", "nvme", given_block },
-        { "--serial", "nvme", given_serial },
-        { "--block-size", "nvme", given_block_size },
-        { "--null", "nvme", given_null },
+        { "--size", "nvme virtio-blk", given_size },
+        { "--file", "nvme virtio-blk", given_file },
+        { "--block", "nvme virtio-blk", given_block },
+        { "--serial", "nvme virtio-blk", given_serial },
+        { "--block-size", "nvme virtio-blk", given_block_size },
+        { "--null", "nvme virtio-blk", given_null },
+        { "--read-only", "virtio-blk", given_read_only },
         { "--tap", "virtio-net", given_tap },
         { "--passt", "virtio-net", given_passt },
         { "--mac", "virtio-net", given_mac },
@@ -67,6 +69,8 @@ static int append_options(sd_bus_message *m, const Options *o) {
                 r = sd_bus_message_append(m, "{sv}", "mac", "s", o->mac);
         if (r >= 0 && o->have_mtu)
                 r = sd_bus_message_append(m, "{sv}", "mtu", "u", o->mtu);
+        if (r >= 0 && o->read_only)
+                r = sd_bus_message_append(m, "{sv}", "read-only", "b", 1);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         return r;
@@ -80,7 +84,7 @@ int verb_create(Ctx *c, int argc, char **argv) {
         g_autoptr(JsonNode) props = NULL;
         int code, r;
 
-        if (strcmp(type, "nvme") == 0 || strcmp(type, "virtio-net") == 0) {
+        if (strcmp(type, "nvme") == 0 || strcmp(type, "virtio-net") == 0 || strcmp(type, "virtio-blk") == 0) {
                 for (size_t i = 0; i < G_N_ELEMENTS(create_flags); i++)
                         if (create_flags[i].given(&c->opt) && !type_in(type, create_flags[i].types))
                                 return usage_error("%s does not apply to %s devices (it is for %s)",

@@ -289,6 +289,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                         o->tap = g_strdup(optarg);
                         break;
                 case ARG_PASST: o->passt = true; break;
+                case ARG_READ_ONLY: o->read_only = true; break;
                 case ARG_MAC: {
                         uint8_t mac[6];
 

@@ -31,9 +31,9 @@ typedef struct Options {
         char *host, *bus;
         bool help, json, no_legend;
         char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage;
-        bool have_size, have_queues, have_mtu, have_block_size, have_null, passt;
+        bool have_size, have_queues, have_mtu, have_block_size, have_null, passt, read_only;
         uint64_t size;
-        uint64_t null_size;             /* create nvme --null SIZE */
+        uint64_t null_size;             /* create nvme|virtio-blk --null SIZE */
         unsigned queues, mtu, block_size;
         unsigned timeout;               /* migrate: live hand-over seconds, 0: vfud's default */
         char *libvirt_uri;              /* migrate --vm: the destination's libvirt */
@@ -69,6 +69,7 @@ enum {
         ARG_STORAGE,
         ARG_TIMEOUT,
         ARG_LIBVIRT_URI,
+        ARG_READ_ONLY,
 };
 
 /* commands.c: one row per option and per verb; parsing and help read them. */

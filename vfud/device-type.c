@@ -6,6 +6,7 @@
 const DeviceType *const device_types[] = {
         &device_type_nvme,
         &device_type_virtio_net,
+        &device_type_virtio_blk,
         NULL,
 };
 

@@ -4,7 +4,7 @@
  * how they become the persisted definition (defaults filled, paths checked),
  * what must exist before a worker starts (sparse images), which fds the
  * worker gets, and the type's runtime methods.  One table entry per type
- * (device-type-nvme.c, device-type-net.c); the worker side of each type is
+ * (device-type-nvme.c, device-type-net.c, device-type-vblk.c); the worker side of each type is
  * a WorkerDeviceType in vfud/worker/.
  */
 #pragma once
@@ -50,6 +50,7 @@ struct DeviceType {
 
 extern const DeviceType device_type_nvme;
 extern const DeviceType device_type_virtio_net;
+extern const DeviceType device_type_virtio_blk;
 extern const DeviceType *const device_types[];
 
 const DeviceType *device_type_find(const char *name);

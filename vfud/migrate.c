@@ -356,7 +356,8 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
                 r = sd_bus_message_append(m, "{sv}", "migrated-from", "s", g_get_host_name());
         if (r < 0)
                 return r;
-        if (strcmp(md->type, "nvme") == 0) {
+        if (strcmp(md->type, "nvme") == 0 || strcmp(md->type, "virtio-blk") == 0) {
+                /* virtio-blk: its disk is described as namespace 1 */
                 JsonArray *nss = json_object_get_array_member(o, "namespaces");
 
                 for (guint i = 0; r >= 0 && nss && i < json_array_get_length(nss); i++) {
@@ -381,6 +382,8 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
                         r = sd_bus_message_append(m, "{sv}", "queues", "u", (uint32_t) json_object_get_int_member(o, "queues"));
                 if (r >= 0 && json_object_has_member(o, "serial"))
                         r = sd_bus_message_append(m, "{sv}", "serial", "s", json_object_get_string_member(o, "serial"));
+                if (r >= 0 && json_object_get_boolean_member_with_default(o, "read-only", FALSE))
+                        r = sd_bus_message_append(m, "{sv}", "read-only", "b", 1);
         } else if (strcmp(md->type, "virtio-net") == 0) {
                 const char *backend = json_object_get_string_member_with_default(o, "backend", "tap");
 

@@ -404,7 +404,7 @@ def test_manager(env):
     check(env.call(MPATH, 'org.freedesktop.DBus.Properties', 'Get', '(ss)', (MIFACE, 'StateDirectory'))[0]
           == env.state, 'StateDirectory')
     types = env.call(MPATH, 'org.freedesktop.DBus.Properties', 'Get', '(ss)', (MIFACE, 'DeviceTypes'))[0]
-    check(sorted(types) == ['nvme', 'virtio-net'], f'DeviceTypes {types}')
+    check(sorted(types) == ['nvme', 'virtio-blk', 'virtio-net'], f'DeviceTypes {types}')
 
     path = env.create_any(t, 'm1', 'vmA')
     check(path == '/org/vfu/vfud1/device/m1', f'path {path}')
@@ -669,6 +669,104 @@ def test_net(env):
     env.mgr('DestroyDevice', '(s)', 'n1')
     env.mgr('DestroyDevice', '(s)', 'n2')
     check(env.leftovers() == [], f'leftovers: {env.leftovers()}')
+
+
+def test_vblk(env):
+    """virtio-blk devices: image, file, read-only and null disks from vfuctl, the definition, persistence,
+    a runtime resize through the worker, statistics, what is refused."""
+    need_type('virtio-blk')
+    env.start_vfud()
+    rc, out, err = env.vfuctl('create', 'virtio-blk', '--vm', 'bv', '--size', '8M', '--queues', '2',
+                              '--serial', 'disk-one', '--json')
+    check(rc == 0, f'create virtio-blk: {rc} {err}')
+    shown = json.loads(out)
+    check(shown['name'] == 'bv-blk0' and shown['type'] == 'virtio-blk' and shown['state'] == 'listening',
+          f'created {shown}')
+    img = ns_path(env, 'bv-blk0')
+    b = env.prop('bv-blk0', 'Backend')
+    check(b == {'namespaces': [{'nsid': 1, 'path': img, 'size': 8 * MiB, 'kind': 'image'}], 'queues': 2,
+                'serial': 'disk-one'}, f'Backend {b}')
+    check(os.path.getsize(img) == 8 * MiB, 'sparse image of the size given')
+    rc, out, err = env.vfuctl('show', 'bv-blk0', '--json')
+    st = json.loads(out)['statistics']
+    check(rc == 0 and st.get('size') == 8 * MiB and st.get('write_cache') in (0, 1, True, False)
+          and 'read_requests' in st, f'show statistics {st}')
+
+    # A runtime resize: the image grows, the worker tells the guest, the definition follows.
+    rc, out, err = env.vfuctl('namespace', 'resize', 'bv-blk0', '1', '16M')
+    check(rc == 0, f'resize: {rc} {err}')
+    check(os.path.getsize(img) == 16 * MiB, 'image grown')
+    env.wait_for(lambda: env.prop('bv-blk0', 'Statistics').get('size') == 16 * MiB, 10, 'the worker has the new size')
+    check(env.prop('bv-blk0', 'Backend')['namespaces'][0]['size'] == 16 * MiB, 'definition updated')
+    env.expect(ERR + 'InvalidArgument', env.dev, 'bv-blk0', 'ResizeNamespace', '(ut)', 1, 4 * MiB)
+    env.expect(ERR + 'InvalidArgument', env.dev, 'bv-blk0', 'ResizeNamespace', '(ut)', 2, 32 * MiB)
+    env.expect(ERR + 'NotSupported', env.dev, 'bv-blk0', 'AddNamespace', '(ust)', 2, '', MiB)
+    env.expect(ERR + 'NotSupported', env.dev, 'bv-blk0', 'SetLink', '(b)', True)
+
+    # An existing file, read-only; a null disk.
+    f = os.path.join(env.dir, 'ro.img')
+    with open(f, 'wb') as fh:
+        fh.truncate(4 * MiB)
+    os.chmod(f, 0o400)
+    rc, out, err = env.vfuctl('create', 'virtio-blk', '--name', 'ro', '--file', f, '--read-only', '--json')
+    check(rc == 0, f'create --read-only: {rc} {err}')
+    b = json.loads(out)['backend']
+    check(b['read_only'] is True and b['namespaces'][0]['kind'] == 'file' and b['namespaces'][0]['size'] == 4 * MiB,
+          f'read-only backend {b}')
+    env.create('virtio-blk', 'nb', '', null=1 << 40, **{'block-size': 4096})
+    nb = env.prop('nb', 'Backend')['namespaces'][0]
+    check(nb['kind'] == 'null' and nb['block-size'] == 4096 and env.prop('nb', 'State') == 'listening', f'null {nb}')
+
+    # The definitions survive a restart of vfud; the workers are adopted.
+    pid = env.prop('bv-blk0', 'WorkerPID')
+    env.vfud.kill()
+    env.vfud.wait()
+    env.start_vfud()
+    check(env.prop('bv-blk0', 'WorkerPID') == pid and env.prop('bv-blk0', 'State') == 'listening', 'adopted')
+    check(env.prop('bv-blk0', 'Backend')['namespaces'][0]['size'] == 16 * MiB, 'persisted size')
+    env.dev('bv-blk0', 'Stop')
+    env.dev('bv-blk0', 'Start')
+    env.wait_for(lambda: env.prop('bv-blk0', 'Statistics').get('size') == 16 * MiB, 10, 'restarted at its size')
+
+    # What is refused, named as such, with nothing left behind.
+    for opts in ({}, {'size': 1000}, {'size': 8 * MiB, 'file': f}, {'null': MiB, 'size': MiB}, {'size': MiB, 'queues': 65},
+                 {'size': MiB, 'queues': 0}, {'size': MiB, 'block-size': 1024}, {'size': MiB, 'serial': 'x' * 21},
+                 {'size': MiB, 'serial': 'tab\there'}, {'size': MiB, 'read-only': True}, {'file': 'relative.img'},
+                 {'null-pattern': 3, 'size': MiB}, {'size': MiB, 'tap': 'x'}):
+        check(env.error(env.create, 'virtio-blk', 'bad', '', **opts).name == ERR + 'InvalidArgument', f'refused: {opts}')
+    rc, out, err = env.vfuctl('create', 'virtio-blk', '--tap', 'x', '--size', '1M')
+    check(rc == 2 and '--tap' in err, f'--tap on virtio-blk: {rc} {err}')
+    rc, out, err = env.vfuctl('create', 'nvme', '--read-only', '--size', '1M')
+    check(rc == 2 and '--read-only' in err, f'--read-only on nvme: {rc} {err}')
+
+    rc, out, err = env.vfuctl('destroy', 'bv-blk0', 'ro', 'nb')
+    check(rc == 0, f'destroy: {rc} {err}')
+    check(not os.path.exists(img) and os.path.exists(f), 'the image vfud made is gone, the given file stays')
+    check(env.leftovers() == [], f'leftovers {env.leftovers()}')
+
+
+def test_vblk_migrate(env):
+    """Cold migration of a virtio-blk disk between two vfuds: the image arrives byte for byte, the definition
+    (queues, serial) with it."""
+    need_type('virtio-blk')
+
+    def run(env, dst):
+        env.create('virtio-blk', 'bm1', 'vmb', size=4 * MiB, queues=2, serial='MIGBLK')
+        with open(ns_path(env, 'bm1'), 'r+b') as f:
+            data = os.urandom(MiB)
+            f.seek(MiB)
+            f.write(data)
+        rc, out, err = env.vfuctl('migrate', '--vm', 'vmb', '--to', dst.addr, '--storage', 'copy')
+        check(rc == 0, f'vfuctl migrate: {rc} {err}')
+        b = dst.prop('bm1', 'Backend')
+        check(b['serial'] == 'MIGBLK' and b['queues'] == 2 and b['namespaces'][0]['size'] == 4 * MiB, f'arrived {b}')
+        with open(ns_path(dst, 'bm1'), 'rb') as f:
+            got = f.read()
+        check(got[MiB:2 * MiB] == data and len(got) == 4 * MiB, 'the image arrived byte for byte')
+        check(dst.prop('bm1', 'State') == 'listening', 'it listens there')
+        check(env.mgr('ListDevices', '(s)', '')[0] == [] and env.leftovers() == [], 'the source is empty')
+
+    migrate_case(env, run)
 
 
 def test_bad_input(env):
@@ -943,6 +1041,8 @@ def test_cli_json(env):
             if not tap_usable():
                 continue
             args = ['create', 'virtio-net', '--vm', 'jv', '--name', 'j-net', '--tap', f'vj{os.getpid() % 100000}']
+        elif t == 'virtio-blk':
+            args = ['create', 'virtio-blk', '--vm', 'jv', '--name', 'j-blk', '--size', '1M']
         else:
             continue
         rc, out, err = env.vfuctl(*args, '--json')
@@ -1512,10 +1612,12 @@ def test_completion(env):
         return subprocess.run(['bash', '-c', cmd], capture_output=True, text=True, env=env_).stdout.split()
 
     check(complete('vfuctl', 'cr') == ['create'], f'verb: {complete("vfuctl", "cr")}')
-    check(complete('vfuctl', 'create', 'v') == ['virtio-net'], 'type')
+    check(complete('vfuctl', 'create', 'v') == ['virtio-blk', 'virtio-net'], 'type')
     check(sorted(complete('vfuctl', 'create', 'nvme', '--s')) == ['--serial', '--size'], 'nvme options')
     check('--null' in complete('vfuctl', 'create', 'nvme', '--nu'), 'nvme --null')
     check('--tap' in complete('vfuctl', 'create', 'virtio-net', '--t'), 'virtio-net options')
+    check(complete('vfuctl', 'create', 'virtio-blk', '--r') == ['--read-only'], 'virtio-blk options')
+    check('--tap' not in complete('vfuctl', 'create', 'virtio-blk', '--'), 'no virtio-net option for virtio-blk')
     check(complete('vfuctl', 'show', '') == ['cmp1'], f'device names: {complete("vfuctl", "show", "")}')
     check(complete('vfuctl', 'namespace', 'add', 'c') == ['cmp1'], 'namespace device')
     check(sorted(complete('vfuctl', 'link', '')) == ['down', 'up'], 'link states')
@@ -1579,7 +1681,7 @@ def test_completion_slots(env):
         rc, text, err = env.vfuctl('help', verb)
         want = help_options(text)
         if verb == 'create':
-            got = complete('vfuctl', 'create', 'nvme', '--') + complete('vfuctl', 'create', 'virtio-net', '--')
+            got = [o for t in ('nvme', 'virtio-net', 'virtio-blk') for o in complete('vfuctl', 'create', t, '--')]
         else:
             got = complete('vfuctl', verb, '--')
         got = {o[2:] for o in got} - global_opts

@@ -14,6 +14,9 @@ const WorkerDeviceType *const worker_types[] = {
 #if WORKER_HAVE_VIRTIO_NET
         &worker_virtio_net_type,
 #endif
+#if WORKER_HAVE_VIRTIO_BLK
+        &worker_virtio_blk_type,
+#endif
         NULL,
 };
 

@@ -35,7 +35,7 @@ typedef enum WorkerErrorCode {
 } WorkerErrorCode;
 
 typedef struct WorkerDeviceType {
-        const char *type;               /* "nvme", "virtio-net" */
+        const char *type;               /* "nvme", "virtio-net", "virtio-blk" */
         /*
          * Build the device model from options; fill scfg (PCI config, BARs,
          * ops) for the vfio-user server.  *state is the type's private data.
@@ -63,6 +63,7 @@ typedef struct WorkerDeviceType {
 
 extern const WorkerDeviceType worker_nvme_type;
 extern const WorkerDeviceType worker_virtio_net_type;
+extern const WorkerDeviceType worker_virtio_blk_type;
 
 /* Take ownership of an fd the manager passed under name; -1 if none. */
 int worker_take_fd(Worker *w, const char *name);
@@ -117,6 +118,15 @@ VuServer *worker_server(Worker *w);
  *   "mtu":     optional
  * control methods:
  *   "link-set" {"up": true | false}
+ *
+ * virtio-blk
+ *   "namespaces": [ {"nsid": 1, "path", "size", "kind", "block-size", "pattern"} ]
+ *              the disk, described as NVMe's namespace 1; fd "disk"
+ *   "queues":  request queues (≥ 1), "queue-size"
+ *   "serial":  GET_ID string (optional; default: the device name)
+ *   "read-only", "direct", "packed", "engine": optional
+ * control methods:
+ *   "resize" {"size": S}   (0: the backing file's size)
  *
  * Control methods the core handles itself (not forwarded): "info", "stats",
  * "subscribe", "shutdown".
