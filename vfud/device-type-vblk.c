@@ -18,6 +18,7 @@
 
 #include "common/util.h"
 #include "device-type.h"
+#include "image-lock.h"
 #include "vblk/vblk.h"
 
 #define VBLK_SIZE_ALIGN 4096u
@@ -144,8 +145,16 @@ static JsonObject *disk_resolve(Manager *m, const char *name, GHashTable *in, bo
                         json_object_set_int_member(disk, "pattern", (int64_t) pattern);
         } else if (file || block) {
                 const char *path = file ? file : block;
+                struct stat st;
                 if (!check_backing(path, file ? "file" : "block", ro, &backing, error))
                         goto fail;
+                Device *user = stat(path, &st) == 0 ? image_user(m, name, &st) : NULL;
+                if (user) {
+                        fail(error, MANAGER_ERROR_BACKEND_FAILED,
+                             "%s is in use by device %s: an image has one writer (destroy %s first, or give another image)",
+                             path, user->name, user->name);
+                        goto fail;
+                }
                 if (have_size && size > backing) {
                         g_autofree char *a = util_format_size(size), *b = util_format_size(backing);
                         fail(error, MANAGER_ERROR_INVALID_ARGUMENT,
@@ -274,18 +283,37 @@ static void vblk_unprovision(Device *d) {
                 device_log(d, G_LOG_LEVEL_WARNING, "cannot remove image %s: %s", path, g_strerror(errno));
 }
 
+/*
+ * The disk's fd for d's worker.  A writable one is opened and locked as an
+ * NVMe namespace is (image-lock.h: one writer per image, the lock kept by
+ * vfud while d runs, an incoming copy's taken at the hand-over); a
+ * read-only one is opened read-only and takes no writer's lock.
+ */
 static gboolean vblk_open_fds(Device *d, GPtrArray *names, GArray *fds, GError **error) {
         JsonObject *disk = vblk_disk(d);
         JsonObject *o = json_node_get_object(d->options);
         bool ro = json_object_get_boolean_member_with_default(o, "read-only", FALSE);
+        int fd, held;
 
         if (!disk || strcmp(disk_kind(disk), "null") == 0)
                 return TRUE;            /* no file: the worker needs no fd */
         const char *path = json_object_get_string_member_with_default(disk, "path", "");
-        int fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-        if (fd < 0)
-                return fail(error, MANAGER_ERROR_BACKEND_FAILED, "cannot open the disk %s: %s%s", path, g_strerror(errno),
-                            errno == ENOENT ? " (it was removed: restore it or destroy the device)" : "");
+        if (ro) {
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return fail(error, MANAGER_ERROR_BACKEND_FAILED, "cannot open the disk %s: %s%s", path,
+                                    g_strerror(errno),
+                                    errno == ENOENT ? " (it was removed: restore it or destroy the device)" : "");
+        } else if ((held = device_images_get(d, 1)) >= 0) {
+                fd = fcntl(held, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0)
+                        return fail(error, MANAGER_ERROR_FAILED, "cannot pass on the disk: %s", g_strerror(errno));
+        } else {
+                fd = image_open(d, path, !d->incoming, error);
+                if (fd < 0)
+                        return FALSE;
+                device_images_hold(d, 1, fd, !d->incoming);
+        }
         g_ptr_array_add(names, g_strdup("disk"));
         g_array_append_val(fds, fd);
         return TRUE;

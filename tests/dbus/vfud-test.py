@@ -702,6 +702,11 @@ def test_vblk(env):
     env.expect(ERR + 'InvalidArgument', env.dev, 'bv-blk0', 'ResizeNamespace', '(ut)', 2, 32 * MiB)
     env.expect(ERR + 'NotSupported', env.dev, 'bv-blk0', 'AddNamespace', '(ust)', 2, '', MiB)
     env.expect(ERR + 'NotSupported', env.dev, 'bv-blk0', 'SetLink', '(b)', True)
+    # One writer per image, across device types.
+    msg = env.expect(ERR + 'BackendFailed', env.create, 'virtio-blk', 'dup', '', file=img)
+    check('bv-blk0' in msg, msg)
+    msg = env.expect(ERR + 'BackendFailed', env.create, 'nvme', 'dup', '', file=img)
+    check('bv-blk0' in msg, msg)
 
     # An existing file, read-only; a null disk.
     f = os.path.join(env.dir, 'ro.img')
@@ -729,7 +734,10 @@ def test_vblk(env):
     env.wait_for(lambda: env.prop('bv-blk0', 'Statistics').get('size') == 16 * MiB, 10, 'restarted at its size')
 
     # What is refused, named as such, with nothing left behind.
-    for opts in ({}, {'size': 1000}, {'size': 8 * MiB, 'file': f}, {'null': MiB, 'size': MiB}, {'size': MiB, 'queues': 65},
+    f2 = os.path.join(env.dir, 'small.img')
+    with open(f2, 'wb') as fh:
+        fh.truncate(4 * MiB)
+    for opts in ({}, {'size': 1000}, {'size': 8 * MiB, 'file': f2}, {'null': MiB, 'size': MiB}, {'size': MiB, 'queues': 65},
                  {'size': MiB, 'queues': 0}, {'size': MiB, 'block-size': 1024}, {'size': MiB, 'serial': 'x' * 21},
                  {'size': MiB, 'serial': 'tab\there'}, {'size': MiB, 'read-only': True}, {'file': 'relative.img'},
                  {'null-pattern': 3, 'size': MiB}, {'size': MiB, 'tap': 'x'}):
