@@ -222,11 +222,24 @@ static void on_subscribed(Device *d, JsonNode *result, const GError *error, void
 }
 
 static void on_stats(Device *d, JsonNode *result, const GError *error, void *userdata);
+static void device_arrival_used(Device *d);
 
 static void on_initial_stats(Device *d, JsonNode *result, const GError *error, void *userdata) {
         on_stats(d, result, error, userdata);
-        if (d->state == DEVICE_STARTING)
-                device_start_completed(d, NULL);
+        if (d->state != DEVICE_STARTING)
+                return;
+        /*
+         * A VMM that retries its connection (as one whose worker was just
+         * restarted does) may have connected before the subscription: no
+         * event told us, the reply (sent after the subscription) does.
+         */
+        if (!error && result && JSON_NODE_HOLDS_OBJECT(result) &&
+            json_object_get_boolean_member_with_default(json_node_get_object(result), "connected", FALSE)) {
+                device_set_state(d, DEVICE_CONNECTED);
+                if (d->migrated_from)
+                        device_arrival_used(d);
+        }
+        device_start_completed(d, NULL);
 }
 
 /* The worker reported: ready, or the reason it cannot start. */
