@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """The dbus suite: the real vfud and vfud-worker on a private dbus-daemon.
 
-Usage: vfud-test.py CASE     (the cases are the test_* functions below)
+Usage: vfud-test.py CASE [--trials N] [--seed N]
+       (the cases are the test_* functions below; crash-trials takes the options)
 
 Every case gets its own bus, state and runtime directories and vfud, and
 ends every process it started.  Paths come from the environment meson sets:
-VFUD, VFUD_WORKER, VFUCTL, VU_HOLD, NVME_IO, NET_IO, XML_DIR, BUS_CONF.  Exit
+VFUD, VFUD_WORKER, VFUCTL, VU_HOLD, NVME_IO, NET_IO, CRASH_WRITER, XML_DIR, BUS_CONF.  Exit
 status 0 pass, 1 fail, 77 skip (with the reason on stdout).
 """
 
@@ -14,6 +15,7 @@ import fcntl
 import glob
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -1342,6 +1344,105 @@ def test_restart_io(env):
     check(n > 0, 'I/O done')
 
 
+def test_crash_trials(env):
+    """Crash consistency: a writer's worker SIGKILLed at random moments and restarted by vfud, many times.
+
+    The writer (crash-writer) writes generation-numbered, checksummed 4 KiB blocks with random FUA and Flush;
+    each trial kills the worker at a random moment, sometimes right after a namespace resize was asked for,
+    sometimes with vfud itself killed -9 first (the worker killed while no manager runs, or after the new
+    manager adopted it).  vfud restarts the worker, the writer reconnects and reads every block back: none
+    acknowledged as durable (FUA, or before a completed Flush) may hold an older generation, none may be torn.
+    `--trials N` (default 10) and `--seed N` when run by hand.
+    """
+    need_type('nvme')
+    writer = os.environ.get('CRASH_WRITER')
+    if not writer:
+        raise Skip('the crash-consistency writer is not built')
+    trials = int(OPTIONS.get('trials', 10))
+    seed = int(OPTIONS.get('seed', int.from_bytes(os.urandom(4), 'little')))
+    rng = random.Random(seed)
+    print(f'crash-trials: {trials} trials, seed {seed}')
+    with open(env.config, 'a') as f:
+        f.write('RestartBurst=1000000\n')
+    env.start_vfud()
+    size = 16 * MiB
+    env.create('nvme', 'cc', 'vm1', size=size)
+    path = env.path('cc')
+    sock = env.prop('cc', 'SocketPath')
+    c = env.spawn([writer, '--seed', str(seed), sock])
+    line = c.stdout.readline()
+    check(line.startswith('ready'), f'crash-writer: {line!r}')
+    kinds = {'worker': 0, 'resize': 0, 'vfud-down': 0, 'vfud-restart': 0}
+    checked = lost = torn = stale = 0
+    for t in range(1, trials + 1):
+        kind = rng.choice(['worker', 'worker', 'resize', 'vfud-down', 'vfud-restart'])
+        kinds[kind] += 1
+        env.wait_for(lambda: env.prop('cc', 'Connected'), 10, 'the writer connected')
+        pid = env.prop('cc', 'WorkerPID')
+        time.sleep(rng.uniform(0.01, 0.5))
+        resized = None
+        if kind == 'worker':
+            os.kill(pid, signal.SIGKILL)
+        elif kind == 'resize':
+            reply = []
+            env.conn.call(NAME, path, DIFACE, 'ResizeNamespace', GLib.Variant('(ut)', (1, size + MiB)), None,
+                          Gio.DBusCallFlags.NONE, 60000, None,
+                          lambda conn, res, _: reply.append(_call_result(conn, res)), None)
+            time.sleep(rng.uniform(0, 0.01))
+            os.kill(pid, signal.SIGKILL)
+            env.wait_for(lambda: reply, 60, 'the ResizeNamespace reply')
+            resized = reply[0] is None
+            if resized:
+                size += MiB
+        elif kind == 'vfud-down':
+            env.vfud.kill()
+            env.vfud.wait()
+            time.sleep(rng.uniform(0, 0.2))
+            os.kill(pid, signal.SIGKILL)
+            env.start_vfud()
+        else:
+            env.vfud.kill()
+            env.vfud.wait()
+            env.start_vfud()
+            check(env.prop('cc', 'WorkerPID') == pid, 'the new manager adopted the worker')
+            time.sleep(rng.uniform(0, 0.2))
+            os.kill(pid, signal.SIGKILL)
+        line = c.stdout.readline()
+        f = line.split()
+        check(len(f) == 7 and f[0] == 'verified' and int(f[1]) == t,
+              f'trial {t} ({kind}): crash-writer said {line!r} (rc {c.poll()})')
+        checked += int(f[2])
+        lost += int(f[3])
+        torn += int(f[4])
+        stale += int(f[5])
+        ns = int(f[6])
+        if resized is not None:
+            # Refused or not, the namespace has one of the two sizes, and the one the reply said once it succeeded.
+            check(ns == size if resized else ns in (size, size + MiB),
+                  f'trial {t}: namespace of {ns} bytes after a resize to {size + MiB} ({"ok" if resized else reply[0]})')
+            size = ns
+        check(int(f[3]) == 0 and int(f[4]) == 0, f'trial {t} ({kind}): {f[3]} blocks lost, {f[4]} torn')
+    c.stdin.close()
+    out = c.stdout.read()
+    rc = c.wait(timeout=60)
+    last = out.strip().splitlines()[-1] if out.strip() else ''
+    f = last.split()
+    check(rc == 0 and len(f) == 8 and f[0] == 'ok', f'crash-writer: rc {rc}, {out!r}')
+    print(f'crash-trials: trials {trials} ({", ".join(f"{k} {v}" for k, v in kinds.items())}), '
+          f'blocks checked {checked}, lost {lost}, torn {torn}, stale {stale} (acknowledged, not yet flushed), '
+          f'writes {f[6]}, flushes {f[7]}, seed {seed}')
+    check(int(f[1]) == trials, f'the writer counted {f[1]} trials')
+
+
+def _call_result(conn, res):
+    """An asynchronous call's outcome: None, or the error."""
+    try:
+        conn.call_finish(res)
+        return None
+    except GLib.Error as e:
+        return unpack_error(e)
+
+
 def proc_status(pid):
     with open(f'/proc/{pid}/status') as f:
         return dict(line.rstrip('\n').split(':\t', 1) for line in f if ':\t' in line)
@@ -2599,9 +2700,16 @@ def test_remote(env):
 CASES = {name[5:].replace('_', '-'): fn for name, fn in globals().items() if name.startswith('test_')}
 
 
+OPTIONS = {}
+
+
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        print(f'usage: {sys.argv[0]} CASE\ncases: {" ".join(sorted(CASES))}')
+    args = sys.argv[1:]
+    while len(args) >= 3 and args[-2] in ('--trials', '--seed') and args[-1].isdigit():
+        OPTIONS[args[-2][2:]] = args[-1]
+        args = args[:-2]
+    if len(args) != 1 or args[0] not in CASES:
+        print(f'usage: {sys.argv[0]} CASE [--trials N] [--seed N]\ncases: {" ".join(sorted(CASES))}')
         return 2
     # meson's timeout sends SIGTERM: unwind so the cleanup ends every process the case started.
     signal.signal(signal.SIGTERM, lambda signo, frame: sys.exit(f'FAIL: {sys.argv[1]} interrupted'))
