@@ -114,7 +114,7 @@ void device_worker_spawn(Device *d) {
         g_ptr_array_add(argv, g_strdup_printf("--socket-mode=%04o", (unsigned) c->socket_mode));
         if (c->socket_group && *c->socket_group)
                 g_ptr_array_add(argv, g_strdup_printf("--socket-group=%s", c->socket_group));
-        if (c->worker_user && *c->worker_user)
+        if (!worker_user_is_root(c->worker_user))
                 g_ptr_array_add(argv, g_strdup_printf("--user=%s", c->worker_user));
         if (!c->seccomp)
                 g_ptr_array_add(argv, g_strdup("--no-seccomp"));

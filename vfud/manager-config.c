@@ -15,8 +15,9 @@ void manager_config_init(ManagerConfig *c) {
         c->runtime_dir = g_strdup(RUNDIR);
         c->admin_group = g_strdup("vfu");
         c->worker_path = g_build_filename(LIBEXECDIR, "vfud-worker", NULL);
-        c->worker_user = g_strdup("");
-        c->socket_group = g_strdup("");
+        c->worker_user = g_strdup(WORKER_USER_DEFAULT);
+        c->socket_group = g_strdup(SOCKET_GROUP_DEFAULT);
+        c->socket_group_optional = true;
         c->socket_mode = 0660;
         c->seccomp = true;
         c->restart_delay_usec = G_USEC_PER_SEC;
@@ -174,6 +175,8 @@ gboolean manager_config_load(ManagerConfig *c, const char *path, bool required, 
                         value = g_key_file_get_value(kf, groups[i], keys[j], NULL);
                         if (!config_set(c, k, path, value, error))
                                 return FALSE;
+                        if (k->offset == offsetof(ManagerConfig, socket_group))
+                                c->socket_group_optional = false;
                 }
         }
         return TRUE;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/file.h>
@@ -101,6 +102,26 @@ static void device_unref_notify(gpointer d) {
         device_unref(d);
 }
 
+/*
+ * Say once, at start, what the workers will run as: a missing worker user
+ * fails every device start (the worker refuses to stay root unless told),
+ * a missing default socket group only means root's group keeps the sockets.
+ */
+static void manager_check_worker_ids(ManagerConfig *c) {
+        if (worker_user_is_root(c->worker_user))
+                g_message("workers run as root ([Worker] User=%s in vfud.conf)", c->worker_user);
+        else if (!getpwnam(c->worker_user))
+                g_warning("worker user '%s' does not exist: devices will not start until it is created "
+                          "(systemd-sysusers creates '" WORKER_USER_DEFAULT "') or [Worker] User= names another "
+                          "(User=root runs workers as root)", c->worker_user);
+        if (c->socket_group_optional && *c->socket_group && !getgrnam(c->socket_group)) {
+                g_message("socket group '%s' does not exist (libvirt is not installed?): vfio-user sockets keep "
+                          "root's group; set [Worker] SocketGroup= to QEMU's group", c->socket_group);
+                g_free(c->socket_group);
+                c->socket_group = g_strdup("");
+        }
+}
+
 Manager *manager_new(const ManagerConfig *config, GError **error) {
         g_autoptr(Manager) m = g_new0(Manager, 1);
         g_autofree char *lock = NULL;
@@ -121,6 +142,7 @@ Manager *manager_new(const ManagerConfig *config, GError **error) {
         m->images_dir = g_build_filename(m->config.state_dir, "images", NULL);
         m->workers_dir = g_build_filename(m->config.runtime_dir, "workers", NULL);
 
+        manager_check_worker_ids(&m->config);
         if (m->config.admin_group && *m->config.admin_group) {
                 struct group *g = getgrnam(m->config.admin_group);
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <string.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -45,13 +46,24 @@ typedef enum ManagerErrorCode {
 /* The D-Bus error name for a GError (MANAGER_ERROR codes; others map to Failed). */
 const char *manager_error_to_dbus_name(const GError *error);
 
+/* Workers run as this system user (data/vfud.sysusers) unless [Worker] User= says otherwise. */
+#define WORKER_USER_DEFAULT "vfu-worker"
+/* The group QEMU runs in under Debian's libvirt (qemu.conf group=): it may connect to the sockets. */
+#define SOCKET_GROUP_DEFAULT "libvirt-qemu"
+
+/* [Worker] User= that keeps workers as root: "root" or empty. */
+static inline bool worker_user_is_root(const char *user) {
+        return !user || !*user || strcmp(user, "root") == 0;
+}
+
 typedef struct ManagerConfig {
         char *state_dir;                /* /var/lib/vfud */
         char *runtime_dir;              /* /run/vfud */
         char *admin_group;              /* may call mutating methods besides root; "" none */
         char *worker_path;              /* vfud-worker */
-        char *worker_user;              /* drop workers to this user, "" stay */
+        char *worker_user;              /* drop workers to this user; "" or "root" stay root */
         char *socket_group;             /* group of vfio-user sockets, "" none */
+        bool socket_group_optional;     /* the default: skipped when the group does not exist */
         mode_t socket_mode;
         bool seccomp;
         uint64_t restart_delay_usec;    /* first automatic restart after a crash */

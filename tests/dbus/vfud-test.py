@@ -41,6 +41,9 @@ ERR = 'org.vfu.vfud1.Error.'
 DENIED = 'org.freedesktop.DBus.Error.AccessDenied'
 NOBODY = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups']
 MiB = 1 << 20
+# Workers drop to an unprivileged user by default (vfu-worker, which the package creates); the cases
+# name one every host has.  Without root they stay the caller.
+WORKER_USER = 'User=nobody\n' if os.geteuid() == 0 else 'User=\n'
 
 
 class Skip(Exception):
@@ -122,7 +125,8 @@ class Env:
         self.config = os.path.join(self.dir, 'vfud.conf')
         with open(self.config, 'w') as f:
             # libvirt stays out of the cases unless one turns it on (a [Libvirt] section appended later wins)
-            f.write('[Manager]\nAdminGroup=\n[Libvirt]\nEnabled=no\n[Worker]\nRestartDelaySec=0.2\n' + config)
+            f.write('[Manager]\nAdminGroup=\n[Libvirt]\nEnabled=no\n[Worker]\nRestartDelaySec=0.2\n' +
+                    WORKER_USER + config)
         self.vfud = None
         self.wrap = []          # a prefix vfud runs under (e.g. ip netns exec NS)
         self.seen_pids = set()
@@ -1160,7 +1164,7 @@ def test_auth_group(env):
     """Members of AdminGroup may change devices (the group the caller's process has, as the bus saw it)."""
     need_type('nvme')
     with open(env.config, 'w') as f:
-        f.write('[Manager]\nAdminGroup=sys\n')
+        f.write('[Manager]\nAdminGroup=sys\n[Worker]\n' + WORKER_USER)
     env.start_vfud()
     env.create('nvme', 'g1', '', size=MiB)
     member = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--groups=sys']
@@ -1640,6 +1644,78 @@ def test_sandbox(env):
     env.dev('s1', 'Start')
     st = proc_status(env.prop('s1', 'WorkerPID'))
     check(st['Seccomp'] == '0' and st['NoNewPrivs'] == '1', f'Seccomp=no: {st["Seccomp"]}')
+
+
+def test_worker_user(env):
+    """Workers run unprivileged by default: I/O through fds vfud opened, restarts, root only when configured."""
+    need_type('nvme')
+    io = os.environ.get('NVME_IO')
+    if os.geteuid() != 0:
+        raise Skip('needs root to drop privileges')
+    if not io:
+        raise Skip('the NVMe I/O client is not built')
+    # An image only root can open: the worker (nobody) gets the fd from vfud.
+    private = os.path.join(env.dir, 'private')
+    os.mkdir(private, 0o700)
+    image = os.path.join(private, 'disk.img')
+    with open(image, 'wb') as f:
+        f.truncate(16 * MiB)
+    os.chmod(image, 0o600)
+    r = subprocess.run(NOBODY + ['dd', f'if={image}', 'of=/dev/null', 'count=1'], capture_output=True)
+    check(r.returncode != 0, 'the worker user cannot open the image itself')
+    env.start_vfud()
+    env.create('nvme', 'u1', '', file=image)
+
+    def uid_of_worker():
+        st = proc_status(env.prop('u1', 'WorkerPID'))
+        return st['Uid'].split(), st['Gid'].split(), st['Groups'].split()
+
+    def verified_io():
+        c = env.spawn([io, env.prop('u1', 'SocketPath')])
+        check(c.stdout.readline().startswith('ready'), 'the client is ready')
+        hold_progress(env, c, 2)
+        check(hold_finish(c) > 0, 'verified I/O')
+
+    uids, gids, groups = uid_of_worker()
+    check(uids == ['65534'] * 4 and gids == ['65534'] * 4, f'the worker is nobody: uid {uids} gid {gids}')
+    check(groups == [], f'no supplementary groups: {groups}')
+    verified_io()
+    # A killed worker comes back as the same user, with the fd opened again by vfud.
+    old = env.prop('u1', 'WorkerPID')
+    os.kill(old, signal.SIGKILL)
+    env.wait_for(lambda: env.prop('u1', 'WorkerPID') not in (0, old) and env.prop('u1', 'State') == 'listening',
+                 10, 'the worker to be restarted')
+    check(uid_of_worker()[0] == ['65534'] * 4, 'the restarted worker is unprivileged too')
+    verified_io()
+    env.dev('u1', 'Stop')
+    env.stop_vfud()
+
+    # The default (no User=): vfu-worker; where it does not exist, devices refuse to start as root.
+    with open(env.config, 'w') as f:
+        f.write('[Manager]\nAdminGroup=\n[Libvirt]\nEnabled=no\n')
+    env.start_vfud()
+    try:
+        pw = __import__('pwd').getpwnam('vfu-worker')
+    except KeyError:
+        pw = None
+    if pw:
+        env.dev('u1', 'Start')
+        check(uid_of_worker()[0][0] == str(pw.pw_uid), 'the default worker user is vfu-worker')
+        env.dev('u1', 'Stop')
+    else:
+        msg = env.expect(ERR + 'InvalidArgument', env.dev, 'u1', 'Start')
+        check("'vfu-worker' does not exist" in msg and 'User=root' in msg, msg)
+        check(env.prop('u1', 'WorkerPID') == 0, 'no worker runs as root instead')
+        with open(os.path.join(env.dir, 'vfud.log')) as f:
+            check("worker user 'vfu-worker' does not exist" in f.read(), 'vfud warned at start')
+    env.stop_vfud()
+
+    # Root only by configuration.
+    with open(env.config, 'a') as f:
+        f.write('[Worker]\nUser=root\n')
+    env.start_vfud()
+    env.dev('u1', 'Start')
+    check(uid_of_worker()[0] == ['0'] * 4, 'User=root keeps the worker as root')
 
 
 def test_worker_standalone(env):

@@ -313,6 +313,8 @@ class Vfud:
         self.address, self.bus_pid = out[0], int(out[1])
         with open(os.path.join(self.dir, 'vfud.conf'), 'w') as f:
             f.write('[Manager]\nAdminGroup=\n')
+            # workers drop to a user every host has (vfu-worker exists only where the package is installed)
+            f.write('[Worker]\nUser=%s\n' % ('nobody' if os.geteuid() == 0 else ''))
             if self.libvirt_uri:
                 f.write('[Libvirt]\nURI=%s\n' % self.libvirt_uri)
         try:

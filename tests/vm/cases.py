@@ -133,7 +133,8 @@ class Manager:
             f.write(self.BUS_CONF.format(path=bus_path))
         self.config = ctx.path(f"vfud{sfx}.conf")
         with open(self.config, "w") as f:
-            f.write(config)
+            # workers drop to a user every host has (vfu-worker exists only where the package is installed)
+            f.write("[Worker]\nUser=nobody\n" + config)
         ctx.spawn(f"dbus-daemon{sfx}", ["dbus-daemon", f"--config-file={conf}", "--nofork",
                                         "--nopidfile"]).wait_path(bus_path)
         ctx.cleanups.append(self.stop_workers)

@@ -18,27 +18,52 @@
 
 #include "worker-internal.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WORKER_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_SANITIZED 1
+#endif
+
+/*
+ * Become the worker user for good: its group only (no supplementary groups,
+ * none of root's), then real, effective and saved ids, so nothing can switch
+ * back.  Everything the device needs was opened before (backing files, TAP
+ * queues, the listening socket) or is passed by vfud over the control socket.
+ */
 gboolean worker_sandbox_drop_privileges(const char *user, GError **error) {
         struct passwd *pw;
+        uid_t ruid, euid, suid;
 
         if (!user || !*user)
                 return TRUE;
         pw = getpwnam(user);
         if (!pw) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
-                            "worker user '%s' does not exist: create it or change User= in the [Worker] section of vfud.conf",
+                            "worker user '%s' does not exist: create it (systemd-sysusers creates vfu-worker) or change "
+                            "User= in the [Worker] section of vfud.conf (User=root keeps workers as root)",
                             user);
                 return FALSE;
         }
         if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
                 return TRUE;
-        if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+        if (setgroups(0, NULL) < 0 ||
             setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
             setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED,
                             "cannot switch to user '%s': %s", user, g_strerror(errno));
                 return FALSE;
         }
+        if (getresuid(&ruid, &euid, &suid) < 0 || ruid != pw->pw_uid || euid != pw->pw_uid || suid != pw->pw_uid) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED, "still not user '%s' after switching", user);
+                return FALSE;
+        }
+#ifdef WORKER_SANITIZED
+        /* LeakSanitizer stops the worker's threads with ptrace at exit: the id change made it undumpable. */
+        (void) prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+#endif
         return TRUE;
 }
 
@@ -87,15 +112,6 @@ static const char *const worker_syscalls[] = {
         "getrandom", "prctl", "uname", "getuid", "geteuid", "getgid", "getegid",
         "getrlimit", "prlimit64", "getrusage", "umask", "unlinkat", "unlink",
 };
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WORKER_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define WORKER_SANITIZED 1
-#endif
 
 #ifdef WORKER_SANITIZED
 /* AddressSanitizer's leak check at exit reads /proc and stops threads with ptrace. */
