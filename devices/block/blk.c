@@ -196,7 +196,35 @@ static int blk_setup(BlkBackend *b, const BlkOpenOptions *opts) {
         return 0;
 }
 
+static int blk_backend_open_engine(const BlkOpenOptions *opts, BlkBackend **out);
+
 int blk_backend_open(const BlkOpenOptions *opts, BlkBackend **out) {
+        int r = blk_backend_open_engine(opts, out);
+        if (r < 0)
+                return r;
+        BlkOpenOptions *o = g_new(BlkOpenOptions, 1);
+        *o = *opts;
+        o->path = NULL;
+        o->fd = -1;
+        (*out)->opened_ = o;
+        return 0;
+}
+
+int blk_backend_clone(const BlkBackend *b, BlkBackend **out) {
+        BlkOpenOptions o = *b->opened_;
+
+        *out = NULL;
+        o.path = b->path;
+        o.size = b->size;
+        if (!b->is_null) {
+                o.fd = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
+                if (o.fd < 0)
+                        return -errno;
+        }
+        return blk_backend_open(&o, out);
+}
+
+static int blk_backend_open_engine(const BlkOpenOptions *opts, BlkBackend **out) {
         BlkBackend base = { .fd = -1, .event_fd = -1 };
         bool created = false;
         int r;
@@ -250,6 +278,7 @@ void blk_backend_free(BlkBackend *b) {
         if (!b)
                 return;
         blk_backend_drain(b);
+        g_free(b->opened_);
         b->ops->destroy(b);
 }
 

@@ -90,6 +90,7 @@ struct BlkRequest {
 };
 
 typedef struct BlkBackend BlkBackend;
+typedef struct BlkOpenOptions BlkOpenOptions;
 
 typedef struct BlkBackendOps {
         const char *name;
@@ -116,9 +117,10 @@ struct BlkBackend {
         bool is_blockdev;
         bool is_null;                   /* the null backend: stores no data */
         unsigned caps;                  /* BLK_CAP_* */
+        BlkOpenOptions *opened_;        /* how it was opened, for blk_backend_clone() (private) */
 };
 
-typedef struct BlkOpenOptions {
+struct BlkOpenOptions {
         const char *path;               /* for messages, and to open when fd < 0 */
         int fd;                         /* an already open fd (consumed), or -1 */
         uint64_t size;                  /* files: create/extend sparse to this size; 0 keeps */
@@ -129,7 +131,7 @@ typedef struct BlkOpenOptions {
         unsigned threads;               /* thread-pool workers; 0 = 4 */
         bool null;                      /* the null backend of size bytes: no file (fd, path unused) */
         int null_pattern;               /* null: the byte reads return, 0..255 (0: zeroes) */
-} BlkOpenOptions;
+};
 
 /* What the null backend was asked to do (its only trace of the data). */
 typedef struct BlkNullStats {
@@ -146,6 +148,14 @@ typedef struct BlkNullStats {
  */
 int blk_backend_open(const BlkOpenOptions *opts, BlkBackend **out);
 void blk_backend_free(BlkBackend *b);
+
+/*
+ * Another submission context on the same storage, for another thread: a
+ * duplicate of the fd (or a null backend of the same size and pattern)
+ * with its own ring, thread pool or queue, opened as b was.  Each is used
+ * by one thread; resize each.  0 and *out, or -errno.
+ */
+int blk_backend_clone(const BlkBackend *b, BlkBackend **out);
 
 /* The null backend's counters: true, or false when b is not a null backend.  b's thread only. */
 bool blk_null_get_stats(const BlkBackend *b, BlkNullStats *st);

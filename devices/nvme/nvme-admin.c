@@ -148,17 +148,17 @@ static NvmeStatus nvme_adm_dbbuf_config(NvmeCtrl *c, NvmeReq *req) {
 }
 
 const NvmeCmdDesc nvme_admin_cmds[256] = {
-        [NVME_ADM_DELETE_SQ] = { "delete-io-sq", nvme_adm_delete_sq, EFF_CSUPP },
-        [NVME_ADM_CREATE_SQ] = { "create-io-sq", nvme_adm_create_sq, EFF_CSUPP },
+        [NVME_ADM_DELETE_SQ] = { "delete-io-sq", nvme_adm_delete_sq, EFF_CSUPP, true },
+        [NVME_ADM_CREATE_SQ] = { "create-io-sq", nvme_adm_create_sq, EFF_CSUPP, true },
         [NVME_ADM_GET_LOG_PAGE] = { "get-log-page", nvme_adm_get_log_page, EFF_CSUPP },
-        [NVME_ADM_DELETE_CQ] = { "delete-io-cq", nvme_adm_delete_cq, EFF_CSUPP },
-        [NVME_ADM_CREATE_CQ] = { "create-io-cq", nvme_adm_create_cq, EFF_CSUPP },
+        [NVME_ADM_DELETE_CQ] = { "delete-io-cq", nvme_adm_delete_cq, EFF_CSUPP, true },
+        [NVME_ADM_CREATE_CQ] = { "create-io-cq", nvme_adm_create_cq, EFF_CSUPP, true },
         [NVME_ADM_IDENTIFY] = { "identify", nvme_adm_identify, EFF_CSUPP },
         [NVME_ADM_ABORT] = { "abort", nvme_adm_abort, EFF_CSUPP },
-        [NVME_ADM_SET_FEATURES] = { "set-features", nvme_adm_set_features, EFF_CSUPP },
+        [NVME_ADM_SET_FEATURES] = { "set-features", nvme_adm_set_features, EFF_CSUPP, true },
         [NVME_ADM_GET_FEATURES] = { "get-features", nvme_adm_get_features, EFF_CSUPP },
         [NVME_ADM_ASYNC_EVENT] = { "async-event-request", nvme_adm_async_event, EFF_CSUPP },
-        [NVME_ADM_DBBUF_CONFIG] = { "doorbell-buffer-config", nvme_adm_dbbuf_config, EFF_CSUPP },
+        [NVME_ADM_DBBUF_CONFIG] = { "doorbell-buffer-config", nvme_adm_dbbuf_config, EFF_CSUPP, true },
 };
 
 NvmeStatus nvme_admin_exec(NvmeCtrl *c, NvmeReq *req) {
@@ -168,5 +168,11 @@ NvmeStatus nvme_admin_exec(NvmeCtrl *c, NvmeReq *req) {
                 return NVME_SC_INVALID_FIELD;   /* no fused operations (FUSES = 0) */
         if (!d->exec)
                 return NVME_SC_INVALID_OPCODE;
-        return d->exec(c, req);
+        if (!d->all_threads)
+                return d->exec(c, req);
+        /* Queues, shadow doorbells, interrupt settings of other threads: they park (drained). */
+        nvme_threads_pause_others(c);
+        NvmeStatus st = d->exec(c, req);
+        nvme_threads_resume_others(c);
+        return st;
 }

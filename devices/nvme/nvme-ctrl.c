@@ -40,11 +40,11 @@ uint64_t nvme_now_ns(void) {
         return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
-void nvme_ctrl_kick(NvmeCtrl *c) {
+void nvme_thread_kick(NvmeIoThread *t) {
         uint64_t one = 1;
         ssize_t n;
         do
-                n = write(c->kick_fd, &one, sizeof(one));
+                n = write(t->kick_fd, &one, sizeof(one));
         while (n < 0 && errno == EINTR);
 }
 
@@ -55,63 +55,72 @@ void nvme_ctrl_fatal(NvmeCtrl *c, const char *why) {
 }
 
 /*
- * Reap the backends with requests in flight, and all of them after one
- * signalled: an event fd can turn readable after its completion was
- * reaped, and only a reap clears it (else epoll_wait returns at once,
+ * Reap this thread's backends with requests in flight, and all of them
+ * after one signalled: an event fd can turn readable after its completion
+ * was reaped, and only a reap clears it (else epoll_wait returns at once,
  * forever).  Returns completions run.
  */
-static unsigned nvme_reap_backends(NvmeCtrl *c) {
-        bool all = c->backend_signalled;
+static unsigned nvme_reap_backends(NvmeIoThread *t) {
+        NvmeCtrl *c = t->c;
+        bool all = t->backend_signalled;
         unsigned n = 0;
 
-        c->backend_signalled = false;
-        for (unsigned i = 1; i <= NVME_MAX_NS; i++)
-                if (c->ns[i] && (all || blk_backend_inflight(c->ns[i]->backend)))
-                        n += blk_backend_reap(c->ns[i]->backend);
+        t->backend_signalled = false;
+        for (unsigned i = 1; i <= NVME_MAX_NS; i++) {
+                if (!c->ns[i])
+                        continue;
+                BlkBackend *b = c->ns[i]->be[t->idx];
+                if (all || blk_backend_inflight(b))
+                        n += blk_backend_reap(b);
+        }
         return n;
 }
 
-static void nvme_commit_backends(NvmeCtrl *c) {
+static void nvme_commit_backends(NvmeIoThread *t) {
+        NvmeCtrl *c = t->c;
         for (unsigned i = 1; i <= NVME_MAX_NS; i++)
                 if (c->ns[i])
-                        blk_backend_commit(c->ns[i]->backend);
+                        blk_backend_commit(c->ns[i]->be[t->idx]);
 }
 
-static void nvme_wait_events(NvmeCtrl *c, int timeout_ms) {
+static void nvme_wait_events(NvmeIoThread *t, int timeout_ms) {
         struct epoll_event ev[8];
-        int n = epoll_wait(c->epoll_fd, ev, 8, timeout_ms);
-        atomic_fetch_add_explicit(&c->st_wakeups, 1, memory_order_relaxed);
+        int n = epoll_wait(t->epoll_fd, ev, 8, timeout_ms);
+        atomic_fetch_add_explicit(&t->st.wakeups, 1, memory_order_relaxed);
         for (int i = 0; i < n; i++) {
-                if (ev[i].data.fd == c->kick_fd) {
+                if (ev[i].data.fd == t->kick_fd) {
                         uint64_t v;
-                        ssize_t r = read(c->kick_fd, &v, sizeof(v));
+                        ssize_t r = read(t->kick_fd, &v, sizeof(v));
                         (void) r;
                 } else {
-                        c->backend_signalled = true;
+                        t->backend_signalled = true;
                 }
         }
 }
 
-/* Let every in-flight backend request finish (completions are posted). */
-static void nvme_drain(NvmeCtrl *c) {
-        nvme_commit_backends(c);
-        while (c->backend_inflight > 0) {
-                c->pass_ns = nvme_now_ns();
-                if (nvme_reap_backends(c) == 0)
-                        nvme_wait_events(c, 100);
-                nvme_queues_process(c, false);
+/* Let every in-flight backend request of this thread finish (completions are posted). */
+static void nvme_drain(NvmeIoThread *t) {
+        nvme_commit_backends(t);
+        while (t->backend_inflight > 0) {
+                t->pass_ns = nvme_now_ns();
+                if (nvme_reap_backends(t) == 0)
+                        nvme_wait_events(t, 100);
+                nvme_queues_process(t, false);
                 /* Multi-step commands submit their next step from a completion. */
-                nvme_commit_backends(c);
+                nvme_commit_backends(t);
         }
-        nvme_irqs_flush(c, UINT64_MAX);
+        nvme_irqs_flush(t, UINT64_MAX);
 }
 
-static void nvme_do_shutdown(NvmeCtrl *c) {
+/* io[0]: CC.SHN.  Every thread drains; then the namespaces are flushed. */
+static void nvme_do_shutdown(NvmeIoThread *t) {
+        NvmeCtrl *c = t->c;
         NvmeCtrlState prev = c->state;
 
+        nvme_threads_pause_others(c);
         if (c->state == NVME_STATE_READY)
                 c->state = NVME_STATE_SHUTTING_DOWN;
-        nvme_drain(c);
+        nvme_drain(t);
         /* §7.6.2: everything completed must be on stable media. */
         for (unsigned i = 1; i <= NVME_MAX_NS; i++) {
                 if (!c->ns[i])
@@ -125,55 +134,67 @@ static void nvme_do_shutdown(NvmeCtrl *c) {
                 c->state = NVME_STATE_SHUTDOWN;
         uint32_t csts = atomic_load(&c->csts);
         atomic_store(&c->csts, (csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_DONE);
+        nvme_threads_resume_others(c);
 }
 
-static void nvme_park(NvmeCtrl *c) {
-        nvme_drain(c);
+/* Under c->lock: must t stay parked? */
+static bool nvme_thread_held(const NvmeIoThread *t) {
+        return t->c->pause_count > 0 || t->pause_count > 0;
+}
+
+static void nvme_park(NvmeIoThread *t) {
+        NvmeCtrl *c = t->c;
+
+        nvme_drain(t);
         pthread_mutex_lock(&c->lock);
-        c->parked = true;
+        t->parked = true;
         pthread_cond_broadcast(&c->cond);
-        while (c->pause_count > 0 && !c->stop)
+        while (nvme_thread_held(t) && !c->stop)
                 pthread_cond_wait(&c->cond, &c->lock);
-        c->parked = false;
+        t->parked = false;
         pthread_mutex_unlock(&c->lock);
         /* Guest mappings may have changed while we were parked. */
-        nvme_queues_forget_mappings(c);
+        nvme_queues_forget_mappings(c, t);
 }
 
 static void *nvme_io_main(void *arg) {
-        NvmeCtrl *c = arg;
+        NvmeIoThread *t = arg;
+        NvmeCtrl *c = t->c;
         uint64_t last_busy = 0;
 
         char tname[16];
-        g_snprintf(tname, sizeof(tname), "nvme-io:%s", c->name);
+        if (c->n_io > 1)
+                g_snprintf(tname, sizeof(tname), "nvme-io%u:%s", t->idx, c->name);
+        else
+                g_snprintf(tname, sizeof(tname), "nvme-io:%s", c->name);
         pthread_setname_np(pthread_self(), tname);
 
         for (;;) {
                 /* The fast path takes no lock: quiesce and stop raise attention first. */
-                if (atomic_load_explicit(&c->attention, memory_order_acquire)) {
+                if (atomic_load_explicit(&t->attention, memory_order_acquire)) {
                         pthread_mutex_lock(&c->lock);
-                        bool pause = c->pause_count > 0 || c->stop;
                         bool stop = c->stop;
+                        bool pause = nvme_thread_held(t);
                         pthread_mutex_unlock(&c->lock);
                         if (stop) {
-                                nvme_drain(c);
+                                nvme_drain(t);
                                 break;
                         }
                         if (pause) {
-                                nvme_park(c);
+                                nvme_park(t);
                                 continue;
                         }
                 }
-                if (atomic_load_explicit(&c->shutdown_req, memory_order_relaxed) &&
+                if (t->idx == 0 && atomic_load_explicit(&c->shutdown_req, memory_order_relaxed) &&
                     atomic_exchange(&c->shutdown_req, false))
-                        nvme_do_shutdown(c);
+                        nvme_do_shutdown(t);
 
                 /* One clock read per pass: commands fetched and completed in it share it. */
-                uint64_t now = c->pass_ns = nvme_now_ns();
-                unsigned n = nvme_reap_backends(c);
-                n += nvme_queues_process(c, c->state == NVME_STATE_READY);
-                nvme_commit_backends(c);
-                int timeout = nvme_irqs_flush(c, now);
+                uint64_t now = t->pass_ns = nvme_now_ns();
+                unsigned n = nvme_reap_backends(t);
+                n += nvme_queues_process(t, c->state == NVME_STATE_READY);
+                nvme_commit_backends(t);
+                int timeout = nvme_irqs_flush(t, now);
                 if (n > 0) {
                         last_busy = now;
                         continue;
@@ -183,31 +204,80 @@ static void *nvme_io_main(void *arg) {
                         continue;
                 }
                 /* Going to sleep: arm EventIdx, then look once more (no lost wakeup). */
-                if (c->state == NVME_STATE_READY && nvme_queues_arm_and_recheck(c))
+                if (c->state == NVME_STATE_READY && nvme_queues_arm_and_recheck(t))
                         continue;
-                nvme_wait_events(c, timeout);
+                nvme_wait_events(t, timeout);
         }
         return NULL;
+}
+
+/* Under c->lock: raise attention on t and wake it. */
+static void nvme_thread_hold(NvmeIoThread *t) {
+        atomic_store_explicit(&t->attention, true, memory_order_release);
+        nvme_thread_kick(t);
+}
+
+/* Under c->lock: drop t's attention if nothing holds it any more. */
+static void nvme_thread_release(NvmeIoThread *t) {
+        atomic_store_explicit(&t->attention, nvme_thread_held(t) || t->c->stop, memory_order_release);
+}
+
+void nvme_threads_pause_others(NvmeCtrl *c) {
+        if (c->n_io < 2)
+                return;
+        pthread_mutex_lock(&c->lock);
+        for (unsigned i = 1; i < c->n_io; i++) {
+                c->io[i].pause_count++;
+                nvme_thread_hold(&c->io[i]);
+        }
+        for (unsigned i = 1; i < c->n_io; i++)
+                while (!c->io[i].parked && !c->stop)
+                        pthread_cond_wait(&c->cond, &c->lock);
+        pthread_mutex_unlock(&c->lock);
+}
+
+void nvme_threads_resume_others(NvmeCtrl *c) {
+        if (c->n_io < 2)
+                return;
+        pthread_mutex_lock(&c->lock);
+        for (unsigned i = 1; i < c->n_io; i++) {
+                c->io[i].pause_count--;
+                nvme_thread_release(&c->io[i]);
+        }
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* A thread other than io[0] finished an admin command (Delete SQ): io[0] posts it. */
+void nvme_mail_admin(NvmeCtrl *c, NvmeReq *req) {
+        pthread_mutex_lock(&c->mail_lock);
+        nvme_req_list_push(&c->mail, req);
+        atomic_store_explicit(&c->mail_pending, true, memory_order_release);
+        pthread_mutex_unlock(&c->mail_lock);
+        nvme_thread_kick(&c->io[0]);
 }
 
 void nvme_ctrl_quiesce(NvmeCtrl *c) {
         pthread_mutex_lock(&c->lock);
         c->pause_count++;
-        atomic_store_explicit(&c->attention, true, memory_order_release);
-        nvme_ctrl_kick(c);
-        while (!c->parked)
-                pthread_cond_wait(&c->cond, &c->lock);
+        for (unsigned i = 0; i < c->n_io; i++)
+                nvme_thread_hold(&c->io[i]);
+        for (unsigned i = 0; i < c->n_io; i++)
+                while (!c->io[i].parked)
+                        pthread_cond_wait(&c->cond, &c->lock);
         pthread_mutex_unlock(&c->lock);
 }
 
 void nvme_ctrl_resume(NvmeCtrl *c) {
         pthread_mutex_lock(&c->lock);
         if (c->pause_count > 0 && --c->pause_count == 0) {
-                atomic_store_explicit(&c->attention, c->stop, memory_order_release);
+                for (unsigned i = 0; i < c->n_io; i++)
+                        nvme_thread_release(&c->io[i]);
                 pthread_cond_broadcast(&c->cond);
         }
         pthread_mutex_unlock(&c->lock);
-        nvme_ctrl_kick(c);
+        for (unsigned i = 0; i < c->n_io; i++)
+                nvme_thread_kick(&c->io[i]);
 }
 
 void nvme_ctrl_enable(NvmeCtrl *c) {
@@ -271,9 +341,34 @@ uint64_t nvme_ctrl_bar0_size(const NvmeCtrl *c) {
         return c->bar0_size;
 }
 
+static int nvme_thread_init(NvmeCtrl *c, NvmeIoThread *t, unsigned idx) {
+        t->c = c;
+        t->idx = idx;
+        t->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        t->db_dirty = g_new0(_Atomic uint64_t, (c->ndb + 63) / 64);
+        t->discard_buf = g_malloc(NVME_MAX_XFER);
+        if (t->kick_fd < 0 || t->epoll_fd < 0)
+                return -errno;
+        struct epoll_event ev = { .events = EPOLLIN, .data.fd = t->kick_fd };
+        if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->kick_fd, &ev) < 0)
+                return -errno;
+        return 0;
+}
+
+static void nvme_thread_fini(NvmeIoThread *t) {
+        if (t->kick_fd >= 0)
+                close(t->kick_fd);
+        if (t->epoll_fd >= 0)
+                close(t->epoll_fd);
+        g_free(t->db_dirty);
+        g_free(t->discard_buf);
+}
+
 int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
         *out = NULL;
         if (!cfg->name || cfg->max_ioqs < 1 || cfg->max_ioqs > NVME_MAX_IOQS ||
+            cfg->iothreads > NVME_MAX_IOTHREADS ||
             cfg->msix_nvec < 1 || (cfg->serial && strlen(cfg->serial) > 20))
                 return -EINVAL;
 
@@ -285,17 +380,12 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
                 c->serial[20] = '\0';
         c->cfg.name = c->name;
         c->cfg.serial = c->serial;
-        c->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        c->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        c->n_io = MIN(MAX(cfg->iothreads, 1u), cfg->max_ioqs);
+        c->cfg.iothreads = c->n_io;
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->cond, NULL);
-        if (c->kick_fd < 0 || c->epoll_fd < 0) {
-                int r = -errno;
-                nvme_ctrl_free(c);
-                return r;
-        }
-        struct epoll_event ev = { .events = EPOLLIN, .data.fd = c->kick_fd };
-        epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, c->kick_fd, &ev);
+        pthread_mutex_init(&c->mail_lock, NULL);
+        pthread_mutex_init(&c->ev_lock, NULL);
 
         /* CAP (§3.1.1): CQR, TO, DSTRD 0, CSS NVM, MPSMIN = MPSMAX = 0 (4 KiB). */
         c->cap = NVME_CAP_MQES(NVME_MQES) | NVME_CAP_CQR | NVME_CAP_TO(NVME_CAP_TIMEOUT) |
@@ -306,20 +396,33 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
         while (c->bar0_size < need)
                 c->bar0_size <<= 1;
         c->db_val = g_new0(_Atomic uint32_t, c->ndb);
-        c->db_dirty = g_new0(_Atomic uint64_t, (c->ndb + 63) / 64);
+        c->sq_thread = g_new0(_Atomic uint8_t, cfg->max_ioqs + 1);
+        for (unsigned q = 1; q <= cfg->max_ioqs; q++)
+                c->sq_thread[q] = (uint8_t) ((q - 1) % c->n_io);     /* nvme_cq_thread() */
         c->sq = g_new0(NvmeSQ, cfg->max_ioqs + 1);
         c->cq = g_new0(NvmeCQ, cfg->max_ioqs + 1);
-        c->discard_buf = g_malloc(NVME_MAX_XFER);
+        c->io = g_aligned_alloc0(c->n_io, sizeof(NvmeIoThread), 64);
+        for (unsigned i = 0; i < c->n_io; i++)
+                c->io[i].kick_fd = c->io[i].epoll_fd = -1;
+        for (unsigned i = 0; i < c->n_io; i++) {
+                int r = nvme_thread_init(c, &c->io[i], i);
+                if (r < 0) {
+                        nvme_ctrl_free(c);
+                        return r;
+                }
+        }
         c->created_ns = nvme_now_ns();
         nvme_mig_init(c);
         nvme_features_reset(c);
         nvme_identify_ctrl_init(c);
 
-        int r = pthread_create(&c->thread, NULL, nvme_io_main, c);
-        if (r != 0) {
-                c->thread = 0;
-                nvme_ctrl_free(c);
-                return -r;
+        for (unsigned i = 0; i < c->n_io; i++) {
+                int r = pthread_create(&c->io[i].thread, NULL, nvme_io_main, &c->io[i]);
+                if (r != 0) {
+                        nvme_ctrl_free(c);
+                        return -r;
+                }
+                c->io[i].started = true;
         }
         *out = c;
         return 0;
@@ -328,47 +431,56 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
 void nvme_ctrl_free(NvmeCtrl *c) {
         if (!c)
                 return;
-        if (c->thread) {
+        if (c->io) {
                 pthread_mutex_lock(&c->lock);
                 c->stop = true;
-                atomic_store_explicit(&c->attention, true, memory_order_release);
+                for (unsigned i = 0; i < c->n_io; i++)
+                        atomic_store_explicit(&c->io[i].attention, true, memory_order_release);
                 pthread_cond_broadcast(&c->cond);
                 pthread_mutex_unlock(&c->lock);
-                nvme_ctrl_kick(c);
-                pthread_join(c->thread, NULL);
+                for (unsigned i = 0; i < c->n_io; i++) {
+                        if (!c->io[i].started)
+                                continue;
+                        nvme_thread_kick(&c->io[i]);
+                        pthread_join(c->io[i].thread, NULL);
+                }
         }
-        if (c->sq)
+        if (c->sq && c->io)
                 nvme_queues_reset(c);
         nvme_mig_free(c);
         for (unsigned i = 1; i <= NVME_MAX_NS; i++)
                 nvme_ns_free(c->ns[i]);
-        if (c->kick_fd >= 0)
-                close(c->kick_fd);
-        if (c->epoll_fd >= 0)
-                close(c->epoll_fd);
+        for (unsigned i = 0; c->io && i < c->n_io; i++)
+                nvme_thread_fini(&c->io[i]);
         pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->mail_lock);
+        pthread_mutex_destroy(&c->ev_lock);
+        g_aligned_free(c->io);
         g_free(c->db_val);
-        g_free(c->db_dirty);
+        g_free(c->sq_thread);
         g_free(c->sq);
         g_free(c->cq);
-        g_free(c->discard_buf);
         g_free(c->name);
         g_free(c->serial);
         g_free(c);
 }
 
 void nvme_ctrl_get_stats(NvmeCtrl *c, NvmeStats *st) {
-        st->commands = atomic_load(&c->st_commands);
-        st->read_cmds = atomic_load(&c->st_read_cmds);
-        st->write_cmds = atomic_load(&c->st_write_cmds);
-        st->read_bytes = atomic_load(&c->st_read_bytes);
-        st->write_bytes = atomic_load(&c->st_write_bytes);
-        st->errors = atomic_load(&c->st_errors);
-        st->latency_ns_total = atomic_load(&c->st_lat_total);
-        st->latency_ns_max = atomic_load(&c->st_lat_max);
-        st->io_cmds = atomic_load(&c->st_io_cmds);
+        memset(st, 0, sizeof(*st));
+        for (unsigned i = 0; i < c->n_io; i++) {
+                const NvmeIoStats *s = &c->io[i].st;
+                st->commands += atomic_load(&s->commands);
+                st->read_cmds += atomic_load(&s->read_cmds);
+                st->write_cmds += atomic_load(&s->write_cmds);
+                st->read_bytes += atomic_load(&s->read_bytes);
+                st->write_bytes += atomic_load(&s->write_bytes);
+                st->errors += atomic_load(&s->errors);
+                st->latency_ns_total += atomic_load(&s->lat_total);
+                st->latency_ns_max = MAX(st->latency_ns_max, atomic_load(&s->lat_max));
+                st->io_cmds += atomic_load(&s->io_cmds);
+                st->irqs += atomic_load(&s->irqs);
+                st->wakeups += atomic_load(&s->wakeups);
+        }
         st->doorbell_writes = atomic_load(&c->st_doorbells);
-        st->irqs = atomic_load(&c->st_irqs);
-        st->wakeups = atomic_load(&c->st_wakeups);
 }

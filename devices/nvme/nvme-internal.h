@@ -31,6 +31,7 @@ typedef struct NvmeSQ NvmeSQ;
 typedef struct NvmeCQ NvmeCQ;
 typedef struct NvmeReq NvmeReq;
 typedef struct NvmeNs NvmeNs;
+typedef struct NvmeIoThread NvmeIoThread;
 
 /* A handler's answer: a status to complete with now, or "completes later". */
 #define NVME_ASYNC ((NvmeStatus) 0xffffu)
@@ -70,6 +71,7 @@ struct NvmeSQ {
         NvmeReq *free;
         unsigned nreqs, inflight;
         NvmeReq *delete_req;            /* admin Delete SQ waiting for inflight == 0 */
+        NvmeIoThread *t;                /* the thread that runs it: its CQ's */
         volatile uint32_t *shadow_db, *shadow_ei;
         bool shadow;
         uint32_t shadow_bad;            /* invalid shadow tail last reported, plus one; 0 none */
@@ -86,6 +88,7 @@ struct NvmeCQ {
         uint32_t head, tail;
         uint8_t phase;
         unsigned n_sqs;
+        NvmeIoThread *t;                /* the thread that runs it: nvme_cq_thread() */
         NvmeReqList backlog;            /* completions waiting for room */
         unsigned irq_pending;           /* entries posted since the last interrupt */
         uint64_t irq_first;             /* when the oldest of them was posted */
@@ -96,7 +99,8 @@ struct NvmeCQ {
 
 struct NvmeNs {
         uint32_t nsid;
-        BlkBackend *backend;
+        BlkBackend *backend;            /* I/O thread 0's, and the control thread's */
+        BlkBackend *be[NVME_MAX_IOTHREADS];     /* per I/O thread: its own submission context */
         uint32_t block_size;
         uint8_t lbads;
         uint64_t nsze;                  /* blocks */
@@ -145,27 +149,27 @@ struct NvmeCtrl {
         _Atomic uint32_t csts;
         uint64_t bar0_size;
 
-        /* Posted doorbells: control thread stores, I/O thread consumes. */
+        /* Posted doorbells: control thread stores, the queue's I/O thread consumes. */
         unsigned ndb;                           /* 2 * (max_ioqs + 1) */
         _Atomic uint32_t *db_val;
-        _Atomic uint64_t *db_dirty;             /* bitmap of written doorbells */
+        _Atomic uint8_t *sq_thread;             /* per SQ: index of the thread that runs it */
         _Atomic uint32_t bad_db;                /* invalid doorbell writes seen (count) */
         _Atomic uint32_t bad_db_value;          /* writes of out-of-range values (count) */
 
-        /* I/O thread. */
-        pthread_t thread;
-        int kick_fd;
-        int epoll_fd;
-        pthread_mutex_t lock;
+        /* I/O threads: io[0] also runs the admin queue, shutdown and events. */
+        NvmeIoThread *io;
+        unsigned n_io;
+        pthread_mutex_t lock;                   /* pause counts, parked, stop */
         pthread_cond_t cond;
-        unsigned pause_count;
-        bool parked;
+        unsigned pause_count;                   /* control thread's quiesces */
         bool stop;
-        _Atomic bool attention;                 /* pause_count > 0 || stop: look under the lock */
-        uint64_t pass_ns;                       /* the I/O thread's clock, read once per pass */
         _Atomic bool shutdown_req;
-        bool epoll_dirty;
-        bool backend_signalled;                 /* a backend's event fd woke the thread */
+        /* Admin completions finished on another thread (Delete SQ), for io[0]. */
+        pthread_mutex_t mail_lock;
+        NvmeReqList mail;
+        _Atomic bool mail_pending;
+        /* Error log and event queue: written from any I/O thread. */
+        pthread_mutex_t ev_lock;
 
         /* Queue and controller state: I/O thread, or control thread while parked. */
         NvmeCtrlState state;
@@ -173,11 +177,9 @@ struct NvmeCtrl {
         NvmeCQ *cq;
         NvmeNs *ns[NVME_MAX_NS + 1];
         NvmeFeatures feat;
-        unsigned backend_inflight;
         uint64_t dbbuf_db, dbbuf_ei;            /* Doorbell Buffer Config addresses, 0 = off */
         bool dma_off;                           /* PCI Bus Master Enable clear: no DMA (changed parked) */
         struct VuServer *pci_server;            /* nvme-pci.c: the server whose config space we follow */
-        uint8_t *discard_buf;                   /* sink for SGL bit buckets */
 
         /* Asynchronous events (§5.2). */
         NvmeReq *aer[NVME_AERL + 1];
@@ -200,16 +202,55 @@ struct NvmeCtrl {
         /* Migration (nvme-mig.c): control thread only; its hold is one quiesce. */
         DevStateMig mig;
 
-        /* Statistics, written by the I/O thread. */
-        _Atomic uint64_t st_commands, st_read_cmds, st_write_cmds, st_read_bytes, st_write_bytes,
-                st_errors, st_lat_total, st_lat_max, st_io_cmds, st_doorbells, st_irqs, st_wakeups;
+        /* Statistics: the control thread's; the I/O threads keep theirs. */
+        _Atomic uint64_t st_doorbells;
         uint64_t units_read, units_written;     /* SMART, in 512-byte units */
 };
+
+/* Statistics one I/O thread writes: summed when read. */
+typedef struct NvmeIoStats {
+        _Atomic uint64_t commands, read_cmds, write_cmds, read_bytes, write_bytes, errors,
+                lat_total, lat_max, io_cmds, irqs, wakeups;
+} NvmeIoStats;
+
+/*
+ * One I/O thread: it owns the CQs nvme_cq_thread() gives it and the SQs
+ * that post to them, its submission context in every namespace's backend,
+ * its doorbell bits and statistics.  Nothing on its fast path is written
+ * by another thread; it starts on its own cache line.
+ */
+struct NvmeIoThread {
+        _Alignas(64) NvmeCtrl *c;
+        unsigned idx;
+        pthread_t thread;
+        bool started;
+        int kick_fd;
+        int epoll_fd;
+        _Atomic bool attention;                 /* paused or stopping: look under c->lock */
+        unsigned pause_count;                   /* io[0]'s pauses for admin commands (c->lock) */
+        bool parked;                            /* c->lock */
+        uint64_t pass_ns;                       /* the thread's clock, read once per pass */
+        bool backend_signalled;                 /* a backend's event fd woke the thread */
+        unsigned backend_inflight;
+        unsigned n_sqs;
+        uint16_t sqs[NVME_MAX_IOQS + 1];        /* the SQs it runs */
+        _Atomic uint64_t *db_dirty;             /* bitmap of doorbells posted to it */
+        uint8_t *discard_buf;                   /* sink for SGL bit buckets */
+        NvmeIoStats st;
+};
+
+static inline NvmeIoThread *nvme_cq_thread(NvmeCtrl *c, unsigned qid) {
+        return &c->io[qid ? (qid - 1) % c->n_io : 0];
+}
 
 uint64_t nvme_now_ns(void);
 
 /* nvme-ctrl.c */
-void nvme_ctrl_kick(NvmeCtrl *c);
+void nvme_thread_kick(NvmeIoThread *t);
+/* io[0], running an admin command: park (drain) every other I/O thread around a change to their state. */
+void nvme_threads_pause_others(NvmeCtrl *c);
+void nvme_threads_resume_others(NvmeCtrl *c);
+void nvme_mail_admin(NvmeCtrl *c, NvmeReq *req);
 void nvme_ctrl_fatal(NvmeCtrl *c, const char *why);
 void nvme_ctrl_enable(NvmeCtrl *c);           /* parked: CC.EN 0→1 */
 void nvme_ctrl_disable(NvmeCtrl *c);          /* parked: CC.EN 1→0 and resets */
@@ -220,11 +261,11 @@ NvmeStatus nvme_cq_create(NvmeCtrl *c, uint16_t qid, uint32_t size, uint64_t gpa
 void nvme_sq_destroy(NvmeCtrl *c, NvmeSQ *sq);
 void nvme_cq_destroy(NvmeCtrl *c, NvmeCQ *cq);
 void nvme_queues_reset(NvmeCtrl *c);
-void nvme_queues_forget_mappings(NvmeCtrl *c);
+void nvme_queues_forget_mappings(NvmeCtrl *c, NvmeIoThread *t);
 void nvme_queue_shadow_enable(NvmeCtrl *c, uint16_t qid);
-unsigned nvme_queues_process(NvmeCtrl *c, bool fetch);
-bool nvme_queues_arm_and_recheck(NvmeCtrl *c);
-int nvme_irqs_flush(NvmeCtrl *c, uint64_t now);   /* ms until a coalesced irq is due, -1 none */
+unsigned nvme_queues_process(NvmeIoThread *t, bool fetch);
+bool nvme_queues_arm_and_recheck(NvmeIoThread *t);
+int nvme_irqs_flush(NvmeIoThread *t, uint64_t now);   /* ms until a coalesced irq is due, -1 none */
 void nvme_req_complete(NvmeReq *req);
 void nvme_sq_maybe_finish_delete(NvmeCtrl *c, NvmeSQ *sq);
 
@@ -234,6 +275,7 @@ typedef struct NvmeCmdDesc {
         const char *name;
         NvmeStatus (*exec)(NvmeCtrl *c, NvmeReq *req);
         uint32_t effects;       /* Commands Supported and Effects entry (§5.14.1.5) */
+        bool all_threads;       /* admin: changes state other I/O threads run on: they park around it */
 } NvmeCmdDesc;
 extern const NvmeCmdDesc nvme_admin_cmds[256];
 extern const NvmeCmdDesc nvme_io_cmds[256];
@@ -268,4 +310,3 @@ void nvme_mig_free(NvmeCtrl *c);
 /* nvme-ns.c */
 NvmeNs *nvme_ns_get(NvmeCtrl *c, uint32_t nsid);
 void nvme_ns_free(NvmeNs *ns);
-void nvme_ctrl_rebuild_epoll(NvmeCtrl *c);

@@ -40,10 +40,12 @@ static void nvme_io_done(BlkRequest *b, int ret);
 static NvmeStatus nvme_io_submit(NvmeCtrl *c, NvmeReq *req, NvmeNs *ns) {
         req->blk.cb = nvme_io_done;
         req->blk.opaque = ns;
-        int r = blk_backend_submit(ns->backend, &req->blk);
+        /* The submitting thread's own context in the backend: no lock, no shared ring. */
+        NvmeIoThread *t = req->sq->t;
+        int r = blk_backend_submit(ns->be[t->idx], &req->blk);
         if (r < 0)
                 return nvme_errno_status(r, req->blk.op);
-        c->backend_inflight++;
+        t->backend_inflight++;
         return NVME_ASYNC;
 }
 
@@ -74,9 +76,10 @@ static NvmeStatus nvme_io_next_step(NvmeCtrl *c, NvmeReq *req) {
 static void nvme_io_done(BlkRequest *b, int ret) {
         NvmeReq *req = (NvmeReq *) b;
         NvmeCtrl *c = req->c;
+        NvmeIoThread *t = req->sq->t;
         NvmeStatus st = nvme_errno_status(ret, b->op);
 
-        c->backend_inflight--;
+        t->backend_inflight--;
         if (st == NVME_SUCCESS && req->aux_idx < req->aux_count) {
                 st = nvme_io_next_step(c, req);
                 if (st == NVME_ASYNC)
@@ -84,11 +87,11 @@ static void nvme_io_done(BlkRequest *b, int ret) {
         }
         if (st == NVME_SUCCESS) {
                 if (req->cmd.opcode == NVME_CMD_READ) {
-                        atomic_fetch_add_explicit(&c->st_read_cmds, 1, memory_order_relaxed);
-                        atomic_fetch_add_explicit(&c->st_read_bytes, req->bytes, memory_order_relaxed);
+                        atomic_fetch_add_explicit(&t->st.read_cmds, 1, memory_order_relaxed);
+                        atomic_fetch_add_explicit(&t->st.read_bytes, req->bytes, memory_order_relaxed);
                 } else if (req->cmd.opcode == NVME_CMD_WRITE) {
-                        atomic_fetch_add_explicit(&c->st_write_cmds, 1, memory_order_relaxed);
-                        atomic_fetch_add_explicit(&c->st_write_bytes, req->bytes, memory_order_relaxed);
+                        atomic_fetch_add_explicit(&t->st.write_cmds, 1, memory_order_relaxed);
+                        atomic_fetch_add_explicit(&t->st.write_bytes, req->bytes, memory_order_relaxed);
                 }
         }
         req->status = st;
@@ -131,7 +134,7 @@ static NvmeStatus nvme_io_rw(NvmeCtrl *c, NvmeReq *req) {
         if (req->iov.has_bucket)
                 for (unsigned i = 0; i < req->iov.n; i++)
                         if (!req->iov.iov[i].iov_base)
-                                req->iov.iov[i].iov_base = c->discard_buf;   /* ≤ MDTS bytes */
+                                req->iov.iov[i].iov_base = req->sq->t->discard_buf;   /* ≤ MDTS bytes */
         req->bytes = len;
         req->blk = (BlkRequest) {
                 .op = write ? BLK_WRITE : BLK_READ,

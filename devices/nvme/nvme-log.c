@@ -10,7 +10,9 @@
 
 #include "nvme-internal.h"
 
+/* Any I/O thread (c->ev_lock). */
 void nvme_error_log_add(NvmeCtrl *c, uint16_t sqid, uint16_t cid, NvmeStatus st, uint32_t nsid, uint64_t lba) {
+        pthread_mutex_lock(&c->ev_lock);
         NvmeErrorLogEntry *e = &c->errlog[c->err_head];
 
         memset(e, 0, sizeof(*e));
@@ -22,21 +24,33 @@ void nvme_error_log_add(NvmeCtrl *c, uint16_t sqid, uint16_t cid, NvmeStatus st,
         e->lba = lba;
         e->nsid = nsid;
         c->err_head = (c->err_head + 1) % (NVME_ELPE + 1);
+        pthread_mutex_unlock(&c->ev_lock);
 }
 
+/* Any I/O thread, or the control thread with them parked: io[0] dispatches it. */
 void nvme_aen_post(NvmeCtrl *c, uint8_t type, uint8_t info, uint8_t log_page) {
         uint32_t ev = type | ((uint32_t) info << 8) | ((uint32_t) log_page << 16);
+        bool posted = false;
 
+        pthread_mutex_lock(&c->ev_lock);
+        bool dup = false;
         for (unsigned i = 0; i < c->n_aen; i++)
-                if (c->aen_queue[i] == ev)
-                        return;         /* already pending: one is enough */
-        if (c->n_aen < NVME_MAX_PENDING_AEN)
-                c->aen_queue[c->n_aen++] = ev;
+                dup |= c->aen_queue[i] == ev;   /* already pending: one is enough */
+        if (!dup && c->n_aen < NVME_MAX_PENDING_AEN) {
+                c->aen_queue[c->n_aen] = ev;
+                __atomic_store_n(&c->n_aen, c->n_aen + 1, __ATOMIC_RELEASE);
+                posted = true;
+        }
+        pthread_mutex_unlock(&c->ev_lock);
+        if (posted && c->n_io > 1)
+                nvme_thread_kick(&c->io[0]);
 }
 
+/* io[0]. */
 void nvme_aen_dispatch(NvmeCtrl *c) {
         unsigned i = 0;
 
+        pthread_mutex_lock(&c->ev_lock);
         while (c->n_aer > 0 && i < c->n_aen) {
                 uint32_t ev = c->aen_queue[i];
                 uint8_t type = ev & 7;
@@ -50,8 +64,10 @@ void nvme_aen_dispatch(NvmeCtrl *c) {
                 NvmeReq *aer = c->aer[--c->n_aer];
                 aer->dw0 = ev;
                 aer->status = NVME_SUCCESS;
+                /* A success posts no error log entry: completing under ev_lock is safe. */
                 nvme_req_complete(aer);
         }
+        pthread_mutex_unlock(&c->ev_lock);
 }
 
 void nvme_ns_changed(NvmeCtrl *c, uint32_t nsid) {
@@ -90,10 +106,12 @@ static void nvme_log_smart(NvmeCtrl *c, uint8_t *buf) {
         if (NVME_TEMPERATURE >= c->feat.temp_over || NVME_TEMPERATURE < c->feat.temp_under)
                 s.critical_warning |= 1u << 1;
         /* Data units: thousands of 512-byte units, rounded up (§5.14.1.2). */
-        put_u128(s.data_units_read, (atomic_load(&c->st_read_bytes) / 512 + 999) / 1000);
-        put_u128(s.data_units_written, (atomic_load(&c->st_write_bytes) / 512 + 999) / 1000);
-        put_u128(s.host_reads, atomic_load(&c->st_read_cmds));
-        put_u128(s.host_writes, atomic_load(&c->st_write_cmds));
+        NvmeStats st;
+        nvme_ctrl_get_stats(c, &st);
+        put_u128(s.data_units_read, (st.read_bytes / 512 + 999) / 1000);
+        put_u128(s.data_units_written, (st.write_bytes / 512 + 999) / 1000);
+        put_u128(s.host_reads, st.read_cmds);
+        put_u128(s.host_writes, st.write_cmds);
         put_u128(s.power_cycles, 1);
         put_u128(s.power_on_hours, hours);
         put_u128(s.num_err_log_entries, c->err_count);
@@ -123,11 +141,13 @@ NvmeStatus nvme_adm_get_log_page(NvmeCtrl *c, NvmeReq *req) {
         switch (lid) {
         case NVME_LOG_ERROR: {
                 size = (NVME_ELPE + 1) * sizeof(NvmeErrorLogEntry);
+                pthread_mutex_lock(&c->ev_lock);
                 for (unsigned i = 0; i <= NVME_ELPE; i++) {
                         /* Newest first. */
                         unsigned idx = (c->err_head + NVME_ELPE - i) % (NVME_ELPE + 1);
                         memcpy(buf + i * sizeof(NvmeErrorLogEntry), &c->errlog[idx], sizeof(NvmeErrorLogEntry));
                 }
+                pthread_mutex_unlock(&c->ev_lock);
                 break;
         }
         case NVME_LOG_SMART:

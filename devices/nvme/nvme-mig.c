@@ -308,9 +308,12 @@ static const DevStateSectionSpec nvme_sections[] = {
 
 /* ---- save ---------------------------------------------------------------------------- */
 
-/* A doorbell written and not yet seen by the I/O thread. */
+/* A doorbell written and not yet seen by an I/O thread (any: an SQ's may be on its way). */
 static bool db_pending(const NvmeCtrl *c, unsigned idx, uint32_t *v) {
-        if (!(atomic_load(&c->db_dirty[idx / 64]) & (1ull << (idx % 64))))
+        bool dirty = false;
+        for (unsigned t = 0; t < c->n_io; t++)
+                dirty |= atomic_load(&c->io[t].db_dirty[idx / 64]) & (1ull << (idx % 64));
+        if (!dirty)
                 return false;
         *v = atomic_load(&c->db_val[idx]);
         return true;
@@ -720,16 +723,19 @@ static int apply_image(NvmeCtrl *c, const NvmeMigImage *im) {
         }
         c->dbbuf_db = im->dbbuf_db;
         c->dbbuf_ei = im->dbbuf_ei;
-        nvme_queues_forget_mappings(c);
-        /* Posted doorbells the source had not looked at yet: the I/O thread checks them as any other. */
+        for (unsigned t = 0; t < c->n_io; t++)
+                nvme_queues_forget_mappings(c, &c->io[t]);
+        /* Posted doorbells the source had not looked at yet: the queue's thread checks them as any other. */
         for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
                 if (im->sq[q].created && im->sq[q].has_db) {
+                        NvmeIoThread *t = c->sq[q].t;
                         atomic_store(&c->db_val[2 * q], im->sq[q].db);
-                        atomic_fetch_or(&c->db_dirty[(2 * q) / 64], 1ull << ((2 * q) % 64));
+                        atomic_fetch_or(&t->db_dirty[(2 * q) / 64], 1ull << ((2 * q) % 64));
                 }
                 if (im->cq[q].created && im->cq[q].has_db) {
+                        NvmeIoThread *t = c->cq[q].t;
                         atomic_store(&c->db_val[2 * q + 1], im->cq[q].db);
-                        atomic_fetch_or(&c->db_dirty[(2 * q + 1) / 64], 1ull << ((2 * q + 1) % 64));
+                        atomic_fetch_or(&t->db_dirty[(2 * q + 1) / 64], 1ull << ((2 * q + 1) % 64));
                 }
         }
         for (unsigned i = 0; i < im->n_aer; i++) {

@@ -21,6 +21,9 @@ NvmeNs *nvme_ns_get(NvmeCtrl *c, uint32_t nsid) {
 void nvme_ns_free(NvmeNs *ns) {
         if (!ns)
                 return;
+        for (unsigned i = 0; i < NVME_MAX_IOTHREADS; i++)
+                if (ns->be[i] != ns->backend)
+                        blk_backend_free(ns->be[i]);
         blk_backend_free(ns->backend);
         g_free(ns);
 }
@@ -64,7 +67,14 @@ int nvme_ctrl_ns_add(NvmeCtrl *c, uint32_t nsid, BlkBackend *b, uint32_t block_s
         }
         NvmeNs *ns = g_new0(NvmeNs, 1);
         ns->nsid = nsid;
-        ns->backend = b;
+        ns->backend = ns->be[0] = b;
+        for (unsigned i = 1; i < c->n_io; i++) {
+                int r = blk_backend_clone(b, &ns->be[i]);
+                if (r < 0) {
+                        nvme_ns_free(ns);
+                        return r;
+                }
+        }
         ns->block_size = block_size;
         ns->lbads = block_size == 512 ? 9 : 12;
         ns->nsze = b->size >> ns->lbads;
@@ -77,12 +87,17 @@ int nvme_ctrl_ns_add(NvmeCtrl *c, uint32_t nsid, BlkBackend *b, uint32_t block_s
                 nvme_ns_free(ns);
                 return -EEXIST;
         }
-        struct epoll_event ev = { .events = EPOLLIN, .data.fd = blk_backend_fd(b) };
-        if (epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, blk_backend_fd(b), &ev) < 0) {
-                int r = -errno;
-                nvme_ctrl_resume(c);
-                nvme_ns_free(ns);
-                return r;
+        for (unsigned i = 0; i < c->n_io; i++) {
+                int fd = blk_backend_fd(ns->be[i]);
+                struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+                if (epoll_ctl(c->io[i].epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+                        int r = -errno;
+                        while (i-- > 0)
+                                epoll_ctl(c->io[i].epoll_fd, EPOLL_CTL_DEL, blk_backend_fd(ns->be[i]), NULL);
+                        nvme_ctrl_resume(c);
+                        nvme_ns_free(ns);
+                        return r;
+                }
         }
         c->ns[nsid] = ns;
         if (nvme_live(c))
@@ -100,7 +115,8 @@ int nvme_ctrl_ns_remove(NvmeCtrl *c, uint32_t nsid) {
                 nvme_ctrl_resume(c);
                 return -ENOENT;
         }
-        epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, blk_backend_fd(ns->backend), NULL);
+        for (unsigned i = 0; i < c->n_io; i++)
+                epoll_ctl(c->io[i].epoll_fd, EPOLL_CTL_DEL, blk_backend_fd(ns->be[i]), NULL);
         c->ns[nsid] = NULL;
         if (nvme_live(c))
                 nvme_ns_changed(c, nsid);
@@ -118,6 +134,9 @@ int nvme_ctrl_ns_resize(NvmeCtrl *c, uint32_t nsid, uint64_t new_size) {
                 r = -ENOENT;
         } else {
                 r = blk_backend_resize(ns->backend, new_size);
+                /* The other threads' contexts: the file has the size already. */
+                for (unsigned i = 1; r == 0 && i < c->n_io; i++)
+                        r = blk_backend_resize(ns->be[i], ns->backend->size);
                 if (r == 0 && (ns->backend->size >> ns->lbads) != ns->nsze) {
                         ns->nsze = ns->backend->size >> ns->lbads;
                         if (nvme_live(c))

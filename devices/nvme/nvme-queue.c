@@ -68,10 +68,17 @@ static bool nvme_cq_resolve(NvmeCtrl *c, NvmeCQ *cq) {
         return cq->ring && (!cq->shadow || (cq->shadow_db && cq->shadow_ei));
 }
 
-void nvme_queues_forget_mappings(NvmeCtrl *c) {
-        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
-                c->sq[q].ring = NULL;
-                c->sq[q].shadow_db = c->sq[q].shadow_ei = NULL;
+/* The CQs thread t runs: io[0] has the admin CQ, then every thread each n_io-th I/O CQ. */
+#define FOR_EACH_CQ_OF(t, q) \
+        for (unsigned q = (t)->idx ? (t)->idx + 1 : 0; q <= (t)->c->cfg.max_ioqs; q = q ? q + (t)->c->n_io : 1)
+
+void nvme_queues_forget_mappings(NvmeCtrl *c, NvmeIoThread *t) {
+        for (unsigned i = 0; i < t->n_sqs; i++) {
+                NvmeSQ *sq = &c->sq[t->sqs[i]];
+                sq->ring = NULL;
+                sq->shadow_db = sq->shadow_ei = NULL;
+        }
+        FOR_EACH_CQ_OF(t, q) {
                 c->cq[q].ring = NULL;
                 c->cq[q].shadow_db = c->cq[q].shadow_ei = NULL;
         }
@@ -111,6 +118,7 @@ NvmeStatus nvme_cq_create(NvmeCtrl *c, uint16_t qid, uint32_t size, uint64_t gpa
         cq->ien = ien;
         cq->vector = vector;
         cq->phase = 1;
+        cq->t = nvme_cq_thread(c, qid);
         cq->created = true;
         c->db_val[2 * qid + 1] = 0;
         nvme_queue_shadow_enable(c, qid);
@@ -121,6 +129,8 @@ NvmeStatus nvme_sq_create(NvmeCtrl *c, uint16_t qid, uint16_t cqid, uint32_t siz
         NvmeSQ *sq = &c->sq[qid];
         unsigned nreqs = MIN(size, NVME_SQ_MAX_INFLIGHT);
 
+        if (cqid > c->cfg.max_ioqs || !c->cq[cqid].created)
+                return NVME_SC_CQ_INVALID;
         NvmeReq *reqs = g_try_new0(NvmeReq, nreqs);
         if (!reqs)
                 return NVME_SC_INTERNAL;
@@ -137,6 +147,10 @@ NvmeStatus nvme_sq_create(NvmeCtrl *c, uint16_t qid, uint16_t cqid, uint32_t siz
                 reqs[i].next = i + 1 < nreqs ? &reqs[i + 1] : NULL;
         }
         sq->free = &reqs[0];
+        /* An SQ runs where its CQ does: its completions never cross threads. */
+        sq->t = c->cq[cqid].t;
+        sq->t->sqs[sq->t->n_sqs++] = qid;
+        atomic_store(&c->sq_thread[qid], (uint8_t) sq->t->idx);
         sq->created = true;
         c->cq[cqid].n_sqs++;
         c->db_val[2 * qid] = 0;
@@ -149,6 +163,12 @@ void nvme_sq_destroy(NvmeCtrl *c, NvmeSQ *sq) {
                 return;
         if (c->cq[sq->cqid].created && c->cq[sq->cqid].n_sqs > 0)
                 c->cq[sq->cqid].n_sqs--;
+        NvmeIoThread *t = sq->t;
+        for (unsigned i = 0; i < t->n_sqs; i++)
+                if (t->sqs[i] == sq->qid) {
+                        t->sqs[i] = t->sqs[--t->n_sqs];
+                        break;
+                }
         g_free(sq->reqs);
         memset(sq, 0, sizeof(*sq));
 }
@@ -164,10 +184,13 @@ void nvme_queues_reset(NvmeCtrl *c) {
         for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
                 nvme_cq_destroy(c, &c->cq[q]);
         c->n_aer = 0;
+        c->mail = (NvmeReqList) { 0 };  /* Delete SQ completions: their admin queue is gone */
+        atomic_store(&c->mail_pending, false);
         for (unsigned i = 0; i < c->ndb; i++)
                 atomic_store(&c->db_val[i], 0);
-        for (unsigned i = 0; i < (c->ndb + 63) / 64; i++)
-                atomic_store(&c->db_dirty[i], 0);
+        for (unsigned t = 0; t < c->n_io; t++)
+                for (unsigned i = 0; i < (c->ndb + 63) / 64; i++)
+                        atomic_store(&c->io[t].db_dirty[i], 0);
 }
 
 static void nvme_req_release(NvmeCtrl *c, NvmeReq *req) {
@@ -257,31 +280,32 @@ static void nvme_cq_write(NvmeCtrl *c, NvmeCQ *cq, NvmeReq *req) {
                 cq->phase ^= 1;
         }
         if (cq->irq_pending++ == 0)
-                cq->irq_first = c->pass_ns;
+                cq->irq_first = cq->t->pass_ns;
         nvme_req_release(c, req);
 }
 
 void nvme_req_complete(NvmeReq *req) {
         NvmeCtrl *c = req->c;
         NvmeCQ *cq = &c->cq[req->sq->cqid];
+        NvmeIoThread *t = req->sq->t;
 
-        atomic_fetch_add_explicit(&c->st_commands, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->st.commands, 1, memory_order_relaxed);
         /* Data the command wrote into guest memory has landed: report it now (§ dirty logging). */
         for (unsigned i = 0; i < req->iov.n_gpa; i++)
                 nvme_ptr_written(c, req->iov.gpa[i].gpa, req->iov.gpa[i].len);
         req->iov.n_gpa = 0;
         if (req->status != NVME_SUCCESS) {
-                atomic_fetch_add_explicit(&c->st_errors, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&t->st.errors, 1, memory_order_relaxed);
                 nvme_error_log_add(c, req->sq->qid, req->cmd.cid, req->status, req->cmd.nsid,
                                    (uint64_t) req->cmd.cdw11 << 32 | req->cmd.cdw10);
         }
         if (req->sq->qid != 0 && req->t_start) {
                 /* To the pass's clock: fetched and completed in one pass counts as 0. */
-                uint64_t lat = c->pass_ns > req->t_start ? c->pass_ns - req->t_start : 0;
-                atomic_fetch_add_explicit(&c->st_io_cmds, 1, memory_order_relaxed);
-                atomic_fetch_add_explicit(&c->st_lat_total, lat, memory_order_relaxed);
-                if (lat > atomic_load_explicit(&c->st_lat_max, memory_order_relaxed))
-                        atomic_store_explicit(&c->st_lat_max, lat, memory_order_relaxed);
+                uint64_t lat = t->pass_ns > req->t_start ? t->pass_ns - req->t_start : 0;
+                atomic_fetch_add_explicit(&t->st.io_cmds, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&t->st.lat_total, lat, memory_order_relaxed);
+                if (lat > atomic_load_explicit(&t->st.lat_max, memory_order_relaxed))
+                        atomic_store_explicit(&t->st.lat_max, lat, memory_order_relaxed);
         }
         if (cq->backlog.head || c->dma_off || !nvme_cq_room(c, cq))
                 nvme_req_list_push(&cq->backlog, req);
@@ -294,10 +318,14 @@ void nvme_sq_maybe_finish_delete(NvmeCtrl *c, NvmeSQ *sq) {
         if (!sq->deleting || sq->inflight > 0)
                 return;
         NvmeReq *del = sq->delete_req;
+        bool admin_thread = sq->t->idx == 0;
         nvme_sq_destroy(c, sq);
         if (del) {
                 del->status = NVME_SUCCESS;
-                nvme_req_complete(del);
+                if (admin_thread)
+                        nvme_req_complete(del);
+                else
+                        nvme_mail_admin(c, del);        /* the admin CQ is io[0]'s */
         }
 }
 
@@ -347,12 +375,17 @@ static void nvme_cq_set_head(NvmeCtrl *c, NvmeCQ *cq, uint32_t v) {
         cq->head = v;
 }
 
-static void nvme_doorbells_scan(NvmeCtrl *c) {
-        if (atomic_exchange(&c->bad_db, 0))
+static void nvme_doorbells_scan(NvmeIoThread *t) {
+        NvmeCtrl *c = t->c;
+
+        if (t->idx == 0 && atomic_load_explicit(&c->bad_db, memory_order_relaxed) &&
+            atomic_exchange(&c->bad_db, 0))
                 nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB);
 
         for (unsigned w = 0; w < (c->ndb + 63) / 64; w++) {
-                uint64_t bits = atomic_exchange_explicit(&c->db_dirty[w], 0, memory_order_acquire);
+                if (!atomic_load_explicit(&t->db_dirty[w], memory_order_relaxed))
+                        continue;
+                uint64_t bits = atomic_exchange_explicit(&t->db_dirty[w], 0, memory_order_acquire);
                 while (bits) {
                         unsigned idx = w * 64 + (unsigned) __builtin_ctzll(bits);
                         bits &= bits - 1;
@@ -364,13 +397,21 @@ static void nvme_doorbells_scan(NvmeCtrl *c) {
                                         nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB);
                                 else
                                         nvme_cq_set_head(c, cq, v);
-                        } else {
-                                NvmeSQ *sq = &c->sq[qid];
-                                if (!sq->created)
-                                        nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB);
-                                else
-                                        nvme_sq_set_tail(c, sq, v);
+                                continue;
                         }
+                        unsigned owner = atomic_load_explicit(&c->sq_thread[qid], memory_order_relaxed);
+                        if (owner != t->idx) {
+                                /* The SQ moved (deleted, created again on another CQ): pass it on. */
+                                NvmeIoThread *o = &c->io[owner];
+                                atomic_fetch_or_explicit(&o->db_dirty[w], 1ull << (idx % 64), memory_order_release);
+                                nvme_thread_kick(o);
+                                continue;
+                        }
+                        NvmeSQ *sq = &c->sq[qid];
+                        if (!sq->created)
+                                nvme_bad_doorbell(c, NVME_AER_INFO_ERR_INVALID_DB);
+                        else
+                                nvme_sq_set_tail(c, sq, v);
                 }
         }
 }
@@ -398,7 +439,7 @@ static unsigned nvme_sq_fetch(NvmeCtrl *c, NvmeSQ *sq) {
                 req->aux = NULL;
                 req->aux_idx = req->aux_count = 0;
                 req->iov.n_gpa = 0;
-                req->t_start = sq->qid ? c->pass_ns : 0;
+                req->t_start = sq->qid ? sq->t->pass_ns : 0;
                 /* Copy the entry, then act only on the copy. */
                 memcpy(&req->cmd, &sq->ring[sq->head], sizeof(NvmeSqe));
                 if (++sq->head == sq->size)
@@ -413,22 +454,45 @@ static unsigned nvme_sq_fetch(NvmeCtrl *c, NvmeSQ *sq) {
         return n;
 }
 
-unsigned nvme_queues_process(NvmeCtrl *c, bool fetch) {
+/* io[0]: admin completions other threads finished. */
+static unsigned nvme_mail_flush(NvmeCtrl *c) {
+        NvmeReqList mail;
+        NvmeReq *r;
+        unsigned n = 0;
+
+        pthread_mutex_lock(&c->mail_lock);
+        mail = c->mail;
+        c->mail = (NvmeReqList) { 0 };
+        atomic_store(&c->mail_pending, false);
+        pthread_mutex_unlock(&c->mail_lock);
+        while ((r = nvme_req_list_pop(&mail))) {
+                nvme_req_complete(r);
+                n++;
+        }
+        return n;
+}
+
+unsigned nvme_queues_process(NvmeIoThread *t, bool fetch) {
+        NvmeCtrl *c = t->c;
         unsigned n = 0;
 
         /* Bus mastering off: doorbells stay pending, entries unread, completions held. */
         if (c->dma_off)
                 return 0;
-        nvme_doorbells_scan(c);
-        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+        nvme_doorbells_scan(t);
+        if (t->idx == 0 && atomic_load_explicit(&c->mail_pending, memory_order_acquire))
+                n += nvme_mail_flush(c);
+        FOR_EACH_CQ_OF(t, q) {
                 NvmeCQ *cq = &c->cq[q];
                 if (cq->created && cq->backlog.head)
                         n += nvme_cq_flush_backlog(c, cq);
         }
         if (fetch)
-                for (unsigned q = 0; q <= c->cfg.max_ioqs; q++)
-                        n += nvme_sq_fetch(c, &c->sq[q]);
-        if (c->n_aer && c->n_aen) {
+                /* An admin command may delete an SQ of this list (swapped out): the
+                 * one moved into its slot waits a pass; the admin command made n > 0. */
+                for (unsigned i = 0; i < t->n_sqs; i++)
+                        n += nvme_sq_fetch(c, &c->sq[t->sqs[i]]);
+        if (t->idx == 0 && c->n_aer && __atomic_load_n(&c->n_aen, __ATOMIC_RELAXED)) {
                 unsigned before = c->n_aer;
                 nvme_aen_dispatch(c);
                 n += before - c->n_aer;
@@ -436,20 +500,23 @@ unsigned nvme_queues_process(NvmeCtrl *c, bool fetch) {
         return n;
 }
 
-bool nvme_queues_arm_and_recheck(NvmeCtrl *c) {
+bool nvme_queues_arm_and_recheck(NvmeIoThread *t) {
+        NvmeCtrl *c = t->c;
         bool work = false;
 
         if (c->dma_off)
                 return false;           /* EventIdx is guest memory too */
-        for (unsigned q = 1; q <= c->cfg.max_ioqs; q++) {
-                NvmeSQ *sq = &c->sq[q];
-                NvmeCQ *cq = &c->cq[q];
-                if (sq->created && sq->shadow && !sq->deleting && nvme_sq_resolve(c, sq) &&
+        for (unsigned i = 0; i < t->n_sqs; i++) {
+                NvmeSQ *sq = &c->sq[t->sqs[i]];
+                if (sq->qid && sq->created && sq->shadow && !sq->deleting && nvme_sq_resolve(c, sq) &&
                     __atomic_load_n(sq->shadow_ei, __ATOMIC_RELAXED) != sq->tail) {
                         __atomic_store_n(sq->shadow_ei, sq->tail, __ATOMIC_RELEASE);
-                        nvme_ptr_written(c, nvme_ei_gpa(c, (uint16_t) q, false), 4);
+                        nvme_ptr_written(c, nvme_ei_gpa(c, sq->qid, false), 4);
                 }
-                if (cq->created && cq->shadow && cq->backlog.head && nvme_cq_resolve(c, cq) &&
+        }
+        FOR_EACH_CQ_OF(t, q) {
+                NvmeCQ *cq = &c->cq[q];
+                if (q && cq->created && cq->shadow && cq->backlog.head && nvme_cq_resolve(c, cq) &&
                     __atomic_load_n(cq->shadow_ei, __ATOMIC_RELAXED) != cq->head) {
                         __atomic_store_n(cq->shadow_ei, cq->head, __ATOMIC_RELEASE);
                         nvme_ptr_written(c, nvme_ei_gpa(c, (uint16_t) q, true), 4);
@@ -458,28 +525,31 @@ bool nvme_queues_arm_and_recheck(NvmeCtrl *c) {
         /* EventIdx stores must be visible before we look at the shadow values again. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         /* A shadow value already refused is no work: it would keep us awake until the host fixes it. */
-        for (unsigned q = 1; q <= c->cfg.max_ioqs && !work; q++) {
-                NvmeSQ *sq = &c->sq[q];
-                NvmeCQ *cq = &c->cq[q];
-                uint32_t v;
-                if (sq->created && sq->shadow && sq->shadow_db && !sq->deleting && sq->free &&
+        uint32_t v;
+        for (unsigned i = 0; i < t->n_sqs && !work; i++) {
+                NvmeSQ *sq = &c->sq[t->sqs[i]];
+                if (sq->qid && sq->created && sq->shadow && sq->shadow_db && !sq->deleting && sq->free &&
                     !c->cq[sq->cqid].backlog.head &&
                     (v = __atomic_load_n(sq->shadow_db, __ATOMIC_ACQUIRE)) != sq->tail && v + 1 != sq->shadow_bad)
                         work = true;
-                if (cq->created && cq->shadow && cq->shadow_db && cq->backlog.head &&
+        }
+        FOR_EACH_CQ_OF(t, q) {
+                NvmeCQ *cq = &c->cq[q];
+                if (q && cq->created && cq->shadow && cq->shadow_db && cq->backlog.head &&
                     (v = __atomic_load_n(cq->shadow_db, __ATOMIC_ACQUIRE)) != cq->head && v + 1 != cq->shadow_bad)
                         work = true;
         }
         return work;
 }
 
-int nvme_irqs_flush(NvmeCtrl *c, uint64_t now) {
+int nvme_irqs_flush(NvmeIoThread *t, uint64_t now) {
+        NvmeCtrl *c = t->c;
         uint64_t fired[4] = { 0 };
         int64_t wait_ns = -1;
 
         if (c->dma_off)
                 return -1;              /* an MSI-X message is a memory write: they wait */
-        for (unsigned q = 0; q <= c->cfg.max_ioqs; q++) {
+        FOR_EACH_CQ_OF(t, q) {
                 NvmeCQ *cq = &c->cq[q];
                 if (!cq->created || cq->irq_pending == 0)
                         continue;
@@ -504,7 +574,7 @@ int nvme_irqs_flush(NvmeCtrl *c, uint64_t now) {
                                 continue;
                         fired[v / 64] |= 1ull << (v % 64);
                 }
-                atomic_fetch_add_explicit(&c->st_irqs, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&t->st.irqs, 1, memory_order_relaxed);
                 if (c->irq)
                         c->irq(c->irq_opaque, v);
         }

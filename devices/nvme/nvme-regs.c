@@ -67,7 +67,7 @@ static void nvme_write_cc(NvmeCtrl *c, uint32_t val) {
                 uint32_t csts = atomic_load(&c->csts);
                 atomic_store(&c->csts, (csts & ~NVME_CSTS_SHST_MASK) | NVME_CSTS_SHST_OCCUR);
                 atomic_store(&c->shutdown_req, true);
-                nvme_ctrl_kick(c);
+                nvme_thread_kick(&c->io[0]);
         }
 }
 
@@ -79,12 +79,16 @@ static void nvme_write_doorbell(NvmeCtrl *c, uint64_t off, uint32_t val) {
                 return;         /* §3.1.16: ignored while the controller is not ready */
         if (idx >= c->ndb || (off & 3)) {
                 atomic_fetch_add(&c->bad_db, 1);
-                nvme_ctrl_kick(c);
+                nvme_thread_kick(&c->io[0]);
                 return;
         }
+        /* To the thread that runs the queue (it passes it on if the SQ moved meanwhile). */
+        uint16_t qid = (uint16_t) (idx / 2);
+        NvmeIoThread *t = idx & 1 ? nvme_cq_thread(c, qid)
+                                  : &c->io[atomic_load_explicit(&c->sq_thread[qid], memory_order_relaxed)];
         atomic_store_explicit(&c->db_val[idx], val, memory_order_release);
-        atomic_fetch_or_explicit(&c->db_dirty[idx / 64], 1ull << (idx % 64), memory_order_release);
-        nvme_ctrl_kick(c);
+        atomic_fetch_or_explicit(&t->db_dirty[idx / 64], 1ull << (idx % 64), memory_order_release);
+        nvme_thread_kick(t);
 }
 
 int nvme_ctrl_bar0_write(NvmeCtrl *c, uint64_t off, const void *buf, size_t len) {

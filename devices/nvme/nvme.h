@@ -5,11 +5,12 @@
  * and one block backend per namespace.  No D-Bus, no JSON, no main loop.
  *
  * Threads: the caller's control thread does register accesses, resets,
- * quiesce/resume and namespace changes; the controller's own I/O thread
- * runs every queue (admin included) and the backends' completions.
- * Register writes never wait for I/O: doorbells are posted to the I/O
- * thread.  Only nvme_ctrl_quiesce() (and what runs quiesced) waits for
- * in-flight I/O to finish.
+ * quiesce/resume and namespace changes; the controller's own I/O threads
+ * (cfg.iothreads) each run their queues, with their own submission
+ * context in every namespace's backend, and send their CQs' interrupts.
+ * Register writes never wait for I/O: doorbells are posted to the thread
+ * that owns the queue.  Only nvme_ctrl_quiesce() (and what runs
+ * quiesced) waits for in-flight I/O to finish, on every thread.
  *
  * Return convention: 0 or a count on success, negative errno on failure.
  */
@@ -28,9 +29,10 @@ typedef struct NvmeCtrl NvmeCtrl;
 
 #define NVME_MAX_IOQS   64u     /* I/O queue pairs a controller can offer */
 #define NVME_MAX_NS     32u     /* namespace IDs 1..NVME_MAX_NS */
+#define NVME_MAX_IOTHREADS 16u  /* I/O threads a controller can run */
 #define NVME_SN_MAX     20u     /* serial number: 1..NVME_SN_MAX printable ASCII characters */
 
-/* Fire MSI-X vector n (vu_server_irq in production).  Called from the I/O thread. */
+/* Fire MSI-X vector n (vu_server_irq in production).  Called from any I/O thread. */
 typedef void (*NvmeIrqFn)(void *opaque, unsigned vector);
 
 typedef struct NvmeCtrlConfig {
@@ -39,7 +41,10 @@ typedef struct NvmeCtrlConfig {
         uint8_t host_uuid[16];          /* per-host seed for NGUID/EUI-64/UUID */
         unsigned max_ioqs;              /* 1..NVME_MAX_IOQS I/O queue pairs */
         unsigned msix_nvec;             /* MSI-X vectors (≥ max_ioqs + 1) */
-        unsigned poll_us;               /* busy-poll window of the I/O thread before sleeping */
+        unsigned poll_us;               /* busy-poll window of an I/O thread before sleeping */
+        unsigned iothreads;             /* 0..NVME_MAX_IOTHREADS I/O threads (0: one; more than
+                                         * max_ioqs: max_ioqs); CQ q runs on thread (q - 1) % n,
+                                         * an SQ on its CQ's thread, the admin queue on thread 0 */
         uint16_t cntlid;                /* controller ID */
 } NvmeCtrlConfig;
 

@@ -407,6 +407,44 @@ static void test_null_many_inflight(void **state) {
         blk_backend_free(b);
 }
 
+/* A clone is another context on the same storage: same size and engine, its own fd and event fd. */
+static void test_clone(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 1 << 20, false, false), *c = NULL;
+        uint8_t buf[8192], got[8192];
+
+        assert_int_equal(blk_backend_clone(b, &c), 0);
+        assert_int_equal(c->size, b->size);
+        assert_string_equal(c->ops->name, b->ops->name);
+        assert_int_not_equal(c->fd, b->fd);
+        assert_int_not_equal(blk_backend_fd(c), blk_backend_fd(b));
+        fill(buf, sizeof(buf), 3);
+        assert_int_equal(rw(b, BLK_WRITE, buf, sizeof(buf), 65536, 0), 0);
+        memset(got, 0, sizeof(got));
+        assert_int_equal(rw(c, BLK_READ, got, sizeof(got), 65536, 0), 0);
+        assert_memory_equal(got, buf, sizeof(buf));
+        /* Each is resized: the file grows once, the other context follows. */
+        assert_int_equal(blk_backend_resize(b, 2 << 20), 0);
+        assert_int_equal(blk_backend_resize(c, b->size), 0);
+        assert_int_equal(rw(c, BLK_WRITE, buf, 4096, (2 << 20) - 4096, 0), 0);
+        blk_backend_free(b);    /* the clone outlives it */
+        assert_int_equal(rw(c, BLK_READ, got, 4096, (2 << 20) - 4096, 0), 0);
+        assert_memory_equal(got, buf, 4096);
+        blk_backend_free(c);
+
+        /* A null backend's clone keeps its size, pattern and read-only flag. */
+        BlkOpenOptions o = { .fd = -1, .null = true, .size = 1 << 20, .null_pattern = 0x5a, .read_only = true };
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        assert_int_equal(blk_backend_clone(b, &c), 0);
+        assert_true(c->is_null && c->read_only && c->size == b->size);
+        assert_int_equal(rw(c, BLK_READ, got, 4096, 0, 0), 0);
+        memset(buf, 0x5a, 4096);
+        assert_memory_equal(got, buf, 4096);
+        assert_int_equal(rw(c, BLK_WRITE, got, 4096, 0, 0), -EROFS);
+        blk_backend_free(b);
+        blk_backend_free(c);
+}
+
 #define ENGINE_TESTS(setup) \
         cmocka_unit_test_setup_teardown(test_create_sparse_and_size, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_write_read_verify, setup, teardown), \
@@ -415,7 +453,8 @@ static void test_null_many_inflight(void **state) {
         cmocka_unit_test_setup_teardown(test_direct_aligned_and_bounced, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_fd_passed_in, setup, teardown), \
-        cmocka_unit_test_setup_teardown(test_many_inflight, setup, teardown)
+        cmocka_unit_test_setup_teardown(test_many_inflight, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_clone, setup, teardown)
 
 int main(void) {
         const struct CMUnitTest threads[] = { ENGINE_TESTS(setup_threads) };

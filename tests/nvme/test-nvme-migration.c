@@ -71,6 +71,7 @@ typedef struct Fx {
         NvmeVmm vmm;            /* the source's VMM; its driver moves to the destination */
         NvmeDrv *d;
         NvmeVmm dvmm;           /* the destination's VMM, same RAM */
+        unsigned iothreads;     /* per controller (the destination's may differ: it is a host setting) */
 } Fx;
 
 static void add_ns(Side *s, const char *path, uint32_t nsid, uint64_t size, uint32_t bs) {
@@ -82,8 +83,10 @@ static void add_ns(Side *s, const char *path, uint32_t nsid, uint64_t size, uint
 
 /* Both servers from an identical definition (same name and host UUID: same namespace identities). */
 static void start_side(Fx *f, Side *s, const char *tag, uint64_t ns2_size) {
+        /* With several I/O threads, the destination runs one fewer: queues land on other threads. */
+        unsigned n = f->iothreads > 1 && s == &f->dst ? f->iothreads - 1 : f->iothreads;
         NvmeCtrlConfig cfg = { .name = "mig0", .serial = "VFU-MIG-1", .max_ioqs = QUEUES, .msix_nvec = NVEC,
-                               .cntlid = 1, .poll_us = 20 };
+                               .cntlid = 1, .poll_us = 20, .iothreads = n };
         memset(cfg.host_uuid, 9, 16);
         g_autofree char *sock = g_strdup_printf("%s/%s.sock", f->dir, tag);
         g_autofree char *ns1 = g_strdup_printf("%s/%s-ns1.img", f->dir, tag);
@@ -95,6 +98,7 @@ static void start_side(Fx *f, Side *s, const char *tag, uint64_t ns2_size) {
 
 static int setup(void **state) {
         Fx *f = g_new0(Fx, 1);
+        f->iothreads = *state ? *(const unsigned *) *state : 1;
         f->dir = g_build_filename(BUILDDIR, "tests-nvme-mig-XXXXXX", NULL);
         assert_non_null(g_mkdtemp(f->dir));
         start_side(f, &f->src, "src", NS2_SIZE);
@@ -722,12 +726,19 @@ static void test_bad_streams_refused(void **state) {
 }
 
 int main(void) {
+        static unsigned three = 3;
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_live_migration_io_in_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_migration_shadow_doorbells, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_migration_cq_full, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dirty_reads_and_cqes_only, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_streams_refused, setup, teardown),
+                /* The same with three I/O threads on the source, two on the destination. */
+                cmocka_unit_test_prestate_setup_teardown(test_live_migration_io_in_flight, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_live_migration_shadow_doorbells, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_live_migration_cq_full, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_dirty_reads_and_cqes_only, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_bad_streams_refused, setup, teardown, &three),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

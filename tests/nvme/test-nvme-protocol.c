@@ -34,6 +34,7 @@ typedef struct Fx {
         NvmeVmm vmm;
         NvmeDrv *d;
         uint64_t buf, buf2;
+        unsigned iothreads;
 } Fx;
 
 static char *path_in(Fx *f, const char *n) { return g_build_filename(f->dir, n, NULL); }
@@ -55,11 +56,12 @@ static void connect_vmm(Fx *f) {
 
 static int setup(void **state) {
         Fx *f = g_new0(Fx, 1);
+        f->iothreads = *state ? *(const unsigned *) *state : 1;
         f->dir = g_build_filename(BUILDDIR, "tests-nvme-proto-XXXXXX", NULL);
         assert_non_null(g_mkdtemp(f->dir));
         f->sock = path_in(f, "nvme.sock");
         NvmeCtrlConfig cfg = { .name = "proto0", .serial = "VFU-PROTO-1", .max_ioqs = QUEUES,
-                               .msix_nvec = NVEC, .cntlid = 1, .poll_us = 20 };
+                               .msix_nvec = NVEC, .cntlid = 1, .poll_us = 20, .iothreads = f->iothreads };
         memset(cfg.host_uuid, 7, 16);
         assert_int_equal(nvme_srv_start(&f->srv, &cfg, f->sock), 0);
         add_ns(f, 1, "ns1.img", 32 << 20, 512);
@@ -513,9 +515,12 @@ static void test_null_namespace(void **state) {
 }
 
 /* CPU time (user + system, in clock ticks) of this process's thread named comm. */
-static uint64_t thread_cpu_ticks(const char *comm) {
+/* CPU ticks of the controller's I/O threads ("nvme-io:NAME", or "nvme-ioN:NAME" with several), summed. */
+static uint64_t io_threads_cpu_ticks(Fx *f) {
         g_autoptr(GDir) dir = g_dir_open("/proc/self/task", 0, NULL);
         const char *tid;
+        uint64_t sum = 0;
+        unsigned found = 0;
 
         assert_non_null(dir);
         while ((tid = g_dir_read_name(dir))) {
@@ -524,17 +529,116 @@ static uint64_t thread_cpu_ticks(const char *comm) {
                 g_autofree char *name = NULL, *stat = NULL;
                 unsigned long long ut, st;
 
-                if (!g_file_get_contents(cpath, &name, NULL, NULL) || strcmp(g_strchomp(name), comm) != 0 ||
-                    !g_file_get_contents(spath, &stat, NULL, NULL))
+                if (!g_file_get_contents(cpath, &name, NULL, NULL) || !g_str_has_prefix(name, "nvme-io") ||
+                    !g_str_has_suffix(g_strchomp(name), ":proto0") || !g_file_get_contents(spath, &stat, NULL, NULL))
                         continue;
                 /* After "pid (comm) ": state, then fields 4..13, then utime and stime. */
                 const char *p = strrchr(stat, ')');
                 assert_non_null(p);
                 assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st), 2);
-                return ut + st;
+                sum += ut + st;
+                found++;
         }
-        fail_msg("no thread named %s", comm);
-        return 0;
+        assert_int_equal(found, f->iothreads);
+        return sum;
+}
+
+/*
+ * Several I/O threads, and SQs paired with CQs of other threads: CQ q runs
+ * on thread (q - 1) % n and an SQ on its CQ's thread.  With three threads
+ * and four queue pairs, SQ 3 is re-created on CQ 4 (thread 0) and SQ 4 on
+ * CQ 3 (thread 2): both SQs change threads, their doorbells follow, and
+ * every completion lands on the CQ it was created for.  Then all four SQs
+ * write at once, data-verified by reading back on other queues.
+ */
+static void cross_paired_queues(Fx *f, bool shadow) {
+        NvmeDrv *d = f->d;
+        enum { ROUNDS = 24, PER_Q = 8, NLB = 4 };
+
+        assert_int_equal(nvme_drv_enable(d, 32), 0);
+        assert_int_equal(nvme_drv_set_features(d, 0x07, 3 | 3 << 16, NULL), 0);
+        if (shadow)
+                assert_int_equal(nvme_drv_dbbuf_config(d), 0);
+        for (uint16_t q = 1; q <= 4; q++)
+                assert_int_equal(nvme_drv_create_io_queues(d, q, 64, q), 0);
+        for (uint16_t q = 3; q <= 4; q++) {
+                NvmeSqe del = { .opcode = NVME_ADM_DELETE_SQ, .cdw10 = q };
+                assert_int_equal(nvme_drv_cmd(d, 0, &del, NULL), 0);
+        }
+        /* A CQ that still has an SQ cannot go; one without can, and comes back. */
+        NvmeSqe delcq = { .opcode = NVME_ADM_DELETE_CQ, .cdw10 = 1 };
+        assert_int_equal(nvme_drv_cmd(d, 0, &delcq, NULL), NVME_SC_INVALID_QUEUE_DELETION);
+        for (uint16_t q = 3; q <= 4; q++) {
+                NvmeSqe sq = { .opcode = NVME_ADM_CREATE_SQ, .prp1 = d->q[q].sq_gpa,
+                               .cdw10 = q | (64u - 1) << 16, .cdw11 = 1 | (uint32_t) (7 - q) << 16 };
+                d->q[q].sq_tail = 0;
+                d->rung[q] = 0;
+                if (d->shadow)
+                        d->db_shadow[2 * q] = d->db_ei[2 * q] = 0;
+                assert_int_equal(nvme_drv_cmd(d, 0, &sq, NULL), 0);
+        }
+
+        uint64_t area = nvme_drv_alloc(d, 4ull * PER_Q * NLB * 4096, 4096);
+        unsigned nsent = 0;
+        for (unsigned r = 0; r < ROUNDS; r++) {
+                uint16_t cid[5][PER_Q];
+                bool seen[5][PER_Q] = { { false } };
+                for (uint16_t q = 1; q <= 4; q++)
+                        for (unsigned i = 0; i < PER_Q; i++) {
+                                unsigned n = (r * 4 + (q - 1)) * PER_Q + i;
+                                uint64_t gpa = area + (((q - 1) * PER_Q + i) * NLB) * 4096ull;
+                                fill(ptr(f, gpa), NLB * 4096, n + 1000);
+                                NvmeSqe c = { .opcode = NVME_CMD_WRITE, .nsid = 2, .cdw10 = n * NLB, .cdw12 = NLB - 1 };
+                                nvme_drv_build_prps(d, &c, gpa, NLB * 4096);
+                                cid[q][i] = nvme_drv_queue(d, q, &c);
+                        }
+                for (uint16_t q = 1; q <= 4; q++)
+                        nvme_drv_ring(d, q);
+                for (unsigned got = 0, idle = 0; got < 4 * PER_Q;) {
+                        NvmeCqe e;
+                        bool any = false;
+                        for (uint16_t cq = 1; cq <= 4; cq++)
+                                while (nvme_drv_poll(d, cq, &e)) {
+                                        uint16_t want_sq = cq <= 2 ? cq : 7 - cq;
+                                        assert_int_equal(e.sq_id, want_sq);
+                                        assert_int_equal(nvme_drv_status(&e), 0);
+                                        unsigned i = 0;
+                                        while (i < PER_Q && (cid[want_sq][i] != e.cid || seen[want_sq][i]))
+                                                i++;
+                                        assert_true(i < PER_Q);
+                                        seen[want_sq][i] = true;
+                                        got++;
+                                        any = true;
+                                }
+                        if (!any) {
+                                assert_true(++idle < 200000);   /* ~10 s without a completion: lost */
+                                usleep(50);
+                        }
+                }
+                nsent += 4 * PER_Q;
+        }
+
+        /* Read back on queue pair 1 or 2 (threads 0 and 1), not the writer's, and compare. */
+        g_autofree uint8_t *want = g_malloc(NLB * 4096);
+        for (unsigned n = 0; n < nsent; n++) {
+                uint16_t q = (uint16_t) (1 + (n / PER_Q + 1) % 2);
+                memset(ptr(f, f->buf), 0, NLB * 4096);
+                assert_int_equal(nvme_drv_rw(d, q, false, 2, n * NLB, NLB, 4096, f->buf, false), 0);
+                fill(want, NLB * 4096, n + 1000);
+                assert_memory_equal(ptr(f, f->buf), want, NLB * 4096);
+        }
+        NvmeStats st;
+        nvme_ctrl_get_stats(f->srv.c, &st);
+        assert_true(st.write_cmds >= nsent && st.read_cmds >= nsent);
+        (void) io_threads_cpu_ticks(f);         /* all the threads are there */
+}
+
+/* With MMIO doorbells (each write must reach the SQ's new thread), then shadow doorbells. */
+static void test_threads_cross_paired_queues(void **state) {
+        Fx *f = *state;
+        cross_paired_queues(f, false);
+        assert_int_equal(nvme_drv_disable(f->d), 0);
+        cross_paired_queues(f, true);
 }
 
 /*
@@ -562,12 +666,12 @@ static void test_idle_after_clients(void **state) {
 
                 NvmeStats s0, s1;
                 nvme_ctrl_get_stats(f->srv.c, &s0);
-                uint64_t t0 = thread_cpu_ticks("nvme-io:proto0");
+                uint64_t t0 = io_threads_cpu_ticks(f);
                 usleep(IDLE_MS * 1000);
-                uint64_t t1 = thread_cpu_ticks("nvme-io:proto0");
+                uint64_t t1 = io_threads_cpu_ticks(f);
                 nvme_ctrl_get_stats(f->srv.c, &s1);
                 if (t1 - t0 > MAX(budget, 1) || s1.wakeups - s0.wakeups > 20)
-                        fail_msg("after client %u: the idle I/O thread used %" G_GUINT64_FORMAT " ticks of %u ms "
+                        fail_msg("after client %u: the idle I/O threads used %" G_GUINT64_FORMAT " ticks of %u ms "
                                  "and woke %" G_GUINT64_FORMAT " times", k + 1, t1 - t0, IDLE_MS,
                                  s1.wakeups - s0.wakeups);
         }
@@ -609,6 +713,7 @@ static void test_guest_ram_shrunk_under_io(void **state) {
 }
 
 int main(void) {
+        static unsigned three = 3;
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_replay, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verified_io, setup, teardown),
@@ -620,6 +725,18 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_null_namespace, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_idle_after_clients, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_guest_ram_shrunk_under_io, setup, teardown),
+                /* Every case again with three I/O threads over the four queue pairs. */
+                cmocka_unit_test_prestate_setup_teardown(test_probe_replay, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_verified_io, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_bad_prps_and_commands, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_reset_mid_io, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_bus_master_gates_dma, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_disconnect_mid_io_and_reconnect, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_namespace_hotplug, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_null_namespace, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_threads_cross_paired_queues, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_idle_after_clients, setup, teardown, &three),
+                cmocka_unit_test_prestate_setup_teardown(test_guest_ram_shrunk_under_io, setup, teardown, &three),
         };
         return cmocka_run_group_tests_name("nvme-protocol", tests, NULL, NULL);
 }
