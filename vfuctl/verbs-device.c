@@ -18,6 +18,8 @@ static bool given_block(const Options *o) { return o->block; }
 static bool given_serial(const Options *o) { return o->serial; }
 static bool given_block_size(const Options *o) { return o->have_block_size; }
 static bool given_null(const Options *o) { return o->have_null; }
+static bool given_iothreads(const Options *o) { return o->have_iothreads; }
+static bool given_poll_us(const Options *o) { return o->have_poll_us; }
 static bool given_tap(const Options *o) { return o->tap; }
 static bool given_passt(const Options *o) { return o->passt; }
 static bool given_mac(const Options *o) { return o->mac; }
@@ -32,6 +34,8 @@ static const CreateFlag create_flags[] = {
         { "--block-size", "nvme virtio-blk", given_block_size },
         { "--null", "nvme virtio-blk", given_null },
         { "--read-only", "virtio-blk", given_read_only },
+        { "--iothreads", "nvme", given_iothreads },
+        { "--poll-us", "nvme", given_poll_us },
         { "--tap", "virtio-net", given_tap },
         { "--passt", "virtio-net", given_passt },
         { "--mac", "virtio-net", given_mac },
@@ -61,6 +65,10 @@ static int append_options(sd_bus_message *m, const Options *o) {
                 r = sd_bus_message_append(m, "{sv}", "block-size", "u", o->block_size);
         if (r >= 0 && o->have_queues)
                 r = sd_bus_message_append(m, "{sv}", "queues", "u", o->queues);
+        if (r >= 0 && o->have_iothreads)
+                r = sd_bus_message_append(m, "{sv}", "iothreads", "u", o->iothreads);
+        if (r >= 0 && o->have_poll_us)
+                r = sd_bus_message_append(m, "{sv}", "poll-us", "u", o->poll_us);
         if (r >= 0 && o->tap)
                 r = sd_bus_message_append(m, "{sv}", "tap", "s", o->tap);
         if (r >= 0 && o->passt)

@@ -182,6 +182,19 @@ static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *re
         return EXIT_OK;
 }
 
+/* A number from 0; the upper bound is vfud's (the device type's). */
+static int parse_uint0(const char *opt, const char *s, unsigned *ret) {
+        char *end = NULL;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || !g_ascii_isdigit(*s) || *end || v > UINT32_MAX)
+                return usage_error("--%s=%s: expected a number from 0", opt, s);
+        *ret = (unsigned) v;
+        return EXIT_OK;
+}
+
 /* getopt_long's table, from option_table. */
 static const struct option *getopt_options(void) {
         static struct option options[64];
@@ -281,6 +294,18 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                         if (code)
                                 return code;
                         o->have_queues = true;
+                        break;
+                case ARG_IOTHREADS:
+                        code = parse_uint("iothreads", optarg, 0, &o->iothreads);
+                        if (code)
+                                return code;
+                        o->have_iothreads = true;
+                        break;
+                case ARG_POLL_US:
+                        code = parse_uint0("poll-us", optarg, &o->poll_us);
+                        if (code)
+                                return code;
+                        o->have_poll_us = true;
                         break;
                 case ARG_TAP:
                         if (!util_ifname_is_valid(optarg))

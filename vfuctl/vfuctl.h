@@ -31,10 +31,10 @@ typedef struct Options {
         char *host, *bus;
         bool help, json, no_legend;
         char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage;
-        bool have_size, have_queues, have_mtu, have_block_size, have_null, passt, read_only;
+        bool have_size, have_queues, have_mtu, have_block_size, have_null, have_iothreads, have_poll_us, passt, read_only;
         uint64_t size;
         uint64_t null_size;             /* create nvme|virtio-blk --null SIZE */
-        unsigned queues, mtu, block_size;
+        unsigned queues, mtu, block_size, iothreads, poll_us;
         unsigned timeout;               /* migrate: live hand-over seconds, 0: vfud's default */
         char *libvirt_uri;              /* migrate --vm: the destination's libvirt */
 } Options;
@@ -70,6 +70,8 @@ enum {
         ARG_TIMEOUT,
         ARG_LIBVIRT_URI,
         ARG_READ_ONLY,
+        ARG_IOTHREADS,
+        ARG_POLL_US,
 };
 
 /* commands.c: one row per option and per verb; parsing and help read them. */

@@ -26,6 +26,8 @@ static const DeviceOptionSpec nvme_options[] = {
         { "file", DEVICE_OPTION_STRING, "existing backing file for namespace 1" },
         { "block", DEVICE_OPTION_STRING, "block device for namespace 1" },
         { "queues", DEVICE_OPTION_UINT, "number of I/O queue pairs" },
+        { "iothreads", DEVICE_OPTION_UINT, "I/O threads the queue pairs are spread over (default 1)" },
+        { "poll-us", DEVICE_OPTION_UINT, "longest polling window of an I/O thread in microseconds, 0: never poll (default 50)" },
         { "serial", DEVICE_OPTION_STRING, "serial number (up to 20 characters)" },
         { "block-size", DEVICE_OPTION_UINT, "logical block size of namespace 1: 512 or 4096" },
         { "null", DEVICE_OPTION_UINT, "size of a null namespace 1 that stores no data (reads return zeroes, writes are dropped): for benchmarks" },
@@ -254,7 +256,7 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                                GError **error) {
         const char *file = opt_string(in, "file"), *block = opt_string(in, "block");
         const char *serial = opt_string(in, "serial");
-        uint64_t size = 0, queues, block_size;
+        uint64_t size = 0, queues, block_size, iothreads, poll_us;
         bool have_size = opt_uint(in, "size", &size);
         JsonArray *nss;
         JsonObject *ns;
@@ -296,6 +298,24 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                         return FALSE;
                 }
                 json_object_set_int_member(out, "queues", (int64_t) queues);
+        }
+        if (opt_uint(in, "iothreads", &iothreads)) {
+                if (iothreads < 1 || iothreads > NVME_MAX_IOTHREADS) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "iothreads=%" G_GUINT64_FORMAT " is out of range: give 1 to %u I/O threads",
+                                    iothreads, NVME_MAX_IOTHREADS);
+                        return FALSE;
+                }
+                json_object_set_int_member(out, "iothreads", (int64_t) iothreads);
+        }
+        if (opt_uint(in, "poll-us", &poll_us)) {
+                if (poll_us > NVME_MAX_POLL_US) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "poll-us=%" G_GUINT64_FORMAT " is out of range: give 0 to %u microseconds",
+                                    poll_us, NVME_MAX_POLL_US);
+                        return FALSE;
+                }
+                json_object_set_int_member(out, "poll-us", (int64_t) poll_us);
         }
         if (serial) {
                 if (!check_serial(serial, error))

@@ -380,6 +380,10 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
                 }
                 if (r >= 0 && json_object_has_member(o, "queues"))
                         r = sd_bus_message_append(m, "{sv}", "queues", "u", (uint32_t) json_object_get_int_member(o, "queues"));
+                if (r >= 0 && json_object_has_member(o, "iothreads"))
+                        r = sd_bus_message_append(m, "{sv}", "iothreads", "u", (uint32_t) json_object_get_int_member(o, "iothreads"));
+                if (r >= 0 && json_object_has_member(o, "poll-us"))
+                        r = sd_bus_message_append(m, "{sv}", "poll-us", "u", (uint32_t) json_object_get_int_member(o, "poll-us"));
                 if (r >= 0 && json_object_has_member(o, "serial"))
                         r = sd_bus_message_append(m, "{sv}", "serial", "s", json_object_get_string_member(o, "serial"));
                 if (r >= 0 && json_object_get_boolean_member_with_default(o, "read-only", FALSE))

@@ -368,7 +368,7 @@ static void nvme_thread_fini(NvmeIoThread *t) {
 int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
         *out = NULL;
         if (!cfg->name || cfg->max_ioqs < 1 || cfg->max_ioqs > NVME_MAX_IOQS ||
-            cfg->iothreads > NVME_MAX_IOTHREADS ||
+            cfg->iothreads > NVME_MAX_IOTHREADS || cfg->poll_us > NVME_MAX_POLL_US ||
             cfg->msix_nvec < 1 || (cfg->serial && strlen(cfg->serial) > 20))
                 return -EINVAL;
 

@@ -30,6 +30,7 @@ typedef struct NvmeCtrl NvmeCtrl;
 #define NVME_MAX_IOQS   64u     /* I/O queue pairs a controller can offer */
 #define NVME_MAX_NS     32u     /* namespace IDs 1..NVME_MAX_NS */
 #define NVME_MAX_IOTHREADS 16u  /* I/O threads a controller can run */
+#define NVME_MAX_POLL_US 10000u /* longest polling window of an I/O thread, µs */
 #define NVME_SN_MAX     20u     /* serial number: 1..NVME_SN_MAX printable ASCII characters */
 
 /* Fire MSI-X vector n (vu_server_irq in production).  Called from any I/O thread. */
@@ -41,7 +42,7 @@ typedef struct NvmeCtrlConfig {
         uint8_t host_uuid[16];          /* per-host seed for NGUID/EUI-64/UUID */
         unsigned max_ioqs;              /* 1..NVME_MAX_IOQS I/O queue pairs */
         unsigned msix_nvec;             /* MSI-X vectors (≥ max_ioqs + 1) */
-        unsigned poll_us;               /* busy-poll window of an I/O thread before sleeping */
+        unsigned poll_us;               /* 0..NVME_MAX_POLL_US: busy-poll window of an I/O thread before sleeping */
         unsigned iothreads;             /* 0..NVME_MAX_IOTHREADS I/O threads (0: one; more than
                                          * max_ioqs: max_ioqs); CQ q runs on thread (q - 1) % n,
                                          * an SQ on its CQ's thread, the admin queue on thread 0 */

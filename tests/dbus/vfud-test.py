@@ -510,6 +510,21 @@ def test_device(env):
     img = os.path.join(env.state, 'images', 'd1-ns1.img')
     check(ns == [{'nsid': 1, 'path': img, 'size': 2 * MiB, 'kind': 'image'}], f'Backend {ns}')
     check(p['Backend']['queues'] == 2 and p['Backend']['serial'] == 'SN-d1', 'Backend options')
+    # Several I/O threads and the polling window: persisted, and the worker runs that many I/O threads.
+    env.create('nvme', 'd3', 'vm1', size=MiB, queues=4, iothreads=3, **{'poll-us': 0})
+    b3 = env.prop('d3', 'Backend')
+    check(b3['iothreads'] == 3 and b3['poll-us'] == 0, f'iothreads, poll-us {b3}')
+    wpid = env.prop('d3', 'WorkerPID')
+    names = []
+    for tid in os.listdir(f'/proc/{wpid}/task'):
+        with open(f'/proc/{wpid}/task/{tid}/comm') as f:
+            names.append(f.read().strip())
+    check(sorted(n for n in names if n.startswith('nvme-io')) == ['nvme-io0:d3', 'nvme-io1:d3', 'nvme-io2:d3'],
+          f'worker threads {names}')
+    env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'd4', '', size=MiB, iothreads=17)
+    env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'd4', '', size=MiB, iothreads=0)
+    env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'd4', '', size=MiB, **{'poll-us': 10001})
+    env.mgr('DestroyDevice', '(s)', 'd3')
     check(os.stat(img).st_size == 2 * MiB and os.stat(img).st_blocks == 0, 'sparse image')
     check('vfio_user.messages' in p['Statistics'], f'Statistics {p["Statistics"]}')
 
@@ -806,6 +821,10 @@ def test_bad_input(env):
         (['create', 'virtio-net', '--queues', '999'], 2, 'out of range'),
         # the device model's bound, checked at create: no worker is started to find out
         (['create', 'nvme', '--size', '1M', '--queues', '65'], 2, 'out of range: give 1 to 64'),
+        (['create', 'nvme', '--size', '1M', '--iothreads', '17'], 2, 'out of range: give 1 to 16'),
+        (['create', 'nvme', '--size', '1M', '--poll-us', '10001'], 2, 'out of range: give 0 to 10000'),
+        (['create', 'nvme', '--size', '1M', '--poll-us', '-1'], 2, 'from 0'),
+        (['create', 'virtio-net', '--iothreads', '2'], 2, 'does not apply'),
         (['create', 'nvme', '--size', '1M', '--serial', 'é'], 2, 'printable ASCII'),
         (['create', 'nvme', '--size', '1M', '--tap', 'x'], 2, 'does not apply'),
         (['create', 'nvme', '--size', '1M', '--name', '-bad'], 2, 'invalid device name'),

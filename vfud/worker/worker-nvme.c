@@ -186,6 +186,7 @@ static gboolean nvme_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
         NvmeCtrlConfig cfg = { .name = worker_device_name(w), .cntlid = 1 };
         int64_t queues = get_int(o, "queues", WORKER_NVME_DEFAULT_QUEUES);
         int64_t poll_us = get_int(o, "poll-us", WORKER_NVME_DEFAULT_POLL_US);
+        int64_t iothreads = get_int(o, "iothreads", 1);
         const char *serial = json_object_get_string_member_with_default(o, "serial", NULL);
         g_autofree char *default_serial = NULL;
         int r;
@@ -196,9 +197,14 @@ static gboolean nvme_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
                             "queues=%" G_GINT64_FORMAT " is invalid: use 1..%u", queues, NVME_MAX_IOQS);
                 return FALSE;
         }
-        if (poll_us < 0 || poll_us > 10000) {
+        if (poll_us < 0 || poll_us > NVME_MAX_POLL_US) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
-                            "poll-us=%" G_GINT64_FORMAT " is invalid: use 0..10000 microseconds", poll_us);
+                            "poll-us=%" G_GINT64_FORMAT " is invalid: use 0..%u microseconds", poll_us, NVME_MAX_POLL_US);
+                return FALSE;
+        }
+        if (iothreads < 1 || iothreads > NVME_MAX_IOTHREADS) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                            "iothreads=%" G_GINT64_FORMAT " is invalid: use 1..%u", iothreads, NVME_MAX_IOTHREADS);
                 return FALSE;
         }
         if (!parse_engine(json_object_get_string_member_with_default(o, "engine", "auto"), &wn->engine, error))
@@ -229,6 +235,7 @@ static gboolean nvme_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
         cfg.max_ioqs = (unsigned) queues;
         cfg.msix_nvec = (unsigned) queues + 1;
         cfg.poll_us = (unsigned) poll_us;
+        cfg.iothreads = (unsigned) iothreads;
         r = nvme_ctrl_new(&cfg, &wn->c);
         if (r < 0) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED, "cannot create the NVMe controller: %s",

@@ -103,6 +103,8 @@ VuServer *worker_server(Worker *w);
  *                 "ns<nsid>" (worker_open_backing(w, "ns1", path, O_RDWR, ...));
  *                 size is the namespace size in bytes (≤ the backing size).
  *   "queues":     number of I/O queue pairs (optional; type default)
+ *   "iothreads":  I/O threads, 1..NVME_MAX_IOTHREADS (optional; 1); at most one per queue pair runs
+ *   "poll-us":    an I/O thread's polling window, 0..NVME_MAX_POLL_US µs (optional; 50)
  *   "serial":     serial number string (optional; type default)
  * control methods:
  *   "namespace-add"    {"nsid": N, "path": "...", "size": S, "kind": "..."}, fd "ns<N>"
