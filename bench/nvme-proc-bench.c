@@ -18,6 +18,9 @@
  *   null      NVMe on the null backend, randread QD1/QD32/QD128
  *   file      NVMe on a page-cache file, randread QD1/QD32, next to raw
  *             io_uring and psync on the same file from one thread
+ *   threads   NVMe null randread QD32/QD128 over two queue pairs, served by
+ *             one I/O thread and then by two (--iothreads in the other
+ *             cases): device CPU per I/O should stay flat
  *   idle      device threads' CPU over --idle-seconds with a connected,
  *             idle driver
  * Driver modes: "poll" spins on completion queues created without
@@ -125,7 +128,11 @@ typedef struct DevSpec {
         const char *file;               /* NULL: the null backend */
         uint64_t size;
         const Opts *o;
+        unsigned queues, iothreads;     /* 0: the options' */
 } DevSpec;
+
+static unsigned spec_queues(const DevSpec *sp) { return sp->queues ? sp->queues : sp->o->queues; }
+static unsigned spec_iothreads(const DevSpec *sp) { return sp->iothreads ? sp->iothreads : sp->o->iothreads; }
 
 static void write_all(int fd, const void *buf, size_t len) {
         while (len > 0) {
@@ -154,8 +161,9 @@ static bool read_all(int fd, void *buf, size_t len) {
 
 static G_NORETURN void device_main(const DevSpec *sp, int cmd_fd, int reply_fd) {
         NvmeSrv srv;
-        NvmeCtrlConfig cfg = { .name = "bench", .serial = "VFU-BENCH", .max_ioqs = sp->o->queues,
-                               .msix_nvec = sp->o->queues + 1, .cntlid = 1, .poll_us = sp->o->poll_us };
+        NvmeCtrlConfig cfg = { .name = "bench", .serial = "VFU-BENCH", .max_ioqs = spec_queues(sp),
+                               .msix_nvec = spec_queues(sp) + 1, .cntlid = 1, .poll_us = sp->o->poll_us,
+                               .iothreads = spec_iothreads(sp) };
         BlkOpenOptions bo = { .path = sp->file, .fd = -1, .size = sp->size, .null = !sp->file };
         BlkBackend *b = NULL;
         char cmd;
@@ -217,7 +225,7 @@ static void device_start(Device *dv, const DevSpec *sp, bool poll) {
                 exit(1);
         }
         /* The guest: Linux's bring-up, shadow doorbells, one I/O queue pair per device queue. */
-        dv->nq = sp->o->queues;
+        dv->nq = spec_queues(sp);
         g_assert_cmpint(nvme_vmm_connect(&dv->vmm, sp->sock, GPA, RAM, dv->nq + 1), ==, 0);
         NvmeDrv *d = &dv->vmm.d;
         g_assert_cmpint(nvme_drv_enable(d, 32), ==, 0);
@@ -491,6 +499,7 @@ int main(int argc, char **argv) {
                 { "idle-seconds", required_argument, NULL, 'i' },
                 { "size", required_argument, NULL, 's' },
                 { "queues", required_argument, NULL, 'q' },
+                { "iothreads", required_argument, NULL, 'n' },
                 { "poll-us", required_argument, NULL, 'p' },
                 { "case", required_argument, NULL, 'c' },
                 { "json", no_argument, NULL, 'j' },
@@ -498,18 +507,19 @@ int main(int argc, char **argv) {
                 {},
         };
         int c;
-        while ((c = getopt_long(argc, argv, "t:i:s:q:p:c:jh", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "t:i:s:q:n:p:c:jh", opts, NULL)) >= 0) {
                 switch (c) {
                 case 't': o.secs = strtod(optarg, NULL); break;
                 case 'i': o.idle_secs = strtod(optarg, NULL); break;
                 case 's': o.size_mib = strtoull(optarg, NULL, 10); break;
                 case 'q': o.queues = (unsigned) CLAMP(strtoul(optarg, NULL, 10), 1, 8); break;
+                case 'n': o.iothreads = (unsigned) CLAMP(strtoul(optarg, NULL, 10), 1, NVME_MAX_IOTHREADS); break;
                 case 'p': o.poll_us = (unsigned) strtoul(optarg, NULL, 10); break;
                 case 'c': o.only = optarg; break;
                 case 'j': o.json = true; break;
                 default:
-                        printf("usage: %s [--seconds S] [--idle-seconds S] [--size MiB] [--queues N] [--poll-us US]\n"
-                               "          [--case null|file|idle] [--json]\n", argv[0]);
+                        printf("usage: %s [--seconds S] [--idle-seconds S] [--size MiB] [--queues N] [--iothreads N]\n"
+                               "          [--poll-us US] [--case null|file|threads|idle] [--json]\n", argv[0]);
                         return c == 'h' ? 0 : 2;
                 }
         }
@@ -522,10 +532,12 @@ int main(int argc, char **argv) {
 
         if (o.json)
                 printf("{\"benchmark\": \"nvme-proc-bench\", \"seconds\": %.1f, \"file_mib\": %" G_GUINT64_FORMAT
-                       ", \"queues\": %u, \"poll_us\": %u, \"results\": [", o.secs, o.size_mib, o.queues, o.poll_us);
+                       ", \"queues\": %u, \"iothreads\": %u, \"poll_us\": %u, \"results\": [", o.secs, o.size_mib,
+                       o.queues, o.iothreads, o.poll_us);
         else
                 printf("nvme-proc-bench: 4 KiB random reads, driver and device in separate processes, %.1f s per case, "
-                       "%u queue pair(s), device poll window %u µs\n", o.secs, o.queues, o.poll_us);
+                       "%u queue pair(s), %u I/O thread(s), device poll window %u µs\n", o.secs, o.queues,
+                       o.iothreads, o.poll_us);
         print_header(&o);
 
         static const char *const drivers[] = { "poll", "irq" };
@@ -575,6 +587,23 @@ int main(int argc, char **argv) {
                         device_stop(&dv);
                 }
                 unlink(path);
+        }
+        if (want(&o, "threads")) {
+                /* The same two queue pairs served by one I/O thread, then by two. */
+                static const unsigned qds[] = { 32, 128 };
+                static const char *const names[] = { "nvme-null 2q 1 thread", "nvme-null 2q 2 threads" };
+                for (unsigned n = 1; n <= 2; n++)
+                        for (unsigned m = 0; m < 2; m++) {
+                                DevSpec sp = { .sock = sock, .size = 1ull << 40, .o = &o, .queues = 2, .iothreads = n };
+                                Device dv;
+                                device_start(&dv, &sp, m == 0);
+                                for (unsigned i = 0; i < G_N_ELEMENTS(qds); i++) {
+                                        r = (Result) { .name = names[n - 1], .driver = drivers[m], .qd = qds[i] };
+                                        run_dev(&dv, m == 0, qds[i], o.secs, (1ull << 40) / BS, &r);
+                                        print_result(&o, &r, &first);
+                                }
+                                device_stop(&dv);
+                        }
         }
         if (want(&o, "idle")) {
                 DevSpec sp = { .sock = sock, .size = 1ull << 40, .o = &o };
