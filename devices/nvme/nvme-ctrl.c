@@ -157,10 +157,31 @@ static void nvme_park(NvmeIoThread *t) {
         nvme_queues_forget_mappings(c, t);
 }
 
+/*
+ * Adaptive polling (QEMU's AioContext polling, per thread): block_ns is
+ * how long the thread slept before something woke it.  Work that came
+ * within the longest window (cfg.poll_us) would have been caught by
+ * polling that long, without the sleep and the wake-up: the window grows
+ * (doubling, from NVME_POLL_START_NS).  A sleep longer than that means
+ * polling would have been spent for nothing: the window halves, down to
+ * 0 (sleep at once).  An idle thread's window shrinks with every sleep.
+ */
+static void nvme_poll_adapt(NvmeIoThread *t, uint64_t block_ns) {
+        uint64_t max = (uint64_t) t->c->cfg.poll_us * 1000;
+
+        if (block_ns > max) {
+                t->poll_ns /= 2;
+                if (t->poll_ns < NVME_POLL_START_NS)
+                        t->poll_ns = 0;
+        } else if (block_ns > t->poll_ns) {
+                t->poll_ns = MIN(max, t->poll_ns ? t->poll_ns * 2 : NVME_POLL_START_NS);
+        }
+}
+
 static void *nvme_io_main(void *arg) {
         NvmeIoThread *t = arg;
         NvmeCtrl *c = t->c;
-        uint64_t last_busy = 0;
+        uint64_t last_busy = 0, slept_at = 0;
 
         char tname[16];
         if (c->n_io > 1)
@@ -191,6 +212,10 @@ static void *nvme_io_main(void *arg) {
 
                 /* One clock read per pass: commands fetched and completed in it share it. */
                 uint64_t now = t->pass_ns = nvme_now_ns();
+                if (slept_at) {
+                        nvme_poll_adapt(t, now - slept_at);
+                        slept_at = 0;
+                }
                 unsigned n = nvme_reap_backends(t);
                 n += nvme_queues_process(t, c->state == NVME_STATE_READY);
                 nvme_commit_backends(t);
@@ -199,13 +224,14 @@ static void *nvme_io_main(void *arg) {
                         last_busy = now;
                         continue;
                 }
-                if (c->cfg.poll_us && now - last_busy < (uint64_t) c->cfg.poll_us * 1000) {
+                if (now - last_busy < t->poll_ns) {
                         nvme_cpu_relax();
                         continue;
                 }
                 /* Going to sleep: arm EventIdx, then look once more (no lost wakeup). */
                 if (c->state == NVME_STATE_READY && nvme_queues_arm_and_recheck(t))
                         continue;
+                slept_at = now;
                 nvme_wait_events(t, timeout);
         }
         return NULL;

@@ -18,6 +18,7 @@
 #define NVME_ACL                3u      /* 4 outstanding Aborts (0's based) */
 #define NVME_ELPE               63u     /* 64 error log entries (0's based) */
 #define NVME_SQ_BURST           64u     /* commands fetched per queue per pass */
+#define NVME_POLL_START_NS      1000u   /* first adaptive polling window after sleeping */
 #define NVME_WCTEMP             343u    /* 70 °C in kelvin */
 #define NVME_CCTEMP             373u    /* 100 °C */
 #define NVME_TEMPERATURE        313u    /* 40 °C: what we report */
@@ -230,6 +231,7 @@ struct NvmeIoThread {
         unsigned pause_count;                   /* io[0]'s pauses for admin commands (c->lock) */
         bool parked;                            /* c->lock */
         uint64_t pass_ns;                       /* the thread's clock, read once per pass */
+        uint64_t poll_ns;                       /* adaptive polling window, 0..cfg.poll_us µs */
         bool backend_signalled;                 /* a backend's event fd woke the thread */
         unsigned backend_inflight;
         unsigned n_sqs;

@@ -42,7 +42,8 @@ typedef struct NvmeCtrlConfig {
         uint8_t host_uuid[16];          /* per-host seed for NGUID/EUI-64/UUID */
         unsigned max_ioqs;              /* 1..NVME_MAX_IOQS I/O queue pairs */
         unsigned msix_nvec;             /* MSI-X vectors (≥ max_ioqs + 1) */
-        unsigned poll_us;               /* 0..NVME_MAX_POLL_US: busy-poll window of an I/O thread before sleeping */
+        unsigned poll_us;               /* 0..NVME_MAX_POLL_US: longest adaptive polling window of an
+                                         * I/O thread before it sleeps (0: never polls) */
         unsigned iothreads;             /* 0..NVME_MAX_IOTHREADS I/O threads (0: one; more than
                                          * max_ioqs: max_ioqs); CQ q runs on thread (q - 1) % n,
                                          * an SQ on its CQ's thread, the admin queue on thread 0 */

@@ -34,8 +34,13 @@ typedef struct Fx {
         NvmeVmm vmm;
         NvmeDrv *d;
         uint64_t buf, buf2;
-        unsigned iothreads;
+        unsigned iothreads, poll_us;
 } Fx;
+
+/* A case's controller: I/O threads and the longest polling window (prestate; default 1 and 20 µs). */
+typedef struct FxParams {
+        unsigned iothreads, poll_us;
+} FxParams;
 
 static char *path_in(Fx *f, const char *n) { return g_build_filename(f->dir, n, NULL); }
 
@@ -56,12 +61,15 @@ static void connect_vmm(Fx *f) {
 
 static int setup(void **state) {
         Fx *f = g_new0(Fx, 1);
-        f->iothreads = *state ? *(const unsigned *) *state : 1;
+        const FxParams *fp = *state;
+        f->iothreads = fp ? fp->iothreads : 1;
+        f->poll_us = fp ? fp->poll_us : 20;
         f->dir = g_build_filename(BUILDDIR, "tests-nvme-proto-XXXXXX", NULL);
         assert_non_null(g_mkdtemp(f->dir));
         f->sock = path_in(f, "nvme.sock");
         NvmeCtrlConfig cfg = { .name = "proto0", .serial = "VFU-PROTO-1", .max_ioqs = QUEUES,
-                               .msix_nvec = NVEC, .cntlid = 1, .poll_us = 20, .iothreads = f->iothreads };
+                               .msix_nvec = NVEC, .cntlid = 1, .poll_us = f->poll_us,
+                               .iothreads = f->iothreads };
         memset(cfg.host_uuid, 7, 16);
         assert_int_equal(nvme_srv_start(&f->srv, &cfg, f->sock), 0);
         add_ns(f, 1, "ns1.img", 32 << 20, 512);
@@ -679,6 +687,39 @@ static void test_idle_after_clients(void **state) {
 }
 
 /*
+ * Adaptive polling: with a 10 ms polling window and one I/O every 25 ms,
+ * a fixed window would spin 10 ms after each I/O (40 % of a core); the
+ * adaptive one sees every sleep outlast the window and shrinks to
+ * sleeping at once, so the I/O threads use ~0 CPU.  Then back-to-back
+ * I/O still completes (the window grows again).
+ */
+static void test_adaptive_polling_sparse_io(void **state) {
+        Fx *f = *state;
+        enum { N = 20, GAP_MS = 25 };
+        long hz = sysconf(_SC_CLK_TCK);
+        uint64_t budget = (uint64_t) hz * N * GAP_MS / 1000 / 10;      /* 10 % of the interval */
+
+        probe_like_linux(f);
+        for (unsigned i = 0; i < 3; i++)        /* the window learns from these */
+                assert_int_equal(nvme_drv_rw(f->d, 1, false, 2, i, 1, 4096, f->buf, false), 0);
+        usleep(GAP_MS * 1000);
+        uint64_t t0 = io_threads_cpu_ticks(f);
+        for (unsigned i = 0; i < N; i++) {
+                fill(ptr(f, f->buf), 4096, i);
+                assert_int_equal(nvme_drv_rw(f->d, 1 + i % 2, true, 2, i, 1, 4096, f->buf, false), 0);
+                usleep(GAP_MS * 1000);
+        }
+        uint64_t t1 = io_threads_cpu_ticks(f);
+        if (t1 - t0 > MAX(budget, 1))
+                fail_msg("%u I/Os %u ms apart: the I/O threads used %" G_GUINT64_FORMAT " ticks (budget %"
+                         G_GUINT64_FORMAT ")", N, GAP_MS, t1 - t0, budget);
+        for (unsigned i = 0; i < 200; i++)
+                assert_int_equal(nvme_drv_rw(f->d, 1 + i % 2, false, 2, i % N, 1, 4096, f->buf, false), 0);
+        fill(ptr(f, f->buf2), 4096, (200 - 1) % N);
+        assert_memory_equal(ptr(f, f->buf), ptr(f, f->buf2), 4096);
+}
+
+/*
  * The VMM maps more guest RAM from a memfd it cannot seal, then shrinks it
  * to nothing: commands whose PRP list or data lies there complete with a
  * Data Transfer Error, the controller lives on, and I/O elsewhere works.
@@ -713,7 +754,8 @@ static void test_guest_ram_shrunk_under_io(void **state) {
 }
 
 int main(void) {
-        static unsigned three = 3;
+        static FxParams three = { .iothreads = 3, .poll_us = 20 };
+        static FxParams sparse1 = { .iothreads = 1, .poll_us = 10000 }, sparse3 = { .iothreads = 3, .poll_us = 10000 };
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_replay, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verified_io, setup, teardown),
@@ -737,6 +779,9 @@ int main(void) {
                 cmocka_unit_test_prestate_setup_teardown(test_threads_cross_paired_queues, setup, teardown, &three),
                 cmocka_unit_test_prestate_setup_teardown(test_idle_after_clients, setup, teardown, &three),
                 cmocka_unit_test_prestate_setup_teardown(test_guest_ram_shrunk_under_io, setup, teardown, &three),
+                /* A 10 ms polling window, I/O every 25 ms. */
+                cmocka_unit_test_prestate_setup_teardown(test_adaptive_polling_sparse_io, setup, teardown, &sparse1),
+                cmocka_unit_test_prestate_setup_teardown(test_adaptive_polling_sparse_io, setup, teardown, &sparse3),
         };
         return cmocka_run_group_tests_name("nvme-protocol", tests, NULL, NULL);
 }
