@@ -21,6 +21,8 @@
  *   threads   NVMe null randread QD32/QD128 over two queue pairs, served by
  *             one I/O thread and then by two (--iothreads in the other
  *             cases): device CPU per I/O should stay flat
+ *   window    NVMe null randread QD1 with the I/O thread's longest
+ *             adaptive polling window at 0 (never poll), 20, 50 and 200 µs
  *   idle      device threads' CPU over --idle-seconds with a connected,
  *             idle driver
  * Driver modes: "poll" spins on completion queues created without
@@ -129,6 +131,7 @@ typedef struct DevSpec {
         uint64_t size;
         const Opts *o;
         unsigned queues, iothreads;     /* 0: the options' */
+        int poll_us;                    /* -1: the options' */
 } DevSpec;
 
 static unsigned spec_queues(const DevSpec *sp) { return sp->queues ? sp->queues : sp->o->queues; }
@@ -162,7 +165,8 @@ static bool read_all(int fd, void *buf, size_t len) {
 static G_NORETURN void device_main(const DevSpec *sp, int cmd_fd, int reply_fd) {
         NvmeSrv srv;
         NvmeCtrlConfig cfg = { .name = "bench", .serial = "VFU-BENCH", .max_ioqs = spec_queues(sp),
-                               .msix_nvec = spec_queues(sp) + 1, .cntlid = 1, .poll_us = sp->o->poll_us,
+                               .msix_nvec = spec_queues(sp) + 1, .cntlid = 1,
+                               .poll_us = sp->poll_us >= 0 ? (unsigned) sp->poll_us : sp->o->poll_us,
                                .iothreads = spec_iothreads(sp) };
         BlkOpenOptions bo = { .path = sp->file, .fd = -1, .size = sp->size, .null = !sp->file };
         BlkBackend *b = NULL;
@@ -519,7 +523,7 @@ int main(int argc, char **argv) {
                 case 'j': o.json = true; break;
                 default:
                         printf("usage: %s [--seconds S] [--idle-seconds S] [--size MiB] [--queues N] [--iothreads N]\n"
-                               "          [--poll-us US] [--case null|file|threads|idle] [--json]\n", argv[0]);
+                               "          [--poll-us US] [--case null|file|threads|window|idle] [--json]\n", argv[0]);
                         return c == 'h' ? 0 : 2;
                 }
         }
@@ -544,7 +548,7 @@ int main(int argc, char **argv) {
         if (want(&o, "null")) {
                 static const unsigned qds[] = { 1, 32, 128 };
                 for (unsigned m = 0; m < 2; m++) {
-                        DevSpec sp = { .sock = sock, .size = 1ull << 40, .o = &o };
+                        DevSpec sp = { .poll_us = -1, .sock = sock, .size = 1ull << 40, .o = &o };
                         Device dv;
                         device_start(&dv, &sp, m == 0);
                         for (unsigned i = 0; i < G_N_ELEMENTS(qds); i++) {
@@ -576,7 +580,7 @@ int main(int argc, char **argv) {
                 run_psync(path, o.secs, nblocks, &r);
                 print_result(&o, &r, &first);
                 for (unsigned m = 0; m < 2; m++) {
-                        DevSpec sp = { .sock = sock, .file = path, .o = &o };
+                        DevSpec sp = { .poll_us = -1, .sock = sock, .file = path, .o = &o };
                         Device dv;
                         device_start(&dv, &sp, m == 0);
                         for (unsigned i = 0; i < G_N_ELEMENTS(qds); i++) {
@@ -594,7 +598,7 @@ int main(int argc, char **argv) {
                 static const char *const names[] = { "nvme-null 2q 1 thread", "nvme-null 2q 2 threads" };
                 for (unsigned n = 1; n <= 2; n++)
                         for (unsigned m = 0; m < 2; m++) {
-                                DevSpec sp = { .sock = sock, .size = 1ull << 40, .o = &o, .queues = 2, .iothreads = n };
+                                DevSpec sp = { .poll_us = -1, .sock = sock, .size = 1ull << 40, .o = &o, .queues = 2, .iothreads = n };
                                 Device dv;
                                 device_start(&dv, &sp, m == 0);
                                 for (unsigned i = 0; i < G_N_ELEMENTS(qds); i++) {
@@ -605,8 +609,24 @@ int main(int argc, char **argv) {
                                 device_stop(&dv);
                         }
         }
+        if (want(&o, "window")) {
+                /* QD1, where the polling window decides between spinning and a wake-up per I/O. */
+                static const int windows[] = { 0, 20, 50, 200 };
+                static const char *const names[] = { "nvme-null poll-us 0", "nvme-null poll-us 20",
+                                                     "nvme-null poll-us 50", "nvme-null poll-us 200" };
+                for (unsigned w = 0; w < G_N_ELEMENTS(windows); w++)
+                        for (unsigned m = 0; m < 2; m++) {
+                                DevSpec sp = { .poll_us = windows[w], .sock = sock, .size = 1ull << 40, .o = &o };
+                                Device dv;
+                                device_start(&dv, &sp, m == 0);
+                                r = (Result) { .name = names[w], .driver = drivers[m], .qd = 1 };
+                                run_dev(&dv, m == 0, 1, o.secs, (1ull << 40) / BS, &r);
+                                print_result(&o, &r, &first);
+                                device_stop(&dv);
+                        }
+        }
         if (want(&o, "idle")) {
-                DevSpec sp = { .sock = sock, .size = 1ull << 40, .o = &o };
+                DevSpec sp = { .poll_us = -1, .sock = sock, .size = 1ull << 40, .o = &o };
                 Device dv;
                 DevSample s0, s1;
                 device_start(&dv, &sp, false);
