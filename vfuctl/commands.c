@@ -37,7 +37,7 @@ const OptionInfo option_table[] = {
           "(virtio-net) TAP interface, created if missing (default: vfu-NAME)" },
         { "passt", 0, ARG_PASST, NULL, false, "(virtio-net) User-mode networking through passt" },
         { "mac", 0, ARG_MAC, "MAC", false, "(virtio-net) MAC address (default: derived from the name)" },
-        { "mtu", 0, ARG_MTU, "MTU", false, "(virtio-net) MTU" },
+        { "mtu", 0, ARG_MTU, "MTU", false, "(virtio-net) MTU offered to the guest (default: the TAP's)" },
         { "domain-xml", 0, ARG_DOMAIN_XML, "FILE", false, "Render this domain XML instead of libvirt's" },
         { "to", 0, ARG_TO, "DEST", false, "Destination vfud: [USER@]HOST (over ssh) or a D-Bus address" },
         { "storage", 0, ARG_STORAGE, "HOW", false,

@@ -22,7 +22,7 @@ static const DeviceOptionSpec net_options[] = {
         { "passt", DEVICE_OPTION_BOOL, "user-mode networking through passt" },
         { "mac", DEVICE_OPTION_STRING, "MAC address (default: derived from the name)" },
         { "queues", DEVICE_OPTION_UINT, "number of queue pairs" },
-        { "mtu", DEVICE_OPTION_UINT, "MTU" },
+        { "mtu", DEVICE_OPTION_UINT, "MTU offered to the guest (default: the TAP's; set on a TAP vfud creates)" },
         { NULL },
 };
 
@@ -130,14 +130,40 @@ static gboolean net_normalize(Manager *m, const char *name, GHashTable *in, Json
         return TRUE;
 }
 
+/*
+ * The MTU given at create time: set on a TAP vfud just created (as libvirt
+ * does for the TAPs it creates); a TAP that existed is the operator's and
+ * keeps its MTU, with a warning when the guest is offered another.
+ */
+static gboolean net_tap_mtu(Device *d, const char *ifname, unsigned mtu, bool created, GError **error) {
+        g_autoptr(GError) local = NULL;
+        int cur;
+
+        if (created) {
+                if (!tap_set_mtu(ifname, mtu, &local)) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED, "%s", local->message);
+                        return FALSE;
+                }
+                return TRUE;
+        }
+        cur = tap_get_mtu(ifname, NULL);
+        if (cur > 0 && (unsigned) cur != mtu)
+                device_log(d, G_LOG_LEVEL_WARNING,
+                           "TAP %s existed with MTU %d: left as it is, the guest is offered MTU %u", ifname, cur, mtu);
+        return TRUE;
+}
+
 static gboolean net_open_fds(Device *d, GPtrArray *names, GArray *fds, GError **error) {
         JsonObject *o = json_node_get_object(d->options);
         const char *backend = json_object_get_string_member_with_default(o, "backend", "tap");
         const char *ifname = json_object_get_string_member_with_default(o, "tap", "");
         unsigned nq = (unsigned) json_object_get_int_member_with_default(o, "queues", 1);
+        unsigned mtu = (unsigned) json_object_get_int_member_with_default(o, "mtu", 0);
+        bool created;
 
         if (strcmp(backend, "tap") != 0)
                 return TRUE;
+        created = !tap_exists(ifname);
         for (unsigned q = 0; q < nq; q++) {
                 g_autoptr(GError) local = NULL;
                 int fd = tap_open(ifname, nq > 1, &local);
@@ -149,6 +175,8 @@ static gboolean net_open_fds(Device *d, GPtrArray *names, GArray *fds, GError **
                 g_ptr_array_add(names, g_strdup_printf("tap%u", q));
                 g_array_append_val(fds, fd);
         }
+        if (mtu)
+                return net_tap_mtu(d, ifname, mtu, created, error);
         return TRUE;
 }
 

@@ -46,6 +46,7 @@ struct NetBackend {
         unsigned nqueues;
         bool offloads;                  /* honours VNET_OFFLOAD_* and the header on send */
         char *ifname;                   /* TAP interface name, or NULL */
+        unsigned mtu;                   /* the interface's MTU when opened (TAP), or 0: unknown */
 };
 
 void net_backend_free(NetBackend *be);
@@ -56,7 +57,9 @@ void net_backend_free(NetBackend *be);
  * queue is attached to the TAP called name, creating it when it does not
  * exist (name NULL or "": the kernel picks vfuN-style "tap%d").  Sets
  * IFF_NO_PI|IFF_VNET_HDR|IFF_MULTI_QUEUE, TUNSETVNETHDRSZ 12, non-blocking,
- * no offloads until set_offloads().  0 or -errno; passed fds are consumed.
+ * no offloads until set_offloads().  be->mtu is the interface's MTU at this
+ * point (SIOCGIFMTU in the caller's network namespace; 0 when it cannot be
+ * read).  0 or -errno; passed fds are consumed.
  */
 int net_tap_open(const char *name, unsigned nqueues, int *fds, NetBackend **out);
 

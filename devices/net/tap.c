@@ -10,6 +10,7 @@
 #include <linux/if_tun.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -148,6 +149,20 @@ static int tap_attach(const char *name, bool multi, int *out) {
         return 0;
 }
 
+/* The interface's MTU (SIOCGIFMTU, no privilege needed), or 0 when it cannot be read. */
+static unsigned tap_read_mtu(const char *ifname) {
+        struct ifreq ifr = { 0 };
+        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int r;
+
+        if (s < 0)
+                return 0;
+        g_strlcpy(ifr.ifr_name, ifname, IFNAMSIZ);
+        r = ioctl(s, SIOCGIFMTU, &ifr);
+        close(s);
+        return r == 0 && ifr.ifr_mtu > 0 ? (unsigned) ifr.ifr_mtu : 0;
+}
+
 int net_tap_open(const char *name, unsigned nqueues, int *fds, NetBackend **out) {
         g_autofree NetTap *t = NULL;
         char ifname[IFNAMSIZ] = { 0 };
@@ -191,6 +206,7 @@ int net_tap_open(const char *name, unsigned nqueues, int *fds, NetBackend **out)
         }
         ifname[IFNAMSIZ - 1] = 0;
         t->be.ifname = g_strdup(ifname);
+        t->be.mtu = tap_read_mtu(ifname);
         *out = &g_steal_pointer(&t)->be;
         return 0;
 }

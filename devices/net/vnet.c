@@ -16,7 +16,6 @@
 
 /* Properties and defaults. */
 #define VNET_DEFAULT_QUEUE_SIZE 256
-#define VNET_MIN_MTU 68
 
 #define F(x) VIRTIO_BIT(VIRTIO_NET_F_##x)
 
@@ -173,7 +172,7 @@ int vnet_new(const VNetOptions *opt, NetBackend *be, VNet **out) {
         if (!be)
                 return -EINVAL;
         if (opt->pairs == 0 || opt->pairs > VNET_MAX_PAIRS || opt->pairs > be->nqueues ||
-            opt->mtu < VNET_MIN_MTU || (opt->queue_size & (opt->queue_size - 1)) != 0 ||
+            (opt->mtu != 0 && opt->mtu < VNET_MIN_MTU) || (opt->queue_size & (opt->queue_size - 1)) != 0 ||
             opt->queue_size > VQ_MAX_SIZE) {
                 net_backend_free(be);
                 return -EINVAL;
@@ -185,6 +184,8 @@ int vnet_new(const VNetOptions *opt, NetBackend *be, VNet **out) {
         n->opt.migration_id = NULL;     /* the transport keeps its copy */
         if (n->opt.queue_size == 0)
                 n->opt.queue_size = VNET_DEFAULT_QUEUE_SIZE;
+        if (n->opt.mtu == 0)
+                n->opt.mtu = be->mtu >= VNET_MIN_MTU && be->mtu <= UINT16_MAX ? (uint16_t) be->mtu : VNET_DEFAULT_MTU;
         n->be = be;
         memcpy(n->mac, opt->mac, 6);
         n->link_up = opt->link_up;
@@ -298,6 +299,10 @@ void vnet_get_stats(const VNet *n, VNetStats *st) {
 
 uint64_t vnet_offered_features(const VNet *n) {
         return n->offered | VIRTIO_BIT(VIRTIO_F_VERSION_1);
+}
+
+uint16_t vnet_mtu(const VNet *n) {
+        return n->opt.mtu;
 }
 
 const char *vnet_migration_error(const VNet *n) {

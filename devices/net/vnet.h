@@ -18,13 +18,19 @@
 #include "virtio/virtio-pci.h"
 
 #define VNET_MAX_PAIRS 64u
+#define VNET_MIN_MTU 68u
+#define VNET_DEFAULT_MTU 1500u
 
 typedef struct VNet VNet;
 
 typedef struct VNetOptions {
         uint8_t mac[6];
         unsigned pairs;                 /* 1..VNET_MAX_PAIRS; > 1 offers MQ */
-        uint16_t mtu;                   /* 68..65535; offered with VIRTIO_NET_F_MTU */
+        /*
+         * 68..65535, offered with VIRTIO_NET_F_MTU (5.1.4.1: the guest's
+         * maximum); 0: the backend's (a TAP's MTU), else VNET_DEFAULT_MTU.
+         */
+        uint16_t mtu;
         uint16_t queue_size;            /* 0: 256 */
         bool packed;                    /* offer VIRTIO_F_RING_PACKED */
         bool poll;                      /* mmapped notify page, busy-polling data path */
@@ -60,6 +66,8 @@ int vnet_announce(VNet *n);
 
 void vnet_get_stats(const VNet *n, VNetStats *st);
 uint64_t vnet_offered_features(const VNet *n);
+/* The MTU offered to the driver (the option, or what 0 resolved to). */
+uint16_t vnet_mtu(const VNet *n);
 unsigned vnet_active_pairs(const VNet *n);
 
 /*

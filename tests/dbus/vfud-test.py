@@ -798,6 +798,50 @@ def test_vblk_migrate(env):
     migrate_case(env, run)
 
 
+def test_net_mtu(env):
+    """virtio-net MTU: --mtu is set on a TAP vfud creates; without it the
+    device offers the TAP's own MTU; an existing TAP keeps its MTU."""
+    need_type('virtio-net')
+    if not tap_usable():
+        raise Skip('needs root and /dev/net/tun for TAP interfaces')
+    env.start_vfud()
+    tap = f'vfm{os.getpid() % 100000}'
+    owned = tap + 'o'
+
+    def sys_mtu(ifname):
+        with open(f'/sys/class/net/{ifname}/mtu') as f:
+            return int(f.read())
+
+    def offered(name, mtu):
+        env.wait_for(lambda: env.prop(name, 'Statistics').get('mtu') == mtu, 10, f'{name} to offer MTU {mtu}')
+
+    check(not os.path.exists(f'/sys/class/net/{tap}'), f'{tap} does not exist yet')
+    env.create('virtio-net', 'j1', '', tap=tap, mtu=9000)
+    check(sys_mtu(tap) == 9000, f'the TAP vfud created has MTU {sys_mtu(tap)}')
+    check(env.prop('j1', 'Backend')['mtu'] == 9000, f'Backend {env.prop("j1", "Backend")}')
+    offered('j1', 9000)
+    rc, out, err = env.vfuctl('show', 'j1', '--json')
+    check(rc == 0 and json.loads(out)['statistics']['mtu'] == 9000, f'show --json: {rc} {out} {err}')
+    env.mgr('DestroyDevice', '(s)', 'j1')
+
+    subprocess.run(['ip', 'tuntap', 'add', 'dev', owned, 'mode', 'tap', 'vnet_hdr'], check=True)
+    try:
+        subprocess.run(['ip', 'link', 'set', owned, 'mtu', '1450'], check=True)
+        env.create('virtio-net', 'j2', '', tap=owned)
+        check('mtu' not in env.prop('j2', 'Backend'), 'no MTU option given')
+        offered('j2', 1450)
+        env.mgr('DestroyDevice', '(s)', 'j2')
+        env.create('virtio-net', 'j3', '', tap=owned, mtu=4000)
+        offered('j3', 4000)
+        check(sys_mtu(owned) == 1450, f'an existing TAP keeps its MTU: {sys_mtu(owned)}')
+        env.mgr('DestroyDevice', '(s)', 'j3')
+    finally:
+        subprocess.run(['ip', 'link', 'del', owned])
+    for bad in (67, 65536):
+        env.expect(ERR + 'InvalidArgument', env.create, 'virtio-net', 'j4', '', tap=tap, mtu=bad)
+    check(env.leftovers() == [], f'leftovers: {env.leftovers()}')
+
+
 def test_bad_input(env):
     """Bad input: a clear error, an exit code, and nothing half-created."""
     env.start_vfud()

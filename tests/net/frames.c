@@ -2,6 +2,8 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+#include <glib.h>
+
 #include "frames.h"
 
 uint16_t frame_csum(const void *data, size_t len, uint32_t sum) {
@@ -105,7 +107,7 @@ size_t frame_ipv4(uint8_t *buf, const FrameAddr *src, const FrameAddr *dst, uint
 
 size_t frame_icmp_echo(uint8_t *buf, const FrameAddr *src, const FrameAddr *dst, uint16_t id, uint16_t seq,
                        const void *data, size_t len) {
-        uint8_t l4[1500];
+        g_autofree uint8_t *l4 = g_malloc(8 + len);
         l4[0] = 8;
         l4[1] = 0;
         l4[2] = l4[3] = 0;
@@ -117,7 +119,7 @@ size_t frame_icmp_echo(uint8_t *buf, const FrameAddr *src, const FrameAddr *dst,
 
 size_t frame_udp(uint8_t *buf, const FrameAddr *src, const FrameAddr *dst, uint16_t sport, uint16_t dport,
                  const void *data, size_t len, bool partial, uint16_t *csum_start, uint16_t *csum_off) {
-        uint8_t l4[1500];
+        g_autofree uint8_t *l4 = g_malloc(8 + len);
         uint16_t ul = (uint16_t) (8 + len);
         l4[0] = (uint8_t) (sport >> 8); l4[1] = (uint8_t) sport;
         l4[2] = (uint8_t) (dport >> 8); l4[3] = (uint8_t) dport;
@@ -128,7 +130,7 @@ size_t frame_udp(uint8_t *buf, const FrameAddr *src, const FrameAddr *dst, uint1
 
 size_t frame_tcp(uint8_t *buf, const FrameAddr *src, const FrameAddr *dst, uint16_t sport, uint16_t dport,
                  uint32_t seq, uint32_t ack, uint8_t flags, const void *data, size_t len) {
-        uint8_t l4[1500];
+        g_autofree uint8_t *l4 = g_malloc(20 + len);
         uint32_t s = htonl(seq), a = htonl(ack);
         memset(l4, 0, 20);
         l4[0] = (uint8_t) (sport >> 8); l4[1] = (uint8_t) sport;

@@ -59,6 +59,8 @@ typedef struct Net {
         FrameAddr me, peer;
         pid_t passt;
         unsigned irq_wakeups;           /* driver sleeps an interrupt ended */
+        uint16_t mtu;                   /* the device's option; 0: the backend's */
+        bool own_tap;                   /* a TAP of ours that outlives its fds */
         uint8_t buf[70000];
 } Net;
 
@@ -88,7 +90,7 @@ static const VdOps client_ops = { .read = c_read, .write = c_write, .wait_irq = 
 
 /* Device on a server thread, our client connected with 64 MiB of guest RAM and MSI-X. */
 static void start_device(Net *t, NetBackend *be, unsigned pairs, bool packed) {
-        VNetOptions o = { .pairs = pairs, .mtu = 1500, .link_up = true, .queue_size = 256, .packed = packed };
+        VNetOptions o = { .pairs = pairs, .mtu = t->mtu, .link_up = true, .queue_size = 256, .packed = packed };
         VuServerConfig scfg = { 0 };
 
         memcpy(o.mac, t->me.mac, 6);
@@ -142,15 +144,31 @@ static int setup_common(void **state) {
         return 0;
 }
 
-/* A TAP device moved into the namespace as 10.77.0.1/24; the guest is 10.77.0.2. */
-static void tap_into_netns(Net *t, unsigned pairs, NetBackend **be) {
-        g_snprintf(t->ifname, sizeof(t->ifname), "vfut%d", getpid() % 100000);
-        assert_int_equal(net_tap_open(t->ifname, pairs, NULL, be), 0);
+/* The TAP moves into the namespace as 10.77.0.1/24; the guest is 10.77.0.2. */
+static void tap_move(Net *t) {
         assert_int_equal(host_run("ip link set %s netns %s", t->ifname, t->ns), 0);
         assert_int_equal(host_run("ip -n %s addr add 10.77.0.1/24 dev %s", t->ns, t->ifname), 0);
         assert_int_equal(host_run("ip -n %s link set %s up", t->ns, t->ifname), 0);
         t->me.ip = inet_addr("10.77.0.2");
         t->peer.ip = inet_addr("10.77.0.1");
+}
+
+/* A TAP created by opening it, in the namespace. */
+static void tap_into_netns(Net *t, unsigned pairs, NetBackend **be) {
+        g_snprintf(t->ifname, sizeof(t->ifname), "vfut%d", getpid() % 100000);
+        assert_int_equal(net_tap_open(t->ifname, pairs, NULL, be), 0);
+        tap_move(t);
+}
+
+/* A TAP that existed before the device, with an MTU of its own (an operator's), in the namespace. */
+static void tap_with_mtu(Net *t, unsigned mtu, NetBackend **be) {
+        g_snprintf(t->ifname, sizeof(t->ifname), "vfut%d", getpid() % 100000);
+        assert_int_equal(host_run("ip tuntap add dev %s mode tap vnet_hdr multi_queue", t->ifname), 0);
+        t->own_tap = true;
+        assert_int_equal(host_run("ip link set %s mtu %u", t->ifname, mtu), 0);
+        assert_int_equal(net_tap_open(t->ifname, 1, NULL, be), 0);
+        assert_int_equal((*be)->mtu, mtu);
+        tap_move(t);
 }
 
 static int teardown(void **state) {
@@ -161,6 +179,8 @@ static int teardown(void **state) {
                 waitpid(t->passt, NULL, 0);
         }
         host_run("ip netns del %s", t->ns);
+        if (t->own_tap)         /* when it never reached the namespace */
+                host_run("ip link del %s", t->ifname);
         unlink(t->sock);
         free(t);
         return 0;
@@ -571,6 +591,169 @@ static void tap_link(void **state) {
         ping(t, 0, 3, true);
 }
 
+/* What the device offers in its configuration space: the MTU, when F_MTU was negotiated. */
+static uint16_t offered_mtu(Net *t) {
+        uint16_t mtu;
+
+        assert_true(virtio_has(t->d.features, VIRTIO_NET_F_MTU));
+        vd_cfg_read(&t->d, offsetof(VNetConfigSpace, mtu), &mtu, 2);
+        return le16toh(mtu);
+}
+
+static void fill(uint8_t *p, size_t len, unsigned seed) {
+        for (size_t i = 0; i < len; i++)
+                p[i] = (uint8_t) (i * 7 + seed + (i >> 8));
+}
+
+/*
+ * An echo request with len bytes of data and DF set (ping -s len -M do):
+ * the reply, a frame of the same size, arrives byte for byte.
+ */
+static void ping_big(Net *t, uint16_t seq, size_t len, VNetHdr *hdr) {
+        g_autofree uint8_t *f = g_malloc(len + 64), *data = g_malloc(len);
+        FrameInfo fi;
+
+        fill(data, len, seq);
+        memcpy(data, "vfuping", 7);
+        data[7] = (uint8_t) seq;
+        send_frame(t, 0, f, frame_icmp_echo(f, &t->me, &t->peer, 0x4243, seq, data, len));
+        assert_true(net_wait(t, is_echo_reply, data, &fi, hdr, TMO));
+        assert_true(fi.ip_csum_ok);
+        assert_true(fi.l4_csum_ok);
+        assert_int_equal(fi.payload_len, len);
+        assert_memory_equal(fi.payload, data, len);
+}
+
+/* A datagram of len bytes each way between the guest and a socket in the namespace, verified. */
+static void udp_big(Net *t, uint16_t port, size_t len, VNetHdr *hdr) {
+        int s = netns_socket(t, SOCK_DGRAM, t->peer.ip, port);
+        g_autofree uint8_t *f = g_malloc(len + 64), *msg = g_malloc(len), *got = g_malloc(len + 1);
+        uint16_t myport = 40100;
+        VNetHdr h = { 0 };
+        FrameInfo fi;
+        struct sockaddr_in from;
+        socklen_t fl = sizeof(from);
+        struct pollfd p = { .fd = s, .events = POLLIN };
+
+        fill(msg, len, 1);
+        assert_int_equal(vd_send(&t->d, 0, &h, f, frame_udp(f, &t->me, &t->peer, myport, port, msg, len, false,
+                                                            NULL, NULL)), 0);
+        assert_int_equal(poll(&p, 1, TMO), 1);
+        assert_int_equal(recvfrom(s, got, len + 1, 0, (struct sockaddr *) &from, &fl), (ssize_t) len);
+        assert_memory_equal(got, msg, len);
+
+        fill(msg, len, 2);
+        assert_int_equal(sendto(s, msg, len, 0, (struct sockaddr *) &from, fl), (ssize_t) len);
+        assert_true(net_wait(t, is_udp_to, &myport, &fi, hdr, TMO));
+        assert_true(fi.ip_csum_ok);
+        assert_true(fi.l4_csum_ok);
+        assert_int_equal(fi.payload_len, len);
+        assert_memory_equal(fi.payload, msg, len);
+        close(s);
+}
+
+/*
+ * Jumbo frames: a TAP with MTU 9000 and a device that takes its MTU from
+ * it.  The driver sees 9000 in the configuration space and exchanges
+ * 9014-byte frames with the namespace's stack: with MRG_RXBUF spread over
+ * 2 KiB receive buffers (num_buffers > 1), without it in one large buffer
+ * each, as Linux's big-packet mode posts them.
+ */
+static void jumbo(Net *t, bool mrg) {
+        NetBackend *be;
+        VNetHdr hdr;
+        VNetStats st;
+        uint64_t want = mrg ? BASE_FEATURES : BASE_FEATURES & ~F(MRG_RXBUF);
+
+        tap_with_mtu(t, 9000, &be);
+        start_device(t, be, 1, false);
+        t->d.buf_len = 16384;
+        t->d.rx_len = mrg ? 2048 : 0;
+        assert_int_equal(vd_probe(&t->d, want, 1, 0), 0);
+        assert_int_equal(virtio_has(t->d.features, VIRTIO_NET_F_MRG_RXBUF), mrg);
+        assert_int_equal(offered_mtu(t), 9000);
+        assert_int_equal(vnet_mtu(t->n), 9000);
+        vd_rx_post(&t->d, 0);
+        arp_peer(t);
+        ping_big(t, 1, 9000 - 28, &hdr);
+        assert_int_equal(le16toh(hdr.num_buffers), mrg ? 5 : 1);
+        ping_big(t, 2, 100, NULL);
+        udp_big(t, 7801, 9000 - 28, &hdr);
+        assert_int_equal(le16toh(hdr.num_buffers), mrg ? 5 : 1);
+        vnet_get_stats(t->n, &st);
+        assert_int_equal(st.rx_drops + st.rx_errors + st.tx_drops + st.tx_errors, 0);
+        assert_true(st.rx_bytes >= 2 * 9014);
+}
+
+static void tap_jumbo_mrg(void **state) {
+        jumbo(*state, true);
+}
+
+static void tap_jumbo_big_buffers(void **state) {
+        jumbo(*state, false);
+}
+
+/* The IPv4 payload bytes of UDP frames from the peer that arrive within ms; each frame at most max bytes. */
+static size_t udp_fragments(Net *t, size_t max, int ms) {
+        gint64 end = g_get_monotonic_time() + (gint64) ms * 1000;
+        size_t total = 0;
+
+        while (g_get_monotonic_time() < end) {
+                VNetHdr h;
+                ssize_t n = vd_recv(&t->d, 0, &h, t->buf, sizeof(t->buf), 10);
+                const uint8_t *ip = t->buf + 14;
+                if (n < 34 || t->buf[12] != 0x08 || t->buf[13] != 0x00 || ip[9] != 17 ||
+                    memcmp(ip + 12, &t->peer.ip, 4) != 0)
+                        continue;
+                assert_true((size_t) n <= max);
+                total += (size_t) (ip[2] << 8 | ip[3]) - (size_t) (ip[0] & 15) * 4;
+        }
+        return total;
+}
+
+/*
+ * A smaller TAP (MTU 1450, as under VXLAN): the device offers 1450, full
+ * size frames pass both ways, and a larger datagram from the host reaches
+ * the guest as fragments of at most 1450 bytes.
+ */
+static void tap_mtu_small(void **state) {
+        Net *t = *state;
+        NetBackend *be;
+        VNetStats st;
+        uint8_t big[2000] = { 0 };
+        struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(7811) };
+        int s;
+
+        tap_with_mtu(t, 1450, &be);
+        start_device(t, be, 1, false);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES, 1, 0), 0);
+        assert_int_equal(offered_mtu(t), 1450);
+        vd_rx_post(&t->d, 0);
+        arp_peer(t);
+        ping_big(t, 1, 1450 - 28, NULL);
+        udp_big(t, 7810, 1450 - 28, NULL);
+
+        s = netns_socket(t, SOCK_DGRAM, t->peer.ip, 7812);
+        to.sin_addr.s_addr = t->me.ip;
+        assert_int_equal(sendto(s, big, sizeof(big), 0, (struct sockaddr *) &to, sizeof(to)), sizeof(big));
+        assert_int_equal(udp_fragments(t, 14 + 1450, 500), 8 + sizeof(big));
+        close(s);
+        vnet_get_stats(t->n, &st);
+        assert_int_equal(st.rx_drops + st.rx_errors, 0);
+}
+
+/* An MTU given as an option is what the driver is offered, whatever the TAP's. */
+static void tap_mtu_option(void **state) {
+        Net *t = *state;
+        NetBackend *be;
+
+        tap_into_netns(t, 1, &be);
+        t->mtu = 4000;
+        start_device(t, be, 1, false);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES, 1, 0), 0);
+        assert_int_equal(offered_mtu(t), 4000);
+}
+
 static void passt_traffic(void **state) {
         Net *t = *state;
         NetBackend *be;
@@ -629,6 +812,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(tap_offloads, setup_common, teardown),
                 cmocka_unit_test_setup_teardown(tap_multiqueue, setup_common, teardown),
                 cmocka_unit_test_setup_teardown(tap_link, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_jumbo_mrg, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_jumbo_big_buffers, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_mtu_small, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(tap_mtu_option, setup_common, teardown),
                 cmocka_unit_test_setup_teardown(passt_traffic, setup_common, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

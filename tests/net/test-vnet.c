@@ -125,6 +125,37 @@ static size_t make_frame(uint8_t *buf, const uint8_t *dst, size_t len, uint8_t f
         return len;
 }
 
+/* The MTU offered: the option when given, else the backend's, else 1500; below 68 refused. */
+static void mtu_choice(void **state) {
+        static const struct { uint16_t opt; unsigned be; int ret; uint16_t want; } cases[] = {
+                { 0, 0, 0, 1500 }, { 0, 9000, 0, 9000 }, { 0, 1450, 0, 1450 }, { 4000, 9000, 0, 4000 },
+                { 65535, 0, 0, 65535 }, { 67, 0, -EINVAL, 0 }, { 0, 40, 0, 1500 }, { 0, 70000, 0, 1500 },
+        };
+
+        (void) state;
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                NetBackend *be;
+                VNet *n = NULL;
+                int sv[2];
+
+                assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+                assert_int_equal(net_passt_new(sv[0], &be), 0);
+                be->mtu = cases[i].be;
+                VNetOptions o = { .pairs = 1, .mtu = cases[i].opt, .link_up = true, .queue_size = 64 };
+                memcpy(o.mac, our_mac, 6);
+                assert_int_equal(vnet_new(&o, be, &n), cases[i].ret);
+                if (n) {
+                        uint16_t mtu;
+                        assert_int_equal(vnet_mtu(n), cases[i].want);
+                        assert_int_equal(virtio_pci_bar_read(vnet_virtio(n), VIRTIO_PCI_DEVICE_OFF +
+                                                             offsetof(VNetConfigSpace, mtu), &mtu, 2), 0);
+                        assert_int_equal(le16toh(mtu), cases[i].want);
+                }
+                vnet_free(n);
+                close(sv[1]);
+        }
+}
+
 static void probe_and_config(void **state) {
         Fx *f = *state;
         uint8_t mac[6];
@@ -554,6 +585,7 @@ static void header_rules(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(mtu_choice),
                 cmocka_unit_test_setup_teardown(probe_and_config, setup, teardown),
                 cmocka_unit_test_setup_teardown(features_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(msix_vectors, setup, teardown),

@@ -93,7 +93,7 @@ static int setup_queue(Vd *d, unsigned slot, unsigned index, uint16_t qsize) {
                 q->drv_gpa = ram_alloc(&d->ram, 6 + 2 * (uint64_t) q->size, 2);
                 q->dev_gpa = ram_alloc(&d->ram, 6 + 8 * (uint64_t) q->size, 4);
         }
-        q->buf_gpa = ram_alloc(&d->ram, (uint64_t) q->size * VD_BUF_LEN, 4096);
+        q->buf_gpa = ram_alloc(&d->ram, (uint64_t) q->size * vd_buf_len(d), 4096);
         q->extra_gpa = ram_alloc(&d->ram, (uint64_t) q->size * 64, 64);
         if (!q->desc_gpa || !q->drv_gpa || !q->dev_gpa || !q->buf_gpa || !q->extra_gpa)
                 return -ENOMEM;
@@ -413,13 +413,13 @@ int vd_send(Vd *d, unsigned pair, const VNetHdr *hdr, const void *frame, size_t 
         VdQueue *q = &d->q[slot];
         int id;
 
-        if (len + VNET_HDR_LEN > VD_BUF_LEN)
+        if (len + VNET_HDR_LEN > vd_buf_len(d))
                 return -EMSGSIZE;
         vd_tx_reclaim(d, pair);
         id = q->n_free ? q->free_ids[q->n_free - 1] : -1;
         if (id < 0)
                 return -ENOSPC;
-        uint64_t b = q->buf_gpa + (uint64_t) id * VD_BUF_LEN;
+        uint64_t b = q->buf_gpa + (uint64_t) id * vd_buf_len(d);
         memcpy(ram_ptr(d, b), hdr, VNET_HDR_LEN);
         memcpy(ram_ptr(d, b + VNET_HDR_LEN), frame, len);
         uint64_t gpa[2] = { b, b + VNET_HDR_LEN };
@@ -456,8 +456,8 @@ int vd_rx_post(Vd *d, unsigned pair) {
         /* Single-descriptor buffers: split ids are descriptor indices, packed ids ring slots. */
         while (q->n_free > 0) {
                 uint16_t id = q->free_ids[q->n_free - 1];
-                uint64_t gpa = q->buf_gpa + (uint64_t) id * VD_BUF_LEN;
-                uint32_t len = VD_BUF_LEN;
+                uint64_t gpa = q->buf_gpa + (uint64_t) id * vd_buf_len(d);
+                uint32_t len = d->rx_len && d->rx_len < vd_buf_len(d) ? d->rx_len : vd_buf_len(d);
                 bool w = true;
                 if (vd_add_chain(d, 2 * pair, &gpa, &len, &w, 1, false) < 0)
                         break;
@@ -543,8 +543,8 @@ ssize_t vd_recv(Vd *d, unsigned pair, VNetHdr *hdr, void *buf, size_t cap, int t
                 r = rx_wait_used(d, pair, &id, &len, timeout_ms);
                 if (r < 0)
                         return r;
-                uint8_t *p = ram_ptr(d, q->buf_gpa + (uint64_t) id * VD_BUF_LEN);
-                if (len > VD_BUF_LEN)
+                uint8_t *p = ram_ptr(d, q->buf_gpa + (uint64_t) id * vd_buf_len(d));
+                if (len > vd_buf_len(d))
                         return -EPROTO;
                 if (i == 0) {
                         if (len < VNET_HDR_LEN)
@@ -576,10 +576,10 @@ int vd_ctrl(Vd *d, uint8_t cls, uint8_t cmd, const void *data, size_t len, int t
         if (slot < 0)
                 return -ENOTSUP;
         q = &d->q[slot];
-        if (!q->n_free || len + 2 > VD_BUF_LEN)
+        if (!q->n_free || len + 2 > vd_buf_len(d))
                 return -ENOSPC;
         uint16_t bid = q->free_ids[q->n_free - 1];
-        uint64_t b = q->buf_gpa + (uint64_t) bid * VD_BUF_LEN;
+        uint64_t b = q->buf_gpa + (uint64_t) bid * vd_buf_len(d);
         uint64_t ack = q->extra_gpa + 64 * (uint64_t) bid + 63;
         uint8_t *p = ram_ptr(d, b);
         p[0] = cls;

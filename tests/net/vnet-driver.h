@@ -49,7 +49,7 @@ typedef struct VdQueue {
         uint16_t free_ids[1024];
         unsigned n_free;
         uint16_t id_slots[1024];        /* packed: ring slots each id's chain took */
-        uint64_t buf_gpa;               /* id i owns VD_BUF_LEN bytes at buf_gpa + i * VD_BUF_LEN */
+        uint64_t buf_gpa;               /* id i owns vd_buf_len() bytes at buf_gpa + i * vd_buf_len() */
         uint64_t extra_gpa;             /* per id: a 64-byte area for indirect tables, headers, acks */
         uint64_t kicks;
 } VdQueue;
@@ -73,7 +73,17 @@ typedef struct Vd {
          * never asks for an interrupt, and each frame's buffer is reposted.
          */
         bool napi_rx;
+        /*
+         * Buffer bytes per descriptor id, set before vd_probe (0: VD_BUF_LEN):
+         * the largest frame vd_send takes; rx_len (0: all of them) is what
+         * each posted receive buffer offers the device.
+         */
+        uint32_t buf_len, rx_len;
 } Vd;
+
+static inline uint32_t vd_buf_len(const Vd *d) {
+        return d->buf_len ? d->buf_len : VD_BUF_LEN;
+}
 
 void vd_init(Vd *d, const VdOps *ops, void *opaque, uint8_t *host, uint64_t gpa, uint64_t size);
 
@@ -101,7 +111,7 @@ void *vd_ptr(Vd *d, uint64_t gpa);
 int vd_send(Vd *d, unsigned pair, const VNetHdr *hdr, const void *frame, size_t len);
 /* Reclaim finished transmit buffers; returns how many. */
 int vd_tx_reclaim(Vd *d, unsigned pair);
-/* Post every free receive buffer of pair (VD_BUF_LEN bytes each). */
+/* Post every free receive buffer of pair (rx_len bytes each). */
 int vd_rx_post(Vd *d, unsigned pair);
 /*
  * Receive one frame: header into *hdr, frame into buf.  Frame length,

@@ -478,6 +478,51 @@ def vfud_net_link(ctx):
     vm.wait()
 
 
+@case
+def vfud_net_mtu(ctx):
+    """Jumbo frames and a smaller MTU on devices vfud made: "jumbo" with
+    --mtu 9000 on a TAP vfud creates (which gets MTU 9000), "small" without
+    --mtu on an existing TAP of MTU 1450 (the device offers 1450).  The guest
+    starts each interface at its MTU and cannot go above it; 8972- and
+    1422-byte pings with DF set cross unfragmented both ways (the host's
+    `ping -M do`, and one size more refused); TCP transfers both ways arrive
+    with the right checksums."""
+    small_mac, jumbo_mac = "52:54:00:76:66:31", "52:54:00:76:66:32"
+    jumbo_host, jumbo_guest = "198.51.100.1", "198.51.100.2"
+    if not shutil.which("ping"):
+        raise Skip("ping(8) with -M is missing on the host (apt install iputils-ping)")
+    ns = vmlib.NetNs(ctx, tap="vfusmall0", mtu=1450, peer_addr="0.0.0.0")
+    m = Manager(ctx, netns=ns).start()
+    m.run("create", "virtio-net", "--vm", "vm0", "--name", "small", "--tap", ns.tap, "--mac", small_mac)
+    m.run("create", "virtio-net", "--vm", "vm0", "--name", "jumbo", "--tap", "vfujumbo0", "--mtu", "9000",
+          "--mac", jumbo_mac)
+    if ns.mtu("vfujumbo0") != 9000:
+        raise Fail(f"vfud created vfujumbo0 with MTU {ns.mtu('vfujumbo0')}, not the 9000 given")
+    if ns.mtu(ns.tap) != 1450:
+        raise Fail(f"vfud changed the MTU of the existing {ns.tap} to {ns.mtu(ns.tap)}")
+    ns.address("vfujumbo0", jumbo_host)
+    for name, mtu in (("small", 1450), ("jumbo", 9000)):
+        deadline = time.monotonic() + 10
+        while (got := m.json("show", name).get("statistics", {}).get("mtu")) != mtu:
+            if time.monotonic() > deadline:
+                raise Fail(f"vfuctl show {name} says the device offers MTU {got}, expected {mtu}")
+            time.sleep(0.2)
+    devices = [vmlib.vfio_user_device(m.json("show", n)["socket_path"], n) for n in ("small", "jumbo")]
+    vm = ctx.vm("guest", "net-mtu.sh", devices=devices, timeout=400,
+                params=dict(ns.params(), SMALL_MAC=small_mac, JUMBO_MAC=jumbo_mac,
+                            JUMBO_HOST_IP=jumbo_host, JUMBO_GUEST_IP=jumbo_guest))
+    vm.start()
+    vm.wait_for("^VFU-VM-MARK: ready-for-host-ping$", timeout=300)
+    for ip, size in ((jumbo_guest, 8972), (ns.GUEST_IP, 1422)):
+        out = ns.exec(["ping", "-c", "3", "-W", "5", "-M", "do", "-s", str(size), ip])
+        print(f"host: ping -M do -s {size} {ip}: {out.strip().splitlines()[-2:]}", flush=True)
+        p = subprocess.run(ns.prefix() + ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", str(size + 1), ip],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode == 0:
+            raise Fail(f"ping -M do -s {size + 1} {ip} went through a link of MTU {size + 28}")
+    vm.wait()
+
+
 # What a refused live migration must tell the user: why, and what to do.
 MIGRATE_REFUSAL = ("cannot migrate device state", "shut the VM down")
 

@@ -171,7 +171,9 @@ class NetNs:
     GUEST_IP = "192.0.2.2"
     PORT = 5001
 
-    def __init__(self, ctx, tap="vfutap0", queues=1):
+    def __init__(self, ctx, tap="vfutap0", queues=1, mtu=None, peer_addr=None):
+        """mtu: the TAP's (default the kernel's, 1500); peer_addr: where
+        netpeer listens (default HOST_IP; "0.0.0.0" serves every TAP)."""
         self.ctx = ctx
         self.name = f"vfu-vm-{os.getpid()}"
         self.tap = tap
@@ -179,11 +181,20 @@ class NetNs:
         ctx.netns.append(self)
         mq = ["multi_queue"] if queues > 1 else []
         self.exec(["ip", "tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"] + mq)
-        self.exec(["ip", "addr", "add", f"{self.HOST_IP}/24", "dev", tap])
-        self.exec(["ip", "link", "set", tap, "up"])
+        if mtu:
+            self.exec(["ip", "link", "set", tap, "mtu", str(mtu)])
+        self.address(tap, self.HOST_IP)
         self.exec(["ip", "link", "set", "lo", "up"])
         self.peer = ctx.spawn("netpeer", self.prefix() + [
-            sys.executable, os.path.join(HERE, "netpeer.py"), self.HOST_IP, str(self.PORT)])
+            sys.executable, os.path.join(HERE, "netpeer.py"), peer_addr or self.HOST_IP, str(self.PORT)])
+
+    def address(self, ifname, ip):
+        """Give an interface of the namespace ip/24 and bring it up."""
+        self.exec(["ip", "addr", "add", f"{ip}/24", "dev", ifname])
+        self.exec(["ip", "link", "set", ifname, "up"])
+
+    def mtu(self, ifname):
+        return json.loads(self.exec(["ip", "-j", "link", "show", "dev", ifname]))[0]["mtu"]
 
     @staticmethod
     def run(argv):

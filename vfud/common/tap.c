@@ -5,6 +5,7 @@
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
@@ -44,4 +45,49 @@ int tap_open(const char *ifname, bool multi_queue, GError **error) {
                 return -1;
         }
         return fd;
+}
+
+bool tap_exists(const char *ifname) {
+        return util_ifname_is_valid(ifname) && if_nametoindex(ifname) != 0;
+}
+
+/* SIOCGIFMTU / SIOCSIFMTU on ifr: 0 or -errno. */
+static int tap_mtu_ioctl(unsigned long req, struct ifreq *ifr) {
+        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
+
+        if (s < 0)
+                return -errno;
+        if (ioctl(s, req, ifr) < 0)
+                r = -errno;
+        close(s);
+        return r;
+}
+
+int tap_get_mtu(const char *ifname, GError **error) {
+        struct ifreq ifr = { 0 };
+        int r;
+
+        g_strlcpy(ifr.ifr_name, ifname, IFNAMSIZ);
+        r = tap_mtu_ioctl(SIOCGIFMTU, &ifr);
+        if (r < 0) {
+                g_set_error(error, G_IO_ERROR, g_io_error_from_errno(-r), "cannot read the MTU of %s: %s", ifname,
+                            g_strerror(-r));
+                return -1;
+        }
+        return ifr.ifr_mtu;
+}
+
+gboolean tap_set_mtu(const char *ifname, unsigned mtu, GError **error) {
+        struct ifreq ifr = { .ifr_mtu = (int) mtu };
+        int r;
+
+        g_strlcpy(ifr.ifr_name, ifname, IFNAMSIZ);
+        r = tap_mtu_ioctl(SIOCSIFMTU, &ifr);
+        if (r < 0) {
+                g_set_error(error, G_IO_ERROR, g_io_error_from_errno(-r), "cannot set the MTU of %s to %u: %s%s",
+                            ifname, mtu, g_strerror(-r),
+                            r == -EPERM ? " (needs CAP_NET_ADMIN)" : "");
+                return FALSE;
+        }
+        return TRUE;
 }

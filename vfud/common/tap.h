@@ -16,3 +16,13 @@
  * what to do.
  */
 int tap_open(const char *ifname, bool multi_queue, GError **error);
+
+/* Whether an interface called ifname exists in this network namespace. */
+bool tap_exists(const char *ifname);
+
+/*
+ * The MTU of interface ifname (SIOCGIFMTU), or set it (SIOCSIFMTU, needs
+ * CAP_NET_ADMIN).  The MTU, TRUE, or -1 / FALSE with error saying why.
+ */
+int tap_get_mtu(const char *ifname, GError **error);
+gboolean tap_set_mtu(const char *ifname, unsigned mtu, GError **error);

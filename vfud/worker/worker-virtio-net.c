@@ -5,14 +5,15 @@
  * "link-set" and "announce" control methods, statistics.
  *
  * Options:
- *   {"mac": "52:54:00:..", "queues": N, "mtu": 1500, "queue-size": 256,
+ *   {"mac": "52:54:00:..", "queues": N, "mtu": 9000, "queue-size": 256,
  *    "packed": false, "notify": "trap" | "poll", "link": true,
  *    "backend": {"type": "tap", "name": "vfu0"}
  *             | {"type": "passt", "socket": PATH} | {"type": "passt"}}
  * The manager's flat form {"backend": "tap", "tap": "vfu0"} / {"backend":
  * "passt"} is accepted too.  TAP queue fds passed as "tap0".."tapN-1" are
  * used; missing ones are opened by name.  {"type": "passt"} without a socket
- * runs passt on a socketpair.
+ * runs passt on a socketpair.  Without "mtu" the device offers the TAP's
+ * MTU (1500 with passt).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -120,7 +121,7 @@ static gboolean net_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void 
         g_autofree WorkerNet *wn = g_new0(WorkerNet, 1);
         VNetOptions opt = { .link_up = TRUE };
         const char *notify = json_object_get_string_member_with_default(o, "notify", "trap");
-        int64_t pairs = get_int(o, "queues", 1), mtu = get_int(o, "mtu", 1500), qs = get_int(o, "queue-size", 256);
+        int64_t pairs = get_int(o, "queues", 1), mtu = get_int(o, "mtu", 0), qs = get_int(o, "queue-size", 256);
         NetBackend *be;
         int r;
 
@@ -131,9 +132,9 @@ static gboolean net_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void 
                             "queues=%" G_GINT64_FORMAT " is out of range: give 1 to %u", pairs, VNET_MAX_PAIRS);
                 return FALSE;
         }
-        if (mtu < 68 || mtu > 65535) {
+        if (mtu != 0 && (mtu < VNET_MIN_MTU || mtu > 65535)) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
-                            "mtu=%" G_GINT64_FORMAT " is out of range: give 68 to 65535", mtu);
+                            "mtu=%" G_GINT64_FORMAT " is out of range: give %u to 65535", mtu, VNET_MIN_MTU);
                 return FALSE;
         }
         if (qs < 2 || qs > VQ_MAX_SIZE || (qs & (qs - 1))) {
@@ -245,6 +246,7 @@ static void net_stats(void *state, JsonBuilder *b) {
         MEMBER("tx_drops", st.tx_drops);
         MEMBER("tx_errors", st.tx_errors);
         MEMBER("active_pairs", vnet_active_pairs(wn->n));
+        MEMBER("mtu", vnet_mtu(wn->n));
 #undef MEMBER
         json_builder_set_member_name(b, "link");
         json_builder_add_boolean_value(b, vnet_link(wn->n));

@@ -117,7 +117,8 @@ VuServer *worker_server(Worker *w);
  *              (worker_open_tap)
  *   "mac":     "52:54:00:12:34:56"
  *   "queues":  number of queue pairs (≥ 1)
- *   "mtu":     optional
+ *   "mtu":     68..65535 offered to the guest (optional; default the TAP's
+ *              MTU, 1500 with passt)
  * control methods:
  *   "link-set" {"up": true | false}
  *
