@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -73,3 +74,22 @@ int net_tap_open(const char *name, unsigned nqueues, int *fds, NetBackend **out)
 int net_passt_new(int fd, NetBackend **out);
 int net_passt_connect(const char *path, NetBackend **out);
 int net_passt_spawn(const char *passt_path, NetBackend **out, pid_t *pid);
+
+/*
+ * null: stores and sends nothing, for measuring the device.  Sent frames
+ * are counted and dropped; every receive returns a copy of one broadcast
+ * IPv4/UDP frame of rx_frame_len bytes (VNET_NULL_MIN_FRAME..
+ * VNET_NULL_MAX_FRAME, without FCS), as fast as the guest takes them, or
+ * nothing when rx_frame_len is 0.  0 or -EINVAL/-errno.
+ */
+#define VNET_NULL_MIN_FRAME 60u
+#define VNET_NULL_MAX_FRAME 1514u
+int net_null_open(unsigned nqueues, size_t rx_frame_len, NetBackend **out);
+
+typedef struct NetNullStats {
+        uint64_t tx_frames, tx_bytes;   /* sent by the guest, dropped */
+        uint64_t rx_frames, rx_bytes;   /* handed to the device for the guest */
+} NetNullStats;
+
+/* Queue q's counters (any thread): true, or false when be is not a null backend. */
+bool net_null_get_stats(NetBackend *be, unsigned q, NetNullStats *st);

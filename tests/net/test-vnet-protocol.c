@@ -803,6 +803,76 @@ static void passt_traffic(void **state) {
         close(tcp_exchange(t, t->peer.ip, 8090, 5000, false, false));
 }
 
+/*
+ * The null backend: transmitted frames are counted and dropped; received
+ * ones are copies of one broadcast IPv4/UDP template of the configured
+ * length, as many as the guest's buffers take; its fd is readable exactly
+ * when it receives.
+ */
+static void null_backend(void **state) {
+        Net *t = *state;
+        NetBackend *be = NULL, *quiet = NULL;
+        NetNullStats st;
+        enum { N = 300 };
+
+        assert_int_equal(net_null_open(1, 59, &be), -EINVAL);
+        assert_int_equal(net_null_open(1, 1515, &be), -EINVAL);
+        assert_int_equal(net_null_open(0, 60, &be), -EINVAL);
+        assert_int_equal(net_null_open(1, 0, &quiet), 0);
+        struct pollfd pf = { .fd = quiet->ops->fd(quiet, 0), .events = POLLIN };
+        assert_int_equal(poll(&pf, 1, 0), 0);
+        assert_int_equal(quiet->ops->recv(quiet, 0, t->buf, sizeof(t->buf)), -EAGAIN);
+        assert_false(net_null_get_stats(NULL, 0, &st));
+        assert_false(net_null_get_stats(quiet, 1, &st));
+        net_backend_free(quiet);
+
+        assert_int_equal(net_null_open(1, 60, &be), 0);
+        pf.fd = be->ops->fd(be, 0);
+        assert_int_equal(poll(&pf, 1, 0), 1);
+        start_device(t, be, 1, false);
+        assert_int_equal(vd_probe(&t->d, BASE_FEATURES, 1, 0), 0);
+        vd_rx_post(&t->d, 0);
+
+        /* Receive: the template, every time, more than one ring's worth. */
+        static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+        for (unsigned i = 0; i < N; i++) {
+                VNetHdr h;
+                ssize_t n = vd_recv(&t->d, 0, &h, t->buf, sizeof(t->buf), 2000);
+                assert_int_equal(n, 60);
+                assert_memory_equal(t->buf, bcast, 6);
+                assert_int_equal(t->buf[12], 0x08);
+                assert_int_equal(t->buf[13], 0x00);
+                assert_int_equal(t->buf[14], 0x45);
+                assert_int_equal(frame_csum(t->buf + 14, 20, 0), 0);    /* a valid IPv4 header */
+                assert_int_equal(t->buf[23], 17);
+        }
+
+        /* Transmit: counted (bytes without the header) and dropped. */
+        uint8_t f[1514];
+        memset(f, 0x5a, sizeof(f));
+        VNetHdr h0 = { 0 };
+        for (unsigned i = 0; i < N; i++) {
+                while (vd_send(&t->d, 0, &h0, f, sizeof(f)) == -ENOSPC)
+                        if (vd_tx_reclaim(&t->d, 0) == 0)
+                                c_wait(t, t->d.q[1].vector, 10);
+        }
+        VNetStats vs;
+        for (unsigned tries = 0; tries < 500; tries++) {
+                vnet_get_stats(t->n, &vs);
+                if (vs.tx_packets >= N)
+                        break;
+                usleep(10000);
+        }
+        assert_true(net_null_get_stats(be, 0, &st));
+        assert_int_equal(st.tx_frames, N);
+        assert_int_equal(st.tx_bytes, (uint64_t) N * sizeof(f));
+        assert_true(st.rx_frames >= N);
+        assert_int_equal(st.rx_bytes, st.rx_frames * 60);
+        vnet_get_stats(t->n, &vs);
+        assert_int_equal(vs.tx_packets, N);
+        assert_true(vs.rx_packets >= N);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(tap_traffic, setup_common, teardown),
@@ -817,6 +887,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(tap_mtu_small, setup_common, teardown),
                 cmocka_unit_test_setup_teardown(tap_mtu_option, setup_common, teardown),
                 cmocka_unit_test_setup_teardown(passt_traffic, setup_common, teardown),
+                cmocka_unit_test_setup_teardown(null_backend, setup_common, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
