@@ -27,7 +27,8 @@ const OptionInfo option_table[] = {
         { "serial", 0, ARG_SERIAL, "SERIAL", false, "(nvme, virtio-blk) Serial number" },
         { "block-size", 0, ARG_BLOCK_SIZE, "BYTES", false, "(nvme, virtio-blk) Logical block size: 512 or 4096" },
         { "null", 0, ARG_NULL, "SIZE", false,
-          "(nvme, virtio-blk) The disk stores no data (reads return zeroes, writes are dropped): for benchmarks" },
+          "(nvme, virtio-blk) The disk stores no data (reads return zeroes, writes are dropped): for benchmarks; "
+          "(virtio-net) no network: sent frames are dropped, broadcast frames of SIZE bytes (0: none) are received" },
         { "read-only", 0, ARG_READ_ONLY, NULL, false, "(virtio-blk) The guest may only read the disk" },
         { "queues", 0, ARG_QUEUES, "N", false, "Queue pairs (virtio-blk: request queues)" },
         { "iothreads", 0, ARG_IOTHREADS, "N", false, "(nvme) I/O threads the queue pairs are spread over (default 1)" },
@@ -63,7 +64,7 @@ const Verb verb_table[] = {
           "Create a device and start it.  An NVMe controller's namespace 1, or a virtio-blk disk, is a new "
           "sparse image of --size, an existing file (--file), a block device (--block) or a null backend that "
           "stores nothing (--null).  A virtio-net adapter uses a TAP "
-          "interface (--tap) or user-mode networking (--passt).  Creating a device again with the same "
+          "interface (--tap), user-mode networking (--passt) or a null backend (--null FRAME-BYTES).  Creating a device again with the same "
           "definition changes nothing.",
           OPTS({ "vm", NULL }, { "name", NULL },
                { "size", "(nvme, virtio-blk) Size of namespace 1 or of the disk: K, M, G or T (binary), a "

@@ -32,7 +32,7 @@ static const CreateFlag create_flags[] = {
         { "--block", "nvme virtio-blk", given_block },
         { "--serial", "nvme virtio-blk", given_serial },
         { "--block-size", "nvme virtio-blk", given_block_size },
-        { "--null", "nvme virtio-blk", given_null },
+        { "--null", "nvme virtio-blk virtio-net", given_null },
         { "--read-only", "virtio-blk", given_read_only },
         { "--iothreads", "nvme", given_iothreads },
         { "--poll-us", "nvme", given_poll_us },

@@ -12,6 +12,7 @@
 #include "common/tap.h"
 #include "common/util.h"
 #include "device-type.h"
+#include "net/net-backend.h"
 
 #define NET_MAX_QUEUES 16u
 #define NET_MIN_MTU 68u
@@ -23,6 +24,8 @@ static const DeviceOptionSpec net_options[] = {
         { "mac", DEVICE_OPTION_STRING, "MAC address (default: derived from the name)" },
         { "queues", DEVICE_OPTION_UINT, "number of queue pairs" },
         { "mtu", DEVICE_OPTION_UINT, "MTU offered to the guest (default: the TAP's; set on a TAP vfud creates)" },
+        { "null", DEVICE_OPTION_UINT, "a null backend instead of a network, for benchmarks: what the guest sends is dropped, "
+                                      "it receives copies of a broadcast frame of this many bytes (0: nothing; 60 to 1514)" },
         { NULL },
 };
 
@@ -58,16 +61,27 @@ static gboolean net_normalize(Manager *m, const char *name, GHashTable *in, Json
                               GError **error) {
         JsonNode *tap = g_hash_table_lookup(in, "tap"), *passt = g_hash_table_lookup(in, "passt");
         JsonNode *mac = g_hash_table_lookup(in, "mac"), *queues = g_hash_table_lookup(in, "queues");
-        JsonNode *mtu = g_hash_table_lookup(in, "mtu");
+        JsonNode *mtu = g_hash_table_lookup(in, "mtu"), *null = g_hash_table_lookup(in, "null");
         bool use_passt = passt && json_node_get_boolean(passt);
         uint64_t nq = queues ? (uint64_t) json_node_get_int(queues) : 1;
 
-        if (tap && use_passt) {
+        if ((tap != NULL) + use_passt + (null != NULL) > 1) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                            "give either tap= or passt=true for the network backend, not both");
+                            "give one of tap=, passt=true or null= for the network backend");
                 return FALSE;
         }
-        if (use_passt) {
+        if (null) {
+                uint64_t frame = (uint64_t) json_node_get_int(null);
+
+                if (frame != 0 && (frame < VNET_NULL_MIN_FRAME || frame > VNET_NULL_MAX_FRAME)) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                    "null=%" G_GUINT64_FORMAT " is out of range: give 0 (receive nothing) or a frame "
+                                    "of %u to %u bytes", frame, VNET_NULL_MIN_FRAME, VNET_NULL_MAX_FRAME);
+                        return FALSE;
+                }
+                json_object_set_string_member(out, "backend", "null");
+                json_object_set_int_member(out, "null-frame", (int64_t) frame);
+        } else if (use_passt) {
                 g_autofree char *p = g_find_program_in_path("passt");
 
                 if (!p) {

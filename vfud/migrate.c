@@ -393,6 +393,9 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
 
                 if (strcmp(backend, "passt") == 0)
                         r = sd_bus_message_append(m, "{sv}", "passt", "b", 1);
+                else if (strcmp(backend, "null") == 0)
+                        r = sd_bus_message_append(m, "{sv}", "null", "u",
+                                                  (uint32_t) json_object_get_int_member_with_default(o, "null-frame", 0));
                 else
                         r = sd_bus_message_append(m, "{sv}", "tap", "s", json_object_get_string_member_with_default(o, "tap", ""));
                 if (r >= 0 && json_object_has_member(o, "mac"))

@@ -638,8 +638,8 @@ def test_null(env):
     for opts in ({'null': MiB, 'size': MiB}, {'null': MiB, 'file': '/dev/null'}, {'null': 1000},
                  {'null': 0}, {'null': MiB, 'null-pattern': 256}, {'null-pattern': 1, 'size': MiB}):
         env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad', '', **opts)
-    rc, out, err = env.vfuctl('create', 'virtio-net', '--null', '1G', '--tap', 'x')
-    check(rc == 2 and '--null' in err, f'--null on virtio-net: {rc} {err}')
+    rc, out, err = env.vfuctl('create', 'virtio-net', '--null', '64', '--tap', 'x')
+    check(rc == 2 and 'null=' in err, f'--null and --tap on virtio-net: {rc} {err}')
 
     # The definition survives a restart of vfud, and the worker opens it again.
     env.vfud.kill()
@@ -690,6 +690,28 @@ def test_net(env):
     env.mgr('DestroyDevice', '(s)', 'n1')
     env.mgr('DestroyDevice', '(s)', 'n2')
     check(env.leftovers() == [], f'leftovers: {env.leftovers()}')
+
+
+def test_net_null(env):
+    """A virtio-net device on the null backend (no TAP, no privileges): from vfuctl, persisted, refused sizes."""
+    need_type('virtio-net')
+    env.start_vfud()
+    rc, out, err = env.vfuctl('create', 'virtio-net', '--null', '64', '--name', 'nn1', '--queues', '2', '--json')
+    check(rc == 0, f'create virtio-net --null: {rc} {err}')
+    b = json.loads(out)['backend']
+    check(b['backend'] == 'null' and b['null_frame'] == 64 and b['queues'] == 2 and 'tap' not in b, f'backend {b}')
+    check(json.loads(out)['state'] == 'listening', 'a null network device starts')
+    env.create('virtio-net', 'nn2', '', null=0)
+    check(env.prop('nn2', 'Backend')['null-frame'] == 0 and env.prop('nn2', 'State') == 'listening', 'null=0')
+    for opts in ({'null': 59}, {'null': 1515}, {'null': 64, 'passt': True}, {'null': 64, 'tap': 'x'}):
+        env.expect(ERR + 'InvalidArgument', env.create, 'virtio-net', 'bad', '', **opts)
+    env.vfud.kill()
+    env.vfud.wait()
+    env.start_vfud()
+    check(env.prop('nn1', 'State') == 'listening' and env.prop('nn1', 'Backend')['backend'] == 'null', 'persisted')
+    env.dev('nn1', 'Destroy')
+    env.dev('nn2', 'Destroy')
+    check(env.leftovers() == [], f'leftovers {env.leftovers()}')
 
 
 def test_vblk(env):

@@ -9,8 +9,11 @@
  *    "packed": false, "notify": "trap" | "poll", "link": true,
  *    "backend": {"type": "tap", "name": "vfu0"}
  *             | {"type": "passt", "socket": PATH} | {"type": "passt"}}
+ *             | {"type": "null", "frame": BYTES}
  * The manager's flat form {"backend": "tap", "tap": "vfu0"} / {"backend":
- * "passt"} is accepted too.  TAP queue fds passed as "tap0".."tapN-1" are
+ * "passt"} / {"backend": "null", "null-frame": BYTES} is accepted too.  The
+ * null backend drops what the guest sends and hands it copies of a
+ * broadcast frame of BYTES (0: nothing) as fast as it takes them.  TAP queue fds passed as "tap0".."tapN-1" are
  * used; missing ones are opened by name.  {"type": "passt"} without a socket
  * runs passt on a socketpair.  Without "mtu" the device offers the TAP's
  * MTU (1500 with passt).
@@ -53,6 +56,7 @@ static int64_t get_int(JsonObject *o, const char *name, int64_t def) {
 static NetBackend *open_backend(Worker *w, JsonObject *o, unsigned pairs, WorkerNet *wn, GError **error) {
         JsonNode *bn = json_object_get_member(o, "backend");
         const char *type = "tap", *name = NULL, *socket = NULL;
+        int64_t frame = json_object_get_int_member_with_default(o, "null-frame", 0);
         NetBackend *be = NULL;
         int r;
 
@@ -61,6 +65,7 @@ static NetBackend *open_backend(Worker *w, JsonObject *o, unsigned pairs, Worker
                 type = json_object_get_string_member_with_default(b, "type", "tap");
                 name = json_object_get_string_member_with_default(b, "name", NULL);
                 socket = json_object_get_string_member_with_default(b, "socket", NULL);
+                frame = json_object_get_int_member_with_default(b, "frame", frame);
         } else if (bn && JSON_NODE_HOLDS_VALUE(bn)) {
                 type = json_node_get_string(bn);
                 name = json_object_get_string_member_with_default(o, "tap", NULL);
@@ -112,8 +117,24 @@ static NetBackend *open_backend(Worker *w, JsonObject *o, unsigned pairs, Worker
                 }
                 return be;
         }
+        if (strcmp(type, "null") == 0) {
+                if (frame != 0 && (frame < VNET_NULL_MIN_FRAME || frame > VNET_NULL_MAX_FRAME)) {
+                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                                    "null-frame=%" G_GINT64_FORMAT " is invalid: use 0 (receive nothing) or %u..%u bytes",
+                                    frame, VNET_NULL_MIN_FRAME, VNET_NULL_MAX_FRAME);
+                        return NULL;
+                }
+                r = net_null_open(pairs, (size_t) frame, &be);
+                if (r < 0) {
+                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_BACKEND, "cannot open the null backend: %s",
+                                    g_strerror(-r));
+                        return NULL;
+                }
+                wn->backend_desc = g_strdup("null");
+                return be;
+        }
         g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
-                    "unknown network backend '%s': use \"tap\" or \"passt\"", type);
+                    "unknown network backend '%s': use \"tap\", \"passt\" or \"null\"", type);
         return NULL;
 }
 

@@ -112,7 +112,8 @@ VuServer *worker_server(Worker *w);
  *   "namespace-resize" {"nsid": N, "size": S}
  *
  * virtio-net
- *   "backend": "tap" | "passt"
+ *   "backend": "tap" | "passt" | "null"
+ *   "null-frame": bytes of the frames a null backend receives (0: none; 60..1514)
  *   "tap":     interface name (backend "tap"); fds "tap0".."tap<queues-1>"
  *              (worker_open_tap)
  *   "mac":     "52:54:00:12:34:56"
