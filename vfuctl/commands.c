@@ -60,6 +60,11 @@ const Verb verb_table[] = {
           "Show a device: state, socket, worker, last error, libvirt and migration state, backend and "
           "statistics.",
           OPTS({ "json", NULL }) },
+        { "metrics", 0, -1, verb_metrics, "[NAME...] [--vm VM]", "Print device statistics as OpenMetrics",
+          "Print every device's statistics (or those of the devices named, or of a VM's) in the OpenMetrics "
+          "text format, with the labels device, vm and type: state, connection, restarts, vfio-user messages "
+          "and interrupts, and each device type's counters.  docs/metrics.md lists every metric.",
+          OPTS({ "vm", "Only the devices of this VM" }) },
         { "create", 1, 1, verb_create, "nvme|virtio-blk|virtio-net [OPTIONS]", "Create a device and start it",
           "Create a device and start it.  An NVMe controller's namespace 1, or a virtio-blk disk, is a new "
           "sparse image of --size, an existing file (--file), a block device (--block) or a null backend that "

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Read-only verbs: list, show.  No privileges needed. */
+/* Read-only verbs: list, show, metrics.  No privileges needed. */
 #include <stdio.h>
 #include <string.h>
 
+#include "common/metrics.h"
 #include "common/util.h"
 #include "vfuctl.h"
 
@@ -203,4 +204,111 @@ int verb_show(Ctx *c, int argc, char **argv) {
         }
         printf("%12s: %s\n", "Object", path);
         return EXIT_OK;
+}
+
+/* One device's properties as metrics input; strings and the table point into props. */
+typedef struct MetricsEntry {
+        JsonNode *props;
+        GHashTable *stats;
+} MetricsEntry;
+
+static void metrics_entry_clear(MetricsEntry *e) {
+        g_clear_pointer(&e->props, json_node_unref);
+        g_clear_pointer(&e->stats, g_hash_table_unref);
+}
+
+static MetricsDevice metrics_device(MetricsEntry *e) {
+        JsonObject *o = json_node_get_object(e->props);
+        JsonNode *st = json_object_get_member(o, "statistics");
+
+        e->stats = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+        if (st && JSON_NODE_HOLDS_OBJECT(st)) {
+                JsonObject *so = json_node_get_object(st);
+                g_autoptr(GList) keys = json_object_get_members(so);
+
+                for (GList *l = keys; l; l = l->next) {
+                        JsonNode *v = json_object_get_member(so, l->data);
+                        uint64_t *u;
+
+                        if (!JSON_NODE_HOLDS_VALUE(v) || json_node_get_value_type(v) != G_TYPE_INT64 ||
+                            json_node_get_int(v) < 0)
+                                continue;
+                        u = g_new(uint64_t, 1);
+                        *u = (uint64_t) json_node_get_int(v);
+                        g_hash_table_replace(e->stats, l->data, u);
+                }
+        }
+        return (MetricsDevice) {
+                .name = json_str(o, "name"),
+                .vm = json_str(o, "vm"),
+                .type = json_str(o, "type"),
+                .state = json_str(o, "state"),
+                .connected = json_object_get_boolean_member_with_default(o, "connected", FALSE),
+                .restarts = (uint64_t) json_object_get_int_member_with_default(o, "restarts", 0),
+                .stats = e->stats,
+        };
+}
+
+/* The object paths of the devices to show: those named, or the VM's, or all. */
+static int metrics_paths(Ctx *c, int argc, char **argv, GPtrArray *paths) {
+        sd_bus_message *reply = NULL;
+        const char *name, *type, *vm, *state, *path;
+        int code, r;
+
+        for (int i = 0; i < argc; i++) {
+                char *p = NULL;
+
+                code = device_path(c, argv[i], &p);
+                if (code)
+                        return code;
+                g_ptr_array_add(paths, p);
+        }
+        if (argc > 0)
+                return EXIT_OK;
+        code = manager_call(c, "listing devices", "ListDevices", &reply, "s", c->opt.vm ? c->opt.vm : "");
+        if (code)
+                return code;
+        r = sd_bus_message_enter_container(reply, 'a', "(sssso)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sssso)", &name, &type, &vm, &state, &path)) > 0)
+                g_ptr_array_add(paths, g_strdup(path));
+        sd_bus_message_unref(reply);
+        if (r < 0) {
+                fprintf(stderr, "vfuctl: unexpected reply from vfud: %s\n", g_strerror(-r));
+                return EXIT_FAILED;
+        }
+        return EXIT_OK;
+}
+
+static int metrics_name_cmp(const void *a, const void *b) {
+        return g_strcmp0(((const MetricsDevice *) a)->name, ((const MetricsDevice *) b)->name);
+}
+
+int verb_metrics(Ctx *c, int argc, char **argv) {
+        g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func(g_free);
+        g_autofree MetricsEntry *entries = NULL;
+        g_autofree MetricsDevice *devs = NULL;
+        g_autofree char *text = NULL;
+        size_t n = 0;
+        int code;
+
+        if (argc > 0 && c->opt.vm)
+                return usage_error("metrics: give device names or --vm, not both");
+        code = metrics_paths(c, argc, argv, paths);
+        if (code)
+                return code;
+        entries = g_new0(MetricsEntry, paths->len + 1);
+        devs = g_new0(MetricsDevice, paths->len + 1);
+        for (guint i = 0; i < paths->len; i++) {
+                /* A device may vanish between the list and this read: it is left out. */
+                if (device_properties(c, paths->pdata[i], &entries[n].props) != EXIT_OK)
+                        continue;
+                devs[n] = metrics_device(&entries[n]);
+                n++;
+        }
+        qsort(devs, n, sizeof(*devs), metrics_name_cmp);
+        text = metrics_render(devs, n, METRICS_OPENMETRICS);
+        fputs(text, stdout);
+        for (size_t i = 0; i < n; i++)
+                metrics_entry_clear(&entries[i]);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 }

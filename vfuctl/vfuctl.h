@@ -148,6 +148,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Table, table_free)
 /* Verbs. */
 int verb_list(Ctx *c, int argc, char **argv);
 int verb_show(Ctx *c, int argc, char **argv);
+int verb_metrics(Ctx *c, int argc, char **argv);
 int verb_create(Ctx *c, int argc, char **argv);
 int verb_start(Ctx *c, int argc, char **argv);
 int verb_stop(Ctx *c, int argc, char **argv);

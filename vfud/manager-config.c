@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * vfud.conf(5): a GKeyFile with [Manager], [Worker] and [Libvirt] sections.  Every key
+ * vfud.conf(5): a GKeyFile with [Manager], [Worker], [Libvirt] and [Metrics] sections.  Every key
  * is optional; the defaults here are what the man page documents.
  */
 #include <errno.h>
@@ -28,6 +28,7 @@ void manager_config_init(ManagerConfig *c) {
         c->stats_interval_usec = G_USEC_PER_SEC;
         c->libvirt_enabled = true;
         c->libvirt_uri = g_strdup("qemu:///system");
+        c->metrics_interval_usec = 15 * G_USEC_PER_SEC;
 }
 
 void manager_config_clear(ManagerConfig *c) {
@@ -38,6 +39,7 @@ void manager_config_clear(ManagerConfig *c) {
         g_free(c->worker_user);
         g_free(c->socket_group);
         g_free(c->libvirt_uri);
+        g_free(c->metrics_dir);
         memset(c, 0, sizeof(*c));
 }
 
@@ -74,6 +76,8 @@ static const ConfigKey config_keys[] = {
         KEY("Worker", "StatisticsIntervalSec", CONFIG_SECONDS, stats_interval_usec),
         KEY("Libvirt", "Enabled", CONFIG_BOOL, libvirt_enabled),
         KEY("Libvirt", "URI", CONFIG_STRING, libvirt_uri),
+        KEY("Metrics", "TextfileDirectory", CONFIG_PATH, metrics_dir),
+        KEY("Metrics", "Interval", CONFIG_SECONDS, metrics_interval_usec),
 };
 
 static const ConfigKey *config_key_find(const char *section, const char *key) {

@@ -136,6 +136,7 @@ Manager *manager_new(const ManagerConfig *config, GError **error) {
         m->config.worker_user = g_strdup(config->worker_user);
         m->config.socket_group = g_strdup(config->socket_group);
         m->config.libvirt_uri = g_strdup(config->libvirt_uri);
+        m->config.metrics_dir = g_strdup(config->metrics_dir);
         m->devices = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, device_unref_notify);
         m->migrations = g_ptr_array_new();
         m->devices_dir = g_build_filename(m->config.state_dir, "devices", NULL);
@@ -202,6 +203,7 @@ void manager_free(Manager *m) {
         }
         /* Pending libvirt completions still reply on the bus and find their devices. */
         manager_libvirt_free(m);
+        manager_metrics_stop(m);
         if (m->devices)
                 g_hash_table_unref(m->devices);
         sd_bus_flush_close_unref(m->bus);
@@ -371,6 +373,7 @@ int manager_run(Manager *m) {
         (void) sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m);
         if (m->pending_initial == 0)
                 notify_ready(m);
+        manager_metrics_start(m);
         r = sd_event_loop(m->event);
         (void) sd_notify(0, "STOPPING=1");
         return r;

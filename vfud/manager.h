@@ -74,6 +74,8 @@ typedef struct ManagerConfig {
         uint64_t stats_interval_usec;
         bool libvirt_enabled;           /* [Libvirt] Enabled= */
         char *libvirt_uri;              /* [Libvirt] URI= */
+        char *metrics_dir;              /* [Metrics] TextfileDirectory=; NULL or "": no metrics file */
+        uint64_t metrics_interval_usec; /* [Metrics] Interval= */
 } ManagerConfig;
 
 void manager_config_init(ManagerConfig *c);
@@ -96,6 +98,8 @@ struct Manager {
         int64_t next_ctl_id;
         ManagerLibvirt *libvirt;        /* manager-libvirt.c */
         GPtrArray *migrations;          /* running Migration (migrate.c), not owned */
+        sd_event_source *metrics_timer; /* manager-metrics.c */
+        char *metrics_error;            /* the last failure to write the metrics file, logged once */
 };
 
 Manager *manager_new(const ManagerConfig *config, GError **error);
@@ -115,6 +119,15 @@ void manager_add_device(Manager *m, Device *d);
 void manager_remove_device(Manager *m, Device *d);
 /* One device finished its initial start from the restore (for READY=1). */
 void manager_initial_done(Manager *m);
+
+/*
+ * Metrics (manager-metrics.c): with [Metrics] TextfileDirectory=, the
+ * devices' metrics in DIR/vfud.prom, rewritten every Interval= (a temporary
+ * file renamed over it) for prometheus-node-exporter's textfile collector.
+ */
+void manager_metrics_start(Manager *m);
+void manager_metrics_stop(Manager *m);
+gboolean manager_metrics_write(Manager *m, GError **error);
 
 /* D-Bus (manager-dbus.c). */
 int manager_bus_register(Manager *m);

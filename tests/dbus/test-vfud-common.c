@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Unit tests of the helpers vfud, vfud-worker and vfuctl share: size, MAC
- * and name parsing, atomic file writes, and the worker control protocol's
- * framing with fd passing.
+ * and name parsing, atomic file writes, the worker control protocol's
+ * framing with fd passing, and the metrics expositions.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +17,60 @@
 #include <cmocka.h>
 
 #include "common/ctl-proto.h"
+#include "common/metrics.h"
 #include "common/util.h"
+
+static GHashTable *stats_of(const char *const *keys, const uint64_t *values, size_t n) {
+        GHashTable *h = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+
+        for (size_t i = 0; i < n; i++)
+                g_hash_table_replace(h, (char *) keys[i], g_memdup2(&values[i], sizeof(uint64_t)));
+        return h;
+}
+
+/* Both formats: families, _total, the summary, the fallback, label escaping, # EOF. */
+static void test_metrics(void **state) {
+        static const char *const nkeys[] = { "vfio_user.messages", "write_bytes", "latency_total_ns", "io_commands",
+                                             "latency_avg_us", "new_counter" };
+        static const uint64_t nvals[] = { 7, 4096, 1500000000, 3, 500000, 9 };
+        g_autoptr(GHashTable) ns = stats_of(nkeys, nvals, G_N_ELEMENTS(nkeys));
+        MetricsDevice devs[] = {
+                { .name = "d1", .vm = "v\"1\\\n", .type = "nvme", .state = "connected", .connected = true,
+                  .restarts = 2, .stats = ns },
+                { .name = "d2", .vm = "", .type = "virtio-net", .state = "idle", .stats = NULL },
+        };
+        g_autofree char *om = metrics_render(devs, G_N_ELEMENTS(devs), METRICS_OPENMETRICS);
+        g_autofree char *prom = metrics_render(devs, G_N_ELEMENTS(devs), METRICS_PROMETHEUS);
+        g_autofree char *none = metrics_render(NULL, 0, METRICS_OPENMETRICS);
+        const char *l1 = "{device=\"d1\",vm=\"v\\\"1\\\\\\n\",type=\"nvme\"}";
+        g_autofree char *want = NULL;
+
+        assert_true(g_str_has_suffix(om, "\n# EOF\n"));
+        assert_non_null(strstr(om, "# TYPE vfu_nvme_write_bytes counter\n"));
+        want = g_strdup_printf("vfu_nvme_write_bytes_total%s 4096\n", l1);
+        assert_non_null(strstr(om, want));
+        assert_non_null(strstr(prom, "# TYPE vfu_nvme_write_bytes_total counter\n"));
+        assert_non_null(strstr(prom, want));
+        assert_null(strstr(prom, "# EOF"));
+        g_free(want);
+        want = g_strdup_printf("vfu_nvme_io_latency_seconds_sum%s 1.5\nvfu_nvme_io_latency_seconds_count%s 3\n", l1, l1);
+        assert_non_null(strstr(om, want));
+        assert_non_null(strstr(om, "# TYPE vfu_nvme_io_latency_seconds summary\n"));
+        g_free(want);
+        want = g_strdup_printf("vfu_vfio_user_messages_total%s 7\n", l1);
+        assert_non_null(strstr(om, want));
+        /* A statistic without a metric of its own; one covered by another is not repeated. */
+        assert_non_null(strstr(om, "vfu_device_statistic{device=\"d1\",vm=\"v\\\"1\\\\\\n\",type=\"nvme\","
+                                   "statistic=\"new_counter\"} 9\n"));
+        assert_null(strstr(om, "latency_avg"));
+        assert_null(strstr(om, "statistic=\"io_commands\""));
+        assert_non_null(strstr(om, "vfu_device_state{device=\"d2\",vm=\"\",type=\"virtio-net\",state=\"idle\"} 1\n"));
+        assert_non_null(strstr(om, "vfu_device_connected{device=\"d2\",vm=\"\",type=\"virtio-net\"} 0\n"));
+        assert_non_null(strstr(prom, "vfu_device_restarts_total{device=\"d2\",vm=\"\",type=\"virtio-net\"} 0\n"));
+        /* No family without a sample: no virtio-net counters, d2 has no statistics. */
+        assert_null(strstr(om, "vfu_virtio_net"));
+        assert_string_equal(none, "# EOF\n");
+}
 
 static void test_parse_size(void **state) {
         static const struct {
@@ -219,6 +272,7 @@ static void test_ctl_oversize(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_metrics),
                 cmocka_unit_test(test_parse_size),
                 cmocka_unit_test(test_format_size),
                 cmocka_unit_test(test_parse_mac),

@@ -864,6 +864,165 @@ def test_net_mtu(env):
     check(env.leftovers() == [], f'leftovers: {env.leftovers()}')
 
 
+# The metric each statistic of show --json becomes (docs/metrics.md): (type or None, key) → sample name.
+METRIC_NAMES = {
+    (None, 'vfio_user_messages'): 'vfu_vfio_user_messages_total',
+    (None, 'vfio_user_errors'): 'vfu_vfio_user_errors_total',
+    (None, 'vfio_user_irqs'): 'vfu_vfio_user_interrupts_total',
+    (None, 'vfio_user_connects'): 'vfu_vfio_user_connects_total',
+    ('nvme', 'commands'): 'vfu_nvme_commands_total',
+    ('nvme', 'read_commands'): 'vfu_nvme_read_commands_total',
+    ('nvme', 'write_commands'): 'vfu_nvme_write_commands_total',
+    ('nvme', 'read_bytes'): 'vfu_nvme_read_bytes_total',
+    ('nvme', 'write_bytes'): 'vfu_nvme_write_bytes_total',
+    ('nvme', 'errors'): 'vfu_nvme_errors_total',
+    ('nvme', 'doorbell_writes'): 'vfu_nvme_doorbell_writes_total',
+    ('nvme', 'interrupts'): 'vfu_nvme_interrupts_total',
+    ('nvme', 'io_thread_wakeups'): 'vfu_nvme_io_thread_wakeups_total',
+    ('nvme', 'io_commands'): 'vfu_nvme_io_latency_seconds_count',
+    ('nvme', 'latency_total_ns'): 'vfu_nvme_io_latency_seconds_sum',
+    ('nvme', 'latency_max_us'): 'vfu_nvme_io_latency_max_seconds',
+    ('nvme', 'latency_avg_us'): None,
+    ('virtio-net', 'rx_packets'): 'vfu_virtio_net_rx_packets_total',
+    ('virtio-net', 'rx_bytes'): 'vfu_virtio_net_rx_bytes_total',
+    ('virtio-net', 'rx_drops'): 'vfu_virtio_net_rx_dropped_total',
+    ('virtio-net', 'rx_errors'): 'vfu_virtio_net_rx_errors_total',
+    ('virtio-net', 'tx_packets'): 'vfu_virtio_net_tx_packets_total',
+    ('virtio-net', 'tx_bytes'): 'vfu_virtio_net_tx_bytes_total',
+    ('virtio-net', 'tx_drops'): 'vfu_virtio_net_tx_dropped_total',
+    ('virtio-net', 'tx_errors'): 'vfu_virtio_net_tx_errors_total',
+    ('virtio-net', 'active_pairs'): 'vfu_virtio_net_active_queue_pairs',
+    ('virtio-net', 'mtu'): 'vfu_virtio_net_mtu_bytes',
+    ('virtio-net', 'link_up'): 'vfu_virtio_net_link_up',
+}
+METRIC_SCALE = {'vfu_nvme_io_latency_seconds_sum': 1e-9, 'vfu_nvme_io_latency_max_seconds': 1e-6}
+
+
+def metric_samples(families):
+    """{(sample name, device): (labels, value)} of parsed metric families; every sample has device, vm, type."""
+    out = {}
+    for fam in families:
+        for smp in fam.samples:
+            check({'device', 'vm', 'type'} <= set(smp.labels), f'labels of {smp.name}: {smp.labels}')
+            key = (smp.name, smp.labels['device'])
+            if smp.name == 'vfu_device_statistic':
+                key += (smp.labels['statistic'],)
+            check(key not in out, f'{key} twice')
+            out[key] = (smp.labels, smp.value)
+    return out
+
+
+def metrics_match(env, samples, names, source):
+    """Every device's show --json as samples: labels, state, connection, restarts, each statistic."""
+    for name in names:
+        rc, out, err = env.vfuctl('show', name, '--json')
+        check(rc == 0, f'show {name}: {rc} {err}')
+        dev = json.loads(out)
+        labels = {'device': name, 'vm': dev['vm'], 'type': dev['type']}
+        state = samples.get(('vfu_device_state', name))
+        check(state and state[0] == dict(labels, state=dev['state']) and state[1] == 1, f'{source}: state {state}')
+        check(samples.get(('vfu_device_connected', name), (0, -1))[1] == int(dev['connected']), f'{source}: connected')
+        check(samples.get(('vfu_device_restarts_total', name), (0, -1))[1] == dev['restarts'], f'{source}: restarts')
+        for key, value in dev['statistics'].items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                continue
+            sample = METRIC_NAMES.get((None, key), METRIC_NAMES.get((dev['type'], key), ''))
+            if sample is None:
+                continue
+            got = samples.get((sample, name) if sample else ('vfu_device_statistic', name, key))
+            if not got or got[0] != dict(labels, **({} if sample else {'statistic': key})):
+                return f'{source}: no sample {sample or key} for {name} {key} = {value}: {got}'
+            want = value * METRIC_SCALE.get(sample, 1)
+            if abs(got[1] - want) > 1e-9 * max(1, abs(want)):
+                return f'{source}: {sample} of {name} is {got[1]}, show --json says {key} = {value}'
+    return None
+
+
+def test_metrics(env):
+    """vfuctl metrics in the OpenMetrics format and vfud's textfile for node-exporter: both parsed by
+    prometheus_client, every statistic of show --json under its documented name with device, vm, type."""
+    try:
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+        from prometheus_client.parser import text_string_to_metric_families as prom_parse
+    except ImportError:
+        raise Skip('python3-prometheus-client is not installed (./scripts/deps)')
+    t = any_type()
+    textdir = os.path.join(env.dir, 'node-exporter')
+    os.mkdir(textdir)
+    with open(env.config, 'a') as f:
+        f.write(f'\n[Metrics]\nTextfileDirectory={textdir}\nInterval=0.2\n')
+    env.start_vfud()
+    names = []
+    if t == 'nvme':
+        env.create('nvme', 'mt1', 'vmm', null=MiB)
+        names.append('mt1')
+        io = os.environ.get('NVME_IO')
+        if io:
+            c = env.spawn([io, '--null', env.prop('mt1', 'SocketPath')], stderr=subprocess.DEVNULL)
+            check(c.stdout.readline().startswith('ready'), 'nvme-io ready')
+            hold_progress(env, c, 2)
+            env.wait_for(lambda: env.prop('mt1', 'Statistics').get('write_commands', 0) > 0, 10, 'writes counted')
+            c.stdin.close()     # the I/O only has to be counted: a null namespace reads back no data
+            c.stdout.read()
+            c.wait(timeout=30)
+            env.wait_for(lambda: not env.prop('mt1', 'Connected'), 10, 'the client gone')
+    if 'virtio-net' in worker_types() and tap_usable():
+        env.create('virtio-net', 'mt2', '', tap=f'vfx{os.getpid() % 100000}')
+        names.append('mt2')
+    env.wait_for(lambda: all('vfio_user.messages' in env.prop(n, 'Statistics') for n in names), 10, 'statistics')
+
+    def om_matches():
+        rc, out, err = env.vfuctl('metrics')
+        check(rc == 0 and out.endswith('# EOF\n'), f'vfuctl metrics: {rc} {err} {out[-200:]!r}')
+        why = metrics_match(env, metric_samples(om_parse(out)), names, 'vfuctl metrics')
+        if why:
+            print(why)
+        return why is None
+    env.wait_for(om_matches, 10, 'vfuctl metrics to agree with show --json')
+    rc, out, err = env.vfuctl('metrics')
+    fams = list(om_parse(out))
+    if t == 'nvme' and os.environ.get('NVME_IO'):
+        lat = [f for f in fams if f.name == 'vfu_nvme_io_latency_seconds']
+        check(lat and lat[0].type == 'summary' and
+              any(s.name.endswith('_count') and s.value > 0 for s in lat[0].samples), f'latency summary {lat}')
+        check(any(f.name == 'vfu_nvme_write_commands' and f.type == 'counter' for f in fams), 'counters typed')
+
+    # Every family is documented.
+    with open(os.path.join(os.path.dirname(env_path('README')), 'docs', 'metrics.md')) as f:
+        doc = f.read()
+    for fam in fams:
+        check(f'`{fam.name}' in doc, f'{fam.name} is not in docs/metrics.md')
+
+    # A device or a VM only; an unknown device.
+    rc, out, err = env.vfuctl('metrics', names[0])
+    check(rc == 0 and {s.labels['device'] for f in om_parse(out) for s in f.samples} == {names[0]}, f'metrics NAME {out}')
+    rc, out, err = env.vfuctl('metrics', '--vm', 'nosuchvm')
+    check(rc == 0 and out == '# EOF\n', f'metrics --vm with no devices: {out!r}')
+    rc, out, err = env.vfuctl('metrics', 'nosuch')
+    check(rc == 3, f'metrics of a missing device: {rc} {err}')
+
+    # The textfile: Prometheus text format, replaced whole (no temporary file left), the same values.
+    prom = os.path.join(textdir, 'vfud.prom')
+
+    def prom_matches():
+        if not os.path.exists(prom):
+            return False
+        with open(prom) as f:
+            text = f.read()
+        why = metrics_match(env, metric_samples(prom_parse(text)), names, 'vfud.prom')
+        if why:
+            print(why)
+        return why is None
+    env.wait_for(prom_matches, 10, 'vfud.prom to agree with show --json')
+    check(os.listdir(textdir) == ['vfud.prom'], f'only vfud.prom in the textfile directory: {os.listdir(textdir)}')
+    check(oct(os.stat(prom).st_mode & 0o777) == '0o644', 'vfud.prom readable by node-exporter')
+    with open(prom) as f:
+        check('# EOF' not in f.read(), 'no OpenMetrics EOF in the Prometheus text file')
+    # Devices come and go in the file.
+    env.dev(names[0], 'Destroy')
+    env.wait_for(lambda: f'device="{names[0]}"' not in open(prom).read(), 10, 'a destroyed device to leave vfud.prom')
+
+
 def test_bad_input(env):
     """Bad input: a clear error, an exit code, and nothing half-created."""
     env.start_vfud()

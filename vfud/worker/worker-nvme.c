@@ -366,6 +366,10 @@ static void nvme_stats(void *state, JsonBuilder *b) {
         MEMBER("latency_max_us", st.latency_ns_max / 1000);
         MEMBER("doorbell_writes", st.doorbell_writes);
         MEMBER("interrupts", st.irqs);
+        /* Sum and count of the latencies: averages over any interval, for metrics. */
+        MEMBER("io_commands", st.io_cmds);
+        MEMBER("latency_total_ns", st.latency_ns_total);
+        MEMBER("io_thread_wakeups", st.wakeups);
         json_builder_set_member_name(b, "controller_state");
         json_builder_add_string_value(b, nvme_ctrl_state_string(wn->c));
         json_builder_set_member_name(b, "namespaces");

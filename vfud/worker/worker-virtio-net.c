@@ -268,6 +268,7 @@ static void net_stats(void *state, JsonBuilder *b) {
         MEMBER("tx_errors", st.tx_errors);
         MEMBER("active_pairs", vnet_active_pairs(wn->n));
         MEMBER("mtu", vnet_mtu(wn->n));
+        MEMBER("link_up", vnet_link(wn->n));
 #undef MEMBER
         json_builder_set_member_name(b, "link");
         json_builder_add_boolean_value(b, vnet_link(wn->n));
