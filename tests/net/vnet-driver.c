@@ -488,6 +488,10 @@ static void irq_enable(Vd *d, VdQueue *q) {
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+void vd_irq_enable(Vd *d, unsigned slot) {
+        irq_enable(d, &d->q[slot]);
+}
+
 static void irq_disable(Vd *d, VdQueue *q) {
         uint16_t *avail = q->drv;
 

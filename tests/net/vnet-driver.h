@@ -128,3 +128,5 @@ int vd_add_chain(Vd *d, unsigned q, const uint64_t *gpa, const uint32_t *len, co
 int vd_get_used(Vd *d, unsigned q, uint16_t *id, uint32_t *len);
 void vd_kick(Vd *d, unsigned q);
 int vd_wait_used(Vd *d, unsigned q, uint16_t *id, uint32_t *len, int timeout_ms);
+/* Ask for an interrupt at the next used element (virtqueue_enable_cb); re-check the ring after it. */
+void vd_irq_enable(Vd *d, unsigned q);

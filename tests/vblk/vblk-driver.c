@@ -106,10 +106,35 @@ void vb_kick(VbDrv *v, unsigned q) {
         vd_kick(v->d, q);
 }
 
+static int64_t now_ms(void) {
+        return g_get_monotonic_time() / 1000;
+}
+
+/* virtblk_done: drain the used ring; before sleeping, ask for the interrupt and look once more. */
+static int wait_used(VbDrv *v, unsigned q, uint16_t *id, uint32_t *len, int timeout_ms) {
+        int64_t end = now_ms() + timeout_ms;
+
+        for (;;) {
+                int r = vd_get_used(v->d, q, id, len);
+                if (r != 0)
+                        return r;
+                vd_irq_enable(v->d, q);
+                r = vd_get_used(v->d, q, id, len);
+                if (r != 0)
+                        return r;
+                int64_t left = end - now_ms();
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                if (v->d->ops->wait_irq(v->d->opaque, v->d->q[q].vector, (int) MIN(left, 100)) == 0 &&
+                    (vd_status(v->d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
+                        return -EIO;
+        }
+}
+
 int vb_complete(VbDrv *v, unsigned q, uint8_t *status, uint32_t *used_len, void **user, int timeout_ms) {
         uint16_t id;
         uint32_t len;
-        int r = vd_wait_used(v->d, q, &id, &len, timeout_ms);
+        int r = wait_used(v, q, &id, &len, timeout_ms);
 
         if (r < 0)
                 return r;
