@@ -145,8 +145,10 @@ void virtio_pci_set_needs_reset(VirtioPci *vp) {
 void virtio_pci_remap_queues(VirtioPci *vp) {
         for (unsigned i = 0; i < vp->cfg.num_queues; i++) {
                 VirtQueue *q = &vp->queues[i];
+                /* Not a guest error: the VMM may map the rings again with its next message. */
                 if (q->started && !q->broken && vq_remap(q) < 0)
-                        virtio_pci_set_needs_reset(vp);
+                        g_debug("virtio %s: queue %u is outside guest memory after a DMA change; idle until it "
+                                "is mapped again", vp->cfg.name ? vp->cfg.name : "", i);
         }
 }
 

@@ -149,7 +149,11 @@ void virtio_pci_notify_queue(VirtioPci *vp, VirtQueue *vq);
 void virtio_pci_config_changed(VirtioPci *vp, bool interrupt);
 /* A guest error: set DEVICE_NEEDS_RESET and, after DRIVER_OK, notify (2.1.2). Any thread. */
 void virtio_pci_set_needs_reset(VirtioPci *vp);
-/* Re-map started queues after a DMA change; the device calls it while quiesced. */
+/*
+ * Re-map started queues after a DMA change; the transport calls it while
+ * quiesced.  A queue whose rings are no longer mapped stays idle until a
+ * later call finds them again (vq_remap()).
+ */
 void virtio_pci_remap_queues(VirtioPci *vp);
 /* The memfd behind the mmappable notify page, or -1. */
 int virtio_pci_notify_fd(const VirtioPci *vp);

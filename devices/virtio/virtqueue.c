@@ -65,6 +65,7 @@ int vq_start(VirtQueue *vq, const VuMem *mem, uint64_t features, VqNotifyFn noti
         vq->notify = notify;
         vq->notify_opaque = opaque;
         vq->broken = false;
+        vq->unmapped = false;
 
         r = vq->ops->map(vq);
         if (r < 0) {
@@ -82,14 +83,14 @@ int vq_remap(VirtQueue *vq) {
         if (!vq->started)
                 return 0;
         r = vq->ops->map(vq);
-        if (r < 0)
-                vq->broken = true;
+        vq->unmapped = r < 0;
         return r;
 }
 
 void vq_stop(VirtQueue *vq) {
         vq->started = false;
         vq->broken = false;
+        vq->unmapped = false;
         vq->desc = vq->driver = vq->device = NULL;
         g_clear_pointer(&vq->pending, g_free);
         vq->n_pending = 0;

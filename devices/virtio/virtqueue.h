@@ -51,6 +51,7 @@ struct VirtQueue {
         VqWalkCtx walk;
         bool started;
         bool broken;
+        bool unmapped;                  /* rings outside guest memory since a DMA change: idle until mapped */
         bool event_idx;
         bool notify_enabled;
         void *desc;                     /* VqDescSplit[size] or VqDescPacked[size] */
@@ -98,7 +99,13 @@ void vq_reset(VirtQueue *vq);
  * (rings outside guest memory), -ENOMEM.
  */
 int vq_start(VirtQueue *vq, const VuMem *mem, uint64_t features, VqNotifyFn notify, void *opaque);
-/* Re-map the rings after the DMA maps changed (after a quiesce).  0 or -errno (queue broken). */
+/*
+ * Re-map the rings after the DMA maps changed (while quiesced).  0, or -errno:
+ * the rings are not in guest memory now, and the queue is idle ("unmapped",
+ * not broken) until a later remap finds them: a VMM replacing its maps sends
+ * the unmap and the new map as two messages, and firmware drives devices
+ * while its memory map changes.
+ */
 int vq_remap(VirtQueue *vq);
 /* Drop runtime state (keeps the configuration). */
 void vq_stop(VirtQueue *vq);
@@ -126,7 +133,7 @@ void vq_notify_disable(VirtQueue *vq);
 bool vq_has_avail(VirtQueue *vq);
 
 static inline bool vq_ready(const VirtQueue *vq) {
-        return vq->started && !vq->broken;
+        return vq->started && !vq->broken && !vq->unmapped;
 }
 
 /* Translate one ring area: must be contiguous.  Host pointer or NULL with *err. */
