@@ -135,8 +135,10 @@ stamp_write() {
                 fail "writing stamp data to $1"
         sum=$(sha256sum /tmp/stamp | cut -d' ' -f1)
         { echo "VFUSTAMP $2 $sum"; dd if=/dev/zero bs=4000 count=1 2>/dev/null; } |
-                dd of="$1" bs=4096 count=1 conv=sync oflag=direct 2>/dev/null ||
+                dd of="$1" bs=4096 count=1 conv=sync,fsync oflag=direct 2>/dev/null ||
                 fail "writing stamp header to $1"
-        nvme flush "$1" >/dev/null || fail "flush $1"
+        case $1 in
+        /dev/nvme*) nvme flush "$1" >/dev/null || fail "flush $1" ;;
+        esac
         rm -f /tmp/stamp
 }
