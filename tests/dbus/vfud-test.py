@@ -740,6 +740,14 @@ def test_vblk(env):
     check(rc == 0, f'resize: {rc} {err}')
     check(os.path.getsize(img) == 16 * MiB, 'image grown')
     env.wait_for(lambda: env.prop('bv-blk0', 'Statistics').get('size') == 16 * MiB, 10, 'the worker has the new size')
+    # Its statistics as metrics: the virtio-blk families, each documented.
+    rc, out, err = env.vfuctl('metrics', 'bv-blk0')
+    fams = {line.split()[2] for line in out.splitlines() if line.startswith('# TYPE ')}
+    with open(os.path.join(os.path.dirname(env_path('README')), 'docs', 'metrics.md')) as f:
+        doc = f.read()
+    check(rc == 0 and 'vfu_virtio_blk_read_requests' in fams and 'vfu_virtio_blk_size_bytes' in fams,
+          f'vfuctl metrics: {rc} {err} {sorted(fams)}')
+    check(all(f'`{fam}' in doc for fam in fams), f'undocumented: {[f for f in fams if f"`{f}" not in doc]}')
     check(env.prop('bv-blk0', 'Backend')['namespaces'][0]['size'] == 16 * MiB, 'definition updated')
     env.expect(ERR + 'InvalidArgument', env.dev, 'bv-blk0', 'ResizeNamespace', '(ut)', 1, 4 * MiB)
     env.expect(ERR + 'InvalidArgument', env.dev, 'bv-blk0', 'ResizeNamespace', '(ut)', 2, 32 * MiB)
