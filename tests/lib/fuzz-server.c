@@ -67,27 +67,46 @@ static const VuTransportOps mem_ops = {
         .close = mem_close,
 };
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        static int ram = -1;
-        MemTransport m = { data, size, 0, -1 };
-        TestDevice *td;
+/*
+ * Set up once: guest RAM and two devices (with and without migration
+ * support), reused by every input as a worker's server is by one client
+ * after another.  Each input is a connection: attach, dispatch until the
+ * stream ends, and the disconnect resets the server for the next one.
+ */
+static int ram = -1;
+static TestDevice *devs[2];
 
-        if (ram < 0) {
-                ram = memfd_create("fuzz-guest-ram", MFD_CLOEXEC);
-                if (ram < 0 || ftruncate(ram, 1 << 20) < 0)
-                        abort();
-        }
-        m.ram = ram;
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+        ram = memfd_create("fuzz-guest-ram", MFD_CLOEXEC);
+        if (ram < 0 || ftruncate(ram, 1 << 20) < 0)
+                abort();
+        for (unsigned i = 0; i < 2; i++)
+                devs[i] = td_new(i);
+        return 0;
+}
+
+/* What one connection may change in the test device, back to power-on. */
+static void td_clear(TestDevice *td) {
+        memset(td->regs, 0, sizeof(td->regs));
+        td->fail_transition = 0;
+        td->arcs[0] = '\0';
+        td->mig_read_pos = td->mig_in_len = 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        MemTransport m = { data, size, 0, ram };
         /* Alternate between devices with and without migration support. */
-        td = td_new(size & 1);
+        TestDevice *td = devs[size & 1];
+
+        td_clear(td);
         if (vu_server_attach_transport(td->server, &mem_ops, &m) < 0)
                 abort();
         while (vu_server_connected(td->server))
                 vu_server_dispatch(td->server);
         if (td->quiesced != 0)
                 abort();
-        td_free(td);
         return 0;
 }
