@@ -74,6 +74,20 @@ static void test_crc32c(void **state) {
         assert_int_equal(devstate_crc32c(0, "123456789", 9), 0xe3069283u);
         assert_int_equal(devstate_crc32c(devstate_crc32c(0, "1234", 4), "56789", 5), 0xe3069283u);
         assert_int_equal(devstate_crc32c(0, NULL, 0), 0);
+        /* Every length and alignment against a bit-wise reference (the CPU's instruction or the table). */
+        uint8_t buf[300];
+        for (unsigned i = 0; i < sizeof(buf); i++)
+                buf[i] = (uint8_t) (i * 37 + 11);
+        for (unsigned off = 0; off < 8; off++)
+                for (unsigned len = 0; len + off <= sizeof(buf); len += 7) {
+                        uint32_t ref = 0xffffffffu;
+                        for (unsigned i = 0; i < len; i++) {
+                                ref ^= buf[off + i];
+                                for (int k = 0; k < 8; k++)
+                                        ref = ref & 1 ? (ref >> 1) ^ 0x82f63b78u : ref >> 1;
+                        }
+                        assert_int_equal(devstate_crc32c(0, buf + off, len), ~ref);
+                }
 }
 
 static void test_round_trip(void **state) {
