@@ -43,6 +43,9 @@ uint64_t nvme_now_ns(void) {
 void nvme_thread_kick(NvmeIoThread *t) {
         uint64_t one = 1;
         ssize_t n;
+
+        if (t->c->cfg.manual)
+                return;         /* nobody sleeps: the caller polls */
         do
                 n = write(t->kick_fd, &one, sizeof(one));
         while (n < 0 && errno == EINTR);
@@ -178,6 +181,23 @@ static void nvme_poll_adapt(NvmeIoThread *t, uint64_t block_ns) {
         }
 }
 
+/* A manual controller: one pass of nvme_io_main's loop, without its polling and sleeping. */
+unsigned nvme_ctrl_poll(NvmeCtrl *c) {
+        NvmeIoThread *t = &c->io[0];
+        unsigned n;
+
+        if (!c->cfg.manual || c->pause_count > 0)
+                return 0;
+        if (atomic_exchange(&c->shutdown_req, false))
+                nvme_do_shutdown(t);
+        t->pass_ns = nvme_now_ns();
+        n = nvme_reap_backends(t);
+        n += nvme_queues_process(t, c->state == NVME_STATE_READY);
+        nvme_commit_backends(t);
+        nvme_irqs_flush(t, t->pass_ns);
+        return n;
+}
+
 static void *nvme_io_main(void *arg) {
         NvmeIoThread *t = arg;
         NvmeCtrl *c = t->c;
@@ -284,6 +304,14 @@ void nvme_mail_admin(NvmeCtrl *c, NvmeReq *req) {
 }
 
 void nvme_ctrl_quiesce(NvmeCtrl *c) {
+        if (c->cfg.manual) {
+                /* What parking does, on the caller's thread. */
+                if (c->pause_count++ == 0) {
+                        nvme_drain(&c->io[0]);
+                        c->io[0].parked = true;
+                }
+                return;
+        }
         pthread_mutex_lock(&c->lock);
         c->pause_count++;
         for (unsigned i = 0; i < c->n_io; i++)
@@ -295,6 +323,14 @@ void nvme_ctrl_quiesce(NvmeCtrl *c) {
 }
 
 void nvme_ctrl_resume(NvmeCtrl *c) {
+        if (c->cfg.manual) {
+                if (c->pause_count > 0 && --c->pause_count == 0) {
+                        c->io[0].parked = false;
+                        /* Guest mappings may have changed while it was parked. */
+                        nvme_queues_forget_mappings(c, &c->io[0]);
+                }
+                return;
+        }
         pthread_mutex_lock(&c->lock);
         if (c->pause_count > 0 && --c->pause_count == 0) {
                 for (unsigned i = 0; i < c->n_io; i++)
@@ -406,7 +442,7 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
                 c->serial[20] = '\0';
         c->cfg.name = c->name;
         c->cfg.serial = c->serial;
-        c->n_io = MIN(MAX(cfg->iothreads, 1u), cfg->max_ioqs);
+        c->n_io = cfg->manual ? 1 : MIN(MAX(cfg->iothreads, 1u), cfg->max_ioqs);
         c->cfg.iothreads = c->n_io;
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->cond, NULL);
@@ -442,7 +478,7 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
         nvme_features_reset(c);
         nvme_identify_ctrl_init(c);
 
-        for (unsigned i = 0; i < c->n_io; i++) {
+        for (unsigned i = 0; i < c->n_io && !cfg->manual; i++) {
                 int r = pthread_create(&c->io[i].thread, NULL, nvme_io_main, &c->io[i]);
                 if (r != 0) {
                         nvme_ctrl_free(c);
@@ -457,6 +493,8 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
 void nvme_ctrl_free(NvmeCtrl *c) {
         if (!c)
                 return;
+        if (c->io && c->cfg.manual && c->pause_count == 0)
+                nvme_drain(&c->io[0]);
         if (c->io) {
                 pthread_mutex_lock(&c->lock);
                 c->stop = true;

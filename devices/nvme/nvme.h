@@ -48,6 +48,8 @@ typedef struct NvmeCtrlConfig {
                                          * max_ioqs: max_ioqs); CQ q runs on thread (q - 1) % n,
                                          * an SQ on its CQ's thread, the admin queue on thread 0 */
         uint16_t cntlid;                /* controller ID */
+        bool manual;                    /* no I/O thread: the caller runs the queues with
+                                         * nvme_ctrl_poll(), on its own thread (tests, fuzzers) */
 } NvmeCtrlConfig;
 
 typedef struct NvmeStats {
@@ -68,6 +70,13 @@ typedef struct NvmeStats {
  * Returns 0 and *out, or -EINVAL for a bad configuration, or -errno.
  */
 int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out);
+/*
+ * A manual controller (cfg.manual): one pass of what its I/O thread does —
+ * a requested shutdown, backend completions, doorbells and commands,
+ * interrupts.  Returns the work done (0: nothing to do now).  Call it
+ * until it returns 0 to let posted doorbells take effect.
+ */
+unsigned nvme_ctrl_poll(NvmeCtrl *c);
 /* Stop the I/O thread (draining I/O), free namespaces and backends. NULL-safe. */
 void nvme_ctrl_free(NvmeCtrl *c);
 

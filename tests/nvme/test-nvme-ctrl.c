@@ -1083,6 +1083,66 @@ static void test_cq_full_backpressure(void **state) {
 
 static const unsigned poll_200us = 200;
 
+/* A manual controller (no I/O thread) runs only when polled: on the null backend, from this thread. */
+static NvmeCtrl *manual_ctrl;
+static int mop_read(void *o, uint64_t off, void *b, size_t l) { return nvme_ctrl_bar0_read(manual_ctrl, off, b, l); }
+static int mop_write(void *o, uint64_t off, const void *b, size_t l) { return nvme_ctrl_bar0_write(manual_ctrl, off, b, l); }
+static int mop_wait(void *o, unsigned v, int t) {
+        while (nvme_ctrl_poll(manual_ctrl) > 0)
+                ;
+        return fake_irq_wait(o, v, 0);
+}
+
+static void test_manual_controller(void **state) {
+        static const NvmeDrvOps ops = { mop_read, mop_write, mop_wait };
+        FakeMem fm;
+        FakeIrq irq;
+        NvmeDrv d;
+        NvmeCtrlConfig cfg = { .name = "manual0", .max_ioqs = 2, .msix_nvec = 3, .cntlid = 1, .manual = true };
+        BlkOpenOptions o = { .path = "null", .fd = -1, .null = true, .size = 1 << 20, .null_pattern = 0x5a };
+        BlkBackend *b = NULL;
+
+        fake_mem_init(&fm, GPA, 4 << 20);
+        fake_irq_init(&irq, 3);
+        assert_int_equal(nvme_ctrl_new(&cfg, &manual_ctrl), 0);
+        nvme_ctrl_attach(manual_ctrl, &fm.mem, fake_irq_fire, &irq);
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        assert_int_equal(nvme_ctrl_ns_add(manual_ctrl, 1, b, 512, false), 0);
+        nvme_drv_init(&d, &ops, &irq, fm.host, GPA, 4 << 20);
+        d.timeout_ms = 10000;
+        uint64_t buf = nvme_drv_alloc(&d, 8192, 4096);
+        assert_int_equal(nvme_drv_enable(&d, 8), 0);
+        assert_int_equal(nvme_drv_create_io_queues(&d, 1, 8, 1), 0);
+        /* Posted, not run: nothing happens until the caller polls. */
+        NvmeSqe c = { .opcode = NVME_CMD_READ, .nsid = 1, .prp1 = buf, .cdw12 = 7 };
+        uint16_t cid = nvme_drv_submit(&d, 1, &c);
+        NvmeCqe e;
+        assert_int_equal(nvme_drv_poll(&d, 1, &e), 0);
+        assert_true(nvme_ctrl_poll(manual_ctrl) > 0);
+        while (nvme_ctrl_poll(manual_ctrl) > 0)
+                ;
+        assert_int_equal(nvme_drv_poll(&d, 1, &e), 1);
+        assert_int_equal(e.cid, cid);
+        assert_int_equal(nvme_drv_status(&e), 0);
+        assert_int_equal(((uint8_t *) nvme_drv_ptr(&d, buf))[4095], 0x5a);
+        assert_int_equal(nvme_ctrl_poll(manual_ctrl), 0);
+        /* Quiesced, it does nothing even when polled. */
+        nvme_drv_submit(&d, 1, &c);
+        nvme_ctrl_quiesce(manual_ctrl);
+        assert_int_equal(nvme_ctrl_poll(manual_ctrl), 0);
+        nvme_ctrl_resume(manual_ctrl);
+        assert_int_equal(nvme_drv_reap(&d, 1, &e, 1000), 0);
+        assert_int_equal(nvme_drv_status(&e), 0);
+        /* A shutdown runs at the next poll. */
+        nvme_drv_write32(&d, NVME_REG_CC, nvme_drv_read32(&d, NVME_REG_CC) | 1u << 14);
+        assert_int_equal(nvme_drv_read32(&d, NVME_REG_CSTS) & NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_OCCUR);
+        nvme_ctrl_poll(manual_ctrl);
+        assert_int_equal(nvme_drv_read32(&d, NVME_REG_CSTS) & NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_DONE);
+        nvme_ctrl_free(manual_ctrl);
+        fake_irq_fini(&irq);
+        fake_mem_fini(&fm);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
@@ -1108,6 +1168,7 @@ int main(void) {
                 T(test_reset_with_io_in_flight),
                 T(test_delete_sq_with_io_in_flight),
                 T(test_cq_full_backpressure),
+                cmocka_unit_test(test_manual_controller),
         };
         return cmocka_run_group_tests_name("nvme-ctrl", tests, NULL, NULL);
 }
