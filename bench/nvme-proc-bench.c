@@ -626,30 +626,39 @@ int main(int argc, char **argv) {
                         }
         }
         if (want(&o, "idle")) {
-                DevSpec sp = { .poll_us = -1, .sock = sock, .size = 1ull << 40, .o = &o };
-                Device dv;
-                DevSample s0, s1;
-                device_start(&dv, &sp, false);
-                /* One I/O first, so the device has seen the queues in use. */
-                r = (Result) { 0 };
-                run_dev(&dv, false, 1, 0.05, 1024, &r);
-                g_usleep(200 * 1000);
-                device_sample(&dv, &s0);
-                uint64_t t0 = now_ns();
-                g_usleep((gulong) (o.idle_secs * 1e6));
-                device_sample(&dv, &s1);
-                double wall = (now_ns() - t0) / 1e9;
-                double io_pct = (double) (s1.io_ns - s0.io_ns) / 1e9 / wall * 100;
-                double all_pct = io_pct + (double) (s1.other_ns - s0.other_ns) / 1e9 / wall * 100;
-                if (o.json)
-                        printf("%s\n    {\"case\": \"idle\", \"seconds\": %.1f, \"device_cpu_percent\": %.4f, "
-                               "\"device_io_threads_cpu_percent\": %.4f, \"wakeups\": %" G_GUINT64_FORMAT "}",
-                               first ? "" : ",", wall, all_pct, io_pct, s1.wakeups - s0.wakeups);
-                else
-                        printf("idle, driver connected: %.1f s, device threads %.4f %% of a core (I/O threads %.4f %%), "
-                               "%" G_GUINT64_FORMAT " wake-ups\n", wall, all_pct, io_pct, s1.wakeups - s0.wakeups);
-                first = false;
-                device_stop(&dv);
+                /* With the options' I/O threads, then with two over two queue pairs (both used once). */
+                for (unsigned pass = 0; pass < 2; pass++) {
+                        DevSpec sp = { .poll_us = -1, .sock = sock, .size = 1ull << 40, .o = &o };
+                        if (pass == 1) {
+                                sp.queues = MAX(o.queues, 2u);
+                                sp.iothreads = 2;
+                        }
+                        Device dv;
+                        DevSample s0, s1;
+                        device_start(&dv, &sp, false);
+                        /* One I/O on each queue first, so the device has seen them in use. */
+                        r = (Result) { 0 };
+                        run_dev(&dv, false, dv.nq, 0.05, 1024, &r);
+                        g_usleep(200 * 1000);
+                        device_sample(&dv, &s0);
+                        uint64_t t0 = now_ns();
+                        g_usleep((gulong) (o.idle_secs * 1e6));
+                        device_sample(&dv, &s1);
+                        double wall = (now_ns() - t0) / 1e9;
+                        double io_pct = (double) (s1.io_ns - s0.io_ns) / 1e9 / wall * 100;
+                        double all_pct = io_pct + (double) (s1.other_ns - s0.other_ns) / 1e9 / wall * 100;
+                        if (o.json)
+                                printf("%s\n    {\"case\": \"idle\", \"io_threads\": %u, \"seconds\": %.1f, "
+                                       "\"device_cpu_percent\": %.4f, \"device_io_threads_cpu_percent\": %.4f, "
+                                       "\"wakeups\": %" G_GUINT64_FORMAT "}",
+                                       first ? "" : ",", s1.io_threads, wall, all_pct, io_pct, s1.wakeups - s0.wakeups);
+                        else
+                                printf("idle, driver connected, %u I/O thread(s): %.1f s, device threads %.4f %% of a core "
+                                       "(I/O threads %.4f %%), %" G_GUINT64_FORMAT " wake-ups\n", s1.io_threads, wall,
+                                       all_pct, io_pct, s1.wakeups - s0.wakeups);
+                        first = false;
+                        device_stop(&dv);
+                }
         }
         if (o.json)
                 printf("\n]}\n");
