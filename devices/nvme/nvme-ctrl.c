@@ -161,22 +161,23 @@ static void nvme_park(NvmeIoThread *t) {
 }
 
 /*
- * Adaptive polling (QEMU's AioContext polling, per thread): block_ns is
- * how long the thread slept before something woke it.  Work that came
- * within the longest window (cfg.poll_us) would have been caught by
- * polling that long, without the sleep and the wake-up: the window grows
- * (doubling, from NVME_POLL_START_NS).  A sleep longer than that means
- * polling would have been spent for nothing: the window halves, down to
- * 0 (sleep at once).  An idle thread's window shrinks with every sleep.
+ * Adaptive polling (QEMU's AioContext polling, per thread): gap_ns is how
+ * long the thread went without work before a wake-up brought some: the
+ * window it polled plus the time it slept.  Work that came within the
+ * longest window (cfg.poll_us) would have been caught by polling that
+ * long, without the sleep and the wake-up: the window grows (doubling,
+ * from NVME_POLL_START_NS).  A longer gap means polling would have been
+ * spent for nothing: the window halves, down to 0 (sleep at once).  An
+ * idle thread's window shrinks with every sleep.
  */
-static void nvme_poll_adapt(NvmeIoThread *t, uint64_t block_ns) {
+static void nvme_poll_adapt(NvmeIoThread *t, uint64_t gap_ns) {
         uint64_t max = (uint64_t) t->c->cfg.poll_us * 1000;
 
-        if (block_ns > max) {
+        if (gap_ns > max) {
                 t->poll_ns /= 2;
                 if (t->poll_ns < NVME_POLL_START_NS)
                         t->poll_ns = 0;
-        } else if (block_ns > t->poll_ns) {
+        } else if (gap_ns > t->poll_ns) {
                 t->poll_ns = MIN(max, t->poll_ns ? t->poll_ns * 2 : NVME_POLL_START_NS);
         }
 }
@@ -201,7 +202,8 @@ unsigned nvme_ctrl_poll(NvmeCtrl *c) {
 static void *nvme_io_main(void *arg) {
         NvmeIoThread *t = arg;
         NvmeCtrl *c = t->c;
-        uint64_t last_busy = 0, slept_at = 0;
+        uint64_t last_busy = 0;
+        bool slept = false;
 
         char tname[16];
         if (c->n_io > 1)
@@ -232,9 +234,9 @@ static void *nvme_io_main(void *arg) {
 
                 /* One clock read per pass: commands fetched and completed in it share it. */
                 uint64_t now = t->pass_ns = nvme_now_ns();
-                if (slept_at) {
-                        nvme_poll_adapt(t, now - slept_at);
-                        slept_at = 0;
+                if (slept) {
+                        nvme_poll_adapt(t, now - last_busy);
+                        slept = false;
                 }
                 unsigned n = nvme_reap_backends(t);
                 n += nvme_queues_process(t, c->state == NVME_STATE_READY);
@@ -251,7 +253,7 @@ static void *nvme_io_main(void *arg) {
                 /* Going to sleep: arm EventIdx, then look once more (no lost wakeup). */
                 if (c->state == NVME_STATE_READY && nvme_queues_arm_and_recheck(t))
                         continue;
-                slept_at = now;
+                slept = true;
                 nvme_wait_events(t, timeout);
         }
         return NULL;
@@ -461,8 +463,8 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
         c->sq_thread = g_new0(_Atomic uint8_t, cfg->max_ioqs + 1);
         for (unsigned q = 1; q <= cfg->max_ioqs; q++)
                 c->sq_thread[q] = (uint8_t) ((q - 1) % c->n_io);     /* nvme_cq_thread() */
-        c->sq = g_new0(NvmeSQ, cfg->max_ioqs + 1);
-        c->cq = g_new0(NvmeCQ, cfg->max_ioqs + 1);
+        c->sq = g_aligned_alloc0(cfg->max_ioqs + 1, sizeof(NvmeSQ), 64);
+        c->cq = g_aligned_alloc0(cfg->max_ioqs + 1, sizeof(NvmeCQ), 64);
         c->io = g_aligned_alloc0(c->n_io, sizeof(NvmeIoThread), 64);
         for (unsigned i = 0; i < c->n_io; i++)
                 c->io[i].kick_fd = c->io[i].epoll_fd = -1;
@@ -523,8 +525,8 @@ void nvme_ctrl_free(NvmeCtrl *c) {
         g_aligned_free(c->io);
         g_free(c->db_val);
         g_free(c->sq_thread);
-        g_free(c->sq);
-        g_free(c->cq);
+        g_aligned_free(c->sq);
+        g_aligned_free(c->cq);
         g_free(c->name);
         g_free(c->serial);
         g_free(c);

@@ -60,8 +60,9 @@ typedef struct NvmeReqList {
 void nvme_req_list_push(NvmeReqList *l, NvmeReq *r);
 NvmeReq *nvme_req_list_pop(NvmeReqList *l);
 
+/* SQs and CQs each start a cache line: neighbours may run on other threads. */
 struct NvmeSQ {
-        bool created;
+        _Alignas(64) bool created;
         bool deleting;
         uint16_t qid, cqid;
         uint32_t size;
@@ -79,7 +80,7 @@ struct NvmeSQ {
 };
 
 struct NvmeCQ {
-        bool created;
+        _Alignas(64) bool created;
         uint16_t qid;
         uint16_t vector;
         bool ien;
