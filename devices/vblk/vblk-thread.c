@@ -2,9 +2,11 @@
 /*
  * The I/O thread: it serves every request queue and reaps the block
  * backend's completions, sleeping in epoll on its kick eventfd (trapped
- * notifications, wake-ups) and the backend's event fd.  Before sleeping it
- * re-enables queue notifications and looks at the rings once more, so no
- * kick is lost.  The control thread changes its state (idle, run, exit)
+ * notifications, wake-ups) and the backend's event fd.  After the last
+ * work it keeps polling the rings and the backend for the poll window
+ * (notifications stay off, so a busy driver causes no exits); before
+ * sleeping it re-enables queue notifications and looks at the rings once
+ * more, so no kick is lost.  The control thread changes its state (idle, run, exit)
  * with a handshake acknowledged only between rounds and after every request
  * in flight completed: once vblk_thread_set() returns, nothing touches
  * guest memory or the backend.
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -104,9 +107,25 @@ static bool arm_and_recheck(VBlk *b) {
         return more;
 }
 
+static uint64_t now_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#else
+        __asm__ volatile("" ::: "memory");
+#endif
+}
+
 static void *io_main(void *arg) {
         VBlk *b = arg;
         struct epoll_event evs[4];
+        uint64_t poll_ns = (uint64_t) b->opt.poll_us * 1000, last_busy = 0;
 
         g_autofree char *tname = g_strdup_printf("vblk-io");
         pthread_setname_np(pthread_self(), tname);
@@ -122,8 +141,15 @@ static void *io_main(void *arg) {
                                 eventfd_read(b->kick_fd, &v);
                         continue;
                 }
-                if (round_work(b) > 0)
+                if (round_work(b) > 0) {
+                        if (poll_ns)
+                                last_busy = now_ns();
                         continue;
+                }
+                if (poll_ns && now_ns() - last_busy < poll_ns) {
+                        cpu_relax();
+                        continue;
+                }
                 if (arm_and_recheck(b))
                         continue;
                 int nev = epoll_wait(b->epfd, evs, G_N_ELEMENTS(evs), -1);

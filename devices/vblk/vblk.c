@@ -213,6 +213,7 @@ int vblk_new(const VBlkOptions *opt, BlkBackend *be, VBlk **out) {
                 return -EINVAL;
         if (opt->queues == 0 || opt->queues > VBLK_MAX_QUEUES || qs < 4 || qs > VQ_MAX_SIZE ||
             (qs & (qs - 1)) != 0 || (bs != 512 && bs != 4096) || !serial_ok(opt->serial) ||
+            opt->poll_us > VBLK_MAX_POLL_US ||
             be->size < bs) {
                 blk_backend_free(be);
                 return -EINVAL;

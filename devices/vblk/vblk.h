@@ -25,6 +25,7 @@
 
 #define VBLK_MAX_QUEUES 64u
 #define VBLK_DEFAULT_QUEUE_SIZE 256u
+#define VBLK_MAX_POLL_US 10000u
 
 typedef struct VBlk VBlk;
 
@@ -34,6 +35,13 @@ typedef struct VBlkOptions {
         uint32_t block_size;            /* logical block size: 512 or 4096 (0: 512) */
         bool read_only;                 /* offer RO; writes fail (also when the backend is) */
         bool packed;                    /* offer VIRTIO_F_RING_PACKED */
+        /*
+         * After the last request the I/O thread keeps looking at the rings
+         * (notifications off, so the driver does not kick) for this many
+         * microseconds before it sleeps: a busy queue causes no exits, an idle
+         * device sleeps.  0: sleep at once.  At most VBLK_MAX_POLL_US.
+         */
+        unsigned poll_us;
         const char *serial;             /* GET_ID, ≤ 20 bytes; NULL: offered empty */
         const char *name;               /* for logs */
         /* Identity in migration streams (copied; NULL: none), as VNetOptions.migration_id. */

@@ -222,6 +222,12 @@ void vd_kick(Vd *d, unsigned slot) {
  * asked (2.7.10 avail_event, 2.7.7 NO_NOTIFY), as Linux's virtqueue_kick does.
  * Packed rings: always (this driver does not read their event suppression).
  */
+static void kick_if_wanted(Vd *d, unsigned slot, uint16_t old);
+
+void vd_kick_if_wanted(Vd *d, unsigned slot, uint16_t old) {
+        kick_if_wanted(d, slot, old);
+}
+
 static void kick_if_wanted(Vd *d, unsigned slot, uint16_t old) {
         VdQueue *q = &d->q[slot];
         bool kick = true;

@@ -127,6 +127,12 @@ int vd_add_chain(Vd *d, unsigned q, const uint64_t *gpa, const uint32_t *len, co
                  unsigned n, bool indirect);
 int vd_get_used(Vd *d, unsigned q, uint16_t *id, uint32_t *len);
 void vd_kick(Vd *d, unsigned q);
+/*
+ * Kick only when the device asked for it since the avail index was old
+ * (2.7.10 avail_event, 2.7.7 NO_NOTIFY), as virtqueue_kick_prepare does;
+ * packed rings: always.
+ */
+void vd_kick_if_wanted(Vd *d, unsigned q, uint16_t old);
 int vd_wait_used(Vd *d, unsigned q, uint16_t *id, uint32_t *len, int timeout_ms);
 /* Ask for an interrupt at the next used element (virtqueue_enable_cb); re-check the ring after it. */
 void vd_irq_enable(Vd *d, unsigned q);

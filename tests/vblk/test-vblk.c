@@ -102,6 +102,12 @@ static int setup_4k(void **state) {
         return 0;
 }
 
+static int setup_poll(void **state) {
+        VBlkOptions o = { .queues = 4, .queue_size = 64, .poll_us = 200, .serial = "vfu-test-serial" };
+        *state = fx_new(&o, false);
+        return 0;
+}
+
 static int setup_null(void **state) {
         VBlkOptions o = { .queues = 2, .queue_size = 128 };
         *state = fx_new(&o, true);
@@ -623,6 +629,7 @@ static void options_refused(void **state) {
                 { .queues = 1, .block_size = 1024 },
                 { .queues = 1, .serial = "this serial is longer than twenty" },
                 { .queues = 1, .serial = "tab\there" },
+                { .queues = 1, .poll_us = VBLK_MAX_POLL_US + 1 },
         };
         for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
                 assert_int_equal(blk_backend_open(&bo, &be), 0);
@@ -637,6 +644,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(rw_no_event_idx, setup, teardown),
                 cmocka_unit_test_setup_teardown(rw_packed, setup_packed, teardown),
                 cmocka_unit_test_setup_teardown(queue_depth, setup, teardown),
+                cmocka_unit_test_setup_teardown(queue_depth, setup_poll, teardown),
+                cmocka_unit_test_setup_teardown(rw_split, setup_poll, teardown),
                 cmocka_unit_test_setup_teardown(bad_requests_answered, setup, teardown),
                 cmocka_unit_test_setup_teardown(malformed_needs_reset, setup, teardown),
                 cmocka_unit_test_setup_teardown(get_id, setup, teardown),

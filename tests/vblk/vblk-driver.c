@@ -91,6 +91,10 @@ int vb_submit(VbDrv *v, unsigned q, uint32_t type, uint64_t sector, uint64_t dat
         gpa[n] = s->gpa + 16;
         l[n] = 1;
         w[n++] = true;
+        if (!v->unkicked[q]) {
+                v->unkicked[q] = true;
+                v->kick_from[q] = v->d->q[q].avail_idx;
+        }
         int id = vd_add_chain(v->d, q, gpa, l, w, n, v->indirect);
         if (id < 0)
                 return id;
@@ -103,7 +107,10 @@ int vb_submit(VbDrv *v, unsigned q, uint32_t type, uint64_t sector, uint64_t dat
 }
 
 void vb_kick(VbDrv *v, unsigned q) {
-        vd_kick(v->d, q);
+        if (!v->unkicked[q])
+                return;
+        v->unkicked[q] = false;
+        vd_kick_if_wanted(v->d, q, v->kick_from[q]);
 }
 
 static int64_t now_ms(void) {

@@ -31,6 +31,8 @@ typedef struct VbDrv {
         unsigned nslots[VD_MAX_QUEUES];
         int16_t by_id[VD_MAX_QUEUES][VB_MAX_INFLIGHT];
         bool indirect;                  /* put requests in indirect tables */
+        bool unkicked[VD_MAX_QUEUES];   /* requests added since the last kick */
+        uint16_t kick_from[VD_MAX_QUEUES];      /* the avail index at the first of them */
 } VbDrv;
 
 #define VB_SLOT_SIZE 64u
@@ -50,6 +52,7 @@ void vb_fini(VbDrv *v);
  */
 int vb_submit(VbDrv *v, unsigned q, uint32_t type, uint64_t sector, uint64_t data_gpa, uint32_t len,
               const VBlkDwzSeg *seg, unsigned nseg, void *user);
+/* Kick queue q when the device asked for it (EVENT_IDX / NO_NOTIFY), as Linux's virtio_blk does. */
 void vb_kick(VbDrv *v, unsigned q);
 /* Wait for one completion: 1 with its status, used length and user pointer; -ETIMEDOUT, -EIO (needs reset). */
 int vb_complete(VbDrv *v, unsigned q, uint8_t *status, uint32_t *used_len, void **user, int timeout_ms);

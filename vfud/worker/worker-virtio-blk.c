@@ -8,7 +8,7 @@
  *   {"namespaces": [{"nsid": 1, "path": "/var/lib/vfud/images/db-blk0-disk.img",
  *                    "size": 10737418240, "kind": "image" | "file" | "block" | "null",
  *                    "pattern": 0, "block-size": 512}],
- *    "queues": 1, "queue-size": 256, "serial": "...",
+ *    "queues": 1, "queue-size": 256, "serial": "...", "poll-us": 50,
  *    "read-only": false, "direct": false, "packed": false,
  *    "engine": "auto" | "io_uring" | "threads"}
  * The disk is described as namespace 1, as the manager persists it; its
@@ -26,6 +26,9 @@
 
 #include "vblk/vblk.h"
 #include "worker.h"
+
+/* As NVMe's: a busy queue causes almost no exits, an idle device sleeps. */
+#define WORKER_VBLK_DEFAULT_POLL_US 50
 
 typedef struct WorkerVblk {
         VBlk *b;
@@ -146,6 +149,7 @@ static gboolean vblk_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
         if (!disk)
                 return FALSE;
         int64_t queues = get_int(o, "queues", 1), qs = get_int(o, "queue-size", VBLK_DEFAULT_QUEUE_SIZE);
+        int64_t poll_us = get_int(o, "poll-us", WORKER_VBLK_DEFAULT_POLL_US);
         int64_t bs = get_int(disk, "block-size", get_int(o, "block-size", 512));
         const char *serial = json_object_get_string_member_with_default(o, "serial", NULL);
         g_autofree char *default_serial = NULL;
@@ -159,6 +163,9 @@ static gboolean vblk_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
                                qs, VQ_MAX_SIZE);
         if (bs != 512 && bs != 4096)
                 return invalid(error, "block-size=%" G_GINT64_FORMAT " is invalid: use 512 or 4096", bs);
+        if (poll_us < 0 || poll_us > VBLK_MAX_POLL_US)
+                return invalid(error, "poll-us=%" G_GINT64_FORMAT " is invalid: use 0..%u microseconds", poll_us,
+                               VBLK_MAX_POLL_US);
         if (serial) {
                 for (const char *p = serial; *p; p++)
                         if (*p < 0x20 || *p > 0x7e)
@@ -180,6 +187,7 @@ static gboolean vblk_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
         opt.block_size = (uint32_t) bs;
         opt.read_only = json_object_get_boolean_member_with_default(o, "read-only", FALSE);
         opt.packed = json_object_get_boolean_member_with_default(o, "packed", FALSE);
+        opt.poll_us = (unsigned) poll_us;
         opt.serial = serial;
         opt.name = worker_device_name(w);
         /* Migration streams carry the device name: a stream for another device is refused. */

@@ -128,7 +128,7 @@ VuServer *worker_server(Worker *w);
  *              the disk, described as NVMe's namespace 1; fd "disk"
  *   "queues":  request queues (≥ 1), "queue-size"
  *   "serial":  GET_ID string (optional; default: the device name)
- *   "read-only", "direct", "packed", "engine": optional
+ *   "read-only", "direct", "packed", "engine", "poll-us": optional
  * control methods:
  *   "resize" {"size": S}   (0: the backing file's size)
  *
