@@ -13,6 +13,8 @@ const OptionInfo option_table[] = {
         { "host", 'H', 'H', "[USER@]HOST", true, "Operate on a remote host, over ssh" },
         { "bus", 0, ARG_BUS, "BUS", true,
           "system (default), session or a D-Bus address; $VFUD_BUS sets the default" },
+        { "no-ask-password", 0, ARG_NO_ASK_PASSWORD, NULL, true,
+          "Do not ask for a password when polkit wants one: fail instead" },
         { "help", 'h', 'h', NULL, true, "Show this help (after a command: that command's help)" },
         { "version", 0, ARG_VERSION, NULL, true, "Show the version" },
         /* taken by the verbs that list them */

@@ -40,6 +40,7 @@ static const struct {
         { VFUD_DBUS_ERROR_NOT_MIGRATABLE, EXIT_NOT_SUPPORTED },
         { VFUD_DBUS_ERROR_WORKER_FAILED, EXIT_FAILED },
         { SD_BUS_ERROR_ACCESS_DENIED, EXIT_DENIED },
+        { SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, EXIT_DENIED },
         { SD_BUS_ERROR_INVALID_ARGS, EXIT_USAGE },
         { SD_BUS_ERROR_SERVICE_UNKNOWN, EXIT_UNREACHABLE },
         { SD_BUS_ERROR_NAME_HAS_NO_OWNER, EXIT_UNREACHABLE },
@@ -89,6 +90,9 @@ int ctx_bus(Ctx *c) {
                 if (r >= 0)
                         r = sd_bus_start(c->bus);
         }
+        /* As systemctl: polkit may ask for a password (through the caller's agent) unless told not to. */
+        if (r >= 0)
+                r = sd_bus_set_allow_interactive_authorization(c->bus, !c->opt.no_ask_password);
         if (r < 0) {
                 fprintf(stderr, "vfuctl: cannot connect to the %s bus%s%s: %s\n",
                         c->opt.host ? "remote system" : bus ? bus : "system",
@@ -241,6 +245,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                 case 'H': g_free(o->host); o->host = g_strdup(optarg); break;
                 case ARG_BUS: g_free(o->bus); o->bus = g_strdup(optarg); break;
                 case ARG_JSON: o->json = true; break;
+                case ARG_NO_ASK_PASSWORD: o->no_ask_password = true; break;
                 case ARG_NO_LEGEND: o->no_legend = true; break;
                 case ARG_VM: g_free(o->vm); o->vm = g_strdup(optarg); break;
                 case ARG_NAME:

@@ -29,7 +29,7 @@ enum {
 
 typedef struct Options {
         char *host, *bus;
-        bool help, json, no_legend;
+        bool help, json, no_legend, no_ask_password;
         char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage;
         bool have_size, have_queues, have_mtu, have_block_size, have_null, have_iothreads, have_poll_us, passt, read_only;
         uint64_t size;
@@ -72,6 +72,7 @@ enum {
         ARG_READ_ONLY,
         ARG_IOTHREADS,
         ARG_POLL_US,
+        ARG_NO_ASK_PASSWORD,
 };
 
 /* commands.c: one row per option and per verb; parsing and help read them. */

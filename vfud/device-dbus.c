@@ -80,10 +80,10 @@ static void destroy_after_stop(Device *d, const GError *error, void *userdata) {
 }
 
 int device_bus_start(Device *d, sd_bus_message *msg, sd_bus_error *error) {
-        int r = manager_check_authorized(d->manager, msg, "starting a device", error);
+        int r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "starting a device", error);
 
-        if (r < 0)
-                return r;
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (device_is_migrating(d))
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
                                          "device %s is being migrated: wait for the migration to finish", d->name);
@@ -92,10 +92,10 @@ int device_bus_start(Device *d, sd_bus_message *msg, sd_bus_error *error) {
 }
 
 int device_bus_stop(Device *d, sd_bus_message *msg, sd_bus_error *error) {
-        int r = manager_check_authorized(d->manager, msg, "stopping a device", error);
+        int r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "stopping a device", error);
 
-        if (r < 0)
-                return r;
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (device_is_migrating(d))
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
                                          "device %s is being migrated: wait for the migration to finish", d->name);
@@ -104,10 +104,10 @@ int device_bus_stop(Device *d, sd_bus_message *msg, sd_bus_error *error) {
 }
 
 int device_bus_destroy(Device *d, sd_bus_message *msg, sd_bus_error *error) {
-        int r = manager_check_authorized(d->manager, msg, "destroying a device", error);
+        int r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "destroying a device", error);
 
-        if (r < 0)
-                return r;
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (device_is_migrating(d))
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
                                          "device %s is being migrated: wait for the migration to finish", d->name);
@@ -262,9 +262,9 @@ static int method_add_namespace(sd_bus_message *msg, void *userdata, sd_bus_erro
         r = sd_bus_message_read(msg, "ust", &nsid, &path, &size);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(d->manager, msg, "adding a namespace", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "adding a namespace", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (!d->dtype->namespace_add)
                 return not_supported(d, "namespaces", error);
         d->dtype->namespace_add(d, nsid, path, size, reply_done, sd_bus_message_ref(msg));
@@ -279,9 +279,9 @@ static int method_remove_namespace(sd_bus_message *msg, void *userdata, sd_bus_e
         r = sd_bus_message_read(msg, "u", &nsid);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(d->manager, msg, "removing a namespace", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "removing a namespace", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (!d->dtype->namespace_remove)
                 return not_supported(d, "namespaces", error);
         d->dtype->namespace_remove(d, nsid, reply_done, sd_bus_message_ref(msg));
@@ -297,9 +297,9 @@ static int method_resize_namespace(sd_bus_message *msg, void *userdata, sd_bus_e
         r = sd_bus_message_read(msg, "ut", &nsid, &size);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(d->manager, msg, "resizing a namespace", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "resizing a namespace", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (!d->dtype->namespace_resize)
                 return not_supported(d, "namespaces", error);
         d->dtype->namespace_resize(d, nsid, size, reply_done, sd_bus_message_ref(msg));
@@ -313,9 +313,9 @@ static int method_set_link(sd_bus_message *msg, void *userdata, sd_bus_error *er
         r = sd_bus_message_read(msg, "b", &up);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(d->manager, msg, "changing the link state", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "changing the link state", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (!d->dtype->link_set)
                 return not_supported(d, "link state", error);
         d->dtype->link_set(d, up, reply_done, sd_bus_message_ref(msg));

@@ -69,9 +69,9 @@ int device_bus_write_image(Device *d, sd_bus_message *msg, sd_bus_error *error) 
         r = sd_bus_message_read_array(msg, 'y', &data, &n);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(d->manager, msg, "writing a device image", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(d->manager, msg, AUTH_MIGRATE, "writing a device image", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (d->state != DEVICE_IDLE)
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
                                          "device %s is %s: stop it before writing its image", d->name,
@@ -133,9 +133,9 @@ int device_bus_commit_image(Device *d, sd_bus_message *msg, sd_bus_error *error)
         r = sd_bus_message_read(msg, "us", &nsid, &want);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(d->manager, msg, "writing a device image", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(d->manager, msg, AUTH_MIGRATE, "writing a device image", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (d->incoming_fd < 0 || d->incoming_nsid != nsid)
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
                                          "no image transfer to namespace %u of %s is under way", nsid, d->name);

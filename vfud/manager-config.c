@@ -27,6 +27,7 @@ void manager_config_init(ManagerConfig *c) {
         c->stop_timeout_usec = 10 * G_USEC_PER_SEC;
         c->stats_interval_usec = G_USEC_PER_SEC;
         c->libvirt_enabled = true;
+        c->polkit = true;
         c->libvirt_uri = g_strdup("qemu:///system");
         c->metrics_interval_usec = 15 * G_USEC_PER_SEC;
 }
@@ -63,6 +64,7 @@ static const ConfigKey config_keys[] = {
         KEY("Manager", "StateDirectory", CONFIG_PATH, state_dir),
         KEY("Manager", "RuntimeDirectory", CONFIG_PATH, runtime_dir),
         KEY("Manager", "AdminGroup", CONFIG_STRING, admin_group),
+        KEY("Manager", "Polkit", CONFIG_BOOL, polkit),
         KEY("Worker", "Executable", CONFIG_PATH, worker_path),
         KEY("Worker", "User", CONFIG_STRING, worker_user),
         KEY("Worker", "SocketGroup", CONFIG_STRING, socket_group),

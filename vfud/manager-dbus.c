@@ -122,9 +122,9 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         r = sd_bus_message_read(msg, "sss", &type, &name, &vm);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(m, msg, "creating a device", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(m, msg, AUTH_MANAGE, "creating a device", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         dtype = device_type_find(type);
         if (!dtype) {
                 g_autofree char *known = device_type_list();
@@ -270,9 +270,9 @@ static int by_name(sd_bus_message *msg, Manager *m, DeviceBusOp op, sd_bus_error
         d = find_exported(m, name);
         if (!d) {
                 /* Refuse the unauthorized before telling them what exists. */
-                r = manager_check_authorized(m, msg, "changing devices", error);
-                if (r < 0)
-                        return r;
+                r = manager_check_authorized(m, msg, AUTH_MANAGE, "changing devices", error);
+                if (r <= 0)
+                        return r < 0 ? r : 1;
                 return no_such_device(name, error);
         }
         return op(d, msg, error);
@@ -435,9 +435,9 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         r = sd_bus_message_read(msg, "ss", &name, &vm);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(m, msg, "attaching a device", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(m, msg, AUTH_MANAGE, "attaching a device", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         d = find_exported(m, name);
         if (!d)
                 return no_such_device(name, error);
@@ -491,9 +491,9 @@ static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         r = sd_bus_message_read(msg, "s", &name);
         if (r < 0)
                 return r;
-        r = manager_check_authorized(m, msg, "detaching a device", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(m, msg, AUTH_MANAGE, "detaching a device", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         d = find_exported(m, name);
         if (!d)
                 return no_such_device(name, error);

@@ -204,6 +204,7 @@ void manager_free(Manager *m) {
         /* Pending libvirt completions still reply on the bus and find their devices. */
         manager_libvirt_free(m);
         manager_metrics_stop(m);
+        manager_auth_free(m);
         if (m->devices)
                 g_hash_table_unref(m->devices);
         sd_bus_flush_close_unref(m->bus);

@@ -76,6 +76,7 @@ typedef struct ManagerConfig {
         char *libvirt_uri;              /* [Libvirt] URI= */
         char *metrics_dir;              /* [Metrics] TextfileDirectory=; NULL or "": no metrics file */
         uint64_t metrics_interval_usec; /* [Metrics] Interval= */
+        bool polkit;                    /* [Manager] Polkit= */
 } ManagerConfig;
 
 void manager_config_init(ManagerConfig *c);
@@ -94,6 +95,7 @@ struct Manager {
         bool ready_sent;
         gid_t admin_gid;
         bool have_admin_gid;
+        GHashTable *auth_queries;       /* request sd_bus_message → AuthQuery (manager-auth.c) */
         char *devices_dir, *images_dir, *workers_dir;
         int64_t next_ctl_id;
         ManagerLibvirt *libvirt;        /* manager-libvirt.c */
@@ -134,12 +136,32 @@ int manager_bus_register(Manager *m);
 void manager_emit_device_new(Manager *m, Device *d);
 void manager_emit_device_removed(Manager *m, Device *d);
 
+/* The polkit actions (data/org.vfu.vfud1.policy): changing devices, and moving them between hosts. */
+typedef enum AuthAction {
+        AUTH_MANAGE,
+        AUTH_MIGRATE,
+        _AUTH_ACTION_MAX,
+} AuthAction;
+
+const char *auth_action_to_string(AuthAction a);
+
 /*
- * Authorization (manager-auth.c): 1 when the sender of msg may change
- * things (root, the daemon's own user, or a member of AdminGroup), 0 with
- * error set to AccessDenied otherwise, negative errno on failure.
+ * Authorization (manager-auth.c).  Root and the daemon's own user always
+ * may.  Others are asked about through polkit (CheckAuthorization, the
+ * caller's allow-interactive-authorization flag passed on) when [Manager]
+ * Polkit= is on and polkit answers on the bus; without polkit, members of
+ * AdminGroup may.
+ *
+ * 1: authorized.  0: polkit is deciding; the handler returns 1 without a
+ * reply and is called again with the same message once polkit answered
+ * (`if (r <= 0) return r < 0 ? r : 1;`).
+ * Negative errno with error set (AccessDenied, InteractiveAuthorizationRequired)
+ * otherwise.  Callers authorize before anything else (their reads of the
+ * message are repeated on the second call).
  */
-int manager_check_authorized(Manager *m, sd_bus_message *msg, const char *what, sd_bus_error *error);
+int manager_check_authorized(Manager *m, sd_bus_message *msg, AuthAction action, const char *what,
+                             sd_bus_error *error);
+void manager_auth_free(Manager *m);
 
 /* A GError from a failed remote call: "what: message", the code following the D-Bus error name. */
 void manager_error_from_bus(GError **error, const sd_bus_error *e, int r, const char *fmt, ...) G_GNUC_PRINTF(4, 5);

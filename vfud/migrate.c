@@ -1323,9 +1323,9 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         if (r < 0)
                 return r;
         /* Who asks comes first: an unprivileged caller learns nothing from our checks. */
-        r = manager_check_authorized(m, msg, "migrating devices", error);
-        if (r < 0)
-                return r;
+        r = manager_check_authorized(m, msg, AUTH_MIGRATE, "migrating devices", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
         if (!read_options(msg, by_vm, &storage, &timeout, &libvirt_uri, &gerr))
                 return manager_set_bus_error(error, gerr);
         if (!*dest)

@@ -1363,13 +1363,9 @@ def call_as(env, user, path, iface, method, sig='', args=()):
     return json.loads(out.stdout)
 
 
-def test_auth(env):
-    """Unprivileged callers read everything and change nothing."""
-    need_type('nvme')
-    env.start_vfud()
-    env.create('nvme', 'a1', 'vm', size=MiB)
-    dpath = env.path('a1')
-    mutating = [
+def mutating_calls(dpath):
+    """Every method that changes something, with arguments (the device a1 of VM vm at dpath)."""
+    return [
         (MPATH, MIFACE, 'CreateDevice', '(sssa{sv})', ['nvme', 'x', '', {}]),
         (MPATH, MIFACE, 'DestroyDevice', '(s)', ['a1']),
         (MPATH, MIFACE, 'DestroyDevice', '(s)', ['nonexistent']),
@@ -1389,6 +1385,15 @@ def test_auth(env):
         (MPATH, MIFACE, 'MigrateVm', '(ssa{sv})', ['vm', 'h', {'timeout': GLib.Variant('u', 0)}]),
         (MPATH, MIFACE, 'MigrateVm', '(ssa{sv})', ['nosuchvm', 'h', {'libvirt-uri': GLib.Variant('s', 'x')}]),
     ]
+
+
+def test_auth(env):
+    """Unprivileged callers read everything and change nothing."""
+    need_type('nvme')
+    env.start_vfud()
+    env.create('nvme', 'a1', 'vm', size=MiB)
+    dpath = env.path('a1')
+    mutating = mutating_calls(dpath)
     for path, iface, method, sig, args in mutating:
         r = call_as(env, NOBODY, path, iface, method, sig, args)
         check(r.get('error') == DENIED, f'{method} as nobody: {r}')
@@ -1410,6 +1415,95 @@ def test_auth(env):
     check(rc == 0 and json.loads(out)['name'] == 'a1', f'vfuctl show as nobody: {rc} {err}')
     rc, out, err = env.vfuctl('stop', 'a1', user=NOBODY)
     check(rc == 4 and 'needs root' in err, f'vfuctl stop as nobody: {rc} {err}')
+
+
+def fake_polkit(env, rules):
+    """A polkit authority on the test's bus answering from rules ({uid: {action: verdict}}); returns its log."""
+    rules_path, log = os.path.join(env.dir, 'polkit-rules.json'), os.path.join(env.dir, 'polkit.log')
+    with open(rules_path, 'w') as f:
+        json.dump(rules, f)
+    open(log, 'w').close()
+    p = env.spawn([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fake-polkit.py'),
+                   env.addr, rules_path, log])
+    check(p.stdout.readline().strip() == 'ready', 'the fake polkit authority owns its name')
+
+    def queries():
+        with open(log) as f:
+            return [json.loads(line) for line in f]
+    return queries
+
+
+def test_polkit(env):
+    """With polkit on the bus, it decides for everyone but root: the action per method, interactivity, challenges."""
+    need_type('nvme')
+    if os.geteuid() != 0:
+        raise Skip('needs root to call as other users')
+    manage, migrate = 'org.vfu.vfud1.manage', 'org.vfu.vfud1.migrate'
+    # nobody: manage yes, migrate no; daemon (uid 1): needs authentication; bin (uid 2): polkit fails.
+    queries = fake_polkit(env, {'65534': {manage: 'yes', migrate: 'no'}, '1': {manage: 'challenge'},
+                                '2': {manage: 'error'}})
+    with open(env.config, 'a') as f:
+        f.write('[Manager]\nAdminGroup=sys\n')
+    env.start_vfud()
+    env.create('nvme', 'a1', 'vm', size=MiB)
+    dpath = env.path('a1')
+    check(queries() == [], 'root is never asked about')
+
+    # Every mutating method asks polkit with its action; a "no" is final, even for a member of AdminGroup.
+    in_sys = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--groups=sys']
+    for path, iface, method, sig, args in mutating_calls(dpath):
+        if not method.startswith('Migrate'):
+            continue
+        n = len(queries())
+        r = call_as(env, in_sys, path, iface, method, sig, args)
+        check(r.get('error') == DENIED and f'not allowed by polkit (action {migrate}' in r['message'],
+              f'{method} as nobody: {r}')
+        q = queries()[n:]
+        check(len(q) == 1 and q[0]['action'] == migrate and q[0]['uid'] == 65534 and
+              q[0]['kind'] == 'system-bus-name' and q[0]['name'].startswith(':'), f'{method}: asked {q}')
+    # Reading asks nobody.
+    n = len(queries())
+    for path, iface, method, sig, args in [(MPATH, MIFACE, 'ListDevices', '(s)', ['']),
+                                           (MPATH, MIFACE, 'GetDevice', '(s)', ['a1']),
+                                           (dpath, 'org.freedesktop.DBus.Properties', 'GetAll', '(s)', [DIFACE])]:
+        check(call_as(env, NOBODY, path, iface, method, sig, args).get('ok'), f'{method} as nobody')
+    check(len(queries()) == n, 'reading asks polkit nothing')
+    # polkit's yes: the call goes through (its arguments read again after the answer).
+    r = call_as(env, NOBODY, dpath, DIFACE, 'ResizeNamespace', '(ut)', [1, 2 * MiB])
+    check(r.get('ok'), f'ResizeNamespace allowed by polkit: {r}')
+    check(env.prop('a1', 'Backend')['namespaces'][0]['size'] == 2 * MiB, 'resized as asked')
+    check(queries()[-1]['action'] == manage and queries()[-1]['flags'] == 0, f'asked {queries()[-1]}')
+    # vfuctl lets polkit ask for a password unless --no-ask-password, as systemctl does.
+    rc, out, err = env.vfuctl('stop', 'a1', user=NOBODY)
+    check(rc == 0 and env.prop('a1', 'State') == 'idle', f'vfuctl stop as nobody: {rc} {err}')
+    check(queries()[-1]['flags'] == 1, f'interactive authorization allowed: {queries()[-1]}')
+    rc, out, err = env.vfuctl('--no-ask-password', 'start', 'a1', user=NOBODY)
+    check(rc == 0 and env.prop('a1', 'State') == 'listening', f'vfuctl start as nobody: {rc} {err}')
+    check(queries()[-1]['flags'] == 0, f'--no-ask-password: {queries()[-1]}')
+    # A challenge: authentication is needed, and the caller is told so.
+    daemon = ['setpriv', '--reuid=daemon', '--regid=daemon', '--clear-groups']
+    r = call_as(env, daemon, MPATH, MIFACE, 'StopDevice', '(s)', ['a1'])
+    check(r.get('error') == 'org.freedesktop.DBus.Error.InteractiveAuthorizationRequired' and
+          'needs authentication' in r['message'], f'challenge: {r}')
+    rc, out, err = env.vfuctl('--no-ask-password', 'stop', 'a1', user=daemon)
+    check(rc == 4 and 'authentication' in err, f'vfuctl --no-ask-password under a challenge: {rc} {err}')
+    # polkit failing denies (no fallback to the group).
+    r = call_as(env, ['setpriv', '--reuid=bin', '--regid=bin', '--groups=sys'], MPATH, MIFACE, 'StopDevice', '(s)',
+                ['a1'])
+    check(r.get('error') == DENIED and 'polkit could not decide' in r['message'], f'polkit failing: {r}')
+    check(env.prop('a1', 'State') == 'listening', 'nothing was stopped by those refused')
+
+    # Polkit=no: the group decides, polkit is not asked.
+    env.stop_vfud()
+    with open(env.config, 'a') as f:
+        f.write('Polkit=no\n')
+    env.start_vfud()
+    n = len(queries())
+    r = call_as(env, in_sys, MPATH, MIFACE, 'StopDevice', '(s)', ['a1'])
+    check(r.get('ok'), f'Polkit=no: a member of AdminGroup: {r}')
+    r = call_as(env, NOBODY, MPATH, MIFACE, 'StartDevice', '(s)', ['a1'])
+    check(r.get('error') == DENIED and "group 'sys'" in r['message'], f'Polkit=no: an outsider: {r}')
+    check(len(queries()) == n, 'Polkit=no asks nothing')
 
 
 def test_auth_group(env):
