@@ -2021,6 +2021,7 @@ def test_worker_user(env):
         check(c.stdout.readline().startswith('ready'), 'the client is ready')
         hold_progress(env, c, 2)
         check(hold_finish(c) > 0, 'verified I/O')
+        env.wait_for(lambda: env.prop('u1', 'Connected') is False, 10, 'the client to be seen gone')
 
     uids, gids, groups = uid_of_worker()
     check(uids == ['65534'] * 4 and gids == ['65534'] * 4, f'the worker is nobody: uid {uids} gid {gids}')
