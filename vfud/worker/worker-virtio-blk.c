@@ -8,7 +8,7 @@
  *   {"namespaces": [{"nsid": 1, "path": "/var/lib/vfud/images/db-blk0-disk.img",
  *                    "size": 10737418240, "kind": "image" | "file" | "block" | "null",
  *                    "pattern": 0, "block-size": 512}],
- *    "queues": 1, "queue-size": 256, "serial": "...", "poll-us": 50,
+ *    "queues": 4, "queue-size": 256, "serial": "...", "poll-us": 50,
  *    "read-only": false, "direct": false, "packed": false,
  *    "engine": "auto" | "io_uring" | "threads"}
  * The disk is described as namespace 1, as the manager persists it; its
@@ -27,6 +27,8 @@
 #include "vblk/vblk.h"
 #include "worker.h"
 
+/* A queue per vCPU for most guests (Linux uses min(num_queues, CPUs)); NVMe's default too. */
+#define WORKER_VBLK_DEFAULT_QUEUES 4
 /* As NVMe's: a busy queue causes almost no exits, an idle device sleeps. */
 #define WORKER_VBLK_DEFAULT_POLL_US 50
 
@@ -148,7 +150,7 @@ static gboolean vblk_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
         JsonObject *disk = disk_object(o, error);
         if (!disk)
                 return FALSE;
-        int64_t queues = get_int(o, "queues", 1), qs = get_int(o, "queue-size", VBLK_DEFAULT_QUEUE_SIZE);
+        int64_t queues = get_int(o, "queues", WORKER_VBLK_DEFAULT_QUEUES), qs = get_int(o, "queue-size", VBLK_DEFAULT_QUEUE_SIZE);
         int64_t poll_us = get_int(o, "poll-us", WORKER_VBLK_DEFAULT_POLL_US);
         int64_t bs = get_int(disk, "block-size", get_int(o, "block-size", 512));
         const char *serial = json_object_get_string_member_with_default(o, "serial", NULL);
