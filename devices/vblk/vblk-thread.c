@@ -127,8 +127,7 @@ static void *io_main(void *arg) {
         struct epoll_event evs[4];
         uint64_t poll_ns = (uint64_t) b->opt.poll_us * 1000, last_busy = 0;
 
-        g_autofree char *tname = g_strdup_printf("vblk-io");
-        pthread_setname_np(pthread_self(), tname);
+        pthread_setname_np(pthread_self(), "vblk-io");
 
         for (;;) {
                 take_request(b);
