@@ -187,3 +187,35 @@ gboolean manager_config_load(ManagerConfig *c, const char *path, bool required, 
         }
         return TRUE;
 }
+
+static gint compare_strings(gconstpointer a, gconstpointer b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+gboolean manager_config_load_all(ManagerConfig *c, const char *path, bool required, GError **error) {
+        g_autofree char *dropins = g_strconcat(path, ".d", NULL);
+        g_autoptr(GPtrArray) files = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GDir) dir = NULL;
+        g_autoptr(GError) local = NULL;
+        const char *entry;
+
+        if (!manager_config_load(c, path, required, error))
+                return FALSE;
+        dir = g_dir_open(dropins, 0, &local);
+        if (!dir) {
+                if (g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+                        return TRUE;
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "cannot read %s: %s", dropins, local->message);
+                return FALSE;
+        }
+        while ((entry = g_dir_read_name(dir)))
+                if (g_str_has_suffix(entry, ".conf") && entry[0] != '.')
+                        g_ptr_array_add(files, g_build_filename(dropins, entry, NULL));
+        /* In the order of their names, as systemd reads its drop-ins: a later one wins. */
+        g_ptr_array_sort(files, compare_strings);
+        for (guint i = 0; i < files->len; i++)
+                if (!manager_config_load(c, files->pdata[i], true, error))
+                        return FALSE;
+        return TRUE;
+}

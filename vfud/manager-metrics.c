@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/metrics.h"
 #include "device.h"
@@ -50,13 +51,21 @@ static char *manager_metrics_text(Manager *m) {
 
 gboolean manager_metrics_write(Manager *m, GError **error) {
         g_autofree char *text = NULL, *path = NULL;
+        mode_t old_mask;
+        gboolean ok;
 
         if (!m->config.metrics_dir || !*m->config.metrics_dir)
                 return TRUE;
         text = manager_metrics_text(m);
         path = g_build_filename(m->config.metrics_dir, METRICS_FILE, NULL);
-        /* A temporary file in the same directory, renamed over the old one (not a *.prom meanwhile). */
-        return g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0644, error);
+        /*
+         * A temporary file in the same directory, renamed over the old one (not a *.prom meanwhile),
+         * readable by node-exporter whatever the unit's UMask= (0077).
+         */
+        old_mask = umask(0022);
+        ok = g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0644, error);
+        umask(old_mask);
+        return ok;
 }
 
 static void metrics_write_logged(Manager *m) {

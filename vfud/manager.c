@@ -122,6 +122,21 @@ static void manager_check_worker_ids(ManagerConfig *c) {
         }
 }
 
+/* Resolve AdminGroup= into the gid the checks use. */
+static void manager_resolve_admin_group(Manager *m) {
+        m->have_admin_gid = false;
+        if (m->config.admin_group && *m->config.admin_group) {
+                struct group *g = getgrnam(m->config.admin_group);
+
+                if (g) {
+                        m->admin_gid = g->gr_gid;
+                        m->have_admin_gid = true;
+                } else
+                        g_message("admin group '%s' does not exist: only root may change devices",
+                                  m->config.admin_group);
+        }
+}
+
 Manager *manager_new(const ManagerConfig *config, GError **error) {
         g_autoptr(Manager) m = g_new0(Manager, 1);
         g_autofree char *lock = NULL;
@@ -144,16 +159,7 @@ Manager *manager_new(const ManagerConfig *config, GError **error) {
         m->workers_dir = g_build_filename(m->config.runtime_dir, "workers", NULL);
 
         manager_check_worker_ids(&m->config);
-        if (m->config.admin_group && *m->config.admin_group) {
-                struct group *g = getgrnam(m->config.admin_group);
-
-                if (g) {
-                        m->admin_gid = g->gr_gid;
-                        m->have_admin_gid = true;
-                } else
-                        g_message("admin group '%s' does not exist: only root may change devices",
-                                  m->config.admin_group);
-        }
+        manager_resolve_admin_group(m);
 
         /*
          * The modes of data/vfud.service.in and vfud.tmpfiles: the runtime
@@ -212,6 +218,7 @@ void manager_free(Manager *m) {
         if (m->lock_fd >= 0)
                 close(m->lock_fd);
         g_free(m->bus_description);
+        g_free(m->config_path);
         g_free(m->devices_dir);
         g_free(m->images_dir);
         g_free(m->workers_dir);
@@ -367,11 +374,72 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return sd_event_exit(m->event, 0);
 }
 
+static void replace_string(char **field, const char *value) {
+        g_free(*field);
+        *field = g_strdup(value);
+}
+
+/*
+ * systemctl reload vfud (SIGHUP): read vfud.conf and vfud.conf.d/ again and
+ * take what applies without touching a device — who may change devices
+ * ([Manager] AdminGroup=, Polkit=) and how workers are started from now on
+ * (the [Worker] section but Executable=).  Running workers, directories,
+ * [Libvirt] and [Metrics] stay as they are until vfud restarts.  A file that
+ * does not parse changes nothing.
+ */
+gboolean manager_reload_config(Manager *m, GError **error) {
+        ManagerConfig n;
+        ManagerConfig *c = &m->config;
+
+        manager_config_init(&n);
+        if (!m->config_path || !manager_config_load_all(&n, m->config_path, false, error)) {
+                manager_config_clear(&n);
+                return m->config_path == NULL;
+        }
+        replace_string(&c->admin_group, n.admin_group);
+        c->polkit = n.polkit;
+        replace_string(&c->worker_user, n.worker_user);
+        replace_string(&c->socket_group, n.socket_group);
+        c->socket_group_optional = n.socket_group_optional;
+        c->socket_mode = n.socket_mode;
+        c->seccomp = n.seccomp;
+        c->restart_delay_usec = n.restart_delay_usec;
+        c->restart_burst = n.restart_burst;
+        c->restart_interval_usec = n.restart_interval_usec;
+        c->start_timeout_usec = n.start_timeout_usec;
+        c->stop_timeout_usec = n.stop_timeout_usec;
+        c->stats_interval_usec = n.stats_interval_usec;
+        manager_config_clear(&n);
+        manager_check_worker_ids(c);
+        manager_resolve_admin_group(m);
+        return TRUE;
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *status = NULL;
+
+        (void) sd_notify(0, "RELOADING=1");
+        if (manager_reload_config(m, &error))
+                g_message("configuration reloaded from %s (running devices untouched)", m->config_path);
+        else
+                g_warning("reload: %s; the configuration stays as it was", error->message);
+        status = g_strdup_printf("READY=1\nSTATUS=Managing %u devices", g_hash_table_size(m->devices));
+        (void) sd_notify(0, status);
+        return 0;
+}
+
 int manager_run(Manager *m) {
         int r;
 
         (void) sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m);
         (void) sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m);
+        (void) sd_event_add_signal(m->event, NULL, SIGHUP, on_reload, m);
+        /* WatchdogSec= in the unit: sd-event sends WATCHDOG=1 from the loop while it turns. */
+        r = sd_event_set_watchdog(m->event, true);
+        if (r > 0)
+                g_message("watchdog: keep-alive every half of WatchdogSec=");
         if (m->pending_initial == 0)
                 notify_ready(m);
         manager_metrics_start(m);

@@ -83,6 +83,8 @@ void manager_config_init(ManagerConfig *c);
 void manager_config_clear(ManagerConfig *c);
 /* Read a vfud.conf(5) file over c.  A missing file is fine when !required. */
 gboolean manager_config_load(ManagerConfig *c, const char *path, bool required, GError **error);
+/* The file, then the *.conf files in PATH.d/ in the order of their names (vfud.conf.d/ next to vfud.conf). */
+gboolean manager_config_load_all(ManagerConfig *c, const char *path, bool required, GError **error);
 
 struct Manager {
         ManagerConfig config;
@@ -95,6 +97,7 @@ struct Manager {
         bool ready_sent;
         gid_t admin_gid;
         bool have_admin_gid;
+        char *config_path;              /* re-read on SIGHUP (systemctl reload vfud) */
         GHashTable *auth_queries;       /* request sd_bus_message → AuthQuery (manager-auth.c) */
         char *devices_dir, *images_dir, *workers_dir;
         int64_t next_ctl_id;
@@ -113,6 +116,8 @@ gboolean manager_connect_bus(Manager *m, const char *bus, GError **error);
 /* Load the persisted definitions; adopt running workers or start them. */
 gboolean manager_restore(Manager *m, GError **error);
 int manager_run(Manager *m);
+/* Re-read the configuration (SIGHUP): see manager.c for what changes without a restart. */
+gboolean manager_reload_config(Manager *m, GError **error);
 
 Device *manager_find_device(Manager *m, const char *name);
 /* A free name "<vm>-<type><n>" (or "<type><n>" without a VM). */

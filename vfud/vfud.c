@@ -45,6 +45,7 @@ int main(int argc, char **argv) {
         g_autoptr(GError) error = NULL;
         g_autoptr(Manager) m = NULL;
         ManagerConfig c;
+        bool config_required;
         sigset_t mask;
         int r;
 
@@ -67,8 +68,12 @@ int main(int argc, char **argv) {
         if (!worker && getenv("VFUD_WORKER"))
                 worker = g_strdup(getenv("VFUD_WORKER"));
 
+        /* Only a configuration file given explicitly must exist. */
+        config_required = config != NULL;
+        if (!config)
+                config = g_strdup(SYSCONFDIR "/vfud/vfud.conf");
         manager_config_init(&c);
-        if (!manager_config_load(&c, config ? config : SYSCONFDIR "/vfud/vfud.conf", config != NULL, &error)) {
+        if (!manager_config_load_all(&c, config, config_required, &error)) {
                 g_printerr("vfud: %s\n", error->message);
                 manager_config_clear(&c);
                 return 1;
@@ -90,11 +95,14 @@ int main(int argc, char **argv) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         (void) sd_bus_error_add_map(vfud_errors);
 
         m = manager_new(&c, &error);
         manager_config_clear(&c);
+        if (m)
+                m->config_path = g_steal_pointer(&config);
         if (!m || !manager_connect_bus(m, bus, &error) || !manager_restore(m, &error) ||
             !manager_libvirt_init(m, &error)) {
                 g_printerr("vfud: %s\n", error->message);

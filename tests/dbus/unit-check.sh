@@ -15,7 +15,8 @@ if [ $status != 0 ] || [ -n "$out" ]; then
         exit 1
 fi
 for setting in Type=notify BusName=org.vfu.vfud1 KillMode=process RuntimeDirectoryPreserve=yes \
-               NoNewPrivileges=yes Alias=dbus-org.vfu.vfud1.service; do
+               NoNewPrivileges=yes Alias=dbus-org.vfu.vfud1.service UMask=0077 PrivateTmp=yes ProtectHome=yes \
+               ProtectProc=invisible ProcSubset=pid 'ExecReload=/bin/kill -HUP $MAINPID' WatchdogSec=60s; do
         if ! grep -qx "$setting" "$unit"; then
                 echo "$unit lacks $setting"
                 exit 1
@@ -35,4 +36,15 @@ for kind in Runtime:/run State:/var/lib; do
         done
 done
 $dirs_ok || exit 1
+# The exposure systemd rates the unit at (issue 14: at most 4.0), where this systemd can rate a unit file.
+if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
+        sec=$(systemd-analyze security --offline=yes "$dir/vfud.service" 2>&1)
+        score=$(printf '%s\n' "$sec" | sed -n 's/.*Overall exposure level for vfud.service: \([0-9.]*\).*/\1/p')
+        if [ -z "$score" ] || ! awk -v s="$score" 'BEGIN { exit !(s <= 4.0) }'; then
+                printf '%s\n' "$sec" | grep -E '✗|Overall'
+                echo "exposure ${score:-unknown}: more than 4.0"
+                exit 1
+        fi
+        echo "exposure $score"
+fi
 echo "unit ok"

@@ -150,14 +150,15 @@ class Env:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.notify.setblocking(False)
+        self.notified = []      # sd_notify messages from vfud, in order
 
     def _on_signal(self, conn, sender, path, iface, member, params):
         self.signals.append((path, iface, member, params.unpack()))
 
     # ---- processes ----
 
-    def start_vfud(self):
-        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, G_MESSAGES_DEBUG='')
+    def start_vfud(self, **extra_env):
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, G_MESSAGES_DEBUG='', **extra_env)
         with open(self.config) as f:
             if 'Executable=' not in f.read():
                 env['VFUD_WORKER'] = env_path('VFUD_WORKER')
@@ -175,7 +176,9 @@ class Env:
         check(self.vfud.poll() is None, f'vfud exited with status {self.vfud.returncode}')
         try:
             while True:
-                if b'READY=1' in self.notify.recv(4096):
+                msg = self.notify.recv(4096)
+                self.notified.append(msg.decode())
+                if b'READY=1' in msg:
                     self.ready = True
         except BlockingIOError:
             pass
@@ -1504,6 +1507,60 @@ def test_polkit(env):
     r = call_as(env, NOBODY, MPATH, MIFACE, 'StartDevice', '(s)', ['a1'])
     check(r.get('error') == DENIED and "group 'sys'" in r['message'], f'Polkit=no: an outsider: {r}')
     check(len(queries()) == n, 'Polkit=no asks nothing')
+
+
+def test_reload(env):
+    """vfud.conf.d/ drop-ins in name order; SIGHUP (systemctl reload) re-reads them without touching devices."""
+    need_type('nvme')
+    if os.geteuid() != 0:
+        raise Skip('needs root to call as other users')
+    dropins = env.config + '.d'
+    os.mkdir(dropins)
+
+    def dropin(name, text):
+        with open(os.path.join(dropins, name), 'w') as f:
+            f.write(text)
+    member = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--groups=sys']
+    dropin('10-admin.conf', '[Manager]\nAdminGroup=sys\n')
+    dropin('20-mode.conf', '[Worker]\nSocketMode=0640\n')
+    dropin('30-mode.conf', '[Worker]\nSocketMode=0660\n')      # later names win
+    dropin('40-ignored.conf.disabled', '[Worker]\nSocketMode=0666\n')
+    env.start_vfud(WATCHDOG_USEC='200000')
+    env.create('nvme', 'r1', '', size=MiB)
+    sock = env.prop('r1', 'SocketPath')
+    check(os.stat(sock).st_mode & 0o777 == 0o660, f'drop-ins in name order: {oct(os.stat(sock).st_mode)}')
+    r = call_as(env, member, MPATH, MIFACE, 'StopDevice', '(s)', ['r1'])
+    check(r.get('ok'), f'AdminGroup from a drop-in: {r}')
+    env.mgr('StartDevice', '(s)', 'r1')
+    # The watchdog: WATCHDOG=1 from the loop, every half of WATCHDOG_USEC.
+    env.wait_for(lambda: env.got_ready() and sum('WATCHDOG=1' in m for m in env.notified) >= 3, 10,
+                 'WATCHDOG=1 keep-alives')
+
+    # Reload: the group goes, sockets become 0600 for workers started from now on; nothing restarts.
+    pid, sock_mode = env.prop('r1', 'WorkerPID'), os.stat(sock).st_mode & 0o777
+    dropin('50-reload.conf', '[Manager]\nAdminGroup=\n[Worker]\nSocketMode=0600\n')
+    env.notified.clear()
+    env.vfud.send_signal(signal.SIGHUP)
+    env.wait_for(lambda: env.got_ready() and any('READY=1' in m for m in env.notified), 10, 'READY=1 after the reload')
+    check('RELOADING=1' in env.notified[0], f'RELOADING=1 first: {env.notified}')
+    r = call_as(env, member, MPATH, MIFACE, 'StopDevice', '(s)', ['r1'])
+    check(r.get('error') == DENIED, f'AdminGroup= emptied by the reload: {r}')
+    check(env.prop('r1', 'WorkerPID') == pid and env.prop('r1', 'State') == 'listening' and
+          os.stat(sock).st_mode & 0o777 == sock_mode, 'the running device is untouched')
+    env.dev('r1', 'Stop')
+    env.dev('r1', 'Start')
+    check(os.stat(sock).st_mode & 0o777 == 0o600, f'a worker started after the reload: {oct(os.stat(sock).st_mode)}')
+
+    # A drop-in that does not parse changes nothing, and vfud keeps serving.
+    dropin('60-bad.conf', '[Worker]\nSocketMode=rw-rw----\n')
+    env.notified.clear()
+    env.vfud.send_signal(signal.SIGHUP)
+    env.wait_for(lambda: env.got_ready() and any('READY=1' in m for m in env.notified), 10, 'READY=1 after a bad reload')
+    with open(os.path.join(env.dir, 'vfud.log')) as f:
+        check('60-bad.conf' in f.read(), 'the bad drop-in is named in the log')
+    env.dev('r1', 'Stop')
+    env.dev('r1', 'Start')
+    check(os.stat(sock).st_mode & 0o777 == 0o600, 'the configuration stayed as it was')
 
 
 def test_auth_group(env):
