@@ -930,10 +930,14 @@ def metrics_match(env, samples, names, source):
         check(rc == 0, f'show {name}: {rc} {err}')
         dev = json.loads(out)
         labels = {'device': name, 'vm': dev['vm'], 'type': dev['type']}
+        # A mismatch may be a file written before the last change: the caller waits and looks again.
         state = samples.get(('vfu_device_state', name))
-        check(state and state[0] == dict(labels, state=dev['state']) and state[1] == 1, f'{source}: state {state}')
-        check(samples.get(('vfu_device_connected', name), (0, -1))[1] == int(dev['connected']), f'{source}: connected')
-        check(samples.get(('vfu_device_restarts_total', name), (0, -1))[1] == dev['restarts'], f'{source}: restarts')
+        if not state or state[0] != dict(labels, state=dev['state']) or state[1] != 1:
+            return f'{source}: state {state}, show --json says {dev["state"]}'
+        if samples.get(('vfu_device_connected', name), (0, -1))[1] != int(dev['connected']):
+            return f'{source}: connected of {name}'
+        if samples.get(('vfu_device_restarts_total', name), (0, -1))[1] != dev['restarts']:
+            return f'{source}: restarts of {name}'
         for key, value in dev['statistics'].items():
             if not isinstance(value, int) or isinstance(value, bool):
                 continue
