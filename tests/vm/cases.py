@@ -451,6 +451,27 @@ def vfud_two_vms(ctx):
 
 
 @case
+def vfud_vblk(ctx):
+    """A virtio-blk disk that vfud made (vfuctl create virtio-blk, its image
+    opened and locked by vfud): the guest's checks, fio and ext4 as in vblk,
+    and the resize given to vfuctl while the guest runs reaches it."""
+    size, new_size = 256 * MiB, 320 * MiB
+    m = Manager(ctx).start()
+    m.run("create", "virtio-blk", "--vm", "vm-b", "--name", "vm-b-disk", "--size", str(size),
+          "--serial", "vfud-disk")
+    sock = m.json("show", "vm-b-disk")["socket_path"]
+    # vfud's default of 4 request queues; Linux uses one per vCPU (the guest has 2).
+    vm = ctx.vm("guest", "vblk.sh", devices=[vmlib.vfio_user_device(sock, "disk")], timeout=900,
+                params={"DISK_BYTES": size, "NEW_BYTES": new_size, "SERIAL": "vfud-disk", "QUEUES": 2})
+    vm.start()
+    m.wait_connected("vm-b-disk", True, timeout=120)
+    vm.wait_for("^VFU-VM-MARK: ready-for-resize$", timeout=800)
+    m.run("namespace", "resize", "vm-b-disk", "1", str(new_size))
+    vm.wait()
+    m.wait_connected("vm-b-disk", False)
+
+
+@case
 def vfud_restart_during_fio(ctx):
     """vfud is killed (SIGKILL) and started again while the guest runs a
     verified fio: the worker keeps serving, the guest sees no I/O error, and
