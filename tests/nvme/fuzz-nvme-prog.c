@@ -62,6 +62,8 @@ typedef struct Queue {
 } Queue;
 
 static FakeMem fm;
+static VuMem tracked_mem;               /* fm's translations, noting the pages the device may write */
+static uint64_t dirty[PAGES / 64];      /* pages written since the last input: cleared after it */
 static NvmeCtrl *ctrl;
 static unsigned irqs[NVEC];
 static Queue q[NQ];
@@ -92,6 +94,28 @@ static void add_namespaces(void) {
                 abort();
 }
 
+static void mark_dirty(uint64_t gpa, uint64_t len) {
+        if (len == 0 || gpa < GPA || gpa >= GPA + RAM)
+                return;
+        uint64_t last = MIN(gpa + len - 1, GPA + RAM - 1);
+
+        for (uint64_t p = (gpa - GPA) / PAGE; p <= (last - GPA) / PAGE; p++)
+                dirty[p / 64] |= 1ull << (p % 64);
+}
+
+static int tracked_translate(void *opaque, uint64_t gpa, uint64_t len, int prot, struct iovec *iov,
+                             unsigned max_iov) {
+        if (prot & VU_PROT_WRITE)
+                mark_dirty(gpa, len);
+        return vu_mem_translate(&fm.mem, gpa, len, prot, iov, max_iov);
+}
+
+static void tracked_mark_dirty(void *opaque, uint64_t gpa, uint64_t len) {
+        mark_dirty(gpa, len);
+}
+
+static const VuMemOps tracked_ops = { .translate = tracked_translate, .mark_dirty = tracked_mark_dirty };
+
 static uint64_t page_gpa(unsigned page) {
         return GPA + (uint64_t) page * PAGE;
 }
@@ -116,6 +140,7 @@ static bool guest_write(uint64_t gpa, const void *src, size_t len) {
                 return false;
         if (fm.ro_len)
                 mprotect(fm.host + (fm.ro_gpa - GPA), fm.ro_len, PROT_READ | PROT_WRITE);
+        mark_dirty(gpa, len);
         memcpy(ptr(gpa), src, len);
         if (fm.ro_len)
                 mprotect(fm.host + (fm.ro_gpa - GPA), fm.ro_len, PROT_READ);
@@ -461,6 +486,8 @@ static void act_unmap(Prog *g) {
 
 static void act_map(Prog *g) {
         (void) g;
+        if (!fm.hole_len && !fm.ro_len)
+                return;
         nvme_ctrl_quiesce(ctrl);
         fm.hole_gpa = fm.hole_len = 0;
         fm.ro_gpa = fm.ro_len = 0;
@@ -537,7 +564,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         fake_mem_init(&fm, GPA, RAM);
         if (nvme_ctrl_new(&cfg, &ctrl) < 0)
                 abort();
-        nvme_ctrl_attach(ctrl, &fm.mem, count_irq, NULL);
+        tracked_mem = (VuMem) { .ops = &tracked_ops };
+        nvme_ctrl_attach(ctrl, &tracked_mem, count_irq, NULL);
         add_namespaces();
         for (unsigned i = 0; i < NQ; i++)
                 q[i].outstanding = g_malloc0(65536 / 8);
@@ -569,7 +597,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 ns_changed = false;
         }
         queues_forget();
-        memset(fm.host, 0, RAM);
+        for (unsigned p = 0; p < PAGES; p++)
+                if (dirty[p / 64] & (1ull << (p % 64)))
+                        memset(fm.host + (uint64_t) p * PAGE, 0, PAGE);
+        memset(dirty, 0, sizeof(dirty));
         memset(irqs, 0, sizeof(irqs));
         return 0;
 }
