@@ -408,8 +408,13 @@ static void run_tx(Device *dv, Net *nt, unsigned size, double secs, bool tap, Re
                         if (vq_need_event(le16toh(ev), q->avail_idx, old))
                                 vd_kick(&dv->d, 1);
                 }
-                if (q->n_free < 2)
-                        c_wait(dv, q->vector, 1);
+                if (q->n_free < 2) {
+                        /* Ring full: ask for an interrupt at the next used buffer (Linux stops the
+                         * queue and enables the callback), look once more, then sleep. */
+                        vd_irq_enable(&dv->d, 1);
+                        if (vd_tx_reclaim(&dv->d, 0) == 0)
+                                c_wait(dv, q->vector, 1);
+                }
         }
         double t = (now_ns() - t0) / 1e9;
         device_sample(dv, &s1);
