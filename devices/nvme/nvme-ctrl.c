@@ -163,7 +163,9 @@ static void nvme_park(NvmeIoThread *t) {
 /*
  * Adaptive polling (QEMU's AioContext polling, per thread): gap_ns is how
  * long the thread went without work before a wake-up brought some: the
- * window it polled plus the time it slept.  Work that came within the
+ * window it polled plus the time it slept, up to when the work arrived (a
+ * trapped doorbell's time: the message and the wake-up that follow are
+ * what polling saves, and must not count against it).  Work that came within the
  * longest window (cfg.poll_us) would have been caught by polling that
  * long, without the sleep and the wake-up: the window grows (doubling,
  * from NVME_POLL_START_NS).  A longer gap means polling would have been
@@ -235,7 +237,8 @@ static void *nvme_io_main(void *arg) {
                 /* One clock read per pass: commands fetched and completed in it share it. */
                 uint64_t now = t->pass_ns = nvme_now_ns();
                 if (slept) {
-                        nvme_poll_adapt(t, now - last_busy);
+                        uint64_t k = atomic_exchange_explicit(&t->kick_ns, 0, memory_order_relaxed);
+                        nvme_poll_adapt(t, (k > last_busy && k < now ? k : now) - last_busy);
                         slept = false;
                 }
                 unsigned n = nvme_reap_backends(t);

@@ -233,6 +233,7 @@ struct NvmeIoThread {
         bool parked;                            /* c->lock */
         uint64_t pass_ns;                       /* the thread's clock, read once per pass */
         uint64_t poll_ns;                       /* adaptive polling window, 0..cfg.poll_us µs */
+        _Atomic uint64_t kick_ns;               /* when a trapped doorbell for it was written, 0: none */
         bool backend_signalled;                 /* a backend's event fd woke the thread */
         unsigned backend_inflight;
         unsigned n_sqs;

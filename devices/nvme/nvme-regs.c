@@ -88,6 +88,8 @@ static void nvme_write_doorbell(NvmeCtrl *c, uint64_t off, uint32_t val) {
                                   : &c->io[atomic_load_explicit(&c->sq_thread[qid], memory_order_relaxed)];
         atomic_store_explicit(&c->db_val[idx], val, memory_order_release);
         atomic_fetch_or_explicit(&t->db_dirty[idx / 64], 1ull << (idx % 64), memory_order_release);
+        /* When the work arrived, for the thread's polling window: not when the wake-up reached it. */
+        atomic_store_explicit(&t->kick_ns, nvme_now_ns(), memory_order_relaxed);
         nvme_thread_kick(t);
 }
 
