@@ -79,7 +79,7 @@ int vu_pci_cfg_add_msix(VuPciCfg *c, unsigned nvec, unsigned table_bar, uint32_t
                         unsigned pba_bar, uint32_t pba_off) {
         int off;
 
-        if (c->msix_off)
+        if (c->msix_off || c->msi_off)
                 return -EEXIST;
         if (nvec == 0 || nvec > VU_MSIX_MAX_VECTORS || table_bar >= 6 || pba_bar >= 6 ||
             (table_off & 7) || (pba_off & 7))
@@ -97,6 +97,33 @@ int vu_pci_cfg_add_msix(VuPciCfg *c, unsigned nvec, unsigned table_bar, uint32_t
         c->msix_table_off = table_off;
         c->msix_pba_bar = pba_bar;
         c->msix_pba_off = pba_off;
+        vu_pci_cfg_save_defaults(c);
+        return off;
+}
+
+int vu_pci_cfg_add_msi(VuPciCfg *c, unsigned nvec) {
+        unsigned log2 = 0;
+        int off;
+
+        if (c->msi_off || c->msix_off)
+                return -EEXIST;
+        if (nvec == 0 || nvec > VU_MSI_MAX_VECTORS || (nvec & (nvec - 1)))
+                return -EINVAL;
+        while ((1u << log2) < nvec)
+                log2++;
+        off = vu_cfg_cap_alloc(c, VU_CAP_ID_MSI, VU_MSI_SIZEOF);
+        if (off < 0)
+                return off;
+        vu_put16(c->cfg, off + VU_MSI_CTRL,
+                 (uint16_t) (log2 << VU_MSI_CTRL_MMC_SHIFT | VU_MSI_CTRL_64BIT | VU_MSI_CTRL_PVM));
+        vu_put16(c->wmask, off + VU_MSI_CTRL, VU_MSI_CTRL_ENABLE | VU_MSI_CTRL_MME_MASK);
+        vu_put32(c->wmask, off + VU_MSI_ADDR_LO, 0xfffffffcu);
+        vu_put32(c->wmask, off + VU_MSI_ADDR_HI, 0xffffffffu);
+        vu_put16(c->wmask, off + VU_MSI_DATA, 0xffff);
+        /* Mask bits of unimplemented vectors are read-only 0; Pending Bits are read-only. */
+        vu_put32(c->wmask, off + VU_MSI_MASK, nvec == 32 ? 0xffffffffu : (1u << nvec) - 1);
+        c->msi_off = (unsigned) off;
+        c->msi_nvec = nvec;
         vu_pci_cfg_save_defaults(c);
         return off;
 }

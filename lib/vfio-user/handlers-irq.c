@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * DEVICE_GET_IRQ_INFO and DEVICE_SET_IRQS (vfio-user.rst, linux/vfio.h
- * VFIO_DEVICE_SET_IRQS semantics): no INTx, no MSI, MSI-X with the
- * device's vectors, ERR and REQ with one each.
+ * VFIO_DEVICE_SET_IRQS semantics): no INTx; MSI-X, or MSI, with the
+ * device's vectors (the other index has none); ERR and REQ with one each.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,11 +17,13 @@ static uint32_t irq_count(const VuServer *s, uint32_t index) {
         switch (index) {
         case VU_PCI_MSIX_IRQ:
                 return s->msix.nvec;
+        case VU_PCI_MSI_IRQ:
+                return s->msi.nvec;
         case VU_PCI_ERR_IRQ:
         case VU_PCI_REQ_IRQ:
                 return 1;
         default:
-                return 0;       /* INTx (pin 0) and MSI are not offered */
+                return 0;       /* INTx (pin 0) is not offered */
         }
 }
 
@@ -119,10 +121,11 @@ static int set_aux(VuServer *s, VuMsg *m, const struct vu_irq_set *is, uint32_t 
         return 0;
 }
 
-static int set_msix(VuServer *s, VuMsg *m, const struct vu_irq_set *is, uint32_t action, uint32_t data,
-                    const uint8_t *bools) {
+/* MSI-X or MSI vectors of vec; a trigger from the client fires through vu_server_irq(). */
+static int set_vectors(VuServer *s, VuMsix *vec, VuMsg *m, const struct vu_irq_set *is, uint32_t action,
+                       uint32_t data, const uint8_t *bools) {
         if (is->count == 0) {
-                vu_msix_disable(&s->msix);
+                vu_msix_disable(vec);
                 return 0;
         }
         for (uint32_t i = 0; i < is->count; i++) {
@@ -138,15 +141,15 @@ static int set_msix(VuServer *s, VuMsg *m, const struct vu_irq_set *is, uint32_t
 
                                 if (m->n_fds)
                                         m->fds[i] = -1;
-                                vu_msix_set_efd(&s->msix, v, fd);
+                                vu_msix_set_efd(vec, v, fd);
                         } else
                                 vu_server_irq(s, v);
                         break;
                 case VU_IRQ_SET_ACTION_MASK:
-                        vu_msix_set_mask(&s->msix, v, true);
+                        vu_msix_set_mask(vec, v, true);
                         break;
                 case VU_IRQ_SET_ACTION_UNMASK:
-                        vu_msix_set_mask(&s->msix, v, false);
+                        vu_msix_set_mask(vec, v, false);
                         break;
                 }
         }
@@ -194,11 +197,13 @@ int vu_handle_set_irqs(VuServer *s, VuMsg *m, VuReply *r) {
                 is.count, is.flags, m->n_fds);
         switch (is.index) {
         case VU_PCI_MSIX_IRQ:
-                return set_msix(s, m, &is, action, data, bools);
+                return set_vectors(s, &s->msix, m, &is, action, data, bools);
+        case VU_PCI_MSI_IRQ:
+                return set_vectors(s, &s->msi, m, &is, action, data, bools);
         case VU_PCI_ERR_IRQ:
         case VU_PCI_REQ_IRQ:
                 return set_aux(s, m, &is, data, bools);
         default:
-                return 0;       /* INTx/MSI: count 0, so only "disable all", which has nothing to do */
+                return 0;       /* INTx, or MSI/MSI-X without vectors: only "disable all", which has nothing to do */
         }
 }

@@ -92,6 +92,9 @@ static void cfg_events(VuServer *s, unsigned ev) {
         }
         if (ev & VU_CFG_EV_MSIX)
                 vu_msix_set_cfg(&s->msix, vu_pci_cfg_msix_enabled(s->cfg), vu_pci_cfg_msix_masked(s->cfg));
+        if (ev & VU_CFG_EV_MSI)
+                vu_msi_set_cfg(&s->msi, vu_pci_cfg_msi_enabled(s->cfg), vu_pci_cfg_msi_nalloc(s->cfg),
+                               vu_pci_cfg_msi_mask(s->cfg));
         if (ev && s->ops->cfg_event)
                 s->ops->cfg_event(s->opaque, ev);
 }
@@ -140,8 +143,15 @@ int vu_server_region_access(VuServer *s, unsigned idx, uint64_t off, void *buf, 
                 unsigned ev = 0;
                 int ret;
 
-                if (!write)
+                if (!write) {
+                        if (s->msi.nvec) {
+                                uint32_t pending;
+
+                                vu_msix_pba_read(&s->msi, 0, &pending, sizeof(pending));
+                                vu_pci_cfg_msi_set_pending(s->cfg, pending);
+                        }
                         return vu_pci_cfg_read(s->cfg, (uint32_t) off, buf, len);
+                }
                 ret = vu_pci_cfg_write(s->cfg, (uint32_t) off, buf, len, &ev);
                 if (ret == 0)
                         cfg_events(s, ev);

@@ -88,6 +88,8 @@ int vu_msix_fire(VuMsix *m, unsigned n) {
         if (n >= m->nvec)
                 return -EINVAL;
         g_mutex_lock(&m->lock);
+        if (m->nalloc)
+                n &= m->nalloc - 1;
         fire_locked(m, n);
         g_mutex_unlock(&m->lock);
         return 0;
@@ -97,6 +99,23 @@ void vu_msix_set_cfg(VuMsix *m, bool enabled, bool fmask) {
         g_mutex_lock(&m->lock);
         m->enabled = enabled;
         m->fmask = fmask;
+        flush_all_locked(m);
+        g_mutex_unlock(&m->lock);
+}
+
+void vu_msi_set_cfg(VuMsix *m, bool enabled, unsigned nalloc, uint32_t mask) {
+        g_mutex_lock(&m->lock);
+        m->enabled = enabled;
+        m->fmask = false;
+        m->nalloc = nalloc && nalloc <= m->nvec && !(nalloc & (nalloc - 1)) ? nalloc : 1;
+        for (unsigned n = 0; n < m->nvec; n++) {
+                m->table[n * 4 + 3] = n < 32 ? (mask >> n) & CTRL_MASKBIT : 0;
+                /* Pending on a vector no longer granted: it is its alias's now. */
+                if (n >= m->nalloc && pending(m, n)) {
+                        m->pba[n / 64] &= ~(1ull << (n % 64));
+                        m->pba[0] |= 1ull << (n & (m->nalloc - 1));
+                }
+        }
         flush_all_locked(m);
         g_mutex_unlock(&m->lock);
 }

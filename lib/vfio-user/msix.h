@@ -3,7 +3,10 @@
  * Interrupt state of a device: the MSI-X table and PBA the server
  * implements in the device's MSI-X BAR, the per-vector eventfds the client
  * assigned with SET_IRQS, and the ERR/REQ eventfds.  Every field is under
- * one mutex so vu_msix_fire() can run on any thread.  Not installed.
+ * one mutex so vu_msix_fire() can run on any thread.  A device offering
+ * MSI instead uses a second instance for the MSI vectors: its "table" holds
+ * only the Mask Bits of the capability (one vector control word each), its
+ * PBA the Pending Bits.  Not installed.
  */
 #pragma once
 
@@ -23,6 +26,7 @@ typedef struct VuMsix {
         int *efd;               /* per-vector eventfd, -1 none */
         uint8_t *irq_mask;      /* SET_IRQS MASK/UNMASK state */
         bool enabled, fmask;    /* mirrored from the config-space capability */
+        unsigned nalloc;        /* MSI: vectors enabled (Multiple Message Enable); 0 for MSI-X */
         int err_efd, req_efd;
         uint64_t fired;         /* eventfd signals sent */
 } VuMsix;
@@ -41,6 +45,12 @@ static inline size_t vu_msix_pba_size(const VuMsix *m) {
 int vu_msix_fire(VuMsix *m, unsigned n);
 /* MSI-X enable / function mask changed in config space: deliver what became deliverable. */
 void vu_msix_set_cfg(VuMsix *m, bool enabled, bool fmask);
+/*
+ * MSI capability changed: enable, nalloc vectors granted (a power of two;
+ * a vector n ≥ nalloc is delivered as n mod nalloc, as a function with
+ * fewer messages than it asked for does, §7.7.1.2), Mask Bits.
+ */
+void vu_msi_set_cfg(VuMsix *m, bool enabled, unsigned nalloc, uint32_t mask);
 /* Install efd (taken over; -1 de-assigns) for vector n and deliver it if pending. */
 void vu_msix_set_efd(VuMsix *m, unsigned n, int efd);
 void vu_msix_set_mask(VuMsix *m, unsigned n, bool masked);

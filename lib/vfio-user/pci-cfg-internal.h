@@ -41,6 +41,7 @@
 
 /* Capability IDs (PCI Code and ID Assignment §2). */
 #define VU_CAP_ID_PM            0x01
+#define VU_CAP_ID_MSI           0x05
 #define VU_CAP_ID_VENDOR        0x09
 #define VU_CAP_ID_PCIE          0x10
 #define VU_CAP_ID_MSIX          0x11
@@ -80,6 +81,22 @@
 #define VU_MSIX_CTRL_ENABLE     0x8000
 #define VU_MSIX_MAX_VECTORS     2048
 
+/* MSI capability (PCIe Base 6.0 §7.7.1), 64-bit with per-vector masking. */
+#define VU_MSI_SIZEOF           0x18
+#define VU_MSI_CTRL             2
+#define VU_MSI_ADDR_LO          4
+#define VU_MSI_ADDR_HI          8
+#define VU_MSI_DATA             0x0c
+#define VU_MSI_MASK             0x10
+#define VU_MSI_PENDING          0x14
+#define VU_MSI_CTRL_ENABLE      0x0001
+#define VU_MSI_CTRL_MMC_SHIFT   1       /* Multiple Message Capable, log2, RO */
+#define VU_MSI_CTRL_MME_SHIFT   4       /* Multiple Message Enable, log2, RW */
+#define VU_MSI_CTRL_MME_MASK    0x0070
+#define VU_MSI_CTRL_64BIT       0x0080
+#define VU_MSI_CTRL_PVM         0x0100  /* per-vector masking capable */
+#define VU_MSI_MAX_VECTORS      32
+
 #define VU_BAR_TYPE_NONE        0xffffffffu
 #define VU_BAR_TYPE_UPPER       0xfffffffeu
 
@@ -92,11 +109,11 @@ struct VuPciCfg {
         uint32_t bar_type[6];                   /* VU_BAR_* bits, NONE or UPPER */
         unsigned next_cap;                      /* where the next capability goes */
         unsigned last_cap;                      /* 0: none yet */
-        unsigned pm_off, pcie_off, msix_off;
+        unsigned pm_off, pcie_off, msix_off, msi_off;
         unsigned n_vendor;
         struct { uint16_t off, len; } vendor[16];       /* vendor capability spans */
         bool flr;
-        unsigned msix_nvec;
+        unsigned msix_nvec, msi_nvec;
         unsigned msix_table_bar, msix_pba_bar;
         uint32_t msix_table_off, msix_pba_off;
 };

@@ -37,7 +37,7 @@ VuPciCfg *vu_pci_cfg_new(const VuPciId *id) {
         c->cfg[VU_CFG_HEADER_TYPE] = 0x00;      /* type 0, single function */
         vu_put16(c->cfg, VU_CFG_SUBSYS_VENDOR, id->subsys_vendor);
         vu_put16(c->cfg, VU_CFG_SUBSYS_ID, id->subsys);
-        c->cfg[VU_CFG_INT_PIN] = 0;             /* no INTx: MSI-X only */
+        c->cfg[VU_CFG_INT_PIN] = 0;             /* no INTx: MSI or MSI-X only */
 
         for (unsigned i = 0; i < 6; i++)
                 c->bar_type[i] = VU_BAR_TYPE_NONE;
@@ -146,7 +146,8 @@ static bool in_vendor_cap(const VuPciCfg *c, unsigned o) {
 int vu_pci_cfg_write(VuPciCfg *c, uint32_t off, const void *buf, size_t len, unsigned *events) {
         const uint8_t *b = buf;
         unsigned ev = 0;
-        uint16_t old_cmd, old_pm = 0, old_msix = 0;
+        uint16_t old_cmd, old_pm = 0, old_msix = 0, old_msi = 0;
+        uint32_t old_msi_mask = 0;
         bool flr = false;
 
         if (events)
@@ -159,6 +160,10 @@ int vu_pci_cfg_write(VuPciCfg *c, uint32_t off, const void *buf, size_t len, uns
                 old_pm = vu_cfg_get16(c, c->pm_off + VU_PM_CSR);
         if (c->msix_off)
                 old_msix = vu_cfg_get16(c, c->msix_off + VU_MSIX_CTRL);
+        if (c->msi_off) {
+                old_msi = vu_cfg_get16(c, c->msi_off + VU_MSI_CTRL);
+                old_msi_mask = vu_cfg_get32(c, c->msi_off + VU_MSI_MASK);
+        }
 
         for (size_t i = 0; i < len; i++) {
                 unsigned o = off + (unsigned) i;
@@ -190,6 +195,18 @@ int vu_pci_cfg_write(VuPciCfg *c, uint32_t off, const void *buf, size_t len, uns
         }
         if (c->msix_off && vu_cfg_get16(c, c->msix_off + VU_MSIX_CTRL) != old_msix)
                 ev |= VU_CFG_EV_MSIX;
+        if (c->msi_off) {
+                uint16_t ctrl = vu_cfg_get16(c, c->msi_off + VU_MSI_CTRL);
+                unsigned mmc = (ctrl >> VU_MSI_CTRL_MMC_SHIFT) & 7, mme = (ctrl & VU_MSI_CTRL_MME_MASK) >> VU_MSI_CTRL_MME_SHIFT;
+
+                /* More messages than capable is undefined (§7.7.1.2): grant what the function has. */
+                if (mme > mmc) {
+                        ctrl = (uint16_t) ((ctrl & ~VU_MSI_CTRL_MME_MASK) | mmc << VU_MSI_CTRL_MME_SHIFT);
+                        vu_put16(c->cfg, c->msi_off + VU_MSI_CTRL, ctrl);
+                }
+                if (ctrl != old_msi || vu_cfg_get32(c, c->msi_off + VU_MSI_MASK) != old_msi_mask)
+                        ev |= VU_CFG_EV_MSI;
+        }
         if (flr)
                 ev |= VU_CFG_EV_FLR;
         if (events)
@@ -219,6 +236,29 @@ bool vu_pci_cfg_msix_masked(const VuPciCfg *c) {
 
 unsigned vu_pci_cfg_msix_nvec(const VuPciCfg *c) {
         return c->msix_off ? c->msix_nvec : 0;
+}
+
+bool vu_pci_cfg_msi_enabled(const VuPciCfg *c) {
+        return c->msi_off && (vu_cfg_get16(c, c->msi_off + VU_MSI_CTRL) & VU_MSI_CTRL_ENABLE);
+}
+
+unsigned vu_pci_cfg_msi_nvec(const VuPciCfg *c) {
+        return c->msi_off ? c->msi_nvec : 0;
+}
+
+unsigned vu_pci_cfg_msi_nalloc(const VuPciCfg *c) {
+        if (!c->msi_off)
+                return 0;
+        return 1u << ((vu_cfg_get16(c, c->msi_off + VU_MSI_CTRL) & VU_MSI_CTRL_MME_MASK) >> VU_MSI_CTRL_MME_SHIFT);
+}
+
+uint32_t vu_pci_cfg_msi_mask(const VuPciCfg *c) {
+        return c->msi_off ? vu_cfg_get32(c, c->msi_off + VU_MSI_MASK) : 0;
+}
+
+void vu_pci_cfg_msi_set_pending(VuPciCfg *c, uint32_t bits) {
+        if (c->msi_off)
+                vu_put32(c->cfg, c->msi_off + VU_MSI_PENDING, bits);
 }
 
 int vu_pci_cfg_msix_layout(const VuPciCfg *c, unsigned *table_bar, uint32_t *table_off,

@@ -2,7 +2,7 @@
 /*
  * PCI/PCIe configuration space model devices build on: a 4 KiB config space
  * with the standard type-0 header, a capability chain (PM, PCIe with FLR,
- * MSI-X, vendor-specific) and per-byte write masks, so a config write only
+ * MSI or MSI-X, vendor-specific) and per-byte write masks, so a config write only
  * changes what the spec lets software change.
  */
 #pragma once
@@ -36,6 +36,7 @@ typedef enum VuCfgEvent {
         VU_CFG_EV_MSIX = 1 << 2,         /* MSI-X enable / function mask */
         VU_CFG_EV_PM = 1 << 3,           /* PM state */
         VU_CFG_EV_VENDOR = 1 << 4,       /* a writable byte of a vendor capability */
+        VU_CFG_EV_MSI = 1 << 5,          /* MSI enable, enabled vector count or mask bits */
 } VuCfgEvent;
 
 /* A type-0 header with these IDs, no BARs, no capabilities, interrupt pin 0.  Never NULL. */
@@ -54,14 +55,17 @@ uint64_t vu_pci_cfg_bar_size(const VuPciCfg *c, unsigned idx);   /* 0 for absent
 
 /*
  * Capabilities, appended to the chain in call order (4-byte aligned from
- * 0x40).  Return the capability's offset, or -EEXIST (PM/PCIe/MSI-X twice),
- * -EINVAL (bad arguments: nvec 1..2048, 8-byte aligned table/PBA offsets),
+ * 0x40).  Return the capability's offset, or -EEXIST (PM/PCIe/MSI/MSI-X
+ * twice, or MSI and MSI-X both), -EINVAL (bad arguments: MSI-X nvec
+ * 1..2048, 8-byte aligned table/PBA offsets; MSI nvec 1, 2, 4, .., 32),
  * -ENOSPC (no room left below 0x100).
  */
 int vu_pci_cfg_add_pm(VuPciCfg *c);
 int vu_pci_cfg_add_pcie(VuPciCfg *c, bool flr);
 int vu_pci_cfg_add_msix(VuPciCfg *c, unsigned nvec, unsigned table_bar, uint32_t table_off,
                         unsigned pba_bar, uint32_t pba_off);
+/* MSI with nvec messages, 64-bit addresses and per-vector masking (Mask and Pending Bits). */
+int vu_pci_cfg_add_msi(VuPciCfg *c, unsigned nvec);
 /* A vendor capability (cap id 09h): body after the 2-byte header, len ≥ 1; writable bytes via wmask (may be NULL). */
 int vu_pci_cfg_add_vendor(VuPciCfg *c, const void *body, size_t len, const uint8_t *wmask);
 
@@ -77,6 +81,12 @@ bool vu_pci_cfg_bus_master(const VuPciCfg *c);
 bool vu_pci_cfg_msix_enabled(const VuPciCfg *c);
 bool vu_pci_cfg_msix_masked(const VuPciCfg *c);   /* function mask */
 unsigned vu_pci_cfg_msix_nvec(const VuPciCfg *c);
+bool vu_pci_cfg_msi_enabled(const VuPciCfg *c);
+unsigned vu_pci_cfg_msi_nvec(const VuPciCfg *c);        /* Multiple Message Capable; 0 without MSI */
+unsigned vu_pci_cfg_msi_nalloc(const VuPciCfg *c);      /* Multiple Message Enable: vectors the driver uses */
+uint32_t vu_pci_cfg_msi_mask(const VuPciCfg *c);        /* Mask Bits */
+/* The device's view of its pending messages into the read-only Pending Bits. */
+void vu_pci_cfg_msi_set_pending(VuPciCfg *c, uint32_t bits);
 
 /*
  * MSI-X table and PBA placement (BAR index and offset in that BAR).

@@ -50,6 +50,7 @@ struct VuServer {
         VuDma *dma;
         VuMem mem;
         VuMsix msix;
+        VuMsix msi;                             /* MSI vectors (nvec 0: MSI-X or none) */
         unsigned msix_table_bar, msix_pba_bar;
         uint32_t msix_table_off, msix_pba_off;
         unsigned max_dma_maps;

@@ -92,9 +92,20 @@ static void page_span(uint64_t off, uint64_t len, uint64_t *start, uint64_t *ple
 }
 
 static int setup_msix(VuServer *s, const VuServerConfig *cfg) {
-        unsigned nvec = vu_pci_cfg_msix_nvec(cfg->cfg);
+        unsigned nvec = vu_pci_cfg_msix_nvec(cfg->cfg), msi = vu_pci_cfg_msi_nvec(cfg->cfg);
         uint64_t tsize, psize;
 
+        if (msi == 0 && cfg->msi_nvec && !cfg->msix_nvec) {
+                int r = vu_pci_cfg_add_msi(cfg->cfg, cfg->msi_nvec);
+                if (r < 0)
+                        return r;
+                msi = cfg->msi_nvec;
+        }
+        if (cfg->msi_nvec && cfg->msi_nvec != msi) {
+                g_debug("%s: msi_nvec %u differs from the MSI capability's %u", s->name, cfg->msi_nvec, msi);
+                return -EINVAL;
+        }
+        vu_msix_init(&s->msi, msi);
         if (nvec == 0 && cfg->msix_nvec) {
                 /* No capability yet: table at 0 of msix_bar, PBA right after it. */
                 int r = vu_pci_cfg_add_msix(cfg->cfg, cfg->msix_nvec, cfg->msix_bar, 0, cfg->msix_bar,
@@ -229,6 +240,8 @@ void vu_server_free(VuServer *s) {
         vu_dma_free(s->dma);
         if (s->msix.efd)
                 vu_msix_fini(&s->msix);
+        if (s->msi.efd)
+                vu_msix_fini(&s->msi);
         for (unsigned i = 0; i < 6; i++)
                 close_fd(&s->bars[i].mmap_fd);
         vu_pci_cfg_free(s->cfg);
@@ -365,6 +378,7 @@ void vu_server_reset_device(VuServer *s, VuResetKind kind) {
                 s->ops->reset(s->opaque, kind);
         vu_pci_cfg_reset(s->cfg);
         vu_msix_reset(&s->msix);
+        vu_msix_reset(&s->msi);
         vu_mig_reset(s);
         vu_server_resume(s);
 }
@@ -386,6 +400,7 @@ void vu_server_disconnect(VuServer *s) {
         vu_dma_logging_stop(s->dma);
         vu_dma_unmap_all(s->dma);
         vu_msix_drop_client(&s->msix);
+        vu_msix_drop_client(&s->msi);
         if (s->ops->reset)
                 s->ops->reset(s->opaque, VU_RESET_LOST_CONN);
         vu_pci_cfg_reset(s->cfg);
@@ -591,7 +606,7 @@ VuPciCfg *vu_server_cfg(VuServer *s) {
 }
 
 int vu_server_irq(VuServer *s, unsigned vector) {
-        int r = vu_msix_fire(&s->msix, vector);
+        int r = vu_msix_fire(s->msi.nvec ? &s->msi : &s->msix, vector);
 
         if (r == 0)
                 __atomic_fetch_add(&s->stats.irqs, 1, __ATOMIC_RELAXED);

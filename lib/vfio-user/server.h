@@ -88,7 +88,8 @@ typedef struct VuServerConfig {
         VuPciCfg *cfg;                          /* owned by the server after vu_server_new() */
         VuRegion bars[6];
         unsigned msix_bar;                      /* BAR holding the MSI-X table+PBA (the server implements it) */
-        unsigned msix_nvec;                     /* ≥ 1 */
+        unsigned msix_nvec;                     /* ≥ 1, or 0 with msi_nvec */
+        unsigned msi_nvec;                      /* MSI instead of MSI-X: 1, 2, 4, .., 32 vectors */
         const VuDeviceOps *ops;
         void *opaque;
         unsigned max_dma_maps;                  /* 0: as many as the host allows (vu_dma_host_limit) */
@@ -99,7 +100,8 @@ typedef struct VuServerConfig {
  * Create a server for the device described by cfg.  On success the server
  * owns cfg->cfg; on failure it stays the caller's.  When cfg->cfg has no
  * MSI-X capability and msix_nvec ≥ 1, one is added with the table at offset
- * 0 of msix_bar and the PBA right after it.  Mappable areas must be
+ * 0 of msix_bar and the PBA right after it; with msi_nvec (and msix_nvec
+ * 0) an MSI capability is added instead.  Mappable areas must be
  * page-aligned, inside the BAR and the memfd, and off the MSI-X pages.
  * Returns 0 or -EINVAL (bad definition), -errno.
  */
@@ -152,9 +154,10 @@ VuDma *vu_server_dma(VuServer *s);
 VuPciCfg *vu_server_cfg(VuServer *s);
 
 /*
- * Fire MSI-X vector n.  Thread-safe, callable from data-path threads.
- * When the vector has no eventfd, is masked (entry or function mask) or
- * MSI-X is disabled, its PBA bit is set and it fires on unmask / assign.
+ * Fire MSI-X vector n (MSI vector n on an MSI device).  Thread-safe,
+ * callable from data-path threads.  When the vector has no eventfd, is
+ * masked (entry, function or MSI Mask Bit) or MSI(-X) is disabled, its
+ * PBA (Pending) bit is set and it fires on unmask / assign.
  * Returns 0, or -EINVAL for n ≥ nvec.
  */
 int vu_server_irq(VuServer *s, unsigned vector);

@@ -24,10 +24,14 @@ static const char qemu_caps[] =
         "{\"capabilities\":{\"max_msg_fds\":8,\"max_data_xfer_size\":1048576,\"migration\":{\"pgsize\":4096}}}";
 
 Pair *pair_new(bool with_migration, bool negotiate) {
+        return pair_new_irq(with_migration, negotiate, 0);
+}
+
+Pair *pair_new_irq(bool with_migration, bool negotiate, unsigned msi_nvec) {
         Pair *p = g_new0(Pair, 1);
         int sv[2];
 
-        p->td = td_new(with_migration);
+        p->td = td_new_irq(with_migration, msi_nvec);
         g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
         g_assert_cmpint(vu_server_attach_fd(p->td->server, sv[0]), ==, 0);
         g_assert_cmpint(vu_client_new_from_fd(sv[1], &p->c), ==, 0);

@@ -21,6 +21,8 @@ typedef struct Pair {
 
 /* A device and a client; negotiated unless raw. */
 Pair *pair_new(bool with_migration, bool negotiate);
+/* With MSI of msi_nvec vectors instead of MSI-X (0: MSI-X). */
+Pair *pair_new_irq(bool with_migration, bool negotiate, unsigned msi_nvec);
 void pair_free(Pair *p);
 
 /*

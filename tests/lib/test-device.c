@@ -185,6 +185,10 @@ static const VuDeviceOps td_ops_mig = {
 };
 
 TestDevice *td_new(bool with_migration) {
+        return td_new_irq(with_migration, 0);
+}
+
+TestDevice *td_new_irq(bool with_migration, unsigned msi_nvec) {
         TestDevice *td = g_new0(TestDevice, 1);
         VuPciId id = {
                 .vendor = 0x1b36, .device = 0x0005, .subsys_vendor = 0x1af4, .subsys = 0x1100,
@@ -207,7 +211,8 @@ TestDevice *td_new(bool with_migration) {
         g_assert_cmpint(vu_pci_cfg_set_bar(cfg, 4, 0x1000, VU_BAR_MEM32), ==, 0);
         g_assert_cmpint(vu_pci_cfg_add_pm(cfg), >, 0);
         g_assert_cmpint(vu_pci_cfg_add_pcie(cfg, true), >, 0);
-        g_assert_cmpint(vu_pci_cfg_add_msix(cfg, TD_NVEC, TD_MSIX_BAR, 0, TD_MSIX_BAR, TD_PBA_OFF), >, 0);
+        if (!msi_nvec)
+                g_assert_cmpint(vu_pci_cfg_add_msix(cfg, TD_NVEC, TD_MSIX_BAR, 0, TD_MSIX_BAR, TD_PBA_OFF), >, 0);
 
         sc.cfg = cfg;
         sc.bars[0] = (VuRegion) {
@@ -215,7 +220,8 @@ TestDevice *td_new(bool with_migration) {
                 .areas = { { TD_AREA_OFF, TD_AREA_SIZE } },
         };
         sc.msix_bar = TD_MSIX_BAR;
-        sc.msix_nvec = TD_NVEC;
+        sc.msix_nvec = msi_nvec ? 0 : TD_NVEC;
+        sc.msi_nvec = msi_nvec;         /* the server adds the MSI capability */
         sc.ops = with_migration ? &td_ops_mig : &td_ops;
         sc.opaque = td;
         sc.name = "test-device";

@@ -6,7 +6,8 @@
  *         area backed by its own memfd
  *   BAR1  256 bytes of I/O space, no ops (reads 0)
  *   BAR2  16 KiB MEM64 prefetchable, no ops (BAR3 is its upper half)
- *   BAR4  4 KiB MEM32: the MSI-X table (offset 0) and PBA (0x800)
+ *   BAR4  4 KiB MEM32: the MSI-X table (offset 0) and PBA (0x800), or
+ *         nothing when the device offers MSI instead
  * Registers (BAR0):
  *   0x000-0x0ff scratch
  *   0x100 DMA source gpa (u64), 0x108 destination gpa (u64), 0x110 length
@@ -65,4 +66,6 @@ typedef struct TestDevice {
 
 /* Build the device and its server (not listening).  Aborts on failure: test set-up. */
 TestDevice *td_new(bool with_migration);
+/* The same with MSI of msi_nvec vectors instead of MSI-X (BAR4 then holds nothing); 0: MSI-X. */
+TestDevice *td_new_irq(bool with_migration, unsigned msi_nvec);
 void td_free(TestDevice *td);

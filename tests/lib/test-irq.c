@@ -60,6 +60,14 @@ static void msix_ctrl(Pair *p, bool enable, bool mask) {
         pair_cfg_write(p, (uint32_t) cap + 3, (enable ? 0x80 : 0) | (mask ? 0x40 : 0), 1);
 }
 
+static int msi_cap(Pair *p) {
+        for (unsigned off = pair_cfg_read(p, 0x34, 1); off; off = pair_cfg_read(p, off + 1, 1))
+                if (pair_cfg_read(p, off, 1) == 0x05)
+                        return (int) off;
+        fail();
+        return -1;
+}
+
 static void test_irq_info(void **state) {
         Pair *p = pair_new(false, true);
         static const uint32_t count[5] = { 0, 0, TD_NVEC, 1, 1 };
@@ -250,6 +258,85 @@ static void test_err_req(void **state) {
         pair_free(p);
 }
 
+/*
+ * A device with MSI instead of MSI-X: the vectors on the MSI index, with
+ * the capability's enable, Multiple Message Enable (vectors beyond it
+ * alias), Mask and Pending Bits, and SET_IRQS masks.
+ */
+static void test_msi_delivery(void **state) {
+        Pair *p = pair_new_irq(false, true, 4);
+        VuServer *s = p->td->server;
+        struct vu_irq_info in = { .argsz = 16 }, out;
+        int efd[4], cap = msi_cap(p), before;
+
+        in.index = VU_PCI_MSI_IRQ;
+        assert_int_equal(pair_xfer(p, VU_CMD_DEVICE_GET_IRQ_INFO, 0, &in, sizeof(in), NULL, 0, NULL, 0, &out,
+                                   sizeof(out), NULL),
+                         0);
+        assert_int_equal(out.count, 4);
+        assert_true(out.flags & VU_IRQ_INFO_EVENTFD);
+        in.index = VU_PCI_MSIX_IRQ;
+        assert_int_equal(pair_xfer(p, VU_CMD_DEVICE_GET_IRQ_INFO, 0, &in, sizeof(in), NULL, 0, NULL, 0, &out,
+                                   sizeof(out), NULL),
+                         0);
+        assert_int_equal(out.count, 0);
+        for (unsigned off = pair_cfg_read(p, 0x34, 1); off; off = pair_cfg_read(p, off + 1, 1))
+                assert_int_not_equal(pair_cfg_read(p, off, 1), 0x11);  /* no MSI-X capability */
+
+        for (int i = 0; i < 4; i++)
+                efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        before = count_open_fds();
+        assert_int_equal(set_irqs(p, VU_PCI_MSIX_IRQ, TRIG_EFD, 0, 1, efd, 1, NULL, 0), -EINVAL);
+        assert_int_equal(count_open_fds(), before);
+        assert_int_equal(set_irqs(p, VU_PCI_MSI_IRQ, TRIG_EFD, 0, 5, efd, 4, NULL, 0), -EINVAL);
+        assert_int_equal(set_irqs(p, VU_PCI_MSI_IRQ, TRIG_EFD, 0, 4, efd, 4, NULL, 0), 0);
+
+        /* MSI off: pending, shown in Pending Bits; enabling with 4 messages delivers it. */
+        assert_int_equal(vu_server_irq(s, 1), 0);
+        assert_false(fired(efd[1]));
+        assert_int_equal(pair_cfg_read(p, (uint32_t) cap + 0x14, 4), 0x2);
+        pair_cfg_write(p, (uint32_t) cap + 2, 0x21, 1);
+        assert_true(fired(efd[1]));
+        assert_int_equal(pair_cfg_read(p, (uint32_t) cap + 0x14, 4), 0);
+        assert_int_equal(vu_server_irq(s, 3), 0);
+        assert_true(fired(efd[3]));
+        assert_int_equal(vu_server_irq(s, 4), -EINVAL);
+
+        /* Per-vector mask in the capability. */
+        pair_cfg_write(p, (uint32_t) cap + 0x10, 0x4, 4);
+        assert_int_equal(vu_server_irq(s, 2), 0);
+        assert_false(fired(efd[2]));
+        assert_int_equal(pair_cfg_read(p, (uint32_t) cap + 0x14, 4), 0x4);
+        pair_cfg_write(p, (uint32_t) cap + 0x10, 0, 4);
+        assert_true(fired(efd[2]));
+
+        /* SET_IRQS mask / unmask. */
+        assert_int_equal(set_irqs(p, VU_PCI_MSI_IRQ, VU_IRQ_SET_DATA_NONE | VU_IRQ_SET_ACTION_MASK, 0, 1, NULL, 0,
+                                  NULL, 0),
+                         0);
+        assert_int_equal(vu_server_irq(s, 0), 0);
+        assert_false(fired(efd[0]));
+        assert_int_equal(set_irqs(p, VU_PCI_MSI_IRQ, VU_IRQ_SET_DATA_NONE | VU_IRQ_SET_ACTION_UNMASK, 0, 1, NULL, 0,
+                                  NULL, 0),
+                         0);
+        assert_true(fired(efd[0]));
+
+        /* One message granted: every vector arrives as vector 0 (§7.7.1.2). */
+        pair_cfg_write(p, (uint32_t) cap + 2, 0x01, 1);
+        assert_int_equal(vu_server_irq(s, 3), 0);
+        assert_true(fired(efd[0]));
+        assert_false(fired(efd[3]));
+
+        /* Disable the index: eventfds released, vectors pend again. */
+        assert_int_equal(set_irqs(p, VU_PCI_MSI_IRQ, TRIG_NONE, 0, 0, NULL, 0, NULL, 0), 0);
+        assert_int_equal(vu_server_irq(s, 0), 0);
+        assert_false(fired(efd[0]));
+        assert_int_equal(pair_cfg_read(p, (uint32_t) cap + 0x14, 4), 0x1);
+        pair_free(p);
+        for (int i = 0; i < 4; i++)
+                close(efd[i]);
+}
+
 static void test_set_irqs_validation(void **state) {
         Pair *p = pair_new(false, true);
         int fds[4];
@@ -416,6 +503,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_irq_info),
                 cmocka_unit_test(test_msix_delivery),
+                cmocka_unit_test(test_msi_delivery),
                 cmocka_unit_test(test_deassign_single_high_vector),
                 cmocka_unit_test(test_err_req),
                 cmocka_unit_test(test_set_irqs_validation),

@@ -302,6 +302,62 @@ static void test_msix(void **state) {
         vu_pci_cfg_free(c);
 }
 
+/* MSI (§7.7.1): 64-bit, per-vector masking, Multiple Message Enable capped at Capable. */
+static void test_msi(void **state) {
+        VuPciCfg *c = vu_pci_cfg_new(&test_id), *bad = vu_pci_cfg_new(&test_id);
+        int m;
+
+        assert_int_equal(vu_pci_cfg_add_msi(bad, 0), -EINVAL);
+        assert_int_equal(vu_pci_cfg_add_msi(bad, 3), -EINVAL);
+        assert_int_equal(vu_pci_cfg_add_msi(bad, 64), -EINVAL);
+        assert_true(vu_pci_cfg_add_msix(bad, 4, 0, 0, 0, 0x800) > 0);
+        assert_int_equal(vu_pci_cfg_add_msi(bad, 4), -EEXIST);  /* MSI or MSI-X, not both */
+        vu_pci_cfg_free(bad);
+
+        m = vu_pci_cfg_add_msi(c, 8);
+        assert_true(m >= 0x40);
+        assert_int_equal(vu_pci_cfg_add_msi(c, 8), -EEXIST);
+        assert_int_equal(vu_pci_cfg_add_msix(c, 4, 0, 0, 0, 0x800), -EEXIST);
+        assert_int_equal(rd(c, m, 1), 0x05);
+        assert_int_equal(rd(c, m + 2, 2), 0x0186);             /* PVM, 64-bit, 8 capable, 1 enabled, off */
+        assert_int_equal(vu_pci_cfg_msi_nvec(c), 8);
+        assert_int_equal(vu_pci_cfg_msi_nalloc(c), 1);
+        assert_false(vu_pci_cfg_msi_enabled(c));
+        assert_int_equal(vu_pci_cfg_msix_nvec(c), 0);
+
+        /* Enable, asking for 128 messages: granted the 8 the function has. */
+        assert_int_equal(wr(c, m + 2, 0xffff, 2), VU_CFG_EV_MSI);
+        assert_int_equal(rd(c, m + 2, 2), 0x01b7);
+        assert_true(vu_pci_cfg_msi_enabled(c));
+        assert_int_equal(vu_pci_cfg_msi_nalloc(c), 8);
+        assert_int_equal(wr(c, m + 2, 0x0121, 2), VU_CFG_EV_MSI);
+        assert_int_equal(vu_pci_cfg_msi_nalloc(c), 4);
+        /* Address (dword aligned) and data are the driver's; no event. */
+        assert_int_equal(wr(c, m + 4, 0xffffffff, 4), 0);
+        assert_int_equal(rd(c, m + 4, 4), 0xfffffffc);
+        assert_int_equal(wr(c, m + 8, 0x12345678, 4), 0);
+        assert_int_equal(rd(c, m + 8, 4), 0x12345678);
+        assert_int_equal(wr(c, m + 0xc, 0xabcd, 2), 0);
+        assert_int_equal(rd(c, m + 0xc, 2), 0xabcd);
+        /* Mask Bits: only the 8 implemented vectors; Pending Bits read-only, set by the device. */
+        assert_int_equal(wr(c, m + 0x10, 0xffffffff, 4), VU_CFG_EV_MSI);
+        assert_int_equal(vu_pci_cfg_msi_mask(c), 0xff);
+        assert_int_equal(wr(c, m + 0x10, 0xff, 4), 0);
+        assert_int_equal(wr(c, m + 0x14, 0xffffffff, 4), 0);
+        assert_int_equal(rd(c, m + 0x14, 4), 0);
+        vu_pci_cfg_msi_set_pending(c, 0x5);
+        assert_int_equal(rd(c, m + 0x14, 4), 0x5);
+        /* Capable count and the chain are read-only. */
+        wr(c, m, 0xffff, 2);
+        assert_int_equal(rd(c, m, 2), 0x0005);
+
+        vu_pci_cfg_reset(c);
+        assert_false(vu_pci_cfg_msi_enabled(c));
+        assert_int_equal(vu_pci_cfg_msi_mask(c), 0);
+        assert_int_equal(vu_pci_cfg_msi_nalloc(c), 1);
+        vu_pci_cfg_free(c);
+}
+
 static void test_space_limits(void **state) {
         VuPciCfg *c = vu_pci_cfg_new(&test_id);
         uint8_t body[200] = { 202 };
@@ -347,6 +403,7 @@ int main(void) {
                 cmocka_unit_test(test_pm),
                 cmocka_unit_test(test_pcie_flr),
                 cmocka_unit_test(test_msix),
+                cmocka_unit_test(test_msi),
                 cmocka_unit_test(test_space_limits),
                 cmocka_unit_test(test_reset_defaults),
         };
