@@ -438,6 +438,8 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
             cfg->iothreads > NVME_MAX_IOTHREADS || cfg->poll_us > NVME_MAX_POLL_US ||
             cfg->msix_nvec < 1 || (cfg->serial && strlen(cfg->serial) > 20))
                 return -EINVAL;
+        if (cfg->msi && (cfg->msix_nvec > NVME_MAX_MSI_VECTORS || (cfg->msix_nvec & (cfg->msix_nvec - 1))))
+                return -EINVAL;
 
         NvmeCtrl *c = g_new0(NvmeCtrl, 1);
         c->cfg = *cfg;

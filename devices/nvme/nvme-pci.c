@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* vfio-user wiring of the NVMe controller: PCI identity, BARs, device ops. */
+/*
+ * vfio-user wiring of the NVMe controller: PCI identity, BARs, device ops,
+ * interrupts through MSI-X (BAR4) or, with cfg.msi, MSI.
+ */
 #include <errno.h>
 
 #include "nvme-internal.h"
@@ -83,6 +86,7 @@ int nvme_pci_config(NvmeCtrl *c, VuServerConfig *scfg) {
                 .class_code = 0x010802,         /* mass storage, NVM, NVMe I/O controller */
         };
         unsigned nvec = c->cfg.msix_nvec;
+        bool msi = c->cfg.msi;
         int r;
 
         if (nvec == 0 || nvec > 2048)
@@ -95,18 +99,30 @@ int nvme_pci_config(NvmeCtrl *c, VuServerConfig *scfg) {
         uint64_t bar4 = 4096;
         while (bar4 < pba_off + (nvec + 63) / 64 * 8)
                 bar4 <<= 1;
-        if ((r = vu_pci_cfg_set_bar(cfg, 0, nvme_ctrl_bar0_size(c), VU_BAR_MEM64)) < 0 ||
-            (r = vu_pci_cfg_set_bar(cfg, NVME_PCI_MSIX_BAR, bar4, VU_BAR_MEM64)) < 0 ||
-            (r = vu_pci_cfg_add_pm(cfg)) < 0 ||
-            (r = vu_pci_cfg_add_pcie(cfg, true)) < 0 ||
-            (r = vu_pci_cfg_add_msix(cfg, nvec, NVME_PCI_MSIX_BAR, 0, NVME_PCI_MSIX_BAR, pba_off)) < 0) {
+        r = vu_pci_cfg_set_bar(cfg, 0, nvme_ctrl_bar0_size(c), VU_BAR_MEM64);
+        if (r == 0 && !msi)
+                r = vu_pci_cfg_set_bar(cfg, NVME_PCI_MSIX_BAR, bar4, VU_BAR_MEM64);
+        if (r == 0)
+                r = vu_pci_cfg_add_pm(cfg);
+        if (r >= 0)
+                r = vu_pci_cfg_add_pcie(cfg, true);
+        /*
+         * MSI instead of MSI-X: QEMU 11.1's vfio-user-pci aborts when it
+         * unplugs a function with MSI-X, and Linux's nvme driver falls back
+         * to MSI when there is no MSI-X.
+         */
+        if (r >= 0)
+                r = msi ? vu_pci_cfg_add_msi(cfg, nvec)
+                        : vu_pci_cfg_add_msix(cfg, nvec, NVME_PCI_MSIX_BAR, 0, NVME_PCI_MSIX_BAR, pba_off);
+        if (r < 0) {
                 vu_pci_cfg_free(cfg);
                 return r;
         }
         *scfg = (VuServerConfig) {
                 .cfg = cfg,
-                .msix_bar = NVME_PCI_MSIX_BAR,
-                .msix_nvec = nvec,
+                .msix_bar = msi ? 0 : NVME_PCI_MSIX_BAR,
+                .msix_nvec = msi ? 0 : nvec,
+                .msi_nvec = msi ? nvec : 0,
                 .ops = &nvme_dev_ops,
                 .opaque = c,
                 .name = c->name,

@@ -2,8 +2,8 @@
 /*
  * The NVMe controller as a vfio-user PCI function: identity (class
  * 01h/08h/02h, vfu's own vendor/device IDs), BAR0 registers + trapped
- * doorbells, MSI-X table and PBA in BAR4 (implemented by the server), PM,
- * PCIe with FLR.
+ * doorbells, MSI-X table and PBA in BAR4 (implemented by the server) or
+ * MSI with per-vector masking (cfg.msi, no BAR4), PM, PCIe with FLR.
  */
 #pragma once
 

@@ -31,6 +31,7 @@ typedef struct NvmeCtrl NvmeCtrl;
 #define NVME_MAX_NS     32u     /* namespace IDs 1..NVME_MAX_NS */
 #define NVME_MAX_IOTHREADS 16u  /* I/O threads a controller can run */
 #define NVME_MAX_POLL_US 10000u /* longest polling window of an I/O thread, µs */
+#define NVME_MAX_MSI_VECTORS 32u /* MSI's limit (PCIe Base 6.0 §7.7.1.2) */
 #define NVME_SN_MAX     20u     /* serial number: 1..NVME_SN_MAX printable ASCII characters */
 
 /* Fire MSI-X vector n (vu_server_irq in production).  Called from any I/O thread. */
@@ -41,7 +42,10 @@ typedef struct NvmeCtrlConfig {
         const char *serial;             /* SN, ≤ NVME_SN_MAX ASCII characters; stable per device */
         uint8_t host_uuid[16];          /* per-host seed for NGUID/EUI-64/UUID */
         unsigned max_ioqs;              /* 1..NVME_MAX_IOQS I/O queue pairs */
-        unsigned msix_nvec;             /* MSI-X vectors (≥ max_ioqs + 1) */
+        unsigned msix_nvec;             /* interrupt vectors: MSI-X (≥ max_ioqs + 1 for one per queue),
+                                         * or with msi a power of two ≤ NVME_MAX_MSI_VECTORS */
+        bool msi;                       /* MSI (multiple messages, per-vector masking) instead of
+                                         * MSI-X: no MSI-X capability, nothing in BAR4 */
         unsigned poll_us;               /* 0..NVME_MAX_POLL_US: longest adaptive polling window of an
                                          * I/O thread before it sleeps (0: never polls) */
         unsigned iothreads;             /* 0..NVME_MAX_IOTHREADS I/O threads (0: one; more than

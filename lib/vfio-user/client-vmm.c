@@ -152,3 +152,50 @@ int vu_client_wait_irq_or_hangup(VuClient *c, int fd, int timeout_ms) {
                 return vu_client_note_error(c, -ECONNRESET);
         return 0;
 }
+
+int vu_client_enable_msi(VuClient *c, unsigned n, int *fds) {
+        unsigned chunk = MAX(c->server_max_fds, 1u), log2 = 0;
+        uint16_t ctrl;
+        int cap, r;
+
+        for (unsigned i = 0; i < n; i++)
+                fds[i] = -1;
+        cap = vu_client_find_cap(c, 0x05);
+        if (cap < 0)
+                return cap;
+        while ((1u << log2) < n)
+                log2++;
+        r = vu_client_region_read(c, VU_PCI_CONFIG_REGION, (uint64_t) cap + 2, &ctrl, sizeof(ctrl));
+        if (r < 0)
+                return r;
+        if (n == 0 || (n & (n - 1)) || log2 > ((ctrl >> 1) & 7u))
+                return -EINVAL;
+        for (unsigned i = 0; i < n; i++) {
+                fds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (fds[i] < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+        }
+        /* As QEMU: the guest's enable reaches the device, then every vector (in runs of max_msg_fds). */
+        ctrl = (uint16_t) ((ctrl & ~0x0070u) | log2 << 4 | 0x0001);
+        r = vu_client_region_write(c, VU_PCI_CONFIG_REGION, (uint64_t) cap + 2, &ctrl, sizeof(ctrl), false);
+        if (r < 0)
+                goto fail;
+        for (unsigned i = 0; i < n; i += chunk) {
+                unsigned k = MIN(chunk, n - i);
+
+                r = vu_client_set_irqs(c, VU_PCI_MSI_IRQ, VU_IRQ_SET_DATA_EVENTFD | VU_IRQ_SET_ACTION_TRIGGER, i, k,
+                                       fds + i, k, NULL);
+                if (r < 0)
+                        goto fail;
+        }
+        return 0;
+fail:
+        for (unsigned i = 0; i < n; i++) {
+                if (fds[i] >= 0)
+                        close(fds[i]);
+                fds[i] = -1;
+        }
+        return r;
+}

@@ -111,6 +111,12 @@ int vu_client_map_ram(VuClient *c, const VuGuestRam *ram);
  * the fds.  0 or -errno (-ENOENT: no MSI-X capability).
  */
 int vu_client_enable_msix(VuClient *c, unsigned n, int *fds);
+/*
+ * MSI the same way: n (a power of two up to the capability's Multiple
+ * Message Capable) eventfds; MSI Enable with Multiple Message Enable n,
+ * then the vectors assigned.  0 or -errno (-ENOENT: no MSI capability).
+ */
+int vu_client_enable_msi(VuClient *c, unsigned n, int *fds);
 /* Offset of capability id in config space (standard list), or -ENOENT. */
 int vu_client_find_cap(VuClient *c, uint8_t id);
 /* Wait until vector fd fires (timeout_ms < 0: forever). 1 fired, 0 timeout, -errno. */

@@ -77,7 +77,11 @@ int nvme_vmm_connect(NvmeVmm *v, const char *sock, uint64_t ram_gpa, uint64_t ra
         if ((r = vu_client_region_write(v->c, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false)) < 0)
                 return r;
         v->nvec = nvec;
-        if ((r = vu_client_enable_msix(v->c, nvec, v->irq_fds)) < 0)
+        /* A controller without MSI-X offers MSI: use it, as Linux does. */
+        r = vu_client_enable_msix(v->c, nvec, v->irq_fds);
+        if (r == -ENOENT)
+                r = vu_client_enable_msi(v->c, nvec, v->irq_fds);
+        if (r < 0)
                 return r;
         nvme_drv_init(&v->d, &vmm_ops, v, v->ram.host, ram_gpa, ram_size);
         return 0;

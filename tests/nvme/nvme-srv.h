@@ -35,7 +35,8 @@ typedef struct NvmeVmm {
 
 /*
  * Connect, negotiate, map RAM, check the PCI identity, enable memory and bus
- * mastering and MSI-X, and set up the driver over BAR0.  0 or -errno.
+ * mastering and MSI-X (MSI with nvec messages when the controller has no
+ * MSI-X), and set up the driver over BAR0.  0 or -errno.
  */
 int nvme_vmm_connect(NvmeVmm *v, const char *sock, uint64_t ram_gpa, uint64_t ram_size, unsigned nvec);
 void nvme_vmm_disconnect(NvmeVmm *v);

@@ -35,12 +35,16 @@ typedef struct Fx {
         NvmeDrv *d;
         uint64_t buf, buf2;
         unsigned iothreads, poll_us;
+        unsigned nvec;
 } Fx;
 
 /* A case's controller: I/O threads and the longest polling window (prestate; default 1 and 20 µs). */
 typedef struct FxParams {
         unsigned iothreads, poll_us;
+        bool msi;               /* MSI with MSI_NVEC messages instead of MSI-X */
 } FxParams;
+
+#define MSI_NVEC 8              /* QUEUES + 1 rounded up to a power of two */
 
 static char *path_in(Fx *f, const char *n) { return g_build_filename(f->dir, n, NULL); }
 
@@ -53,7 +57,7 @@ static void add_ns(Fx *f, uint32_t nsid, const char *file, uint64_t size, uint32
 }
 
 static void connect_vmm(Fx *f) {
-        assert_int_equal(nvme_vmm_connect(&f->vmm, f->sock, GPA, RAM, NVEC), 0);
+        assert_int_equal(nvme_vmm_connect(&f->vmm, f->sock, GPA, RAM, f->nvec), 0);
         f->d = &f->vmm.d;
         f->buf = nvme_drv_alloc(f->d, 2 << 20, 4096);
         f->buf2 = nvme_drv_alloc(f->d, 2 << 20, 4096);
@@ -64,12 +68,13 @@ static int setup(void **state) {
         const FxParams *fp = *state;
         f->iothreads = fp ? fp->iothreads : 1;
         f->poll_us = fp ? fp->poll_us : 20;
+        f->nvec = fp && fp->msi ? MSI_NVEC : NVEC;
         f->dir = g_build_filename(BUILDDIR, "tests-nvme-proto-XXXXXX", NULL);
         assert_non_null(g_mkdtemp(f->dir));
         f->sock = path_in(f, "nvme.sock");
         NvmeCtrlConfig cfg = { .name = "proto0", .serial = "VFU-PROTO-1", .max_ioqs = QUEUES,
-                               .msix_nvec = NVEC, .cntlid = 1, .poll_us = f->poll_us,
-                               .iothreads = f->iothreads };
+                               .msix_nvec = f->nvec, .cntlid = 1, .poll_us = f->poll_us,
+                               .iothreads = f->iothreads, .msi = fp && fp->msi };
         memset(cfg.host_uuid, 7, 16);
         assert_int_equal(nvme_srv_start(&f->srv, &cfg, f->sock), 0);
         add_ns(f, 1, "ns1.img", 32 << 20, 512);
@@ -753,9 +758,86 @@ static void test_guest_ram_shrunk_under_io(void **state) {
         close(fd);
 }
 
+static uint32_t cfg_read32(Fx *f, uint32_t off) {
+        uint32_t v = 0;
+        assert_int_equal(vu_client_region_read(f->vmm.c, VU_PCI_CONFIG_REGION, off, &v, 4), 0);
+        return v;
+}
+
+static void cfg_write(Fx *f, uint32_t off, uint32_t v, uint32_t len) {
+        assert_int_equal(vu_client_region_write(f->vmm.c, VU_PCI_CONFIG_REGION, off, &v, len, false), 0);
+}
+
+/* Submit a read on qid, wait for the interrupt on eventfd irq (-1: none expected), reap it. */
+static void read_irq(Fx *f, uint16_t qid, int irq) {
+        NvmeSqe c = { .opcode = NVME_CMD_READ, .nsid = 1 };
+        NvmeCqe e;
+        nvme_drv_build_prps(f->d, &c, f->buf, 512);
+        uint16_t cid = nvme_drv_submit(f->d, qid, &c);
+        if (irq >= 0)
+                assert_int_equal(vu_client_wait_irq(irq, 5000), 1);
+        assert_int_equal(nvme_drv_reap(f->d, qid, &e, 5000), 0);
+        assert_int_equal(e.cid, cid);
+        assert_int_equal(nvme_drv_status(&e), 0);
+}
+
+/*
+ * A controller made with msi (vfuctl --msi): no MSI-X capability and
+ * nothing in BAR4, MSI with 8 messages and per-vector masking; each
+ * queue's completions interrupt on its MSI vector, a masked vector's
+ * interrupt waits in Pending Bits until unmasked, and with one message
+ * granted every queue interrupts on it.
+ */
+static void test_msi_interrupts(void **state) {
+        Fx *f = *state;
+        VuClient *c = f->vmm.c;
+        int *irq = f->vmm.irq_fds;
+        probe_like_linux(f);
+
+        assert_int_equal(vu_client_find_cap(c, 0x11), -ENOENT);
+        int cap = vu_client_find_cap(c, 0x05);
+        assert_true(cap >= 0x40);
+        uint32_t ctrl = cfg_read32(f, (uint32_t) cap) >> 16;
+        assert_int_equal((ctrl >> 1) & 7, 3);           /* 8 messages capable */
+        assert_int_equal((ctrl >> 4) & 7, 3);           /* 8 enabled */
+        assert_true(ctrl & 0x0001);
+        assert_true(ctrl & 0x0100);                     /* per-vector masking */
+        struct vu_region_info ri;
+        assert_int_equal(vu_client_region_info(c, NVME_PCI_MSIX_BAR, &ri, NULL, NULL, NULL), 0);
+        assert_int_equal(ri.size, 0);
+        struct vu_irq_info ii;
+        assert_int_equal(vu_client_irq_info(c, VU_PCI_MSI_IRQ, &ii), 0);
+        assert_int_equal(ii.count, MSI_NVEC);
+        assert_int_equal(vu_client_irq_info(c, VU_PCI_MSIX_IRQ, &ii), 0);
+        assert_int_equal(ii.count, 0);
+
+        for (unsigned i = 0; i < MSI_NVEC; i++)
+                while (vu_client_wait_irq(irq[i], 0) == 1)
+                        ;
+        read_irq(f, 1, irq[1]);
+        read_irq(f, 2, irq[2]);
+
+        /* Vector 1 masked: the completion comes, its interrupt pends. */
+        cfg_write(f, (uint32_t) cap + 0x10, 0x2, 4);
+        read_irq(f, 1, -1);
+        for (int i = 0; i < 5000 && !(cfg_read32(f, (uint32_t) cap + 0x14) & 0x2); i++)
+                usleep(1000);
+        assert_int_equal(cfg_read32(f, (uint32_t) cap + 0x14), 0x2);
+        assert_int_equal(vu_client_wait_irq(irq[1], 0), 0);
+        cfg_write(f, (uint32_t) cap + 0x10, 0, 4);
+        assert_int_equal(vu_client_wait_irq(irq[1], 5000), 1);
+        assert_int_equal(cfg_read32(f, (uint32_t) cap + 0x14), 0);
+
+        /* One message granted (Linux without interrupt remapping): queue 2 interrupts on vector 0. */
+        cfg_write(f, (uint32_t) cap + 2, (ctrl & ~0x70u) | 0x1, 2);
+        read_irq(f, 2, irq[0]);
+        assert_int_equal(vu_client_wait_irq(irq[2], 0), 0);
+}
+
 int main(void) {
         static FxParams three = { .iothreads = 3, .poll_us = 20 };
         static FxParams sparse1 = { .iothreads = 1, .poll_us = 10000 }, sparse3 = { .iothreads = 3, .poll_us = 10000 };
+        static FxParams msi = { .iothreads = 1, .poll_us = 20, .msi = true };
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_replay, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verified_io, setup, teardown),
@@ -782,6 +864,10 @@ int main(void) {
                 /* A 10 ms polling window, I/O every 25 ms. */
                 cmocka_unit_test_prestate_setup_teardown(test_adaptive_polling_sparse_io, setup, teardown, &sparse1),
                 cmocka_unit_test_prestate_setup_teardown(test_adaptive_polling_sparse_io, setup, teardown, &sparse3),
+                /* MSI instead of MSI-X. */
+                cmocka_unit_test_prestate_setup_teardown(test_msi_interrupts, setup, teardown, &msi),
+                cmocka_unit_test_prestate_setup_teardown(test_verified_io, setup, teardown, &msi),
+                cmocka_unit_test_prestate_setup_teardown(test_disconnect_mid_io_and_reconnect, setup, teardown, &msi),
         };
         return cmocka_run_group_tests_name("nvme-protocol", tests, NULL, NULL);
 }

@@ -234,6 +234,15 @@ static gboolean nvme_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
         cfg.serial = serial;
         cfg.max_ioqs = (unsigned) queues;
         cfg.msix_nvec = (unsigned) queues + 1;
+        cfg.msi = json_object_get_boolean_member_with_default(o, "msi", FALSE);
+        if (cfg.msi) {
+                /* MSI: a power of two, at most 32; queues beyond share vectors (IV mod the count granted). */
+                unsigned n = 1;
+
+                while (n < cfg.msix_nvec && n < NVME_MAX_MSI_VECTORS)
+                        n <<= 1;
+                cfg.msix_nvec = n;
+        }
         cfg.poll_us = (unsigned) poll_us;
         cfg.iothreads = (unsigned) iothreads;
         r = nvme_ctrl_new(&cfg, &wn->c);
