@@ -4,6 +4,7 @@ side is cases/<script>.sh; see vmlib for the Context it receives."""
 import array
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -618,6 +619,41 @@ def vfud_migrate_refused(ctx):
     # The go-ahead: the guest does more verified I/O, then checks its data.
     src.run("namespace", "add", "disk0", "2", "--size", str(4 * MiB))
     vm.wait()
+
+
+@case
+def demo(ctx):
+    """./scripts/demo on this build (VFU_DEMO_BUILD): its VM (demo.py) boots
+    with a vfu NVMe disk and virtio-net NIC vfuctl made, the guest's checks
+    pass (ext4 verified, ping, TCP both ways with checksums), both devices'
+    statistics show the guest's I/O, the devices are destroyed at the end,
+    and nothing alarming is printed."""
+    for var, name in (("VFUD", "vfud"), ("VFUCTL", "vfuctl"), ("VFU_WORKER", "vfud-worker")):
+        ctx.program(var, name)
+    if not os.environ.get("VFU_DEMO_BUILD"):
+        raise Skip("VFU_DEMO_BUILD (the build scripts/demo uses) is unset: run the case through meson")
+    p = subprocess.run([os.path.join(vmlib.HERE, "..", "..", "scripts", "demo")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(os.path.join(ctx.workdir, "demo.log"), "w") as f:
+        f.write(f"{p.stdout}\n--- stderr ---\n{p.stderr}[exit {p.returncode}]\n")
+    out = p.stdout
+    if "showing the client-driven demo instead" in out:
+        raise Skip(f"the VM demo cannot run here: {p.stderr.strip()}")
+    if p.returncode != 0:
+        raise Fail(f"scripts/demo exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    for line in ("  guest| all checks passed",
+                 "  guest| link down seen (vfuctl link down): powering off",
+                 "vfu: the guest's I/O is in both devices' statistics",
+                 "(no devices)", "vfu: demo finished"):
+        if line not in out.splitlines():
+            raise Fail(f"scripts/demo did not print {line!r}:\n{out}")
+    for stat in ("read_bytes", "write_bytes", "rx_bytes", "tx_bytes"):
+        values = [int(v) for v in re.findall(rf"\b{stat}: (\d+)$", out, re.M)]
+        if not values or not all(values):
+            raise Fail(f"vfuctl show in scripts/demo: {stat} is {values or 'missing'}:\n{out}")
+    bad = [ln for ln in (out + p.stderr).splitlines() if re.search(r"warning|failed", ln, re.I)]
+    if bad:
+        raise Fail("scripts/demo printed what a new user should not see:\n" + "\n".join(bad))
 
 
 class Libvirtd:
