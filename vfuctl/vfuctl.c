@@ -3,11 +3,16 @@
  * vfuctl: manage vfio-user devices through vfud.  See vfuctl(1).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/bus-names.h"
 #include "common/util.h"
@@ -64,6 +69,50 @@ int report_bus_error(const char *what, const sd_bus_error *error, int r) {
         return EXIT_FAILED;
 }
 
+/*
+ * As systemctl does: on a terminal, run polkit's text agent (pkttyagent)
+ * for this process, so that polkit can ask for a password, and wait until it
+ * has registered.  Not for root (always allowed), remote hosts (ssh carries
+ * no agent) or --no-ask-password.  Without pkttyagent, a desktop session's
+ * agent may still answer.
+ */
+static void polkit_agent_open(Ctx *c) {
+        g_autofree char *agent = NULL, *pid_arg = NULL, *fd_arg = NULL;
+        int pipefd[2];
+        pid_t pid;
+
+        if (c->opt.no_ask_password || c->opt.host || geteuid() == 0 || !isatty(STDIN_FILENO) || c->agent_pid)
+                return;
+        agent = g_find_program_in_path("pkttyagent");
+        if (!agent || pipe2(pipefd, O_CLOEXEC) < 0)
+                return;
+        pid_arg = g_strdup_printf("%d", (int) getpid());
+        fd_arg = g_strdup_printf("%d", pipefd[1]);
+        pid = fork();
+        if (pid == 0) {
+                (void) fcntl(pipefd[1], F_SETFD, 0);    /* the agent's notify fd survives exec */
+                execl(agent, agent, "--notify-fd", fd_arg, "--fallback", "--process", pid_arg, (char *) NULL);
+                _exit(127);
+        }
+        close(pipefd[1]);
+        if (pid > 0) {
+                /* The agent writes or closes the fd once it is registered (or gives up). */
+                struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+
+                (void) poll(&p, 1, 10 * 1000);
+                c->agent_pid = pid;
+        }
+        close(pipefd[0]);
+}
+
+void ctx_agent_close(Ctx *c) {
+        if (c->agent_pid <= 0)
+                return;
+        (void) kill(c->agent_pid, SIGTERM);
+        (void) waitpid(c->agent_pid, NULL, 0);
+        c->agent_pid = 0;
+}
+
 int ctx_bus(Ctx *c) {
         const char *bus = c->opt.bus ? c->opt.bus : getenv(VFUD_BUS_ENV);
         int r;
@@ -93,6 +142,8 @@ int ctx_bus(Ctx *c) {
         /* As systemctl: polkit may ask for a password (through the caller's agent) unless told not to. */
         if (r >= 0)
                 r = sd_bus_set_allow_interactive_authorization(c->bus, !c->opt.no_ask_password);
+        if (r >= 0)
+                polkit_agent_open(c);
         if (r < 0) {
                 fprintf(stderr, "vfuctl: cannot connect to the %s bus%s%s: %s\n",
                         c->opt.host ? "remote system" : bus ? bus : "system",
@@ -382,6 +433,7 @@ int main(int argc, char **argv) {
         int code = run(&c, argc, argv);
 
         sd_bus_flush_close_unref(c.bus);
+        ctx_agent_close(&c);
         options_clear(&c.opt);
         return code;
 }

@@ -43,6 +43,7 @@ struct Ctx {
         Options opt;
         sd_bus *bus;
         const char *verb;
+        pid_t agent_pid;                /* the polkit agent vfuctl started, 0 none */
 };
 
 /* getopt values of the long options without a short form. */
@@ -115,6 +116,8 @@ void help_verb(const Verb *v);
 
 /* Connect (once) to the bus the options name.  EXIT_OK or an exit code, message printed. */
 int ctx_bus(Ctx *c);
+/* End the polkit agent ctx_bus() started, if any. */
+void ctx_agent_close(Ctx *c);
 
 /* Report a failed call: prints "vfuctl: what: message" and returns the exit code for the error. */
 int report_bus_error(const char *what, const sd_bus_error *error, int r);

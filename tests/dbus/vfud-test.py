@@ -1487,6 +1487,33 @@ def test_polkit(env):
     rc, out, err = env.vfuctl('--no-ask-password', 'start', 'a1', user=NOBODY)
     check(rc == 0 and env.prop('a1', 'State') == 'listening', f'vfuctl start as nobody: {rc} {err}')
     check(queries()[-1]['flags'] == 0, f'--no-ask-password: {queries()[-1]}')
+    # On a terminal, vfuctl runs polkit's text agent for itself (as systemctl does) and ends it.
+    agent_dir, agent_log = os.path.join(env.dir, 'agent'), os.path.join(env.dir, 'agent.log')
+    os.mkdir(agent_dir)
+    os.chmod(env.dir, 0o755)
+    open(agent_log, 'w').close()
+    os.chmod(agent_log, 0o666)
+    with open(os.path.join(agent_dir, 'pkttyagent'), 'w') as f:
+        f.write('#!/bin/sh\n'
+                f'echo "started $*" >> {agent_log}\n'
+                f'trap \'echo stopped >> {agent_log}; exit 0\' TERM\n'
+                'fd=$2; eval "exec $fd>&-"\n'
+                'while :; do sleep 1; done\n')
+    os.chmod(os.path.join(agent_dir, 'pkttyagent'), 0o755)
+
+    def on_tty(*args):
+        cmd = ' '.join([f'PATH={agent_dir}:/usr/bin:/bin', env_path('VFUCTL'), '--bus', f"'{env.addr}'"] + list(args))
+        return subprocess.run(NOBODY + ['script', '-qec', cmd, '/dev/null'], capture_output=True, text=True,
+                              timeout=60)
+    p = on_tty('stop', 'a1')
+    with open(agent_log) as f:
+        log = f.read().split('\n')
+    check(p.returncode == 0 and env.prop('a1', 'State') == 'idle', f'vfuctl stop on a terminal: {p}')
+    check(log[0].startswith('started --notify-fd ') and '--fallback --process ' in log[0] and log[1] == 'stopped',
+          f'the agent was started for vfuctl and stopped: {log}')
+    p = on_tty('--no-ask-password', 'start', 'a1')
+    with open(agent_log) as f:
+        check(p.returncode == 0 and f.read().count('started') == 1, '--no-ask-password starts no agent')
     # A challenge: authentication is needed, and the caller is told so.
     daemon = ['setpriv', '--reuid=daemon', '--regid=daemon', '--clear-groups']
     r = call_as(env, daemon, MPATH, MIFACE, 'StopDevice', '(s)', ['a1'])
