@@ -40,8 +40,8 @@ vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error
 }
 
 gboolean
-vlv_detach(const char *uri, const char *vm, const char *name, guint timeout_ms,
-           GError **error)
+vlv_detach(const char *uri, const char *vm, const char *name, gboolean msix,
+           guint timeout_ms, GError **error)
 {
         return no_libvirt(error);
 }

@@ -223,13 +223,15 @@ gboolean vlv_attach(const char *uri, const char *vm, const VlvDevice *dev,
  * live and in the definition is success.  On VLV_ERROR_TIMEOUT the
  * unplug request stays pending in the guest and the persistent
  * definition is unchanged; calling again later completes it.
- * Hot unplug is refused (VLV_ERROR_HOTPLUG) on QEMU releases whose
- * vfio-user client aborts on device_del (up to at least 11.1): the VM
- * would crash.  Detaching from a stopped VM always works.
+ * Hot unplug of a device with MSI-X (@msix) is refused
+ * (VLV_ERROR_HOTPLUG) on QEMU releases whose vfio-user client aborts on
+ * device_del of such a function (up to at least 11.1): the VM would
+ * crash.  A device without MSI-X (NVMe with msi) is unplugged there too.
+ * Detaching from a stopped VM always works.
  * Returns TRUE on success, FALSE with @error set.
  */
 gboolean vlv_detach(const char *uri, const char *vm, const char *name,
-                    guint timeout_ms, GError **error);
+                    gboolean msix, guint timeout_ms, GError **error);
 
 /*
  * vlv_domain_probe:

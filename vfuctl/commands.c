@@ -32,6 +32,8 @@ const OptionInfo option_table[] = {
           "(nvme, virtio-blk) The disk stores no data (reads return zeroes, writes are dropped): for benchmarks; "
           "(virtio-net) no network: sent frames are dropped, broadcast frames of SIZE bytes (0: none) are received" },
         { "read-only", 0, ARG_READ_ONLY, NULL, false, "(virtio-blk) The guest may only read the disk" },
+        { "msi", 0, ARG_MSI, NULL, false,
+          "(nvme) MSI instead of MSI-X: the device can be hot-detached from a running VM on QEMU 11.1" },
         { "queues", 0, ARG_QUEUES, "N", false, "Queue pairs (virtio-blk: request queues)" },
         { "iothreads", 0, ARG_IOTHREADS, "N", false, "(nvme) I/O threads the queue pairs are spread over (default 1)" },
         { "poll-us", 0, ARG_POLL_US, "US", false,
@@ -78,7 +80,7 @@ const Verb verb_table[] = {
                          "multiple of 4096; default: the whole file or device" },
                { "file", "(nvme, virtio-blk) An existing backing file" },
                { "block", "(nvme, virtio-blk) A block device" }, { "serial", NULL }, { "block-size", NULL },
-               { "null", NULL }, { "read-only", NULL }, { "queues", NULL }, { "iothreads", NULL }, { "poll-us", NULL }, { "tap", NULL }, { "passt", NULL },
+               { "null", NULL }, { "read-only", NULL }, { "queues", NULL }, { "iothreads", NULL }, { "poll-us", NULL }, { "msi", NULL }, { "tap", NULL }, { "passt", NULL },
                { "mac", NULL }, { "mtu", NULL }, { "json", NULL }) },
         { "start", 1, -1, verb_start, "NAME...", "Start devices (they listen for a client)",
           "Start devices: their workers listen for a VMM.", NULL },

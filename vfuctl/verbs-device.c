@@ -25,6 +25,7 @@ static bool given_passt(const Options *o) { return o->passt; }
 static bool given_mac(const Options *o) { return o->mac; }
 static bool given_mtu(const Options *o) { return o->have_mtu; }
 static bool given_read_only(const Options *o) { return o->read_only; }
+static bool given_msi(const Options *o) { return o->msi; }
 
 static const CreateFlag create_flags[] = {
         { "--size", "nvme virtio-blk", given_size },
@@ -36,6 +37,7 @@ static const CreateFlag create_flags[] = {
         { "--read-only", "virtio-blk", given_read_only },
         { "--iothreads", "nvme", given_iothreads },
         { "--poll-us", "nvme", given_poll_us },
+        { "--msi", "nvme", given_msi },
         { "--tap", "virtio-net", given_tap },
         { "--passt", "virtio-net", given_passt },
         { "--mac", "virtio-net", given_mac },
@@ -79,6 +81,8 @@ static int append_options(sd_bus_message *m, const Options *o) {
                 r = sd_bus_message_append(m, "{sv}", "mtu", "u", o->mtu);
         if (r >= 0 && o->read_only)
                 r = sd_bus_message_append(m, "{sv}", "read-only", "b", 1);
+        if (r >= 0 && o->msi)
+                r = sd_bus_message_append(m, "{sv}", "msi", "b", 1);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         return r;

@@ -31,7 +31,7 @@ typedef struct Options {
         char *host, *bus;
         bool help, json, no_legend, no_ask_password;
         char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage;
-        bool have_size, have_queues, have_mtu, have_block_size, have_null, have_iothreads, have_poll_us, passt, read_only;
+        bool have_size, have_queues, have_mtu, have_block_size, have_null, have_iothreads, have_poll_us, passt, read_only, msi;
         uint64_t size;
         uint64_t null_size;             /* create nvme|virtio-blk --null SIZE */
         unsigned queues, mtu, block_size, iothreads, poll_us;
@@ -73,6 +73,7 @@ enum {
         ARG_READ_ONLY,
         ARG_IOTHREADS,
         ARG_POLL_US,
+        ARG_MSI,
         ARG_NO_ASK_PASSWORD,
 };
 

@@ -31,6 +31,7 @@ static const DeviceOptionSpec nvme_options[] = {
         { "serial", DEVICE_OPTION_STRING, "serial number (up to 20 characters)" },
         { "block-size", DEVICE_OPTION_UINT, "logical block size of namespace 1: 512 or 4096" },
         { "null", DEVICE_OPTION_UINT, "size of a null namespace 1 that stores no data (reads return zeroes, writes are dropped): for benchmarks" },
+        { "msi", DEVICE_OPTION_BOOL, "MSI instead of MSI-X: hot detach from a running VM works on QEMU 11.1" },
         { "null-pattern", DEVICE_OPTION_UINT, "the byte a null namespace's reads return: 0 to 255 (default 0)" },
         { NULL },
 };
@@ -322,6 +323,9 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                         return FALSE;
                 json_object_set_string_member(out, "serial", serial);
         }
+        JsonNode *msi = g_hash_table_lookup(in, "msi");
+        if (msi && json_node_get_boolean(msi))
+                json_object_set_boolean_member(out, "msi", TRUE);
         return TRUE;
 }
 
@@ -688,6 +692,12 @@ static void nvme_namespace_resize(Device *d, uint32_t nsid, uint64_t size,
                 ns_op_finish(op, NULL);
 }
 
+static bool nvme_uses_msix(Device *d) {
+        JsonObject *o = json_node_get_object(d->options);
+
+        return !json_object_get_boolean_member_with_default(o, "msi", FALSE);
+}
+
 const DeviceType device_type_nvme = {
         .name = "nvme",
         .options = nvme_options,
@@ -698,4 +708,5 @@ const DeviceType device_type_nvme = {
         .namespace_add = nvme_namespace_add,
         .namespace_remove = nvme_namespace_remove,
         .namespace_resize = nvme_namespace_resize,
+        .uses_msix = nvme_uses_msix,
 };

@@ -46,6 +46,9 @@ struct DeviceType {
         void (*namespace_resize)(Device *d, uint32_t nsid, uint64_t size,
                                  DeviceDoneFunc func, void *userdata);
         void (*link_set)(Device *d, bool up, DeviceDoneFunc func, void *userdata);
+
+        /* Whether the guest sees an MSI-X capability (hot unplug on QEMU < 11.2 aborts); NULL: always. */
+        bool (*uses_msix)(Device *d);
 };
 
 extern const DeviceType device_type_nvme;

@@ -11,6 +11,7 @@
 
 #include "manager-libvirt.h"
 #include "device.h"
+#include "device-type.h"
 #include "vlv.h"
 
 /* How long a detach waits for the guest to release the device. */
@@ -34,6 +35,7 @@ typedef struct Job {
         char *result;
         GError *error;
         Device *device;                 /* attach/detach */
+        gboolean msix;                  /* detach: the device has MSI-X */
         LibvirtDoneFunc done;
         void *userdata;
 } Job;
@@ -172,7 +174,7 @@ static void job_run(gpointer data, gpointer userdata) {
                 break;
         }
         case JOB_DETACH:
-                (void) vlv_detach(uri, j->vm, j->names->pdata[0], DETACH_TIMEOUT_MS, &err);
+                (void) vlv_detach(uri, j->vm, j->names->pdata[0], j->msix, DETACH_TIMEOUT_MS, &err);
                 break;
         case JOB_SYNC:
                 j->found = vlv_domain_list_devices(uri, j->vm, &err);
@@ -332,6 +334,7 @@ void manager_libvirt_detach(Manager *m, Device *d, LibvirtDoneFunc done, void *u
         Job *j = job_new(m, JOB_DETACH, d->vm, done, userdata);
 
         j->device = device_ref(d);
+        j->msix = !d->dtype->uses_msix || d->dtype->uses_msix(d);
         g_ptr_array_add(j->names, g_strdup(d->name));
         g_ptr_array_add(j->sockets, g_strdup(d->socket_path));
         job_submit(m, j);

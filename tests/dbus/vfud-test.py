@@ -528,6 +528,14 @@ def test_device(env):
     env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'd4', '', size=MiB, iothreads=0)
     env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'd4', '', size=MiB, **{'poll-us': 10001})
     env.mgr('DestroyDevice', '(s)', 'd3')
+    # MSI instead of MSI-X: persisted, and the worker builds that controller.
+    env.create('nvme', 'd5', '', size=MiB, msi=True)
+    check(env.prop('d5', 'Backend').get('msi') is True and env.prop('d5', 'State') == 'listening',
+          f'msi {env.prop("d5", "Backend")} {env.prop("d5", "State")}')
+    env.mgr('DestroyDevice', '(s)', 'd5')
+    env.create('nvme', 'd5', '', size=MiB, msi=False)
+    check('msi' not in env.prop('d5', 'Backend'), f'msi=false is the default {env.prop("d5", "Backend")}')
+    env.mgr('DestroyDevice', '(s)', 'd5')
     check(os.stat(img).st_size == 2 * MiB and os.stat(img).st_blocks == 0, 'sparse image')
     check('vfio_user.messages' in p['Statistics'], f'Statistics {p["Statistics"]}')
 
@@ -1065,6 +1073,7 @@ def test_bad_input(env):
         (['create', 'nvme', '--size', '1M', '--poll-us', '10001'], 2, 'out of range: give 0 to 10000'),
         (['create', 'nvme', '--size', '1M', '--poll-us', '-1'], 2, 'from 0'),
         (['create', 'virtio-net', '--iothreads', '2'], 2, 'does not apply'),
+        (['create', 'virtio-blk', '--size', '1M', '--msi'], 2, 'does not apply'),
         (['create', 'nvme', '--size', '1M', '--serial', 'é'], 2, 'printable ASCII'),
         (['create', 'nvme', '--size', '1M', '--tap', 'x'], 2, 'does not apply'),
         (['create', 'nvme', '--size', '1M', '--name', '-bad'], 2, 'invalid device name'),

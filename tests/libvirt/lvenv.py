@@ -381,8 +381,12 @@ class Vfud:
         return self.busctl('call', self.NAME, self.PATH, self.MANAGER, method,
                            *([signature] + list(args) if signature else []), check=check)
 
-    def create_nvme(self, name, vm, size=16 << 20):
-        self.manager('CreateDevice', 'sssa{sv}', 'nvme', name, vm, '1', 'size', 't', str(size))
+    def create_nvme(self, name, vm, size=16 << 20, msi=False):
+        if msi:
+            self.manager('CreateDevice', 'sssa{sv}', 'nvme', name, vm, '2', 'size', 't', str(size),
+                         'msi', 'b', 'true')
+        else:
+            self.manager('CreateDevice', 'sssa{sv}', 'nvme', name, vm, '1', 'size', 't', str(size))
 
     def prop(self, name, prop):
         path = self.manager('GetDevice', 's', name).stdout.split()[1].strip('"')

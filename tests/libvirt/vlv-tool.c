@@ -5,7 +5,7 @@
  *   vlv-tool [--uri URI] apply VM [NAME=PATH...]
  *   vlv-tool [--uri URI] xml VM [NAME=PATH...]
  *   vlv-tool [--uri URI] attach VM NAME=PATH
- *   vlv-tool [--uri URI] detach VM NAME [TIMEOUT_MS]
+ *   vlv-tool [--uri URI] detach VM NAME [TIMEOUT_MS [msi]]  (msi: the device has no MSI-X)
  *   vlv-tool [--uri URI] watch SECONDS PREFIX [NAME=PATH...]
  *       prints CONNECTED / DEFINED vm / UNDEFINED vm, one a line; applies
  *       the devices to every domain defined whose name starts with PREFIX
@@ -140,8 +140,9 @@ main(int argc, char **argv)
         }
         if (strcmp(verb, "detach") == 0 && argc - i >= 2) {
                 guint timeout = argc - i > 2 ? (guint)atoi(argv[i + 2]) : 5000;
+                gboolean msix = !(argc - i > 3 && strcmp(argv[i + 3], "msi") == 0);
 
-                return vlv_detach(uri, argv[i], argv[i + 1], timeout, &error) ? 0 : fail(error);
+                return vlv_detach(uri, argv[i], argv[i + 1], msix, timeout, &error) ? 0 : fail(error);
         }
         if (strcmp(verb, "watch") == 0 && argc - i >= 2) {
                 WatchCtx ctx = { .prefix = argv[i + 1] };
