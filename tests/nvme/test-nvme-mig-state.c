@@ -214,6 +214,42 @@ static void test_round_trip(void **state) {
         assert_int_equal(nvme_ctrl_mig_state(f->a.c), VU_MIG_STOP);
 }
 
+/*
+ * A host may write AQA/ASQ/ACQ and CC's other fields while the controller
+ * is enabled (they take effect at the next enable): the state it then
+ * saves must load, with the admin queues where they are and the registers
+ * as written.  (Found by fuzz-nvme-prog: the load refused admin queues that
+ * did not match them, and a CC.MPS or CC.CSS other than 0.)
+ */
+static void test_admin_registers_rewritten(void **state) {
+        Fx *f = *state;
+        bring_up(&f->a.d);
+        nvme_drv_write32(&f->a.d, NVME_REG_ACQ + 4, 0xf4f4f4f4u);
+        nvme_drv_write32(&f->a.d, NVME_REG_AQA, 0x00070007u);
+        /* And CC with EN kept but another page size and command set (§3.1.5: used at enable only). */
+        nvme_drv_write32(&f->a.d, NVME_REG_CC, nvme_drv_read32(&f->a.d, NVME_REG_CC) | 5u << 4 | 3u << 7);
+        g_autoptr(GByteArray) s = save(f->a.c);
+        memcpy(f->b.fm.host, f->a.fm.host, RAM);
+        assert_int_equal(restore(f->b.c, s->data, s->len, true), 0);
+        assert_null(nvme_ctrl_mig_error(f->b.c));
+        assert_string_equal(nvme_ctrl_state_string(f->b.c), "ready");
+        uint32_t v = 0;
+        assert_int_equal(nvme_ctrl_bar0_read(f->b.c, NVME_REG_ACQ + 4, &v, 4), 0);
+        assert_int_equal(v, 0xf4f4f4f4u);
+        /* The admin queue still works where it was created. */
+        NvmeDrv d = f->a.d;
+        d.opaque = &f->b;
+        d.ram = f->b.fm.host;
+        d.db_shadow = (uint32_t *) (f->b.fm.host + ((uint8_t *) f->a.d.db_shadow - f->a.fm.host));
+        d.db_ei = (uint32_t *) (f->b.fm.host + ((uint8_t *) f->a.d.db_ei - f->a.fm.host));
+        for (unsigned q = 0; q <= 2; q++) {
+                d.q[q].sq = nvme_drv_ptr(&d, d.q[q].sq_gpa);
+                d.q[q].cq = nvme_drv_ptr(&d, d.q[q].cq_gpa);
+        }
+        uint64_t id = nvme_drv_alloc(&d, 4096, 4096);
+        assert_int_equal(nvme_drv_identify(&d, 1, 0, id), 0);
+}
+
 typedef struct FieldPos {
         size_t off;
         uint32_t len;
@@ -384,6 +420,7 @@ static void test_golden_stream(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_admin_registers_rewritten, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_every_field_hostile, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_arcs_outside_states, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_golden_stream, setup, teardown),

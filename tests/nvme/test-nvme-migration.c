@@ -689,7 +689,7 @@ static void test_bad_streams_refused(void **state) {
                 { "CQ phase 2", 3, 1, 5, 2 },
                 { "CQ base not a page", 3, 1, 2, GPA + 8 },
                 { "CC.EN without CSTS.RDY", 1, 0, 5, 0 },
-                { "CC.MPS 8 KiB", 1, 0, 4, 0x00460001 | (1u << 7) },
+                { "CC reserved bit 28", 1, 0, 4, 0x00460001 | (1u << 28) },
                 { "controller state 9", 1, 0, 10, 9 },
                 { "fewer I/O queues", 1, 0, 1, QUEUES - 1 },
                 { "another namespace UUID", 5, 1, 6, 0x1234 },
