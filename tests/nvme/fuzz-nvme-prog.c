@@ -6,7 +6,8 @@
  * and I/O commands placed in guest memory on several queues (PRP lists
  * and SGL segments built from the input), raw doorbell and shadow doorbell
  * writes, Doorbell Buffer Config, reaping completions, DMA unmap and map of
- * guest pages, bus mastering off and on, namespace resize, shutdown — run
+ * guest pages, bus mastering off and on, namespace resize, shutdown, a live
+ * migration onto the same controller (state saved and loaded again) — run
  * against the real controller (manual: no I/O thread, this thread runs it)
  * on fake guest RAM and null backends.
  *
@@ -538,11 +539,49 @@ static void act_shutdown(Prog *g) {
         reg_write(NVME_REG_CC, (cc & ~(3u << 14)) | (uint32_t) (1 + u8(g) % 2) << 14);
 }
 
+static int arc(enum vu_mig_state from, enum vu_mig_state to) {
+        nvme_ctrl_quiesce(ctrl);
+        int r = nvme_ctrl_mig_transition(ctrl, from, to);
+        nvme_ctrl_resume(ctrl);
+        return r;
+}
+
+/*
+ * A live migration onto the same controller, mid-program: save the state
+ * (RUNNING, STOP, STOP_COPY), load it again (STOP, RESUMING, STOP) and run
+ * (RUNNING), with the same guest RAM.  The program then goes on: every
+ * invariant must still hold, commands not yet fetched are fetched after it.
+ * A state the controller saved it must load; one it cannot save (-EBUSY)
+ * leaves it to a reset.
+ */
+static void act_migrate(Prog *g) {
+        g_autoptr(GByteArray) st = g_byte_array_new();
+        uint8_t buf[1024];
+        ssize_t n;
+        unsigned piece = 1 + u8(g) * 8;
+
+        if (arc(VU_MIG_RUNNING, VU_MIG_STOP) < 0 || arc(VU_MIG_STOP, VU_MIG_STOP_COPY) < 0) {
+                nvme_ctrl_reset(ctrl);
+                nvme_ctrl_mig_reset(ctrl);
+                queues_forget();
+                return;
+        }
+        while ((n = nvme_ctrl_mig_read(ctrl, buf, sizeof(buf))) > 0)
+                g_byte_array_append(st, buf, (guint) n);
+        if (n < 0 || arc(VU_MIG_STOP_COPY, VU_MIG_STOP) < 0 || arc(VU_MIG_STOP, VU_MIG_RESUMING) < 0)
+                abort();
+        for (guint off = 0; off < st->len; off += piece)
+                if (nvme_ctrl_mig_write(ctrl, st->data + off, MIN(piece, st->len - off)) < 0)
+                        abort();        /* its own state refused */
+        if (arc(VU_MIG_RESUMING, VU_MIG_STOP) < 0 || arc(VU_MIG_STOP, VU_MIG_RUNNING) < 0)
+                abort();
+}
+
 typedef void (*Action)(Prog *g);
 static const Action actions[] = {
         act_enable, act_reg, act_create, act_admin, act_dbbuf, act_io, act_io, act_io, act_doorbell,
         act_shadow, act_unmap, act_map, act_readonly, act_reap, act_reap, act_reset, act_bus_master,
-        act_resize, act_shutdown,
+        act_resize, act_shutdown, act_migrate,
 };
 
 /* ---- libFuzzer ---- */
@@ -585,6 +624,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 run();
         }
         /* Back to power-on for the next input. */
+        if (nvme_ctrl_mig_state(ctrl) != VU_MIG_RUNNING)
+                abort();
         nvme_ctrl_reset(ctrl);
         nvme_ctrl_set_bus_master(ctrl, true);
         act_map(NULL);
