@@ -1001,7 +1001,7 @@ def test_metrics(env):
         if why:
             print(why)
         return why is None
-    env.wait_for(om_matches, 10, 'vfuctl metrics to agree with show --json')
+    env.wait_for(om_matches, 30, 'vfuctl metrics to agree with show --json')
     rc, out, err = env.vfuctl('metrics')
     fams = list(om_parse(out))
     if t == 'nvme' and os.environ.get('NVME_IO'):
@@ -1036,7 +1036,7 @@ def test_metrics(env):
         if why:
             print(why)
         return why is None
-    env.wait_for(prom_matches, 10, 'vfud.prom to agree with show --json')
+    env.wait_for(prom_matches, 30, 'vfud.prom to agree with show --json')
     check(os.listdir(textdir) == ['vfud.prom'], f'only vfud.prom in the textfile directory: {os.listdir(textdir)}')
     check(oct(os.stat(prom).st_mode & 0o777) == '0o644', 'vfud.prom readable by node-exporter')
     with open(prom) as f:
