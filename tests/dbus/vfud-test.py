@@ -1510,8 +1510,13 @@ def test_polkit(env):
                 'while :; do sleep 1; done\n')
     os.chmod(os.path.join(agent_dir, 'pkttyagent'), 0o755)
 
+    # nobody runs its own copy: the build tree may sit where nobody cannot reach (a clone in /root, 0700)
+    vfuctl = os.path.join(agent_dir, 'vfuctl')
+    shutil.copy(env_path('VFUCTL'), vfuctl)
+    os.chmod(vfuctl, 0o755)
+
     def on_tty(*args):
-        cmd = ' '.join([f'PATH={agent_dir}:/usr/bin:/bin', env_path('VFUCTL'), '--bus', f"'{env.addr}'"] + list(args))
+        cmd = ' '.join([f'PATH={agent_dir}:/usr/bin:/bin', vfuctl, '--bus', f"'{env.addr}'"] + list(args))
         return subprocess.run(NOBODY + ['script', '-qec', cmd, '/dev/null'], capture_output=True, text=True,
                               timeout=60)
     p = on_tty('stop', 'a1')
