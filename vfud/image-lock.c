@@ -143,6 +143,9 @@ static void set_in_use(GError **error, Device *d, const char *path, const struct
                             "stop what uses it or give another image", path);
 }
 
+#define IMAGE_LOCK_RETRIES      40
+#define IMAGE_LOCK_RETRY_USEC   (50 * 1000)     /* 2 s in all */
+
 int image_open(Device *d, const char *path, bool lock, GError **error) {
         struct stat st;
         bool block = stat(path, &st) == 0 && S_ISBLK(st.st_mode);
@@ -164,6 +167,16 @@ int image_open(Device *d, const char *path, bool lock, GError **error) {
         if (!lock)
                 return fd;
         r = image_lock_write(fd);
+        /*
+         * No other device of ours uses it: the holder may be this device's worker that
+         * just died, whose io_uring lets go of the file only after the process is gone.
+         * Give it a moment (bounded) before calling the image someone else's.
+         */
+        for (int i = 0; r == -EAGAIN && i < IMAGE_LOCK_RETRIES && fstat(fd, &st) == 0 &&
+                        !image_user(d->manager, d->name, &st); i++) {
+                g_usleep(IMAGE_LOCK_RETRY_USEC);
+                r = image_lock_write(fd);
+        }
         if (r == -EAGAIN) {
                 if (fstat(fd, &st) == 0)
                         set_in_use(error, d, path, &st, false);
