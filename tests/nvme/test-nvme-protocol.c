@@ -418,6 +418,10 @@ static void test_bus_master_gates_dma(void **state) {
 
         /* Set again: everything completes, each command once. */
         set_pci_command(f, 0x6);
+        /* The held read and Identify complete now, each with its interrupt (waited for
+         * before reaping: a reap that finds its queue empty consumes the interrupt). */
+        assert_int_equal(vu_client_wait_irq(f->vmm.irq_fds[d->q[2].vector], 10000), 1);
+        assert_int_equal(vu_client_wait_irq(f->vmm.irq_fds[d->q[0].vector], 10000), 1);
         uint64_t seen = 0;
         for (unsigned i = 0; i < BURST; i++) {
                 assert_int_equal(nvme_drv_reap(d, 1, &e, 10000), 0);
@@ -434,7 +438,6 @@ static void test_bus_master_gates_dma(void **state) {
         assert_int_equal(nvme_drv_status(&e), 0);
         assert_memory_equal(idbuf + 4, "VFU-PROTO-1         ", 20);
         assert_int_equal(nvme_drv_poll(d, 1, &e) + nvme_drv_poll(d, 2, &e) + nvme_drv_poll(d, 0, &e), 0);
-        assert_true(take_irqs(f) > 0);
 }
 
 static void test_disconnect_mid_io_and_reconnect(void **state) {
