@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Identify (NVMe 1.4 §5.15): controller (CNS 01h), namespace (00h), active
- * namespace list (02h), namespace identification descriptors (03h).
+ * namespace list (02h), namespace identification descriptors (03h), and
+ * the NVM command set's controller data (06h, NVMe 2.0; Linux asks for it
+ * whenever VS >= 1.2 to learn the Write Zeroes and DSM limits).
  * Capability fields advertise only what the model implements.
  */
 #include <string.h>
@@ -136,6 +138,16 @@ static NvmeStatus nvme_identify_desc_list(NvmeCtrl *c, NvmeReq *req, uint8_t *bu
         return NVME_SUCCESS;
 }
 
+/* NVM Command Set spec 1.0 §4.1.5.2: VSL, WZSL, WUSL, DMRL, DMRSL, DMSL. */
+static NvmeStatus nvme_identify_cs_ctrl(NvmeReq *req, uint8_t *buf) {
+        if ((req->cmd.cdw11 >> 24) != NVME_CSI_NVM)
+                return NVME_SC_INVALID_FIELD;
+        buf[1] = NVME_WZSL;                             /* WZSL */
+        /* VSL, WUSL: no Verify, no Write Uncorrectable.  DMRL, DMRSL,
+         * DMSL: zero, no limit beyond the command's 256 ranges. */
+        return NVME_SUCCESS;
+}
+
 NvmeStatus nvme_adm_identify(NvmeCtrl *c, NvmeReq *req) {
         uint8_t buf[NVME_IDENTIFY_SIZE];
         uint8_t cns = req->cmd.cdw10 & 0xff;
@@ -155,6 +167,9 @@ NvmeStatus nvme_adm_identify(NvmeCtrl *c, NvmeReq *req) {
                 break;
         case NVME_CNS_NS_DESC_LIST:
                 st = nvme_identify_desc_list(c, req, buf);
+                break;
+        case NVME_CNS_CS_CTRL:
+                st = nvme_identify_cs_ctrl(req, buf);
                 break;
         default:
                 return NVME_SC_INVALID_FIELD;

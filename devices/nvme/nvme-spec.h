@@ -172,7 +172,17 @@ enum {
         NVME_CNS_CTRL = 0x01,
         NVME_CNS_NS_ACTIVE_LIST = 0x02,
         NVME_CNS_NS_DESC_LIST = 0x03,
+        NVME_CNS_CS_CTRL = 0x06,                /* NVMe 2.0: I/O command set specific controller */
 };
+
+/* Command set identifiers (CSI, Identify CDW11 bits 31:24). */
+enum {
+        NVME_CSI_NVM = 0x00,
+};
+
+/* Write Zeroes size limit for CNS 06h, in units of 4 KiB pages as a power
+ * of two: 32 MiB, which the 16-bit NLB reaches even with 512-byte blocks. */
+#define NVME_WZSL               13u
 
 /* §5.14 Log page identifiers. */
 enum {

@@ -252,8 +252,17 @@ static void test_identify(void **state) {
         assert_memory_equal(id + 36, uu, 16);
         assert_int_equal(nvme_drv_identify(&f->d, 3, 9, f->buf), NVME_SC_INVALID_NS);
 
+        /* NVM command set controller data (Linux reads it at every probe): the
+         * Write Zeroes limit, 32 MiB; another command set: Invalid Field. */
+        memset(id, 0xff, 4096);
+        assert_int_equal(nvme_drv_identify(&f->d, 6, 0, f->buf), 0);
+        assert_int_equal(id[1], 13);
+        assert_int_equal(id[0] | id[2] | id[3] | id[4] | id[8] | id[4095], 0);
+        NvmeSqe cs = { .opcode = NVME_ADM_IDENTIFY, .prp1 = f->buf, .cdw10 = 6, .cdw11 = 2u << 24 };
+        assert_int_equal(nvme_drv_cmd(&f->d, 0, &cs, NULL), NVME_SC_INVALID_FIELD);
+
         /* Other CNS values: Invalid Field. */
-        assert_int_equal(nvme_drv_identify(&f->d, 6, 0, f->buf), NVME_SC_INVALID_FIELD);
+        assert_int_equal(nvme_drv_identify(&f->d, 5, 0, f->buf), NVME_SC_INVALID_FIELD);
         assert_int_equal(nvme_drv_identify(&f->d, 0x10, 0, f->buf), NVME_SC_INVALID_FIELD);
 }
 

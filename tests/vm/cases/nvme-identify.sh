@@ -53,6 +53,10 @@ for sf in $(echo "$elog" | sed -n 's/^status_field[[:space:]]*:[[:space:]]*\([0-
 done
 say "ok: error-log: $(echo "$elog" | grep '^status_field' | grep -vc ': 0 ') probe rejections, no other errors"
 
+# The NVM command set's controller data (Identify CNS 06h) was read: the
+# Write Zeroes limit is its WZSL (2^13 pages of 4 KiB), not MDTS.
+expect_eq "write zeroes limit (bytes)" "$(cat /sys/block/nvme0n1/queue/write_zeroes_max_bytes)" $((32 << 20))
+
 # The I/O queues the driver got (one per vCPU when the device allows).
 say "I/O queues: $(ls -d /sys/block/nvme0n1/mq/* | wc -l)"
 
