@@ -188,6 +188,17 @@ class Manager:
                            f"expected {connected}: {dev}")
             time.sleep(0.2)
 
+    def wait_statistic(self, name, key, at_least, timeout=120):
+        """Wait until statistic key of device name reaches at_least; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = int(self.json("show", name).get("statistics", {}).get(key, 0))
+            if got >= at_least:
+                return got
+            if time.monotonic() > deadline:
+                raise Fail(f"vfuctl show {name}: {key} is {got} after {timeout} s, expected >= {at_least}")
+            time.sleep(0.2)
+
     def stop_workers(self):
         if self.vfud:
             self.vfud.stop()
@@ -507,12 +518,18 @@ def vfud_restart_during_fio(ctx):
                 params={"FIO_SECONDS": 40}, timeout=600)
     vm.start()
     vm.wait_for("^VFU-VM-MARK: fio-started$", timeout=300)
-    worker_pid = m.wait_connected("disk0", True)["worker_pid"]
-    time.sleep(5)
+    dev = m.wait_connected("disk0", True)
+    worker_pid = dev["worker_pid"]
+    # vfud goes down with the guest's fio under way (a few hundred commands in) ...
+    done = int(dev.get("statistics", {}).get("io_commands", 0))
+    done = m.wait_statistic("disk0", "io_commands", done + 300)
     m.kill()
+    # ... and stays down for an outage of 2 s, a length of time, not a wait for an event
     time.sleep(2)
     m.start()
     dev = m.wait_connected("disk0", True)
+    # the worker served on: its counters, read by the new manager, went on from there
+    m.wait_statistic("disk0", "io_commands", done + 1)
     if dev.get("state") != "connected" or dev.get("restarts"):
         raise Fail(f"after the restart vfud shows disk0 as {dev.get('state')}: {dev}")
     if dev.get("worker_pid") != worker_pid:
