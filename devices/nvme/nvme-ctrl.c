@@ -244,7 +244,7 @@ static void *nvme_io_main(void *arg) {
                 unsigned n = nvme_reap_backends(t);
                 n += nvme_queues_process(t, c->state == NVME_STATE_READY);
                 nvme_commit_backends(t);
-                int timeout = nvme_irqs_flush(t, now);
+                int timeout = nvme_qos_timeout(t, nvme_irqs_flush(t, now), now);
                 if (n > 0) {
                         last_busy = now;
                         continue;
@@ -455,6 +455,7 @@ int nvme_ctrl_new(const NvmeCtrlConfig *cfg, NvmeCtrl **out) {
         pthread_cond_init(&c->cond, NULL);
         pthread_mutex_init(&c->mail_lock, NULL);
         pthread_mutex_init(&c->ev_lock, NULL);
+        nvme_qos_init(c);
 
         /* CAP (§3.1.1): CQR, TO, DSTRD 0, CSS NVM, MPSMIN = MPSMAX = 0 (4 KiB). */
         c->cap = NVME_CAP_MQES(NVME_MQES) | NVME_CAP_CQR | NVME_CAP_TO(NVME_CAP_TIMEOUT) |
@@ -527,6 +528,7 @@ void nvme_ctrl_free(NvmeCtrl *c) {
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->mail_lock);
         pthread_mutex_destroy(&c->ev_lock);
+        nvme_qos_free(c);
         g_aligned_free(c->io);
         g_free(c->db_val);
         g_free(c->sq_thread);
@@ -554,4 +556,6 @@ void nvme_ctrl_get_stats(NvmeCtrl *c, NvmeStats *st) {
                 st->wakeups += atomic_load(&s->wakeups);
         }
         st->doorbell_writes = atomic_load(&c->st_doorbells);
+        for (unsigned i = 0; i <= NVME_MAX_NS; i++)
+                st->limit_hits += atomic_load(&c->qos_hits[i]);
 }

@@ -8,6 +8,7 @@
 #include "nvme.h"
 #include "nvme-dma.h"
 #include "nvme-spec.h"
+#include "qos/qos.h"
 #include "state/devstate-mig.h"
 
 /* Properties and defaults. */
@@ -77,6 +78,7 @@ struct NvmeSQ {
         volatile uint32_t *shadow_db, *shadow_ei;
         bool shadow;
         uint32_t shadow_bad;            /* invalid shadow tail last reported, plus one; 0 none */
+        bool qos_waiting;               /* the entry at head waits for a limit (counted once) */
 };
 
 struct NvmeCQ {
@@ -204,6 +206,12 @@ struct NvmeCtrl {
         /* Migration (nvme-mig.c): control thread only; its hold is one quiesce. */
         DevStateMig mig;
 
+        /* I/O limits (nvme-qos.c): [nsid], [0] the group of all namespaces. */
+        pthread_mutex_t qos_lock;
+        Qos qos[NVME_MAX_NS + 1];
+        _Atomic bool qos_on;                    /* any limit set: fetching checks them */
+        _Atomic uint64_t qos_hits[NVME_MAX_NS + 1];     /* commands that waited for [nsid]'s limit */
+
         /* Statistics: the control thread's; the I/O threads keep theirs. */
         _Atomic uint64_t st_doorbells;
         uint64_t units_read, units_written;     /* SMART, in 512-byte units */
@@ -240,6 +248,7 @@ struct NvmeIoThread {
         uint16_t sqs[NVME_MAX_IOQS + 1];        /* the SQs it runs */
         _Atomic uint64_t *db_dirty;             /* bitmap of doorbells posted to it */
         uint8_t *discard_buf;                   /* sink for SGL bit buckets */
+        uint64_t qos_wake_ns;                   /* this pass: when the first command held by a limit may start, 0 none */
         NvmeIoStats st;
 };
 
@@ -310,6 +319,14 @@ NvmeStatus nvme_io_exec(NvmeCtrl *c, NvmeReq *req);
 /* nvme-mig.c */
 void nvme_mig_init(NvmeCtrl *c);
 void nvme_mig_free(NvmeCtrl *c);
+
+/* nvme-qos.c */
+void nvme_qos_init(NvmeCtrl *c);
+void nvme_qos_free(NvmeCtrl *c);
+/* I/O thread, fetching cmd at the head of sq: may it start now?  Charged if so. */
+bool nvme_qos_admit(NvmeSQ *sq, const NvmeSqe *cmd);
+/* The pass's sleep timeout (ms, -1 none) shortened to the first held command's wait. */
+int nvme_qos_timeout(NvmeIoThread *t, int timeout_ms, uint64_t now);
 
 /* nvme-ns.c */
 NvmeNs *nvme_ns_get(NvmeCtrl *c, uint32_t nsid);

@@ -429,6 +429,11 @@ static unsigned nvme_sq_fetch(NvmeCtrl *c, NvmeSQ *sq) {
                 if (!nvme_sq_resolve(c, sq))
                         break;                  /* not mapped (yet): retried on the next kick */
                 NvmeReq *req = sq->free;
+                /* Copy the entry, then act only on the copy; over a limit it stays in the SQ. */
+                memcpy(&req->cmd, &sq->ring[sq->head], sizeof(NvmeSqe));
+                if (sq->qid && atomic_load_explicit(&c->qos_on, memory_order_relaxed) &&
+                    !nvme_qos_admit(sq, &req->cmd))
+                        break;
                 sq->free = req->next;
                 sq->inflight++;
                 req->next = NULL;
@@ -440,8 +445,6 @@ static unsigned nvme_sq_fetch(NvmeCtrl *c, NvmeSQ *sq) {
                 req->aux_idx = req->aux_count = 0;
                 req->iov.n_gpa = 0;
                 req->t_start = sq->qid ? sq->t->pass_ns : 0;
-                /* Copy the entry, then act only on the copy. */
-                memcpy(&req->cmd, &sq->ring[sq->head], sizeof(NvmeSqe));
                 if (++sq->head == sq->size)
                         sq->head = 0;
                 NvmeStatus st = sq->qid == 0 ? nvme_admin_exec(c, req) : nvme_io_exec(c, req);

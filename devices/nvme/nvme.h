@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "block/blk.h"
+#include "qos/qos.h"
 #include "vfio-user/mem.h"
 #include "vfio-user/proto.h"
 
@@ -67,6 +68,7 @@ typedef struct NvmeStats {
         uint64_t doorbell_writes;       /* trapped doorbell writes (exits) */
         uint64_t irqs;
         uint64_t wakeups;               /* I/O thread sleeps ended */
+        uint64_t limit_hits;            /* commands that waited for an I/O limit */
 } NvmeStats;
 
 /*
@@ -127,6 +129,18 @@ int nvme_ctrl_ns_remove(NvmeCtrl *c, uint32_t nsid);
 int nvme_ctrl_ns_resize(NvmeCtrl *c, uint32_t nsid, uint64_t new_size);
 /* Size in bytes of namespace nsid, or 0 if absent. */
 uint64_t nvme_ctrl_ns_size(NvmeCtrl *c, uint32_t nsid);
+
+/*
+ * I/O limits (qos.h) of namespace nsid, or with nsid 0 of the group all
+ * namespaces share; any time, from the control thread; an all-zero cfg
+ * removes them.  A limit may be set before its namespace exists.
+ * Commands over a limit stay in their SQ until they may start (never
+ * failed, nothing behind them in that SQ overtakes them).  0, -ENOENT
+ * (nsid above NVME_MAX_NS), -EINVAL (qos_config_check refuses cfg).
+ */
+int nvme_ctrl_set_limits(NvmeCtrl *c, uint32_t nsid, const QosConfig *cfg);
+/* Commands that waited for the limit of nsid (0: the group's). */
+uint64_t nvme_ctrl_limit_hits(NvmeCtrl *c, uint32_t nsid);
 
 /* Namespace identifiers derived from (host uuid, device name, nsid): stable and host-unique. */
 void nvme_derive_ns_ids(const uint8_t host_uuid[16], const char *name, uint32_t nsid,
