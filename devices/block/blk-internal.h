@@ -62,6 +62,8 @@ void blk_pool_stop(BlkPool *p);
 void blk_pool_queue(BlkPool *p, BlkList *reqs);
 /* Move finished requests to out (FIFO). */
 void blk_pool_take_done(BlkPool *p, BlkList *out);
+/* Are finished requests waiting? */
+bool blk_pool_has_done(BlkPool *p);
 
 /* Signal / clear the backend's event fd. */
 void blk_event_signal(BlkBackend *b);

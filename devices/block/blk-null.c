@@ -89,6 +89,11 @@ static unsigned blk_null_inflight(const BlkBackend *b) {
         return ((const BlkNull *) b)->inflight;
 }
 
+/* Requests complete at the next reap, never signalling: waiting ones mean "reap, do not sleep". */
+static bool blk_null_arm(BlkBackend *b) {
+        return ((const BlkNull *) b)->done.head != NULL;
+}
+
 static void blk_null_destroy(BlkBackend *b) {
         blk_base_close(b);
         g_free(b);
@@ -99,6 +104,7 @@ static const BlkBackendOps blk_null_ops = {
         .submit = blk_null_submit,
         .commit = blk_null_commit,
         .reap = blk_null_reap,
+        .arm = blk_null_arm,
         .inflight = blk_null_inflight,
         .destroy = blk_null_destroy,
 };

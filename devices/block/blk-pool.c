@@ -77,3 +77,10 @@ void blk_pool_take_done(BlkPool *p, BlkList *out) {
         blk_list_splice(out, &p->done);
         pthread_mutex_unlock(&p->lock);
 }
+
+bool blk_pool_has_done(BlkPool *p) {
+        pthread_mutex_lock(&p->lock);
+        bool any = p->done.head != NULL;
+        pthread_mutex_unlock(&p->lock);
+        return any;
+}

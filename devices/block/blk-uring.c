@@ -4,10 +4,23 @@
  * (IORING_FSYNC_DATASYNC) go through the ring; write-zeroes and discard,
  * rare and often ioctls, go to a small helper pool.  Completions of both
  * are announced on the backend's event fd (registered with the ring).
+ *
+ * What the kernel offers is used, each with a fallback (BlkBackend.uring):
+ * the data fd registered with the ring (no file lookup per request), and
+ * one submitting thread with its completion work deferred to when it reaps
+ * (SINGLE_ISSUER + DEFER_TASKRUN, Linux 6.1), else run cooperatively
+ * (COOP_TASKRUN, 5.19), else the defaults.  The ring is created disabled
+ * and enabled by the first thread that submits: that thread owns it.
+ * A request with one iovec is a plain read or write (no iovec array for
+ * the kernel to copy in).  Reaping reads the event fd only in
+ * blk_uring_arm(), before the caller sleeps: a polling thread makes no
+ * system call for it.
  */
 #include <errno.h>
 #include <liburing.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -21,27 +34,39 @@ typedef struct BlkUring {
         BlkList backlog;                /* no free SQE: retried at commit */
         unsigned queued;                /* SQEs prepared, not yet submitted */
         unsigned inflight;
+        unsigned pool_inflight;         /* of them, in the helper pool */
+        int sqe_fd;                     /* what SQEs name: 0 (the registered file) or the fd */
+        uint8_t sqe_flags;              /* IOSQE_FIXED_FILE or 0 */
+        bool disabled;                  /* IORING_SETUP_R_DISABLED: the first submitter enables it */
 } BlkUring;
 
 static bool blk_uring_prep(BlkUring *u, BlkRequest *r) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
         const struct iovec *iov = r->bounce_ ? &r->bounce_iov_ : r->iov;
         unsigned niov = r->bounce_ ? 1 : r->niov;
+        int fd = u->sqe_fd;
 
         if (!sqe)
                 return false;
         switch (r->op) {
         case BLK_READ:
-                io_uring_prep_readv(sqe, u->base.fd, iov, niov, r->offset);
+                if (niov == 1)
+                        io_uring_prep_read(sqe, fd, iov->iov_base, (unsigned) iov->iov_len, r->offset);
+                else
+                        io_uring_prep_readv(sqe, fd, iov, niov, r->offset);
                 break;
         case BLK_WRITE:
-                io_uring_prep_writev2(sqe, u->base.fd, iov, niov, r->offset,
-                                      (r->flags & BLK_F_FUA) ? RWF_DSYNC : 0);
+                if (niov == 1)
+                        io_uring_prep_write(sqe, fd, iov->iov_base, (unsigned) iov->iov_len, r->offset);
+                else
+                        io_uring_prep_writev(sqe, fd, iov, niov, r->offset);
+                sqe->rw_flags = (r->flags & BLK_F_FUA) ? RWF_DSYNC : 0;
                 break;
         default:
-                io_uring_prep_fsync(sqe, u->base.fd, IORING_FSYNC_DATASYNC);
+                io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
                 break;
         }
+        sqe->flags |= u->sqe_flags;
         io_uring_sqe_set_data(sqe, r);
         u->queued++;
         return true;
@@ -57,15 +82,12 @@ static int blk_uring_submit(BlkBackend *b, BlkRequest *r) {
         if (r->op != BLK_FLUSH && (r->offset > b->size || r->len > b->size - r->offset))
                 return -ERANGE;
 
-        if (r->op == BLK_WRITE_ZEROES || r->op == BLK_DISCARD) {
+        if (r->op == BLK_WRITE_ZEROES || r->op == BLK_DISCARD ||
+            /* Nothing to make durable; complete through the pool for ordering. */
+            (r->op == BLK_FLUSH && b->read_only)) {
                 blk_list_push(&u->staged_pool, r);
                 u->inflight++;
-                return 0;
-        }
-        if (r->op == BLK_FLUSH && b->read_only) {
-                /* Nothing to make durable; complete through the pool for ordering. */
-                blk_list_push(&u->staged_pool, r);
-                u->inflight++;
+                u->pool_inflight++;
                 return 0;
         }
         if (blk_needs_bounce(b, r)) {
@@ -86,6 +108,13 @@ static void blk_uring_commit(BlkBackend *b) {
         BlkUring *u = (BlkUring *) b;
 
         blk_pool_queue(&u->pool, &u->staged_pool);
+        if (u->disabled && u->queued > 0) {
+                /* The first submitter: the ring is this thread's (SINGLE_ISSUER). */
+                /* io_uring_enable_rings() is missing from some liburing builds (Debian's 2.3). */
+                if (syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+                        g_warning("io_uring on %s: enabling the ring: %s", b->path, g_strerror(errno));
+                u->disabled = false;
+        }
         for (;;) {
                 if (u->queued > 0) {
                         int n = io_uring_submit(&u->ring);
@@ -128,8 +157,7 @@ static unsigned blk_uring_reap(BlkBackend *b) {
         BlkRequest *r;
         unsigned n = 0;
 
-        /* Drain the event fd first, then every CQE: a completion posted after the drain signals again. */
-        blk_event_clear(b);
+        /* The event fd is left alone: blk_uring_arm() clears it before the caller sleeps. */
         while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
                 r = io_uring_cqe_get_data(cqe);
                 int res = cqe->res;
@@ -137,15 +165,33 @@ static unsigned blk_uring_reap(BlkBackend *b) {
                 blk_uring_finish(u, r, res);
                 n++;
         }
-        blk_pool_take_done(&u->pool, &done);
+        if (u->pool_inflight > 0)
+                blk_pool_take_done(&u->pool, &done);
         while ((r = blk_list_pop(&done))) {
                 u->inflight--;
+                u->pool_inflight--;
                 n++;
                 r->cb(r, r->ret_);
         }
         if (u->backlog.head)
                 blk_uring_commit(b);
         return n;
+}
+
+/*
+ * Clear the event fd, then look: a completion posted before the clear is
+ * seen here (its CQE was written before it signalled), one after it
+ * signals again.  Deferred completion work counts as waiting (the reap's
+ * peek runs it).
+ */
+static bool blk_uring_arm(BlkBackend *b) {
+        BlkUring *u = (BlkUring *) b;
+
+        blk_event_clear(b);
+        if (io_uring_cq_ready(&u->ring) > 0 ||
+            (IO_URING_READ_ONCE(*u->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+                return true;
+        return u->pool_inflight > 0 && blk_pool_has_done(&u->pool);
 }
 
 static unsigned blk_uring_inflight(const BlkBackend *b) {
@@ -167,8 +213,47 @@ static const BlkBackendOps blk_uring_ops = {
         .commit = blk_uring_commit,
         .reap = blk_uring_reap,
         .inflight = blk_uring_inflight,
+        .arm = blk_uring_arm,
         .destroy = blk_uring_destroy,
 };
+
+/* The setups to try, best first: each drops what an older kernel refuses (EINVAL). */
+static const struct {
+        unsigned setup;
+        unsigned features;
+} blk_uring_setups[] = {
+        { IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+          IORING_SETUP_R_DISABLED, BLK_URING_SINGLE_ISSUER | BLK_URING_DEFER_TASKRUN },
+        { IORING_SETUP_COOP_TASKRUN, BLK_URING_COOP_TASKRUN },
+        { 0, 0 },
+};
+
+static int blk_uring_init(BlkUring *u, unsigned depth, unsigned refuse) {
+        int r = -EINVAL;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(blk_uring_setups); i++) {
+                if (blk_uring_setups[i].features & refuse)
+                        continue;
+                struct io_uring_params p = { .flags = blk_uring_setups[i].setup };
+                r = io_uring_queue_init_params(depth, &u->ring, &p);
+                if (r == -EINVAL)
+                        continue;
+                if (r < 0)
+                        return r;
+                u->base.uring = blk_uring_setups[i].features;
+                u->disabled = p.flags & IORING_SETUP_R_DISABLED;
+                break;
+        }
+        if (r < 0)
+                return r;
+        u->sqe_fd = u->base.fd;
+        if (!(refuse & BLK_URING_FIXED_FILE) && io_uring_register_files(&u->ring, &u->base.fd, 1) == 0) {
+                u->sqe_fd = 0;
+                u->sqe_flags = IOSQE_FIXED_FILE;
+                u->base.uring |= BLK_URING_FIXED_FILE;
+        }
+        return 0;
+}
 
 int blk_uring_create(BlkBackend *base, const BlkOpenOptions *opts, BlkBackend **out) {
         BlkUring *u = g_new0(BlkUring, 1);
@@ -177,7 +262,7 @@ int blk_uring_create(BlkBackend *base, const BlkOpenOptions *opts, BlkBackend **
 
         u->base = *base;
         u->base.ops = &blk_uring_ops;
-        r = io_uring_queue_init(depth, &u->ring, 0);
+        r = blk_uring_init(u, depth, opts->uring_refuse);
         if (r < 0) {
                 g_free(u);
                 return r;

@@ -286,7 +286,7 @@ void blk_backend_drain(BlkBackend *b) {
         blk_backend_commit(b);
         while (blk_backend_inflight(b) > 0) {
                 struct pollfd p = { .fd = b->event_fd, .events = POLLIN };
-                if (blk_backend_reap(b) > 0)
+                if (blk_backend_reap(b) > 0 || blk_backend_arm(b))
                         continue;
                 (void) poll(&p, 1, 100);
         }

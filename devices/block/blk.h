@@ -10,12 +10,18 @@
  * submitted, then committed in batches; completions are delivered by
  * blk_backend_reap() on the thread that calls it, never asynchronously, so
  * a device's I/O thread owns its callbacks.  blk_backend_fd() is readable
- * when completions that finished elsewhere wait; a caller reaps once after
- * committing before it waits on the fd (the null backend completes at the
- * next reap without signalling it).  The fd may also turn readable after
- * the completion it announces was reaped, and only blk_backend_reap()
- * clears it: a caller that saw it readable reaps, whatever
- * blk_backend_inflight() says.
+ * when completions that finished elsewhere wait.  Reaping runs no system
+ * call when nothing finished and may leave the fd readable, so a caller
+ * that polls pays nothing for it: before it sleeps on the fd it calls
+ * blk_backend_arm(), which clears the fd and says whether completions
+ * already wait (then it reaps instead of sleeping).  The fd may also turn
+ * readable after the completion it announces was reaped: a caller that saw
+ * it readable reaps and arms again, whatever blk_backend_inflight() says.
+ *
+ * One thread submits to and reaps a backend (io_uring: the first to commit
+ * work owns the ring, IORING_SETUP_SINGLE_ISSUER); blk_backend_clone()
+ * gives another thread its own.  Opening, resizing, blk_execute_sync() and
+ * freeing an idle backend may happen on any thread.
  *
  * Durability model (an honest volatile write cache): a write completes when
  * the data is in the page cache (or, with O_DIRECT, handed to the device);
@@ -63,6 +69,14 @@ enum {
         BLK_CAP_WRITE_ZEROES_UNMAP = 1u << 2,
 };
 
+/* io_uring features an io_uring backend uses, each where the kernel offers it. */
+enum {
+        BLK_URING_FIXED_FILE = 1u << 0,     /* the data fd registered with the ring */
+        BLK_URING_SINGLE_ISSUER = 1u << 1,  /* one thread submits (the first that does) */
+        BLK_URING_DEFER_TASKRUN = 1u << 2,  /* completion work runs when the submitter reaps */
+        BLK_URING_COOP_TASKRUN = 1u << 3,   /* no interrupt of the submitter for completion work */
+};
+
 typedef struct BlkRequest BlkRequest;
 typedef void (*BlkCompleteFn)(BlkRequest *req, int ret);
 
@@ -102,6 +116,8 @@ typedef struct BlkBackendOps {
         unsigned (*reap)(BlkBackend *b);
         /* Requests submitted and not yet reaped. */
         unsigned (*inflight)(const BlkBackend *b);
+        /* Before sleeping on the fd: clear it; true when completions already wait.  NULL: false. */
+        bool (*arm)(BlkBackend *b);
         void (*destroy)(BlkBackend *b);
 } BlkBackendOps;
 
@@ -116,6 +132,7 @@ struct BlkBackend {
         bool direct;
         bool is_blockdev;
         bool is_null;                   /* the null backend: stores no data */
+        unsigned uring;                 /* BLK_URING_*: the io_uring features in use */
         unsigned caps;                  /* BLK_CAP_* */
         BlkOpenOptions *opened_;        /* how it was opened, for blk_backend_clone() (private) */
 };
@@ -129,6 +146,7 @@ struct BlkOpenOptions {
         BlkEngine engine;
         unsigned queue_depth;           /* io_uring entries / pool bound; 0 = 256 */
         unsigned threads;               /* thread-pool workers; 0 = 4 */
+        unsigned uring_refuse;          /* BLK_URING_* not to use even where offered (tests of the fallbacks) */
         bool null;                      /* the null backend of size bytes: no file (fd, path unused) */
         int null_pattern;               /* null: the byte reads return, 0..255 (0: zeroes) */
 };
@@ -165,6 +183,7 @@ static inline void blk_backend_commit(BlkBackend *b) { b->ops->commit(b); }
 static inline unsigned blk_backend_reap(BlkBackend *b) { return b->ops->reap(b); }
 static inline unsigned blk_backend_inflight(const BlkBackend *b) { return b->ops->inflight(b); }
 static inline int blk_backend_fd(const BlkBackend *b) { return b->event_fd; }
+static inline bool blk_backend_arm(BlkBackend *b) { return b->ops->arm && b->ops->arm(b); }
 
 /* Submit, commit and wait for every in-flight request to be reaped. */
 void blk_backend_drain(BlkBackend *b);

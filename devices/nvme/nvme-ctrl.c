@@ -60,8 +60,9 @@ void nvme_ctrl_fatal(NvmeCtrl *c, const char *why) {
 /*
  * Reap this thread's backends with requests in flight, and all of them
  * after one signalled: an event fd can turn readable after its completion
- * was reaped, and only a reap clears it (else epoll_wait returns at once,
- * forever).  Returns completions run.
+ * was reaped.  Returns completions run.  Event fds are cleared only by
+ * nvme_arm_backends(), before the thread sleeps (else epoll_wait returns
+ * at once, forever): a polling thread reads none.
  */
 static unsigned nvme_reap_backends(NvmeIoThread *t) {
         NvmeCtrl *c = t->c;
@@ -77,6 +78,17 @@ static unsigned nvme_reap_backends(NvmeIoThread *t) {
                         n += blk_backend_reap(b);
         }
         return n;
+}
+
+/* Before sleeping: true when a backend of this thread already has completions waiting. */
+static bool nvme_arm_backends(NvmeIoThread *t) {
+        NvmeCtrl *c = t->c;
+        bool any = false;
+
+        for (unsigned i = 1; i <= NVME_MAX_NS; i++)
+                if (c->ns[i] && blk_backend_arm(c->ns[i]->be[t->idx]))
+                        any = true;
+        return any;
 }
 
 static void nvme_commit_backends(NvmeIoThread *t) {
@@ -106,7 +118,7 @@ static void nvme_drain(NvmeIoThread *t) {
         nvme_commit_backends(t);
         while (t->backend_inflight > 0) {
                 t->pass_ns = nvme_now_ns();
-                if (nvme_reap_backends(t) == 0)
+                if (nvme_reap_backends(t) == 0 && !nvme_arm_backends(t))
                         nvme_wait_events(t, 100);
                 nvme_queues_process(t, false);
                 /* Multi-step commands submit their next step from a completion. */
@@ -255,6 +267,8 @@ static void *nvme_io_main(void *arg) {
                 }
                 /* Going to sleep: arm EventIdx, then look once more (no lost wakeup). */
                 if (c->state == NVME_STATE_READY && nvme_queues_arm_and_recheck(t))
+                        continue;
+                if (nvme_arm_backends(t))
                         continue;
                 slept = true;
                 nvme_wait_events(t, timeout);

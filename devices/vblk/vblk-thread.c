@@ -49,12 +49,11 @@ static void drain(VBlk *b) {
         blk_backend_commit(b->be);
         while (b->inflight > 0) {
                 struct pollfd p = { .fd = blk_backend_fd(b->be), .events = POLLIN };
-                if (blk_backend_reap(b->be) == 0)
+                if (blk_backend_reap(b->be) == 0 && !blk_backend_arm(b->be))
                         (void) poll(&p, 1, 100);
                 /* Multi-step requests submit their next step from a completion. */
                 blk_backend_commit(b->be);
         }
-        /* A signal may remain for completions already reaped: only a reap clears it. */
         blk_backend_reap(b->be);
         flush_queues(b);
 }
@@ -149,7 +148,7 @@ static void *io_main(void *arg) {
                         cpu_relax();
                         continue;
                 }
-                if (arm_and_recheck(b))
+                if (arm_and_recheck(b) || blk_backend_arm(b->be))
                         continue;
                 int nev = epoll_wait(b->epfd, evs, G_N_ELEMENTS(evs), -1);
                 for (int i = 0; i < nev; i++) {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@ typedef struct Fixture {
         char *dir;
         char *path;
         BlkEngine engine;
+        unsigned refuse;        /* BLK_URING_* the io_uring engine must not use */
 } Fixture;
 
 typedef struct Done {
@@ -43,7 +45,7 @@ static int run(BlkBackend *b, Done *d) {
         blk_backend_commit(b);
         while (!d->done) {
                 struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
-                if (blk_backend_reap(b) == 0)
+                if (blk_backend_reap(b) == 0 && !blk_backend_arm(b))
                         assert_true(poll(&p, 1, 5000) >= 0);
         }
         return d->ret;
@@ -60,7 +62,7 @@ static int simple(BlkBackend *b, BlkOp op, uint64_t off, uint64_t len, unsigned 
         return run(b, &d);
 }
 
-static int setup_engine(void **state, BlkEngine e) {
+static int setup_engine_refusing(void **state, BlkEngine e, unsigned refuse) {
         Fixture *f = g_new0(Fixture, 1);
         /* The build directory: a real disk file system (O_DIRECT, holes). */
         f->dir = g_dir_make_tmp("vfu-blk-XXXXXX", NULL);
@@ -71,11 +73,21 @@ static int setup_engine(void **state, BlkEngine e) {
         }
         f->path = g_build_filename(f->dir, "disk.img", NULL);
         f->engine = e;
+        f->refuse = refuse;
         *state = f;
         return 0;
 }
-static int setup_threads(void **state) { return setup_engine(state, BLK_ENGINE_THREADS); }
-static int setup_auto(void **state) { return setup_engine(state, BLK_ENGINE_AUTO); }
+static int setup_threads(void **state) { return setup_engine_refusing(state, BLK_ENGINE_THREADS, 0); }
+static int setup_auto(void **state) { return setup_engine_refusing(state, BLK_ENGINE_AUTO, 0); }
+/* io_uring as an older kernel offers it: cooperative task work only (5.19), or nothing of it. */
+static int setup_uring_coop(void **state) {
+        return setup_engine_refusing(state, BLK_ENGINE_AUTO, BLK_URING_SINGLE_ISSUER | BLK_URING_DEFER_TASKRUN |
+                                                              BLK_URING_FIXED_FILE);
+}
+static int setup_uring_plain(void **state) {
+        return setup_engine_refusing(state, BLK_ENGINE_AUTO, BLK_URING_SINGLE_ISSUER | BLK_URING_DEFER_TASKRUN |
+                                                              BLK_URING_COOP_TASKRUN | BLK_URING_FIXED_FILE);
+}
 
 static int teardown(void **state) {
         Fixture *f = *state;
@@ -89,7 +101,7 @@ static int teardown(void **state) {
 
 static BlkBackend *open_file(Fixture *f, uint64_t size, bool direct, bool ro) {
         BlkOpenOptions o = { .path = f->path, .fd = -1, .size = size, .direct = direct,
-                             .read_only = ro, .engine = f->engine };
+                             .read_only = ro, .engine = f->engine, .uring_refuse = f->refuse };
         BlkBackend *b = NULL;
         assert_int_equal(blk_backend_open(&o, &b), 0);
         return b;
@@ -102,7 +114,7 @@ static void fill(uint8_t *buf, size_t len, unsigned seed) {
 
 static void test_create_sparse_and_size(void **state) {
         Fixture *f = *state;
-        BlkOpenOptions o = { .path = f->path, .fd = -1, .engine = f->engine };
+        BlkOpenOptions o = { .path = f->path, .fd = -1, .engine = f->engine, .uring_refuse = f->refuse };
         BlkBackend *b = NULL;
 
         /* No file and no size: a clear -ENOENT, nothing created. */
@@ -204,7 +216,7 @@ static void test_write_zeroes_and_discard(void **state) {
 
 static void test_direct_aligned_and_bounced(void **state) {
         Fixture *f = *state;
-        BlkOpenOptions o = { .path = f->path, .fd = -1, .size = 4 << 20, .direct = true, .engine = f->engine };
+        BlkOpenOptions o = { .path = f->path, .fd = -1, .size = 4 << 20, .direct = true, .engine = f->engine, .uring_refuse = f->refuse };
         BlkBackend *b = NULL;
         int r = blk_backend_open(&o, &b);
         if (r == -EINVAL) {
@@ -249,7 +261,7 @@ static void test_fd_passed_in(void **state) {
         int fd = open(f->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
         assert_int_equal(ftruncate(fd, 1 << 20), 0);
-        BlkOpenOptions o = { .path = "ns1", .fd = fd, .engine = f->engine };
+        BlkOpenOptions o = { .path = "ns1", .fd = fd, .engine = f->engine, .uring_refuse = f->refuse };
         BlkBackend *b = NULL;
         assert_int_equal(blk_backend_open(&o, &b), 0);
         assert_int_equal(b->size, 1 << 20);
@@ -445,6 +457,70 @@ static void test_clone(void **state) {
         blk_backend_free(c);
 }
 
+/* The io_uring features in use are what the kernel offers less what was refused; I/O works with each. */
+static void test_uring_features(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 1 << 20, false, false);
+        uint8_t buf[4096], got[4096];
+
+        if (strcmp(b->ops->name, "io_uring") != 0) {
+                assert_int_equal(b->uring, 0);
+                blk_backend_free(b);
+                skip();
+                return;
+        }
+        assert_int_equal(b->uring & f->refuse, 0);
+        /* Deferred task work needs a single issuer; one setup, not both kinds of task work. */
+        if (b->uring & BLK_URING_DEFER_TASKRUN)
+                assert_true(b->uring & BLK_URING_SINGLE_ISSUER);
+        assert_false((b->uring & BLK_URING_DEFER_TASKRUN) && (b->uring & BLK_URING_COOP_TASKRUN));
+        print_message("io_uring features 0x%x (refused 0x%x)\n", b->uring, f->refuse);
+        fill(buf, sizeof(buf), 11);
+        assert_int_equal(rw(b, BLK_WRITE, buf, sizeof(buf), 8192, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, got, sizeof(got), 8192, 0), 0);
+        assert_memory_equal(got, buf, sizeof(buf));
+        blk_backend_free(b);
+}
+
+typedef struct Owner {
+        BlkBackend *b;
+        uint8_t *buf;
+        int ret;
+} Owner;
+
+static void *owner_main(void *arg) {
+        Owner *o = arg;
+        o->ret = rw(o->b, BLK_WRITE, o->buf, 65536, 0, 0);
+        if (o->ret == 0)
+                o->ret = rw(o->b, BLK_READ, o->buf + 65536, 65536, 0, 0);
+        return NULL;
+}
+
+/*
+ * Opened on one thread, submitted to and reaped on another (as a device's
+ * I/O thread does), freed on the first: with SINGLE_ISSUER the ring is the
+ * submitting thread's.  The arm contract: after everything was reaped, an
+ * armed backend reports nothing waiting and its fd is clear.
+ */
+static void test_other_thread_owns(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 1 << 20, false, false);
+        g_autofree uint8_t *buf = g_malloc(2 * 65536);
+        Owner o = { .b = b, .buf = buf, .ret = -1 };
+        pthread_t t;
+
+        fill(buf, 65536, 4);
+        assert_int_equal(pthread_create(&t, NULL, owner_main, &o), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(o.ret, 0);
+        assert_memory_equal(buf, buf + 65536, 65536);
+        assert_int_equal(blk_backend_inflight(b), 0);
+        assert_false(blk_backend_arm(b));
+        struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
+        assert_int_equal(poll(&p, 1, 0), 0);
+        blk_backend_free(b);
+}
+
 #define ENGINE_TESTS(setup) \
         cmocka_unit_test_setup_teardown(test_create_sparse_and_size, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_write_read_verify, setup, teardown), \
@@ -454,13 +530,19 @@ static void test_clone(void **state) {
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_fd_passed_in, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_many_inflight, setup, teardown), \
-        cmocka_unit_test_setup_teardown(test_clone, setup, teardown)
+        cmocka_unit_test_setup_teardown(test_clone, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_uring_features, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_other_thread_owns, setup, teardown)
 
 int main(void) {
         const struct CMUnitTest threads[] = { ENGINE_TESTS(setup_threads) };
         const struct CMUnitTest autoeng[] = { ENGINE_TESTS(setup_auto) };
         int r = cmocka_run_group_tests_name("blk-threads", threads, NULL, NULL);
         r |= cmocka_run_group_tests_name("blk-auto", autoeng, NULL, NULL);
+        const struct CMUnitTest coop[] = { ENGINE_TESTS(setup_uring_coop) };
+        const struct CMUnitTest plain[] = { ENGINE_TESTS(setup_uring_plain) };
+        r |= cmocka_run_group_tests_name("blk-uring-coop", coop, NULL, NULL);
+        r |= cmocka_run_group_tests_name("blk-uring-plain", plain, NULL, NULL);
         const struct CMUnitTest null[] = {
                 cmocka_unit_test(test_null_read_write),
                 cmocka_unit_test(test_null_pattern_and_options),
