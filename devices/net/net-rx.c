@@ -195,6 +195,8 @@ int vnet_rx_process(VNetPair *p) {
         vq_notify_disable(vq);
         while (budget-- > 0) {
                 if (!p->have_frame) {
+                        if (vnet_qos_wait(p, VNET_QOS_RX))
+                                break;          /* frames wait in the backend; a timer wakes us */
                         int r = rx_fetch(p);
                         if (r < 0) {
                                 ret = 0;        /* backend broken: counted, nothing to wait for */
@@ -220,6 +222,7 @@ int vnet_rx_process(VNetPair *p) {
                         continue;
                 }
                 p->have_frame = false;
+                vnet_qos_charge(p, VNET_QOS_RX, p->frame_len - VNET_HDR_LEN);
         }
         if (budget == (unsigned) -1)
                 ret = 1;

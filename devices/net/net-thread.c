@@ -96,6 +96,7 @@ static bool work(VNetPair *p) {
         VNet *n = p->n;
         bool more = false;
 
+        p->qos_wake_ns = 0;
         if (p->index == 0 && n->ctrl)
                 vnet_ctrl_process(n, p->chain);
         more |= vnet_tx_process(p) > 0;
@@ -147,7 +148,7 @@ static void *pair_main(void *arg) {
                         continue;
                 }
 
-                int nev = epoll_wait(p->epfd, evs, G_N_ELEMENTS(evs), -1);
+                int nev = epoll_wait(p->epfd, evs, G_N_ELEMENTS(evs), vnet_qos_timeout(p));
                 for (int i = 0; i < nev; i++) {
                         if (evs[i].data.u32 == 0) {
                                 eventfd_t v;

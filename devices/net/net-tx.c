@@ -80,8 +80,9 @@ int vnet_tx_process(VNetPair *p) {
         for (;;) {
                 unsigned budget = VNET_TX_BUDGET;
 
-                while (budget > 0 && (r = vq_pop(vq, p->chain)) > 0) {
+                while (budget > 0 && !vnet_qos_wait(p, VNET_QOS_TX) && (r = vq_pop(vq, p->chain)) > 0) {
                         tx_one(p, p->chain);
+                        vnet_qos_charge(p, VNET_QOS_TX, p->chain->out_len > VNET_HDR_LEN ? p->chain->out_len - VNET_HDR_LEN : 0);
                         vq_push(vq, p->chain->id, p->chain->ndesc, 0);
                         budget--;
                 }
@@ -92,6 +93,8 @@ int vnet_tx_process(VNetPair *p) {
                 }
                 if (budget == 0)
                         return 1;               /* more may wait: let receive run too */
+                if (p->qos_wake_ns)
+                        return 0;               /* over the limit: notifications stay off, a timer wakes us */
                 if (poll)
                         return 0;               /* the poller comes back; no notifications */
                 if (!vq_notify_enable(vq))

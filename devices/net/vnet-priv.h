@@ -6,6 +6,7 @@
 
 #include "net/vnet.h"
 #include "net/vnet-proto.h"
+#include "qos/qos.h"
 
 #define VNET_MAC_TABLE_MAX 64
 
@@ -58,6 +59,9 @@ typedef struct VNetPair {
         bool have_frame;
         bool tx_blocked;                /* backend output waiting for POLLOUT */
         VNetCounters c;                 /* atomics */
+        uint64_t qos_wake_ns;           /* this round: when a limit lets the next frame go, 0 none */
+        bool qos_waiting[_QOS_DIR_MAX]; /* the next frame waits for a limit (counted once) */
+        uint64_t qos_hits[_QOS_DIR_MAX];        /* frames that waited (atomic) */
 } VNetPair;
 
 struct VNet {
@@ -82,7 +86,15 @@ struct VNet {
 
         VirtQueue *ctrl;
         VNetPair *pairs;
+
+        /* Limits (net-qos.c): [VNET_QOS_TX] what the guest sends, [VNET_QOS_RX] what it receives. */
+        pthread_mutex_t qos_lock;
+        Qos qos[_QOS_DIR_MAX];
+        bool qos_on[_QOS_DIR_MAX];      /* atomic */
 };
+
+#define VNET_QOS_TX QOS_WRITE
+#define VNET_QOS_RX QOS_READ
 
 /* vnet.c: bind the started queues and the backend for features, without starting the data path. */
 int vnet_bind(VNet *n, uint64_t driver_features, uint64_t features, unsigned active_pairs);
@@ -108,6 +120,13 @@ int vnet_tx_process(VNetPair *p);
 /* net-ctrl.c */
 int vnet_ctrl_process(VNet *n, VqChain *c);
 uint8_t vnet_ctrl_handle(VNet *n, uint8_t cls, uint8_t cmd, const uint8_t *data, size_t len);
+/* net-qos.c: must the next frame in dir wait (the pair's wake-up time set)?  Then charge what went. */
+void vnet_qos_init(VNet *n);
+void vnet_qos_free(VNet *n);
+bool vnet_qos_wait(VNetPair *p, QosDir dir);
+void vnet_qos_charge(VNetPair *p, QosDir dir, size_t bytes);
+/* epoll timeout (ms, -1 none) until the pair's limits let a frame go. */
+int vnet_qos_timeout(VNetPair *p);
 /* net-hdr.c */
 int vnet_tx_hdr_check(uint64_t features, VNetHdr *h, size_t frame_len);
 int vnet_rx_hdr_fix(uint64_t features, VNetHdr *h);

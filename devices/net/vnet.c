@@ -193,6 +193,7 @@ int vnet_new(const VNetOptions *opt, NetBackend *be, VNet **out) {
         pthread_mutex_init(&n->lock, NULL);
         pthread_cond_init(&n->cond, NULL);
         pthread_rwlock_init(&n->filter_lock, NULL);
+        vnet_qos_init(n);
         vnet_filter_reset(n);
 
         n->offered = vnet_base_features | F(MTU);
@@ -244,6 +245,7 @@ void vnet_free(VNet *n) {
         virtio_pci_free(n->vp);
         net_backend_free(n->be);
         pthread_rwlock_destroy(&n->filter_lock);
+        vnet_qos_free(n);
         pthread_cond_destroy(&n->cond);
         pthread_mutex_destroy(&n->lock);
         g_free(n);

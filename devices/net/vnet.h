@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "net/net-backend.h"
+#include "qos/qos.h"
 #include "virtio/virtio-pci.h"
 
 #define VNET_MAX_PAIRS 64u
@@ -65,6 +66,17 @@ bool vnet_link(const VNet *n);
 int vnet_announce(VNet *n);
 
 void vnet_get_stats(const VNet *n, VNetStats *st);
+
+/*
+ * Limits on what the guest transmits and receives (qos.h; only the
+ * bytes-total and iops-total buckets: bytes and packets per second), for
+ * all queue pairs together; any time, from the control thread; all-zero
+ * configurations remove them.  Frames over a limit wait (transmit: in the
+ * ring; receive: in the backend).  0, or -EINVAL.
+ */
+int vnet_set_limits(VNet *n, const QosConfig *tx, const QosConfig *rx);
+/* Frames that waited for the transmit (tx) or receive limit. */
+uint64_t vnet_limit_hits(const VNet *n, bool tx);
 uint64_t vnet_offered_features(const VNet *n);
 /* The MTU offered to the driver (the option, or what 0 resolved to). */
 uint16_t vnet_mtu(const VNet *n);
