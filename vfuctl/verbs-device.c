@@ -83,6 +83,14 @@ static int append_options(sd_bus_message *m, const Options *o) {
                 r = sd_bus_message_append(m, "{sv}", "read-only", "b", 1);
         if (r >= 0 && o->msi)
                 r = sd_bus_message_append(m, "{sv}", "msi", "b", 1);
+        if (r >= 0 && o->have_cpu_quota)
+                r = sd_bus_message_append(m, "{sv}", "cpu-quota", "u", o->cpu_quota);
+        if (r >= 0 && o->have_memory_max)
+                r = sd_bus_message_append(m, "{sv}", "memory-max", "t", o->memory_max);
+        if (r >= 0 && o->have_io_weight)
+                r = sd_bus_message_append(m, "{sv}", "io-weight", "u", o->io_weight);
+        if (r >= 0 && o->have_tasks_max)
+                r = sd_bus_message_append(m, "{sv}", "tasks-max", "u", o->tasks_max);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         return r;

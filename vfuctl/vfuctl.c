@@ -369,6 +369,34 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                         g_free(o->tap);
                         o->tap = g_strdup(optarg);
                         break;
+                case ARG_CPU_QUOTA: {
+                        g_autofree char *num = g_strdup(optarg);
+
+                        if (g_str_has_suffix(num, "%"))
+                                num[strlen(num) - 1] = '\0';
+                        code = parse_uint("cpu-quota", num, 0, &o->cpu_quota);
+                        if (code)
+                                return code;
+                        o->have_cpu_quota = true;
+                        break;
+                }
+                case ARG_MEMORY_MAX:
+                        if (!util_parse_size(optarg, &o->memory_max, &error))
+                                return usage_error("--memory-max: %s", error->message);
+                        o->have_memory_max = true;
+                        break;
+                case ARG_IO_WEIGHT:
+                        code = parse_uint("io-weight", optarg, 10000, &o->io_weight);
+                        if (code)
+                                return code;
+                        o->have_io_weight = true;
+                        break;
+                case ARG_TASKS_MAX:
+                        code = parse_uint("tasks-max", optarg, 0, &o->tasks_max);
+                        if (code)
+                                return code;
+                        o->have_tasks_max = true;
+                        break;
                 case ARG_PASST: o->passt = true; break;
                 case ARG_READ_ONLY: o->read_only = true; break;
                 case ARG_MSI: o->msi = true; break;

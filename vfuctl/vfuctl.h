@@ -37,6 +37,10 @@ typedef struct Options {
         unsigned queues, mtu, block_size, iothreads, poll_us;
         unsigned timeout;               /* migrate: live hand-over seconds, 0: vfud's default */
         char *libvirt_uri;              /* migrate --vm: the destination's libvirt */
+        /* create: the limits of the worker's systemd unit */
+        bool have_cpu_quota, have_memory_max, have_io_weight, have_tasks_max;
+        unsigned cpu_quota, io_weight, tasks_max;
+        uint64_t memory_max;
 } Options;
 
 struct Ctx {
@@ -75,6 +79,10 @@ enum {
         ARG_POLL_US,
         ARG_MSI,
         ARG_NO_ASK_PASSWORD,
+        ARG_CPU_QUOTA,
+        ARG_MEMORY_MAX,
+        ARG_IO_WEIGHT,
+        ARG_TASKS_MAX,
 };
 
 /* commands.c: one row per option and per verb; parsing and help read them. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "bus-util.h"
+#include "device-spawn.h"
 
 /* Options every type takes; CreateDevice consumes them before the type normalizes the rest. */
 static const DeviceOptionSpec common_options[] = {
@@ -18,6 +19,9 @@ static const DeviceOptionSpec *spec_find(const DeviceType *t, const char *name) 
         for (size_t i = 0; t->options[i].name; i++)
                 if (strcmp(t->options[i].name, name) == 0)
                         return &t->options[i];
+        for (size_t i = 0; worker_unit_options[i].name; i++)
+                if (strcmp(worker_unit_options[i].name, name) == 0)
+                        return &worker_unit_options[i];
         return NULL;
 }
 

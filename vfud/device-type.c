@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
 
+#include "device-spawn.h"
 #include "device-type.h"
 
 const DeviceType *const device_types[] = {
@@ -30,5 +31,7 @@ char *device_type_option_list(const DeviceType *t) {
 
         for (size_t i = 0; t->options[i].name; i++)
                 g_string_append_printf(s, "%s%s", i ? ", " : "", t->options[i].name);
+        for (size_t i = 0; worker_unit_options[i].name; i++)
+                g_string_append_printf(s, ", %s", worker_unit_options[i].name);
         return g_string_free(s, FALSE);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "device.h"
+#include "device-spawn.h"
 #include "device-type.h"
 #include "migrate.h"
 
@@ -34,23 +35,6 @@ typedef struct DeviceCtlCall {
         sd_event_source *timeout;
 } DeviceCtlCall;
 
-static const char *const child_env_drop[] = {
-        "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_PID", "WATCHDOG_USEC",
-};
-
-static char **worker_environment(void) {
-        char **env = g_get_environ();
-
-        for (size_t i = 0; i < G_N_ELEMENTS(child_env_drop); i++)
-                env = g_environ_unsetenv(env, child_env_drop[i]);
-        return env;
-}
-
-static void child_setup(gpointer data) {
-        /* A session of its own: the worker outlives the manager and its process group. */
-        (void) setsid();
-}
-
 static int on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 static int on_ready_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
@@ -62,8 +46,20 @@ static int on_start_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         g_set_error(&d->start_error, MANAGER_ERROR, MANAGER_ERROR_WORKER_FAILED,
                     "the worker of %s did not listen within %" G_GUINT64_FORMAT " s and was killed: see the journal",
                     d->name, d->manager->config.start_timeout_usec / G_USEC_PER_SEC);
-        device_worker_kill(d, SIGKILL);
+        if (d->pidfd < 0)
+                /* A unit whose worker never said it runs: nothing to kill, give up on it. */
+                device_worker_exited(d, "did not start", false);
+        else
+                device_worker_kill(d, SIGKILL);
         return 0;
+}
+
+void device_worker_spawn_failed(Device *d, const GError *error) {
+        if (d->pidfd >= 0 || d->state != DEVICE_STARTING)
+                return;
+        g_clear_error(&d->start_error);
+        d->start_error = g_error_copy(error);
+        device_worker_exited(d, "could not be started", false);
 }
 
 static bool device_watch_pidfd(Device *d, pid_t pid, int pidfd, bool own_child) {
@@ -83,23 +79,20 @@ static bool device_watch_pidfd(Device *d, pid_t pid, int pidfd, bool own_child) 
 void device_worker_spawn(Device *d) {
         Manager *m = d->manager;
         const ManagerConfig *c = &m->config;
+        const WorkerSpawner *spawner = manager_worker_spawner(m);
         g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
         g_autoptr(GArray) fds = g_array_new(FALSE, FALSE, sizeof(int));
         g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
-        g_autoptr(GArray) src = g_array_new(FALSE, FALSE, sizeof(int));
-        g_autoptr(GArray) dst = g_array_new(FALSE, FALSE, sizeof(int));
-        g_auto(GStrv) env = NULL;
         g_autoptr(GError) error = NULL;
-        int pipefd[2] = { -1, -1 }, pidfd, target = 3;
-        GPid pid = 0;
-        gboolean ok;
+        int ready_fd = -1, pidfd;
+        pid_t pid = 0;
 
         device_cleanup_runtime_files(d);
-        if (d->dtype->open_fds && !d->dtype->open_fds(d, names, fds, &error))
-                goto fail;
-        if (pipe2(pipefd, O_CLOEXEC) < 0) {
-                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "pipe: %s", g_strerror(errno));
-                goto fail;
+        if (d->dtype->open_fds && !d->dtype->open_fds(d, names, fds, &error)) {
+                for (guint i = 0; i < fds->len; i++)
+                        close(g_array_index(fds, int, i));
+                device_start_completed(d, error);
+                return;
         }
 
         g_ptr_array_add(argv, g_strdup(c->worker_path));
@@ -118,63 +111,33 @@ void device_worker_spawn(Device *d) {
                 g_ptr_array_add(argv, g_strdup_printf("--user=%s", c->worker_user));
         if (!c->seccomp)
                 g_ptr_array_add(argv, g_strdup("--no-seccomp"));
-        g_array_append_val(src, pipefd[1]);
-        g_array_append_val(dst, target);
-        g_ptr_array_add(argv, g_strdup_printf("--ready-fd=%d", target++));
-        for (guint i = 0; i < fds->len; i++) {
-                g_array_append_val(src, g_array_index(fds, int, i));
-                g_array_append_val(dst, target);
-                g_ptr_array_add(argv, g_strdup_printf("--fd=%s=%d", (char *) names->pdata[i], target++));
-        }
         g_ptr_array_add(argv, NULL);
 
-        env = worker_environment();
-        ok = g_spawn_async_with_pipes_and_fds(NULL, (const char *const *) argv->pdata, (const char *const *) env,
-                                              G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDIN_FROM_DEV_NULL,
-                                              child_setup, NULL, -1, -1, -1,
-                                              (const int *) src->data, (const int *) dst->data, src->len,
-                                              &pid, NULL, NULL, NULL, &error);
-        close(pipefd[1]);
-        pipefd[1] = -1;
-        for (guint i = 0; i < fds->len; i++)
-                close(g_array_index(fds, int, i));
-        g_array_set_size(fds, 0);
-        if (!ok) {
-                g_autofree char *msg = g_strdup_printf("cannot run %s: %s (set Executable= in the [Worker] section of vfud.conf)",
-                                                      c->worker_path, error->message);
-
-                g_clear_error(&error);
-                g_set_error_literal(&error, MANAGER_ERROR, MANAGER_ERROR_WORKER_FAILED, msg);
-                goto fail;
+        if (!spawner->spawn(d, argv, names, fds, &ready_fd, &pid, &error)) {
+                device_start_completed(d, error);
+                return;
         }
-        pidfd = pidfd_open(pid, 0);
-        if (pidfd < 0) {
-                int e = errno;
+        if (pid > 0) {
+                pidfd = pidfd_open(pid, 0);
+                if (pidfd < 0) {
+                        int e = errno;
 
-                (void) kill(pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
-                g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
-                            "cannot watch the worker (pidfd_open: %s); vfud needs Linux 5.4 or newer", g_strerror(e));
-                goto fail;
+                        (void) kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                        close(ready_fd);
+                        g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                                    "cannot watch the worker (pidfd_open: %s); vfud needs Linux 5.4 or newer", g_strerror(e));
+                        device_start_completed(d, error);
+                        return;
+                }
+                device_log(d, G_LOG_LEVEL_MESSAGE, "started worker %d", (int) pid);
+                (void) device_watch_pidfd(d, pid, pidfd, true);
         }
-        device_log(d, G_LOG_LEVEL_MESSAGE, "started worker %d", (int) pid);
-        (void) device_watch_pidfd(d, pid, pidfd, true);
-        (void) fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
-        d->ready_fd = pipefd[0];
+        d->ready_fd = ready_fd;
         d->ready_buf = g_string_new(NULL);
         (void) sd_event_add_io(m->event, &d->ready_source, d->ready_fd, EPOLLIN, on_ready_io, d);
         (void) sd_event_add_time_relative(m->event, &d->timeout_source, CLOCK_MONOTONIC,
                                           c->start_timeout_usec, 0, on_start_timeout, d);
-        return;
-
-fail:
-        for (guint i = 0; i < fds->len; i++)
-                close(g_array_index(fds, int, i));
-        if (pipefd[0] >= 0)
-                close(pipefd[0]);
-        if (pipefd[1] >= 0)
-                close(pipefd[1]);
-        device_start_completed(d, error);
 }
 
 void device_worker_kill(Device *d, int sig) {
@@ -242,7 +205,7 @@ static void on_initial_stats(Device *d, JsonNode *result, const GError *error, v
         device_start_completed(d, NULL);
 }
 
-/* The worker reported: ready, or the reason it cannot start. */
+/* The worker reported: started (a worker in a unit of its own), ready, or the reason it cannot start. */
 static void ready_parse(Device *d) {
         g_autoptr(JsonParser) p = json_parser_new();
         JsonObject *o;
@@ -258,6 +221,12 @@ static void ready_parse(Device *d) {
                 return;
         }
         o = json_node_get_object(json_parser_get_root(p));
+        if (json_object_get_boolean_member_with_default(o, "started", FALSE)) {
+                /* Its pid came with the message's credentials (ready_read()); the report follows. */
+                g_string_erase(d->ready_buf, 0, nl - d->ready_buf->str + 1);
+                ready_parse(d);
+                return;
+        }
         if (json_object_has_member(o, "error")) {
                 g_clear_error(&d->start_error);
                 d->start_error = error_from_reply(json_object_get_object_member(o, "error"));
@@ -283,16 +252,67 @@ static void ready_parse(Device *d) {
         device_ctl_call(d, "stats", NULL, NULL, NULL, on_initial_stats, NULL);
 }
 
+/*
+ * Read from the ready fd.  A worker whose pid vfud does not know yet (one
+ * started in a unit of its own) is watched from its first message on: the
+ * kernel gives the sender's pid with it (SO_PASSCRED).
+ */
+static ssize_t ready_read(Device *d, char *buf, size_t size) {
+        union {
+                struct cmsghdr h;
+                uint8_t buf[CMSG_SPACE(sizeof(struct ucred))];
+        } control;
+        struct iovec iov = { .iov_base = buf, .iov_len = size };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof(control) };
+        ssize_t n;
+
+        if (d->pidfd >= 0)
+                return read(d->ready_fd, buf, size);
+        n = recvmsg(d->ready_fd, &mh, MSG_CMSG_CLOEXEC);
+        if (n <= 0)
+                return n;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                struct ucred cred;
+                int pidfd;
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS ||
+                    c->cmsg_len < CMSG_LEN(sizeof(cred)))
+                        continue;
+                memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+                if (cred.pid <= 0 || d->pidfd >= 0)
+                        continue;
+                pidfd = pidfd_open(cred.pid, 0);
+                if (pidfd < 0) {
+                        device_log(d, G_LOG_LEVEL_WARNING, "cannot watch worker %d: %s", (int) cred.pid, g_strerror(errno));
+                        continue;
+                }
+                {
+                        g_autofree char *unit = worker_unit_name(d->name);
+
+                        device_log(d, G_LOG_LEVEL_MESSAGE, "started worker %d in %s", (int) cred.pid, unit);
+                }
+                (void) device_watch_pidfd(d, cred.pid, pidfd, false);
+        }
+        return n;
+}
+
 static void ready_drain(Device *d) {
         char buf[4096];
         ssize_t n;
 
         while (d->ready_fd >= 0) {
-                n = read(d->ready_fd, buf, sizeof(buf));
+                n = ready_read(d, buf, sizeof(buf));
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && errno == EAGAIN)
                         return;
+                if (n <= 0 && d->pidfd < 0 && (d->state == DEVICE_STARTING || d->state == DEVICE_STOPPING)) {
+                        g_autofree char *unit = worker_unit_name(d->name);
+                        g_autofree char *how = g_strdup_printf("ended before it ran (see 'journalctl -u %s')", unit);
+
+                        device_worker_exited(d, how, false);
+                        return;
+                }
                 if (n <= 0) {
                         ready_close(d);
                         return;

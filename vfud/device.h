@@ -159,6 +159,8 @@ char *device_bus_path(const char *name);
 /* Internal to the device-*.c files. */
 void device_worker_spawn(Device *d);
 void device_worker_kill(Device *d, int sig);
+/* The spawner learnt that d's worker will not run (its unit could not be started): complete the start with error. */
+void device_worker_spawn_failed(Device *d, const GError *error);
 void device_ctl_close(Device *d, const char *why);
 bool device_ctl_open(Device *d, int fd);
 void device_stats_update(Device *d);

@@ -16,6 +16,7 @@ void manager_config_init(ManagerConfig *c) {
         c->admin_group = g_strdup("vfu");
         c->worker_path = g_build_filename(LIBEXECDIR, "vfud-worker", NULL);
         c->worker_user = g_strdup(WORKER_USER_DEFAULT);
+        c->worker_units = g_strdup("auto");
         c->socket_group = g_strdup(SOCKET_GROUP_DEFAULT);
         c->socket_group_optional = true;
         c->socket_mode = 0660;
@@ -38,6 +39,7 @@ void manager_config_clear(ManagerConfig *c) {
         g_free(c->admin_group);
         g_free(c->worker_path);
         g_free(c->worker_user);
+        g_free(c->worker_units);
         g_free(c->socket_group);
         g_free(c->libvirt_uri);
         g_free(c->metrics_dir);
@@ -67,6 +69,7 @@ static const ConfigKey config_keys[] = {
         KEY("Manager", "Polkit", CONFIG_BOOL, polkit),
         KEY("Worker", "Executable", CONFIG_PATH, worker_path),
         KEY("Worker", "User", CONFIG_STRING, worker_user),
+        KEY("Worker", "Units", CONFIG_STRING, worker_units),
         KEY("Worker", "SocketGroup", CONFIG_STRING, socket_group),
         KEY("Worker", "SocketMode", CONFIG_MODE, socket_mode),
         KEY("Worker", "Seccomp", CONFIG_BOOL, seccomp),
@@ -183,6 +186,13 @@ gboolean manager_config_load(ManagerConfig *c, const char *path, bool required, 
                                 return FALSE;
                         if (k->offset == offsetof(ManagerConfig, socket_group))
                                 c->socket_group_optional = false;
+                        if (k->offset == offsetof(ManagerConfig, worker_units) &&
+                            !g_strv_contains((const char *const[]) { "auto", "yes", "no", NULL }, c->worker_units)) {
+                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                                            "%s: [Worker] Units=%s is invalid: expected auto, yes or no (see vfud.conf(5))",
+                                            path, c->worker_units);
+                                return FALSE;
+                        }
                 }
         }
         return TRUE;

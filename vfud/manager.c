@@ -15,6 +15,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "device-spawn.h"
 #include "common/bus-names.h"
 #include "manager-libvirt.h"
 #include "migrate.h"
@@ -149,6 +150,7 @@ Manager *manager_new(const ManagerConfig *config, GError **error) {
         m->config.admin_group = g_strdup(config->admin_group);
         m->config.worker_path = g_strdup(config->worker_path);
         m->config.worker_user = g_strdup(config->worker_user);
+        m->config.worker_units = g_strdup(config->worker_units);
         m->config.socket_group = g_strdup(config->socket_group);
         m->config.libvirt_uri = g_strdup(config->libvirt_uri);
         m->config.metrics_dir = g_strdup(config->metrics_dir);
@@ -324,6 +326,10 @@ gboolean manager_restore(Manager *m, GError **error) {
         g_autoptr(GPtrArray) loaded = g_ptr_array_new();
         const char *entry;
 
+        g_message("workers start %s ([Worker] Units=%s)",
+                  manager_worker_spawner(m) == &worker_spawner_systemd ?
+                  "in systemd units of their own (vfu-worker@NAME.service)" : "as vfud's children",
+                  m->config.worker_units);
         dir = g_dir_open(m->devices_dir, 0, &local);
         if (!dir) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "cannot read %s: %s",
@@ -399,6 +405,7 @@ gboolean manager_reload_config(Manager *m, GError **error) {
         replace_string(&c->admin_group, n.admin_group);
         c->polkit = n.polkit;
         replace_string(&c->worker_user, n.worker_user);
+        replace_string(&c->worker_units, n.worker_units);
         replace_string(&c->socket_group, n.socket_group);
         c->socket_group_optional = n.socket_group_optional;
         c->socket_mode = n.socket_mode;

@@ -62,6 +62,7 @@ typedef struct ManagerConfig {
         char *admin_group;              /* may call mutating methods besides root; "" none */
         char *worker_path;              /* vfud-worker */
         char *worker_user;              /* drop workers to this user; "" or "root" stay root */
+        char *worker_units;             /* "auto", "yes", "no": each worker a systemd unit (device-spawn.h) */
         char *socket_group;             /* group of vfio-user sockets, "" none */
         bool socket_group_optional;     /* the default: skipped when the group does not exist */
         mode_t socket_mode;

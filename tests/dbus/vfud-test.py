@@ -2169,6 +2169,119 @@ def test_worker_user(env):
     check(uid_of_worker()[0] == ['0'] * 4, 'User=root keeps the worker as root')
 
 
+def fake_systemd(env):
+    """A systemd manager on the test's bus (fake-systemd.py); returns its calls and its unit directory."""
+    log, units = os.path.join(env.dir, 'systemd.log'), os.path.join(env.dir, 'units')
+    os.mkdir(units)
+    open(log, 'w').close()
+    p = env.spawn([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fake-systemd.py'),
+                   env.addr, log, units])
+    check(p.stdout.readline().strip() == 'ready', 'the fake systemd owns its name')
+
+    def calls(method='StartTransientUnit'):
+        with open(log) as f:
+            return [c for c in (json.loads(line) for line in f) if c['method'] == method]
+    return calls, units
+
+
+def unit_exposure(path):
+    """systemd-analyze security's overall exposure of a unit file, or None where this systemd cannot rate files."""
+    if not shutil.which('systemd-analyze'):
+        return None
+    h = subprocess.run(['systemd-analyze', 'security', '--help'], capture_output=True, text=True)
+    if '--offline' not in h.stdout:
+        return None
+    r = subprocess.run(['systemd-analyze', 'security', '--offline=yes', path], capture_output=True, text=True)
+    m = re.search(r'Overall exposure level for \S+: ([0-9.]+)', r.stdout + r.stderr)
+    check(m, f'systemd-analyze rated {path}: {r.stdout}{r.stderr}')
+    return float(m.group(1)), r.stdout
+
+
+def test_units(env):
+    """[Worker] Units=yes: each worker a transient service through systemd's D-Bus API, fds passed, adopted, limits."""
+    need_type('nvme')
+    io = os.environ.get('NVME_IO')
+    if os.geteuid() != 0:
+        raise Skip('needs root to drop privileges')
+    if not io:
+        raise Skip('the NVMe I/O client is not built')
+    calls, units = fake_systemd(env)
+    with open(env.config, 'a') as f:
+        f.write('[Worker]\nUnits=yes\n')
+    # An image only root can open: the worker gets it over its standard input, from vfud.
+    private = os.path.join(env.dir, 'private')
+    os.mkdir(private, 0o700)
+    image = os.path.join(private, 'disk.img')
+    with open(image, 'wb') as f:
+        f.truncate(16 * MiB)
+    os.chmod(image, 0o600)
+    env.start_vfud()
+    env.create('nvme', 's1', '', file=image, **{'cpu-quota': 50, 'memory-max': 256 * MiB, 'io-weight': 200,
+                                                 'tasks-max': 64})
+    starts = calls()
+    check([c['unit'] for c in starts] == ['vfu-worker@s1.service'], f'one transient unit: {starts}')
+    props = starts[0]['properties']
+    want = {'CPUQuotaPerSecUSec': [500000], 'MemoryMax': [256 * MiB], 'IOWeight': [200], 'TasksMax': [64],
+            'PrivateNetwork': [True], 'ProtectSystem': ['strict'], 'NoNewPrivileges': [True],
+            'StandardInputFileDescriptor': ['fd'], 'CapabilityBoundingSet': [(1 << 0) | (1 << 6) | (1 << 7)],
+            'ReadWritePaths': [[env.runtime]], 'CollectMode': ['inactive-or-failed']}
+    for k, v in want.items():
+        check(props.get(k) == v, f'{k}: {props.get(k)}, expected {v}')
+    check(starts[0]['mode'] == 'fail', 'the start does not replace a running unit')
+    argv = props['ExecStart'][0][0][1]
+    check('--handoff-fd=0' in argv and not any(a.startswith('--fd=') for a in argv), f'fds over stdin: {argv}')
+    pid = env.prop('s1', 'WorkerPID')
+    check(pid == starts[0]['pid'], f'vfud watches the unit\'s process ({pid}, the unit ran {starts[0]["pid"]})')
+    check(proc_status(pid)['Uid'].split() == ['65534'] * 4, 'the worker dropped to its user')
+    with open(os.path.join(env.dir, 'vfud.log')) as f:
+        check(f'started worker {pid} in vfu-worker@s1.service' in f.read(), 'vfud logged the unit')
+
+    def verified_io():
+        c = env.spawn([io, env.prop('s1', 'SocketPath')])
+        check(c.stdout.readline().startswith('ready'), 'the client is ready')
+        hold_progress(env, c, 2)
+        check(hold_finish(c) > 0, 'verified I/O')
+        env.wait_for(lambda: env.prop('s1', 'Connected') is False, 10, 'the client to be seen gone')
+
+    verified_io()
+    # The unit's sandbox and limits, as systemd rates them (issue 14: at most 2.5).
+    rated = unit_exposure(os.path.join(units, 'vfu-worker@s1.service'))
+    if rated:
+        check(rated[0] <= 2.5, f'worker unit exposure {rated[0]} > 2.5:\n{rated[1]}')
+        print(f'worker unit exposure {rated[0]}')
+
+    # vfud restarts: the unit's worker is adopted, no unit started.
+    env.stop_vfud()
+    check(pid_alive(pid), 'the worker outlives vfud')
+    env.start_vfud()
+    check(env.prop('s1', 'WorkerPID') == pid and env.prop('s1', 'State') == 'listening', 'the worker is adopted')
+    check(len(calls()) == 1, 'adoption starts no unit')
+    verified_io()
+
+    # A killed worker: vfud clears the name and starts a new unit, with the fds again.
+    os.kill(pid, signal.SIGKILL)
+    env.wait_for(lambda: env.prop('s1', 'WorkerPID') not in (0, pid) and env.prop('s1', 'State') == 'listening',
+                 10, 'the worker to be restarted')
+    starts = calls()
+    check(len(starts) == 2 and starts[1]['pid'] == env.prop('s1', 'WorkerPID'), f'a second unit: {starts}')
+    check(any(c['unit'] == 'vfu-worker@s1.service' for c in calls('ResetFailedUnit')), 'the old unit reset first')
+    verified_io()
+
+    # A passt device's unit keeps the network (passt needs it), the others do not.
+    # Limits out of range are refused before anything runs.
+    for opt, val in (('memory-max', 1024), ('io-weight', 0), ('io-weight', 10001), ('cpu-quota', 0)):
+        msg = env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad1', '', size=MiB, **{opt: val})
+        check(opt in msg, msg)
+    # systemd refuses the unit, or the unit never runs its worker: the creation fails with the reason.
+    msg = env.expect(ERR + 'WorkerFailed', env.create, 'nvme', 'refused1', '', size=MiB)
+    check('did not start the worker unit' in msg and 'already loaded' in msg, msg)
+    msg = env.expect(ERR + 'WorkerFailed', env.create, 'nvme', 'noexec1', '', size=MiB)
+    check('ended before it ran' in msg and 'journalctl -u vfu-worker@noexec1.service' in msg, msg)
+    check(env.prop('s1', 'State') == 'listening', 'the other device is untouched')
+    env.dev('s1', 'Stop')
+    env.wait_for(lambda: not pid_alive(starts[1]['pid']), 10, 'the stopped worker to exit')
+
+
 def test_worker_standalone(env):
     """vfud-worker on its own: a definition, a socket, verified I/O, control methods, clean shutdown."""
     need_type('nvme')

@@ -5,18 +5,26 @@
  *
  *   vfud-worker --definition dev.json --socket /tmp/dev.sock [--control /tmp/dev.ctl]
  *
+ * Under systemd, vfud starts it as a transient service whose standard input
+ * is one end of a socket pair (--handoff-fd=0): the device's fds arrive on
+ * it as control messages ({"method": "handoff", "fds": [...]}, the last one
+ * with "done": true), the worker answers {"started": true} (vfud takes its
+ * pid from the credentials) and later reports on it as on --ready-fd.
+ *
  * Exit status: 0 after a shutdown request or SIGTERM, 1 when the device
  * could not be set up (the reason is on stderr and on the --ready-fd pipe),
  * 2 for bad command-line arguments.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/ctl-proto.h"
 #include "common/util.h"
 #include "worker-internal.h"
 
@@ -95,6 +103,78 @@ bad:
         return FALSE;
 }
 
+#define HANDOFF_TIMEOUT_MS 10000
+
+/*
+ * Take the device's fds from vfud on fd (see the top of this file), and
+ * answer that the worker runs.  The socket then becomes the ready fd: moved
+ * off fd 0, which gets /dev/null.  Returns the ready fd or -1 with error.
+ */
+static int handoff_receive(Worker *w, int fd, GError **error) {
+        CtlReader r;
+        bool done = false;
+        int ready = -1, nul;
+        static const char started[] = "{\"started\":true}\n";
+
+        ctl_reader_init(&r);
+        while (!done) {
+                JsonNode *msg = NULL;
+                GArray *fds = NULL;
+                int k = ctl_reader_next(&r, &msg, &fds);
+
+                if (k < 0) {
+                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID, "--handoff-fd: a malformed message");
+                        break;
+                }
+                if (k == 0) {
+                        struct pollfd p = { .fd = fd, .events = POLLIN };
+                        int n = poll(&p, 1, HANDOFF_TIMEOUT_MS);
+
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        n = n == 0 ? -ETIMEDOUT : n < 0 ? -errno : ctl_reader_fill(&r, fd);
+                        if (n == -EAGAIN)
+                                continue;
+                        if (n <= 0) {
+                                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                                            "--handoff-fd: no fds from vfud (%s)", n == 0 ? "end of stream" : g_strerror(-n));
+                                break;
+                        }
+                        continue;
+                }
+                JsonObject *o = json_node_get_object(msg);
+                JsonArray *names = json_object_has_member(o, "fds") ? json_object_get_array_member(o, "fds") : NULL;
+
+                for (guint i = 0; i < fds->len; i++) {
+                        const char *name = json_array_get_string_element(names, i);
+
+                        if (name && util_name_is_valid(name))
+                                worker_add_fd(w, name, g_array_index(fds, int, i));
+                        else
+                                close(g_array_index(fds, int, i));
+                }
+                g_array_free(fds, TRUE);
+                done = json_object_get_boolean_member_with_default(o, "done", FALSE);
+                json_node_unref(msg);
+        }
+        ctl_reader_clear(&r);
+        if (!done)
+                return -1;
+        ready = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (ready < 0 || nul < 0 || dup2(nul, fd) < 0) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED, "--handoff-fd: %s", g_strerror(errno));
+                if (ready >= 0)
+                        close(ready);
+                if (nul >= 0)
+                        close(nul);
+                return -1;
+        }
+        close(nul);
+        (void) !write(ready, started, sizeof(started) - 1);
+        return ready;
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Worker *w = userdata;
 
@@ -108,7 +188,7 @@ int main(int argc, char **argv) {
         g_autofree char *socket_mode = NULL;
         g_auto(GStrv) fd_args = NULL;
         gboolean no_seccomp = FALSE, version = FALSE, list_types = FALSE;
-        int ready_fd = -1;
+        int ready_fd = -1, handoff_fd = -1;
         GOptionEntry entries[] = {
                 { "definition", 0, 0, G_OPTION_ARG_FILENAME, &definition, "Device definition (JSON)", "FILE" },
                 { "socket", 0, 0, G_OPTION_ARG_FILENAME, &socket_path, "vfio-user socket to listen on", "PATH" },
@@ -116,6 +196,7 @@ int main(int argc, char **argv) {
                 { "pid-file", 0, 0, G_OPTION_ARG_FILENAME, &pid_file, "Write the process id here", "PATH" },
                 { "fd", 0, 0, G_OPTION_ARG_STRING_ARRAY, &fd_args, "An inherited fd for the device (ns1, tap0, ...)", "NAME=FD" },
                 { "ready-fd", 0, 0, G_OPTION_ARG_INT, &ready_fd, "Report readiness or the setup error on this fd", "FD" },
+                { "handoff-fd", 0, 0, G_OPTION_ARG_INT, &handoff_fd, "Receive the device's fds on this socket and report on it (vfud under systemd)", "FD" },
                 { "user", 0, 0, G_OPTION_ARG_STRING, &user, "Drop to this user after setup", "USER" },
                 { "socket-group", 0, 0, G_OPTION_ARG_STRING, &socket_group, "Group owning the vfio-user socket", "GROUP" },
                 { "socket-mode", 0, 0, G_OPTION_ARG_STRING, &socket_mode, "Mode of the vfio-user socket (default 0660)", "MODE" },
@@ -184,6 +265,15 @@ int main(int argc, char **argv) {
         for (size_t i = 0; fd_args && fd_args[i]; i++)
                 if (!parse_fd_arg(w, fd_args[i], &error))
                         goto fail;
+        if (handoff_fd >= 0) {
+                if (ready_fd >= 0)
+                        close(ready_fd);
+                ready_fd = handoff_receive(w, handoff_fd, &error);
+                if (ready_fd < 0) {
+                        ready_fd = handoff_fd;
+                        goto fail;
+                }
+        }
         (void) sd_event_add_signal(w->event, NULL, SIGTERM, on_signal, w);
         (void) sd_event_add_signal(w->event, NULL, SIGINT, on_signal, w);
 
