@@ -27,21 +27,48 @@
 #define NVME_SGL_MAX_DESCS      1024u
 #define NVME_SGL_SEG_MAX_DESCS  256u
 
+/* A guest range the device writes (prot VU_PROT_WRITE), reported to dirty logging at completion. */
+typedef struct NvmeIovGpa {
+        uint64_t gpa, len;
+} NvmeIovGpa;
+
+/* Room for the longest transfer, taken by an NvmeIov when its inline entries are full. */
+typedef struct NvmeIovExt NvmeIovExt;
+struct NvmeIovExt {
+        NvmeIovExt *next;               /* on a free list */
+        struct iovec iov[NVME_MAX_IOV];
+        NvmeIovGpa gpa[NVME_MAX_IOV];
+};
+
+/* Entries kept inline: a 4 KiB command needs one or two, most up to 16 KiB no more. */
+#define NVME_IOV_INLINE         4u
+
 /*
  * A translated transfer.  An iovec with iov_base == NULL is an SGL bit
- * bucket: that many bytes of read data are discarded.
+ * bucket: that many bytes of read data are discarded.  Up to
+ * NVME_IOV_INLINE entries live in the structure (every SQ slot has one:
+ * ~200 bytes instead of the 4.4 KB room for NVME_MAX_IOV); a longer
+ * transfer takes an NvmeIovExt from *ext_free (or the heap when that is
+ * NULL or empty) and keeps it until nvme_iov_release().  iov and gpa
+ * point at the entries in use; the map functions set them up.
  */
 typedef struct NvmeIov {
         unsigned n;
         bool has_bucket;
         uint64_t len;
-        struct iovec iov[NVME_MAX_IOV];
-        /* Guest ranges the device writes (prot VU_PROT_WRITE), reported to dirty logging at completion. */
+        struct iovec *iov;
         unsigned n_gpa;
-        struct {
-                uint64_t gpa, len;
-        } gpa[NVME_MAX_IOV];
+        NvmeIovGpa *gpa;
+        NvmeIovExt *ext;
+        NvmeIovExt **ext_free;          /* where ext comes from and goes back to; NULL: the heap */
+        struct iovec iov_inline[NVME_IOV_INLINE];
+        NvmeIovGpa gpa_inline[NVME_IOV_INLINE];
 } NvmeIov;
+
+/* Empty v for a new transfer (keeping an ext it holds). */
+void nvme_iov_reset(NvmeIov *v);
+/* Give back v's ext, if any, and empty it. */
+void nvme_iov_release(NvmeIov *v);
 
 /*
  * Map len bytes described by PRP1/PRP2 (4 KiB memory pages).  prot is
@@ -66,8 +93,14 @@ NvmeStatus nvme_sgl_map(const VuMem *m, const NvmeSglDesc *sgl1, uint64_t len, i
 NvmeStatus nvme_map_dptr(const VuMem *m, const NvmeSqe *sqe, uint64_t len, int prot,
                          bool admin, NvmeIov *out);
 
-/* Append [gpa, gpa+len) to out, merging with the previous iovec. 0 or -errno of the translator. */
+/*
+ * Append [gpa, gpa+len) to out, merging with the previous iovec.  0,
+ * -ENOSPC (more than NVME_MAX_IOV entries), -ENOMEM, or -errno of the
+ * translator.
+ */
 int nvme_iov_add(const VuMem *m, NvmeIov *out, uint64_t gpa, uint64_t len, int prot);
+/* Append a bit bucket of len bytes.  0, -ENOSPC (NVME_MAX_IOV entries) or -ENOMEM. */
+int nvme_iov_add_bucket(NvmeIov *v, uint64_t len);
 
 /* Copy between a buffer and a mapped transfer (bit buckets skipped). Returns bytes copied. */
 size_t nvme_iov_from_buf(const NvmeIov *v, const void *buf, size_t len);

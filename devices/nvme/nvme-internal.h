@@ -72,6 +72,7 @@ struct NvmeSQ {
         uint32_t head, tail;
         NvmeReq *reqs;
         NvmeReq *free;
+        NvmeIovExt *iov_ext_free;       /* room for long transfers, kept for the next (at most nreqs) */
         unsigned nreqs, inflight;
         NvmeReq *delete_req;            /* admin Delete SQ waiting for inflight == 0 */
         NvmeIoThread *t;                /* the thread that runs it: its CQ's */

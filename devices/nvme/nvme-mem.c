@@ -4,6 +4,8 @@
 #include <string.h>
 #include <sys/param.h>
 
+#include <glib.h>
+
 #include "nvme-dma.h"
 
 static int nvme_mem_copy(const VuMem *m, uint64_t gpa, void *buf, size_t len, int prot) {
@@ -50,20 +52,102 @@ void *nvme_mem_ptr(const VuMem *m, uint64_t gpa, size_t len, int prot) {
         return iov.iov_base;
 }
 
+void nvme_iov_reset(NvmeIov *v) {
+        v->n = v->n_gpa = 0;
+        v->len = 0;
+        v->has_bucket = false;
+        v->iov = v->ext ? v->ext->iov : v->iov_inline;
+        v->gpa = v->ext ? v->ext->gpa : v->gpa_inline;
+}
+
+void nvme_iov_release(NvmeIov *v) {
+        if (v->ext) {
+                if (v->ext_free) {
+                        v->ext->next = *v->ext_free;
+                        *v->ext_free = v->ext;
+                } else {
+                        g_free(v->ext);
+                }
+                v->ext = NULL;
+        }
+        nvme_iov_reset(v);
+}
+
+static unsigned nvme_iov_cap(const NvmeIov *v) {
+        return v->ext ? NVME_MAX_IOV : NVME_IOV_INLINE;
+}
+
+/* Move v's entries into an ext.  0, -ENOSPC (it has one: the longest transfer is exceeded) or -ENOMEM. */
+static int nvme_iov_grow(NvmeIov *v) {
+        NvmeIovExt *e;
+
+        if (v->ext)
+                return -ENOSPC;
+        if (v->ext_free && *v->ext_free) {
+                e = *v->ext_free;
+                *v->ext_free = e->next;
+        } else if (!(e = g_try_new(NvmeIovExt, 1))) {
+                return -ENOMEM;
+        }
+        memcpy(e->iov, v->iov_inline, sizeof(v->iov_inline[0]) * v->n);
+        memcpy(e->gpa, v->gpa_inline, sizeof(v->gpa_inline[0]) * v->n_gpa);
+        v->ext = e;
+        v->iov = e->iov;
+        v->gpa = e->gpa;
+        return 0;
+}
+
+int nvme_iov_add_bucket(NvmeIov *v, uint64_t len) {
+        if (!v->iov)
+                nvme_iov_reset(v);
+        struct iovec *prev = v->n ? &v->iov[v->n - 1] : NULL;
+        if (prev && !prev->iov_base) {
+                prev->iov_len += len;
+        } else {
+                if (v->n >= nvme_iov_cap(v)) {
+                        int r = nvme_iov_grow(v);
+                        if (r < 0)
+                                return r;
+                }
+                v->iov[v->n++] = (struct iovec) { NULL, len };
+        }
+        v->len += len;
+        v->has_bucket = true;
+        return 0;
+}
+
 int nvme_iov_add(const VuMem *m, NvmeIov *out, uint64_t gpa, uint64_t len, int prot) {
+        struct iovec *dst;
+        int n;
+
         if (len == 0)
                 return 0;
-        if (out->n >= NVME_MAX_IOV)
-                return -ENOSPC;
-        struct iovec *dst = &out->iov[out->n];
-        int n = vu_mem_translate(m, gpa, len, prot, dst, NVME_MAX_IOV - out->n);
+        if (!out->iov)
+                nvme_iov_reset(out);
+        for (;;) {
+                if (out->n >= nvme_iov_cap(out)) {
+                        int r = nvme_iov_grow(out);
+                        if (r < 0)
+                                return r;
+                }
+                dst = &out->iov[out->n];
+                n = vu_mem_translate(m, gpa, len, prot, dst, nvme_iov_cap(out) - out->n);
+                if (n != -ENOSPC || out->ext)
+                        break;
+                int r = nvme_iov_grow(out);     /* the inline entries are too few: retry with room */
+                if (r < 0)
+                        return r;
+        }
         if (n < 0)
                 return n;
         if (prot & VU_PROT_WRITE) {
+                /* dst stays valid: growing copies the first n entries and leaves the inline ones. */
+                if (out->n_gpa >= nvme_iov_cap(out) && !out->ext)
+                        (void) nvme_iov_grow(out);      /* else the last range widens */
                 if (out->n_gpa > 0 && out->gpa[out->n_gpa - 1].gpa + out->gpa[out->n_gpa - 1].len == gpa) {
                         out->gpa[out->n_gpa - 1].len += len;
-                } else if (out->n_gpa < NVME_MAX_IOV) {
-                        out->gpa[out->n_gpa++] = (typeof(out->gpa[0])) { gpa, len };
+                } else if (out->n_gpa < nvme_iov_cap(out)) {
+                        out->gpa[out->n_gpa++] = (NvmeIovGpa) { gpa, len };
                 } else {
                         /* Full: widen the last range over this one (reporting more is safe, less is not). */
                         uint64_t lo = MIN(out->gpa[out->n_gpa - 1].gpa, gpa);

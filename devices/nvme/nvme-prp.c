@@ -18,10 +18,7 @@ NvmeStatus nvme_prp_map(const VuMem *m, uint64_t prp1, uint64_t prp2, uint64_t l
                         int prot, NvmeIov *out) {
         NvmeStatus st;
 
-        out->n = 0;
-        out->len = 0;
-        out->has_bucket = false;
-        out->n_gpa = 0;
+        nvme_iov_reset(out);
         if (len == 0)
                 return NVME_SUCCESS;
         if (len > NVME_MAX_XFER)

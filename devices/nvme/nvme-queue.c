@@ -145,6 +145,8 @@ NvmeStatus nvme_sq_create(NvmeCtrl *c, uint16_t qid, uint16_t cqid, uint32_t siz
                 reqs[i].c = c;
                 reqs[i].sq = sq;
                 reqs[i].next = i + 1 < nreqs ? &reqs[i + 1] : NULL;
+                reqs[i].iov.ext_free = &sq->iov_ext_free;
+                nvme_iov_reset(&reqs[i].iov);
         }
         sq->free = &reqs[0];
         /* An SQ runs where its CQ does: its completions never cross threads. */
@@ -169,6 +171,13 @@ void nvme_sq_destroy(NvmeCtrl *c, NvmeSQ *sq) {
                         t->sqs[i] = t->sqs[--t->n_sqs];
                         break;
                 }
+        for (unsigned i = 0; i < sq->nreqs; i++)
+                g_free(sq->reqs[i].iov.ext);
+        while (sq->iov_ext_free) {
+                NvmeIovExt *e = sq->iov_ext_free;
+                sq->iov_ext_free = e->next;
+                g_free(e);
+        }
         g_free(sq->reqs);
         memset(sq, 0, sizeof(*sq));
 }
@@ -198,6 +207,7 @@ static void nvme_req_release(NvmeCtrl *c, NvmeReq *req) {
 
         g_free(req->aux);
         req->aux = NULL;
+        nvme_iov_release(&req->iov);
         req->next = sq->free;
         sq->free = req;
         sq->inflight--;

@@ -30,15 +30,9 @@ static NvmeStatus sgl_data(SglWalk *w, const NvmeSglDesc *d) {
                 /* Bit buckets only make sense for data the controller returns. */
                 if (w->prot != VU_PROT_WRITE)
                         return NVME_SC_SGL_TYPE_INVALID;
-                if (w->out->n >= NVME_MAX_IOV)
-                        return NVME_SC_SGL_INVALID_COUNT;
-                struct iovec *prev = w->out->n ? &w->out->iov[w->out->n - 1] : NULL;
-                if (prev && !prev->iov_base)
-                        prev->iov_len += take;
-                else
-                        w->out->iov[w->out->n++] = (struct iovec) { NULL, take };
-                w->out->len += take;
-                w->out->has_bucket = true;
+                int r = nvme_iov_add_bucket(w->out, take);
+                if (r < 0)
+                        return r == -ENOSPC ? NVME_SC_SGL_INVALID_COUNT : NVME_SC_DATA_XFER_ERROR;
         } else {
                 int r = nvme_iov_add(w->m, w->out, d->addr, take, w->prot);
                 if (r == -ENOSPC)
@@ -64,10 +58,7 @@ NvmeStatus nvme_sgl_map(const VuMem *m, const NvmeSglDesc *sgl1, uint64_t len, i
         NvmeSglDesc cur = *sgl1;
         NvmeStatus st;
 
-        out->n = 0;
-        out->len = 0;
-        out->has_bucket = false;
-        out->n_gpa = 0;
+        nvme_iov_reset(out);
         if (len > NVME_MAX_XFER)
                 return NVME_SC_INVALID_FIELD;
 

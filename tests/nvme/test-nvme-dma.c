@@ -19,6 +19,18 @@
 
 static FakeMem fm;
 static NvmeIov v;
+static NvmeIovExt *ext_free;    /* v's room for long transfers comes from here, as an SQ slot's does */
+
+/* v as a used SQ slot leaves it: its room given back, stale counts and entries. */
+static void scribble(void) {
+        v.ext_free = &ext_free;
+        nvme_iov_release(&v);
+        v.n = v.n_gpa = 0xa5a5a5a5u;
+        v.len = 0xa5a5a5a5a5a5a5a5ull;
+        v.has_bucket = true;
+        memset(v.iov_inline, 0xa5, sizeof(v.iov_inline));
+        memset(v.gpa_inline, 0xa5, sizeof(v.gpa_inline));
+}
 
 static int setup(void **state) {
         fake_mem_init(&fm, BASE, SIZE);
@@ -38,7 +50,7 @@ static uint64_t *list_at(uint64_t gpa) { return fake_mem_ptr(&fm, gpa); }
 static uint8_t *host(uint64_t gpa) { return fake_mem_ptr(&fm, gpa); }
 
 static NvmeStatus prp(uint64_t p1, uint64_t p2, uint64_t len, int prot) {
-        memset(&v, 0xa5, sizeof(v));
+        scribble();
         return nvme_prp_map(&fm.mem, p1, p2, len, prot, &v);
 }
 
@@ -138,6 +150,68 @@ static void test_prp_max_and_chain(void **state) {
         assert_int_equal(v.n, 128);
 }
 
+/*
+ * An SQ slot keeps NVME_IOV_INLINE entries in itself; a longer transfer
+ * takes room from its SQ's free list (or the heap) and gives it back when
+ * released, and the entries already mapped move with it.
+ */
+static void test_iov_inline_and_ext(void **state) {
+        uint64_t data = BASE + 0x100000, list = BASE + 0x40000;
+        NvmeIovExt *spare = g_new0(NvmeIovExt, 1);
+
+        assert_true(sizeof(NvmeIov) <= 256);
+        /* Four scattered pages stay inline. */
+        for (unsigned i = 0; i < 3; i++)
+                list_at(list)[i] = data + (uint64_t) (i + 1) * 2 * PG;
+        assert_int_equal(prp(data, list, 4 * PG, VU_PROT_WRITE), NVME_SUCCESS);
+        assert_int_equal(v.n, 4);
+        assert_null(v.ext);
+        assert_ptr_equal(v.iov, v.iov_inline);
+        assert_int_equal(v.n_gpa, 4);
+
+        /* Five take the spare from the free list, every entry in order. */
+        ext_free = spare;
+        for (unsigned i = 0; i < 4; i++)
+                list_at(list)[i] = data + (uint64_t) (i + 1) * 2 * PG;
+        assert_int_equal(prp(data, list, 5 * PG, VU_PROT_WRITE), NVME_SUCCESS);
+        assert_ptr_equal(v.ext, spare);
+        assert_null(ext_free);
+        assert_ptr_equal(v.iov, spare->iov);
+        assert_int_equal(v.n, 5);
+        assert_int_equal(v.n_gpa, 5);
+        for (unsigned i = 0; i < 5; i++) {
+                assert_ptr_equal(v.iov[i].iov_base, host(data + (uint64_t) i * 2 * PG));
+                assert_int_equal(v.iov[i].iov_len, PG);
+                assert_int_equal(v.gpa[i].gpa, data + (uint64_t) i * 2 * PG);
+        }
+        /* Released: back on the list, the slot inline again. */
+        nvme_iov_release(&v);
+        assert_ptr_equal(ext_free, spare);
+        assert_null(v.ext);
+        assert_ptr_equal(v.iov, v.iov_inline);
+
+        /* An SGL of bit buckets and data past the inline entries; an empty list takes from the heap. */
+        ext_free = NULL;
+        NvmeSglDesc segs[8];
+        for (unsigned i = 0; i < 8; i++)
+                segs[i] = (NvmeSglDesc) { .addr = data + (uint64_t) i * 2 * PG, .len = 512,
+                                          .type = (i & 1 ? NVME_SGL_BIT_BUCKET : NVME_SGL_DATA_BLOCK) << 4 };
+        memcpy(host(list), segs, sizeof(segs));
+        NvmeSglDesc d = { .addr = list, .len = sizeof(segs), .type = NVME_SGL_LAST_SEGMENT << 4 };
+        v.ext_free = &ext_free;
+        nvme_iov_release(&v);
+        assert_int_equal(nvme_sgl_map(&fm.mem, &d, 8 * 512, VU_PROT_WRITE, &v), NVME_SUCCESS);
+        assert_non_null(v.ext);
+        assert_int_equal(v.n, 8);
+        assert_true(v.has_bucket);
+        for (unsigned i = 0; i < 8; i++)
+                assert_true((v.iov[i].iov_base == NULL) == (i & 1));
+        nvme_iov_release(&v);
+        assert_non_null(ext_free);
+        g_free(ext_free);
+        ext_free = NULL;
+}
+
 static void test_prp_bad_memory(void **state) {
         uint64_t list = BASE + 0x80000;
 
@@ -165,7 +239,7 @@ static NvmeSglDesc sgl(uint8_t type, uint64_t addr, uint32_t len) {
 }
 
 static NvmeStatus sglmap(NvmeSglDesc d, uint64_t len, int prot) {
-        memset(&v, 0xa5, sizeof(v));
+        scribble();
         return nvme_sgl_map(&fm.mem, &d, len, prot, &v);
 }
 
@@ -308,6 +382,7 @@ static void test_mem_helpers(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_prp_simple),
+                cmocka_unit_test(test_iov_inline_and_ext),
                 cmocka_unit_test(test_prp_two_pages),
                 cmocka_unit_test(test_prp_list),
                 cmocka_unit_test(test_prp_max_and_chain),
