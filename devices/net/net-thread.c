@@ -31,6 +31,8 @@ const char *vnet_pair_state_to_string(VNetPairState s) {
 }
 
 void vnet_pair_wake(VNetPair *p) {
+        if (p->n->opt.manual)
+                return;         /* nobody sleeps: the caller polls */
         eventfd_write(p->kick_fd, 1);
 }
 
@@ -167,7 +169,29 @@ static void *pair_main(void *arg) {
         return NULL;
 }
 
+/* A manual device: one round of every running pair's work, on the caller's thread. */
+bool vnet_poll(VNet *n) {
+        bool more = false;
+
+        if (!n->opt.manual)
+                return false;
+        for (unsigned i = 0; i < n->opt.pairs; i++)
+                if (n->pairs[i].state == VNET_PAIR_RUN)
+                        more |= work(&n->pairs[i]);
+        return more;
+}
+
 void vnet_pairs_set(VNet *n, VNetPairState want) {
+        if (n->opt.manual) {
+                /* No thread to hand the request to: take it here, between two polls. */
+                for (unsigned i = 0; i < n->opt.pairs; i++) {
+                        VNetPair *p = &n->pairs[i];
+                        p->want = want;
+                        __atomic_add_fetch(&p->req_seq, 1, __ATOMIC_RELEASE);
+                        take_request(p);
+                }
+                return;
+        }
         pthread_mutex_lock(&n->lock);
         for (unsigned i = 0; i < n->opt.pairs; i++) {
                 VNetPair *p = &n->pairs[i];
@@ -207,7 +231,7 @@ int vnet_pairs_create(VNet *n) {
                         return -errno;
         }
         /* Idle threads block in eventfd_read: make the kick fd blocking for that. */
-        for (unsigned i = 0; i < n->opt.pairs; i++) {
+        for (unsigned i = 0; i < n->opt.pairs && !n->opt.manual; i++) {
                 VNetPair *p = &n->pairs[i];
                 int r;
                 g_autoptr(GError) err = NULL;

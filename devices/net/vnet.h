@@ -36,6 +36,8 @@ typedef struct VNetOptions {
         bool packed;                    /* offer VIRTIO_F_RING_PACKED */
         bool poll;                      /* mmapped notify page, busy-polling data path */
         bool link_up;                   /* initial link state */
+        bool manual;                    /* no data-path threads: the caller runs the queues
+                                         * with vnet_poll(), on its own thread (tests, fuzzers) */
         const char *name;               /* for logs */
         /*
          * Identity in migration streams (copied; NULL: none).  A stream is
@@ -64,6 +66,14 @@ void vnet_set_link(VNet *n, bool up);
 bool vnet_link(const VNet *n);
 /* Ask the driver to announce itself (GUEST_ANNOUNCE): 0 or -EOPNOTSUPP when not negotiated. */
 int vnet_announce(VNet *n);
+
+/*
+ * A manual device (opt.manual): one round of what the data-path threads do
+ * — the control queue, then transmit and receive of every running pair.
+ * Returns true while work remains; call it until false to let notified
+ * buffers take effect.  Control thread.
+ */
+bool vnet_poll(VNet *n);
 
 void vnet_get_stats(const VNet *n, VNetStats *st);
 
