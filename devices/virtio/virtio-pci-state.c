@@ -247,7 +247,8 @@ static int read_common(VirtioPci *vp, DevStateReader *r, TransportState *t) {
                 return devstate_reader_fail(r, -EINVAL, "device status 0x%02x has undefined bits", t->status);
         if (t->isr & ~(VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG))
                 return devstate_reader_fail(r, -EINVAL, "ISR status 0x%02x has undefined bits", t->isr);
-        if (t->driver_features & ~vp->device_features)
+        /* Before FEATURES_OK the driver's features are only what it wrote: any value migrates. */
+        if ((t->status & VIRTIO_STATUS_FEATURES_OK) && (t->driver_features & ~vp->device_features))
                 return devstate_reader_fail(r, -EINVAL,
                                             "the driver negotiated features 0x%" G_GINT64_MODIFIER "x this device "
                                             "does not offer (it offers 0x%" G_GINT64_MODIFIER "x)",

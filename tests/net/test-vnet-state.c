@@ -357,6 +357,43 @@ static void idle_device(void **state) {
         rx_one(x, x->dst.peer, cfg_mac, 1, true);
 }
 
+static void reg_write(Dev *d, uint32_t off, uint32_t v, size_t len) {
+        v = htole32(v);
+        assert_int_equal(virtio_pci_bar_write(vnet_virtio(d->n), off, &v, len), 0);
+}
+
+static uint32_t reg_read(Dev *d, uint32_t off, size_t len) {
+        uint32_t v = 0;
+
+        assert_int_equal(virtio_pci_bar_read(vnet_virtio(d->n), off, &v, len), 0);
+        return le32toh(v);
+}
+
+/*
+ * A driver stopped between writing its features and FEATURES_OK: what it
+ * wrote, offered or not, is not negotiated yet and migrates as it is (a
+ * device refused its state for features it never accepted).
+ */
+static void features_not_yet_accepted(void **state) {
+        Mx *x = *state;
+        g_autoptr(GByteArray) s = NULL;
+        const uint32_t hi = 0x40000000 | (uint32_t) (WANT >> 32);
+
+        reg_write(&x->src, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
+        reg_write(&x->src, VIRTIO_PCI_COMMON_GFSELECT, 1, 4);
+        reg_write(&x->src, VIRTIO_PCI_COMMON_GF, hi, 4);
+        s = save_source(x);
+        assert_int_equal(restore(&x->dst, s->data, s->len, 61), 0);
+        assert_int_equal(arc(&x->dst, VU_MIG_RUNNING), 0);
+        assert_int_equal(reg_read(&x->dst, VIRTIO_PCI_COMMON_STATUS, 1), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+        reg_write(&x->dst, VIRTIO_PCI_COMMON_GFSELECT, 1, 4);
+        assert_int_equal(reg_read(&x->dst, VIRTIO_PCI_COMMON_GF, 4), hi);
+        /* Still not acceptable: FEATURES_OK is refused there as it would have been here. */
+        reg_write(&x->dst, VIRTIO_PCI_COMMON_STATUS,
+                  VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
+        assert_false(reg_read(&x->dst, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK);
+}
+
 /* ---- refusals ----------------------------------------------------------------------------- */
 
 /* Offset of the value of field in section (sec, instance) of a raw stream, or 0. */
@@ -646,6 +683,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(split_round_trip, setup_split, teardown),
                 cmocka_unit_test_setup_teardown(packed_round_trip, setup_packed, teardown),
                 cmocka_unit_test_setup_teardown(idle_device, setup_split, teardown),
+                cmocka_unit_test_setup_teardown(features_not_yet_accepted, setup_split, teardown),
                 cmocka_unit_test_setup_teardown(refusals, setup_split, teardown),
                 cmocka_unit_test_setup_teardown(refusals, setup_packed, teardown),
                 cmocka_unit_test_setup_teardown(arcs, setup_split, teardown),
