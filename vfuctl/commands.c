@@ -56,6 +56,7 @@ const OptionInfo option_table[] = {
         { "storage", 0, ARG_STORAGE, "HOW", false,
           "copy (the images vfud created) or shared (the same backing files are there)" },
         { "timeout", 0, ARG_TIMEOUT, "SEC", false, "How long a live hand-over may take (default 300)" },
+        { "namespace", 0, ARG_NAMESPACE, "NSID", false, "(nvme) The namespace whose limits change (default 1)" },
         { "libvirt-uri", 0, ARG_LIBVIRT_URI, "URI", false,
           "The destination's libvirt, where the VM's domain moves (default: qemu+ssh://DEST/system)" },
 };
@@ -108,6 +109,13 @@ const Verb verb_table[] = {
           OPTS({ "size", "The SIZE argument as an option" },
                { "file", "(add) Back the namespace with this file" },
                { "block", "(add) Back the namespace with this block device" }) },
+        { "limit", 1, 1, verb_limit, "NAME [--namespace NSID] [LIMIT OPTIONS]", "Show or change I/O limits",
+          "Show a device's I/O limits, or change them while it runs, without stopping I/O: the limit options "
+          "given change (0 removes a limit), the others stay; the definition keeps them.  nvme: a namespace's "
+          "limits (--namespace, default 1) and, with the group- options, those all its namespaces share; "
+          "virtio-net: what the guest sends (tx-) and receives (rx-).  The limit options are those of create "
+          "(vfuctl help create lists them).",
+          OPTS({ "namespace", NULL }, { "json", NULL }) },
         { "link", 2, 2, verb_link, "up|down NAME", "Set a virtio-net device's link state",
           "Set the link state a virtio-net device reports to the guest.", NULL },
         { "xml", 0, 0, verb_xml, "--vm VM [--domain-xml FILE]", "Print the libvirt XML vfud applies to a VM",
@@ -151,6 +159,41 @@ const OptionInfo *option_find(const char *name) {
 
 const VerbOption *verb_option(const Verb *v, const char *name) {
         for (const VerbOption *o = v->options; o && o->name; o++)
+                if (strcmp(o->name, name) == 0)
+                        return o;
+        return NULL;
+}
+
+/* The limit options, built once from common/limits.h. */
+const LimitOption *limit_options(void) {
+        static LimitOption *all;
+        GArray *a;
+
+        if (all)
+                return all;
+        a = g_array_new(TRUE, TRUE, sizeof(LimitOption));
+        for (unsigned group = 0; group < 2; group++)
+                for (const LimitsKey *k = limits_keys(LIMITS_NVME); k->name; k++) {
+                        LimitOption o = {
+                                .name = group ? g_strconcat(LIMITS_GROUP_PREFIX, k->name, NULL) : k->name,
+                                .help = group ? g_strconcat("(nvme) All namespaces together: ", k->help, NULL)
+                                              : g_strconcat("(nvme) Namespace 1: ", k->help, NULL),
+                                .set = LIMITS_NVME,
+                                .group = group,
+                        };
+                        g_array_append_val(a, o);
+                }
+        for (const LimitsKey *k = limits_keys(LIMITS_NET); k->name; k++) {
+                LimitOption o = { .name = k->name, .help = g_strconcat("(virtio-net) ", k->help, NULL),
+                                  .set = LIMITS_NET };
+                g_array_append_val(a, o);
+        }
+        all = (LimitOption *) (void *) g_array_free(a, FALSE);
+        return all;
+}
+
+const LimitOption *limit_option_find(const char *name) {
+        for (const LimitOption *o = limit_options(); o->name; o++)
                 if (strcmp(o->name, name) == 0)
                         return o;
         return NULL;

@@ -83,6 +83,14 @@ void help_verb(const Verb *v) {
                 for (const VerbOption *o = v->options; o->name; o++)
                         print_option(option_find(o->name), o->help);
         }
+        if (strcmp(v->name, "create") == 0 || strcmp(v->name, "limit") == 0) {
+                printf("\nLimit options (vfuctl(1), I/O LIMITS):\n");
+                for (const LimitOption *l = limit_options(); l->name; l++) {
+                        OptionInfo o = { .name = l->name, .arg = "N", .help = l->help };
+
+                        print_option(&o, NULL);
+                }
+        }
         printf("\nGlobal options (-H, --bus): see vfuctl --help.  See vfuctl(1).\n");
 }
 

@@ -92,6 +92,8 @@ static int append_options(sd_bus_message *m, const Options *o) {
         if (r >= 0 && o->have_tasks_max)
                 r = sd_bus_message_append(m, "{sv}", "tasks-max", "u", o->tasks_max);
         if (r >= 0)
+                r = append_limits(m, o->limits);
+        if (r >= 0)
                 r = sd_bus_message_close_container(m);
         return r;
 }
@@ -109,6 +111,18 @@ int verb_create(Ctx *c, int argc, char **argv) {
                         if (create_flags[i].given(&c->opt) && !type_in(type, create_flags[i].types))
                                 return usage_error("%s does not apply to %s devices (it is for %s)",
                                                    create_flags[i].flag, type, create_flags[i].types);
+        }
+        if (c->opt.limits) {
+                g_autoptr(GList) given = json_object_get_members(c->opt.limits);
+
+                for (GList *l = given; l; l = l->next) {
+                        const LimitOption *lo = limit_option_find(l->data);
+                        const char *for_type = lo->set == LIMITS_NVME ? "nvme" : "virtio-net";
+
+                        if (strcmp(type, for_type) != 0)
+                                return usage_error("--%s does not apply to %s devices (it is for %s)",
+                                                   lo->name, type, for_type);
+                }
         }
         code = ctx_bus(c);
         if (code)

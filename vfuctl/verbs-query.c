@@ -189,6 +189,8 @@ int verb_show(Ctx *c, int argc, char **argv) {
                 print_backend(json_object_get_object_member(o, "backend"));
                 print_null_warning(json_object_get_object_member(o, "backend"));
         }
+        if (json_object_has_member(o, "limits"))
+                print_limits(o);
         if (json_object_has_member(o, "statistics") &&
             JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "statistics"))) {
                 JsonObject *st = json_object_get_object_member(o, "statistics");

@@ -252,7 +252,8 @@ static int parse_uint0(const char *opt, const char *s, unsigned *ret) {
 
 /* getopt_long's table, from option_table. */
 static const struct option *getopt_options(void) {
-        static struct option options[64];
+        static struct option options[160];
+        size_t n = option_table_len;
 
         G_STATIC_ASSERT(G_N_ELEMENTS(options) > 30);
         g_assert(option_table_len < G_N_ELEMENTS(options));
@@ -261,7 +262,27 @@ static const struct option *getopt_options(void) {
                         option_table[i].name, option_table[i].arg ? required_argument : no_argument, NULL,
                         option_table[i].id,
                 };
+        /* the limit options, ARG_LIMIT_BASE + their index */
+        for (const LimitOption *l = limit_options(); l->name; l++) {
+                g_assert(n + 1 < G_N_ELEMENTS(options));
+                options[n++] = (struct option) { l->name, required_argument, NULL,
+                                                 ARG_LIMIT_BASE + (int) (l - limit_options()) };
+        }
         return options;
+}
+
+/* --iops-total=N and the other limit options: a whole number, 0 removes the limit (limit). */
+static int parse_limit(Options *o, const LimitOption *l, const char *arg) {
+        guint64 v;
+        g_autoptr(GError) error = NULL;
+
+        if (!g_ascii_string_to_unsigned(arg, 10, 0, QOS_VALUE_MAX, &v, &error))
+                return usage_error("--%s=%s: give a whole number from 0 to %llu", l->name, arg,
+                                   (unsigned long long) QOS_VALUE_MAX);
+        if (!o->limits)
+                o->limits = json_object_new();
+        json_object_set_int_member(o->limits, l->name, (int64_t) v);
+        return EXIT_OK;
 }
 
 /*
@@ -288,6 +309,12 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                 for (size_t i = 0; i < option_table_len; i++)
                         if (option_table[i].id == ch)
                                 g_ptr_array_add(given, (gpointer) &option_table[i]);
+                if (ch >= ARG_LIMIT_BASE) {
+                        code = parse_limit(o, &limit_options()[ch - ARG_LIMIT_BASE], optarg);
+                        if (code)
+                                return code;
+                        continue;
+                }
                 switch (ch) {
                 case 'h': o->help = true; break;
                 case ARG_VERSION:
@@ -421,6 +448,12 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                                 return code;
                         o->have_mtu = true;
                         break;
+                case ARG_NAMESPACE:
+                        code = parse_uint("namespace", optarg, 0, &o->nsid);
+                        if (code)
+                                return code;
+                        o->have_nsid = true;
+                        break;
                 case ':':
                         return usage_error("option '%s' needs a value", argv[optind - 1]);
                 case '?':
@@ -452,6 +485,8 @@ static void options_clear(Options *o) {
         g_free(o->to);
         g_free(o->storage);
         g_free(o->libvirt_uri);
+        if (o->limits)
+                json_object_unref(o->limits);
         memset(o, 0, sizeof(*o));
 }
 
@@ -504,6 +539,9 @@ static int run(Ctx *c, int argc, char **argv) {
         code = check_options(verb, given);
         if (code)
                 return code;
+        if (c->opt.limits && strcmp(verb->name, "create") != 0 && strcmp(verb->name, "limit") != 0)
+                return usage_error("limit options apply to create and limit, not to %s (see vfuctl help limit)",
+                                   verb->name);
         c->verb = verb->name;
         return verb->run(c, (int) args->len - 1, (char **) args->pdata + 1);
 }

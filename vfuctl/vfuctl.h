@@ -13,6 +13,8 @@
 #include <json-glib/json-glib.h>
 #include <systemd/sd-bus.h>
 
+#include "common/limits.h"
+
 /* Exit codes, documented in vfuctl(1). */
 enum {
         EXIT_OK = 0,
@@ -41,6 +43,9 @@ typedef struct Options {
         bool have_cpu_quota, have_memory_max, have_io_weight, have_tasks_max;
         unsigned cpu_quota, io_weight, tasks_max;
         uint64_t memory_max;
+        JsonObject *limits;             /* create, limit: limit option → value (common/limits.h) */
+        unsigned nsid;                  /* limit --namespace */
+        bool have_nsid;
 } Options;
 
 struct Ctx {
@@ -83,6 +88,8 @@ enum {
         ARG_MEMORY_MAX,
         ARG_IO_WEIGHT,
         ARG_TASKS_MAX,
+        ARG_NAMESPACE,
+        ARG_LIMIT_BASE = 0x400,         /* + the index in limit_options() */
 };
 
 /* commands.c: one row per option and per verb; parsing and help read them. */
@@ -118,6 +125,19 @@ extern const size_t verb_table_len;
 const Verb *verb_find(const char *name);
 const OptionInfo *option_find(const char *name);
 const VerbOption *verb_option(const Verb *v, const char *name);
+
+/*
+ * The limit options (common/limits.h): nvme's, the group's ("group-"),
+ * virtio-net's, NULL-name ended; set says whose, group the "group-" ones.
+ */
+typedef struct LimitOption {
+        const char *name;
+        const char *help;
+        LimitsSet set;
+        bool group;
+} LimitOption;
+const LimitOption *limit_options(void);
+const LimitOption *limit_option_find(const char *name);
 
 /* help.c */
 void help_main(void);
@@ -167,6 +187,10 @@ int verb_start(Ctx *c, int argc, char **argv);
 int verb_stop(Ctx *c, int argc, char **argv);
 int verb_destroy(Ctx *c, int argc, char **argv);
 int verb_namespace(Ctx *c, int argc, char **argv);
+int verb_limit(Ctx *c, int argc, char **argv);
+/* verbs-runtime.c: the limit options into a{sv}; a device's Limits for show. */
+int append_limits(sd_bus_message *m, JsonObject *limits);
+void print_limits(JsonObject *props);
 int verb_link(Ctx *c, int argc, char **argv);
 int verb_xml(Ctx *c, int argc, char **argv);
 int verb_attach(Ctx *c, int argc, char **argv);

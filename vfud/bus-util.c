@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "bus-util.h"
+#include "device-limits.h"
 #include "device-spawn.h"
 
 /* Options every type takes; CreateDevice consumes them before the type normalizes the rest. */
@@ -22,7 +23,7 @@ static const DeviceOptionSpec *spec_find(const DeviceType *t, const char *name) 
         for (size_t i = 0; worker_unit_options[i].name; i++)
                 if (strcmp(worker_unit_options[i].name, name) == 0)
                         return &worker_unit_options[i];
-        return NULL;
+        return device_limits_option(t, name);
 }
 
 static gboolean bad_option(const DeviceType *t, const char *name, const char *why, GError **error) {

@@ -14,6 +14,7 @@
 #include "device-type.h"
 #include "manager-libvirt.h"
 #include "device-incoming.h"
+#include "device-limits.h"
 #include "migrate.h"
 
 char *device_bus_path(const char *name) {
@@ -233,6 +234,11 @@ static int property_get_statistics(sd_bus *bus, const char *path, const char *in
         return sd_bus_message_close_container(reply);
 }
 
+static int property_get_limits(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return device_limits_append_property(userdata, reply);
+}
+
 /* ---- methods ---- */
 
 static int method_start(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -322,6 +328,33 @@ static int method_set_link(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return 1;
 }
 
+static int method_set_limits(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Device *d = userdata;
+        g_autoptr(GHashTable) opts = NULL;
+        g_autoptr(GError) gerr = NULL;
+        GHashTableIter it;
+        gpointer k;
+        uint32_t nsid;
+        int r;
+
+        r = sd_bus_message_read(msg, "u", &nsid);
+        if (r < 0)
+                return r;
+        if (!bus_read_options(msg, d->dtype, &opts, &gerr))
+                return manager_set_bus_error(error, gerr);
+        g_hash_table_iter_init(&it, opts);
+        while (g_hash_table_iter_next(&it, &k, NULL))
+                if (!device_limits_option(d->dtype, k))
+                        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
+                                                 "'%s' is not a limit: SetLimits takes the limit options of CreateDevice",
+                                                 (const char *) k);
+        r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "changing I/O limits", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        device_limits_set(d, nsid, opts, reply_done, sd_bus_message_ref(msg));
+        return 1;
+}
+
 static int method_write_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         return device_bus_write_image(userdata, msg, error);
 }
@@ -352,6 +385,7 @@ static const sd_bus_vtable device_vtable[] = {
         SD_BUS_PROPERTY("Restarts", "u", NULL, offsetof(Device, restarts), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Backend", "a{sv}", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Statistics", "a{st}", property_get_statistics, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Limits", "a{sa{st}}", property_get_limits, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD("Start", NULL, NULL, method_start, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Stop", NULL, NULL, method_stop, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Destroy", NULL, NULL, method_destroy, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -365,6 +399,8 @@ static const sd_bus_vtable device_vtable[] = {
                                  method_resize_namespace, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("SetLink", "b", SD_BUS_PARAM(up), NULL,,
                                  method_set_link, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("SetLimits", "ua{sv}", SD_BUS_PARAM(nsid) SD_BUS_PARAM(limits), NULL,,
+                                 method_set_limits, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("WriteImage", "utay",
                                  SD_BUS_PARAM(nsid) SD_BUS_PARAM(offset) SD_BUS_PARAM(data), NULL,,
                                  method_write_image, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
 
+#include "device-limits.h"
 #include "device-spawn.h"
 #include "device-type.h"
 
@@ -33,5 +34,10 @@ char *device_type_option_list(const DeviceType *t) {
                 g_string_append_printf(s, "%s%s", i ? ", " : "", t->options[i].name);
         for (size_t i = 0; worker_unit_options[i].name; i++)
                 g_string_append_printf(s, ", %s", worker_unit_options[i].name);
+        {
+                g_autofree char *limits = device_limits_option_list(t);
+
+                g_string_append(s, limits);
+        }
         return g_string_free(s, FALSE);
 }

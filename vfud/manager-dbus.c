@@ -12,6 +12,7 @@
 #include "common/bus-names.h"
 #include "common/util.h"
 #include "device-dbus.h"
+#include "device-limits.h"
 #include "device-spawn.h"
 #include "device-type.h"
 #include "manager-libvirt.h"
@@ -163,7 +164,8 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         options = json_node_new(JSON_NODE_OBJECT);
         json_node_take_object(options, json_object_new());
         if (!dtype->normalize(m, name, opts, json_node_get_object(options), &gerr) ||
-            !worker_unit_options_normalize(opts, json_node_get_object(options), &gerr))
+            !worker_unit_options_normalize(opts, json_node_get_object(options), &gerr) ||
+            !device_limits_normalize(dtype, opts, json_node_get_object(options), &gerr))
                 return manager_set_bus_error(error, gerr);
 
         existing = manager_find_device(m, name);

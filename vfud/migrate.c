@@ -36,6 +36,7 @@
 
 #include "common/bus-names.h"
 #include "device-dbus.h"
+#include "device-limits.h"
 #include "image-lock.h"
 #include "manager-libvirt.h"
 #include "migrate.h"
@@ -406,6 +407,8 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
                         r = sd_bus_message_append(m, "{sv}", "mtu", "u", (uint32_t) json_object_get_int_member(o, "mtu"));
         }
         if (r >= 0)
+                r = device_limits_append_create_options(m, md->type, o);
+        if (r >= 0)
                 r = sd_bus_message_close_container(m);
         return r;
 }
@@ -429,6 +432,8 @@ static gboolean add_extra_namespaces(sd_bus *b, Migration *mg, MigrateDev *md, c
                                        nsid, strcmp(kind, "image") == 0 ? "" :
                                        json_object_get_string_member_with_default(ns, "path", ""),
                                        (uint64_t) json_object_get_int_member_with_default(ns, "size", 0));
+                if (r >= 0)
+                        r = device_limits_call_set(b, path, nsid, ns, &e);
                 if (r < 0) {
                         g_autofree char *what = g_strdup_printf("adding namespace %u of %s", nsid, md->name);
 

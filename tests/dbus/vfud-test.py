@@ -665,6 +665,96 @@ def test_null(env):
     check(env.leftovers() == [], f'leftovers {env.leftovers()}')
 
 
+def test_limits(env):
+    """I/O limits: set at create (vfuctl), kept in the definition and shown in Limits, show and --json;
+    changed at run time (SetLimits, vfuctl limit) while verified I/O runs, which the worker then holds back
+    (limit hits counted) without an error; refused when they make no sense; kept across a restart of vfud."""
+    need_type('nvme')
+    env.start_vfud()
+    t = lambda v: GLib.Variant('t', v)
+    rc, out, err = env.vfuctl('create', 'nvme', '--null', '1G', '--name', 'q1', '--iops-total', '5000',
+                              '--group-bytes-read', '1000000', '--json')
+    check(rc == 0, f'create with limits: {rc} {err}')
+    check(json.loads(out)['limits'] == {'ns1': {'iops_total': 5000}, 'group': {'bytes_read': 1000000}},
+          f'--json limits {out}')
+    check(env.prop('q1', 'Limits') == {'ns1': {'iops-total': 5000}, 'group': {'bytes-read': 1000000}},
+          f'Limits {env.prop("q1", "Limits")}')
+    b = env.prop('q1', 'Backend')
+    check(b['namespaces'][0]['limits'] == {'iops-total': 5000} and b['group-limits'] == {'bytes-read': 1000000},
+          f'definition {b}')
+
+    # At run time, under verified I/O: held back (hits counted), never failed; then lifted.
+    io = os.environ.get('NVME_IO')
+    c = env.spawn([io, '--null', env.prop('q1', 'SocketPath')]) if io else None
+    if c:
+        check(c.stdout.readline().strip() == 'ready lba 512', 'nvme-io ready')
+    env.dev('q1', 'SetLimits', '(ua{sv})', 0, {'iops-total': t(300), 'iops-total-max': t(600),
+                                               'iops-total-max-length': t(2)})
+    check(env.prop('q1', 'Limits')['ns1'] == {'iops-total': 300, 'iops-total-max': 600, 'iops-total-max-length': 2},
+          f'SetLimits {env.prop("q1", "Limits")}')
+    if c:
+        hold_progress(env, c, 2)
+        env.wait_for(lambda: env.prop('q1', 'Statistics').get('limit_hits.ns1', 0) > 0, 20, 'limit hits counted')
+    rc, out, err = env.vfuctl('limit', 'q1', '--iops-total', '0', '--iops-total-max', '0',
+                              '--iops-total-max-length', '0', '--group-bytes-read', '0')
+    check(rc == 0 and 'Limits: none' in out, f'vfuctl limit removing them: {rc} {out} {err}')
+    check(env.prop('q1', 'Limits') == {}, f'no limits left {env.prop("q1", "Limits")}')
+    check('limits' not in env.prop('q1', 'Backend')['namespaces'][0], 'the definition without them')
+    if c:
+        hold_progress(env, c, 2)
+        check(hold_finish(c) > 0, 'I/O went on through the changes')
+
+    # What is refused: a total with a read limit of the same unit, a burst below its average, a namespace
+    # that does not exist, another type's limits, a limit of a type without any.
+    rc, out, err = env.vfuctl('limit', 'q1', '--bytes-write', '4096', '--namespace', '1')
+    check(rc == 0 and 'ns1: bytes-write=4096' in out, f'vfuctl limit --namespace: {rc} {out} {err}')
+    for opts in ({'bytes-total': t(100)}, {'bytes-write-max': t(10)}, {'bytes-read-max-length': t(3)}):
+        env.expect(ERR + 'InvalidArgument', env.dev, 'q1', 'SetLimits', '(ua{sv})', 0, opts)
+    env.expect(ERR + 'InvalidArgument', env.dev, 'q1', 'SetLimits', '(ua{sv})', 7, {'iops-read': t(10)})
+    env.expect(ERR + 'InvalidArgument', env.dev, 'q1', 'SetLimits', '(ua{sv})', 0, {'tx-average': t(10)})
+    env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad', '', null=MiB, **{'iops-total': 10, 'iops-read': 5})
+    rc, out, err = env.vfuctl('create', 'nvme', '--null', '1M', '--tx-pps', '10')
+    check(rc == 2 and 'virtio-net' in err, f'--tx-pps on nvme: {rc} {err}')
+    rc, out, err = env.vfuctl('list', '--iops-total', '10')
+    check(rc == 2, f'a limit option on list: {rc} {err}')
+    check(env.prop('q1', 'Limits') == {'ns1': {'bytes-write': 4096}}, f'refusals changed nothing {env.prop("q1", "Limits")}')
+
+    # A namespace of its own, and virtio-net's limits.
+    env.dev('q1', 'AddNamespace', '(ust)', 2, '', MiB)
+    env.dev('q1', 'SetLimits', '(ua{sv})', 2, {'iops-write': t(100), 'size-iops': t(8192)})
+    check(env.prop('q1', 'Limits')['ns2'] == {'iops-write': 100, 'size-iops': 8192}, 'namespace 2 limits')
+    if 'virtio-net' in worker_types():
+        rc, out, err = env.vfuctl('create', 'virtio-net', '--null', '0', '--name', 'qn', '--tx-average', '1000',
+                                  '--tx-peak', '2000', '--tx-burst', '500', '--rx-pps', '1000')
+        check(rc == 0, f'virtio-net with limits: {rc} {err}')
+        check(env.prop('qn', 'Limits') == {'device': {'tx-average': 1000, 'tx-peak': 2000, 'tx-burst': 500,
+                                                      'rx-pps': 1000}}, f'net Limits {env.prop("qn", "Limits")}')
+        env.dev('qn', 'SetLimits', '(ua{sv})', 0, {'rx-average': t(100), 'tx-peak': t(0)})
+        check(env.prop('qn', 'Limits')['device'] == {'tx-average': 1000, 'tx-burst': 500, 'rx-pps': 1000,
+                                                     'rx-average': 100}, 'net SetLimits')
+        env.expect(ERR + 'InvalidArgument', env.dev, 'qn', 'SetLimits', '(ua{sv})', 0, {'tx-peak': t(10)})
+        env.expect(ERR + 'InvalidArgument', env.dev, 'qn', 'SetLimits', '(ua{sv})', 1, {'rx-pps': t(10)})
+        env.wait_for(lambda: 'limit_hits.tx' in env.prop('qn', 'Statistics'), 20, 'net limit hits reported')
+
+    # Kept across a restart of vfud, and the worker started again takes them.
+    env.vfud.kill()
+    env.vfud.wait()
+    env.start_vfud()
+    check(env.prop('q1', 'Limits') == {'ns1': {'bytes-write': 4096}, 'ns2': {'iops-write': 100, 'size-iops': 8192}},
+          f'persisted {env.prop("q1", "Limits")}')
+    env.dev('q1', 'Stop')
+    env.dev('q1', 'SetLimits', '(ua{sv})', 0, {'bytes-write': t(8192)})
+    env.dev('q1', 'Start')
+    check(env.prop('q1', 'State') == 'listening' and env.prop('q1', 'Limits')['ns1'] == {'bytes-write': 8192},
+          'changed while stopped, taken at the start')
+    rc, out, err = env.vfuctl('show', 'q1')
+    check(rc == 0 and 'ns1: bytes-write=8192' in out, f'show {out}')
+    for n in ('q1', 'qn'):
+        if env.name_owned() and n in [d[0] for d in env.mgr('ListDevices', '(s)', '')[0]]:
+            env.dev(n, 'Destroy')
+    check(env.leftovers() == [], f'leftovers {env.leftovers()}')
+
+
 def test_net(env):
     """virtio-net devices: TAP backend, MAC, queues, link state."""
     need_type('virtio-net')
@@ -902,6 +992,8 @@ METRIC_NAMES = {
     ('nvme', 'latency_total_ns'): 'vfu_nvme_io_latency_seconds_sum',
     ('nvme', 'latency_max_us'): 'vfu_nvme_io_latency_max_seconds',
     ('nvme', 'latency_avg_us'): None,
+    ('nvme', 'limit_hits_ns1'): 'vfu_nvme_namespace1_limit_waits_total',
+    ('nvme', 'limit_hits_group'): 'vfu_nvme_group_limit_waits_total',
     ('virtio-net', 'rx_packets'): 'vfu_virtio_net_rx_packets_total',
     ('virtio-net', 'rx_bytes'): 'vfu_virtio_net_rx_bytes_total',
     ('virtio-net', 'rx_drops'): 'vfu_virtio_net_rx_dropped_total',
@@ -910,6 +1002,8 @@ METRIC_NAMES = {
     ('virtio-net', 'tx_bytes'): 'vfu_virtio_net_tx_bytes_total',
     ('virtio-net', 'tx_drops'): 'vfu_virtio_net_tx_dropped_total',
     ('virtio-net', 'tx_errors'): 'vfu_virtio_net_tx_errors_total',
+    ('virtio-net', 'limit_hits_tx'): 'vfu_virtio_net_tx_limit_waits_total',
+    ('virtio-net', 'limit_hits_rx'): 'vfu_virtio_net_rx_limit_waits_total',
     ('virtio-net', 'active_pairs'): 'vfu_virtio_net_active_queue_pairs',
     ('virtio-net', 'mtu'): 'vfu_virtio_net_mtu_bytes',
     ('virtio-net', 'link_up'): 'vfu_virtio_net_link_up',
@@ -1313,12 +1407,13 @@ def test_cli_json(env):
         rc, text, err = env.vfuctl('help', verb)
         if 'json' in help_options(text):
             json_verbs.add(verb)
-    check(json_verbs == {'list', 'show', 'create'}, f'verbs taking --json: {sorted(json_verbs)}: walk them here')
+    check(json_verbs == {'list', 'show', 'create', 'limit'}, f'verbs taking --json: {sorted(json_verbs)}: walk them here')
     outputs = {}
     created = []
     for t in worker_types():
         if t == 'nvme':
-            args = ['create', 'nvme', '--vm', 'jv', '--name', 'j-nvme', '--size', '1M', '--block-size', '4096']
+            args = ['create', 'nvme', '--vm', 'jv', '--name', 'j-nvme', '--size', '1M', '--block-size', '4096',
+                    '--iops-read', '100', '--group-bytes-total-max', '0']
         elif t == 'virtio-net':
             if not tap_usable():
                 continue
@@ -1335,7 +1430,8 @@ def test_cli_json(env):
     if 'j-nvme' in created:
         env.create('nvme', 'j-null', 'jv', null=MiB)
         created.append('j-null')
-    for args in [['list'], ['list', '--vm', 'jv']] + [['show', n] for n in created]:
+    for args in [['list'], ['list', '--vm', 'jv']] + [['show', n] for n in created] + \
+            [['limit', n] for n in created if n == 'j-nvme']:
         rc, out, err = env.vfuctl(*args, '--json')
         check(rc == 0, f'{" ".join(args)} --json: {rc} {err}')
         outputs[' '.join(args)] = out
@@ -1394,6 +1490,7 @@ def mutating_calls(dpath):
         (dpath, DIFACE, 'RemoveNamespace', '(u)', [1]),
         (dpath, DIFACE, 'ResizeNamespace', '(ut)', [1, 2 * MiB]),
         (dpath, DIFACE, 'SetLink', '(b)', [True]),
+        (dpath, DIFACE, 'SetLimits', '(ua{sv})', [0, {'iops-total': GLib.Variant('t', 100)}]),
         # authorization before the options are looked at: bad options from an outsider are still "denied"
         (MPATH, MIFACE, 'MigrateDevice', '(ssa{sv})', ['a1', 'unix:path=/nonexistent', {}]),
         (MPATH, MIFACE, 'MigrateDevice', '(ssa{sv})', ['a1', '', {'bogus': GLib.Variant('s', 'x')}]),
@@ -2362,7 +2459,7 @@ def test_completion(env):
 
     check(complete('vfuctl', 'cr') == ['create'], f'verb: {complete("vfuctl", "cr")}')
     check(complete('vfuctl', 'create', 'v') == ['virtio-blk', 'virtio-net'], 'type')
-    check(sorted(complete('vfuctl', 'create', 'nvme', '--s')) == ['--serial', '--size'], 'nvme options')
+    check(sorted(complete('vfuctl', 'create', 'nvme', '--s')) == ['--serial', '--size', '--size-iops'], 'nvme options')
     check('--null' in complete('vfuctl', 'create', 'nvme', '--nu'), 'nvme --null')
     check('--tap' in complete('vfuctl', 'create', 'virtio-net', '--t'), 'virtio-net options')
     check(complete('vfuctl', 'create', 'virtio-blk', '--r') == ['--read-only'], 'virtio-blk options')
@@ -2586,7 +2683,10 @@ def test_migrate(env):
 
     def run(env, dst):
         env.create('nvme', 'mg1', 'vmm', size=16 * MiB)
-        env.create('nvme', 'mg2', 'vmm', size=8 * MiB, serial='MIG2')
+        env.create('nvme', 'mg2', 'vmm', size=8 * MiB, serial='MIG2', **{'iops-total': 5000, 'group-bytes-read': 10 ** 8})
+        env.dev('mg2', 'AddNamespace', '(ust)', 2, '', MiB)
+        env.dev('mg2', 'SetLimits', '(ua{sv})', 2, {'iops-write': GLib.Variant('t', 300)})
+        limits = env.prop('mg2', 'Limits')
         c = env.spawn([io, env.prop('mg1', 'SocketPath')])
         check(c.stdout.readline().startswith('ready'), 'nvme-io ready')
         hold_progress(env, c, 2)
@@ -2607,16 +2707,19 @@ def test_migrate(env):
         with open(ns_path(dst, 'mg1'), 'rb') as f:
             check(f.read() == data, 'the image arrived byte for byte')
         check(dst.prop('mg2', 'Backend')['serial'] == 'MIG2', 'the definition arrived with it')
+        check(dst.prop('mg2', 'Limits') == limits == {'ns1': {'iops-total': 5000}, 'ns2': {'iops-write': 300},
+                                                     'group': {'bytes-read': 10 ** 8}},
+              f'the I/O limits arrived with it: {dst.prop("mg2", "Limits")}')
         check(dst.prop('mg1', 'MigratedFrom') == socket.gethostname(), 'the copy says where it came from')
         check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source devices are gone')
         check(env.leftovers() == [], f'source leftovers {env.leftovers()}')
 
-        # progress as properties: the final figures cover both images
+        # progress as properties: the final figures cover every image (mg2's second namespace too)
         env.pump(0.3)
         path = '/org/vfu/vfud1/device/mg1'
         prog = [s[3][1]['MigrationProgress'] for s in env.signals
                 if s[2] == 'PropertiesChanged' and s[0] == path and 'MigrationProgress' in s[3][1]]
-        check(prog and prog[-1]['bytes'] == prog[-1]['total'] == 24 * MiB, f'progress {prog[-1:] if prog else prog}')
+        check(prog and prog[-1]['bytes'] == prog[-1]['total'] == 25 * MiB, f'progress {prog[-1:] if prog else prog}')
         check(all(a['bytes'] <= b['bytes'] for a, b in zip(prog, prog[1:])), 'progress only grows')
         states = [s[3][1]['MigrationState'] for s in env.signals
                   if s[2] == 'PropertiesChanged' and s[0] == path and 'MigrationState' in s[3][1]]

@@ -29,6 +29,7 @@
 
 #include "nvme/nvme-pci.h"
 #include "nvme/nvme.h"
+#include "common/limits.h"
 #include "worker.h"
 
 /* Application ID for the per-host seed (sd_id128_get_machine_app_specific). */
@@ -70,6 +71,29 @@ static gboolean parse_engine(const char *s, BlkEngine *e, GError **error) {
         g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
                     "engine='%s' is invalid: use \"auto\", \"io_uring\" or \"threads\"", s);
         return FALSE;
+}
+
+static JsonObject *get_object(JsonObject *o, const char *name) {
+        JsonNode *n = o ? json_object_get_member(o, name) : NULL;
+
+        return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+/* A limits object (common/limits.h) onto namespace nsid, or the group with 0. */
+static gboolean worker_nvme_limits(WorkerNvme *wn, uint32_t nsid, JsonObject *limits, GError **error) {
+        QosConfig cfg[1];
+        g_autofree char *why = limits_to_qos(LIMITS_NVME, limits, cfg);
+
+        if (!why && nvme_ctrl_set_limits(wn->c, nsid, cfg) < 0)
+                why = g_strdup("not valid");
+        if (why) {
+                if (nsid)
+                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID, "namespace %u limits: %s", nsid, why);
+                else
+                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID, "group-limits: %s", why);
+                return FALSE;
+        }
+        return TRUE;
 }
 
 /* Open namespace ns (a JSON object) and add it to the controller. */
@@ -140,6 +164,10 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_BACKEND,
                             "namespace %" G_GINT64_FORMAT ": %s needs %u-byte aligned direct I/O; use block-size 4096 "
                             "or \"direct\": false", nsid, o.path, b->dio_align);
+                blk_backend_free(b);
+                return FALSE;
+        }
+        if (!worker_nvme_limits(wn, (uint32_t) nsid, get_object(ns, "limits"), error)) {
                 blk_backend_free(b);
                 return FALSE;
         }
@@ -252,6 +280,8 @@ static gboolean nvme_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
                 return FALSE;
         }
 
+        if (!worker_nvme_limits(wn, 0, get_object(o, "group-limits"), error))
+                return FALSE;
         JsonNode *nsn = json_object_get_member(o, "namespaces");
         if (nsn && !JSON_NODE_HOLDS_ARRAY(nsn)) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
@@ -313,6 +343,18 @@ static gboolean nvme_control(void *state, const char *method, JsonObject *params
                 *result = ns_result(wn, (uint32_t) nsid);
                 return TRUE;
         }
+        if (strcmp(method, "limits-set") == 0) {
+                /* {"nsid": N or 0 for the group, "limits": {...}}: the whole new set, replacing the old */
+                if (nsid < 0 || nsid > NVME_MAX_NS) {
+                        g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                                    "limits-set needs \"nsid\" in 0 (the group)..%u", NVME_MAX_NS);
+                        return FALSE;
+                }
+                if (!worker_nvme_limits(wn, (uint32_t) nsid, get_object(params, "limits"), error))
+                        return FALSE;
+                *result = NULL;
+                return TRUE;
+        }
         if (nsid < 1 || nsid > NVME_MAX_NS) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
                             "%s needs \"nsid\" in 1..%u", method, NVME_MAX_NS);
@@ -326,6 +368,7 @@ static gboolean nvme_control(void *state, const char *method, JsonObject *params
                         return FALSE;
                 }
                 g_clear_pointer(&wn->paths[nsid], g_free);
+                (void) worker_nvme_limits(wn, (uint32_t) nsid, NULL, NULL);    /* a new one starts without */
                 *result = NULL;
                 return TRUE;
         }
@@ -353,7 +396,7 @@ static gboolean nvme_control(void *state, const char *method, JsonObject *params
                 return TRUE;
         }
         g_set_error(error, WORKER_ERROR, WORKER_ERROR_UNSUPPORTED,
-                    "nvme devices have no control method '%s' (namespace-add, namespace-remove, namespace-resize)",
+                    "nvme devices have no control method '%s' (namespace-add, namespace-remove, namespace-resize, limits-set)",
                     method);
         return FALSE;
 }
@@ -379,6 +422,19 @@ static void nvme_stats(void *state, JsonBuilder *b) {
         MEMBER("io_commands", st.io_cmds);
         MEMBER("latency_total_ns", st.latency_ns_total);
         MEMBER("io_thread_wakeups", st.wakeups);
+        /* commands that waited for a limit: per namespace, and the group's */
+        json_builder_set_member_name(b, "limit_hits");
+        json_builder_begin_object(b);
+        MEMBER("group", nvme_ctrl_limit_hits(wn->c, 0));
+        for (uint32_t i = 1; i <= NVME_MAX_NS; i++) {
+                char key[8];
+
+                if (!wn->paths[i])
+                        continue;
+                g_snprintf(key, sizeof(key), "ns%u", i);
+                MEMBER(key, nvme_ctrl_limit_hits(wn->c, i));
+        }
+        json_builder_end_object(b);
         json_builder_set_member_name(b, "controller_state");
         json_builder_add_string_value(b, nvme_ctrl_state_string(wn->c));
         json_builder_set_member_name(b, "namespaces");

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "net/vnet.h"
+#include "common/limits.h"
 #include "worker.h"
 
 typedef struct WorkerNet {
@@ -138,6 +139,28 @@ static NetBackend *open_backend(Worker *w, JsonObject *o, unsigned pairs, Worker
         return NULL;
 }
 
+/* The definition's "limits" (common/limits.h) onto the device. */
+static gboolean net_apply_limits(WorkerNet *wn, JsonObject *limits, GError **error) {
+        QosConfig cfg[2];
+        g_autofree char *why = limits_to_qos(LIMITS_NET, limits, cfg);
+
+        if (why) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID, "limits: %s", why);
+                return FALSE;
+        }
+        if (vnet_set_limits(wn->n, &cfg[0], &cfg[1]) < 0) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID, "limits: not valid for virtio-net");
+                return FALSE;
+        }
+        return TRUE;
+}
+
+static JsonObject *get_object(JsonObject *o, const char *name) {
+        JsonNode *n = o ? json_object_get_member(o, name) : NULL;
+
+        return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
 static gboolean net_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void **state, GError **error) {
         g_autofree WorkerNet *wn = g_new0(WorkerNet, 1);
         VNetOptions opt = { .link_up = TRUE };
@@ -187,6 +210,10 @@ static gboolean net_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void 
         if (r < 0) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_FAILED, "cannot create the virtio-net device: %s",
                             g_strerror(-r));
+                return FALSE;
+        }
+        if (!net_apply_limits(wn, get_object(o, "limits"), error)) {
+                vnet_free(wn->n);
                 return FALSE;
         }
         r = vnet_server_config(wn->n, scfg);
@@ -247,8 +274,15 @@ static gboolean net_control(void *state, const char *method, JsonObject *params,
                 *result = NULL;
                 return TRUE;
         }
+        if (strcmp(method, "limits-set") == 0) {
+                /* {"limits": {...}}: the whole new set, replacing the old */
+                if (!net_apply_limits(wn, get_object(params, "limits"), error))
+                        return FALSE;
+                *result = NULL;
+                return TRUE;
+        }
         g_set_error(error, WORKER_ERROR, WORKER_ERROR_UNSUPPORTED,
-                    "virtio-net has no control method '%s' (known: link-set, announce)", method);
+                    "virtio-net has no control method '%s' (known: link-set, announce, limits-set)", method);
         return FALSE;
 }
 
@@ -269,6 +303,12 @@ static void net_stats(void *state, JsonBuilder *b) {
         MEMBER("active_pairs", vnet_active_pairs(wn->n));
         MEMBER("mtu", vnet_mtu(wn->n));
         MEMBER("link_up", vnet_link(wn->n));
+        /* frames that waited for a limit */
+        json_builder_set_member_name(b, "limit_hits");
+        json_builder_begin_object(b);
+        MEMBER("tx", vnet_limit_hits(wn->n, true));
+        MEMBER("rx", vnet_limit_hits(wn->n, false));
+        json_builder_end_object(b);
 #undef MEMBER
         json_builder_set_member_name(b, "link");
         json_builder_add_boolean_value(b, vnet_link(wn->n));
