@@ -26,6 +26,7 @@ static bool given_mac(const Options *o) { return o->mac; }
 static bool given_mtu(const Options *o) { return o->have_mtu; }
 static bool given_read_only(const Options *o) { return o->read_only; }
 static bool given_msi(const Options *o) { return o->msi; }
+static bool given_hotplug(const Options *o) { return o->hotplug; }
 
 static const CreateFlag create_flags[] = {
         { "--size", "nvme virtio-blk", given_size },
@@ -38,6 +39,7 @@ static const CreateFlag create_flags[] = {
         { "--iothreads", "nvme", given_iothreads },
         { "--poll-us", "nvme", given_poll_us },
         { "--msi", "nvme", given_msi },
+        { "--hotplug", "nvme", given_hotplug },
         { "--tap", "virtio-net", given_tap },
         { "--passt", "virtio-net", given_passt },
         { "--mac", "virtio-net", given_mac },
@@ -83,6 +85,8 @@ static int append_options(sd_bus_message *m, const Options *o) {
                 r = sd_bus_message_append(m, "{sv}", "read-only", "b", 1);
         if (r >= 0 && o->msi)
                 r = sd_bus_message_append(m, "{sv}", "msi", "b", 1);
+        if (r >= 0 && o->hotplug)
+                r = sd_bus_message_append(m, "{sv}", "hotplug", "b", 1);
         if (r >= 0 && o->have_cpu_quota)
                 r = sd_bus_message_append(m, "{sv}", "cpu-quota", "u", o->cpu_quota);
         if (r >= 0 && o->have_memory_max)

@@ -427,6 +427,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                 case ARG_PASST: o->passt = true; break;
                 case ARG_READ_ONLY: o->read_only = true; break;
                 case ARG_MSI: o->msi = true; break;
+                case ARG_HOTPLUG: o->hotplug = true; break;
                 case ARG_MAC: {
                         uint8_t mac[6];
 

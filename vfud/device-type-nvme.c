@@ -32,6 +32,7 @@ static const DeviceOptionSpec nvme_options[] = {
         { "block-size", DEVICE_OPTION_UINT, "logical block size of namespace 1: 512 or 4096" },
         { "null", DEVICE_OPTION_UINT, "size of a null namespace 1 that stores no data (reads return zeroes, writes are dropped): for benchmarks" },
         { "msi", DEVICE_OPTION_BOOL, "MSI instead of MSI-X: hot detach from a running VM works on QEMU 11.1" },
+        { "hotplug", DEVICE_OPTION_BOOL, "the device will be hot-attached to and detached from running VMs: MSI unless msi=false is given" },
         { "null-pattern", DEVICE_OPTION_UINT, "the byte a null namespace's reads return: 0 to 255 (default 0)" },
         { NULL },
 };
@@ -323,8 +324,15 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                         return FALSE;
                 json_object_set_string_member(out, "serial", serial);
         }
-        JsonNode *msi = g_hash_table_lookup(in, "msi");
-        if (msi && json_node_get_boolean(msi))
+        /*
+         * A device meant for hot plug gets MSI unless told otherwise: QEMU
+         * before 11.2 aborts when it unplugs a vfio-user device with MSI-X.
+         */
+        JsonNode *msi = g_hash_table_lookup(in, "msi"), *hotplug = g_hash_table_lookup(in, "hotplug");
+        bool want_hotplug = hotplug && json_node_get_boolean(hotplug);
+        if (want_hotplug)
+                json_object_set_boolean_member(out, "hotplug", TRUE);
+        if (msi ? json_node_get_boolean(msi) : want_hotplug)
                 json_object_set_boolean_member(out, "msi", TRUE);
         return TRUE;
 }

@@ -389,6 +389,12 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
                         r = sd_bus_message_append(m, "{sv}", "serial", "s", json_object_get_string_member(o, "serial"));
                 if (r >= 0 && json_object_get_boolean_member_with_default(o, "read-only", FALSE))
                         r = sd_bus_message_append(m, "{sv}", "read-only", "b", 1);
+                /* the interrupt capability is the guest's view: the copy must have the same */
+                if (r >= 0 && strcmp(md->type, "nvme") == 0)
+                        r = sd_bus_message_append(m, "{sv}", "msi", "b",
+                                                  (int) json_object_get_boolean_member_with_default(o, "msi", FALSE));
+                if (r >= 0 && json_object_get_boolean_member_with_default(o, "hotplug", FALSE))
+                        r = sd_bus_message_append(m, "{sv}", "hotplug", "b", 1);
         } else if (strcmp(md->type, "virtio-net") == 0) {
                 const char *backend = json_object_get_string_member_with_default(o, "backend", "tap");
 
