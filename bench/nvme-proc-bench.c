@@ -25,6 +25,9 @@
  *             adaptive polling window at 0 (never poll), 20, 50 and 200 µs
  *   idle      device threads' CPU over --idle-seconds with a connected,
  *             idle driver
+ *   msi       NVMe null randread QD1/QD32 with an interrupt-driven driver,
+ *             the controller offering MSI-X and then MSI (create --msi,
+ *             --hotplug): what a hot-detachable device costs
  * Driver modes: "poll" spins on completion queues created without
  * interrupts (Linux's poll queues); "irq" sleeps on the MSI-X eventfd when
  * nothing completed.  The device runs as vfud-worker
@@ -132,7 +135,19 @@ typedef struct DevSpec {
         const Opts *o;
         unsigned queues, iothreads;     /* 0: the options' */
         int poll_us;                    /* -1: the options' */
+        bool msi;                       /* MSI instead of MSI-X */
 } DevSpec;
+
+/* Interrupt vectors: one per queue and the admin queue's; with MSI a power of two (at most 32). */
+static unsigned spec_nvec(const DevSpec *sp, unsigned queues) {
+        unsigned n = 1;
+
+        if (!sp->msi)
+                return queues + 1;
+        while (n < queues + 1 && n < NVME_MAX_MSI_VECTORS)
+                n <<= 1;
+        return n;
+}
 
 static unsigned spec_queues(const DevSpec *sp) { return sp->queues ? sp->queues : sp->o->queues; }
 static unsigned spec_iothreads(const DevSpec *sp) { return sp->iothreads ? sp->iothreads : sp->o->iothreads; }
@@ -165,7 +180,7 @@ static bool read_all(int fd, void *buf, size_t len) {
 static G_NORETURN void device_main(const DevSpec *sp, int cmd_fd, int reply_fd) {
         NvmeSrv srv;
         NvmeCtrlConfig cfg = { .name = "bench", .serial = "VFU-BENCH", .max_ioqs = spec_queues(sp),
-                               .msix_nvec = spec_queues(sp) + 1, .cntlid = 1,
+                               .msix_nvec = spec_nvec(sp, spec_queues(sp)), .msi = sp->msi, .cntlid = 1,
                                .poll_us = sp->poll_us >= 0 ? (unsigned) sp->poll_us : sp->o->poll_us,
                                .iothreads = spec_iothreads(sp) };
         BlkOpenOptions bo = { .path = sp->file, .fd = -1, .size = sp->size, .null = !sp->file };
@@ -230,7 +245,7 @@ static void device_start(Device *dv, const DevSpec *sp, bool poll) {
         }
         /* The guest: Linux's bring-up, shadow doorbells, one I/O queue pair per device queue. */
         dv->nq = spec_queues(sp);
-        g_assert_cmpint(nvme_vmm_connect(&dv->vmm, sp->sock, GPA, RAM, dv->nq + 1), ==, 0);
+        g_assert_cmpint(nvme_vmm_connect(&dv->vmm, sp->sock, GPA, RAM, spec_nvec(sp, dv->nq)), ==, 0);
         NvmeDrv *d = &dv->vmm.d;
         g_assert_cmpint(nvme_drv_enable(d, 32), ==, 0);
         g_assert_cmpint(nvme_drv_set_features(d, 0x07, (dv->nq - 1) | (dv->nq - 1) << 16, NULL), ==, 0);
@@ -523,7 +538,7 @@ int main(int argc, char **argv) {
                 case 'j': o.json = true; break;
                 default:
                         printf("usage: %s [--seconds S] [--idle-seconds S] [--size MiB] [--queues N] [--iothreads N]\n"
-                               "          [--poll-us US] [--case null|file|threads|window|idle] [--json]\n", argv[0]);
+                               "          [--poll-us US] [--case null|file|threads|window|idle|msi] [--json]\n", argv[0]);
                         return c == 'h' ? 0 : 2;
                 }
         }
@@ -624,6 +639,22 @@ int main(int argc, char **argv) {
                                 print_result(&o, &r, &first);
                                 device_stop(&dv);
                         }
+        }
+        if (want(&o, "msi")) {
+                /* Interrupts decide here: the same device with MSI-X, then with MSI, for a sleeping driver. */
+                static const unsigned qds[] = { 1, 32 };
+                static const char *const names[] = { "nvme-null MSI-X", "nvme-null MSI" };
+                for (unsigned msi = 0; msi < 2; msi++) {
+                        DevSpec sp = { .poll_us = -1, .sock = sock, .size = 1ull << 40, .o = &o, .msi = msi };
+                        Device dv;
+                        device_start(&dv, &sp, false);
+                        for (unsigned i = 0; i < G_N_ELEMENTS(qds); i++) {
+                                r = (Result) { .name = names[msi], .driver = "irq", .qd = qds[i] };
+                                run_dev(&dv, false, qds[i], o.secs, (1ull << 40) / BS, &r);
+                                print_result(&o, &r, &first);
+                        }
+                        device_stop(&dv);
+                }
         }
         if (want(&o, "idle")) {
                 /* With the options' I/O threads, then with two over two queue pairs (both used once). */
