@@ -92,7 +92,7 @@ Device *device_unref(Device *d) {
         if (!d || --d->n_ref > 0)
                 return NULL;
         device_detach_worker(d);
-        device_images_release(d);
+        device_images_forget(d);
         d->restart_timer = sd_event_source_disable_unref(d->restart_timer);
         g_array_free(d->start_waiters, TRUE);
         g_array_free(d->stop_waiters, TRUE);

@@ -217,23 +217,43 @@ int device_images_get(Device *d, unsigned id) {
         return -1;
 }
 
+/*
+ * Close our copy; unlock first when no worker uses the image any more.  The
+ * lock belongs to the open file description, which a dead worker's io_uring
+ * (a registered file) keeps for a while after the process is gone: closing
+ * alone would leave the image locked until the kernel tears the ring down.
+ */
+static void image_close(DeviceImage *im, bool unlock) {
+        if (unlock && im->locked)
+                image_lock_release(im->fd);
+        close(im->fd);
+}
+
 void device_images_drop(Device *d, unsigned id) {
         for (guint i = 0; d->images && i < d->images->held->len; i++)
                 if (g_array_index(d->images->held, DeviceImage, i).id == id) {
-                        close(g_array_index(d->images->held, DeviceImage, i).fd);
+                        image_close(&g_array_index(d->images->held, DeviceImage, i), true);
                         g_array_remove_index(d->images->held, i);
                         return;
                 }
 }
 
-void device_images_release(Device *d) {
+static void images_close(Device *d, bool unlock) {
         if (!d->images)
                 return;
         for (guint i = 0; i < d->images->held->len; i++)
-                close(g_array_index(d->images->held, DeviceImage, i).fd);
+                image_close(&g_array_index(d->images->held, DeviceImage, i), unlock);
         g_array_free(d->images->held, TRUE);
         sd_event_source_disable_unref(d->images->retry);
         g_clear_pointer(&d->images, g_free);
+}
+
+void device_images_release(Device *d) {
+        images_close(d, true);
+}
+
+void device_images_forget(Device *d) {
+        images_close(d, false);
 }
 
 void device_images_inactivate(Device *d) {

@@ -54,10 +54,12 @@ Device *image_user(Manager *m, const char *self, const struct stat *st);
 void device_images_hold(Device *d, unsigned id, int fd, bool locked);
 /* The kept fd of id, or -1 (not a copy: do not close). */
 int device_images_get(Device *d, unsigned id);
-/* Forget id (the namespace was removed). */
+/* Unlock and close id's copy (the namespace was removed: no worker writes it). */
 void device_images_drop(Device *d, unsigned id);
-/* Close every kept fd: the device stopped (its worker's copies went with it). */
+/* Unlock and close every kept fd: the device stopped (its worker's copies went with it). */
 void device_images_release(Device *d);
+/* Close every kept fd, locks left to the running worker's copies (vfud exits, the worker serves on). */
+void device_images_forget(Device *d);
 /*
  * Hand-over of a live migration: let go of the locks (source, its client
  * saved the state), take them (destination, its client resumed; retried

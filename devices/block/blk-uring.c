@@ -202,6 +202,10 @@ static void blk_uring_destroy(BlkBackend *b) {
         BlkUring *u = (BlkUring *) b;
 
         blk_pool_stop(&u->pool);
+        /* The ring is torn down asynchronously after exit: let go of the file now, so
+         * that its locks (vfud's image lock) go with our last descriptor. */
+        if (u->base.uring & BLK_URING_FIXED_FILE)
+                (void) io_uring_unregister_files(&u->ring);
         io_uring_queue_exit(&u->ring);
         blk_base_close(b);
         g_free(u);
