@@ -25,12 +25,27 @@ typedef struct NetBackend NetBackend;
 #define VNET_OFFLOAD_TSO6 0x04
 #define VNET_OFFLOAD_TSO_ECN 0x08
 
+/* One frame of a transmit batch: its iovecs (header first) and, after the call, what send would return. */
+typedef struct NetTxFrame {
+        const struct iovec *iov;
+        unsigned n;
+        int ret;
+} NetTxFrame;
+
+/* Frames one send_batch call takes at most. */
+#define NET_TX_BATCH_MAX 32u
+
 typedef struct NetBackendOps {
         const char *type;
         /* One frame (header first) into buf: its length, -EAGAIN when none, -EPROTO/-errno when broken. */
         ssize_t (*recv)(NetBackend *be, unsigned q, void *buf, size_t cap);
         /* One frame (header first): 0 sent, -EAGAIN cannot take it now, -errno (frame rejected). */
         int (*send)(NetBackend *be, unsigned q, const struct iovec *iov, unsigned n);
+        /*
+         * Optional: count ≤ NET_TX_BATCH_MAX frames, in order, with as few
+         * system calls as the backend can (each frame's ret as send's).
+         */
+        void (*send_batch)(NetBackend *be, unsigned q, NetTxFrame *f, unsigned count);
         /* Push out buffered output; 0 when empty, -EAGAIN when more remains (wait for POLLOUT). */
         int (*flush)(NetBackend *be, unsigned q);
         /* The fd to poll for queue q. */
@@ -48,6 +63,8 @@ struct NetBackend {
         bool offloads;                  /* honours VNET_OFFLOAD_* and the header on send */
         char *ifname;                   /* TAP interface name, or NULL */
         unsigned mtu;                   /* the interface's MTU when opened (TAP), or 0: unknown */
+        unsigned tx_batch;              /* frames the device hands send_batch at once; ≤ 1: send each */
+        uint64_t tx_calls;              /* TAP: system calls that sent frames (atomic) */
 };
 
 void net_backend_free(NetBackend *be);
@@ -60,7 +77,11 @@ void net_backend_free(NetBackend *be);
  * IFF_NO_PI|IFF_VNET_HDR|IFF_MULTI_QUEUE, TUNSETVNETHDRSZ 12, non-blocking,
  * no offloads until set_offloads().  be->mtu is the interface's MTU at this
  * point (SIOCGIFMTU in the caller's network namespace; 0 when it cannot be
- * read).  0 or -errno; passed fds are consumed.
+ * read).  0 or -errno; passed fds are consumed.  Transmit batches
+ * (be->tx_batch frames) go out through an io_uring per queue, one
+ * io_uring_enter for the batch, made by the queue's thread at its first
+ * batch; without io_uring (or with tx_batch set to 1) each frame is a
+ * writev.
  */
 int net_tap_open(const char *name, unsigned nqueues, int *fds, NetBackend **out);
 

@@ -218,7 +218,9 @@ int vnet_pairs_create(VNet *n) {
                 p->epfd = -1;
                 p->kick_fd = -1;
                 p->chain = g_new0(VqChain, 1);
-                p->tx_iov = g_new0(struct iovec, VQ_MAX_IOV + 1);
+                p->tx_iov = g_new0(struct iovec, VNET_TX_IOV_POOL);
+                p->tx_slots = g_new0(VNetTxSlot, NET_TX_BATCH_MAX);
+                p->tx_frames = g_new0(NetTxFrame, NET_TX_BATCH_MAX);
                 p->frame = g_malloc(VNET_HDR_LEN + VNET_MAX_FRAME);
                 p->epfd = epoll_create1(EPOLL_CLOEXEC);
                 p->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -259,6 +261,8 @@ void vnet_pairs_destroy(VNet *n) {
                         close(p->kick_fd);
                 g_free(p->chain);
                 g_free(p->tx_iov);
+                g_free(p->tx_slots);
+                g_free(p->tx_frames);
                 g_free(p->frame);
         }
         g_clear_pointer(&n->pairs, g_free);

@@ -35,6 +35,18 @@ typedef struct VNetCounters {
         uint64_t tx_packets, tx_bytes, tx_drops, tx_errors;
 } VNetCounters;
 
+/* A transmit chain taken in the current batch. */
+typedef struct VNetTxSlot {
+        VNetHdr h;                      /* the header's private copy, sent */
+        uint16_t id, ndesc;
+        int kind;                       /* net-tx.c: sent, or an error or drop to count */
+        unsigned frame;                 /* sent: its index in tx_frames */
+        size_t frame_len;
+} VNetTxSlot;
+
+/* Transmit iovecs of a pair: room for a batch of short chains and always for one of VQ_MAX_IOV. */
+#define VNET_TX_IOV_POOL (2 * (VQ_MAX_IOV + 1))
+
 typedef struct VNetPair {
         VNet *n;
         unsigned index;
@@ -53,7 +65,9 @@ typedef struct VNetPair {
 
         VirtQueue *rx, *tx;             /* NULL when the driver did not enable them */
         VqChain *chain;
-        struct iovec *tx_iov;           /* header copy + frame, VQ_MAX_IOV + 1 */
+        struct iovec *tx_iov;           /* header copies + frames, VNET_TX_IOV_POOL */
+        VNetTxSlot *tx_slots;           /* NET_TX_BATCH_MAX */
+        NetTxFrame *tx_frames;          /* NET_TX_BATCH_MAX */
         uint8_t *frame;                 /* received frame, header first */
         size_t frame_len;
         bool have_frame;

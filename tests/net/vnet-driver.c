@@ -440,7 +440,8 @@ int vd_send(Vd *d, unsigned pair, const VNetHdr *hdr, const void *frame, size_t 
         }
         if (r < 0)
                 return r;
-        vd_kick(d, slot);
+        if (!d->hold_tx_kick)
+                vd_kick(d, slot);
         return 0;
 }
 

@@ -65,6 +65,7 @@ typedef struct Vd {
         VdQueue q[VD_MAX_QUEUES];
         bool indirect_tx;               /* send header and frame through an indirect table */
         bool split_tx;                  /* header and frame in two descriptors */
+        bool hold_tx_kick;              /* vd_send queues without notifying: the caller kicks */
         /*
          * Receive as Linux's virtio_net NAPI poll does: interrupts off while
          * the used ring has frames, buffers refilled in batches, the interrupt
