@@ -139,6 +139,12 @@ const Verb verb_table[] = {
           OPTS({ "vm", "Move every device of this VM, then its libvirt domain" },
                { "to", "Destination vfud (required): [USER@]HOST (over ssh) or a D-Bus address" },
                { "storage", NULL }, { "timeout", NULL }, { "libvirt-uri", NULL }) },
+        { "receive-image", 2, 2, verb_receive_image, "DEVICE NSID",
+          "Receive a migrated image (run by vfud)",
+          "Hand standard input, an image stream (docs/migration.md), to this host's vfud as namespace NSID of "
+          "DEVICE, and wait until the image is complete, checked and flushed.  The source vfud of "
+          "vfuctl migrate --to HOST runs it through ssh; it is not meant to be run by hand.",
+          OPTS({ "json", "Print the data bytes and extents received as JSON" }) },
         { "help", 0, 1, verb_help, "[COMMAND]", "Show the help of vfuctl or of a command",
           "Show the summary of commands and global options, or a command's usage, options and description.",
           NULL },

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The migrate verb: MigrateDevice / MigrateVm, with progress while it runs. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "common/bus-names.h"
@@ -177,4 +179,44 @@ int verb_migrate(Ctx *c, int argc, char **argv) {
                 printf("%s\n", mc.domain_note);
         g_free(mc.domain_note);
         return mc.code;
+}
+
+/*
+ * The receiving end of an image copy over ssh: the source vfud runs
+ * `ssh HOST vfuctl receive-image DEVICE NSID` with the stream on stdin;
+ * this hands stdin to the local vfud (MigrationPeer.ReceiveImage) and waits
+ * until the image is complete, checked and flushed.
+ */
+int verb_receive_image(Ctx *c, int argc, char **argv) {
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        uint64_t bytes, extents;
+        sd_bus_message *m = NULL, *reply = NULL;
+        char *end = NULL;
+        unsigned long nsid;
+        int code, r;
+
+        if (c->opt.host)
+                return usage_error("receive-image hands its standard input to the local vfud: it takes no -H");
+        nsid = strtoul(argv[1], &end, 10);
+        if (!*argv[1] || *end || nsid == 0 || nsid > UINT32_MAX)
+                return usage_error("receive-image: '%s' is not a namespace id", argv[1]);
+        code = ctx_bus(c);
+        if (code)
+                return code;
+        r = sd_bus_message_new_method_call(c->bus, &m, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MIGRATION_PEER_IFACE,
+                                           "ReceiveImage");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "suh", argv[0], (uint32_t) nsid, STDIN_FILENO);
+        if (r >= 0)
+                r = sd_bus_call(c->bus, m, UINT64_MAX, &e, &reply);
+        sd_bus_message_unref(m);
+        if (r < 0) {
+                code = report_bus_error("receive-image", &e, r);
+                sd_bus_error_free(&e);
+                return code;
+        }
+        if (sd_bus_message_read(reply, "tt", &bytes, &extents) > 0 && c->opt.json)
+                printf("{\"data_bytes\": %" G_GUINT64_FORMAT ", \"extents\": %" G_GUINT64_FORMAT "}\n", bytes, extents);
+        sd_bus_message_unref(reply);
+        return EXIT_OK;
 }

@@ -197,6 +197,7 @@ int verb_xml(Ctx *c, int argc, char **argv);
 int verb_attach(Ctx *c, int argc, char **argv);
 int verb_detach(Ctx *c, int argc, char **argv);
 int verb_migrate(Ctx *c, int argc, char **argv);
+int verb_receive_image(Ctx *c, int argc, char **argv);
 int verb_help(Ctx *c, int argc, char **argv);
 /* After a create: warn on stderr when the VM's libvirt definition could not be updated. */
 void warn_libvirt_status(JsonNode *props);

@@ -13,7 +13,6 @@
 #include "device-dbus.h"
 #include "device-type.h"
 #include "manager-libvirt.h"
-#include "device-incoming.h"
 #include "device-limits.h"
 #include "migrate.h"
 
@@ -355,14 +354,6 @@ static int method_set_limits(sd_bus_message *msg, void *userdata, sd_bus_error *
         return 1;
 }
 
-static int method_write_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return device_bus_write_image(userdata, msg, error);
-}
-
-static int method_commit_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return device_bus_commit_image(userdata, msg, error);
-}
-
 static const sd_bus_vtable device_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Name", "s", NULL, offsetof(Device, name), SD_BUS_VTABLE_PROPERTY_CONST),
@@ -401,11 +392,6 @@ static const sd_bus_vtable device_vtable[] = {
                                  method_set_link, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("SetLimits", "ua{sv}", SD_BUS_PARAM(nsid) SD_BUS_PARAM(limits), NULL,,
                                  method_set_limits, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_NAMES("WriteImage", "utay",
-                                 SD_BUS_PARAM(nsid) SD_BUS_PARAM(offset) SD_BUS_PARAM(data), NULL,,
-                                 method_write_image, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_NAMES("CommitImage", "us", SD_BUS_PARAM(nsid) SD_BUS_PARAM(sha256), NULL,,
-                                 method_commit_image, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

@@ -13,7 +13,6 @@
 #include "common/util.h"
 #include "device-type.h"
 #include "device.h"
-#include "device-incoming.h"
 #include "image-lock.h"
 #include "migrate.h"
 
@@ -61,7 +60,6 @@ Device *device_new(Manager *m, const DeviceType *dtype, const char *name, const 
         d->libvirt_status = g_strdup("");
         d->libvirt_error = g_strdup("");
         d->migration_state = g_strdup("");
-        d->incoming_fd = -1;
         d->options = json_node_copy(options);
         d->object_path = device_bus_path(name);
         d->socket_path = g_build_filename(m->config.runtime_dir, sock, NULL);
@@ -117,7 +115,6 @@ Device *device_unref(Device *d) {
         g_free(d->mig_socket);
         g_free(d->migrated_from);
         g_free(d->client_mig.state);
-        device_incoming_reset(d);
         g_free(d);
         return NULL;
 }

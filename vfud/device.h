@@ -62,7 +62,7 @@ struct Device {
         bool removed;
         char *last_error;
         char *libvirt_status, *libvirt_error;   /* manager-libvirt.h */
-        /* migration (migrate.h): this device leaving, or its image arriving (device-incoming.c) */
+        /* migration (migrate.h): this device leaving */
         struct Migration *migration;
         char *migration_state;
         uint64_t mig_bytes, mig_total, mig_rate, mig_remaining;
@@ -75,10 +75,7 @@ struct Device {
                 bool client, saved, resumed, failed;
                 uint64_t bytes_read, bytes_written;
         } client_mig;
-        int incoming_fd;
-        uint32_t incoming_nsid;
-        uint64_t incoming_offset;
-        GChecksum *incoming_sum;
+        struct ImageReceive *receive;   /* its image arriving (migrate-receive.c) */
         DeviceImages *images;           /* the images its worker writes, kept open for their locks (image-lock.h) */
         unsigned restarts;              /* automatic restarts since the manager started */
         GArray *restart_times;          /* uint64_t CLOCK_MONOTONIC µs of recent restarts */

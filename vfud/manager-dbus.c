@@ -595,6 +595,8 @@ int manager_bus_register(Manager *m) {
         int r;
 
         r = sd_bus_add_object_vtable(m->bus, NULL, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, manager_vtable, m);
+        if (r >= 0)
+                r = migrate_bus_register(m);
         if (r < 0)
                 return r;
         return sd_bus_add_object_manager(m->bus, NULL, VFUD_MANAGER_PATH);

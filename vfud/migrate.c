@@ -8,7 +8,7 @@
  *   2. in a thread, on a connection of its own to the destination: refuse
  *      names the destination already has, CreateDevice with the same
  *      definition, check shared backings (same path, same size) or stream
- *      the images (WriteImage/CommitImage, SHA-256 checked), start the
+ *      the images (one image stream per namespace, migrate-stream.h), start the
  *      copies that were running here; on any failure destroy what was
  *      created there;
  *      live devices are created there as "incoming", then the thread waits
@@ -40,8 +40,8 @@
 #include "image-lock.h"
 #include "manager-libvirt.h"
 #include "migrate.h"
+#include "migrate-stream.h"
 
-#define CHUNK (1u << 20)
 #define REMOTE_TIMEOUT_USEC (120 * G_USEC_PER_SEC)
 #define PROGRESS_INTERVAL_USEC (200 * 1000)
 #define HAND_OVER_POLL_USEC (50 * 1000)
@@ -102,6 +102,8 @@ struct Migration {
 
         GThread *thread;
         gint cancelled;                 /* atomic: vfud is exiting */
+        int cancel_fd;                  /* eventfd, readable once cancelled: the copy polls it */
+        char *cancel_reason;            /* set before cancelled */
         int efd;
         sd_event_source *done_source, *timer;
 
@@ -139,6 +141,7 @@ static void migration_free(Migration *mg) {
         g_ptr_array_unref(mg->devs);
         sd_bus_message_unref(mg->msg);
         g_free(mg->destination);
+        g_free(mg->cancel_reason);
         g_free(mg->vm);
         g_free(mg->lv_uri);
         g_free(mg->lv_dest_uri);
@@ -151,12 +154,26 @@ static void migration_free(Migration *mg) {
         sd_event_source_disable_unref(mg->timer);
         if (mg->efd >= 0)
                 close(mg->efd);
+        if (mg->cancel_fd >= 0)
+                close(mg->cancel_fd);
         g_mutex_clear(&mg->lock);
         g_free(mg);
 }
 
 static void device_set_migration(Device *d, const char *state, uint64_t bytes, uint64_t total, uint64_t rate,
                                  uint64_t remaining);
+
+/* Stop the migration (on the loop): the copy and the hand-over end with reason, the thread rolls back. */
+static void migration_cancel(Migration *mg, const char *reason) {
+        uint64_t one = 1;
+
+        if (g_atomic_int_get(&mg->cancelled))
+                return;
+        mg->cancel_reason = g_strdup(reason);
+        g_atomic_int_set(&mg->cancelled, 1);
+        if (mg->cancel_fd >= 0 && write(mg->cancel_fd, &one, sizeof(one)) < 0)
+                g_warning("cannot cancel the migration's copy: %s", g_strerror(errno));
+}
 
 bool device_is_migrating(Device *d) {
         return d->migration != NULL;
@@ -531,79 +548,188 @@ static gboolean check_shared(sd_bus *b, Migration *mg, MigrateDev *md, const cha
         return TRUE;
 }
 
-static gboolean all_zero(const uint8_t *p, size_t n) {
-        return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+/* ---- the image copy: one stream per namespace (migrate-stream.h) ---- */
+
+typedef struct ReceiveCall {
+        bool done;
+        sd_bus_error error;
+        int errno_;
+} ReceiveCall;
+
+static int on_receive_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        ReceiveCall *rc = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        rc->done = true;
+        if (e) {
+                rc->errno_ = sd_bus_message_get_errno(reply);
+                sd_bus_error_copy(&rc->error, e);
+        }
+        return 0;
 }
 
-static gboolean copy_image(sd_bus *b, Migration *mg, MigrateDev *md, const char *path, const MigrateImage *img,
-                           GError **error) {
-        g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA256);
-        g_autofree uint8_t *buf = g_malloc(CHUNK);
-        sd_bus_error e = SD_BUS_ERROR_NULL;
-        bool sent_first = false;
-        uint64_t off = 0;
-        int fd, r;
+typedef struct CopyProgress {
+        Migration *mg;
+        uint64_t base;                  /* bytes of the images before this one */
+} CopyProgress;
 
-        fd = open(img->path, O_RDONLY | O_CLOEXEC);
+static void on_copy_progress(uint64_t covered, void *userdata) {
+        CopyProgress *cp = userdata;
+
+        g_mutex_lock(&cp->mg->lock);
+        cp->mg->bytes = cp->base + covered;
+        g_mutex_unlock(&cp->mg->lock);
+}
+
+static gboolean send_image(Migration *mg, const MigrateImage *img, int out_fd, GError **error) {
+        CopyProgress cp = { mg, 0 };
+        int fd = open(img->path, O_RDONLY | O_CLOEXEC);
+        gboolean ok;
+
+        g_mutex_lock(&mg->lock);
+        cp.base = mg->bytes;
+        g_mutex_unlock(&mg->lock);
         if (fd < 0) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED, "cannot read %s: %s", img->path,
                             g_strerror(errno));
                 return FALSE;
         }
-        while (off < img->size) {
-                if (g_atomic_int_get(&mg->cancelled)) {
-                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
-                                    "vfud on this host is exiting: migrate again once it is back");
-                        close(fd);
-                        return FALSE;
-                }
-                size_t want = (size_t) MIN((uint64_t) CHUNK, img->size - off), got = 0;
-
-                while (got < want) {
-                        ssize_t n = pread(fd, buf + got, want - got, (off_t) (off + got));
-
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0) {
-                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED, "cannot read %s: %s",
-                                            img->path, n < 0 ? g_strerror(errno) : "file shorter than the namespace");
-                                close(fd);
-                                return FALSE;
-                        }
-                        got += (size_t) n;
-                }
-                /* Zero chunks are skipped: the destination starts from an empty image. */
-                if (!sent_first || !all_zero(buf, want)) {
-                        sd_bus_message *m = NULL;
-                        uint64_t le = GUINT64_TO_LE(off);
-
-                        r = sd_bus_message_new_method_call(b, &m, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "WriteImage");
-                        if (r >= 0)
-                                r = sd_bus_message_append(m, "ut", img->nsid, off);
-                        if (r >= 0)
-                                r = sd_bus_message_append_array(m, 'y', buf, want);
-                        if (r >= 0)
-                                r = sd_bus_call(b, m, 0, &e, NULL);
-                        sd_bus_message_unref(m);
-                        if (r < 0) {
-                                close(fd);
-                                return call_failed(error, &e, r, mg->destination, "writing the image");
-                        }
-                        g_checksum_update(sum, (const guchar *) &le, sizeof(le));
-                        g_checksum_update(sum, buf, (gssize) want);
-                        sent_first = true;
-                }
-                off += want;
-                g_mutex_lock(&mg->lock);
-                mg->bytes += want;
-                g_mutex_unlock(&mg->lock);
-        }
+        ok = image_stream_send(fd, img->size, out_fd, mg->cancel_fd, on_copy_progress, &cp, NULL, error);
         close(fd);
-        r = sd_bus_call_method(b, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "CommitImage", &e, NULL, "us", img->nsid,
-                               g_checksum_get_string(sum));
-        if (r < 0)
-                return call_failed(error, &e, r, mg->destination, "committing the image");
+        return ok;
+}
+
+/* A pipe whose read end the receiver gets; a large buffer so that both ends run at disk speed. */
+static gboolean stream_pipe(int p[2], GError **error) {
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "cannot make a pipe: %s", g_strerror(errno));
+                return FALSE;
+        }
+        (void) fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
         return TRUE;
+}
+
+/* Which failure to report: ours when the migration was cancelled here, else the receiver's reason
+ * (a damaged extent, a full disk there), which explains ours (the stream broke). */
+static gboolean copy_result(Migration *mg, GError *send_error, GError *recv_error, GError **error) {
+        if (g_atomic_int_get(&mg->cancelled)) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "%s", mg->cancel_reason);
+                g_clear_error(&send_error);
+                g_clear_error(&recv_error);
+                return FALSE;
+        }
+        if (send_error && !recv_error) {
+                g_propagate_error(error, send_error);
+                g_clear_error(&recv_error);
+                return FALSE;
+        }
+        g_clear_error(&send_error);
+        if (recv_error) {
+                g_propagate_error(error, recv_error);
+                return FALSE;
+        }
+        return TRUE;
+}
+
+/* To a bus address: the pipe goes to the destination vfud with ReceiveImage on the migration's connection. */
+static gboolean copy_image_bus(sd_bus *b, Migration *mg, MigrateDev *md, const MigrateImage *img, GError **error) {
+        ReceiveCall call = { .error = SD_BUS_ERROR_NULL };
+        GError *send_error = NULL, *recv_error = NULL;
+        sd_bus_message *m = NULL;
+        sd_bus_slot *slot = NULL;
+        int p[2], r;
+        int64_t deadline;
+
+        if (!stream_pipe(p, error))
+                return FALSE;
+        r = sd_bus_message_new_method_call(b, &m, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MIGRATION_PEER_IFACE,
+                                           "ReceiveImage");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "suh", md->name, img->nsid, p[0]);
+        /* the reply comes when the image is complete: no timeout while the stream flows */
+        if (r >= 0)
+                r = sd_bus_call_async(b, &slot, m, on_receive_reply, &call, UINT64_MAX);
+        if (r >= 0)
+                r = sd_bus_flush(b);
+        sd_bus_message_unref(m);
+        close(p[0]);
+        if (r < 0) {
+                close(p[1]);
+                sd_bus_slot_unref(slot);
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "cannot send the image of %s to %s: %s",
+                            md->name, mg->destination, g_strerror(-r));
+                return FALSE;
+        }
+        (void) send_image(mg, img, p[1], &send_error);
+        close(p[1]);
+        /* the receiver ends at the stream's end, or at its break: wait for its word before anything else */
+        deadline = g_get_monotonic_time() + REMOTE_TIMEOUT_USEC;
+        while (!call.done && g_get_monotonic_time() < deadline) {
+                r = sd_bus_process(b, NULL);
+                if (r < 0)
+                        break;
+                if (r == 0)
+                        (void) sd_bus_wait(b, 100 * 1000);
+        }
+        sd_bus_slot_unref(slot);
+        if (!call.done)
+                g_set_error(&recv_error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                            "%s did not confirm the image of %s: %s", mg->destination, md->name,
+                            r < 0 ? g_strerror(-r) : "no answer");
+        else if (sd_bus_error_is_set(&call.error)) {
+                g_autofree char *what = g_strdup_printf("receiving namespace %u of %s", img->nsid, md->name);
+
+                manager_error_from_bus(&recv_error, &call.error, -call.errno_, "on %s: %s", mg->destination, what);
+        }
+        sd_bus_error_free(&call.error);
+        return copy_result(mg, send_error, recv_error, error);
+}
+
+/* To [USER@]HOST: ssh's stdin is the pipe, `vfuctl receive-image` there hands it to that host's vfud. */
+static gboolean copy_image_ssh(Migration *mg, MigrateDev *md, const MigrateImage *img, GError **error) {
+        g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                                                                    G_SUBPROCESS_FLAGS_STDERR_PIPE);
+        g_autoptr(GSubprocess) ssh = NULL;
+        g_autofree char *name = g_shell_quote(md->name), *nsid = g_strdup_printf("%u", img->nsid);
+        g_autofree char *err_text = NULL;
+        GError *send_error = NULL, *recv_error = NULL, *e = NULL;
+        int p[2];
+
+        if (!stream_pipe(p, error))
+                return FALSE;
+        g_subprocess_launcher_take_stdin_fd(l, p[0]);
+        ssh = g_subprocess_launcher_spawn(l, &e, "ssh", "-xT", "--", mg->destination, "vfuctl", "receive-image",
+                                          name, nsid, NULL);
+        if (!ssh) {
+                close(p[1]);
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "cannot run ssh to send the image of %s: %s",
+                            md->name, e->message);
+                g_clear_error(&e);
+                return FALSE;
+        }
+        (void) send_image(mg, img, p[1], &send_error);
+        close(p[1]);
+        if (!g_subprocess_communicate_utf8(ssh, NULL, NULL, NULL, &err_text, &e)) {
+                g_set_error(&recv_error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "ssh %s: %s", mg->destination,
+                            e->message);
+                g_clear_error(&e);
+        } else if (!g_subprocess_get_successful(ssh)) {
+                g_strstrip(err_text);
+                g_set_error(&recv_error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
+                            "on %s: receiving namespace %u of %s: %s", mg->destination, img->nsid, md->name,
+                            err_text && *err_text ? err_text : "ssh or vfuctl receive-image failed");
+        }
+        return copy_result(mg, send_error, recv_error, error);
+}
+
+static gboolean dest_is_address(const char *dest) {
+        return strchr(dest, '=') || strchr(dest, ':');
+}
+
+static gboolean copy_image(sd_bus *b, Migration *mg, MigrateDev *md, const MigrateImage *img, GError **error) {
+        if (dest_is_address(mg->destination))
+                return copy_image_bus(b, mg, md, img, error);
+        return copy_image_ssh(mg, md, img, error);
 }
 
 static gboolean migrate_one(sd_bus *b, Migration *mg, MigrateDev *md, GError **error) {
@@ -666,7 +792,7 @@ static gboolean migrate_one(sd_bus *b, Migration *mg, MigrateDev *md, GError **e
                 if (r < 0)
                         return call_failed(error, &e, r, mg->destination, "stopping the new device for the copy");
                 for (guint i = 0; i < md->images->len; i++)
-                        if (!copy_image(b, mg, md, path, &g_array_index(md->images, MigrateImage, i), error))
+                        if (!copy_image(b, mg, md, &g_array_index(md->images, MigrateImage, i), error))
                                 return FALSE;
                 if (md->was_running) {
                         r = sd_bus_call_method(b, VFUD_BUS_NAME, path, VFUD_DEVICE_IFACE, "Start", &e, NULL, NULL);
@@ -773,7 +899,7 @@ static gboolean await_hand_over(sd_bus *b, Migration *mg, GError **error) {
 
                 if (g_atomic_int_get(&mg->cancelled)) {
                         g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
-                                    "vfud on this host is exiting: the devices keep running here; migrate again once it is back");
+                                    "%s; the devices keep running here", mg->cancel_reason);
                         return FALSE;
                 }
                 for (guint i = 0; i < mg->devs->len; i++) {
@@ -878,7 +1004,7 @@ static void domain_move(Migration *mg) {
 
         set_phase(mg, "completed");
         if (g_atomic_int_get(&mg->cancelled))
-                g_set_error(&err, MANAGER_ERROR, MANAGER_ERROR_FAILED, "vfud on this host is exiting");
+                g_set_error(&err, MANAGER_ERROR, MANAGER_ERROR_FAILED, "%s", mg->cancel_reason);
         else
                 (void) manager_libvirt_migrate_domain(mg->lv_uri, mg->vm, mg->lv_dest_uri, &err);
         if (!err) {
@@ -1056,11 +1182,18 @@ static void migration_start_thread(Migration *mg) {
 }
 
 void manager_migrations_abort(Manager *m) {
+        GHashTableIter it;
+        gpointer v;
+
+        /* images arriving here: their senders see the stream break */
+        g_hash_table_iter_init(&it, m->devices);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                migrate_receive_cancel(v);
         while (m->migrations && m->migrations->len) {
                 Migration *mg = m->migrations->pdata[0];
 
                 /* Stop copying, let the thread roll the destination back, and keep the devices here. */
-                g_atomic_int_set(&mg->cancelled, 1);
+                migration_cancel(mg, "vfud on this host is exiting: migrate again once it is back");
                 g_message("migration to %s: vfud is exiting, stopping it (the destination is rolled back)",
                           mg->destination);
                 if (mg->thread)
@@ -1365,6 +1498,7 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         mg = g_new0(Migration, 1);
         mg->manager = m;
         mg->efd = -1;
+        mg->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         mg->destination = g_strdup(dest);
         mg->copy = strcmp(storage, "copy") == 0;
         mg->timeout_usec = (uint64_t) timeout * G_USEC_PER_SEC;

@@ -47,5 +47,11 @@ int manager_bus_migrate_vm(Manager *m, sd_bus_message *msg, sd_bus_error *error)
 void manager_migrations_abort(Manager *m);
 /* d's client migration state or connection changed (device-worker.c): follow the hand-over. */
 void migrate_device_event(Device *d);
-/* Whether d is being migrated (other changes are refused meanwhile). */
+/* Whether d is being migrated or receiving an image (other changes are refused meanwhile). */
 bool device_is_migrating(Device *d);
+
+/* The MigrationPeer interface (migrate-receive.c): ReceiveImage, the destination's end of an image copy. */
+typedef struct ImageReceive ImageReceive;
+int migrate_bus_register(Manager *m);
+/* Stop d's image receive, answering its caller with an error (vfud exiting). */
+void migrate_receive_cancel(Device *d);

@@ -394,7 +394,7 @@ def test_introspect(env):
         check(found, f'{path} has no interface {iface}')
         return found[0], root
 
-    for iface, path in ((MIFACE, MPATH), (DIFACE, env.path('intro'))):
+    for iface, path in ((MIFACE, MPATH), (DIFACE, env.path('intro')), ('org.vfu.vfud1.MigrationPeer', MPATH)):
         contract = ET.parse(os.path.join(xml_dir, f'{iface}.xml')).getroot().find('interface')
         got, root = live(path, iface)
         a, b = canon(contract), canon(got)
@@ -2838,105 +2838,63 @@ def test_migrate_shared(env):
     migrate_case(env, run)
 
 
-class HoldRelay:
-    """A byte relay in front of a bus (unix:path=...) that passes its clients' bytes on up to limit, then holds
-    the rest until release(): a client's method calls past that point wait for replies that cannot come yet."""
+def remote_source(env, dst):
+    """The ssh shim in place and the source vfud restarted so that its ssh to root@vfu-remote reaches dst's bus;
+    returns the relay's control file (see STREAM_RELAY): absent, the stream passes untouched."""
+    log = ssh_shim(env)
+    env.stop_vfud()
+    os.environ['VFU_TEST_SSH_BUS'] = dst.addr
+    env.start_vfud()
+    return log + '.relay'
 
-    def __init__(self, where, addr, limit):
-        import threading
-        self.target = addr.split('path=', 1)[1].split(',', 1)[0]
-        path = os.path.join(where, 'hold-relay')
-        self.addr = 'unix:path=' + path
-        self.limit, self.passed = limit, 0
-        self.held, self.released = threading.Event(), threading.Event()
-        self.lock = threading.Lock()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(8)
 
-        def serve():
-            while True:
-                try:
-                    c, _ = self.listener.accept()
-                except OSError:
-                    return
-                t = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                t.connect(self.target)
-                threading.Thread(target=self.pump, args=(c, t, True), daemon=True).start()
-                threading.Thread(target=self.pump, args=(t, c, False), daemon=True).start()
+def relay_set(relay, op, at):
+    for f in (relay + '.held', relay + '.release'):
+        if os.path.exists(f):
+            os.unlink(f)
+    with open(relay, 'w') as f:
+        f.write(f'{op} {at}')
 
-        threading.Thread(target=serve, daemon=True).start()
 
-    def pump(self, src, dst, counted):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if counted and not self.released.is_set():
-                    with self.lock:
-                        room = max(0, self.limit - self.passed)
-                        self.passed += len(data)
-                    if room < len(data):
-                        dst.sendall(data[:room])
-                        self.held.set()
-                        self.released.wait()
-                        data = data[room:]
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def release(self):
-        self.released.set()
-
-    def close(self):
-        self.release()
-        self.listener.close()
+def random_image(env, name, size):
+    env.mgr('StopDevice', '(s)', name)
+    with open(ns_path(env, name), 'r+b') as f:
+        for _ in range(size // MiB):
+            f.write(os.urandom(MiB))
+    with open(ns_path(env, name), 'rb') as f:
+        data = f.read()
+    env.mgr('StartDevice', '(s)', name)
+    return data
 
 
 def test_migrate_abort(env):
     """vfud stopped in the middle of a copy: the destination is rolled back, the device stays and runs again.
 
-    The destination's bus is reached through a relay that holds the copy after 8 MiB of 256, until the source vfud
-    says it is stopping the migration: the abort always lands mid-copy."""
+    The image stream goes through the ssh transport with a relay that holds it after 8 MiB of 64 until the
+    source vfud says it is stopping the migration: the abort always lands mid-copy."""
     need_type('nvme')
 
     def run(env, dst):
-        env.create('nvme', 'big', 'vmb', size=256 * MiB)
-        env.mgr('StopDevice', '(s)', 'big')
-        with open(ns_path(env, 'big'), 'r+b') as f:
-            chunk = os.urandom(MiB)
-            for _ in range(256):
-                f.write(chunk)
-        env.mgr('StartDevice', '(s)', 'big')
-        relay = HoldRelay(env.dir, dst.addr, 8 * MiB)
-        try:
-            # vfuctl prints the progress it reads from MigrationProgress while the copy runs
-            cli = env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'big', '--to', relay.addr,
-                             '--storage', 'copy'])
-            check(relay.held.wait(60), 'the copy reached the hold point')
-            first = cli.stdout.readline()
-            check(first.startswith('big: copied') and (' of 256.0M' in first or ' of 256M' in first),
-                  f'progress line {first!r}')
-            pct = int(first.split('(')[1].split('%')[0]) if '%' in first else -1
-            check(0 <= pct < 100, f'held mid-copy: {first!r}')
-            check([d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['big'], 'the copy exists there')
-            env.vfud.send_signal(signal.SIGTERM)
-            env.wait_for(lambda: 'vfud is exiting, stopping it' in open(os.path.join(env.dir, 'vfud.log')).read(),
-                         20, 'the source to stop the migration')
-            relay.release()
-            env.vfud.wait(timeout=60)
-            check(env.vfud.returncode == 0, f'vfud exited with {env.vfud.returncode}')
-            env.wait_for(lambda: not env.name_owned_raw(), 10, 'the bus name to be released')
-            cli.wait(timeout=30)
-            check(cli.returncode != 0, f'vfuctl migrate failed: {cli.returncode}')
-        finally:
-            relay.close()
+        relay = remote_source(env, dst)
+        env.create('nvme', 'big', 'vmb', size=64 * MiB)
+        random_image(env, 'big', 64 * MiB)
+        relay_set(relay, 'hold', 8 * MiB)
+        # vfuctl prints the progress it reads from MigrationProgress while the copy runs
+        cli = env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'big', '--to', 'root@vfu-remote',
+                         '--storage', 'copy'])
+        env.wait_for(lambda: os.path.exists(relay + '.held'), 60, 'the copy to reach the hold point')
+        env.wait_for(lambda: env.prop('big', 'MigrationProgress').get('bytes', 0) > 0, 10, 'progress')
+        check([d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['big'], 'the copy exists there')
+        env.vfud.send_signal(signal.SIGTERM)
+        env.wait_for(lambda: 'vfud is exiting, stopping it' in open(os.path.join(env.dir, 'vfud.log')).read(),
+                     20, 'the source to stop the migration')
+        open(relay + '.release', 'w').close()
+        env.vfud.wait(timeout=60)
+        check(env.vfud.returncode == 0, f'vfud exited with {env.vfud.returncode}')
+        env.wait_for(lambda: not env.name_owned_raw(), 10, 'the bus name to be released')
+        cli.wait(timeout=30)
+        check(cli.returncode != 0, f'vfuctl migrate failed: {cli.returncode}')
+        os.unlink(relay)
         env.start_vfud()
         here = [d[0] for d in env.mgr('ListDevices', '(s)', '')[0]]
         there = [d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]]
@@ -3323,7 +3281,23 @@ def test_libvirtd(env):
 # way ssh does (exit 255, the reason on stderr).
 SSH_SHIM = r'''#!/bin/sh
 { cat /proc/$PPID/comm | tr -d '\n'; for a in "$@"; do printf '\t%s' "$a"; done; echo; } >> "$VFU_TEST_SSH_LOG"
-[ "$2" = -- ] && set -- "$1" "$3" "$4" "$5"
+[ "$2" = -- ] && set -- "$1" "$3" "$4" "$5" "$6" "$7"
+if [ "$1" = -xT ] && [ "$3" = vfuctl ] && [ "$4" = receive-image ] && [ "${2#*@}" = "$VFU_TEST_SSH_HOST" ]; then
+        # vfud's image stream: the words after the host run in the remote shell, with ssh's stdin
+        vfuctl() {
+                if [ -f "$VFU_TEST_SSH_LOG.relay" ]; then
+                        # the stream passes the test's relay (stream-relay in ssh_shim)
+                        python3 "$VFU_TEST_SSH_RELAY" "$VFU_TEST_SSH_LOG.relay" |
+                                "$VFU_TEST_VFUCTL" --bus "$VFU_TEST_SSH_BUS" "$@"
+                        exit
+                fi
+                exec "$VFU_TEST_VFUCTL" --bus "$VFU_TEST_SSH_BUS" "$@"
+        }
+        shift 2
+        eval "$*"
+fi
+[ -z "$5" ] || { echo "ssh: not called as libsystemd or vfud calls it" >&2; exit 255; }
+set -- "$1" "$2" "$3" "$4"
 if [ $# -ne 4 ] || [ "$1" != -xT ] || [ "$3" != systemd-stdio-bridge ] || [ -n "$4" ]; then
         echo "ssh: not called as libsystemd calls it" >&2
         exit 255
@@ -3333,6 +3307,38 @@ if [ "${2#*@}" != "$VFU_TEST_SSH_HOST" ]; then
         exit 255
 fi
 exec @BRIDGE@ --bus-path="$VFU_TEST_SSH_BUS"
+'''
+
+STREAM_RELAY = r'''import os, sys, time
+# stdin to stdout, as the file argv[1] says: "hold N" passes N bytes, then waits for argv[1].release;
+# "flip N" inverts byte N; "cut N" passes N bytes and ends the stream
+op, at = open(sys.argv[1]).read().split()
+at, done = int(at), 0
+
+
+def out(data):
+    while data:
+        data = data[os.write(1, data):]
+
+
+while True:
+    data = os.read(0, 1 << 20)
+    if not data:
+        break
+    if done <= at < done + len(data):
+        k = at - done
+        if op == 'flip':
+            data = data[:k] + bytes([data[k] ^ 0xff]) + data[k + 1:]
+        elif op == 'cut':
+            out(data[:k])
+            sys.exit(0)
+        elif op == 'hold':
+            out(data[:k])
+            open(sys.argv[1] + '.held', 'w').close()
+            while not os.path.exists(sys.argv[1] + '.release'):
+                time.sleep(0.05)
+    out(data[at - done:] if op == 'hold' and done <= at < done + len(data) else data)
+    done += len(data)
 '''
 
 
@@ -3348,10 +3354,13 @@ def ssh_shim(env):
     os.makedirs(d)
     with open(os.path.join(d, 'ssh'), 'w') as f:
         f.write(SSH_SHIM.replace('@BRIDGE@', bridge))
+    with open(os.path.join(d, 'stream-relay'), 'w') as f:
+        f.write(STREAM_RELAY)
     os.chmod(os.path.join(d, 'ssh'), 0o755)
     log = os.path.join(env.dir, 'ssh.log')
     open(log, 'w').close()
     os.environ.update(PATH=d + ':' + os.environ['PATH'], VFU_TEST_SSH_LOG=log, VFU_TEST_SSH_HOST='vfu-remote',
+                      VFU_TEST_VFUCTL=env_path('VFUCTL'), VFU_TEST_SSH_RELAY=os.path.join(d, 'stream-relay'),
                       DBUS_SYSTEM_BUS_ADDRESS=f'unix:path={env.dir}/no-system-bus')
     os.environ.pop('VFUD_BUS', None)
     os.environ.pop('DBUS_SESSION_BUS_ADDRESS', None)
@@ -3417,7 +3426,9 @@ def test_remote(env):
         n = len(ssh_calls(log))
         rc, out, err = env.vfuctl('migrate', '--vm', 'r', '--to', 'root@vfu-remote', '--storage', 'copy')
         check(rc == 0 and 'rdisk: migrated to' in out, f'vfuctl migrate --to root@vfu-remote: {rc} {out!r} {err}')
-        check(ssh_calls(log)[n:] == [('vfud', remote)], f'vfud ran ssh as {ssh_calls(log)[n:]}')
+        check(ssh_calls(log)[n:] == [('vfud', remote), ('vfud', ['-xT', '--', 'root@vfu-remote', 'vfuctl',
+                                                                'receive-image', "'rdisk'", '1'])],
+              f'vfud ran ssh as {ssh_calls(log)[n:]}')
         got = dst.mgr('ListDevices', '(s)', '')[0]
         check([(d[0], d[2], d[3]) for d in got] == [('rdisk', 'r', 'listening')], f'destination devices {got}')
         with open(ns_path(dst, 'rdisk'), 'rb') as f:

@@ -10,6 +10,8 @@
 #define VFUD_DEVICE_PATH_PREFIX "/org/vfu/vfud1/device"
 #define VFUD_MANAGER_IFACE      "org.vfu.vfud1.Manager"
 #define VFUD_DEVICE_IFACE       "org.vfu.vfud1.Device"
+/* between two vfuds (and vfuctl receive-image): the receiving end of a migration */
+#define VFUD_MIGRATION_PEER_IFACE "org.vfu.vfud1.MigrationPeer"
 
 #define VFUD_DBUS_ERROR_NO_SUCH_DEVICE       "org.vfu.vfud1.Error.NoSuchDevice"
 #define VFUD_DBUS_ERROR_DEVICE_EXISTS        "org.vfu.vfud1.Error.DeviceExists"
