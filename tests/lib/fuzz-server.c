@@ -71,20 +71,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /*
- * Set up once: guest RAM and two devices (with and without migration
- * support), reused by every input as a worker's server is by one client
- * after another.  Each input is a connection: attach, dispatch until the
- * stream ends, and the disconnect resets the server for the next one.
+ * Set up once: guest RAM and four devices (with and without migration
+ * support, with MSI-X or with MSI of 4 messages instead), reused by every
+ * input as a worker's server is by one client after another.  Each input
+ * is a connection: attach, dispatch until the stream ends, and the
+ * disconnect resets the server for the next one.
  */
 static int ram = -1;
-static TestDevice *devs[2];
+static TestDevice *devs[4];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
         ram = memfd_create("fuzz-guest-ram", MFD_CLOEXEC);
         if (ram < 0 || ftruncate(ram, 1 << 20) < 0)
                 abort();
-        for (unsigned i = 0; i < 2; i++)
-                devs[i] = td_new(i);
+        for (unsigned i = 0; i < 4; i++)
+                devs[i] = td_new_irq(i & 1, i & 2 ? 4 : 0);
         return 0;
 }
 
@@ -98,8 +99,8 @@ static void td_clear(TestDevice *td) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         MemTransport m = { data, size, 0, ram };
-        /* Alternate between devices with and without migration support. */
-        TestDevice *td = devs[size & 1];
+        /* The length picks the device: bit 0 migration support, bit 1 MSI instead of MSI-X. */
+        TestDevice *td = devs[size & 3];
 
         td_clear(td);
         if (vu_server_attach_transport(td->server, &mem_ops, &m) < 0)

@@ -103,6 +103,19 @@ def seeds():
         mig += b"\0"
     s["migration"] = mig
     s["bad-header"] = version() + struct.pack("<HHIII", 1, 4, 8, 0, 0)
+    # length 2 mod 4: fuzz-server.c gives it a device with MSI (4 messages, capability at 0x84), no MSI-X
+    msi = (version() + dma_map(0x100000, 0x100000) + rd(CFG, 0x84, 0x18)
+           + set_irqs(1, 0x24, 0, 4, nfds=4) + wr(CFG, 0x04, struct.pack("<H", 6))
+           + wr(0, 0x120, struct.pack("<I", 1)) + rd(CFG, 0x98, 4)              # pending while MSI is off
+           + wr(CFG, 0x86, struct.pack("<H", 0x21)) + wr(0, 0x120, struct.pack("<I", 3))   # on, 4 messages
+           + wr(CFG, 0x94, struct.pack("<I", 4)) + wr(0, 0x120, struct.pack("<I", 2)) + rd(CFG, 0x98, 4)
+           + wr(CFG, 0x94, struct.pack("<I", 0))                                    # per-vector mask
+           + set_irqs(1, 0x09, 0, 1) + wr(0, 0x120, struct.pack("<I", 0)) + set_irqs(1, 0x11, 0, 1)
+           + wr(CFG, 0x86, struct.pack("<H", 0x01)) + wr(0, 0x120, struct.pack("<I", 3))   # one message: aliased
+           + set_irqs(1, 0x21, 0, 0) + wr(0, 0x120, struct.pack("<I", 1)) + msg(RESET))
+    while len(msi) % 4 != 2:
+        msi += b"\0"
+    s["msi"] = msi
     return s
 
 

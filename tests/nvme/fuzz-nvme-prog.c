@@ -9,7 +9,9 @@
  * guest pages, bus mastering off and on, namespace resize, shutdown, a live
  * migration onto the same controller (state saved and loaded again) — run
  * against the real controller (manual: no I/O thread, this thread runs it)
- * on fake guest RAM and null backends.
+ * on fake guest RAM and null backends: with MSI-X (5 vectors) for inputs of
+ * even length, with MSI (8 messages, what create --msi and --hotplug give)
+ * for odd ones.
  *
  * Invariants, checked after every action:
  *   - no access outside guest memory: ASan for the host, and the pages of
@@ -43,7 +45,8 @@
 #define PAGES   256u
 #define RAM     ((uint64_t) PAGES * PAGE)
 #define NQ      5u                      /* admin + 4 I/O queue pairs */
-#define NVEC    5u
+#define NVEC    5u                      /* MSI-X: one per queue */
+#define NVEC_MSI 8u                     /* MSI: a power of two */
 #define PG_ASQ  0u                      /* queue q: SQ at page 2q, CQ at 2q + 1 */
 #define PG_DB   10u                     /* shadow doorbells */
 #define PG_EI   11u                     /* EventIdx */
@@ -65,8 +68,10 @@ typedef struct Queue {
 static FakeMem fm;
 static VuMem tracked_mem;               /* fm's translations, noting the pages the device may write */
 static uint64_t dirty[PAGES / 64];      /* pages written since the last input: cleared after it */
-static NvmeCtrl *ctrl;
-static unsigned irqs[NVEC];
+static NvmeCtrl *ctrl;                  /* this input's: ctrls[0] MSI-X, ctrls[1] MSI */
+static NvmeCtrl *ctrls[2];
+static unsigned nvec;                   /* its vectors */
+static unsigned irqs[NVEC_MSI];
 static Queue q[NQ];
 static bool shadow;                     /* Doorbell Buffer Config done by the harness */
 static bool ns_changed;
@@ -75,7 +80,7 @@ static bool trace;                      /* FUZZ_TRACE=1: print actions and compl
 /* ---- the controller and guest memory ---- */
 
 static void count_irq(void *opaque, unsigned vector) {
-        if (vector >= NVEC)
+        if (vector >= nvec)
                 abort();
         irqs[vector]++;
 }
@@ -336,7 +341,7 @@ static void act_create(Prog *g) {
         unsigned qid = 1 + u8(g) % (NQ - 1);
         uint32_t size = 2 + u8(g) % 63;
         uint8_t flags = u8(g);
-        uint16_t vector = flags % NVEC;
+        uint16_t vector = flags % nvec;
         NvmeSqe cq = { .opcode = NVME_ADM_CREATE_CQ, .prp1 = page_gpa(2 * qid + 1),
                        .cdw10 = qid | (size - 1) << 16, .cdw11 = 1 | ((flags & 0x80) ? 0 : 2) | (uint32_t) vector << 16 };
         NvmeSqe sq = { .opcode = NVME_ADM_CREATE_SQ, .prp1 = page_gpa(2 * qid),
@@ -594,18 +599,21 @@ static GLogWriterOutput quiet(GLogLevelFlags level, const GLogField *fields, gsi
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        NvmeCtrlConfig cfg = { .name = "fuzzprog", .serial = "FUZZPROG", .max_ioqs = NQ - 1, .msix_nvec = NVEC,
-                               .cntlid = 1, .manual = true };
-
         trace = getenv("FUZZ_TRACE") != NULL;
         if (!trace)
                 g_log_set_writer_func(quiet, NULL, NULL);
         fake_mem_init(&fm, GPA, RAM);
-        if (nvme_ctrl_new(&cfg, &ctrl) < 0)
-                abort();
         tracked_mem = (VuMem) { .ops = &tracked_ops };
-        nvme_ctrl_attach(ctrl, &tracked_mem, count_irq, NULL);
-        add_namespaces();
+        for (unsigned msi = 0; msi < 2; msi++) {
+                NvmeCtrlConfig cfg = { .name = "fuzzprog", .serial = "FUZZPROG", .max_ioqs = NQ - 1,
+                                       .msix_nvec = msi ? NVEC_MSI : NVEC, .msi = msi, .cntlid = 1, .manual = true };
+
+                if (nvme_ctrl_new(&cfg, &ctrls[msi]) < 0)
+                        abort();
+                ctrl = ctrls[msi];
+                nvme_ctrl_attach(ctrl, &tracked_mem, count_irq, NULL);
+                add_namespaces();
+        }
         for (unsigned i = 0; i < NQ; i++)
                 q[i].outstanding = g_malloc0(65536 / 8);
         return 0;
@@ -615,6 +623,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Prog g = { data, size };
         unsigned steps = 0;
 
+        ctrl = ctrls[size & 1];
+        nvec = size & 1 ? NVEC_MSI : NVEC;
         while (g.n > 0 && steps++ < 256) {
                 uint8_t op = u8(&g) % G_N_ELEMENTS(actions);
 
