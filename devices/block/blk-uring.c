@@ -7,10 +7,15 @@
  *
  * What the kernel offers is used, each with a fallback (BlkBackend.uring):
  * the data fd registered with the ring (no file lookup per request), and
- * one submitting thread with its completion work deferred to when it reaps
- * (SINGLE_ISSUER + DEFER_TASKRUN, Linux 6.1), else run cooperatively
- * (COOP_TASKRUN, 5.19), else the defaults.  The ring is created disabled
- * and enabled by the first thread that submits: that thread owns it.
+ * completion work run cooperatively, when the thread next enters the
+ * kernel, with a flag telling it that some waits (COOP_TASKRUN and
+ * TASKRUN_FLAG, Linux 5.19), else the defaults.  Not SINGLE_ISSUER and
+ * DEFER_TASKRUN: a ring of theirs refuses every registration call from
+ * any thread but its submitter (EEXIST), so a backend freed on another
+ * thread than its I/O thread (NVMe: the control thread) could not let go
+ * of its registered file, and the file (and the locks on it) outlived the
+ * backend until the ring's asynchronous teardown; page-cache reads, which
+ * complete inline, measured no faster with them.
  * A request with one iovec is a plain read or write (no iovec array for
  * the kernel to copy in).  Reaping reads the event fd only in
  * blk_uring_arm(), before the caller sleeps: a polling thread makes no
@@ -19,8 +24,6 @@
 #include <errno.h>
 #include <liburing.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <glib.h>
 
@@ -37,7 +40,6 @@ typedef struct BlkUring {
         unsigned pool_inflight;         /* of them, in the helper pool */
         int sqe_fd;                     /* what SQEs name: 0 (the registered file) or the fd */
         uint8_t sqe_flags;              /* IOSQE_FIXED_FILE or 0 */
-        bool disabled;                  /* IORING_SETUP_R_DISABLED: the first submitter enables it */
 } BlkUring;
 
 static bool blk_uring_prep(BlkUring *u, BlkRequest *r) {
@@ -108,13 +110,6 @@ static void blk_uring_commit(BlkBackend *b) {
         BlkUring *u = (BlkUring *) b;
 
         blk_pool_queue(&u->pool, &u->staged_pool);
-        if (u->disabled && u->queued > 0) {
-                /* The first submitter: the ring is this thread's (SINGLE_ISSUER). */
-                /* io_uring_enable_rings() is missing from some liburing builds (Debian's 2.3). */
-                if (syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
-                        g_warning("io_uring on %s: enabling the ring: %s", b->path, g_strerror(errno));
-                u->disabled = false;
-        }
         for (;;) {
                 if (u->queued > 0) {
                         int n = io_uring_submit(&u->ring);
@@ -203,7 +198,7 @@ static void blk_uring_destroy(BlkBackend *b) {
 
         blk_pool_stop(&u->pool);
         /* The ring is torn down asynchronously after exit: let go of the file now, so
-         * that its locks (vfud's image lock) go with our last descriptor. */
+         * that its locks (vfud's image lock) go with our last descriptor (any thread may). */
         if (u->base.uring & BLK_URING_FIXED_FILE)
                 (void) io_uring_unregister_files(&u->ring);
         io_uring_queue_exit(&u->ring);
@@ -226,9 +221,7 @@ static const struct {
         unsigned setup;
         unsigned features;
 } blk_uring_setups[] = {
-        { IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
-          IORING_SETUP_R_DISABLED, BLK_URING_SINGLE_ISSUER | BLK_URING_DEFER_TASKRUN },
-        { IORING_SETUP_COOP_TASKRUN, BLK_URING_COOP_TASKRUN },
+        { IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, BLK_URING_COOP_TASKRUN },
         { 0, 0 },
 };
 
@@ -245,7 +238,6 @@ static int blk_uring_init(BlkUring *u, unsigned depth, unsigned refuse) {
                 if (r < 0)
                         return r;
                 u->base.uring = blk_uring_setups[i].features;
-                u->disabled = p.flags & IORING_SETUP_R_DISABLED;
                 break;
         }
         if (r < 0)

@@ -18,8 +18,7 @@
  * readable after the completion it announces was reaped: a caller that saw
  * it readable reaps and arms again, whatever blk_backend_inflight() says.
  *
- * One thread submits to and reaps a backend (io_uring: the first to commit
- * work owns the ring, IORING_SETUP_SINGLE_ISSUER); blk_backend_clone()
+ * One thread at a time submits to and reaps a backend; blk_backend_clone()
  * gives another thread its own.  Opening, resizing, blk_execute_sync() and
  * freeing an idle backend may happen on any thread.
  *
@@ -72,9 +71,7 @@ enum {
 /* io_uring features an io_uring backend uses, each where the kernel offers it. */
 enum {
         BLK_URING_FIXED_FILE = 1u << 0,     /* the data fd registered with the ring */
-        BLK_URING_SINGLE_ISSUER = 1u << 1,  /* one thread submits (the first that does) */
-        BLK_URING_DEFER_TASKRUN = 1u << 2,  /* completion work runs when the submitter reaps */
-        BLK_URING_COOP_TASKRUN = 1u << 3,   /* no interrupt of the submitter for completion work */
+        BLK_URING_COOP_TASKRUN = 1u << 1,   /* no interrupt of the submitter for completion work */
 };
 
 typedef struct BlkRequest BlkRequest;

@@ -79,14 +79,12 @@ static int setup_engine_refusing(void **state, BlkEngine e, unsigned refuse) {
 }
 static int setup_threads(void **state) { return setup_engine_refusing(state, BLK_ENGINE_THREADS, 0); }
 static int setup_auto(void **state) { return setup_engine_refusing(state, BLK_ENGINE_AUTO, 0); }
-/* io_uring as an older kernel offers it: cooperative task work only (5.19), or nothing of it. */
+/* io_uring without a registered file, and with none of the features (as before Linux 5.19). */
 static int setup_uring_coop(void **state) {
-        return setup_engine_refusing(state, BLK_ENGINE_AUTO, BLK_URING_SINGLE_ISSUER | BLK_URING_DEFER_TASKRUN |
-                                                              BLK_URING_FIXED_FILE);
+        return setup_engine_refusing(state, BLK_ENGINE_AUTO, BLK_URING_FIXED_FILE);
 }
 static int setup_uring_plain(void **state) {
-        return setup_engine_refusing(state, BLK_ENGINE_AUTO, BLK_URING_SINGLE_ISSUER | BLK_URING_DEFER_TASKRUN |
-                                                              BLK_URING_COOP_TASKRUN | BLK_URING_FIXED_FILE);
+        return setup_engine_refusing(state, BLK_ENGINE_AUTO, BLK_URING_COOP_TASKRUN | BLK_URING_FIXED_FILE);
 }
 
 static int teardown(void **state) {
@@ -470,10 +468,6 @@ static void test_uring_features(void **state) {
                 return;
         }
         assert_int_equal(b->uring & f->refuse, 0);
-        /* Deferred task work needs a single issuer; one setup, not both kinds of task work. */
-        if (b->uring & BLK_URING_DEFER_TASKRUN)
-                assert_true(b->uring & BLK_URING_SINGLE_ISSUER);
-        assert_false((b->uring & BLK_URING_DEFER_TASKRUN) && (b->uring & BLK_URING_COOP_TASKRUN));
         print_message("io_uring features 0x%x (refused 0x%x)\n", b->uring, f->refuse);
         fill(buf, sizeof(buf), 11);
         assert_int_equal(rw(b, BLK_WRITE, buf, sizeof(buf), 8192, 0), 0);
@@ -498,8 +492,7 @@ static void *owner_main(void *arg) {
 
 /*
  * Opened on one thread, submitted to and reaped on another (as a device's
- * I/O thread does), freed on the first: with SINGLE_ISSUER the ring is the
- * submitting thread's.  The arm contract: after everything was reaped, an
+ * I/O thread does), freed on the first.  The arm contract: after everything was reaped, an
  * armed backend reports nothing waiting and its fd is clear.
  */
 static void test_other_thread_owns(void **state) {
@@ -521,6 +514,33 @@ static void test_other_thread_owns(void **state) {
         blk_backend_free(b);
 }
 
+/*
+ * A freed backend lets go of its file at once, whichever thread submitted
+ * to it: a lock held through the backend's descriptor is free for another
+ * open the moment blk_backend_free() returns (a ring that kept the file
+ * registered would hold it until its asynchronous teardown).
+ */
+static void test_free_releases_file(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_file(f, 1 << 20, false, false);
+        g_autofree uint8_t *buf = g_malloc(2 * 65536);
+        Owner o = { .b = b, .buf = buf, .ret = -1 };
+        pthread_t t;
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+
+        fill(buf, 65536, 8);
+        assert_int_equal(pthread_create(&t, NULL, owner_main, &o), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(o.ret, 0);
+        assert_int_equal(fcntl(b->fd, F_OFD_SETLK, &fl), 0);
+        int other = open(f->path, O_RDWR | O_CLOEXEC);
+        assert_true(other >= 0);
+        assert_int_equal(fcntl(other, F_OFD_SETLK, &fl), -1);          /* held through the backend */
+        blk_backend_free(b);
+        assert_int_equal(fcntl(other, F_OFD_SETLK, &fl), 0);
+        close(other);
+}
+
 #define ENGINE_TESTS(setup) \
         cmocka_unit_test_setup_teardown(test_create_sparse_and_size, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_write_read_verify, setup, teardown), \
@@ -532,7 +552,8 @@ static void test_other_thread_owns(void **state) {
         cmocka_unit_test_setup_teardown(test_many_inflight, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_clone, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_uring_features, setup, teardown), \
-        cmocka_unit_test_setup_teardown(test_other_thread_owns, setup, teardown)
+        cmocka_unit_test_setup_teardown(test_other_thread_owns, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_free_releases_file, setup, teardown)
 
 int main(void) {
         const struct CMUnitTest threads[] = { ENGINE_TESTS(setup_threads) };
