@@ -147,6 +147,8 @@ int blk_execute_sync(BlkBackend *b, BlkRequest *r) {
 
         if (b->is_null)
                 return blk_null_execute(b, r);
+        if (b->ops->execute)
+                return b->ops->execute(b, r);
         if (b->read_only && r->op != BLK_READ && r->op != BLK_FLUSH)
                 return -EROFS;
         if (r->op != BLK_FLUSH && (r->offset > b->size || r->len > b->size - r->offset))

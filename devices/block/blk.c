@@ -206,6 +206,7 @@ int blk_backend_open(const BlkOpenOptions *opts, BlkBackend **out) {
         *o = *opts;
         o->path = NULL;
         o->fd = -1;
+        o->nbd_uri = NULL;              /* the NBD backend keeps its own target */
         (*out)->opened_ = o;
         return 0;
 }
@@ -214,6 +215,8 @@ int blk_backend_clone(const BlkBackend *b, BlkBackend **out) {
         BlkOpenOptions o = *b->opened_;
 
         *out = NULL;
+        if (b->ops->clone)
+                return b->ops->clone(b, out);
         o.path = b->path;
         o.size = b->size;
         if (!b->is_null) {
@@ -234,6 +237,15 @@ static int blk_backend_open_engine(const BlkOpenOptions *opts, BlkBackend **out)
                 if (opts->fd >= 0)
                         close(opts->fd);
                 return blk_null_create(opts, out);
+        }
+        if (opts->nbd_uri) {
+                if (opts->fd >= 0)
+                        close(opts->fd);
+#if HAVE_LIBNBD
+                return blk_nbd_create(opts, out);
+#else
+                return -EPROTONOSUPPORT;
+#endif
         }
         base.read_only = opts->read_only;
         r = blk_open_fd(opts, &created);
@@ -292,7 +304,17 @@ void blk_backend_drain(BlkBackend *b) {
         }
 }
 
+void blk_backend_waiting(const BlkBackend *b, char *buf, size_t size) {
+        if (size == 0)
+                return;
+        buf[0] = '\0';
+        if (b->ops->waiting)
+                b->ops->waiting(b, buf, size);
+}
+
 int blk_backend_resize(BlkBackend *b, uint64_t new_size) {
+        if (b->ops->resize)
+                return b->ops->resize(b, new_size);
         if (b->is_null) {
                 if (new_size < b->size && new_size != 0)
                         return -EINVAL;

@@ -6,7 +6,9 @@
  * engines: io_uring (the fast path, when built with liburing and the kernel
  * allows it) and a portable thread pool doing preadv/pwritev; or the null
  * backend, which stores nothing (reads return zeroes or a fixed pattern,
- * writes are dropped) to measure a device without a disk.  Requests are
+ * writes are dropped) to measure a device without a disk; or an NBD export
+ * through libnbd (blk-nbd.c: a network backend that reconnects, whose
+ * requests wait while it is down and then fail with -ENOTCONN).  Requests are
  * submitted, then committed in batches; completions are delivered by
  * blk_backend_reap() on the thread that calls it, never asynchronously, so
  * a device's I/O thread owns its callbacks.  blk_backend_fd() is readable
@@ -116,6 +118,12 @@ typedef struct BlkBackendOps {
         /* Before sleeping on the fd: clear it; true when completions already wait.  NULL: false. */
         bool (*arm)(BlkBackend *b);
         void (*destroy)(BlkBackend *b);
+        /* Optional, for backends without a data fd (NULL: the file engines' own). */
+        int (*execute)(BlkBackend *b, BlkRequest *r);           /* blk_execute_sync() */
+        int (*resize)(BlkBackend *b, uint64_t new_size);        /* blk_backend_resize() */
+        int (*clone)(const BlkBackend *b, BlkBackend **out);    /* blk_backend_clone() */
+        /* What the backend waits for ("" when nothing): any thread. */
+        void (*waiting)(const BlkBackend *b, char *buf, size_t size);
 } BlkBackendOps;
 
 struct BlkBackend {
@@ -146,6 +154,9 @@ struct BlkOpenOptions {
         unsigned uring_refuse;          /* BLK_URING_* not to use even where offered (tests of the fallbacks) */
         bool null;                      /* the null backend of size bytes: no file (fd, path unused) */
         int null_pattern;               /* null: the byte reads return, 0..255 (0: zeroes) */
+        const char *nbd_uri;            /* an NBD export (nbd://HOST[:PORT]/EXPORT or
+                                         * nbd+unix:///EXPORT?socket=PATH): fd, path unused */
+        unsigned nbd_wait_ms;           /* nbd: how long I/O waits for a lost server; 0 = 10 s */
 };
 
 /* What the null backend was asked to do (its only trace of the data). */
@@ -171,6 +182,12 @@ void blk_backend_free(BlkBackend *b);
  * by one thread; resize each.  0 and *out, or -errno.
  */
 int blk_backend_clone(const BlkBackend *b, BlkBackend **out);
+
+/*
+ * What b is waiting for, e.g. a lost NBD server it reconnects to; "" when
+ * nothing.  Safe from any thread.
+ */
+void blk_backend_waiting(const BlkBackend *b, char *buf, size_t size);
 
 /* The null backend's counters: true, or false when b is not a null backend.  b's thread only. */
 bool blk_null_get_stats(const BlkBackend *b, BlkNullStats *st);

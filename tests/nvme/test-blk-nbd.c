@@ -1,0 +1,494 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The NBD backend against real servers started here: nbdkit's memory plugin
+ * and qemu-nbd serving a qcow2 overlay on a backing file, on UNIX sockets in
+ * a temporary directory.  Data-verified I/O, write zeroes, discard, FUA,
+ * flush durability across a killed server, a server restarted with requests
+ * in flight, I/O failing (retryably) once a server stays away, clones.
+ * Skipped (77) when nbdkit or qemu-nbd is missing (./scripts/deps installs them).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include "block/blk.h"
+
+#define MiB (1u << 20)
+
+typedef struct Fixture {
+        char *dir;
+        char *sock;
+        char *uri;
+        GPid server;
+        char **argv;                    /* how the server was started, to start it again */
+} Fixture;
+
+typedef struct Done {
+        BlkRequest req;
+        struct iovec iov[4];
+        int ret;
+        bool done;
+} Done;
+
+static void on_done(BlkRequest *r, int ret) {
+        Done *d = (Done *) r;
+        d->ret = ret;
+        d->done = true;
+}
+
+/* Reap b until every request of d[0..n) finished. */
+static void wait_all(BlkBackend *b, Done *d, unsigned n) {
+        for (;;) {
+                unsigned left = 0;
+                for (unsigned i = 0; i < n; i++)
+                        left += !d[i].done;
+                if (!left)
+                        return;
+                struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
+                if (blk_backend_reap(b) == 0)
+                        assert_true(poll(&p, 1, 60000) >= 0);
+        }
+}
+
+static int run(BlkBackend *b, Done *d) {
+        d->done = false;
+        d->req.cb = on_done;
+        int r = blk_backend_submit(b, &d->req);
+        if (r < 0)
+                return r;
+        blk_backend_commit(b);
+        wait_all(b, d, 1);
+        return d->ret;
+}
+
+static int rw(BlkBackend *b, BlkOp op, void *buf, size_t len, uint64_t off, unsigned flags) {
+        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len, .niov = 1 } };
+        d.iov[0] = (struct iovec) { buf, len };
+        d.req.iov = d.iov;
+        return run(b, &d);
+}
+
+static int simple(BlkBackend *b, BlkOp op, uint64_t off, uint64_t len, unsigned flags) {
+        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len } };
+        return run(b, &d);
+}
+
+static void fill(uint8_t *buf, size_t len, unsigned seed) {
+        for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t) (i * 31 + seed * 7 + (i >> 9));
+}
+
+static bool all_zero(const uint8_t *p, size_t len) {
+        for (size_t i = 0; i < len; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
+static void child_setup(gpointer data) {
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* Start argv (the server) and wait for its socket. */
+static void server_start(Fixture *f) {
+        g_autoptr(GError) error = NULL;
+
+        unlink(f->sock);
+        assert_true(g_spawn_async(NULL, f->argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                                  child_setup, NULL, &f->server, &error));
+        for (int i = 0; i < 3000 && access(f->sock, F_OK) < 0; i++)
+                g_usleep(10000);
+        assert_int_equal(access(f->sock, F_OK), 0);
+}
+
+static void server_kill(Fixture *f) {
+        if (f->server <= 0)
+                return;
+        kill(f->server, SIGKILL);
+        waitpid(f->server, NULL, 0);
+        f->server = 0;
+        unlink(f->sock);
+}
+
+static Fixture *fixture_new(void) {
+        Fixture *f = g_new0(Fixture, 1);
+
+        f->dir = g_dir_make_tmp("vfu-nbd-XXXXXX", NULL);
+        assert_non_null(f->dir);
+        f->sock = g_build_filename(f->dir, "nbd.sock", NULL);
+        f->uri = g_strdup_printf("nbd+unix:///?socket=%s", f->sock);
+        return f;
+}
+
+static char *path_in(Fixture *f, const char *name) {
+        return g_build_filename(f->dir, name, NULL);
+}
+
+/* nbdkit's memory plugin: SIZE bytes, gone when it exits. */
+static int setup_nbdkit(void **state) {
+        Fixture *f = fixture_new();
+
+        f->argv = g_strdupv((char *[]) { "nbdkit", "-f", "-U", f->sock, "memory", "64M", NULL });
+        server_start(f);
+        *state = f;
+        return 0;
+}
+
+static void run_cmd(const char *const *argv) {
+        g_autoptr(GError) error = NULL;
+        int status = -1;
+
+        assert_true(g_spawn_sync(NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                                 NULL, NULL, NULL, NULL, &status, &error));
+        assert_true(g_spawn_check_wait_status(status, NULL));
+}
+
+/*
+ * qemu-nbd on overlay.qcow2, whose backing file base.raw holds pattern 9 in
+ * its first MiB.  qcow2 keeps metadata in memory until a flush: what was
+ * flushed survives SIGKILL, what was not may not.
+ */
+static int setup_qemu(void **state) {
+        Fixture *f = fixture_new();
+        g_autofree char *base = path_in(f, "base.raw"), *overlay = path_in(f, "overlay.qcow2");
+        g_autofree uint8_t *buf = g_malloc(MiB);
+
+        fill(buf, MiB, 9);
+        assert_true(g_file_set_contents(base, (char *) buf, MiB, NULL));
+        assert_int_equal(truncate(base, 64 * MiB), 0);
+        run_cmd((const char *[]) { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay, NULL });
+        f->argv = g_strdupv((char *[]) { "qemu-nbd", "-k", f->sock, "-f", "qcow2", "-t", "--cache=writeback",
+                                         "--discard=unmap", overlay, NULL });
+        server_start(f);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        g_autoptr(GDir) d = NULL;
+        const char *name;
+
+        server_kill(f);
+        d = g_dir_open(f->dir, 0, NULL);
+        while (d && (name = g_dir_read_name(d))) {
+                g_autofree char *p = path_in(f, name);
+                unlink(p);
+        }
+        rmdir(f->dir);
+        g_strfreev(f->argv);
+        g_free(f->sock);
+        g_free(f->uri);
+        g_free(f->dir);
+        g_free(f);
+        return 0;
+}
+
+static BlkBackend *open_nbd(Fixture *f, uint64_t size, unsigned wait_ms) {
+        BlkOpenOptions o = { .nbd_uri = f->uri, .fd = -1, .size = size, .nbd_wait_ms = wait_ms };
+        BlkBackend *b = NULL;
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        return b;
+}
+
+static void test_bad_uris(void **state) {
+        Fixture *f = *state;
+        g_autofree char *gone = g_strdup_printf("nbd+unix:///?socket=%s/none.sock", f->dir);
+        const char *bad[] = { "http://example/x", "nbd+unix:///x", "nbd:///x", "not a uri" };
+        BlkBackend *b = NULL;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                BlkOpenOptions o = { .nbd_uri = bad[i], .fd = -1 };
+                assert_int_equal(blk_backend_open(&o, &b), -EINVAL);
+        }
+        BlkOpenOptions tls = { .nbd_uri = "nbds://localhost/x", .fd = -1 };
+        assert_int_equal(blk_backend_open(&tls, &b), -EPROTONOSUPPORT);
+        BlkOpenOptions o = { .nbd_uri = gone, .fd = -1 };
+        assert_int_equal(blk_backend_open(&o, &b), -ENOENT);
+        /* Larger than the export. */
+        BlkOpenOptions big = { .nbd_uri = f->uri, .fd = -1, .size = 128 * MiB };
+        assert_int_equal(blk_backend_open(&big, &b), -EINVAL);
+        assert_null(b);
+}
+
+static void test_nbdkit_io(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_nbd(f, 0, 0);
+        g_autofree uint8_t *w = g_malloc(MiB), *r = g_malloc(MiB);
+        char why[256];
+
+        assert_int_equal(b->size, 64 * MiB);
+        assert_true(b->caps & BLK_CAP_DISCARD);
+        blk_backend_waiting(b, why, sizeof(why));
+        assert_string_equal(why, "");
+
+        /* Several iovecs of odd sizes (bounced), and one. */
+        fill(w, MiB, 1);
+        Done d = { .req = { .op = BLK_WRITE, .offset = 4096, .len = MiB, .niov = 3 } };
+        d.iov[0] = (struct iovec) { w, 4096 };
+        d.iov[1] = (struct iovec) { w + 4096, 12288 };
+        d.iov[2] = (struct iovec) { w + 16384, MiB - 16384 };
+        d.req.iov = d.iov;
+        assert_int_equal(run(b, &d), 0);
+        memset(r, 0, MiB);
+        Done rd = { .req = { .op = BLK_READ, .offset = 4096, .len = MiB, .niov = 2 } };
+        rd.iov[0] = (struct iovec) { r, 512 };
+        rd.iov[1] = (struct iovec) { r + 512, MiB - 512 };
+        rd.req.iov = rd.iov;
+        assert_int_equal(run(b, &rd), 0);
+        assert_memory_equal(w, r, MiB);
+
+        /* FUA, flush, write zeroes (with and without unmap), discard. */
+        fill(w, 65536, 2);
+        assert_int_equal(rw(b, BLK_WRITE, w, 65536, 8 * MiB, BLK_F_FUA), 0);
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        assert_memory_equal(w, r, 65536);
+        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 8 * MiB + 4096, 8192, 0), 0);
+        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 8 * MiB + 16384, 4096, BLK_F_UNMAP), 0);
+        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        assert_memory_equal(r, w, 4096);
+        assert_true(all_zero(r + 4096, 8192));
+        assert_memory_equal(r + 12288, w + 12288, 4096);
+        assert_true(all_zero(r + 16384, 4096));
+        assert_memory_equal(r + 20480, w + 20480, 65536 - 20480);
+        assert_int_equal(simple(b, BLK_DISCARD, 8 * MiB, 65536, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        assert_true(all_zero(r, 65536));        /* the memory plugin reads holes as zeroes */
+
+        /* Bounds, and the size is the export's. */
+        assert_int_equal(rw(b, BLK_READ, r, 4096, 64 * MiB, 0), -ERANGE);
+        assert_int_equal(blk_backend_resize(b, 128 * MiB), -EINVAL);
+        assert_int_equal(blk_backend_resize(b, 0), 0);
+        blk_backend_free(b);
+}
+
+/* Many requests in flight at once, each verified. */
+static void test_nbdkit_many_inflight(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_nbd(f, 0, 0);
+        enum { N = 64, LEN = 16384 };
+        g_autofree Done *d = g_new0(Done, N);
+        g_autofree uint8_t *w = g_malloc(N * LEN), *r = g_malloc0(N * LEN);
+
+        fill(w, N * LEN, 3);
+        for (unsigned i = 0; i < N; i++) {
+                d[i].req = (BlkRequest) { .op = BLK_WRITE, .offset = (uint64_t) i * LEN * 3, .len = LEN,
+                                          .iov = d[i].iov, .niov = 1, .cb = on_done };
+                d[i].iov[0] = (struct iovec) { w + i * LEN, LEN };
+                assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
+        }
+        blk_backend_commit(b);
+        wait_all(b, d, N);
+        for (unsigned i = 0; i < N; i++) {
+                assert_int_equal(d[i].ret, 0);
+                d[i].done = false;
+                d[i].req.op = BLK_READ;
+                d[i].iov[0].iov_base = r + i * LEN;
+                assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
+        }
+        blk_backend_commit(b);
+        wait_all(b, d, N);
+        for (unsigned i = 0; i < N; i++)
+                assert_int_equal(d[i].ret, 0);
+        assert_memory_equal(w, r, N * LEN);
+        assert_int_equal(blk_backend_inflight(b), 0);
+        blk_backend_free(b);
+}
+
+/* A clone is another connection to the same export (nbdkit's memory plugin offers multi-conn). */
+static void test_nbdkit_clone(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_nbd(f, 32 * MiB, 0), *c = NULL;
+        uint8_t w[4096], r[4096];
+
+        assert_int_equal(blk_backend_clone(b, &c), 0);
+        assert_int_equal(c->size, 32 * MiB);
+        assert_int_not_equal(blk_backend_fd(b), blk_backend_fd(c));
+        fill(w, sizeof(w), 4);
+        assert_int_equal(rw(c, BLK_WRITE, w, sizeof(w), 12288, 0), 0);
+        assert_int_equal(simple(c, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, r, sizeof(r), 12288, 0), 0);
+        assert_memory_equal(w, r, sizeof(w));
+        blk_backend_free(c);
+        blk_backend_free(b);
+}
+
+/* qcow2 on a backing file: the backing's data shows through, writes land in the overlay only. */
+static void test_qemu_backing_chain(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_nbd(f, 0, 0), *c = NULL;
+        g_autofree uint8_t *base = g_malloc(MiB), *r = g_malloc(MiB), *w = g_malloc(65536);
+        g_autofree char *base_path = path_in(f, "base.raw");
+        g_autofree char *base_now = NULL;
+        gsize len = 0;
+
+        assert_int_equal(b->size, 64 * MiB);
+        fill(base, MiB, 9);
+        assert_int_equal(rw(b, BLK_READ, r, MiB, 0, 0), 0);
+        assert_memory_equal(base, r, MiB);
+
+        fill(w, 65536, 5);
+        assert_int_equal(rw(b, BLK_WRITE, w, 65536, 131072, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, r, MiB, 0, 0), 0);
+        assert_memory_equal(r, base, 131072);
+        assert_memory_equal(r + 131072, w, 65536);
+        assert_memory_equal(r + 196608, base + 196608, MiB - 196608);
+        /* The backing file did not change. */
+        assert_true(g_file_get_contents(base_path, &base_now, &len, NULL));
+        assert_int_equal(len, 64 * MiB);
+        assert_memory_equal(base_now, base, MiB);
+
+        /* Zeroes over backing data read as zeroes. */
+        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 0, 65536, BLK_F_UNMAP), 0);
+        assert_int_equal(rw(b, BLK_READ, r, 65536, 0, 0), 0);
+        assert_true(all_zero(r, 65536));
+
+        /* qemu-nbd -e 1 does not offer multi-conn: one connection for a writable export. */
+        assert_int_equal(blk_backend_clone(b, &c), -EOPNOTSUPP);
+        blk_backend_free(b);
+}
+
+/* What was flushed survives the server being killed; read back by a new server. */
+static void test_qemu_flush_durable(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_nbd(f, 0, 0);
+        enum { N = 32, LEN = 65536 };
+        g_autofree uint8_t *w = g_malloc(N * LEN), *r = g_malloc(LEN);
+
+        /* Clusters spread over the image: each allocation updates qcow2's L2 tables. */
+        fill(w, N * LEN, 6);
+        for (unsigned i = 0; i < N; i++)
+                assert_int_equal(rw(b, BLK_WRITE, w + i * LEN, LEN, (uint64_t) i * 2 * MiB, 0), 0);
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        blk_backend_free(b);
+        server_kill(f);
+
+        server_start(f);
+        b = open_nbd(f, 0, 0);
+        for (unsigned i = 0; i < N; i++) {
+                assert_int_equal(rw(b, BLK_READ, r, LEN, (uint64_t) i * 2 * MiB, 0), 0);
+                assert_memory_equal(r, w + i * LEN, LEN);
+        }
+        blk_backend_free(b);
+}
+
+/* The server is killed with writes in flight and started again: every write completes, all data is there. */
+static void test_qemu_restart_mid_io(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_nbd(f, 0, 0);
+        enum { N = 48, LEN = 65536 };
+        g_autofree Done *d = g_new0(Done, N);
+        g_autofree uint8_t *w = g_malloc(N * LEN), *r = g_malloc(LEN);
+        char why[256];
+
+        fill(w, N * LEN, 7);
+        for (unsigned i = 0; i < N; i++) {
+                d[i].req = (BlkRequest) { .op = BLK_WRITE, .offset = (uint64_t) i * LEN, .len = LEN,
+                                          .iov = d[i].iov, .niov = 1, .cb = on_done };
+                d[i].iov[0] = (struct iovec) { w + i * LEN, LEN };
+                assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
+        }
+        blk_backend_commit(b);
+        server_kill(f);
+        /* The loss is seen at the next reap; the requests wait. */
+        for (int i = 0; i < 100; i++) {
+                struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
+                blk_backend_reap(b);
+                blk_backend_waiting(b, why, sizeof(why));
+                if (why[0])
+                        break;
+                (void) poll(&p, 1, 100);
+        }
+        assert_non_null(strstr(why, f->uri));
+        assert_non_null(strstr(why, "I/O waits"));
+        assert_true(blk_backend_inflight(b) > 0);
+
+        server_start(f);
+        wait_all(b, d, N);
+        for (unsigned i = 0; i < N; i++)
+                assert_int_equal(d[i].ret, 0);
+        blk_backend_waiting(b, why, sizeof(why));
+        assert_string_equal(why, "");
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        for (unsigned i = 0; i < N; i++) {
+                assert_int_equal(rw(b, BLK_READ, r, LEN, (uint64_t) i * LEN, 0), 0);
+                assert_memory_equal(r, w + i * LEN, LEN);
+        }
+        blk_backend_free(b);
+}
+
+/* A server that stays away: I/O fails with -ENOTCONN after the wait, and works again once it is back. */
+static void test_qemu_unreachable(void **state) {
+        Fixture *f = *state;
+        BlkBackend *b = open_nbd(f, 0, 300);
+        uint8_t w[4096], r[4096];
+        char why[256];
+
+        fill(w, sizeof(w), 8);
+        assert_int_equal(rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);     /* else qcow2 may lose it to SIGKILL */
+        server_kill(f);
+        assert_int_equal(rw(b, BLK_READ, r, sizeof(r), 0, 0), -ENOTCONN);
+        blk_backend_waiting(b, why, sizeof(why));
+        assert_non_null(strstr(why, "I/O fails"));
+        /* Failing fast now, not waiting again. */
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), -ENOTCONN);
+
+        server_start(f);
+        /* Back: the next attempt reconnects (within the back-off); I/O goes through again. */
+        int ret;
+        do {
+                struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
+                (void) poll(&p, 1, 100);
+                blk_backend_reap(b);
+                ret = rw(b, BLK_READ, r, sizeof(r), 0, 0);
+        } while (ret == -ENOTCONN);
+        assert_int_equal(ret, 0);
+        assert_memory_equal(w, r, sizeof(w));
+        blk_backend_free(b);
+}
+
+static bool have(const char *prog) {
+        g_autofree char *p = g_find_program_in_path(prog);
+        return p != NULL;
+}
+
+int main(void) {
+        const struct CMUnitTest nbdkit_tests[] = {
+                cmocka_unit_test_setup_teardown(test_bad_uris, setup_nbdkit, teardown),
+                cmocka_unit_test_setup_teardown(test_nbdkit_io, setup_nbdkit, teardown),
+                cmocka_unit_test_setup_teardown(test_nbdkit_many_inflight, setup_nbdkit, teardown),
+                cmocka_unit_test_setup_teardown(test_nbdkit_clone, setup_nbdkit, teardown),
+        };
+        const struct CMUnitTest qemu_tests[] = {
+                cmocka_unit_test_setup_teardown(test_qemu_backing_chain, setup_qemu, teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_flush_durable, setup_qemu, teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_restart_mid_io, setup_qemu, teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_unreachable, setup_qemu, teardown),
+        };
+        int r = 0;
+
+        signal(SIGPIPE, SIG_IGN);
+        if (!have("nbdkit") || !have("qemu-nbd") || !have("qemu-img")) {
+                fprintf(stderr, "SKIP: nbdkit, qemu-nbd or qemu-img missing (./scripts/deps installs them)\n");
+                return 77;
+        }
+        r |= cmocka_run_group_tests_name("nbdkit", nbdkit_tests, NULL, NULL);
+        r |= cmocka_run_group_tests_name("qemu-nbd", qemu_tests, NULL, NULL);
+        return r;
+}
