@@ -28,6 +28,9 @@ static NvmeStatus nvme_errno_status(int err, BlkOp op) {
                 return NVME_SC_CAP_EXCEEDED;
         case -ENOMEM:
                 return NVME_SC_INTERNAL;
+        case -ENOTCONN:
+                /* A network backend waited for its server in vain: DNR clear, the host retries. */
+                return NVME_SC_NS_NOT_READY;
         default:
                 return op == BLK_READ ? NVME_SC_UNRECOVERED_READ
                      : op == BLK_WRITE || op == BLK_WRITE_ZEROES ? NVME_SC_WRITE_FAULT
