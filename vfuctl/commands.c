@@ -26,6 +26,9 @@ const OptionInfo option_table[] = {
           "Size of a new image: K, M, G or T (binary), a multiple of 4096" },
         { "file", 0, ARG_FILE, "PATH", false, "An existing backing file" },
         { "block", 0, ARG_BLOCK, "DEVICE", false, "A block device" },
+        { "nbd", 0, ARG_NBD, "URI", false,
+          "(nvme) An NBD export served by qemu-storage-daemon, qemu-nbd or nbdkit: nbd://HOST[:PORT]/EXPORT or "
+          "nbd+unix:///EXPORT?socket=PATH" },
         { "serial", 0, ARG_SERIAL, "SERIAL", false, "(nvme, virtio-blk) Serial number" },
         { "block-size", 0, ARG_BLOCK_SIZE, "BYTES", false, "(nvme, virtio-blk) Logical block size: 512 or 4096" },
         { "null", 0, ARG_NULL, "SIZE", false,
@@ -82,7 +85,8 @@ const Verb verb_table[] = {
           OPTS({ "vm", "Only the devices of this VM" }) },
         { "create", 1, 1, verb_create, "nvme|virtio-blk|virtio-net [OPTIONS]", "Create a device and start it",
           "Create a device and start it.  An NVMe controller's namespace 1, or a virtio-blk disk, is a new "
-          "sparse image of --size, an existing file (--file), a block device (--block) or a null backend that "
+          "sparse image of --size, an existing file (--file), a block device (--block), an NBD export (--nbd, "
+          "NVMe only: the worker reconnects when its server restarts) or a null backend that "
           "stores nothing (--null).  A virtio-net adapter uses a TAP "
           "interface (--tap), user-mode networking (--passt) or a null backend (--null FRAME-BYTES).  Creating a device again with the same "
           "definition changes nothing.",
@@ -90,7 +94,8 @@ const Verb verb_table[] = {
                { "size", "(nvme, virtio-blk) Size of namespace 1 or of the disk: K, M, G or T (binary), a "
                          "multiple of 4096; default: the whole file or device" },
                { "file", "(nvme, virtio-blk) An existing backing file" },
-               { "block", "(nvme, virtio-blk) A block device" }, { "serial", NULL }, { "block-size", NULL },
+               { "block", "(nvme, virtio-blk) A block device" }, { "nbd", NULL }, { "serial", NULL },
+               { "block-size", NULL },
                { "null", NULL }, { "read-only", NULL }, { "queues", NULL }, { "iothreads", NULL }, { "poll-us", NULL }, { "msi", NULL }, { "hotplug", NULL }, { "tap", NULL }, { "passt", NULL },
                { "mac", NULL }, { "mtu", NULL }, { "cpu-quota", NULL }, { "memory-max", NULL },
                { "io-weight", NULL }, { "tasks-max", NULL }, { "json", NULL }) },

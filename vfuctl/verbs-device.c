@@ -15,6 +15,7 @@ typedef struct CreateFlag {
 static bool given_size(const Options *o) { return o->have_size; }
 static bool given_file(const Options *o) { return o->file; }
 static bool given_block(const Options *o) { return o->block; }
+static bool given_nbd(const Options *o) { return o->nbd; }
 static bool given_serial(const Options *o) { return o->serial; }
 static bool given_block_size(const Options *o) { return o->have_block_size; }
 static bool given_null(const Options *o) { return o->have_null; }
@@ -32,6 +33,7 @@ static const CreateFlag create_flags[] = {
         { "--size", "nvme virtio-blk", given_size },
         { "--file", "nvme virtio-blk", given_file },
         { "--block", "nvme virtio-blk", given_block },
+        { "--nbd", "nvme", given_nbd },
         { "--serial", "nvme virtio-blk", given_serial },
         { "--block-size", "nvme virtio-blk", given_block_size },
         { "--null", "nvme virtio-blk virtio-net", given_null },
@@ -61,6 +63,8 @@ static int append_options(sd_bus_message *m, const Options *o) {
                 r = sd_bus_message_append(m, "{sv}", "file", "s", o->file);
         if (r >= 0 && o->block)
                 r = sd_bus_message_append(m, "{sv}", "block", "s", o->block);
+        if (r >= 0 && o->nbd)
+                r = sd_bus_message_append(m, "{sv}", "nbd", "s", o->nbd);
         if (r >= 0 && o->serial)
                 r = sd_bus_message_append(m, "{sv}", "serial", "s", o->serial);
         if (r >= 0 && o->have_null)

@@ -177,6 +177,8 @@ int verb_show(Ctx *c, int argc, char **argv) {
                                  json_object_get_int_member_with_default(o, "restarts", 0));
         print_field("Worker", json_object_get_int_member_with_default(o, "worker_pid", 0) ? worker : "-");
         print_field("Last error", json_str(o, "last_error"));
+        if (*json_str(o, "waiting"))
+                print_field("Waiting", json_str(o, "waiting"));
         if (*json_str(o, "vm")) {
                 const char *lv = json_str(o, "libvirt_status"), *lverr = json_str(o, "libvirt_error");
                 g_autofree char *text = *lverr ? g_strdup_printf("%s: %s", lv, lverr) : g_strdup(lv);

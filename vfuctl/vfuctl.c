@@ -346,6 +346,7 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                         g_free(o->file);
                         o->file = g_canonicalize_filename(optarg, NULL);
                         break;
+                case ARG_NBD: g_free(o->nbd); o->nbd = g_strdup(optarg); break;
                 case ARG_BLOCK:
                         g_free(o->block);
                         o->block = g_canonicalize_filename(optarg, NULL);
@@ -479,6 +480,7 @@ static void options_clear(Options *o) {
         g_free(o->name);
         g_free(o->file);
         g_free(o->block);
+        g_free(o->nbd);
         g_free(o->serial);
         g_free(o->tap);
         g_free(o->mac);

@@ -32,7 +32,7 @@ enum {
 typedef struct Options {
         char *host, *bus;
         bool help, json, no_legend, no_ask_password;
-        char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage;
+        char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage, *nbd;
         bool have_size, have_queues, have_mtu, have_block_size, have_null, have_iothreads, have_poll_us, passt, read_only, msi, hotplug;
         uint64_t size;
         uint64_t null_size;             /* create nvme|virtio-blk --null SIZE */
@@ -90,6 +90,7 @@ enum {
         ARG_TASKS_MAX,
         ARG_NAMESPACE,
         ARG_HOTPLUG,
+        ARG_NBD,
         ARG_LIMIT_BASE = 0x400,         /* + the index in limit_options() */
 };
 

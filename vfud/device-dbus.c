@@ -215,6 +215,13 @@ static int property_get_backend(sd_bus *bus, const char *path, const char *inter
         return bus_append_json_object(reply, json_node_get_object(d->options));
 }
 
+static int property_get_waiting(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Device *d = userdata;
+
+        return sd_bus_message_append(reply, "s", d->waiting ? d->waiting : "");
+}
+
 static int property_get_statistics(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Device *d = userdata;
@@ -377,6 +384,7 @@ static const sd_bus_vtable device_vtable[] = {
         SD_BUS_PROPERTY("Backend", "a{sv}", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Statistics", "a{st}", property_get_statistics, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Limits", "a{sa{st}}", property_get_limits, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Waiting", "s", property_get_waiting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD("Start", NULL, NULL, method_start, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Stop", NULL, NULL, method_stop, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Destroy", NULL, NULL, method_destroy, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * NVMe devices, manager side: namespace 1 from a new sparse image (size=),
- * an existing file (file=), a block device (block=) or the null backend
- * (null=, storing nothing: for benchmarks); more namespaces at runtime.
+ * an existing file (file=), a block device (block=), an NBD export (nbd=URI,
+ * served by qemu-storage-daemon, qemu-nbd or nbdkit: the worker connects)
+ * or the null backend (null=, storing nothing: for benchmarks); more
+ * namespaces at runtime.
  * Options schema: vfud/worker/worker.h.
  */
 #include <errno.h>
@@ -34,6 +36,7 @@ static const DeviceOptionSpec nvme_options[] = {
         { "msi", DEVICE_OPTION_BOOL, "MSI instead of MSI-X: hot detach from a running VM works on QEMU 11.1" },
         { "hotplug", DEVICE_OPTION_BOOL, "the device will be hot-attached to and detached from running VMs: MSI unless msi=false is given" },
         { "null-pattern", DEVICE_OPTION_UINT, "the byte a null namespace's reads return: 0 to 255 (default 0)" },
+        { "nbd", DEVICE_OPTION_STRING, "NBD export for namespace 1: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH" },
         { NULL },
 };
 
@@ -233,6 +236,36 @@ static JsonObject *ns_resolve_null(GHashTable *in, bool have_other, GError **err
         return ns;
 }
 
+static bool ns_is_nbd(JsonObject *ns) {
+        return g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "nbd") == 0;
+}
+
+/* nbd=URI [size=SIZE]: namespace 1 on an NBD export (its whole size without size=). */
+static JsonObject *ns_resolve_nbd(const char *uri, bool have_size, uint64_t size, bool have_other, GError **error) {
+        JsonObject *ns;
+
+        if (have_other) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "nbd= gives namespace 1 an NBD export: drop file=, block= and null=");
+                return NULL;
+        }
+        if (!g_str_has_prefix(uri, "nbd://") && !g_str_has_prefix(uri, "nbd+unix://")) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "nbd='%s' is not an NBD URI: give nbd://HOST[:PORT]/EXPORT or "
+                            "nbd+unix:///EXPORT?socket=PATH (TLS is not supported)", uri);
+                return NULL;
+        }
+        if (have_size && !check_size(1, size, error))
+                return NULL;
+        ns = json_object_new();
+        json_object_set_int_member(ns, "nsid", 1);
+        json_object_set_string_member(ns, "kind", "nbd");
+        json_object_set_string_member(ns, "uri", uri);
+        if (have_size)
+                json_object_set_int_member(ns, "size", (int64_t) size);
+        return ns;
+}
+
 /* The Identify Controller SN field (NVMe 1.4 5.15.2.1): 1 to 20 printable ASCII characters. */
 static gboolean check_serial(const char *serial, GError **error) {
         size_t n = strlen(serial);
@@ -257,7 +290,7 @@ static gboolean check_serial(const char *serial, GError **error) {
 static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, JsonObject *out,
                                GError **error) {
         const char *file = opt_string(in, "file"), *block = opt_string(in, "block");
-        const char *serial = opt_string(in, "serial");
+        const char *serial = opt_string(in, "serial"), *nbd = opt_string(in, "nbd");
         uint64_t size = 0, queues, block_size, iothreads, poll_us;
         bool have_size = opt_uint(in, "size", &size);
         JsonArray *nss;
@@ -268,7 +301,9 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                             "give either file= or block= for the backing storage, not both");
                 return FALSE;
         }
-        if (g_hash_table_contains(in, "null"))
+        if (nbd)
+                ns = ns_resolve_nbd(nbd, have_size, size, file || block || g_hash_table_contains(in, "null"), error);
+        else if (g_hash_table_contains(in, "null"))
                 ns = ns_resolve_null(in, have_size || file || block, error);
         else if (g_hash_table_contains(in, "null-pattern")) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
@@ -452,7 +487,7 @@ static gboolean nvme_open_fds(Device *d, GPtrArray *names, GArray *fds, GError *
         for (guint i = 0; i < json_array_get_length(a); i++) {
                 JsonObject *ns = json_array_get_object_element(a, i);
 
-                if (ns_is_null(ns))
+                if (ns_is_null(ns) || ns_is_nbd(ns))
                         continue;               /* no file: the worker needs no fd */
                 int fd = ns_open(d, ns, error);
 
@@ -668,8 +703,8 @@ static void nvme_namespace_resize(Device *d, uint32_t nsid, uint64_t size,
                             nsid, a, b);
                 return func(d, error, userdata);
         }
-        if (strcmp(kind, "null") == 0) {
-                /* nothing to grow */
+        if (strcmp(kind, "null") == 0 || strcmp(kind, "nbd") == 0) {
+                /* nothing to grow here: an NBD export grows on its server (the worker checks its size) */
         } else if (strcmp(kind, "image") == 0) {
                 if (truncate(path, (off_t) size) < 0) {
                         g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,

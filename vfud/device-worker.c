@@ -613,6 +613,26 @@ static bool stats_equal(GHashTable *a, GHashTable *b) {
         return true;
 }
 
+/* The device's "waiting" member: what its backend waits for (Waiting). */
+static void waiting_update(Device *d, JsonObject *o) {
+        JsonObject *dev = json_object_has_member(o, "device") &&
+                          JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "device")) ?
+                          json_object_get_object_member(o, "device") : NULL;
+        const char *w = dev ? json_object_get_string_member_with_default(dev, "waiting", NULL) : NULL;
+
+        if (w && !*w)
+                w = NULL;
+        if (g_strcmp0(w, d->waiting) == 0)
+                return;
+        if (w && !d->waiting)
+                device_log(d, G_LOG_LEVEL_WARNING, "waiting: %s", w);
+        else if (!w)
+                device_log(d, G_LOG_LEVEL_MESSAGE, "the backend is back");
+        g_free(d->waiting);
+        d->waiting = g_strdup(w);
+        device_emit_changed(d, "Waiting", NULL);
+}
+
 static void on_stats(Device *d, JsonNode *result, const GError *error, void *userdata) {
         g_autoptr(GHashTable) st = NULL;
         JsonObject *o;
@@ -621,6 +641,7 @@ static void on_stats(Device *d, JsonNode *result, const GError *error, void *use
                 return;
         o = json_node_get_object(result);
         client_mig_update(d, o);
+        waiting_update(d, o);
         st = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         if (json_object_has_member(o, "vfio_user") &&
             JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "vfio_user")))

@@ -109,6 +109,7 @@ Device *device_unref(Device *d) {
         g_free(d->stopped_path);
         g_free(d->definition_path);
         g_free(d->last_error);
+        g_free(d->waiting);
         g_free(d->libvirt_status);
         g_free(d->libvirt_error);
         g_free(d->migration_state);

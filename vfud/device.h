@@ -61,6 +61,7 @@ struct Device {
         bool exported;                  /* on the bus (creation finished) */
         bool removed;
         char *last_error;
+        char *waiting;                  /* what the backend waits for (a lost NBD server), or NULL */
         char *libvirt_status, *libvirt_error;   /* manager-libvirt.h */
         /* migration (migrate.h): this device leaving */
         struct Migration *migration;

@@ -362,6 +362,15 @@ static gboolean call_failed(GError **error, sd_bus_error *e, int r, const char *
         return FALSE;
 }
 
+/* An NBD namespace: the same export, reached from there (nothing to copy). */
+static int append_nbd_namespace(sd_bus_message *m, JsonObject *ns) {
+        int r = sd_bus_message_append(m, "{sv}", "nbd", "s", json_object_get_string_member_with_default(ns, "uri", ""));
+
+        if (r >= 0 && json_object_has_member(ns, "size"))
+                r = sd_bus_message_append(m, "{sv}", "size", "t", (uint64_t) json_object_get_int_member(ns, "size"));
+        return r;
+}
+
 /* Append the CreateDevice options that reproduce md's definition. */
 static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **error) {
         JsonObject *o = json_node_get_object(md->options);
@@ -384,12 +393,15 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
 
                         if (json_object_get_int_member_with_default(ns, "nsid", 0) != 1)
                                 continue;
-                        r = sd_bus_message_append(m, "{sv}", strcmp(kind, "null") == 0 ? "null" : "size", "t",
-                                                  (uint64_t) json_object_get_int_member_with_default(ns, "size", 0));
+                        if (strcmp(kind, "nbd") == 0)
+                                r = append_nbd_namespace(m, ns);
+                        else
+                                r = sd_bus_message_append(m, "{sv}", strcmp(kind, "null") == 0 ? "null" : "size", "t",
+                                                          (uint64_t) json_object_get_int_member_with_default(ns, "size", 0));
                         if (r >= 0 && strcmp(kind, "null") == 0 && json_object_has_member(ns, "pattern"))
                                 r = sd_bus_message_append(m, "{sv}", "null-pattern", "u",
                                                           (uint32_t) json_object_get_int_member(ns, "pattern"));
-                        else if (r >= 0 && strcmp(kind, "image") != 0)
+                        else if (r >= 0 && strcmp(kind, "image") != 0 && strcmp(kind, "nbd") != 0)
                                 r = sd_bus_message_append(m, "{sv}", strcmp(kind, "block") == 0 ? "block" : "file", "s",
                                                           json_object_get_string_member_with_default(ns, "path", ""));
                         if (r >= 0 && json_object_has_member(ns, "block-size"))
@@ -1305,7 +1317,8 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
         for (guint i = 0; nss && i < json_array_get_length(nss); i++) {
                 JsonObject *ns = json_array_get_object_element(nss, i);
                 const char *kind = json_object_get_string_member_with_default(ns, "kind", "image");
-                const char *path = json_object_get_string_member_with_default(ns, "path", "");
+                const char *path = json_object_get_string_member_with_default(ns, "path",
+                                   json_object_get_string_member_with_default(ns, "uri", ""));
                 uint32_t nsid = (uint32_t) json_object_get_int_member_with_default(ns, "nsid", 0);
 
                 if (strcmp(kind, "null") == 0)

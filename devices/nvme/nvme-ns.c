@@ -151,3 +151,12 @@ uint64_t nvme_ctrl_ns_size(NvmeCtrl *c, uint32_t nsid) {
         NvmeNs *ns = nvme_ns_get(c, nsid);
         return ns ? ns->nsze << ns->lbads : 0;
 }
+
+void nvme_ctrl_ns_waiting(NvmeCtrl *c, uint32_t nsid, char *buf, size_t size) {
+        NvmeNs *ns = nvme_ns_get(c, nsid);
+
+        if (size)
+                buf[0] = '\0';
+        for (unsigned i = 0; ns && i < c->n_io && size && !buf[0]; i++)
+                blk_backend_waiting(ns->be[i], buf, size);
+}

@@ -129,6 +129,8 @@ int nvme_ctrl_ns_remove(NvmeCtrl *c, uint32_t nsid);
 int nvme_ctrl_ns_resize(NvmeCtrl *c, uint32_t nsid, uint64_t new_size);
 /* Size in bytes of namespace nsid, or 0 if absent. */
 uint64_t nvme_ctrl_ns_size(NvmeCtrl *c, uint32_t nsid);
+/* What namespace nsid's backends wait for (blk_backend_waiting), "" when nothing.  The control thread. */
+void nvme_ctrl_ns_waiting(NvmeCtrl *c, uint32_t nsid, char *buf, size_t size);
 
 /*
  * I/O limits (qos.h) of namespace nsid, or with nsid 0 of the group all

@@ -764,6 +764,122 @@ def test_limits(env):
     check(env.leftovers() == [], f'leftovers {env.leftovers()}')
 
 
+class NbdServer:
+    """qemu-nbd serving a raw file on a UNIX socket in the test's directory; killed and started again at will."""
+
+    def __init__(self, env, size=16 * MiB, name='nbd'):
+        if not shutil.which('qemu-nbd'):
+            raise Skip('qemu-nbd is missing (./scripts/deps installs qemu-utils)')
+        self.env = env
+        self.image = os.path.join(env.dir, name + '.raw')
+        self.sock = os.path.join(env.dir, name + '.sock')
+        self.uri = f'nbd+unix:///?socket={self.sock}'
+        with open(self.image, 'wb') as f:
+            f.truncate(size)
+        self.proc = None
+        self.start()
+
+    def listening(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.sock)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def start(self):
+        self.proc = subprocess.Popen(['qemu-nbd', '-k', self.sock, '-f', 'raw', '-t', '-e', '4', self.image],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.env.wait_for(self.listening, 30, 'qemu-nbd to listen')
+        # reconnecting happens as the worker's user (nobody here, vfu-worker installed)
+        os.chmod(self.sock, 0o777)
+
+    def kill(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+
+def test_nbd(env):
+    """An NVMe namespace on an NBD export: verified I/O, a server restart under it, what show says meanwhile."""
+    need_type('nvme')
+    env.start_vfud()
+    srv = NbdServer(env)
+    try:
+        env.create('nvme', 'nb1', '', nbd=srv.uri)
+        check(env.prop('nb1', 'State') == 'listening', 'an NBD device starts')
+        ns = env.prop('nb1', 'Backend')['namespaces']
+        check(ns == [{'nsid': 1, 'kind': 'nbd', 'uri': srv.uri}], f'NBD namespace {ns}')
+        check(env.prop('nb1', 'Waiting') == '', 'waiting for nothing')
+        imgs = os.path.join(env.state, 'images')
+        check(not os.path.isdir(imgs) or not os.listdir(imgs), 'no image for an NBD namespace')
+
+        # through vfuctl, and what is refused
+        rc, out, err = env.vfuctl('create', 'nvme', '--name', 'nb2', '--nbd', srv.uri, '--size', '8M', '--json')
+        check(rc == 0, f'vfuctl create --nbd: {rc} {err}')
+        check(env.prop('nb2', 'Backend')['namespaces'][0]['size'] == 8 * MiB, 'size= within the export')
+        env.dev('nb2', 'Destroy')
+        for opts in ({'nbd': 'http://x/y'}, {'nbd': srv.uri, 'file': '/dev/null'}, {'nbd': srv.uri, 'null': MiB},
+                     {'nbd': 'nbds://localhost/x'}):
+            env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad', '', **opts)
+        rc, out, err = env.vfuctl('create', 'virtio-net', '--nbd', srv.uri)
+        check(rc == 2 and '--nbd' in err, f'--nbd on virtio-net: {rc} {err}')
+        gone = f'nbd+unix:///?socket={env.dir}/none.sock'
+        msg = env.error(env.create, 'nvme', 'bad', '', nbd=gone).message
+        check('none.sock' in msg, f'an unreachable server: {msg}')
+
+        io = os.environ.get('NVME_IO')
+        if io:
+            c = env.spawn([io, env.prop('nb1', 'SocketPath')])
+            check(c.stdout.readline().startswith('ready'), 'the client is ready')
+            hold_progress(env, c, 2)
+            # the server goes away under I/O: the device waits for it and says so
+            srv.kill()
+            env.wait_for(lambda: srv.uri in env.prop('nb1', 'Waiting'), 15, 'Waiting to name the lost server')
+            rc, out, err = env.vfuctl('show', 'nb1')
+            check(rc == 0 and 'Waiting: namespace 1: ' in out and srv.uri in out, f'show while waiting: {out}')
+            rc, out, err = env.vfuctl('show', 'nb1', '--json')
+            check(rc == 0 and srv.uri in json.loads(out)['waiting'], f'show --json while waiting: {out}')
+            srv.start()
+            hold_progress(env, c, 2)
+            env.wait_for(lambda: env.prop('nb1', 'Waiting') == '', 15, 'Waiting to clear')
+            check(hold_finish(c) > 0, 'verified I/O across the server restart')
+        env.dev('nb1', 'Destroy')
+        check(os.path.getsize(srv.image) == 16 * MiB, 'the export is the server\'s: destroying keeps it')
+        check(env.leftovers() == [], f'leftovers {env.leftovers()}')
+    finally:
+        srv.kill()
+
+
+def test_migrate_nbd(env):
+    """An NBD namespace moves with storage=shared without a copy: the destination reaches the same export."""
+    need_type('nvme')
+
+    def run(env, dst):
+        srv = NbdServer(env)
+        try:
+            env.create('nvme', 'mn1', '', nbd=srv.uri)
+            env.mgr('StopDevice', '(s)', 'mn1')
+            msg = env.expect(ERR + 'NotMigratable', env.mgr, 'MigrateDevice', '(ssa{sv})', 'mn1', dst.addr,
+                             copy_opts())
+            check('storage=shared' in msg and srv.uri in msg, msg)
+            env.mgr('MigrateDevice', '(ssa{sv})', 'mn1', dst.addr, copy_opts('shared'))
+            check(dst.prop('mn1', 'State') == 'listening', 'created on the destination')
+            ns = dst.prop('mn1', 'Backend')['namespaces']
+            check(ns == [{'nsid': 1, 'kind': 'nbd', 'uri': srv.uri}], f'the same export there: {ns}')
+            check(env.mgr('ListDevices', '(s)', '')[0] == [], 'gone from the source')
+            dst.dev('mn1', 'Destroy')
+        finally:
+            srv.kill()
+
+    migrate_case(env, run)
+
+
 def test_net(env):
     """virtio-net devices: TAP backend, MAC, queues, link state."""
     need_type('virtio-net')

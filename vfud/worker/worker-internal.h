@@ -47,6 +47,7 @@ struct Worker {
         GHashTable *fds;                /* name → GINT_TO_POINTER(fd + 1) */
         WorkerControl *control;
         bool listening;                 /* the socket file is ours to remove */
+        bool inet;                      /* IP sockets allowed in the sandbox (worker_allow_inet) */
 };
 
 /* The device types linked into this binary (worker-types.c), NULL-terminated. */
@@ -84,7 +85,7 @@ void worker_control_broadcast(Worker *w, const char *event);
 /* Sandbox (worker-sandbox.c). */
 gboolean worker_sandbox_drop_privileges(const char *user, GError **error);
 gboolean worker_sandbox_no_new_privs(GError **error);
-gboolean worker_sandbox_seccomp(GError **error);
+gboolean worker_sandbox_seccomp(bool inet, GError **error);
 
 /* Log about the worker's device: prefixed with its name, VFU_DEVICE=/VFU_DEVICE_TYPE= journal fields. */
 void worker_log(Worker *w, GLogLevelFlags level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);

@@ -281,7 +281,7 @@ int main(int argc, char **argv) {
             !write_pid_file(pid_file, &error) ||
             !worker_sandbox_drop_privileges(user, &error) ||
             !worker_sandbox_no_new_privs(&error) ||
-            (opts.seccomp && !worker_sandbox_seccomp(&error)))
+            (opts.seccomp && !worker_sandbox_seccomp(w->inet, &error)))
                 goto fail;
 
         worker_log(w, G_LOG_LEVEL_MESSAGE, "%s device listening on %s", w->type_name, socket_path);

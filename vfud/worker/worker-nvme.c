@@ -9,10 +9,12 @@
  *    "engine": "auto" | "io_uring" | "threads",
  *    "namespaces": [{"nsid": 1, "path": "/var/lib/vfud/images/db-ns1.img",
  *                    "size": 10737418240, "block-size": 512, "direct": false,
- *                    "read-only": false, "kind": "image" | "file" | "block" | "null",
- *                    "pattern": 0}]}
+ *                    "read-only": false, "kind": "image" | "file" | "block" | "null" | "nbd",
+ *                    "pattern": 0, "uri": "nbd+unix:///?socket=/run/nbd.sock"}]}
  * A "null" namespace has no file: reads return zeroes (or the byte
- * "pattern"), writes are dropped.  Otherwise the backing fd of namespace
+ * "pattern"), writes are dropped.  An "nbd" namespace is the export at
+ * "uri" ("size": 0 or absent for the export's size; "wait-ms": how long
+ * I/O waits for a lost server before failing retryably).  Otherwise the backing fd of namespace
  * N is the one the manager passed as "ns<N>";
  * without one the path is opened here (a file is created/extended sparse to
  * "size").  The serial defaults to one derived from the host and the device
@@ -104,8 +106,11 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
         const char *path = json_object_get_string_member_with_default(ns, "path", NULL);
         gboolean direct = json_object_get_boolean_member_with_default(ns, "direct", FALSE);
         gboolean ro = json_object_get_boolean_member_with_default(ns, "read-only", FALSE);
-        gboolean null = g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "null") == 0;
+        const char *kind = json_object_get_string_member_with_default(ns, "kind", "");
+        gboolean null = g_strcmp0(kind, "null") == 0;
+        const char *uri = g_strcmp0(kind, "nbd") == 0 ? json_object_get_string_member_with_default(ns, "uri", "") : NULL;
         int64_t pattern = get_int(ns, "pattern", 0);
+        int64_t wait_ms = get_int(ns, "wait-ms", 0);
 
         if (nsid < 1 || nsid > NVME_MAX_NS) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
@@ -131,16 +136,24 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                             nsid);
                 return FALSE;
         }
+        if (uri && (!*uri || wait_ms < 0 || wait_ms > UINT32_MAX)) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                            "namespace %" G_GINT64_FORMAT ": an nbd namespace needs a \"uri\" (and \"wait-ms\" 0..2^32-1)",
+                            nsid);
+                return FALSE;
+        }
+        if (uri && g_str_has_prefix(uri, "nbd:"))
+                worker_allow_inet(wn->w);      /* reconnecting makes TCP sockets */
         g_autofree char *fdname = g_strdup_printf("ns%" G_GINT64_FORMAT, nsid);
-        int fd = null ? -1 : worker_take_fd(wn->w, fdname);
-        if (!null && fd < 0 && (!path || !*path)) {
+        int fd = null || uri ? -1 : worker_take_fd(wn->w, fdname);
+        if (!null && !uri && fd < 0 && (!path || !*path)) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_BACKEND,
                             "namespace %" G_GINT64_FORMAT ": no backing file: give \"path\" or pass an fd named '%s'",
                             nsid, fdname);
                 return FALSE;
         }
         BlkOpenOptions o = {
-                .path = null ? "null" : path ? path : fdname,
+                .path = null ? "null" : uri ? uri : path ? path : fdname,
                 .fd = fd,
                 .size = (uint64_t) size,
                 .read_only = ro,
@@ -148,11 +161,17 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                 .engine = wn->engine,
                 .null = null,
                 .null_pattern = (int) pattern,
+                .nbd_uri = uri,
+                .nbd_wait_ms = (unsigned) wait_ms,
         };
         BlkBackend *b = NULL;
         int r = blk_backend_open(&o, &b);
         if (r < 0) {
-                const char *hint = r == -ENOENT ? ": create it, or give \"size\" to have it created"
+                const char *hint = uri ? (r == -EPROTONOSUPPORT ? ": use nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH (no TLS)"
+                                          : r == -EINVAL ? ": not an NBD URI, or \"size\" is larger than the export"
+                                          : r == -EROFS ? ": the export is read-only"
+                                          : ": is the NBD server running and reachable?")
+                                 : r == -ENOENT ? ": create it, or give \"size\" to have it created"
                                  : r == -EROFS ? ": the file is read-only; set \"read-only\": true or fix its permissions"
                                  : r == -EINVAL ? ": it must be a regular file or block device at least \"size\" bytes large"
                                  : "";
@@ -176,6 +195,8 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                 g_set_error(error, WORKER_ERROR, r == -EEXIST ? WORKER_ERROR_INVALID : WORKER_ERROR_BACKEND,
                             "namespace %" G_GINT64_FORMAT ": %s", nsid,
                             r == -EEXIST ? "that namespace id is already in use"
+                                         : r == -EOPNOTSUPP ? "the NBD export does not offer multi-conn, which more "
+                                                              "than one I/O thread needs: use iothreads=1"
                                          : "the backing file is smaller than one block");
                 return FALSE;
         }
@@ -435,6 +456,17 @@ static void nvme_stats(void *state, JsonBuilder *b) {
                 MEMBER(key, nvme_ctrl_limit_hits(wn->c, i));
         }
         json_builder_end_object(b);
+        g_autoptr(GString) waiting = g_string_new(NULL);
+        for (uint32_t i = 1; i <= NVME_MAX_NS; i++) {
+                char w[256];
+                if (!wn->paths[i])
+                        continue;
+                nvme_ctrl_ns_waiting(wn->c, i, w, sizeof(w));
+                if (w[0])
+                        g_string_append_printf(waiting, "%snamespace %u: %s", waiting->len ? "; " : "", i, w);
+        }
+        json_builder_set_member_name(b, "waiting");
+        json_builder_add_string_value(b, waiting->str);
         json_builder_set_member_name(b, "controller_state");
         json_builder_add_string_value(b, nvme_ctrl_state_string(wn->c));
         json_builder_set_member_name(b, "namespaces");

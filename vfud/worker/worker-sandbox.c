@@ -136,7 +136,7 @@ static int allow_all(scmp_filter_ctx ctx, const char *const *names, size_t n, GE
         return 0;
 }
 
-gboolean worker_sandbox_seccomp(GError **error) {
+gboolean worker_sandbox_seccomp(bool inet, GError **error) {
         scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
         int r;
 
@@ -154,8 +154,12 @@ gboolean worker_sandbox_seccomp(GError **error) {
                 return FALSE;
         }
 #endif
-        /* UNIX sockets only (journal logging). */
+        /* UNIX sockets (journal logging, NBD servers on a socket); IP ones for an nbd:// namespace's reconnects. */
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+        if (r == 0 && inet)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET));
+        if (r == 0 && inet)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET6));
         if (r == 0)
                 r = seccomp_load(ctx);
         seccomp_release(ctx);
@@ -168,7 +172,7 @@ gboolean worker_sandbox_seccomp(GError **error) {
         return TRUE;
 }
 #else
-gboolean worker_sandbox_seccomp(GError **error) {
+gboolean worker_sandbox_seccomp(bool inet, GError **error) {
         g_debug("built without libseccomp: no system call filter");
         return TRUE;
 }

@@ -103,6 +103,10 @@ int worker_take_fd(Worker *w, const char *name) {
         return GPOINTER_TO_INT(value) - 1;
 }
 
+void worker_allow_inet(Worker *w) {
+        w->inet = true;
+}
+
 const char *worker_device_name(const Worker *w) {
         return w->name;
 }

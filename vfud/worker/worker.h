@@ -67,6 +67,8 @@ extern const WorkerDeviceType worker_virtio_blk_type;
 
 /* Take ownership of an fd the manager passed under name; -1 if none. */
 int worker_take_fd(Worker *w, const char *name);
+/* The device connects to TCP servers (an nbd:// namespace): the sandbox lets it make IP sockets. */
+void worker_allow_inet(Worker *w);
 const char *worker_device_name(const Worker *w);
 sd_event *worker_event(Worker *w);
 
