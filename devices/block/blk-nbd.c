@@ -83,6 +83,7 @@ typedef struct NbdCmd {
         uint64_t piece;                 /* trim/zero: bytes of the piece in flight */
         bool fua_flush;                 /* a FUA write's flush is next (the export has no FUA) */
         bool flushing;                  /* that flush is in flight */
+        bool with_libnbd;               /* sent: libnbd calls nbd_cmd_cb() once */
 } NbdCmd;
 
 struct BlkNbd {
@@ -310,6 +311,7 @@ static int nbd_cmd_cb(void *opaque, int *error) {
         NbdCmd *c = r->bounce_;
 
         r->ret_ = *error ? -*error : 0;
+        c->with_libnbd = false;
         blk_list_push(&c->n->finished, r);
         return 1;
 }
@@ -384,9 +386,14 @@ static void nbd_dispatch(BlkNbd *n, BlkRequest *r) {
                         blk_list_push(&n->waiting, r);
                 return;
         }
+        NbdCmd *c = r->bounce_;
+        c->with_libnbd = true;
         int ret = nbd_send(n, r);
         if (ret == 0)
                 return;
+        if (!c->with_libnbd)
+                return;         /* failed, and completed by libnbd already: it is on the finished list */
+        c->with_libnbd = false;
         if (nbd_conn_error(ret) || nbd_aio_is_dead(n->h) || nbd_aio_is_closed(n->h)) {
                 blk_list_push(&n->waiting, r);
                 nbd_lost(n, nbd_get_error());

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +52,18 @@ static void child_setup(gpointer data) {
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
+static bool server_listening(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok;
+
+        g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+        ok = fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
+        if (fd >= 0)
+                close(fd);
+        return ok;
+}
+
 static void server_start(Fx *f) {
         char *argv[] = { "qemu-nbd", "-k", f->sock, "-f", "raw", "-t", f->img, NULL };
         g_autoptr(GError) error = NULL;
@@ -57,9 +71,9 @@ static void server_start(Fx *f) {
         unlink(f->sock);
         assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH |
                                   G_SPAWN_STDOUT_TO_DEV_NULL, child_setup, NULL, &f->server, &error));
-        for (int i = 0; i < 3000 && access(f->sock, F_OK) < 0; i++)
+        for (int i = 0; i < 3000 && !server_listening(f->sock); i++)
                 g_usleep(10000);
-        assert_int_equal(access(f->sock, F_OK), 0);
+        assert_true(server_listening(f->sock));
 }
 
 static void server_kill(Fx *f) {
