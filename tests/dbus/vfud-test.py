@@ -768,6 +768,8 @@ class NbdServer:
     """qemu-nbd serving a raw file on a UNIX socket in the test's directory; killed and started again at will."""
 
     def __init__(self, env, size=16 * MiB, name='nbd'):
+        if not os.environ.get('HAVE_NBD'):
+            raise Skip('built without libnbd (meson option nbd)')
         if not shutil.which('qemu-nbd'):
             raise Skip('qemu-nbd is missing (./scripts/deps installs qemu-utils)')
         self.env = env
