@@ -65,6 +65,17 @@ const DeviceOptionSpec *device_limits_option(const DeviceType *t, const char *na
         return o ? &o->spec : NULL;
 }
 
+size_t device_limits_n_options(const DeviceType *t) {
+        int set = type_limits(t);
+
+        return set < 0 ? 0 : options_of((LimitsSet) set)->len;
+}
+
+const DeviceOptionSpec *device_limits_option_at(const DeviceType *t, size_t i) {
+        return i < device_limits_n_options(t) ?
+               &((LimitOption *) options_of((LimitsSet) type_limits(t))->pdata[i])->spec : NULL;
+}
+
 char *device_limits_option_list(const DeviceType *t) {
         GString *s = g_string_new(NULL);
         int set = type_limits(t);

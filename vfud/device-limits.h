@@ -15,6 +15,9 @@
 
 /* The create and SetLimits option of t named name (a limit), or NULL. */
 const DeviceOptionSpec *device_limits_option(const DeviceType *t, const char *name);
+/* The limit options of t, by index (0 to device_limits_n_options(t) - 1). */
+size_t device_limits_n_options(const DeviceType *t);
+const DeviceOptionSpec *device_limits_option_at(const DeviceType *t, size_t i);
 /* ", iops-total, ..." for error messages (g_free; "" for a type without limits). */
 char *device_limits_option_list(const DeviceType *t);
 /* Create: the limit options of in into the normalized definition out (after the type's normalizer). */

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer target: the option normaliser of every device type, fed what
+ * libFuzzer target: the option normaliser of every device type, and then
+ * the I/O limits' (device-limits.c, as CreateDevice runs them), fed what
  * CreateDevice's options can hold after bus_read_options() (an option the
  * type declares, with a string, an integer ≥ 0 or a boolean as its spec
  * says).  A normaliser must answer TRUE with an object or FALSE with one
  * MANAGER_ERROR, and never read past what it was given.
  *
  * Input: byte 0 picks the type; then records of one byte picking an option
- * (index into the type's specs) followed by its value: strings a length
+ * (index into the type's specs, then its limit options) followed by its value: strings a length
  * byte and the bytes (cut at a NUL and made UTF-8, as D-Bus strings are), integers 8 bytes
  * little-endian with the sign bit cleared, booleans one byte.  Paths point
  * nowhere useful: a normaliser only stats and opens them.
@@ -15,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "device-limits.h"
 #include "device-type.h"
 
 typedef struct Input {
@@ -96,14 +98,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         t = device_types[b % n_types];
         n = n_options(t);
         while (take(&in, &b, 1)) {
-                const DeviceOptionSpec *spec = &t->options[b % n];
+                size_t i = b % (n + device_limits_n_options(t));
+                const DeviceOptionSpec *spec = i < n ? &t->options[i] : device_limits_option_at(t, i - n);
                 JsonNode *v = take_value(&in, spec->kind);
 
                 if (!v)
                         break;
                 g_hash_table_replace(opts, (char *) spec->name, v);
         }
-        if (t->normalize(&m, "fuzz", opts, out, &error)) {
+        if (t->normalize(&m, "fuzz", opts, out, &error) && device_limits_normalize(t, opts, out, &error)) {
                 if (error)
                         abort();
         } else if (!error || error->domain != MANAGER_ERROR || !error->message ||
