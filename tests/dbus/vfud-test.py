@@ -1525,6 +1525,16 @@ def json_keys(value, where=''):
             yield from json_keys(v, f'{where}[{i}]')
 
 
+def crc32c(data):
+    """CRC-32C (Castagnoli), bitwise: the checksum of image streams."""
+    crc = 0xffffffff
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return crc ^ 0xffffffff
+
+
 def test_cli_json(env):
     """Every --json output of vfuctl (every verb that takes --json, each device type, at every depth)
     has snake_case keys, as vfuctl(1) promises."""
@@ -1535,7 +1545,8 @@ def test_cli_json(env):
         rc, text, err = env.vfuctl('help', verb)
         if 'json' in help_options(text):
             json_verbs.add(verb)
-    check(json_verbs == {'list', 'show', 'create', 'limit'}, f'verbs taking --json: {sorted(json_verbs)}: walk them here')
+    check(json_verbs == {'list', 'show', 'create', 'limit', 'receive-image'},
+          f'verbs taking --json: {sorted(json_verbs)}: walk them here')
     outputs = {}
     created = []
     for t in worker_types():
@@ -1563,6 +1574,17 @@ def test_cli_json(env):
         rc, out, err = env.vfuctl(*args, '--json')
         check(rc == 0, f'{" ".join(args)} --json: {rc} {err}')
         outputs[' '.join(args)] = out
+    if 'j-nvme' in created:
+        # receive-image: an empty image's stream (docs/migration.md) into the stopped device's namespace
+        env.mgr('StopDevice', '(s)', 'j-nvme')
+        head = b'VFUIMG\r\n' + struct.pack('<HHIQI', 1, 0, 0, MiB, 0)
+        end = struct.pack('<QQ', 0, 0)
+        rec = struct.pack('<IIQI', 2, len(end), 0, crc32c(end))
+        stream = head + struct.pack('<I', crc32c(head)) + rec + struct.pack('<I', crc32c(rec)) + end
+        p = subprocess.run([env_path('VFUCTL'), '--bus', env.addr, 'receive-image', 'j-nvme', '1', '--json'],
+                           input=stream, capture_output=True, timeout=120)
+        check(p.returncode == 0, f'receive-image --json: {p.returncode} {p.stderr.decode()}')
+        outputs['receive-image j-nvme 1'] = p.stdout.decode()
     for what, out in outputs.items():
         keys = list(json_keys(json.loads(out)))
         check(keys, f'{what}: no keys')
