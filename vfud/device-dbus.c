@@ -357,6 +357,11 @@ static int method_set_limits(sd_bus_message *msg, void *userdata, sd_bus_error *
         r = manager_check_authorized(d->manager, msg, AUTH_MANAGE, "changing I/O limits", error);
         if (r <= 0)
                 return r < 0 ? r : 1;
+        /* A migration carries the definition it started with: a change now would stay behind. */
+        if (device_is_migrating(d))
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
+                                         "device %s is being migrated: change its limits when the migration is over",
+                                         d->name);
         device_limits_set(d, nsid, opts, reply_done, sd_bus_message_ref(msg));
         return 1;
 }

@@ -3116,6 +3116,9 @@ def test_migrate_live(env):
         # the VMM saves the state, then resumes it here
         cli = background(dst)
         env.wait_for(lambda: incoming(dst), 30, 'the incoming copy')
+        # the copy took the definition as it was: its limits wait for the end of the migration
+        env.expect(ERR + 'DeviceBusy', env.dev, 'lm1', 'SetLimits', '(ua{sv})', 0,
+                   {'iops-total': GLib.Variant('t', 100)})
         c.stdin.write('cancel\n')
         said = vmm_said(c)
         check(said == 'cancelled', f'the VMM cancelled: {said!r}')
