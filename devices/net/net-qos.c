@@ -13,6 +13,7 @@
 #include <glib.h>
 
 #include "net/vnet-priv.h"
+#include "virtio/virtqueue.h"
 
 static uint64_t vnet_now_ns(void) {
         struct timespec ts;
@@ -88,6 +89,11 @@ bool vnet_qos_wait(VNetPair *p, QosDir dir) {
         if (!p->qos_wake_ns || now + wait < p->qos_wake_ns)
                 p->qos_wake_ns = now + wait;
         return true;
+}
+
+bool vnet_qos_tx_wait(VNetPair *p) {
+        return __atomic_load_n(&p->n->qos_on[VNET_QOS_TX], __ATOMIC_RELAXED) && vq_has_avail(p->tx) &&
+               vnet_qos_wait(p, VNET_QOS_TX);
 }
 
 void vnet_qos_charge(VNetPair *p, QosDir dir, size_t bytes) {

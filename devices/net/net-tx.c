@@ -110,7 +110,7 @@ int vnet_tx_process(VNetPair *p) {
 
                 unsigned nslots = 0, nframes = 0, iov_used = 0;
 
-                while (budget > 0 && !vnet_qos_wait(p, VNET_QOS_TX) && (r = vq_pop(vq, p->chain)) > 0) {
+                while (budget > 0 && !vnet_qos_tx_wait(p) && (r = vq_pop(vq, p->chain)) > 0) {
                         VqChain *c = p->chain;
                         VNetTxSlot *s = &p->tx_slots[nslots++];
                         s->id = c->id;

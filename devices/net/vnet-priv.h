@@ -138,6 +138,8 @@ uint8_t vnet_ctrl_handle(VNet *n, uint8_t cls, uint8_t cmd, const uint8_t *data,
 void vnet_qos_init(VNet *n);
 void vnet_qos_free(VNet *n);
 bool vnet_qos_wait(VNetPair *p, QosDir dir);
+/* Transmit: only a frame in the ring waits (and counts). */
+bool vnet_qos_tx_wait(VNetPair *p);
 void vnet_qos_charge(VNetPair *p, QosDir dir, size_t bytes);
 /* epoll timeout (ms, -1 none) until the pair's limits let a frame go. */
 int vnet_qos_timeout(VNetPair *p);
