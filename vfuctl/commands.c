@@ -140,10 +140,12 @@ const Verb verb_table[] = {
           "Move a device, or every device of a VM, to the vfud at DEST.  Devices without a client move "
           "cold (stopped, defined there, storage moved, started there if they ran here); a device whose "
           "VMM uses vfio-user migration moves live.  With --vm, the VM's libvirt domain follows offline.  "
-          "Progress is printed while images move; on failure the devices run here again.",
+          "Progress is printed while images move (one line rewritten on a terminal); Ctrl-C cancels and rolls "
+          "back both sides; on failure the devices run here again.",
           OPTS({ "vm", "Move every device of this VM, then its libvirt domain" },
                { "to", "Destination vfud (required): [USER@]HOST (over ssh) or a D-Bus address" },
-               { "storage", NULL }, { "timeout", NULL }, { "libvirt-uri", NULL }) },
+               { "storage", NULL }, { "timeout", NULL }, { "libvirt-uri", NULL },
+               { "json", "Progress and the result as JSON lines" }) },
         { "receive-image", 2, 2, verb_receive_image, "DEVICE NSID",
           "Receive a migrated image (run by vfud)",
           "Hand standard input, an image stream (docs/migration.md), to this host's vfud as namespace NSID of "

@@ -108,6 +108,8 @@ int device_bus_destroy(Device *d, sd_bus_message *msg, sd_bus_error *error) {
 
         if (r <= 0)
                 return r < 0 ? r : 1;
+        /* an image arriving for it stops (a migration's source rolling back) */
+        migrate_receive_cancel(d);
         if (device_is_migrating(d))
                 return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
                                          "device %s is being migrated: wait for the migration to finish", d->name);
@@ -166,6 +168,10 @@ static int property_get_migration_progress(sd_bus *bus, const char *path, const 
                                            sd_bus_error *error) {
         Device *d = userdata;
 
+        /* the time left only once a rate is known */
+        if (!d->mig_rate || !d->mig_total)
+                return sd_bus_message_append(reply, "a{st}", 3, "bytes", d->mig_bytes, "total", d->mig_total,
+                                             "rate", d->mig_rate);
         return sd_bus_message_append(reply, "a{st}", 4, "bytes", d->mig_bytes, "total", d->mig_total,
                                      "rate", d->mig_rate, "remaining", d->mig_remaining);
 }

@@ -552,6 +552,10 @@ static int property_get_string(sd_bus *bus, const char *path, const char *interf
         return sd_bus_message_append(reply, "s", m->config.runtime_dir);
 }
 
+static int method_cancel_migration(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return manager_bus_cancel_migration(userdata, msg, error);
+}
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -586,6 +590,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_PARAM(vm) SD_BUS_PARAM(destination) SD_BUS_PARAM(options),
                                  "ss", SD_BUS_PARAM(domain_uri) SD_BUS_PARAM(domain_note),
                                  method_migrate_vm, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("CancelMigration", "s", SD_BUS_PARAM(name), NULL,,
+                                 method_cancel_migration, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("DeviceNew", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
         SD_BUS_SIGNAL_WITH_NAMES("DeviceRemoved", "so", SD_BUS_PARAM(name) SD_BUS_PARAM(path), 0),
         SD_BUS_VTABLE_END,

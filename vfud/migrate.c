@@ -107,7 +107,16 @@ struct Migration {
         int efd;
         sd_event_source *done_source, *timer;
 
-        GMutex lock;                    /* the thread's progress */
+        /*
+         * The hand-off between the thread and the loop: the thread checks the
+         * destination, sets checked and wakes the loop, which stops the cold
+         * devices and sets stopped (stop_error); the thread then moves them.
+         * committed: every device arrived, past which a cancel is refused.
+         */
+        GMutex lock;                    /* these and the thread's progress */
+        GCond cond;
+        bool checked, stopping, stopped, committed, thread_done;
+        GError *stop_error;
         uint64_t bytes, total;
         int64_t started;
         const char *phase;              /* static string */
@@ -156,27 +165,41 @@ static void migration_free(Migration *mg) {
                 close(mg->efd);
         if (mg->cancel_fd >= 0)
                 close(mg->cancel_fd);
+        g_clear_error(&mg->stop_error);
         g_mutex_clear(&mg->lock);
+        g_cond_clear(&mg->cond);
         g_free(mg);
 }
 
 static void device_set_migration(Device *d, const char *state, uint64_t bytes, uint64_t total, uint64_t rate,
                                  uint64_t remaining);
 
-/* Stop the migration (on the loop): the copy and the hand-over end with reason, the thread rolls back. */
-static void migration_cancel(Migration *mg, const char *reason) {
+/*
+ * Stop the migration (on the loop): the copy and the hand-over end with
+ * reason, the thread rolls the destination back.  FALSE when it is past
+ * committing (every device arrived) and force is not set.
+ */
+static bool migration_cancel(Migration *mg, const char *reason, bool force) {
         uint64_t one = 1;
 
-        if (g_atomic_int_get(&mg->cancelled))
-                return;
+        g_mutex_lock(&mg->lock);
+        if (g_atomic_int_get(&mg->cancelled) || (mg->committed && !force)) {
+                bool already = g_atomic_int_get(&mg->cancelled);
+
+                g_mutex_unlock(&mg->lock);
+                return already;
+        }
         mg->cancel_reason = g_strdup(reason);
         g_atomic_int_set(&mg->cancelled, 1);
+        g_cond_broadcast(&mg->cond);
+        g_mutex_unlock(&mg->lock);
         if (mg->cancel_fd >= 0 && write(mg->cancel_fd, &one, sizeof(one)) < 0)
                 g_warning("cannot cancel the migration's copy: %s", g_strerror(errno));
+        return true;
 }
 
 bool device_is_migrating(Device *d) {
-        return d->migration != NULL;
+        return d->migration != NULL || d->receive != NULL;
 }
 
 void migrate_device_event(Device *d) {
@@ -712,6 +735,8 @@ static gboolean copy_image_ssh(Migration *mg, MigrateDev *md, const MigrateImage
         g_subprocess_launcher_take_stdin_fd(l, p[0]);
         ssh = g_subprocess_launcher_spawn(l, &e, "ssh", "-xT", "--", mg->destination, "vfuctl", "receive-image",
                                           name, nsid, NULL);
+        /* the launcher holds the read end until it goes: the writer must see the reader leave */
+        g_clear_object(&l);
         if (!ssh) {
                 close(p[1]);
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "cannot run ssh to send the image of %s: %s",
@@ -721,7 +746,11 @@ static gboolean copy_image_ssh(Migration *mg, MigrateDev *md, const MigrateImage
         }
         (void) send_image(mg, img, p[1], &send_error);
         close(p[1]);
-        if (!g_subprocess_communicate_utf8(ssh, NULL, NULL, NULL, &err_text, &e)) {
+        /* cancelled: ssh goes at once (the other end sees its stream break); its stderr is of no interest */
+        if (g_atomic_int_get(&mg->cancelled)) {
+                g_subprocess_force_exit(ssh);
+                (void) g_subprocess_wait(ssh, NULL, NULL);
+        } else if (!g_subprocess_communicate_utf8(ssh, NULL, NULL, NULL, &err_text, &e)) {
                 g_set_error(&recv_error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "ssh %s: %s", mg->destination,
                             e->message);
                 g_clear_error(&e);
@@ -751,18 +780,10 @@ static gboolean migrate_one(sd_bus *b, Migration *mg, MigrateDev *md, GError **e
         const char *p;
         int r;
 
-        r = sd_bus_call_method(b, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "GetDevice", &e, NULL, "s",
-                               md->name);
-        if (r >= 0) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_EXISTS,
-                            "%s already has a device named %s: destroy or rename it there first", mg->destination,
-                            md->name);
+        if (g_atomic_int_get(&mg->cancelled)) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "%s", mg->cancel_reason);
                 return FALSE;
         }
-        if (!sd_bus_error_has_name(&e, VFUD_DBUS_ERROR_NO_SUCH_DEVICE))
-                return call_failed(error, &e, r, mg->destination, "looking the device up");
-        sd_bus_error_free(&e);
-
         r = sd_bus_message_new_method_call(b, &m, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "CreateDevice");
         if (r >= 0)
                 r = sd_bus_message_append(m, "sss", md->type, md->name, md->vm);
@@ -1032,15 +1053,93 @@ static void domain_move(Migration *mg) {
                     mg->vm, names, mg->destination, mg->lv_dest_uri, err->message, cmd);
 }
 
+/*
+ * Before anything moves: the destination's vfud answers and has none of the
+ * names, and the libvirt the VM's domain is to move to answers and does not
+ * have it yet.
+ */
+static gboolean dest_check(sd_bus *b, Migration *mg, GError **error) {
+        for (guint i = 0; i < mg->devs->len; i++) {
+                MigrateDev *md = mg->devs->pdata[i];
+                sd_bus_error e = SD_BUS_ERROR_NULL;
+                int r;
+
+                r = sd_bus_call_method(b, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "GetDevice", &e, NULL,
+                                       "s", md->name);
+                if (r >= 0) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_EXISTS,
+                                    "%s already has a device named %s: destroy or rename it there first; nothing "
+                                    "was moved", mg->destination, md->name);
+                        return FALSE;
+                }
+                if (!sd_bus_error_has_name(&e, VFUD_DBUS_ERROR_NO_SUCH_DEVICE))
+                        return call_failed(error, &e, r, mg->destination, "looking the device up");
+                sd_bus_error_free(&e);
+        }
+        if (mg->lv_dest_uri) {
+                g_autoptr(GError) err = NULL;
+                bool active = false;
+
+                if (manager_libvirt_probe_domain(mg->lv_dest_uri, mg->vm, &active, &err)) {
+                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_EXISTS,
+                                    "VM %s is already defined in the destination's libvirt (%s): undefine it there "
+                                    "first; nothing was moved", mg->vm, mg->lv_dest_uri);
+                        return FALSE;
+                }
+                if (err->code != MANAGER_ERROR_NO_SUCH_VM) {
+                        g_set_error(error, MANAGER_ERROR, err->code,
+                                    "VM %s's libvirt domain is to move to %s, which does not answer: %s; nothing was "
+                                    "moved (give libvirt-uri for another way there, or migrate the devices alone "
+                                    "with vfuctl migrate NAME)", mg->vm, mg->lv_dest_uri, err->message);
+                        return FALSE;
+                }
+        }
+        return TRUE;
+}
+
+static void thread_wake_loop(Migration *mg) {
+        uint64_t one = 1;
+
+        if (write(mg->efd, &one, sizeof(one)) < 0)
+                g_warning("cannot wake the event loop: %s", g_strerror(errno));
+}
+
+/* The destination checked: have the loop stop the cold devices, and wait for it (it always answers). */
+static gboolean await_stopped(Migration *mg, GError **error) {
+        g_mutex_lock(&mg->lock);
+        mg->checked = true;
+        g_mutex_unlock(&mg->lock);
+        thread_wake_loop(mg);
+        g_mutex_lock(&mg->lock);
+        while (!mg->stopped)
+                g_cond_wait(&mg->cond, &mg->lock);
+        if (mg->stop_error)
+                g_propagate_error(error, g_steal_pointer(&mg->stop_error));
+        else if (g_atomic_int_get(&mg->cancelled))
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "%s", mg->cancel_reason);
+        g_mutex_unlock(&mg->lock);
+        return *error == NULL;
+}
+
+/* Every device arrived: from here on a cancel is refused (unless vfud exits). */
+static gboolean commit(Migration *mg, GError **error) {
+        g_mutex_lock(&mg->lock);
+        if (g_atomic_int_get(&mg->cancelled))
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "%s", mg->cancel_reason);
+        else
+                mg->committed = true;
+        g_mutex_unlock(&mg->lock);
+        return mg->committed;
+}
+
 static gpointer migrate_thread(gpointer data) {
         Migration *mg = data;
         GError *error = NULL;
-        uint64_t one = 1;
         sd_bus *b = NULL;
 
         if (!mg->lv_dest_uri || domain_check(mg, &error))
                 b = dest_open(mg->destination, &error);
-        if (b) {
+        if (b && dest_check(b, mg, &error) && await_stopped(mg, &error)) {
                 g_mutex_lock(&mg->lock);
                 mg->started = g_get_monotonic_time();
                 mg->phase = mg->copy ? "copying" : "preparing";
@@ -1049,16 +1148,22 @@ static gpointer migrate_thread(gpointer data) {
                         (void) migrate_one(b, mg, mg->devs->pdata[i], &error);
                 if (!error && mg->live)
                         (void) await_hand_over(b, mg, &error);
+                if (!error)
+                        (void) commit(mg, &error);
                 if (error)
                         rollback(b, mg);
-                sd_bus_flush_close_unref(b);
         }
+        if (b)
+                sd_bus_flush_close_unref(b);
+        /* checks failed: the loop stopped nothing */
         if (!error && mg->lv_dest_uri)
                 domain_move(mg);
+        g_mutex_lock(&mg->lock);
         mg->error = error;
-        set_phase(mg, error ? "failed" : "completed");
-        if (write(mg->efd, &one, sizeof(one)) < 0)
-                g_warning("cannot wake the event loop: %s", g_strerror(errno));
+        mg->phase = error ? "failed" : "completed";
+        mg->thread_done = true;
+        g_mutex_unlock(&mg->lock);
+        thread_wake_loop(mg);
         return NULL;
 }
 
@@ -1115,8 +1220,71 @@ static void handed_over_stopped(Device *d, const GError *error, void *userdata) 
                 migration_finish(mg);
 }
 
-static int on_thread_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void stopped_for_migration(Device *d, const GError *error, void *userdata);
+
+/* The cold devices stopped (or a cancel came first): the thread goes on. */
+static void devices_stopped(Migration *mg, const GError *error) {
+        g_mutex_lock(&mg->lock);
+        mg->stopped = true;
+        if (error && !mg->stop_error)
+                mg->stop_error = g_error_copy(error);
+        g_cond_broadcast(&mg->cond);
+        g_mutex_unlock(&mg->lock);
+}
+
+/* Nothing may connect while the definitions move; live devices keep serving their client. */
+static void stop_devices(Migration *mg) {
+        g_autoptr(GPtrArray) cold = g_ptr_array_new_with_free_func(device_unref_notify);
+
+        for (guint i = 0; i < mg->devs->len; i++) {
+                MigrateDev *md = mg->devs->pdata[i];
+
+                if (!md->live)
+                        g_ptr_array_add(cold, device_ref(md->device));
+        }
+        mg->stops_pending = cold->len;
+        if (cold->len == 0 || g_atomic_int_get(&mg->cancelled)) {
+                devices_stopped(mg, NULL);
+                return;
+        }
+        for (guint i = 0; i < cold->len; i++)
+                device_stop(cold->pdata[i], stopped_for_migration, mg);
+}
+
+static void stopped_for_migration(Device *d, const GError *error, void *userdata) {
         Migration *mg = userdata;
+
+        if (error) {
+                g_mutex_lock(&mg->lock);
+                if (!mg->stop_error)
+                        mg->stop_error = g_error_copy(error);
+                g_mutex_unlock(&mg->lock);
+        }
+        if (--mg->stops_pending == 0)
+                devices_stopped(mg, NULL);
+}
+
+static int on_thread_done(Migration *mg);
+
+/* The thread checked the destination (stop the devices) or is done. */
+static int on_thread_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Migration *mg = userdata;
+        bool done, stop;
+        uint64_t v;
+
+        if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                g_warning("migration: reading the thread's eventfd: %s", g_strerror(errno));
+        g_mutex_lock(&mg->lock);
+        done = mg->thread_done;
+        stop = mg->checked && !mg->stopping;
+        mg->stopping = mg->stopping || stop;
+        g_mutex_unlock(&mg->lock);
+        if (stop)
+                stop_devices(mg);
+        return done ? on_thread_done(mg) : 0;
+}
+
+static int on_thread_done(Migration *mg) {
         g_autoptr(GPtrArray) handed_over = g_ptr_array_new_with_free_func(device_unref_notify);
 
         g_thread_join(mg->thread);
@@ -1170,7 +1338,7 @@ static void migration_start_thread(Migration *mg) {
         int r;
 
         mg->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        r = mg->efd < 0 ? -errno : sd_event_add_io(m->event, &mg->done_source, mg->efd, EPOLLIN, on_thread_done, mg);
+        r = mg->efd < 0 ? -errno : sd_event_add_io(m->event, &mg->done_source, mg->efd, EPOLLIN, on_thread_event, mg);
         if (r >= 0) {
                 (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
                 r = sd_event_add_time(m->event, &mg->timer, CLOCK_MONOTONIC, now + PROGRESS_INTERVAL_USEC, 0,
@@ -1205,7 +1373,12 @@ void manager_migrations_abort(Manager *m) {
                 Migration *mg = m->migrations->pdata[0];
 
                 /* Stop copying, let the thread roll the destination back, and keep the devices here. */
-                migration_cancel(mg, "vfud on this host is exiting: migrate again once it is back");
+                migration_cancel(mg, "vfud on this host is exiting: migrate again once it is back", true);
+                /* a thread waiting for the loop to stop the devices goes on without: the loop is gone */
+                g_mutex_lock(&mg->lock);
+                mg->stopped = true;
+                g_cond_broadcast(&mg->cond);
+                g_mutex_unlock(&mg->lock);
                 g_message("migration to %s: vfud is exiting, stopping it (the destination is rolled back)",
                           mg->destination);
                 if (mg->thread)
@@ -1235,30 +1408,6 @@ void manager_migrations_abort(Manager *m) {
         g_clear_pointer(&m->migrations, g_ptr_array_unref);
 }
 
-static void stopped_for_migration(Device *d, const GError *error, void *userdata) {
-        Migration *mg = userdata;
-
-        if (error && !mg->error)
-                mg->error = g_error_copy(error);
-        if (--mg->stops_pending > 0)
-                return;
-        if (mg->error) {
-                for (guint i = 0; i < mg->devs->len; i++) {
-                        MigrateDev *md = mg->devs->pdata[i];
-
-                        md->device->migration = NULL;
-                        device_set_migration(md->device, "failed", 0, 0, 0, 0);
-                        if (md->was_running && !md->live)
-                                device_start(md->device, NULL, NULL);
-                }
-                (void) manager_reply_error(mg->msg, mg->error);
-                migration_free(mg);
-                return;
-        }
-        migration_start_thread(mg);
-}
-
-/* Check d and add it to mg: FALSE with error when it cannot be migrated as asked. */
 static gboolean add_device(Migration *mg, Device *d, const char *storage, GError **error) {
         JsonObject *o = json_node_get_object(d->options);
         JsonArray *nss = json_object_has_member(o, "namespaces") ? json_object_get_array_member(o, "namespaces") : NULL;
@@ -1470,7 +1619,6 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         g_autofree char *storage = g_strdup("");
         g_autofree char *libvirt_uri = NULL;
         g_autoptr(GPtrArray) list = g_ptr_array_new();
-        g_autoptr(GPtrArray) cold = g_ptr_array_new_with_free_func(device_unref_notify);
         const char *what, *dest;
         uint32_t timeout = DEFAULT_LIVE_TIMEOUT_SEC;
         Migration *mg;
@@ -1519,6 +1667,7 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         mg->vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         mg->phase = "preparing";
         g_mutex_init(&mg->lock);
+        g_cond_init(&mg->cond);
         for (guint i = 0; i < list->len; i++)
                 if (!add_device(mg, list->pdata[i], storage, &gerr)) {
                         migration_free(mg);
@@ -1536,24 +1685,48 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
                 device_set_migration(md->device, "preparing", 0, mg->total, 0, 0);
                 device_log(md->device, G_LOG_LEVEL_MESSAGE, "migrating to %s (%s, storage %s)", dest,
                            md->live ? "live" : "cold", mg->copy ? "copied" : *storage ? "shared" : "none");
-                if (!md->live)
-                        mg->stops_pending++;
         }
-        if (mg->stops_pending == 0) {
-                migration_start_thread(mg);
-                return 1;
-        }
-        /* Nothing may connect while the definitions move; live devices keep serving their client. */
-        for (guint i = 0; i < mg->devs->len; i++) {
-                MigrateDev *md = mg->devs->pdata[i];
-
-                if (!md->live)
-                        g_ptr_array_add(cold, device_ref(md->device));
-        }
-        /* (the last stop may start the thread or end the migration: mg is not touched after it) */
-        for (guint i = 0; i < cold->len; i++)
-                device_stop(cold->pdata[i], stopped_for_migration, mg);
+        /* the thread checks the destination, then has the loop stop the cold devices (stop_devices) */
+        migration_start_thread(mg);
         return 1;
+}
+
+int manager_bus_cancel_migration(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        g_autofree char *reason = NULL;
+        const char *name;
+        Migration *mg = NULL;
+        Device *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = manager_check_authorized(m, msg, AUTH_MIGRATE, "cancelling a migration", error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+        d = manager_find_device(m, name);
+        if (d && d->exported)
+                mg = d->migration;
+        else {
+                GHashTableIter it;
+                gpointer v;
+
+                g_hash_table_iter_init(&it, m->devices);
+                while (!mg && g_hash_table_iter_next(&it, NULL, &v))
+                        if (*name && strcmp(((Device *) v)->vm, name) == 0)
+                                mg = ((Device *) v)->migration;
+        }
+        if (!mg)
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_NOT_RUNNING,
+                                         "no migration of a device or VM named '%s' is running", name);
+        reason = g_strdup_printf("the migration was cancelled (CancelMigration): nothing is left on %s, the "
+                                 "devices stay here", mg->destination);
+        if (!migration_cancel(mg, reason, false))
+                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
+                                         "the migration to %s is past its point of no return (every device arrived "
+                                         "there): it finishes", mg->destination);
+        g_message("migration to %s: cancelled by CancelMigration(%s)", mg->destination, name);
+        return sd_bus_reply_method_return(msg, NULL);
 }
 
 int manager_bus_migrate_device(Manager *m, sd_bus_message *msg, sd_bus_error *error) {

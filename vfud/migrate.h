@@ -39,6 +39,8 @@
 
 int manager_bus_migrate_device(Manager *m, sd_bus_message *msg, sd_bus_error *error);
 int manager_bus_migrate_vm(Manager *m, sd_bus_message *msg, sd_bus_error *error);
+/* Manager.CancelMigration(s name): stop the migration of device or VM name and roll it back. */
+int manager_bus_cancel_migration(Manager *m, sd_bus_message *msg, sd_bus_error *error);
 /*
  * vfud is exiting: stop running migrations (each rolls the destination
  * back), wait for them and reply to their callers.  A migration that had

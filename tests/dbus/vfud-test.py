@@ -3047,6 +3047,185 @@ def test_migrate_abort(env):
     migrate_case(env, run)
 
 
+def rolled_back(env, dst, name, leftover=()):
+    """The migration of name failed: it runs here again, nothing of it is on dst (but leftover names)."""
+    env.wait_for(lambda: env.prop(name, 'State') == 'listening', 20, f'{name} to listen again')
+    check(env.prop(name, 'MigrationState') == 'failed', f'MigrationState {env.prop(name, "MigrationState")!r}')
+    env.wait_for(lambda: sorted(d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]) == sorted(leftover), 20,
+                 'the destination to be rolled back')
+    if not leftover:
+        check(os.listdir(os.path.join(dst.state, 'images')) == [], 'no image left on the destination')
+
+
+def test_migrate_cancel(env):
+    """CancelMigration before any byte arrived, mid-copy, and Ctrl-C in vfuctl migrate (--json progress): the
+    copy stops, the destination is rolled back, the device runs here with its image unchanged; after the
+    migration finished there is nothing to cancel.  The image goes through the ssh transport with a relay that
+    holds the stream (STREAM_RELAY), so each cancel lands where it is meant to."""
+    need_type('nvme')
+
+    def start(env, relay, op, at, *extra):
+        relay_set(relay, op, at)
+        cli = env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'mc', '--to', 'root@vfu-remote',
+                         '--storage', 'copy'] + list(extra), stderr=subprocess.PIPE)
+        env.wait_for(lambda: os.path.exists(relay + '.held'), 60, 'the copy to reach the hold point')
+        return cli
+
+    def finish(cli, relay):
+        out, err = cli.communicate(timeout=60)
+        open(relay + '.release', 'w').close()
+        return out, err
+
+    def run(env, dst):
+        relay = remote_source(env, dst)
+        env.create('nvme', 'mc', 'vmc', size=32 * MiB)
+        data = random_image(env, 'mc', 32 * MiB)
+
+        # before the copy: the device exists there, no byte of its image arrived
+        cli = start(env, relay, 'hold', 0)
+        check([d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['mc'], 'the copy exists there')
+        env.mgr('CancelMigration', '(s)', 'mc')
+        out, err = finish(cli, relay)
+        check(cli.returncode != 0 and 'cancelled (CancelMigration)' in err, f'vfuctl migrate: {cli.returncode} {err!r}')
+        rolled_back(env, dst, 'mc')
+
+        # mid-copy, by VM name
+        cli = start(env, relay, 'hold', 8 * MiB)
+        env.wait_for(lambda: 0 < env.prop('mc', 'MigrationProgress').get('bytes', 0) < 32 * MiB, 10, 'progress')
+        env.mgr('CancelMigration', '(s)', 'vmc')
+        out, err = finish(cli, relay)
+        check(cli.returncode != 0 and 'cancelled' in err, f'vfuctl migrate: {cli.returncode} {err!r}')
+        rolled_back(env, dst, 'mc')
+
+        # Ctrl-C in vfuctl migrate --json: progress as JSON lines, then the cancel
+        cli = start(env, relay, 'hold', 8 * MiB, '--json')
+        env.wait_for(lambda: 0 < env.prop('mc', 'MigrationProgress').get('bytes', 0), 10, 'progress')
+        env.pump(0.5)
+        cli.send_signal(signal.SIGINT)
+        out, err = finish(cli, relay)
+        check(cli.returncode != 0 and 'cancelling the migration of mc' in err and 'cancelled' in err,
+              f'vfuctl migrate after Ctrl-C: {cli.returncode} {err!r}')
+        lines = [json.loads(x) for x in out.splitlines()]
+        check(lines and all(x['device'] == 'mc' for x in lines), f'JSON lines {out!r}')
+        copying = [x for x in lines if x['state'] == 'copying']
+        check(copying and all(0 <= x['bytes'] < x['total'] == 32 * MiB for x in copying), f'progress {copying}')
+        check(all('remaining' not in x or x['rate'] > 0 for x in lines), f'a time left only with a rate: {lines}')
+        rolled_back(env, dst, 'mc')
+        with open(ns_path(env, 'mc'), 'rb') as f:
+            check(f.read() == data, 'the image here is as it was')
+
+        # nothing held: it completes, and then there is nothing to cancel
+        os.unlink(relay)
+        rc, out, err = env.vfuctl('migrate', 'mc', '--to', 'root@vfu-remote', '--storage', 'copy')
+        check(rc == 0 and 'mc: migrated to root@vfu-remote' in out, f'migrate: {rc} {out!r} {err!r}')
+        env.expect(ERR + 'NotRunning', env.mgr, 'CancelMigration', '(s)', 'mc')
+        check([d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['mc'], 'it stays there')
+        check(env.mgr('ListDevices', '(s)', '')[0] == [], 'and is gone here')
+        with open(ns_path(dst, 'mc'), 'rb') as f:
+            check(f.read() == data, 'the image arrived byte for byte')
+
+    migrate_case(env, run)
+
+
+def test_migrate_stream_faults(env):
+    """The destination vfud killed mid-copy, and a corrupted extent: each fails with the reason, the device runs
+    here again, and (killed) the copy left there is named in the source's log."""
+    need_type('nvme')
+
+    def run(env, dst):
+        relay = remote_source(env, dst)
+        env.create('nvme', 'mf', 'vmf', size=16 * MiB)
+        data = random_image(env, 'mf', 16 * MiB)
+
+        # one byte of the second MiB inverted on its way
+        relay_set(relay, 'flip', MiB + 12345)
+        rc, out, err = env.vfuctl('migrate', 'mf', '--to', 'root@vfu-remote', '--storage', 'copy')
+        check(rc != 0 and 'checksum mismatch in the extent of' in err, f'corrupted: {rc} {err!r}')
+        rolled_back(env, dst, 'mf')
+
+        # the destination's vfud dies mid-copy
+        relay_set(relay, 'hold', 4 * MiB)
+        cli = env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'mf', '--to', 'root@vfu-remote',
+                         '--storage', 'copy'], stderr=subprocess.PIPE)
+        env.wait_for(lambda: os.path.exists(relay + '.held'), 60, 'the copy to reach the hold point')
+        dst.vfud.send_signal(signal.SIGKILL)
+        dst.vfud.wait(timeout=20)
+        open(relay + '.release', 'w').close()
+        out, err = cli.communicate(timeout=60)
+        check(cli.returncode != 0 and 'receiving namespace 1 of mf' in err, f'destination killed: {cli.returncode} '
+              f'{err!r}')
+        env.wait_for(lambda: env.prop('mf', 'State') == 'listening', 20, 'mf to listen again')
+        check(env.prop('mf', 'MigrationState') == 'failed', 'MigrationState failed')
+        env.log.flush()
+        with open(os.path.join(env.dir, 'vfud.log')) as f:
+            check('could not remove the copy on root@vfu-remote' in f.read(), 'the leftover is named in the log')
+        os.unlink(relay)
+        dst.start_vfud()
+        check([d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['mf'], 'the half copy is there')
+        dst.mgr('DestroyDevice', '(s)', 'mf')
+        with open(ns_path(env, 'mf'), 'rb') as f:
+            check(f.read() == data, 'the image here is as it was')
+
+    migrate_case(env, run)
+
+
+def test_migrate_full_disk(env):
+    """A destination whose state directory fills up mid-copy (a 6 MiB tmpfs in a mount namespace of its own):
+    the migration fails with ENOSPC's reason, both sides as before."""
+    need_type('nvme')
+    if os.geteuid() != 0 or not shutil.which('unshare'):
+        raise Skip('needs root and unshare(1) for a small tmpfs')
+
+    def run(env, dst):
+        dst.stop_vfud()
+        dst.wrap = ['unshare', '-m', '--propagation', 'private', 'sh', '-c',
+                    f'mount -t tmpfs -o size=6m,mode=0755 vfu-test {dst.state} && exec "$@"', 'sh']
+        dst.start_vfud()
+        env.create('nvme', 'mfull', '', size=16 * MiB)
+        data = random_image(env, 'mfull', 16 * MiB)
+        msg = env.expect(ERR + 'BackendFailed', env.mgr, 'MigrateDevice', '(ssa{sv})', 'mfull', dst.addr,
+                         copy_opts())
+        check('No space left on device' in msg, msg)
+        env.wait_for(lambda: env.prop('mfull', 'State') == 'listening', 20, 'mfull to listen again')
+        check(dst.mgr('ListDevices', '(s)', '')[0] == [], 'nothing left on the destination')
+        with open(ns_path(env, 'mfull'), 'rb') as f:
+            check(f.read() == data, 'the image here is as it was')
+
+    migrate_case(env, run)
+
+
+def test_migrate_sparse(env):
+    """An image of holes, zero blocks and data arrives byte for byte with its holes kept (through the pipe to a
+    bus address); the progress covers the whole image and ends at it."""
+    need_type('nvme')
+
+    def run(env, dst):
+        env.create('nvme', 'msp', '', size=256 * MiB)
+        env.mgr('StopDevice', '(s)', 'msp')
+        path = ns_path(env, 'msp')
+        with open(path, 'r+b') as f:
+            for off in (0, 5 * MiB + 4096, 100 * MiB, 256 * MiB - 8192):
+                f.seek(off)
+                f.write(os.urandom(8192))
+            f.seek(50 * MiB)
+            f.write(bytes(4 * MiB))             # written zeros: allocated here, not sent
+        with open(path, 'rb') as f:
+            data = f.read()
+        env.signals.clear()
+        env.mgr('MigrateDevice', '(ssa{sv})', 'msp', dst.addr, copy_opts())
+        got = ns_path(dst, 'msp')
+        with open(got, 'rb') as f:
+            check(f.read() == data, 'the image arrived byte for byte')
+        used = os.stat(got).st_blocks * 512
+        check(used <= 1 * MiB, f'holes and zero blocks stay holes there ({used} bytes allocated)')
+        env.pump(0.3)
+        prog = [x[3][1]['MigrationProgress'] for x in env.signals
+                if x[2] == 'PropertiesChanged' and 'MigrationProgress' in x[3][1]]
+        check(prog and prog[-1]['bytes'] == prog[-1]['total'] == 256 * MiB, f'progress {prog[-1:]}')
+
+    migrate_case(env, run)
+
+
 def check_handed_over(env, dst, name, moved):
     """After a live hand-over of name: the copy resumed with the moved bytes and serves the VMM; the source
     went preparing, waiting, transferring, completed."""
