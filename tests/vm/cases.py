@@ -959,3 +959,66 @@ def libvirt(ctx):
         if time.monotonic() > deadline:
             raise Fail(f"the release hook did not stop {disk}: it is {state}")
         time.sleep(0.5)
+
+
+def _helper(ctx, script, what):
+    """Run a tests/vm helper that prints KEY=VALUE lines last; 77 is Skip."""
+    t = time.monotonic()
+    p = subprocess.run([os.path.join(vmlib.HERE, script)], stdout=subprocess.PIPE, text=True)
+    if p.returncode == 77:
+        raise Skip(f"{script} cannot {what} (see above)")
+    if p.returncode != 0:
+        raise Fail(f"{script} failed with exit code {p.returncode} (see above)")
+    ctx.timings.append(f"{script} {time.monotonic() - t:.0f}s")
+    return dict(ln.split("=", 1) for ln in p.stdout.splitlines() if "=" in ln)
+
+
+class SystemdHostVm(vmlib.Vm):
+    """A guest booted from the systemd host image (provision-systemd-host):
+    systemd as PID 1 on a virtio root disk (a snapshot: the cached image is
+    not written), the case's files on a second disk labelled vfucase."""
+
+    def __init__(self, ctx, name, image, payload, **kw):
+        super().__init__(ctx, name, "systemd-host.sh", **kw)
+        self.image = image
+        self.payload = payload
+
+    def argv(self):
+        ctx = self.ctx
+        return [ctx.env["QEMU"], "-name", self.name, "-machine", "q35", "-accel", ctx.accel,
+                "-cpu", "host" if ctx.accel == "kvm" else "max", "-smp", "2", "-m", "1024",
+                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                "-serial", f"file:{self.serial}",
+                "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+                "-kernel", self.image["KERNEL"], "-initrd", self.image["INITRD"],
+                "-append", "console=ttyS0 panic=-1 quiet",
+                "-drive", f"file={self.image['ROOT_IMG']},if=virtio,format=raw,snapshot=on",
+                "-drive", f"file={self.payload},if=virtio,format=raw,readonly=on"]
+
+
+@case
+def systemd_host(ctx):
+    """vfu's packages, built from this tree, on a booted trixie with systemd as
+    PID 1: install, D-Bus activation, a device in its own worker unit with its
+    limits in the cgroup, verified I/O with our client, vfud restarted with the
+    worker adopted, a killed worker back in a new unit, systemd-analyze
+    security, polkit, purge (cases/systemd-host.sh)."""
+    nvme_io = ctx.program("NVME_IO", "nvme-io")
+    debs = _helper(ctx, "build-deb", "build the packages")["DEB_DIR"]
+    image = _helper(ctx, "provision-systemd-host", "build the systemd host image")
+    payload = ctx.path("payload")
+    os.mkdir(payload)
+    for name in os.listdir(debs):
+        if name.startswith(("vfu_", "libvfu-vfio-user0_")) and name.endswith(".deb"):
+            shutil.copy(os.path.join(debs, name), payload)
+    shutil.copy(nvme_io, os.path.join(payload, "nvme-io"))
+    shutil.copy(os.path.join(vmlib.HERE, "cases", "systemd-host.sh"), os.path.join(payload, "case.sh"))
+    disk = ctx.path("payload.img")
+    subprocess.run(["mke2fs", "-q", "-t", "ext4", "-L", "vfucase", "-d", payload, disk, "64M"], check=True)
+    vm = SystemdHostVm(ctx, "host", image, disk, timeout=480)
+    out = vm.run()
+    # The case's own lines, without the console's timestamps and unit prefixes.
+    for line in out.splitlines():
+        m = re.search(r"vfu-case\[\d+\]: (.*)", line)
+        if m:
+            print(m.group(1))
