@@ -244,10 +244,24 @@ static int on_started(sd_bus_message *reply, void *userdata, sd_bus_error *ret_e
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
         if (e) {
+                g_autofree char *unit = worker_unit_name(d->name);
+                bool exists = sd_bus_error_has_name(e, "org.freedesktop.systemd1.UnitExists");
                 g_autoptr(GError) error = g_error_new(MANAGER_ERROR, MANAGER_ERROR_WORKER_FAILED,
-                                                      "systemd did not start the worker unit of %s: %s", d->name,
-                                                      e->message ? e->message : e->name);
+                                                      "systemd did not start the worker unit of %s: %s%s", d->name,
+                                                      e->message ? e->message : e->name,
+                                                      exists ? " (a worker that no longer answers on its control "
+                                                               "socket: its unit is being stopped, start again)" : "");
 
+                /*
+                 * A unit of this name that vfud could not adopt holds the
+                 * device's socket without answering: end it, as the fork path
+                 * kills such a worker, so that the next start (automatic
+                 * after a crash) gets the name.
+                 */
+                if (exists)
+                        (void) sd_bus_call_method_async(d->manager->bus, NULL, SYSTEMD_DEST, SYSTEMD_PATH,
+                                                        SYSTEMD_MANAGER, "StopUnit", NULL, NULL, "ss", unit,
+                                                        "replace");
                 device_worker_spawn_failed(d, error);
         }
         device_unref(d);

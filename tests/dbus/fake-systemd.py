@@ -9,7 +9,8 @@ as systemd does for a service: it writes the unit's properties as a unit
 file UNITDIR/NAME (for systemd-analyze security --offline), runs ExecStart
 with the StandardInputFileDescriptor as its standard input and holds its
 own copy of that fd until the process exits, as systemd does.  Its output
-goes to UNITDIR/NAME.log.  ResetFailedUnit is accepted.  Every call is
+goes to UNITDIR/NAME.log.  ResetFailedUnit and StopUnit are accepted (and
+only logged).  Every call is
 appended to LOG as a JSON line (method, unit, properties, and the pid of
 the process started).  A unit whose name contains "refused" gets the
 error org.freedesktop.systemd1.UnitExists; one containing "noexec" is
@@ -37,6 +38,11 @@ XML = '''<node><interface name="org.freedesktop.systemd1.Manager">
 </method>
 <method name="ResetFailedUnit">
   <arg type="s" name="name" direction="in"/>
+</method>
+<method name="StopUnit">
+  <arg type="s" name="name" direction="in"/>
+  <arg type="s" name="mode" direction="in"/>
+  <arg type="o" name="job" direction="out"/>
 </method></interface></node>'''
 
 CAPS = {0: 'CAP_CHOWN', 1: 'CAP_DAC_OVERRIDE', 5: 'CAP_KILL', 6: 'CAP_SETGID', 7: 'CAP_SETUID',
@@ -97,6 +103,11 @@ def main():
         if method == 'ResetFailedUnit':
             log({'method': method, 'unit': params.unpack()[0]})
             inv.return_value(None)
+            return
+        if method == 'StopUnit':
+            log({'method': method, 'unit': params.unpack()[0], 'mode': params.unpack()[1]})
+            jobs[0] += 1
+            inv.return_value(GLib.Variant('(o)', (f'/org/freedesktop/systemd1/job/{jobs[0]}',)))
             return
         name = params.get_child_value(0).get_string()
         if 'refused' in name:
