@@ -85,6 +85,9 @@ int blk_null_create(const BlkOpenOptions *opts, BlkBackend **out);
 /* blk_execute_sync() of a null backend. */
 int blk_null_execute(BlkBackend *b, BlkRequest *r);
 int blk_threads_create(BlkBackend *base, const BlkOpenOptions *opts, BlkBackend **out);
+#if HAVE_LIBRBD
+int blk_rbd_create(const BlkOpenOptions *opts, BlkBackend **out);
+#endif
 #if HAVE_LIBNBD
 int blk_nbd_create(const BlkOpenOptions *opts, BlkBackend **out);
 #endif

@@ -206,7 +206,9 @@ int blk_backend_open(const BlkOpenOptions *opts, BlkBackend **out) {
         *o = *opts;
         o->path = NULL;
         o->fd = -1;
-        o->nbd_uri = NULL;              /* the NBD backend keeps its own target */
+        o->nbd_uri = NULL;              /* the NBD and RBD backends keep their own targets */
+        o->rbd_pool = o->rbd_namespace = o->rbd_image = NULL;
+        o->rbd_conf = o->rbd_id = o->rbd_keyring = NULL;
         (*out)->opened_ = o;
         return 0;
 }
@@ -237,6 +239,15 @@ static int blk_backend_open_engine(const BlkOpenOptions *opts, BlkBackend **out)
                 if (opts->fd >= 0)
                         close(opts->fd);
                 return blk_null_create(opts, out);
+        }
+        if (opts->rbd_image) {
+                if (opts->fd >= 0)
+                        close(opts->fd);
+#if HAVE_LIBRBD
+                return blk_rbd_create(opts, out);
+#else
+                return -EPROTONOSUPPORT;
+#endif
         }
         if (opts->nbd_uri) {
                 if (opts->fd >= 0)

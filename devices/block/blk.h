@@ -8,7 +8,8 @@
  * backend, which stores nothing (reads return zeroes or a fixed pattern,
  * writes are dropped) to measure a device without a disk; or an NBD export
  * through libnbd (blk-nbd.c: a network backend that reconnects, whose
- * requests wait while it is down and then fail with -ENOTCONN).  Requests are
+ * requests wait while it is down and then fail with -ENOTCONN); or a Ceph
+ * RBD image through librbd (blk-rbd.c).  Requests are
  * submitted, then committed in batches; completions are delivered by
  * blk_backend_reap() on the thread that calls it, never asynchronously, so
  * a device's I/O thread owns its callbacks.  blk_backend_fd() is readable
@@ -157,6 +158,10 @@ struct BlkOpenOptions {
         const char *nbd_uri;            /* an NBD export (nbd://HOST[:PORT]/EXPORT or
                                          * nbd+unix:///EXPORT?socket=PATH): fd, path unused */
         unsigned nbd_wait_ms;           /* nbd: how long I/O waits for a lost server; 0 = 10 s */
+        /* A Ceph RBD image (rbd_image set; fd, path unused): created of size when missing and size > 0. */
+        const char *rbd_pool, *rbd_namespace, *rbd_image;
+        const char *rbd_conf, *rbd_id, *rbd_keyring;    /* NULL: Ceph's defaults (client.admin) */
+        bool rbd_lock;                  /* hold the image's exclusive lock while open */
 };
 
 /* What the null backend was asked to do (its only trace of the data). */

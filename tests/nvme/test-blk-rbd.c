@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The RBD backend against a real single-node Ceph cluster started here
+ * (tests/common/ceph-cluster: ceph-mon and ceph-osd on memstore, loopback,
+ * a temporary directory, torn down at the end): image creation, data-verified
+ * I/O, FUA, flush, write zeroes, discard, growth, the exclusive lock between
+ * two clients, clones, what a new connection reads back.  Skipped (77)
+ * without the Ceph daemons (./scripts/deps installs them).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+#include <rados/librados.h>
+
+#include "block/blk.h"
+
+#define MiB (1u << 20)
+#define POOL "vfu"
+
+static char *cluster_dir, *conf;
+
+typedef struct Done {
+        BlkRequest req;
+        struct iovec iov[4];
+        int ret;
+        bool done;
+} Done;
+
+static void on_done(BlkRequest *r, int ret) {
+        Done *d = (Done *) r;
+        d->ret = ret;
+        d->done = true;
+}
+
+static void wait_all(BlkBackend *b, Done *d, unsigned n) {
+        for (;;) {
+                unsigned left = 0;
+                for (unsigned i = 0; i < n; i++)
+                        left += !d[i].done;
+                if (!left)
+                        return;
+                struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
+                if (blk_backend_reap(b) == 0)
+                        assert_true(poll(&p, 1, 60000) >= 0);
+        }
+}
+
+static int run(BlkBackend *b, Done *d) {
+        d->done = false;
+        d->req.cb = on_done;
+        int r = blk_backend_submit(b, &d->req);
+        if (r < 0)
+                return r;
+        blk_backend_commit(b);
+        wait_all(b, d, 1);
+        return d->ret;
+}
+
+static int rw(BlkBackend *b, BlkOp op, void *buf, size_t len, uint64_t off, unsigned flags) {
+        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len, .niov = 1 } };
+        d.iov[0] = (struct iovec) { buf, len };
+        d.req.iov = d.iov;
+        return run(b, &d);
+}
+
+static int simple(BlkBackend *b, BlkOp op, uint64_t off, uint64_t len, unsigned flags) {
+        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len } };
+        return run(b, &d);
+}
+
+static void fill(uint8_t *buf, size_t len, unsigned seed) {
+        for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t) (i * 31 + seed * 7 + (i >> 9));
+}
+
+static bool all_zero(const uint8_t *p, size_t len) {
+        for (size_t i = 0; i < len; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
+static int open_rbd(const char *image, uint64_t size, bool lock, BlkBackend **b) {
+        BlkOpenOptions o = { .fd = -1, .size = size, .rbd_pool = POOL, .rbd_image = image,
+                             .rbd_conf = conf, .rbd_lock = lock };
+        *b = NULL;
+        return blk_backend_open(&o, b);
+}
+
+static BlkBackend *must_open(const char *image, uint64_t size, bool lock) {
+        BlkBackend *b = NULL;
+        assert_int_equal(open_rbd(image, size, lock, &b), 0);
+        return b;
+}
+
+static void test_create_io(void **state) {
+        BlkBackend *b = NULL;
+        g_autofree uint8_t *w = g_malloc(MiB), *r = g_malloc(MiB);
+
+        /* No image and no size: -ENOENT; with a size it is created. */
+        assert_int_equal(open_rbd("io", 0, false, &b), -ENOENT);
+        b = must_open("io", 64 * MiB, true);
+        assert_int_equal(b->size, 64 * MiB);
+        assert_true(b->caps & BLK_CAP_DISCARD);
+
+        fill(w, MiB, 1);
+        Done d = { .req = { .op = BLK_WRITE, .offset = 4096, .len = MiB, .niov = 3 } };
+        d.iov[0] = (struct iovec) { w, 4096 };
+        d.iov[1] = (struct iovec) { w + 4096, 12288 };
+        d.iov[2] = (struct iovec) { w + 16384, MiB - 16384 };
+        d.req.iov = d.iov;
+        assert_int_equal(run(b, &d), 0);
+        memset(r, 0, MiB);
+        Done rd = { .req = { .op = BLK_READ, .offset = 4096, .len = MiB, .niov = 2 } };
+        rd.iov[0] = (struct iovec) { r, 512 };
+        rd.iov[1] = (struct iovec) { r + 512, MiB - 512 };
+        rd.req.iov = rd.iov;
+        assert_int_equal(run(b, &rd), 0);
+        assert_memory_equal(w, r, MiB);
+
+        fill(w, 65536, 2);
+        assert_int_equal(rw(b, BLK_WRITE, w, 65536, 8 * MiB, BLK_F_FUA), 0);
+        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 8 * MiB + 4096, 8192, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        assert_memory_equal(r, w, 4096);
+        assert_true(all_zero(r + 4096, 8192));
+        assert_memory_equal(r + 12288, w + 12288, 65536 - 12288);
+        assert_int_equal(simple(b, BLK_DISCARD, 8 * MiB, 65536, 0), 0);
+        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        assert_true(all_zero(r, 65536));
+
+        /* Bounds; growing; never shrinking. */
+        assert_int_equal(rw(b, BLK_READ, r, 4096, 64 * MiB, 0), -ERANGE);
+        assert_int_equal(blk_backend_resize(b, 96 * MiB), 0);
+        assert_int_equal(b->size, 96 * MiB);
+        assert_int_equal(rw(b, BLK_WRITE, w, 4096, 95 * MiB, 0), 0);
+        assert_int_equal(blk_backend_resize(b, 32 * MiB), -EINVAL);
+        assert_int_equal(blk_execute_sync(b, &(BlkRequest) { .op = BLK_FLUSH }), 0);
+        blk_backend_free(b);
+
+        /* A new connection reads what was flushed. */
+        b = must_open("io", 0, false);
+        assert_int_equal(b->size, 96 * MiB);
+        assert_int_equal(rw(b, BLK_READ, r, 4096, 95 * MiB, 0), 0);
+        assert_memory_equal(r, w, 4096);
+        blk_backend_free(b);
+}
+
+static void test_many_inflight(void **state) {
+        BlkBackend *b = must_open("many", 32 * MiB, true);
+        enum { N = 64, LEN = 16384 };
+        g_autofree Done *d = g_new0(Done, N);
+        g_autofree uint8_t *w = g_malloc(N * LEN), *r = g_malloc0(N * LEN);
+
+        fill(w, N * LEN, 3);
+        for (unsigned i = 0; i < N; i++) {
+                d[i].req = (BlkRequest) { .op = BLK_WRITE, .offset = (uint64_t) i * LEN * 3, .len = LEN,
+                                          .iov = d[i].iov, .niov = 1, .cb = on_done };
+                d[i].iov[0] = (struct iovec) { w + i * LEN, LEN };
+                assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
+        }
+        blk_backend_commit(b);
+        wait_all(b, d, N);
+        for (unsigned i = 0; i < N; i++) {
+                assert_int_equal(d[i].ret, 0);
+                d[i].done = false;
+                d[i].req.op = BLK_READ;
+                d[i].iov[0].iov_base = r + i * LEN;
+                assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
+        }
+        blk_backend_commit(b);
+        wait_all(b, d, N);
+        for (unsigned i = 0; i < N; i++)
+                assert_int_equal(d[i].ret, 0);
+        assert_memory_equal(w, r, N * LEN);
+        assert_int_equal(blk_backend_inflight(b), 0);
+        blk_backend_free(b);
+}
+
+/* The exclusive lock: a second client cannot take the image while the first holds it. */
+static void test_exclusive_lock(void **state) {
+        BlkBackend *a = must_open("locked", 16 * MiB, true), *b = NULL, *c = NULL;
+        uint8_t w[4096], r[4096];
+
+        assert_true(open_rbd("locked", 0, true, &b) < 0);
+        assert_null(b);
+        /* A clone is the same client: it shares the lock. */
+        assert_int_equal(blk_backend_clone(a, &c), 0);
+        fill(w, sizeof(w), 4);
+        assert_int_equal(rw(c, BLK_WRITE, w, sizeof(w), 8192, 0), 0);
+        assert_int_equal(rw(a, BLK_READ, r, sizeof(r), 8192, 0), 0);
+        assert_memory_equal(w, r, sizeof(w));
+        blk_backend_free(c);
+        blk_backend_free(a);
+        /* Released with the backend. */
+        b = must_open("locked", 0, true);
+        assert_int_equal(rw(b, BLK_READ, r, sizeof(r), 8192, 0), 0);
+        assert_memory_equal(w, r, sizeof(w));
+        blk_backend_free(b);
+}
+
+static int group_setup(void **state) {
+        g_autofree char *out = NULL, *err = NULL;
+        g_autoptr(GError) error = NULL;
+        int status = -1;
+        rados_t cl;
+        rados_ioctx_t io;
+
+        cluster_dir = g_dir_make_tmp("vfu-ceph-XXXXXX", NULL);
+        assert_non_null(cluster_dir);
+        char *argv[] = { (char *) CEPH_CLUSTER, "start", cluster_dir, NULL };
+        assert_true(g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, &error));
+        if (!g_spawn_check_wait_status(status, NULL)) {
+                fprintf(stderr, "ceph-cluster start failed: %s\n", err);
+                return -1;
+        }
+        conf = g_strdup(g_strchomp(out));
+        /* The pool for the images, tagged for rbd. */
+        assert_int_equal(rados_create(&cl, NULL), 0);
+        assert_int_equal(rados_conf_read_file(cl, conf), 0);
+        assert_int_equal(rados_connect(cl), 0);
+        assert_int_equal(rados_pool_create(cl, POOL), 0);
+        assert_int_equal(rados_ioctx_create(cl, POOL, &io), 0);
+        assert_int_equal(rados_application_enable(io, "rbd", 1), 0);
+        rados_ioctx_destroy(io);
+        rados_shutdown(cl);
+        return 0;
+}
+
+static int group_teardown(void **state) {
+        char *argv[] = { (char *) CEPH_CLUSTER, "stop", cluster_dir, NULL };
+        g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, NULL, NULL, NULL, NULL);
+        g_free(cluster_dir);
+        g_free(conf);
+        return 0;
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_create_io),
+                cmocka_unit_test(test_many_inflight),
+                cmocka_unit_test(test_exclusive_lock),
+        };
+        g_autofree char *mon = g_find_program_in_path("ceph-mon"), *osd = g_find_program_in_path("ceph-osd");
+
+        if (!mon || !osd) {
+                fprintf(stderr, "SKIP: ceph-mon or ceph-osd missing (./scripts/deps installs them)\n");
+                return 77;
+        }
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
