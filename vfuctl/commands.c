@@ -29,6 +29,11 @@ const OptionInfo option_table[] = {
         { "nbd", 0, ARG_NBD, "URI", false,
           "(nvme) An NBD export served by qemu-storage-daemon, qemu-nbd or nbdkit: nbd://HOST[:PORT]/EXPORT or "
           "nbd+unix:///EXPORT?socket=PATH" },
+        { "rbd", 0, ARG_RBD, "POOL/IMAGE", false,
+          "(nvme) A Ceph RBD image (POOL/IMAGE or POOL/NAMESPACE/IMAGE), created of --size when missing" },
+        { "rbd-conf", 0, ARG_RBD_CONF, "PATH", false, "(nvme) The Ceph cluster's configuration (default /etc/ceph/ceph.conf)" },
+        { "rbd-id", 0, ARG_RBD_ID, "ID", false, "(nvme) The Ceph client id (default admin)" },
+        { "rbd-keyring", 0, ARG_RBD_KEYRING, "PATH", false, "(nvme) The keyring with the client's key" },
         { "serial", 0, ARG_SERIAL, "SERIAL", false, "(nvme, virtio-blk) Serial number" },
         { "block-size", 0, ARG_BLOCK_SIZE, "BYTES", false, "(nvme, virtio-blk) Logical block size: 512 or 4096" },
         { "null", 0, ARG_NULL, "SIZE", false,
@@ -86,7 +91,8 @@ const Verb verb_table[] = {
         { "create", 1, 1, verb_create, "nvme|virtio-blk|virtio-net [OPTIONS]", "Create a device and start it",
           "Create a device and start it.  An NVMe controller's namespace 1, or a virtio-blk disk, is a new "
           "sparse image of --size, an existing file (--file), a block device (--block), an NBD export (--nbd, "
-          "NVMe only: the worker reconnects when its server restarts) or a null backend that "
+          "NVMe only: the worker reconnects when its server restarts), a Ceph RBD image (--rbd, NVMe only) or a "
+          "null backend that "
           "stores nothing (--null).  A virtio-net adapter uses a TAP "
           "interface (--tap), user-mode networking (--passt) or a null backend (--null FRAME-BYTES).  Creating a device again with the same "
           "definition changes nothing.",
@@ -94,7 +100,8 @@ const Verb verb_table[] = {
                { "size", "(nvme, virtio-blk) Size of namespace 1 or of the disk: K, M, G or T (binary), a "
                          "multiple of 4096; default: the whole file or device" },
                { "file", "(nvme, virtio-blk) An existing backing file" },
-               { "block", "(nvme, virtio-blk) A block device" }, { "nbd", NULL }, { "serial", NULL },
+               { "block", "(nvme, virtio-blk) A block device" }, { "nbd", NULL }, { "rbd", NULL },
+               { "rbd-conf", NULL }, { "rbd-id", NULL }, { "rbd-keyring", NULL }, { "serial", NULL },
                { "block-size", NULL },
                { "null", NULL }, { "read-only", NULL }, { "queues", NULL }, { "iothreads", NULL }, { "poll-us", NULL }, { "msi", NULL }, { "hotplug", NULL }, { "tap", NULL }, { "passt", NULL },
                { "mac", NULL }, { "mtu", NULL }, { "cpu-quota", NULL }, { "memory-max", NULL },

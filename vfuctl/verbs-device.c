@@ -16,6 +16,7 @@ static bool given_size(const Options *o) { return o->have_size; }
 static bool given_file(const Options *o) { return o->file; }
 static bool given_block(const Options *o) { return o->block; }
 static bool given_nbd(const Options *o) { return o->nbd; }
+static bool given_rbd(const Options *o) { return o->rbd || o->rbd_conf || o->rbd_id || o->rbd_keyring; }
 static bool given_serial(const Options *o) { return o->serial; }
 static bool given_block_size(const Options *o) { return o->have_block_size; }
 static bool given_null(const Options *o) { return o->have_null; }
@@ -34,6 +35,7 @@ static const CreateFlag create_flags[] = {
         { "--file", "nvme virtio-blk", given_file },
         { "--block", "nvme virtio-blk", given_block },
         { "--nbd", "nvme", given_nbd },
+        { "--rbd", "nvme", given_rbd },
         { "--serial", "nvme virtio-blk", given_serial },
         { "--block-size", "nvme virtio-blk", given_block_size },
         { "--null", "nvme virtio-blk virtio-net", given_null },
@@ -65,6 +67,14 @@ static int append_options(sd_bus_message *m, const Options *o) {
                 r = sd_bus_message_append(m, "{sv}", "block", "s", o->block);
         if (r >= 0 && o->nbd)
                 r = sd_bus_message_append(m, "{sv}", "nbd", "s", o->nbd);
+        if (r >= 0 && o->rbd)
+                r = sd_bus_message_append(m, "{sv}", "rbd", "s", o->rbd);
+        if (r >= 0 && o->rbd_conf)
+                r = sd_bus_message_append(m, "{sv}", "rbd-conf", "s", o->rbd_conf);
+        if (r >= 0 && o->rbd_id)
+                r = sd_bus_message_append(m, "{sv}", "rbd-id", "s", o->rbd_id);
+        if (r >= 0 && o->rbd_keyring)
+                r = sd_bus_message_append(m, "{sv}", "rbd-keyring", "s", o->rbd_keyring);
         if (r >= 0 && o->serial)
                 r = sd_bus_message_append(m, "{sv}", "serial", "s", o->serial);
         if (r >= 0 && o->have_null)

@@ -347,6 +347,16 @@ static int parse_args(Ctx *c, int argc, char **argv, GPtrArray *args, GPtrArray 
                         o->file = g_canonicalize_filename(optarg, NULL);
                         break;
                 case ARG_NBD: g_free(o->nbd); o->nbd = g_strdup(optarg); break;
+                case ARG_RBD: g_free(o->rbd); o->rbd = g_strdup(optarg); break;
+                case ARG_RBD_ID: g_free(o->rbd_id); o->rbd_id = g_strdup(optarg); break;
+                case ARG_RBD_CONF:
+                        g_free(o->rbd_conf);
+                        o->rbd_conf = g_canonicalize_filename(optarg, NULL);
+                        break;
+                case ARG_RBD_KEYRING:
+                        g_free(o->rbd_keyring);
+                        o->rbd_keyring = g_canonicalize_filename(optarg, NULL);
+                        break;
                 case ARG_BLOCK:
                         g_free(o->block);
                         o->block = g_canonicalize_filename(optarg, NULL);
@@ -481,6 +491,10 @@ static void options_clear(Options *o) {
         g_free(o->file);
         g_free(o->block);
         g_free(o->nbd);
+        g_free(o->rbd);
+        g_free(o->rbd_conf);
+        g_free(o->rbd_id);
+        g_free(o->rbd_keyring);
         g_free(o->serial);
         g_free(o->tap);
         g_free(o->mac);

@@ -33,6 +33,7 @@ typedef struct Options {
         char *host, *bus;
         bool help, json, no_legend, no_ask_password;
         char *vm, *name, *file, *block, *serial, *tap, *mac, *domain_xml, *to, *storage, *nbd;
+        char *rbd, *rbd_conf, *rbd_id, *rbd_keyring;
         bool have_size, have_queues, have_mtu, have_block_size, have_null, have_iothreads, have_poll_us, passt, read_only, msi, hotplug;
         uint64_t size;
         uint64_t null_size;             /* create nvme|virtio-blk --null SIZE */
@@ -91,6 +92,10 @@ enum {
         ARG_NAMESPACE,
         ARG_HOTPLUG,
         ARG_NBD,
+        ARG_RBD,
+        ARG_RBD_CONF,
+        ARG_RBD_ID,
+        ARG_RBD_KEYRING,
         ARG_LIMIT_BASE = 0x400,         /* + the index in limit_options() */
 };
 

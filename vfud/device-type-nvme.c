@@ -2,7 +2,9 @@
 /*
  * NVMe devices, manager side: namespace 1 from a new sparse image (size=),
  * an existing file (file=), a block device (block=), an NBD export (nbd=URI,
- * served by qemu-storage-daemon, qemu-nbd or nbdkit: the worker connects)
+ * served by qemu-storage-daemon, qemu-nbd or nbdkit: the worker connects),
+ * a Ceph RBD image (rbd=POOL/IMAGE with rbd-conf=, rbd-id=, rbd-keyring=;
+ * size= creates it when missing)
  * or the null backend (null=, storing nothing: for benchmarks); more
  * namespaces at runtime.
  * Options schema: vfud/worker/worker.h.
@@ -37,6 +39,10 @@ static const DeviceOptionSpec nvme_options[] = {
         { "hotplug", DEVICE_OPTION_BOOL, "the device will be hot-attached to and detached from running VMs: MSI unless msi=false is given" },
         { "null-pattern", DEVICE_OPTION_UINT, "the byte a null namespace's reads return: 0 to 255 (default 0)" },
         { "nbd", DEVICE_OPTION_STRING, "NBD export for namespace 1: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH" },
+        { "rbd", DEVICE_OPTION_STRING, "Ceph RBD image for namespace 1: POOL/IMAGE or POOL/NAMESPACE/IMAGE (created of size= when missing)" },
+        { "rbd-conf", DEVICE_OPTION_STRING, "the Ceph cluster's configuration file (default: Ceph's search, /etc/ceph/ceph.conf)" },
+        { "rbd-id", DEVICE_OPTION_STRING, "the Ceph client id (default: admin)" },
+        { "rbd-keyring", DEVICE_OPTION_STRING, "the keyring with the client's key (default: the configuration's)" },
         { NULL },
 };
 
@@ -266,6 +272,65 @@ static JsonObject *ns_resolve_nbd(const char *uri, bool have_size, uint64_t size
         return ns;
 }
 
+static bool ns_is_rbd(JsonObject *ns) {
+        return g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "rbd") == 0;
+}
+
+/* A Ceph name (pool, namespace, image, client id): non-empty, printable, no '/' or '@'. */
+static bool rbd_name_ok(const char *s) {
+        if (!s || !*s)
+                return false;
+        for (; *s; s++)
+                if (*s <= 0x20 || *s >= 0x7f || *s == '/' || *s == '@')
+                        return false;
+        return true;
+}
+
+/* rbd=POOL[/NAMESPACE]/IMAGE [rbd-conf= rbd-id= rbd-keyring= size=]: namespace 1 on a Ceph RBD image. */
+static JsonObject *ns_resolve_rbd(GHashTable *in, const char *spec, bool have_size, uint64_t size, bool have_other,
+                                  GError **error) {
+        g_auto(GStrv) parts = g_strsplit(spec, "/", -1);
+        guint n = g_strv_length(parts);
+        const char *conf = opt_string(in, "rbd-conf"), *id = opt_string(in, "rbd-id");
+        const char *keyring = opt_string(in, "rbd-keyring");
+        JsonObject *ns;
+
+        if (have_other) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "rbd= gives namespace 1 a Ceph RBD image: drop file=, block=, nbd= and null=");
+                return NULL;
+        }
+        if ((n != 2 && n != 3) || !rbd_name_ok(parts[0]) || !rbd_name_ok(parts[n - 1]) ||
+            (n == 3 && !rbd_name_ok(parts[1]))) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "rbd='%s' is not an image: give POOL/IMAGE or POOL/NAMESPACE/IMAGE", spec);
+                return NULL;
+        }
+        if ((conf && conf[0] != '/') || (keyring && keyring[0] != '/') || (id && !rbd_name_ok(id))) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "rbd-conf= and rbd-keyring= take absolute paths, rbd-id= a client id such as 'libvirt'");
+                return NULL;
+        }
+        if (have_size && !check_size(1, size, error))
+                return NULL;
+        ns = json_object_new();
+        json_object_set_int_member(ns, "nsid", 1);
+        json_object_set_string_member(ns, "kind", "rbd");
+        json_object_set_string_member(ns, "pool", parts[0]);
+        if (n == 3)
+                json_object_set_string_member(ns, "namespace", parts[1]);
+        json_object_set_string_member(ns, "image", parts[n - 1]);
+        if (conf)
+                json_object_set_string_member(ns, "conf", conf);
+        if (id)
+                json_object_set_string_member(ns, "id", id);
+        if (keyring)
+                json_object_set_string_member(ns, "keyring", keyring);
+        if (have_size)
+                json_object_set_int_member(ns, "size", (int64_t) size);
+        return ns;
+}
+
 /* The Identify Controller SN field (NVMe 1.4 5.15.2.1): 1 to 20 printable ASCII characters. */
 static gboolean check_serial(const char *serial, GError **error) {
         size_t n = strlen(serial);
@@ -290,7 +355,7 @@ static gboolean check_serial(const char *serial, GError **error) {
 static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, JsonObject *out,
                                GError **error) {
         const char *file = opt_string(in, "file"), *block = opt_string(in, "block");
-        const char *serial = opt_string(in, "serial"), *nbd = opt_string(in, "nbd");
+        const char *serial = opt_string(in, "serial"), *nbd = opt_string(in, "nbd"), *rbd = opt_string(in, "rbd");
         uint64_t size = 0, queues, block_size, iothreads, poll_us;
         bool have_size = opt_uint(in, "size", &size);
         JsonArray *nss;
@@ -301,7 +366,16 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                             "give either file= or block= for the backing storage, not both");
                 return FALSE;
         }
-        if (nbd)
+        if (!rbd && (g_hash_table_contains(in, "rbd-conf") || g_hash_table_contains(in, "rbd-id") ||
+                     g_hash_table_contains(in, "rbd-keyring"))) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
+                            "rbd-conf=, rbd-id= and rbd-keyring= apply to an RBD namespace: give rbd=POOL/IMAGE too");
+                return FALSE;
+        }
+        if (rbd)
+                ns = ns_resolve_rbd(in, rbd, have_size, size, file || block || nbd || g_hash_table_contains(in, "null"),
+                                    error);
+        else if (nbd)
                 ns = ns_resolve_nbd(nbd, have_size, size, file || block || g_hash_table_contains(in, "null"), error);
         else if (g_hash_table_contains(in, "null"))
                 ns = ns_resolve_null(in, have_size || file || block, error);
@@ -487,7 +561,7 @@ static gboolean nvme_open_fds(Device *d, GPtrArray *names, GArray *fds, GError *
         for (guint i = 0; i < json_array_get_length(a); i++) {
                 JsonObject *ns = json_array_get_object_element(a, i);
 
-                if (ns_is_null(ns) || ns_is_nbd(ns))
+                if (ns_is_null(ns) || ns_is_nbd(ns) || ns_is_rbd(ns))
                         continue;               /* no file: the worker needs no fd */
                 int fd = ns_open(d, ns, error);
 
@@ -703,8 +777,9 @@ static void nvme_namespace_resize(Device *d, uint32_t nsid, uint64_t size,
                             nsid, a, b);
                 return func(d, error, userdata);
         }
-        if (strcmp(kind, "null") == 0 || strcmp(kind, "nbd") == 0) {
-                /* nothing to grow here: an NBD export grows on its server (the worker checks its size) */
+        if (strcmp(kind, "null") == 0 || strcmp(kind, "nbd") == 0 || strcmp(kind, "rbd") == 0) {
+                /* nothing to grow here: an NBD export grows on its server (the worker checks its size),
+                 * an RBD image in the cluster (the worker grows it) */
         } else if (strcmp(kind, "image") == 0) {
                 if (truncate(path, (off_t) size) < 0) {
                         g_set_error(&error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,

@@ -394,6 +394,24 @@ static int append_nbd_namespace(sd_bus_message *m, JsonObject *ns) {
         return r;
 }
 
+/* An RBD namespace: the same image in the same cluster, reached from there (nothing to copy). */
+static int append_rbd_namespace(sd_bus_message *m, JsonObject *ns) {
+        const char *nsp = json_object_get_string_member_with_default(ns, "namespace", NULL);
+        g_autofree char *spec = nsp ? g_strdup_printf("%s/%s/%s", json_object_get_string_member_with_default(ns, "pool", ""),
+                                                      nsp, json_object_get_string_member_with_default(ns, "image", ""))
+                                    : g_strdup_printf("%s/%s", json_object_get_string_member_with_default(ns, "pool", ""),
+                                                      json_object_get_string_member_with_default(ns, "image", ""));
+        static const char *const opts[][2] = { { "conf", "rbd-conf" }, { "id", "rbd-id" }, { "keyring", "rbd-keyring" } };
+        int r = sd_bus_message_append(m, "{sv}", "rbd", "s", spec);
+
+        for (size_t i = 0; r >= 0 && i < G_N_ELEMENTS(opts); i++)
+                if (json_object_has_member(ns, opts[i][0]))
+                        r = sd_bus_message_append(m, "{sv}", opts[i][1], "s", json_object_get_string_member(ns, opts[i][0]));
+        if (r >= 0 && json_object_has_member(ns, "size"))
+                r = sd_bus_message_append(m, "{sv}", "size", "t", (uint64_t) json_object_get_int_member(ns, "size"));
+        return r;
+}
+
 /* Append the CreateDevice options that reproduce md's definition. */
 static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **error) {
         JsonObject *o = json_node_get_object(md->options);
@@ -418,13 +436,15 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
                                 continue;
                         if (strcmp(kind, "nbd") == 0)
                                 r = append_nbd_namespace(m, ns);
+                        else if (strcmp(kind, "rbd") == 0)
+                                r = append_rbd_namespace(m, ns);
                         else
                                 r = sd_bus_message_append(m, "{sv}", strcmp(kind, "null") == 0 ? "null" : "size", "t",
                                                           (uint64_t) json_object_get_int_member_with_default(ns, "size", 0));
                         if (r >= 0 && strcmp(kind, "null") == 0 && json_object_has_member(ns, "pattern"))
                                 r = sd_bus_message_append(m, "{sv}", "null-pattern", "u",
                                                           (uint32_t) json_object_get_int_member(ns, "pattern"));
-                        else if (r >= 0 && strcmp(kind, "image") != 0 && strcmp(kind, "nbd") != 0)
+                        else if (r >= 0 && strcmp(kind, "image") != 0 && strcmp(kind, "nbd") != 0 && strcmp(kind, "rbd") != 0)
                                 r = sd_bus_message_append(m, "{sv}", strcmp(kind, "block") == 0 ? "block" : "file", "s",
                                                           json_object_get_string_member_with_default(ns, "path", ""));
                         if (r >= 0 && json_object_has_member(ns, "block-size"))
@@ -1467,7 +1487,8 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
                 JsonObject *ns = json_array_get_object_element(nss, i);
                 const char *kind = json_object_get_string_member_with_default(ns, "kind", "image");
                 const char *path = json_object_get_string_member_with_default(ns, "path",
-                                   json_object_get_string_member_with_default(ns, "uri", ""));
+                                   json_object_get_string_member_with_default(ns, "uri",
+                                   json_object_get_string_member_with_default(ns, "image", "")));
                 uint32_t nsid = (uint32_t) json_object_get_int_member_with_default(ns, "nsid", 0);
 
                 if (strcmp(kind, "null") == 0)

@@ -882,6 +882,93 @@ def test_migrate_nbd(env):
     migrate_case(env, run)
 
 
+class CephCluster:
+    """A single-node Ceph cluster (tests/common/ceph-cluster) with a pool 'vfu', in the test's directory."""
+
+    def __init__(self, env):
+        script = os.environ.get('CEPH_CLUSTER')
+        if not script:
+            raise Skip('built without librbd (meson option rbd)')
+        if not shutil.which('ceph-mon') or not shutil.which('ceph-osd'):
+            raise Skip('ceph-mon or ceph-osd is missing (./scripts/deps installs them)')
+        self.script = script
+        self.dir = os.path.join(env.dir, 'ceph')
+        p = subprocess.run([script, 'start', self.dir, 'vfu'], capture_output=True, text=True, timeout=150)
+        check(p.returncode == 0, f'ceph-cluster start: {p.returncode} {p.stderr}')
+        self.conf = p.stdout.strip()
+
+    def stop(self):
+        subprocess.run([self.script, 'stop', self.dir], timeout=60)
+
+
+def test_rbd(env):
+    """An NVMe namespace on a Ceph RBD image: created with size=, verified I/O, kept by the cluster; refusals."""
+    need_type('nvme')
+    ceph = CephCluster(env)
+    try:
+        env.start_vfud()
+        env.create('nvme', 'rb1', '', rbd='vfu/disk1', size=16 * MiB, **{'rbd-conf': ceph.conf})
+        check(env.prop('rb1', 'State') == 'listening', 'an RBD device starts')
+        ns = env.prop('rb1', 'Backend')['namespaces']
+        check(ns == [{'nsid': 1, 'kind': 'rbd', 'pool': 'vfu', 'image': 'disk1', 'conf': ceph.conf,
+                      'size': 16 * MiB}], f'RBD namespace {ns}')
+        imgs = os.path.join(env.state, 'images')
+        check(not os.path.isdir(imgs) or not os.listdir(imgs), 'no image file for an RBD namespace')
+
+        io = os.environ.get('NVME_IO')
+        if io:
+            c = env.spawn([io, env.prop('rb1', 'SocketPath')])
+            check(c.stdout.readline().startswith('ready'), 'the client is ready')
+            hold_progress(env, c, 2)
+            check(hold_finish(c) > 0, 'verified I/O on the RBD image')
+        env.dev('rb1', 'Destroy')
+
+        # the image stays in the cluster: a new device opens it at its size, through vfuctl
+        rc, out, err = env.vfuctl('create', 'nvme', '--name', 'rb2', '--rbd', 'vfu/disk1', '--rbd-conf', ceph.conf,
+                                  '--json')
+        check(rc == 0, f'vfuctl create --rbd: {rc} {err}')
+        rc, out, err = env.vfuctl('show', 'rb2', '--json')
+        check(rc == 0 and json.loads(out)['backend']['namespaces'][0]['image'] == 'disk1', f'show {out}')
+        env.dev('rb2', 'Destroy')
+
+        for opts in ({'rbd': 'nopool'}, {'rbd': 'a/b/c/d'}, {'rbd': 'vfu/x', 'file': '/dev/null'},
+                     {'rbd': 'vfu/x', 'nbd': 'nbd://localhost/x'}, {'rbd-conf': ceph.conf, 'size': MiB},
+                     {'rbd': 'vfu/x', 'rbd-conf': 'relative.conf'}):
+            env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad', '', **opts)
+        rc, out, err = env.vfuctl('create', 'virtio-net', '--rbd', 'vfu/x')
+        check(rc == 2 and '--rbd' in err, f'--rbd on virtio-net: {rc} {err}')
+        msg = env.error(env.create, 'nvme', 'bad', '', rbd='vfu/missing', **{'rbd-conf': ceph.conf}).message
+        check('missing' in msg, f'a missing image without size=: {msg}')
+        check(env.leftovers() == [], f'leftovers {env.leftovers()}')
+    finally:
+        ceph.stop()
+
+
+def test_migrate_rbd(env):
+    """An RBD namespace moves with storage=shared without a copy: the destination opens the same image."""
+    need_type('nvme')
+
+    def run(env, dst):
+        ceph = CephCluster(env)
+        try:
+            env.create('nvme', 'mr1', '', rbd='vfu/mig', size=8 * MiB, **{'rbd-conf': ceph.conf})
+            env.mgr('StopDevice', '(s)', 'mr1')
+            msg = env.expect(ERR + 'NotMigratable', env.mgr, 'MigrateDevice', '(ssa{sv})', 'mr1', dst.addr,
+                             copy_opts())
+            check('storage=shared' in msg, msg)
+            env.mgr('MigrateDevice', '(ssa{sv})', 'mr1', dst.addr, copy_opts('shared'))
+            check(dst.prop('mr1', 'State') == 'listening', 'created and started on the destination')
+            ns = dst.prop('mr1', 'Backend')['namespaces']
+            check(ns == [{'nsid': 1, 'kind': 'rbd', 'pool': 'vfu', 'image': 'mig', 'conf': ceph.conf,
+                          'size': 8 * MiB}], f'the same image there: {ns}')
+            check(env.mgr('ListDevices', '(s)', '')[0] == [], 'gone from the source')
+            dst.dev('mr1', 'Destroy')
+        finally:
+            ceph.stop()
+
+    migrate_case(env, run)
+
+
 def test_net(env):
     """virtio-net devices: TAP backend, MAC, queues, link state."""
     need_type('virtio-net')

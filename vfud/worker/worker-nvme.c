@@ -111,6 +111,9 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
         const char *uri = g_strcmp0(kind, "nbd") == 0 ? json_object_get_string_member_with_default(ns, "uri", "") : NULL;
         int64_t pattern = get_int(ns, "pattern", 0);
         int64_t wait_ms = get_int(ns, "wait-ms", 0);
+        gboolean rbd = g_strcmp0(kind, "rbd") == 0;
+        const char *image = rbd ? json_object_get_string_member_with_default(ns, "image", "") : NULL;
+        g_autofree char *rbd_name = NULL;
 
         if (nsid < 1 || nsid > NVME_MAX_NS) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
@@ -142,18 +145,25 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                             nsid);
                 return FALSE;
         }
-        if (uri && g_str_has_prefix(uri, "nbd:"))
+        if (rbd && (!*image || !*json_object_get_string_member_with_default(ns, "pool", ""))) {
+                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
+                            "namespace %" G_GINT64_FORMAT ": an rbd namespace needs a \"pool\" and an \"image\"", nsid);
+                return FALSE;
+        }
+        if ((uri && g_str_has_prefix(uri, "nbd:")) || rbd)
                 worker_allow_inet(wn->w);      /* reconnecting makes TCP sockets */
+        if (rbd)
+                rbd_name = g_strdup_printf("rbd:%s/%s", json_object_get_string_member(ns, "pool"), image);
         g_autofree char *fdname = g_strdup_printf("ns%" G_GINT64_FORMAT, nsid);
-        int fd = null || uri ? -1 : worker_take_fd(wn->w, fdname);
-        if (!null && !uri && fd < 0 && (!path || !*path)) {
+        int fd = null || uri || rbd ? -1 : worker_take_fd(wn->w, fdname);
+        if (!null && !uri && !rbd && fd < 0 && (!path || !*path)) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_BACKEND,
                             "namespace %" G_GINT64_FORMAT ": no backing file: give \"path\" or pass an fd named '%s'",
                             nsid, fdname);
                 return FALSE;
         }
         BlkOpenOptions o = {
-                .path = null ? "null" : uri ? uri : path ? path : fdname,
+                .path = null ? "null" : uri ? uri : rbd ? rbd_name : path ? path : fdname,
                 .fd = fd,
                 .size = (uint64_t) size,
                 .read_only = ro,
@@ -163,6 +173,12 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                 .null_pattern = (int) pattern,
                 .nbd_uri = uri,
                 .nbd_wait_ms = (unsigned) wait_ms,
+                .rbd_pool = rbd ? json_object_get_string_member(ns, "pool") : NULL,
+                .rbd_namespace = rbd ? json_object_get_string_member_with_default(ns, "namespace", NULL) : NULL,
+                .rbd_image = image,
+                .rbd_conf = rbd ? json_object_get_string_member_with_default(ns, "conf", NULL) : NULL,
+                .rbd_id = rbd ? json_object_get_string_member_with_default(ns, "id", NULL) : NULL,
+                .rbd_keyring = rbd ? json_object_get_string_member_with_default(ns, "keyring", NULL) : NULL,
         };
         BlkBackend *b = NULL;
         int r = blk_backend_open(&o, &b);
@@ -171,6 +187,11 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                                           : r == -EINVAL ? ": not an NBD URI, or \"size\" is larger than the export"
                                           : r == -EROFS ? ": the export is read-only"
                                           : ": is the NBD server running and reachable?")
+                                 : rbd ? (r == -EPROTONOSUPPORT ? ": this vfud-worker was built without librbd"
+                                          : r == -ENOENT ? ": no such pool or image: create it, or give \"size\" to have the image created"
+                                          : r == -ETIMEDOUT ? ": the cluster did not answer (its monitors, the configuration)"
+                                          : r == -EACCES || r == -EPERM ? ": check the client id and its keyring"
+                                          : "")
                                  : r == -ENOENT ? ": create it, or give \"size\" to have it created"
                                  : r == -EROFS ? ": the file is read-only; set \"read-only\": true or fix its permissions"
                                  : r == -EINVAL ? ": it must be a regular file or block device at least \"size\" bytes large"
