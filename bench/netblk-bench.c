@@ -1,19 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * nbd-bench: an NVMe namespace on an NBD export, next to libnbd driving the
- * same export directly, in the same run.  The server is started here:
- * nbdkit's memory plugin (the default: the network path, no disk) or
- * qemu-nbd on a raw file in a temporary directory, on a UNIX socket.  The
- * device (controller, vfio-user server, NBD backend) runs in a forked child
- * as in nvme-proc-bench; this process is the guest, driving 4 KiB random
- * reads and writes at QD1 and QD32 (reaping what is ready, sleeping on the
- * interrupt when nothing is).  Each case reports IOPS, p50/p99 latency and,
- * for the device, its CPU per I/O (its threads' CPU clocks over the
- * completed I/Os: the I/O thread, where libnbd runs, and the rest).  The
- * baseline is one thread with QD requests in flight through libnbd's
- * aio calls, polling its socket: what the backend itself costs.
+ * netblk-bench: an NVMe namespace on a network block backend next to the
+ * backend's library driving the same storage directly, in the same run.
+ *   --backend nbd: an NBD export, next to libnbd; the server is started
+ *     here: nbdkit's memory plugin (the default: the network path, no disk)
+ *     or qemu-nbd on a raw file in a temporary directory, on a UNIX socket.
+ *   --backend rbd: a Ceph RBD image, next to librbd; a single-node cluster
+ *     (tests/common/ceph-cluster: ceph-mon and ceph-osd on memstore,
+ *     loopback) is started here and torn down at the end.
+ * The device (controller, vfio-user server, backend) runs in a forked
+ * child as in nvme-proc-bench; this process is the guest, driving 4 KiB
+ * random reads and writes at QD1 and QD32 (reaping what is ready, sleeping
+ * on the interrupt when nothing is).  Each case reports IOPS, p50/p99
+ * latency and, for the device, its CPU per I/O (its threads' CPU clocks
+ * over the completed I/Os: the I/O thread, where libnbd runs, and the
+ * rest, such as librbd's threads).  The baseline is one thread with QD
+ * requests in flight through the library's aio calls (libnbd polling its
+ * socket, librbd's completions on an eventfd): what the backend itself
+ * costs, in this thread (librbd's own threads are not counted there).
  *
- *   nbd-bench [--seconds S] [--size MiB] [--server nbdkit|qemu-nbd] [--json]
+ *   netblk-bench [--backend nbd|rbd] [--seconds S] [--size MiB]
+ *                [--server nbdkit|qemu-nbd] [--json]
  */
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +40,12 @@
 #include <unistd.h>
 
 #include <glib.h>
+#if HAVE_LIBRBD
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+#endif
 
 #include "nvme-srv.h"
 
@@ -45,7 +58,7 @@
 typedef struct Opts {
         double secs;
         uint64_t size_mib;
-        const char *server;
+        const char *backend, *server;
         bool json;
 } Opts;
 
@@ -67,6 +80,7 @@ static uint64_t clock_ns(clockid_t id) {
 typedef struct Server {
         char *dir, *sock, *uri, *image;
         GPid pid;
+        char *ceph_dir, *ceph_conf;     /* rbd: the cluster; its pool "vfu" holds the image "bench" */
 } Server;
 
 static bool server_listening(const char *path) {
@@ -92,7 +106,7 @@ static void server_start(Server *s, const Opts *o) {
         char *nbdkit_argv[] = { "nbdkit", "-f", "-U", NULL, "memory", size, NULL };
         char **argv;
 
-        s->dir = g_dir_make_tmp("vfu-nbd-bench-XXXXXX", NULL);
+        s->dir = g_dir_make_tmp("vfu-netblk-bench-XXXXXX", NULL);
         g_assert_nonnull(s->dir);
         s->sock = g_build_filename(s->dir, "nbd.sock", NULL);
         s->uri = g_strdup_printf("nbd+unix:///?socket=%s", s->sock);
@@ -110,20 +124,61 @@ static void server_start(Server *s, const Opts *o) {
         }
         if (!g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH |
                            G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, child_setup, NULL, &s->pid, &error)) {
-                fprintf(stderr, "nbd-bench: cannot start %s: %s\n", argv[0], error->message);
+                fprintf(stderr, "netblk-bench: cannot start %s: %s\n", argv[0], error->message);
                 exit(77);
         }
         for (int i = 0; i < 3000 && !server_listening(s->sock); i++)
                 g_usleep(10000);
         if (!server_listening(s->sock)) {
-                fprintf(stderr, "nbd-bench: %s does not listen on %s\n", argv[0], s->sock);
+                fprintf(stderr, "netblk-bench: %s does not listen on %s\n", argv[0], s->sock);
                 exit(1);
         }
 }
 
+#define RBD_POOL "vfu"
+#define RBD_IMAGE "bench"
+
+static void ceph_start(Server *s, const Opts *o) {
+#if HAVE_LIBRBD
+        g_autofree char *out = NULL, *err = NULL;
+        int status = -1, order = 22;
+        rados_t cl;
+        rados_ioctx_t io;
+
+        s->ceph_dir = g_build_filename(s->dir, "ceph", NULL);
+        char *argv[] = { (char *) CEPH_CLUSTER, "start", s->ceph_dir, (char *) RBD_POOL, NULL };
+        if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, NULL) ||
+            !g_spawn_check_wait_status(status, NULL)) {
+                fprintf(stderr, "netblk-bench: cannot start a Ceph cluster: %s\n", err ? err : "");
+                exit(WIFEXITED(status) && WEXITSTATUS(status) == 77 ? 77 : 1);
+        }
+        s->ceph_conf = g_strdup(g_strchomp(out));
+        if (rados_create(&cl, NULL) < 0 || rados_conf_read_file(cl, s->ceph_conf) < 0 || rados_connect(cl) < 0 ||
+            rados_ioctx_create(cl, RBD_POOL, &io) < 0 || rbd_create(io, RBD_IMAGE, o->size_mib << 20, &order) < 0) {
+                fprintf(stderr, "netblk-bench: cannot create the image\n");
+                exit(1);
+        }
+        rados_ioctx_destroy(io);
+        rados_shutdown(cl);
+#else
+        fprintf(stderr, "netblk-bench: built without librbd\n");
+        exit(77);
+#endif
+}
+
 static void server_stop(Server *s) {
-        kill(s->pid, SIGTERM);
-        waitpid(s->pid, NULL, 0);
+        if (s->ceph_dir) {
+#if HAVE_LIBRBD
+                char *argv[] = { (char *) CEPH_CLUSTER, "stop", s->ceph_dir, NULL };
+                g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, NULL, NULL, NULL, NULL);
+#endif
+                g_free(s->ceph_dir);
+                g_free(s->ceph_conf);
+        }
+        if (s->pid > 0) {
+                kill(s->pid, SIGTERM);
+                waitpid(s->pid, NULL, 0);
+        }
         unlink(s->sock);
         if (s->image)
                 unlink(s->image);
@@ -196,11 +251,13 @@ static bool read_all(int fd, void *buf, size_t len) {
         return true;
 }
 
-static G_NORETURN void device_main(const char *sock, const char *uri, int cmd_fd, int reply_fd) {
+static G_NORETURN void device_main(const char *sock, const Server *target, int cmd_fd, int reply_fd) {
         NvmeSrv srv;
-        NvmeCtrlConfig cfg = { .name = "nbd-bench", .serial = "VFU-NBD-BENCH", .max_ioqs = 1, .msix_nvec = 2,
+        NvmeCtrlConfig cfg = { .name = "netblk-bench", .serial = "VFU-NETBLK-BENCH", .max_ioqs = 1, .msix_nvec = 2,
                                .cntlid = 1, .poll_us = 50, .iothreads = 1 };
-        BlkOpenOptions bo = { .nbd_uri = uri, .fd = -1 };
+        BlkOpenOptions bo = { .nbd_uri = target->ceph_conf ? NULL : target->uri, .fd = -1,
+                              .rbd_pool = target->ceph_conf ? RBD_POOL : NULL,
+                              .rbd_image = target->ceph_conf ? RBD_IMAGE : NULL, .rbd_conf = target->ceph_conf };
         BlkBackend *b = NULL;
         char cmd;
 
@@ -232,7 +289,7 @@ static void device_sample(Device *dv, DevSample *s) {
         char c = 's';
         write_all(dv->cmd_fd, &c, 1);
         if (!read_all(dv->reply_fd, s, sizeof(*s))) {
-                fprintf(stderr, "nbd-bench: the device process died\n");
+                fprintf(stderr, "netblk-bench: the device process died\n");
                 exit(1);
         }
 }
@@ -251,14 +308,14 @@ static void device_start(Device *dv, const Server *srv) {
         if (dv->pid == 0) {
                 close(cmd[1]);
                 close(reply[0]);
-                device_main(dv->sock, srv->uri, cmd[0], reply[1]);
+                device_main(dv->sock, srv, cmd[0], reply[1]);
         }
         close(cmd[0]);
         close(reply[1]);
         dv->cmd_fd = cmd[1];
         dv->reply_fd = reply[0];
         if (!read_all(dv->reply_fd, &c, 1) || c != 'r') {
-                fprintf(stderr, "nbd-bench: the device did not start\n");
+                fprintf(stderr, "netblk-bench: the device did not start\n");
                 exit(1);
         }
         g_assert_cmpint(nvme_vmm_connect(&dv->vmm, dv->sock, GPA, RAM, 2), ==, 0);
@@ -353,7 +410,7 @@ static void run_dev(Device *dv, bool write, unsigned qd, double secs, uint64_t n
                 unsigned reaped = 0;
                 while (nvme_drv_poll(d, 1, &e)) {
                         if (nvme_drv_status(&e) != 0) {
-                                fprintf(stderr, "nbd-bench: I/O failed, status %#x\n", nvme_drv_status(&e));
+                                fprintf(stderr, "netblk-bench: I/O failed, status %#x\n", nvme_drv_status(&e));
                                 exit(1);
                         }
                         unsigned s = slot_of[e.cid];
@@ -396,7 +453,7 @@ static int nbd_slot_done(void *opaque, int *error) {
         Slot *s = opaque;
 
         if (*error) {
-                fprintf(stderr, "nbd-bench: libnbd I/O failed: %s\n", strerror(*error));
+                fprintf(stderr, "netblk-bench: libnbd I/O failed: %s\n", strerror(*error));
                 exit(1);
         }
         s->done = true;
@@ -409,7 +466,7 @@ static void nbd_issue(struct nbd_handle *h, GRand *g, uint64_t nblocks, bool wri
         int64_t r = write ? nbd_aio_pwrite(h, buf, BS, off, cb, 0) : nbd_aio_pread(h, buf, BS, off, cb, 0);
 
         if (r < 0) {
-                fprintf(stderr, "nbd-bench: %s\n", nbd_get_error());
+                fprintf(stderr, "netblk-bench: %s\n", nbd_get_error());
                 exit(1);
         }
         s->done = false;
@@ -424,7 +481,7 @@ static void run_libnbd(const char *uri, bool write, unsigned qd, double secs, ui
         Lat lat = { 0 };
 
         if (!h || nbd_connect_uri(h, uri) < 0) {
-                fprintf(stderr, "nbd-bench: %s\n", nbd_get_error());
+                fprintf(stderr, "netblk-bench: %s\n", nbd_get_error());
                 exit(1);
         }
         uint64_t c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
@@ -434,7 +491,7 @@ static void run_libnbd(const char *uri, bool write, unsigned qd, double secs, ui
         unsigned inflight = qd;
         while (inflight > 0) {
                 if (nbd_poll(h, -1) < 0) {
-                        fprintf(stderr, "nbd-bench: %s\n", nbd_get_error());
+                        fprintf(stderr, "netblk-bench: %s\n", nbd_get_error());
                         exit(1);
                 }
                 now = now_ns();
@@ -457,6 +514,108 @@ static void run_libnbd(const char *uri, bool write, unsigned qd, double secs, ui
         nbd_close(h);
         g_rand_free(g);
 }
+
+#if HAVE_LIBRBD
+/* Baseline: librbd's aio calls from this thread, qd in flight; completions come back on an eventfd. */
+typedef struct RbdBench {
+        pthread_mutex_t lock;
+        unsigned done[MAX_QD], n_done;
+        int efd;
+        uint64_t start[MAX_QD];
+} RbdBench;
+
+typedef struct RbdSlotRef {
+        RbdBench *rb;
+        unsigned idx;
+} RbdSlotRef;
+
+static void rbd_slot_done(rbd_completion_t c, void *arg) {
+        RbdSlotRef *ref = arg;
+        ssize_t r = rbd_aio_get_return_value(c);
+        uint64_t one = 1;
+
+        rbd_aio_release(c);
+        if (r < 0) {
+                fprintf(stderr, "netblk-bench: librbd I/O failed: %s\n", strerror((int) -r));
+                _exit(1);
+        }
+        pthread_mutex_lock(&ref->rb->lock);
+        ref->rb->done[ref->rb->n_done++] = ref->idx;
+        pthread_mutex_unlock(&ref->rb->lock);
+        if (write(ref->rb->efd, &one, sizeof(one)) < 0)
+                _exit(1);
+}
+
+static void rbd_issue(rbd_image_t img, GRand *g, uint64_t nblocks, bool wr, uint8_t *buf, RbdSlotRef *ref) {
+        rbd_completion_t c;
+        uint64_t off = rnd_block(g, nblocks) * BS;
+
+        ref->rb->start[ref->idx] = now_ns();
+        if (rbd_aio_create_completion(ref, rbd_slot_done, &c) < 0 ||
+            (wr ? rbd_aio_write(img, off, BS, (const char *) buf, c) : rbd_aio_read(img, off, BS, (char *) buf, c)) < 0) {
+                fprintf(stderr, "netblk-bench: cannot submit to librbd\n");
+                exit(1);
+        }
+}
+
+static void run_librbd(const char *conf, bool wr, unsigned qd, double secs, uint64_t nblocks, Result *res) {
+        static RbdBench rb;
+        static RbdSlotRef refs[MAX_QD];
+        g_autofree uint8_t *bufs = g_malloc0((size_t) qd * BS);
+        GRand *g = g_rand_new_with_seed(1);
+        Lat lat = { 0 };
+        rados_t cl;
+        rados_ioctx_t io;
+        rbd_image_t img;
+
+        if (rados_create(&cl, NULL) < 0 || rados_conf_read_file(cl, conf) < 0 || rados_connect(cl) < 0 ||
+            rados_ioctx_create(cl, RBD_POOL, &io) < 0 || rbd_open(io, RBD_IMAGE, &img, NULL) < 0) {
+                fprintf(stderr, "netblk-bench: cannot open the image\n");
+                exit(1);
+        }
+        pthread_mutex_init(&rb.lock, NULL);
+        rb.n_done = 0;
+        rb.efd = eventfd(0, EFD_CLOEXEC);
+        uint64_t c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        uint64_t t0 = now_ns(), end = t0 + (uint64_t) (secs * 1e9), now = t0;
+        for (unsigned s = 0; s < qd; s++) {
+                refs[s] = (RbdSlotRef) { &rb, s };
+                rbd_issue(img, g, nblocks, wr, bufs + (size_t) s * BS, &refs[s]);
+        }
+        unsigned inflight = qd;
+        while (inflight > 0) {
+                uint64_t v;
+                unsigned done[MAX_QD], n;
+
+                if (read(rb.efd, &v, sizeof(v)) < 0 && errno != EINTR)
+                        exit(1);
+                pthread_mutex_lock(&rb.lock);
+                n = rb.n_done;
+                memcpy(done, rb.done, n * sizeof(done[0]));
+                rb.n_done = 0;
+                pthread_mutex_unlock(&rb.lock);
+                now = now_ns();
+                for (unsigned i = 0; i < n; i++) {
+                        unsigned s = done[i];
+                        lat_add(&lat, now - rb.start[s]);
+                        inflight--;
+                        if (now < end) {
+                                rbd_issue(img, g, nblocks, wr, bufs + (size_t) s * BS, &refs[s]);
+                                inflight++;
+                        }
+                }
+        }
+        double elapsed = (now_ns() - t0) / 1e9;
+        res->drv_us_per_io = lat.n ? (double) (clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0) / lat.n / 1000 : 0;
+        lat_finish(&lat, elapsed, res);
+        close(rb.efd);
+        pthread_mutex_destroy(&rb.lock);
+        rbd_close(img);
+        rados_ioctx_destroy(io);
+        rados_shutdown(cl);
+        g_rand_free(g);
+}
+#endif
 
 /* ---- output ---- */
 
@@ -492,49 +651,67 @@ static void print_result(const Opts *o, const Result *r, bool *first) {
 }
 
 int main(int argc, char **argv) {
-        Opts o = { .secs = 2, .size_mib = 256, .server = "nbdkit" };
+        Opts o = { .secs = 2, .size_mib = 256, .backend = "nbd", .server = "nbdkit" };
         static const struct option opts[] = {
                 { "seconds", required_argument, NULL, 't' },
                 { "size", required_argument, NULL, 's' },
                 { "server", required_argument, NULL, 'S' },
+                { "backend", required_argument, NULL, 'b' },
                 { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         int c;
-        while ((c = getopt_long(argc, argv, "t:s:S:jh", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "t:s:S:b:jh", opts, NULL)) >= 0) {
                 switch (c) {
                 case 't': o.secs = strtod(optarg, NULL); break;
                 case 's': o.size_mib = MAX(strtoull(optarg, NULL, 10), 1); break;
                 case 'S': o.server = optarg; break;
+                case 'b': o.backend = optarg; break;
                 case 'j': o.json = true; break;
                 default:
-                        printf("usage: %s [--seconds S] [--size MiB] [--server nbdkit|qemu-nbd] [--json]\n", argv[0]);
+                        printf("usage: %s [--backend nbd|rbd] [--seconds S] [--size MiB] [--server nbdkit|qemu-nbd] [--json]\n",
+                               argv[0]);
                         return c == 'h' ? 0 : 2;
                 }
         }
-        if (strcmp(o.server, "nbdkit") != 0 && strcmp(o.server, "qemu-nbd") != 0) {
-                fprintf(stderr, "nbd-bench: --server nbdkit or qemu-nbd\n");
+        bool rbd = strcmp(o.backend, "rbd") == 0;
+        if ((!rbd && strcmp(o.backend, "nbd") != 0) ||
+            (strcmp(o.server, "nbdkit") != 0 && strcmp(o.server, "qemu-nbd") != 0)) {
+                fprintf(stderr, "netblk-bench: --backend nbd or rbd, --server nbdkit or qemu-nbd\n");
                 return 2;
         }
         signal(SIGPIPE, SIG_IGN);
         Server srv = { 0 };
-        server_start(&srv, &o);
+        if (rbd) {
+                srv.dir = g_dir_make_tmp("vfu-rbd-bench-XXXXXX", NULL);
+                g_assert_nonnull(srv.dir);
+                srv.sock = g_build_filename(srv.dir, "unused.sock", NULL);
+                ceph_start(&srv, &o);
+        } else {
+                server_start(&srv, &o);
+        }
         uint64_t nblocks = (o.size_mib << 20) / BS;
         static const unsigned qds[] = { 1, 32 };
         bool first = true;
 
+        const char *where = rbd ? "single-node Ceph, memstore" : o.server;
         if (o.json)
-                printf("{\"benchmark\": \"nbd-bench\", \"server\": \"%s\", \"seconds\": %.1f, \"results\": [",
-                       o.server, o.secs);
+                printf("{\"benchmark\": \"netblk-bench\", \"backend\": \"%s\", \"server\": \"%s\", \"seconds\": %.1f, "
+                       "\"results\": [", o.backend, where, o.secs);
         else
-                printf("4 KiB random I/O on an NBD export (%s, %" G_GUINT64_FORMAT " MiB, UNIX socket), %.1f s each\n",
-                       o.server, o.size_mib, o.secs);
+                printf("4 KiB random I/O on %s (%s, %" G_GUINT64_FORMAT " MiB, loopback), %.1f s each\n",
+                       rbd ? "an RBD image" : "an NBD export", where, o.size_mib, o.secs);
         print_header(&o);
         for (int w = 0; w <= 1; w++)
                 for (size_t i = 0; i < G_N_ELEMENTS(qds); i++) {
-                        Result r = { .name = "libnbd direct", .write = w, .qd = qds[i] };
-                        run_libnbd(srv.uri, w, qds[i], o.secs, nblocks, &r);
+                        Result r = { .name = rbd ? "librbd direct" : "libnbd direct", .write = w, .qd = qds[i] };
+#if HAVE_LIBRBD
+                        if (rbd)
+                                run_librbd(srv.ceph_conf, w, qds[i], o.secs, nblocks, &r);
+                        else
+#endif
+                                run_libnbd(srv.uri, w, qds[i], o.secs, nblocks, &r);
                         print_result(&o, &r, &first);
 
                         Device dv;
