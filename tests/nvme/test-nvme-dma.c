@@ -191,6 +191,7 @@ static void test_iov_inline_and_ext(void **state) {
         assert_ptr_equal(v.iov, v.iov_inline);
 
         /* An SGL of bit buckets and data past the inline entries; an empty list takes from the heap. */
+        g_free(spare);
         ext_free = NULL;
         NvmeSglDesc segs[8];
         for (unsigned i = 0; i < 8; i++)
