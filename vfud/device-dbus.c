@@ -116,7 +116,7 @@ int device_bus_destroy(Device *d, sd_bus_message *msg, sd_bus_error *error) {
         /* An idle device is removed inside device_stop(): keep it alive until that returns. */
         device_ref(d);
         /* A live migration's copy whose state was never loaded serves nobody yet: its client may go too. */
-        if (d->incoming || g_strcmp0(d->migration_state, "refused") == 0)
+        if (d->incoming || d->migration_state == MIGRATION_REFUSED)
                 device_stop_handed_over(d, destroy_after_stop, sd_bus_message_ref(msg));
         else
                 device_stop(d, destroy_after_stop, sd_bus_message_ref(msg));
@@ -160,7 +160,7 @@ static int property_get_migration_state(sd_bus *bus, const char *path, const cha
                                         sd_bus_error *error) {
         Device *d = userdata;
 
-        return sd_bus_message_append(reply, "s", d->migration_state ? d->migration_state : "");
+        return sd_bus_message_append(reply, "s", migration_state_to_string(d->migration_state));
 }
 
 static int property_get_migration_progress(sd_bus *bus, const char *path, const char *interface,

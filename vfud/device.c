@@ -59,7 +59,6 @@ Device *device_new(Manager *m, const DeviceType *dtype, const char *name, const 
         d->vm = g_strdup(vm ? vm : "");
         d->libvirt_status = g_strdup("");
         d->libvirt_error = g_strdup("");
-        d->migration_state = g_strdup("");
         d->options = json_node_copy(options);
         d->object_path = device_bus_path(name);
         d->socket_path = g_build_filename(m->config.runtime_dir, sock, NULL);
@@ -112,7 +111,6 @@ Device *device_unref(Device *d) {
         g_free(d->waiting);
         g_free(d->libvirt_status);
         g_free(d->libvirt_error);
-        g_free(d->migration_state);
         g_free(d->mig_socket);
         g_free(d->migrated_from);
         g_free(d->client_mig.state);

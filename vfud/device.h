@@ -35,6 +35,28 @@ typedef enum DeviceState {
 const char *device_state_to_string(DeviceState s);
 DeviceState device_state_from_string(const char *s);
 
+/*
+ * A device's part in a migration (D-Bus MigrationState; migrate.h says what
+ * each means and docs/migration.md draws the machine).
+ */
+typedef enum MigrationState {
+        MIGRATION_NONE,                 /* "": never migrated by this vfud */
+        MIGRATION_PREPARING,
+        MIGRATION_COPYING,
+        MIGRATION_WAITING,
+        MIGRATION_TRANSFERRING,
+        MIGRATION_COMPLETED,
+        MIGRATION_FAILED,
+        MIGRATION_INCOMING,
+        MIGRATION_RESUMED,
+        MIGRATION_REFUSED,
+        _MIGRATION_STATE_MAX,
+        _MIGRATION_STATE_INVALID = -1,
+} MigrationState;
+
+const char *migration_state_to_string(MigrationState s);
+MigrationState migration_state_from_string(const char *s);
+
 typedef struct DeviceType DeviceType;
 typedef struct DeviceImages DeviceImages;
 
@@ -65,7 +87,7 @@ struct Device {
         char *libvirt_status, *libvirt_error;   /* manager-libvirt.h */
         /* migration (migrate.h): this device leaving */
         struct Migration *migration;
-        char *migration_state;
+        MigrationState migration_state;
         uint64_t mig_bytes, mig_total, mig_rate, mig_remaining;
         char *mig_socket;               /* leaving live: the destination's vfio-user socket */
         char *migrated_from;            /* arrived by cold migration from there; cleared by the first client */

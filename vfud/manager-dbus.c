@@ -186,8 +186,7 @@ static int method_create_device(sd_bus_message *msg, void *userdata, sd_bus_erro
                 d->migrated_from = g_steal_pointer(&migrated_from);
         if (incoming) {
                 d->incoming = true;
-                g_free(d->migration_state);
-                d->migration_state = g_strdup("incoming");
+                d->migration_state = MIGRATION_INCOMING;
         }
         if (dtype->provision && !dtype->provision(d, &gerr)) {
                 device_unref(d);

@@ -119,7 +119,7 @@ struct Migration {
         GError *stop_error;
         uint64_t bytes, total;
         int64_t started;
-        const char *phase;              /* static string */
+        MigrationState phase;           /* what the devices show */
 };
 
 static void migrate_dev_free(MigrateDev *md) {
@@ -171,7 +171,7 @@ static void migration_free(Migration *mg) {
         g_free(mg);
 }
 
-static void device_set_migration(Device *d, const char *state, uint64_t bytes, uint64_t total, uint64_t rate,
+static void device_set_migration(Device *d, MigrationState state, uint64_t bytes, uint64_t total, uint64_t rate,
                                  uint64_t remaining);
 
 /*
@@ -198,6 +198,32 @@ static bool migration_cancel(Migration *mg, const char *reason, bool force) {
         return true;
 }
 
+static const char *const migration_state_table[_MIGRATION_STATE_MAX] = {
+        [MIGRATION_NONE] = "",
+        [MIGRATION_PREPARING] = "preparing",
+        [MIGRATION_COPYING] = "copying",
+        [MIGRATION_WAITING] = "waiting",
+        [MIGRATION_TRANSFERRING] = "transferring",
+        [MIGRATION_COMPLETED] = "completed",
+        [MIGRATION_FAILED] = "failed",
+        [MIGRATION_INCOMING] = "incoming",
+        [MIGRATION_RESUMED] = "resumed",
+        [MIGRATION_REFUSED] = "refused",
+};
+
+const char *migration_state_to_string(MigrationState s) {
+        if (s < 0 || s >= _MIGRATION_STATE_MAX)
+                return NULL;
+        return migration_state_table[s];
+}
+
+MigrationState migration_state_from_string(const char *s) {
+        for (int i = 0; s && i < _MIGRATION_STATE_MAX; i++)
+                if (strcmp(migration_state_table[i], s) == 0)
+                        return (MigrationState) i;
+        return _MIGRATION_STATE_INVALID;
+}
+
 bool device_is_migrating(Device *d) {
         return d->migration != NULL || d->receive != NULL;
 }
@@ -208,11 +234,11 @@ void migrate_device_event(Device *d) {
         if (d->incoming && d->client_mig.resumed) {
                 d->incoming = false;
                 device_log(d, G_LOG_LEVEL_MESSAGE, "arrived: the client loaded the migrated device state");
-                device_set_migration(d, "resumed", 0, 0, 0, 0);
+                device_set_migration(d, MIGRATION_RESUMED, 0, 0, 0, 0);
         } else if (d->incoming && (d->client_mig.failed || g_strcmp0(d->client_mig.state, "error") == 0)) {
                 d->incoming = false;
                 device_log(d, G_LOG_LEVEL_WARNING, "the migrated device state was refused (ERROR state)");
-                device_set_migration(d, "refused", 0, 0, 0, 0);
+                device_set_migration(d, MIGRATION_REFUSED, 0, 0, 0, 0);
         }
         /*
          * The image locks change hands with the device state, as QEMU's do: the
@@ -250,16 +276,13 @@ void migrate_device_event(Device *d) {
 
 /* ---- progress ---- */
 
-static void device_set_migration(Device *d, const char *state, uint64_t bytes, uint64_t total, uint64_t rate,
+static void device_set_migration(Device *d, MigrationState state, uint64_t bytes, uint64_t total, uint64_t rate,
                                  uint64_t remaining) {
-        bool changed_state = g_strcmp0(d->migration_state, state) != 0;
+        bool changed_state = d->migration_state != state;
         bool changed = d->mig_bytes != bytes || d->mig_total != total || d->mig_rate != rate ||
                        d->mig_remaining != remaining;
 
-        if (changed_state) {
-                g_free(d->migration_state);
-                d->migration_state = g_strdup(state);
-        }
+        d->migration_state = state;
         d->mig_bytes = bytes;
         d->mig_total = total;
         d->mig_rate = rate;
@@ -277,15 +300,15 @@ static bool saving(const char *state) {
 }
 
 /* A live device's figures: the state the client read here so far; its socket there. */
-static void progress_publish_live(MigrateDev *md, const char *phase, int64_t elapsed) {
+static void progress_publish_live(MigrateDev *md, MigrationState phase, int64_t elapsed) {
         Device *d = md->device;
         uint64_t bytes;
         g_autofree char *sock = NULL;
 
         g_mutex_lock(&md->mg->lock);
         bytes = md->src_bytes;
-        if (strcmp(phase, "waiting") == 0 && (md->src_saved || saving(md->src_state)))
-                phase = "transferring";
+        if (phase == MIGRATION_WAITING && (md->src_saved || saving(md->src_state)))
+                phase = MIGRATION_TRANSFERRING;
         sock = g_strdup(md->dest_socket);
         g_mutex_unlock(&md->mg->lock);
         if (g_strcmp0(sock, d->mig_socket) != 0 && !(sock == NULL && d->mig_socket == NULL)) {
@@ -299,7 +322,7 @@ static void progress_publish_live(MigrateDev *md, const char *phase, int64_t ela
 
 static void progress_publish(Migration *mg) {
         uint64_t bytes, total, rate = 0, remaining = 0;
-        const char *phase;
+        MigrationState phase;
         int64_t elapsed;
 
         g_mutex_lock(&mg->lock);
@@ -333,7 +356,7 @@ static int on_progress_timer(sd_event_source *s, uint64_t usec, void *userdata) 
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
-static void set_phase(Migration *mg, const char *phase) {
+static void set_phase(Migration *mg, MigrationState phase) {
         g_mutex_lock(&mg->lock);
         mg->phase = phase;
         g_mutex_unlock(&mg->lock);
@@ -907,7 +930,7 @@ static gboolean hand_over_check(sd_bus *b, Migration *mg, MigrateDev *md, bool *
         src_cancelled = md->src_cancelled;
         g_mutex_unlock(&mg->lock);
 
-        if (strcmp(dest_mig, "refused") == 0 || strcmp(dest_client, "error") == 0) {
+        if (migration_state_from_string(dest_mig) == MIGRATION_REFUSED || strcmp(dest_client, "error") == 0) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
                             "%s refused the device state of %s (its copy entered the migration ERROR state: the stream "
                             "was damaged, from another version or for another device); %s stays here, where the VMM "
@@ -937,7 +960,7 @@ static gboolean hand_over_check(sd_bus *b, Migration *mg, MigrateDev *md, bool *
                             md->name, mg->destination);
                 return FALSE;
         }
-        *done = strcmp(dest_mig, "resumed") == 0 && src_saved &&
+        *done = migration_state_from_string(dest_mig) == MIGRATION_RESUMED && src_saved &&
                 (!src_connected || strcmp(src_state, "stop") == 0 || strcmp(src_state, "stop-copy") == 0);
         return TRUE;
 }
@@ -946,7 +969,7 @@ static gboolean hand_over_check(sd_bus *b, Migration *mg, MigrateDev *md, bool *
 static gboolean await_hand_over(sd_bus *b, Migration *mg, GError **error) {
         int64_t deadline = g_get_monotonic_time() + (int64_t) mg->timeout_usec;
 
-        set_phase(mg, "waiting");
+        set_phase(mg, MIGRATION_WAITING);
         for (;;) {
                 bool all = true;
 
@@ -1055,7 +1078,7 @@ static void domain_move(Migration *mg) {
         g_autoptr(GError) err = NULL;
         g_autofree char *names = device_list(mg), *cmd = virsh_command(mg);
 
-        set_phase(mg, "completed");
+        set_phase(mg, MIGRATION_COMPLETED);
         if (g_atomic_int_get(&mg->cancelled))
                 g_set_error(&err, MANAGER_ERROR, MANAGER_ERROR_FAILED, "%s", mg->cancel_reason);
         else
@@ -1162,7 +1185,7 @@ static gpointer migrate_thread(gpointer data) {
         if (b && dest_check(b, mg, &error) && await_stopped(mg, &error)) {
                 g_mutex_lock(&mg->lock);
                 mg->started = g_get_monotonic_time();
-                mg->phase = mg->copy ? "copying" : "preparing";
+                mg->phase = mg->copy ? MIGRATION_COPYING : MIGRATION_PREPARING;
                 g_mutex_unlock(&mg->lock);
                 for (guint i = 0; !error && i < mg->devs->len; i++)
                         (void) migrate_one(b, mg, mg->devs->pdata[i], &error);
@@ -1180,7 +1203,7 @@ static gpointer migrate_thread(gpointer data) {
                 domain_move(mg);
         g_mutex_lock(&mg->lock);
         mg->error = error;
-        mg->phase = error ? "failed" : "completed";
+        mg->phase = error ? MIGRATION_FAILED : MIGRATION_COMPLETED;
         mg->thread_done = true;
         g_mutex_unlock(&mg->lock);
         thread_wake_loop(mg);
@@ -1686,7 +1709,7 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
         mg->timeout_usec = (uint64_t) timeout * G_USEC_PER_SEC;
         mg->devs = g_ptr_array_new_with_free_func((GDestroyNotify) migrate_dev_free);
         mg->vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        mg->phase = "preparing";
+        mg->phase = MIGRATION_PREPARING;
         g_mutex_init(&mg->lock);
         g_cond_init(&mg->cond);
         for (guint i = 0; i < list->len; i++)
@@ -1703,7 +1726,7 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
                 MigrateDev *md = mg->devs->pdata[i];
 
                 md->device->migration = mg;
-                device_set_migration(md->device, "preparing", 0, mg->total, 0, 0);
+                device_set_migration(md->device, MIGRATION_PREPARING, 0, mg->total, 0, 0);
                 device_log(md->device, G_LOG_LEVEL_MESSAGE, "migrating to %s (%s, storage %s)", dest,
                            md->live ? "live" : "cold", mg->copy ? "copied" : *storage ? "shared" : "none");
         }

@@ -20,8 +20,8 @@
  * that fails the devices stay moved and the error says how to finish.
  * The reply (domain_uri, domain_note) says what became of the domain.
  *
- * Device fields migration_state / mig_* (D-Bus MigrationState and
- * MigrationProgress):
+ * Device fields migration_state (MigrationState, device.h) / mig_* (D-Bus
+ * MigrationState and MigrationProgress):
  *   ""             never migrated by this vfud
  *   "preparing"    stopping the device, defining it on the destination
  *   "copying"      image data on its way (MigrationProgress counts it)
@@ -32,6 +32,7 @@
  *                  method's error, the device runs again if it did
  *   "incoming"     (on the destination) created live, waiting for the state
  *   "resumed"      (on the destination) its client loaded the state
+ *   "refused"      (on the destination) its client's state was refused (ERROR)
  */
 #pragma once
 
