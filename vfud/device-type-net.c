@@ -12,6 +12,7 @@
 #include "common/tap.h"
 #include "common/util.h"
 #include "device-type.h"
+#include "migrate.h"
 #include "net/net-backend.h"
 
 #define NET_MAX_QUEUES 16u
@@ -238,4 +239,5 @@ const DeviceType device_type_virtio_net = {
         .normalize = net_normalize,
         .open_fds = net_open_fds,
         .link_set = net_link_set,
+        .append_create_options = migrate_net_create_options,
 };

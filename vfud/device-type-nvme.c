@@ -19,6 +19,7 @@
 
 #include "common/util.h"
 #include "device-type.h"
+#include "migrate.h"
 #include "image-lock.h"
 #include "nvme/nvme.h"
 
@@ -827,4 +828,5 @@ const DeviceType device_type_nvme = {
         .namespace_remove = nvme_namespace_remove,
         .namespace_resize = nvme_namespace_resize,
         .uses_msix = nvme_uses_msix,
+        .append_create_options = migrate_disk_create_options,
 };

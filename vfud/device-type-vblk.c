@@ -18,6 +18,7 @@
 
 #include "common/util.h"
 #include "device-type.h"
+#include "migrate.h"
 #include "image-lock.h"
 #include "vblk/vblk.h"
 
@@ -416,4 +417,5 @@ const DeviceType device_type_virtio_blk = {
         .unprovision = vblk_unprovision,
         .open_fds = vblk_open_fds,
         .namespace_resize = vblk_disk_resize,
+        .append_create_options = migrate_disk_create_options,
 };

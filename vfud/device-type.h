@@ -47,6 +47,12 @@ struct DeviceType {
                                  DeviceDoneFunc func, void *userdata);
         void (*link_set)(Device *d, bool up, DeviceDoneFunc func, void *userdata);
 
+        /*
+         * Migration (migrate.h): the CreateDevice options for what the definition keeps in another
+         * shape than its options (top-level scalars named like an option travel without it).
+         */
+        int (*append_create_options)(JsonObject *def, sd_bus_message *m);
+
         /* Whether the guest sees an MSI-X capability (hot unplug on QEMU < 11.2 aborts); NULL: always. */
         bool (*uses_msix)(Device *d);
 };

@@ -408,34 +408,7 @@ static gboolean call_failed(GError **error, sd_bus_error *e, int r, const char *
         return FALSE;
 }
 
-/* An NBD namespace: the same export, reached from there (nothing to copy). */
-static int append_nbd_namespace(sd_bus_message *m, JsonObject *ns) {
-        int r = sd_bus_message_append(m, "{sv}", "nbd", "s", json_object_get_string_member_with_default(ns, "uri", ""));
-
-        if (r >= 0 && json_object_has_member(ns, "size"))
-                r = sd_bus_message_append(m, "{sv}", "size", "t", (uint64_t) json_object_get_int_member(ns, "size"));
-        return r;
-}
-
-/* An RBD namespace: the same image in the same cluster, reached from there (nothing to copy). */
-static int append_rbd_namespace(sd_bus_message *m, JsonObject *ns) {
-        const char *nsp = json_object_get_string_member_with_default(ns, "namespace", NULL);
-        g_autofree char *spec = nsp ? g_strdup_printf("%s/%s/%s", json_object_get_string_member_with_default(ns, "pool", ""),
-                                                      nsp, json_object_get_string_member_with_default(ns, "image", ""))
-                                    : g_strdup_printf("%s/%s", json_object_get_string_member_with_default(ns, "pool", ""),
-                                                      json_object_get_string_member_with_default(ns, "image", ""));
-        static const char *const opts[][2] = { { "conf", "rbd-conf" }, { "id", "rbd-id" }, { "keyring", "rbd-keyring" } };
-        int r = sd_bus_message_append(m, "{sv}", "rbd", "s", spec);
-
-        for (size_t i = 0; r >= 0 && i < G_N_ELEMENTS(opts); i++)
-                if (json_object_has_member(ns, opts[i][0]))
-                        r = sd_bus_message_append(m, "{sv}", opts[i][1], "s", json_object_get_string_member(ns, opts[i][0]));
-        if (r >= 0 && json_object_has_member(ns, "size"))
-                r = sd_bus_message_append(m, "{sv}", "size", "t", (uint64_t) json_object_get_int_member(ns, "size"));
-        return r;
-}
-
-/* Append the CreateDevice options that reproduce md's definition. */
+/* Append the CreateDevice options that reproduce md's definition (the type's own in migrate-options.c). */
 static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **error) {
         JsonObject *o = json_node_get_object(md->options);
         int r = sd_bus_message_open_container(m, 'a', "{sv}");
@@ -445,68 +418,8 @@ static int append_create_options(sd_bus_message *m, MigrateDev *md, GError **err
         /* cold: the destination's libvirt hook then accepts the VM's offline migration (vfu-hook(8)) */
         if (r >= 0 && !md->live)
                 r = sd_bus_message_append(m, "{sv}", "migrated-from", "s", g_get_host_name());
-        if (r < 0)
-                return r;
-        if (strcmp(md->type, "nvme") == 0 || strcmp(md->type, "virtio-blk") == 0) {
-                /* virtio-blk: its disk is described as namespace 1 */
-                JsonArray *nss = json_object_get_array_member(o, "namespaces");
-
-                for (guint i = 0; r >= 0 && nss && i < json_array_get_length(nss); i++) {
-                        JsonObject *ns = json_array_get_object_element(nss, i);
-                        const char *kind = json_object_get_string_member_with_default(ns, "kind", "image");
-
-                        if (json_object_get_int_member_with_default(ns, "nsid", 0) != 1)
-                                continue;
-                        if (strcmp(kind, "nbd") == 0)
-                                r = append_nbd_namespace(m, ns);
-                        else if (strcmp(kind, "rbd") == 0)
-                                r = append_rbd_namespace(m, ns);
-                        else
-                                r = sd_bus_message_append(m, "{sv}", strcmp(kind, "null") == 0 ? "null" : "size", "t",
-                                                          (uint64_t) json_object_get_int_member_with_default(ns, "size", 0));
-                        if (r >= 0 && strcmp(kind, "null") == 0 && json_object_has_member(ns, "pattern"))
-                                r = sd_bus_message_append(m, "{sv}", "null-pattern", "u",
-                                                          (uint32_t) json_object_get_int_member(ns, "pattern"));
-                        else if (r >= 0 && strcmp(kind, "image") != 0 && strcmp(kind, "nbd") != 0 && strcmp(kind, "rbd") != 0)
-                                r = sd_bus_message_append(m, "{sv}", strcmp(kind, "block") == 0 ? "block" : "file", "s",
-                                                          json_object_get_string_member_with_default(ns, "path", ""));
-                        if (r >= 0 && json_object_has_member(ns, "block-size"))
-                                r = sd_bus_message_append(m, "{sv}", "block-size", "u",
-                                                          (uint32_t) json_object_get_int_member(ns, "block-size"));
-                }
-                if (r >= 0 && json_object_has_member(o, "queues"))
-                        r = sd_bus_message_append(m, "{sv}", "queues", "u", (uint32_t) json_object_get_int_member(o, "queues"));
-                if (r >= 0 && json_object_has_member(o, "iothreads"))
-                        r = sd_bus_message_append(m, "{sv}", "iothreads", "u", (uint32_t) json_object_get_int_member(o, "iothreads"));
-                if (r >= 0 && json_object_has_member(o, "poll-us"))
-                        r = sd_bus_message_append(m, "{sv}", "poll-us", "u", (uint32_t) json_object_get_int_member(o, "poll-us"));
-                if (r >= 0 && json_object_has_member(o, "serial"))
-                        r = sd_bus_message_append(m, "{sv}", "serial", "s", json_object_get_string_member(o, "serial"));
-                if (r >= 0 && json_object_get_boolean_member_with_default(o, "read-only", FALSE))
-                        r = sd_bus_message_append(m, "{sv}", "read-only", "b", 1);
-                /* the interrupt capability is the guest's view: the copy must have the same */
-                if (r >= 0 && strcmp(md->type, "nvme") == 0)
-                        r = sd_bus_message_append(m, "{sv}", "msi", "b",
-                                                  (int) json_object_get_boolean_member_with_default(o, "msi", FALSE));
-                if (r >= 0 && json_object_get_boolean_member_with_default(o, "hotplug", FALSE))
-                        r = sd_bus_message_append(m, "{sv}", "hotplug", "b", 1);
-        } else if (strcmp(md->type, "virtio-net") == 0) {
-                const char *backend = json_object_get_string_member_with_default(o, "backend", "tap");
-
-                if (strcmp(backend, "passt") == 0)
-                        r = sd_bus_message_append(m, "{sv}", "passt", "b", 1);
-                else if (strcmp(backend, "null") == 0)
-                        r = sd_bus_message_append(m, "{sv}", "null", "u",
-                                                  (uint32_t) json_object_get_int_member_with_default(o, "null-frame", 0));
-                else
-                        r = sd_bus_message_append(m, "{sv}", "tap", "s", json_object_get_string_member_with_default(o, "tap", ""));
-                if (r >= 0 && json_object_has_member(o, "mac"))
-                        r = sd_bus_message_append(m, "{sv}", "mac", "s", json_object_get_string_member(o, "mac"));
-                if (r >= 0 && json_object_has_member(o, "queues"))
-                        r = sd_bus_message_append(m, "{sv}", "queues", "u", (uint32_t) json_object_get_int_member(o, "queues"));
-                if (r >= 0 && json_object_has_member(o, "mtu"))
-                        r = sd_bus_message_append(m, "{sv}", "mtu", "u", (uint32_t) json_object_get_int_member(o, "mtu"));
-        }
+        if (r >= 0)
+                r = migrate_append_create_options(md->device->dtype, o, m);
         if (r >= 0)
                 r = device_limits_append_create_options(m, md->type, o);
         if (r >= 0)

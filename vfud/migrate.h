@@ -50,6 +50,19 @@ int manager_bus_cancel_migration(Manager *m, sd_bus_message *msg, sd_bus_error *
 void manager_migrations_abort(Manager *m);
 /* d's client migration state or connection changed (device-worker.c): follow the hand-over. */
 void migrate_device_event(Device *d);
+/*
+ * The CreateDevice options that make a copy of a definition on another
+ * vfud (migrate-options.c), appended inside an open a{sv}: every top-level
+ * member of def named like one of t's options and of its kind travels as
+ * that option, so a new scalar option needs no edit here; then t's
+ * append_create_options adds what the definition keeps otherwise (namespace
+ * 1, the backend).  Negative errno.
+ */
+int migrate_append_create_options(const DeviceType *t, JsonObject *def, sd_bus_message *m);
+/* DeviceType.append_create_options of the disks (nvme, virtio-blk: namespace 1) and of virtio-net (its backend). */
+int migrate_disk_create_options(JsonObject *def, sd_bus_message *m);
+int migrate_net_create_options(JsonObject *def, sd_bus_message *m);
+
 /* Whether d is being migrated or receiving an image (other changes are refused meanwhile). */
 bool device_is_migrating(Device *d);
 
