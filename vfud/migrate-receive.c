@@ -112,8 +112,7 @@ static JsonObject *image_namespace(Device *d, uint32_t nsid, sd_bus_error *error
         return NULL;
 }
 
-static int method_receive_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+int migrate_bus_receive_image(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
         const char *name;
         uint32_t nsid;
         int fd, r;
@@ -167,18 +166,4 @@ static int method_receive_image(sd_bus_message *msg, void *userdata, sd_bus_erro
         device_log(d, G_LOG_LEVEL_MESSAGE, "receiving namespace %u (%" G_GUINT64_FORMAT " bytes)", nsid, rc->size);
         rc->thread = g_thread_new("vfud-receive", receive_thread, rc);
         return 1;
-}
-
-static const sd_bus_vtable migration_peer_vtable[] = {
-        SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD_WITH_NAMES("ReceiveImage", "suh",
-                                 SD_BUS_PARAM(device) SD_BUS_PARAM(nsid) SD_BUS_PARAM(stream),
-                                 "tt", SD_BUS_PARAM(data_bytes) SD_BUS_PARAM(extents),
-                                 method_receive_image, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_VTABLE_END,
-};
-
-int migrate_bus_register(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, NULL, VFUD_MANAGER_PATH, VFUD_MIGRATION_PEER_IFACE,
-                                        migration_peer_vtable, m);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Migration (see migrate.h).  Steps:
+ * Migration (see migrate.h; the D-Bus surface is migrate-dbus.c, the image stream migrate-stream.c,
+ * the receiving end migrate-receive.c, definitions migrate-options.c).  Steps:
  *   1. on the event loop: check every device (a connected one only when its
  *      client uses vfio-user migration v2 — QEMU's vfio-user-pci never does
  *      — and its storage is shared), check the storage choice against each
@@ -45,7 +46,6 @@
 #define REMOTE_TIMEOUT_USEC (120 * G_USEC_PER_SEC)
 #define PROGRESS_INTERVAL_USEC (200 * 1000)
 #define HAND_OVER_POLL_USEC (50 * 1000)
-#define DEFAULT_LIVE_TIMEOUT_SEC 300
 
 typedef struct MigrateImage {
         uint32_t nsid;
@@ -1466,60 +1466,6 @@ static gboolean add_device(Migration *mg, Device *d, const char *storage, GError
         return TRUE;
 }
 
-static gboolean read_options(sd_bus_message *msg, bool by_vm, char **storage, uint32_t *timeout, char **libvirt_uri,
-                             GError **error) {
-        int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-
-        while (r >= 0 && (r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
-                const char *key, *value;
-
-                r = sd_bus_message_read(msg, "s", &key);
-                if (r < 0)
-                        break;
-                if (strcmp(key, "storage") == 0) {
-                        r = sd_bus_message_read(msg, "v", "s", &value);
-                        if (r < 0 || (strcmp(value, "copy") != 0 && strcmp(value, "shared") != 0)) {
-                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                                            "option storage must be the string copy or shared");
-                                return FALSE;
-                        }
-                        g_free(*storage);
-                        *storage = g_strdup(value);
-                } else if (strcmp(key, "timeout") == 0) {
-                        r = sd_bus_message_read(msg, "v", "u", timeout);
-                        if (r < 0 || *timeout == 0 || *timeout > 24 * 3600) {
-                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                                            "option timeout must be seconds (u) from 1 to 86400");
-                                return FALSE;
-                        }
-                } else if (by_vm && strcmp(key, "libvirt-uri") == 0) {
-                        r = sd_bus_message_read(msg, "v", "s", &value);
-                        if (r < 0 || !*value || !g_utf8_validate(value, -1, NULL) || strchr(value, '\'') ||
-                            !strstr(value, ":/")) {
-                                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                                            "option libvirt-uri must be the destination's libvirt URI (s), "
-                                            "e.g. qemu+ssh://HOST/system");
-                                return FALSE;
-                        }
-                        g_free(*libvirt_uri);
-                        *libvirt_uri = g_strdup(value);
-                } else {
-                        g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                                    "unknown option '%s': migration takes storage (s: copy or shared), timeout "
-                                    "(u: seconds a live hand-over may take)%s", key,
-                                    by_vm ? " and libvirt-uri (s: the destination's libvirt)" : "");
-                        return FALSE;
-                }
-                r = sd_bus_message_exit_container(msg);
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(msg);
-        if (r < 0) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT, "malformed options: %s", g_strerror(-r));
-                return FALSE;
-        }
-        return TRUE;
-}
 
 /* MigrateVm: whether the VM's libvirt domain follows its devices (checked again in the thread). */
 static gboolean plan_domain(Migration *mg, const char *vm, const char *libvirt_uri, GError **error) {
@@ -1567,72 +1513,30 @@ static gboolean plan_domain(Migration *mg, const char *vm, const char *libvirt_u
         return TRUE;
 }
 
-static gint compare_devices(gconstpointer a, gconstpointer b) {
-        return strcmp((*(Device *const *) a)->name, (*(Device *const *) b)->name);
-}
-
-static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *error) {
-        g_autoptr(GError) gerr = NULL;
-        g_autofree char *storage = g_strdup("");
-        g_autofree char *libvirt_uri = NULL;
-        g_autoptr(GPtrArray) list = g_ptr_array_new();
-        const char *what, *dest;
-        uint32_t timeout = DEFAULT_LIVE_TIMEOUT_SEC;
+gboolean migration_begin(Manager *m, sd_bus_message *msg, GPtrArray *devices, const MigrateRequest *req,
+                         GError **error) {
         Migration *mg;
-        int r;
-
-        r = sd_bus_message_read(msg, "ss", &what, &dest);
-        if (r < 0)
-                return r;
-        /* Who asks comes first: an unprivileged caller learns nothing from our checks. */
-        r = manager_check_authorized(m, msg, AUTH_MIGRATE, "migrating devices", error);
-        if (r <= 0)
-                return r < 0 ? r : 1;
-        if (!read_options(msg, by_vm, &storage, &timeout, &libvirt_uri, &gerr))
-                return manager_set_bus_error(error, gerr);
-        if (!*dest)
-                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_INVALID_ARGUMENT,
-                                         "no destination: give a bus address or [USER@]HOST");
-        if (by_vm) {
-                GHashTableIter it;
-                gpointer v;
-
-                g_hash_table_iter_init(&it, m->devices);
-                while (g_hash_table_iter_next(&it, NULL, &v))
-                        if (((Device *) v)->exported && *what && strcmp(((Device *) v)->vm, what) == 0)
-                                g_ptr_array_add(list, v);
-                if (list->len == 0)
-                        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_NO_SUCH_VM, "VM '%s' has no devices here", what);
-                g_ptr_array_sort(list, compare_devices);
-        } else {
-                Device *d = manager_find_device(m, what);
-
-                if (!d || !d->exported)
-                        return sd_bus_error_setf(error, VFUD_DBUS_ERROR_NO_SUCH_DEVICE,
-                                                 "no device named '%s': 'vfuctl list' shows the devices", what);
-                g_ptr_array_add(list, d);
-        }
 
         mg = g_new0(Migration, 1);
         mg->manager = m;
         mg->efd = -1;
         mg->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        mg->destination = g_strdup(dest);
-        mg->copy = strcmp(storage, "copy") == 0;
-        mg->timeout_usec = (uint64_t) timeout * G_USEC_PER_SEC;
+        mg->destination = g_strdup(req->destination);
+        mg->copy = strcmp(req->storage, "copy") == 0;
+        mg->timeout_usec = (uint64_t) req->timeout * G_USEC_PER_SEC;
         mg->devs = g_ptr_array_new_with_free_func((GDestroyNotify) migrate_dev_free);
         mg->vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         mg->phase = MIGRATION_PREPARING;
         g_mutex_init(&mg->lock);
         g_cond_init(&mg->cond);
-        for (guint i = 0; i < list->len; i++)
-                if (!add_device(mg, list->pdata[i], storage, &gerr)) {
+        for (guint i = 0; i < devices->len; i++)
+                if (!add_device(mg, devices->pdata[i], req->storage, error)) {
                         migration_free(mg);
-                        return manager_set_bus_error(error, gerr);
+                        return FALSE;
                 }
-        if (by_vm && !plan_domain(mg, what, libvirt_uri, &gerr)) {
+        if (req->vm && !plan_domain(mg, req->vm, req->libvirt_uri, error)) {
                 migration_free(mg);
-                return manager_set_bus_error(error, gerr);
+                return FALSE;
         }
         mg->msg = sd_bus_message_ref(msg);
         for (guint i = 0; i < mg->devs->len; i++) {
@@ -1640,56 +1544,31 @@ static int migrate(Manager *m, sd_bus_message *msg, bool by_vm, sd_bus_error *er
 
                 md->device->migration = mg;
                 device_set_migration(md->device, MIGRATION_PREPARING, 0, mg->total, 0, 0);
-                device_log(md->device, G_LOG_LEVEL_MESSAGE, "migrating to %s (%s, storage %s)", dest,
-                           md->live ? "live" : "cold", mg->copy ? "copied" : *storage ? "shared" : "none");
+                device_log(md->device, G_LOG_LEVEL_MESSAGE, "migrating to %s (%s, storage %s)", req->destination,
+                           md->live ? "live" : "cold", mg->copy ? "copied" : *req->storage ? "shared" : "none");
         }
         /* the thread checks the destination, then has the loop stop the cold devices (stop_devices) */
         migration_start_thread(mg);
-        return 1;
+        return TRUE;
 }
 
-int manager_bus_cancel_migration(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
-        g_autofree char *reason = NULL;
-        const char *name;
-        Migration *mg = NULL;
-        Device *d;
-        int r;
+int migration_cancel_device(Device *d, const char *reason, GError **error) {
+        Migration *mg = d->migration;
 
-        r = sd_bus_message_read(msg, "s", &name);
-        if (r < 0)
-                return r;
-        r = manager_check_authorized(m, msg, AUTH_MIGRATE, "cancelling a migration", error);
-        if (r <= 0)
-                return r < 0 ? r : 1;
-        d = manager_find_device(m, name);
-        if (d && d->exported)
-                mg = d->migration;
-        else {
-                GHashTableIter it;
-                gpointer v;
-
-                g_hash_table_iter_init(&it, m->devices);
-                while (!mg && g_hash_table_iter_next(&it, NULL, &v))
-                        if (*name && strcmp(((Device *) v)->vm, name) == 0)
-                                mg = ((Device *) v)->migration;
+        if (!mg) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_NOT_RUNNING, "no migration of %s is running", d->name);
+                return -ESRCH;
         }
-        if (!mg)
-                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_NOT_RUNNING,
-                                         "no migration of a device or VM named '%s' is running", name);
-        reason = g_strdup_printf("the migration was cancelled (CancelMigration): nothing is left on %s, the "
-                                 "devices stay here", mg->destination);
-        if (!migration_cancel(mg, reason, false))
-                return sd_bus_error_setf(error, VFUD_DBUS_ERROR_DEVICE_BUSY,
-                                         "the migration to %s is past its point of no return (every device arrived "
-                                         "there): it finishes", mg->destination);
-        g_message("migration to %s: cancelled by CancelMigration(%s)", mg->destination, name);
-        return sd_bus_reply_method_return(msg, NULL);
+        if (!migration_cancel(mg, reason, false)) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_DEVICE_BUSY,
+                            "the migration to %s is past its point of no return (every device arrived there): it "
+                            "finishes", mg->destination);
+                return -EBUSY;
+        }
+        g_message("migration to %s: cancelled (%s)", mg->destination, d->name);
+        return 0;
 }
 
-int manager_bus_migrate_device(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
-        return migrate(m, msg, false, error);
-}
-
-int manager_bus_migrate_vm(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
-        return migrate(m, msg, true, error);
+const char *migration_destination(Device *d) {
+        return d->migration ? d->migration->destination : NULL;
 }

@@ -38,6 +38,7 @@
 
 #include "device.h"
 
+/* The D-Bus surface (migrate-dbus.c): Manager.MigrateDevice, MigrateVm, CancelMigration. */
 int manager_bus_migrate_device(Manager *m, sd_bus_message *msg, sd_bus_error *error);
 int manager_bus_migrate_vm(Manager *m, sd_bus_message *msg, sd_bus_error *error);
 /* Manager.CancelMigration(s name): stop the migration of device or VM name and roll it back. */
@@ -66,8 +67,31 @@ int migrate_net_create_options(JsonObject *def, sd_bus_message *m);
 /* Whether d is being migrated or receiving an image (other changes are refused meanwhile). */
 bool device_is_migrating(Device *d);
 
-/* The MigrationPeer interface (migrate-receive.c): ReceiveImage, the destination's end of an image copy. */
+/* The MigrationPeer interface (migrate-dbus.c): ReceiveImage, the destination's end of an image copy. */
 typedef struct ImageReceive ImageReceive;
 int migrate_bus_register(Manager *m);
+/* MigrationPeer.ReceiveImage (migrate-receive.c): starts the receive, replied when it ends. */
+int migrate_bus_receive_image(Manager *m, sd_bus_message *msg, sd_bus_error *error);
+
+/* What MigrateDevice / MigrateVm ask (migrate-dbus.c read it). */
+typedef struct MigrateRequest {
+        const char *destination;        /* a bus address or [USER@]HOST */
+        const char *storage;            /* "copy", "shared" or "" */
+        uint32_t timeout;               /* seconds a live hand-over may take */
+        const char *vm;                 /* MigrateVm: the VM whose domain may follow; else NULL */
+        const char *libvirt_uri;        /* the destination's libvirt, or NULL */
+} MigrateRequest;
+
+/*
+ * Start migrating devices (Device*, by name) as req says; msg is answered
+ * when it ends.  FALSE with error when it is refused before anything
+ * happened (a device in use that cannot move, storage not said...).
+ */
+gboolean migration_begin(Manager *m, sd_bus_message *msg, GPtrArray *devices, const MigrateRequest *req,
+                         GError **error);
+/* Cancel the migration d is part of, with reason for its caller; negative errno with error (none, past commit). */
+int migration_cancel_device(Device *d, const char *reason, GError **error);
+/* Where d is being migrated to, or NULL. */
+const char *migration_destination(Device *d);
 /* Stop d's image receive, answering its caller with an error (vfud exiting). */
 void migrate_receive_cancel(Device *d);
