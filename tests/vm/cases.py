@@ -1015,7 +1015,7 @@ def systemd_host(ctx):
     shutil.copy(os.path.join(vmlib.HERE, "cases", "systemd-host.sh"), os.path.join(payload, "case.sh"))
     disk = ctx.path("payload.img")
     subprocess.run(["mke2fs", "-q", "-t", "ext4", "-L", "vfucase", "-d", payload, disk, "64M"], check=True)
-    vm = SystemdHostVm(ctx, "host", image, disk, timeout=480)
+    vm = SystemdHostVm(ctx, "host", image, disk, timeout=720)
     out = vm.run()
     # The case's own lines, without the console's timestamps and unit prefixes.
     for line in out.splitlines():
