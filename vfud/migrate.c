@@ -72,6 +72,7 @@ typedef struct MigrateDev {
         /* the client's progress here, copied on the loop (Migration.lock) */
         char src_state[16];
         bool src_connected, src_saved, src_failed, src_cancelled;
+        bool src_dropped;               /* the VMM's connection went (a worker killed) before it saved */
         uint64_t src_bytes;
         uint64_t base_bytes;            /* the client's bytes_read when the migration began */
         bool base_failed;
@@ -268,6 +269,8 @@ void migrate_device_event(Device *d) {
                                  (d->client_mig.failed && !md->base_failed);
                 md->src_cancelled = md->src_cancelled ||
                                     (md->src_saved && md->src_connected && strcmp(md->src_state, "running") == 0);
+                /* Latched: a VMM reconnecting to a restarted worker at once must not hide it from the thread. */
+                md->src_dropped = md->src_dropped || (!md->src_connected && !md->src_saved);
                 if (d->client_mig.bytes_read > md->base_bytes)
                         md->src_bytes = d->client_mig.bytes_read - md->base_bytes;
                 g_mutex_unlock(&mg->lock);
@@ -831,7 +834,7 @@ static gboolean dest_status(sd_bus *b, Migration *mg, MigrateDev *md, char **mig
 static gboolean hand_over_check(sd_bus *b, Migration *mg, MigrateDev *md, bool *done, GError **error) {
         g_autofree char *dest_mig = NULL, *dest_client = NULL;
         char src_state[sizeof(md->src_state)];
-        bool src_connected, src_saved, src_failed, src_cancelled;
+        bool src_connected, src_saved, src_failed, src_cancelled, src_dropped;
 
         if (!dest_status(b, mg, md, &dest_mig, &dest_client, error))
                 return FALSE;
@@ -841,6 +844,7 @@ static gboolean hand_over_check(sd_bus *b, Migration *mg, MigrateDev *md, bool *
         src_saved = md->src_saved;
         src_failed = md->src_failed;
         src_cancelled = md->src_cancelled;
+        src_dropped = md->src_dropped;
         g_mutex_unlock(&mg->lock);
 
         if (migration_state_from_string(dest_mig) == MIGRATION_REFUSED || strcmp(dest_client, "error") == 0) {
@@ -867,7 +871,7 @@ static gboolean hand_over_check(sd_bus *b, Migration *mg, MigrateDev *md, bool *
                             md->name, mg->destination, md->name);
                 return FALSE;
         }
-        if (!src_connected && !src_saved) {
+        if (src_dropped && !src_saved) {
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED,
                             "the VMM disconnected from %s before saving its state: nothing was handed over to %s",
                             md->name, mg->destination);
@@ -923,15 +927,26 @@ static gboolean await_hand_over(sd_bus *b, Migration *mg, GError **error) {
         }
 }
 
+/* How long a rollback waits for a copy there that is busy (its worker restarting) to be removable. */
+#define ROLLBACK_BUSY_USEC (15 * G_USEC_PER_SEC)
+
 static void rollback(sd_bus *b, Migration *mg) {
         for (guint i = 0; i < mg->devs->len; i++) {
                 MigrateDev *md = mg->devs->pdata[i];
+                int64_t deadline = g_get_monotonic_time() + ROLLBACK_BUSY_USEC;
                 sd_bus_error e = SD_BUS_ERROR_NULL;
+                int r;
 
                 if (!md->created)
                         continue;
-                if (sd_bus_call_method(b, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "DestroyDevice", &e,
-                                       NULL, "s", md->name) < 0)
+                /* A copy whose worker was killed is starting again there: removable once it listens. */
+                while ((r = sd_bus_call_method(b, VFUD_BUS_NAME, VFUD_MANAGER_PATH, VFUD_MANAGER_IFACE, "DestroyDevice",
+                                               &e, NULL, "s", md->name)) < 0 &&
+                       sd_bus_error_has_name(&e, VFUD_DBUS_ERROR_DEVICE_BUSY) && g_get_monotonic_time() < deadline) {
+                        sd_bus_error_free(&e);
+                        g_usleep(HAND_OVER_POLL_USEC);
+                }
+                if (r < 0)
                         g_warning("migration of %s: could not remove the copy on %s: %s; remove it there by hand (vfuctl destroy %s)",
                                   md->name, mg->destination, e.message ? e.message : "no reply", md->name);
                 else

@@ -27,6 +27,20 @@
  * Prints "ready lba N seed N" once connected, "verified TRIAL BLOCKS LOST TORN
  * STALE NSBYTES" after each reconnection (NSBYTES: namespace 1's size then), and when its stdin closes it verifies once more
  * (without a kill) and prints "ok TRIALS CHECKED LOST TORN STALE WRITES FLUSHES".
+ *
+ * It is a VMM that migrates (it asks for the MIGRATION feature), and takes
+ * commands on stdin:
+ *   migrate SOCKET  live-migrate, writes in flight, to the device listening
+ *                   on SOCKET: PRE_COPY, a random pause, STOP_COPY, the
+ *                   state loaded there, the source stopped, on there; prints
+ *                   "migrated BYTES", or "stayed" when the destination did
+ *                   not take it (the source runs again), or "lost" when the
+ *                   source went away meanwhile (a reconnection to it and its
+ *                   "verified" line follow)
+ *   check           let what is in flight complete (reconnecting if the
+ *                   device went away) and verify in place: "checked TRIAL
+ *                   BLOCKS LOST TORN STALE NSBYTES"
+ * After a migration, reconnections go to the device it moved to.
  * Exit status 0 when nothing was lost or torn and every command succeeded.
  */
 #include <errno.h>
@@ -67,6 +81,7 @@ typedef struct Writer {
         NvmeVmm v;
         bool connected;
         const char *sock;
+        char *moved_to;         /* the socket a migration moved the device to */
         unsigned lbs, nlb;      /* LBA size, LBAs per block */
         uint64_t ns_bytes;      /* namespace 1's size */
         uint64_t slots, lists, rbuf;    /* gpa: QD write slots and their PRP lists, the verify buffer */
@@ -179,6 +194,9 @@ static int writer_connect(Writer *w) {
         w->connected = true;
         if (r < 0)
                 return r;
+        /* A VMM that migrates says so first: the manager waits for it to move the state. */
+        if ((r = vmm_mig_probe(w->v.c)) < 0)
+                return r;
         d = &w->v.d;
         d->timeout_ms = 30000;
         if ((r = nvme_drv_enable(d, 32)) != 0 || (r = nvme_drv_create_io_queues(d, 1, 64, 1)) != 0)
@@ -205,6 +223,56 @@ static int writer_reconnect(Writer *w) {
         }
         fprintf(stderr, "crash-writer: cannot reconnect to %s: %s\n", w->sock, strerror(-r));
         return r;
+}
+
+/* ---- live migration, as a VMM that migrates does it ---- */
+
+/* A new connection to the controller: memory space and bus master on, MSI-X. */
+static int attach(VuClient *c, int *irq, void *opaque) {
+        NvmeVmm *v = opaque;
+        uint16_t cmd = 0x6;
+        int r = vu_client_region_write(c, VU_PCI_CONFIG_REGION, 4, &cmd, 2, false);
+
+        return r < 0 ? r : vu_client_enable_msix(c, v->nvec, irq);
+}
+
+/* Move the device to sock, writes in flight.  0 (migrated or stayed), or -errno when the source went away. */
+static int migrate(Writer *w, const char *sock) {
+        g_autoptr(GByteArray) st = NULL;
+        VuClient *c2 = NULL;
+        int irq2[128], r;
+
+        if (vmm_mig_pre_copy(w->v.c) < 0)
+                return -ECONNRESET;
+        g_usleep((gulong) g_rand_int_range(w->rng, 50, 400) * 1000);
+        if (!(st = vmm_mig_stop_copy(w->v.c)))
+                return -ECONNRESET;
+        memset(irq2, -1, sizeof(irq2));
+        r = vmm_mig_load(sock, &w->v.ram, st, attach, &w->v, irq2, &c2);
+        if (r < 0) {
+                for (unsigned i = 0; i < G_N_ELEMENTS(irq2); i++)
+                        if (irq2[i] >= 0)
+                                close(irq2[i]);
+                /* Not handed over: the device runs here again. */
+                if (vmm_mig_set(w->v.c, VU_MIG_RUNNING) < 0)
+                        return -ECONNRESET;
+                printf("stayed\n");
+                fflush(stdout);
+                return 0;
+        }
+        /* The source may be gone by now: it is left behind either way. */
+        (void) vmm_mig_set(w->v.c, VU_MIG_STOP);
+        vu_client_free(w->v.c);
+        for (unsigned i = 0; i < w->v.nvec; i++) {
+                close(w->v.irq_fds[i]);
+                w->v.irq_fds[i] = irq2[i];
+        }
+        w->v.c = c2;
+        g_free(w->moved_to);
+        w->sock = w->moved_to = g_strdup(sock);
+        printf("migrated %u\n", st->len);
+        fflush(stdout);
+        return 0;
 }
 
 /* ---- writing ---- */
@@ -375,6 +443,53 @@ static int verify_report(Writer *w, const char *what) {
         return 0;
 }
 
+/* The device went away under us: reconnect, read everything back.  0 or -errno. */
+static int trial(Writer *w) {
+        int r;
+
+        w->trials++;
+        if ((r = writer_reconnect(w)) < 0 || (r = verify_report(w, "verified")) < 0) {
+                fprintf(stderr, "crash-writer: trial %lu: %s\n", w->trials, strerror(-r));
+                w->errors++;
+        }
+        return r;
+}
+
+/* Let what is in flight complete.  0, or -errno when the device went away. */
+static int drain(Writer *w) {
+        while (w->inflight > 0) {
+                NvmeCqe e;
+                int r = nvme_drv_reap(&w->v.d, 1, &e, w->v.d.timeout_ms);
+
+                if (r < 0)
+                        return r;
+                complete(w, &e);
+        }
+        return 0;
+}
+
+/* One stdin command.  0, or -errno when the writer cannot go on. */
+static int command(Writer *w, const char *line) {
+        int r = 0;
+
+        if (g_str_has_prefix(line, "migrate ")) {
+                if (migrate(w, line + 8) < 0) {
+                        printf("lost\n");
+                        fflush(stdout);
+                        r = trial(w);
+                }
+        } else if (strcmp(line, "check") == 0) {
+                if (drain(w) < 0 && (r = trial(w)) < 0)
+                        return r;
+                r = verify_report(w, "checked");
+        } else {
+                fprintf(stderr, "crash-writer: unknown command '%s'\n", line);
+                w->errors++;
+                r = -EINVAL;
+        }
+        return r;
+}
+
 int main(int argc, char **argv) {
         static Writer w;
         g_autoptr(GString) in = g_string_new(NULL);
@@ -411,19 +526,20 @@ int main(int argc, char **argv) {
         printf("ready lba %u seed %u\n", w.lbs, seed);
         fflush(stdout);
 
-        while (vmm_stdin_lines(in, lines) == 0) {
+        while (w.errors == 0 && vmm_stdin_lines(in, lines) == 0) {
+                for (guint l = 0; l < lines->len && w.errors == 0; l++)
+                        command(&w, lines->pdata[l]);
+                g_ptr_array_set_size(lines, 0);
+                if (w.errors)
+                        break;
                 r = write_round(&w);
                 if (r == 0 && w.errors == 0)
                         continue;
                 if (r == 0)
                         break;
                 /* The device went away under us: a trial. */
-                w.trials++;
-                if ((r = writer_reconnect(&w)) < 0 || (r = verify_report(&w, "verified")) < 0) {
-                        fprintf(stderr, "crash-writer: trial %lu: %s\n", w.trials, strerror(-r));
-                        w.errors++;
+                if (trial(&w) < 0)
                         break;
-                }
         }
         /* The end: let what is in flight complete, then check without a kill. */
         while (w.errors == 0 && w.inflight > 0) {
@@ -448,6 +564,7 @@ int main(int argc, char **argv) {
                w.flushes);
         fflush(stdout);
         writer_disconnect(&w);
+        g_free(w.moved_to);
         g_rand_free(w.rng);
         return w.errors || w.lost || w.torn ? 1 : 0;
 }

@@ -2222,6 +2222,118 @@ def test_crash_trials(env):
     check(int(f[1]) == trials, f'the writer counted {f[1]} trials')
 
 
+def test_crash_migrate(env):
+    """Crash consistency across live migration: the crash-trials writer moved between two vfuds, back and forth,
+    with writes in flight, while the source worker, the destination's or (once moved) the one serving it is
+    SIGKILLed at a random moment of the hand-over.  Whatever the kill hit, the device ends in exactly one vfud, the
+    one the writer says (moved or stayed), and none of the blocks acknowledged as durable is lost or torn.
+    `--trials N` (default 6) and `--seed N` when run by hand.
+    """
+    need_type('nvme')
+    writer = os.environ.get('CRASH_WRITER')
+    if not writer:
+        raise Skip('the crash-consistency writer is not built')
+    trials = int(OPTIONS.get('trials', 6))
+    seed = int(OPTIONS.get('seed', int.from_bytes(os.urandom(4), 'little')))
+    rng = random.Random(seed)
+    print(f'crash-migrate: {trials} trials, seed {seed}')
+
+    def devices(e):
+        return [d[0] for d in e.mgr('ListDevices', '(s)', '')[0]]
+
+    def run(env, dst):
+        disk = os.path.join(env.dir, 'cm.img')
+        with open(disk, 'wb') as f:
+            f.truncate(16 * MiB)
+        env.create('nvme', 'cm', 'vmc', file=disk)
+        c = env.spawn([writer, '--seed', str(seed), env.prop('cm', 'SocketPath')])
+        line = c.stdout.readline()
+        check(line.startswith('ready'), f'crash-writer: {line!r}')
+        here, there = env, dst
+        kinds = {'source': 0, 'destination': 0, 'after': 0}
+        outcomes = {'migrated': 0, 'stayed': 0, 'lost': 0}
+        checked = lost = torn = reconnects = 0
+
+        def tally(line):
+            nonlocal checked, lost, torn, reconnects
+            f = line.split()
+            check(len(f) == 7, f'crash-writer said {line!r} (rc {c.poll()})')
+            checked += int(f[2])
+            lost += int(f[3])
+            torn += int(f[4])
+            reconnects += f[0] == 'verified'
+            check(int(f[3]) == 0 and int(f[4]) == 0, f'{line.strip()}: blocks lost or torn')
+
+        def read_until(words):
+            while True:
+                line = c.stdout.readline()
+                check(line != '', f'crash-writer ended (rc {c.poll()})')
+                w = line.split()[0]
+                if w in ('verified', 'checked'):
+                    tally(line)
+                if w in words:
+                    return w
+
+        for t in range(1, trials + 1):
+            kind = rng.choice(list(kinds))
+            kinds[kind] += 1
+            here.wait_for(lambda: here.prop('cm', 'Connected') and
+                          here.prop('cm', 'ClientMigration')['client'], 30, 'the writer, migratable, connected')
+            cli = env.spawn([env_path('VFUCTL'), '--bus', here.addr, 'migrate', 'cm', '--to', there.addr,
+                             '--storage', 'shared', '--timeout', '60'], stderr=subprocess.PIPE)
+            here.wait_for(lambda: here.prop('cm', 'MigrationState') == 'waiting' and
+                          here.prop('cm', 'MigrationSocket') and 'cm' in devices(there), 30, 'waiting for the VMM')
+            sock = here.prop('cm', 'MigrationSocket')
+            src_pid, dst_pid = here.prop('cm', 'WorkerPID'), there.prop('cm', 'WorkerPID')
+            c.stdin.write(f'migrate {sock}\n')
+            c.stdin.flush()
+            if kind == 'after':
+                outcome = read_until(('migrated', 'stayed', 'lost'))
+                time.sleep(rng.uniform(0, 0.2))
+                pid = dst_pid if outcome == 'migrated' else here.prop('cm', 'WorkerPID')
+            else:
+                # The writer pauses 50-400 ms in PRE_COPY: most kills land before or while the state moves.
+                time.sleep(rng.uniform(0, 0.45))
+                pid = src_pid if kind == 'source' else dst_pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass            # already gone: the hand-over was over
+            if kind != 'after':
+                outcome = read_until(('migrated', 'stayed', 'lost'))
+            outcomes[outcome] += 1
+            out, err = cli.communicate(timeout=120)
+            moved = cli.returncode == 0
+            check(moved == (outcome == 'migrated'),
+                  f'trial {t} ({kind}): the writer {outcome}, vfuctl migrate: {cli.returncode} {out!r} {err!r}')
+            owner, other = (there, here) if moved else (here, there)
+            try:
+                owner.wait_for(lambda: devices(owner) == ['cm'] and devices(other) == [], 30, 'one copy')
+            except Fail:
+                raise Fail(f'trial {t} ({kind}, {outcome}): the device in one vfud only: '
+                           f'{devices(owner)} here, {devices(other)} there '
+                           f'({other.prop("cm", "MigrationState") if devices(other) else ""}, '
+                           f'{other.prop("cm", "State") if devices(other) else ""}); vfuctl: {err!r}')
+            c.stdin.write('check\n')
+            c.stdin.flush()
+            read_until(('checked',))
+            print(f'crash-migrate: trial {t}: kill {kind}, {outcome}', flush=True)
+            if moved:
+                here, there = there, here
+        c.stdin.close()
+        out = c.stdout.read()
+        rc = c.wait(timeout=60)
+        last = out.strip().splitlines()[-1] if out.strip() else ''
+        f = last.split()
+        check(rc == 0 and len(f) == 8 and f[0] == 'ok', f'crash-writer: rc {rc}, {out!r}')
+        check(int(f[1]) == reconnects, f'the writer counted {f[1]} reconnections, {reconnects} seen')
+        print(f'crash-migrate: trials {trials} (kills: {", ".join(f"{k} {v}" for k, v in kinds.items())}; '
+              f'{", ".join(f"{k} {v}" for k, v in outcomes.items())}), reconnections {reconnects}, '
+              f'blocks checked {checked}, lost {lost}, torn {torn}, writes {f[6]}, flushes {f[7]}, seed {seed}')
+
+    migrate_case(env, run)
+
+
 def _call_result(conn, res):
     """An asynchronous call's outcome: None, or the error."""
     try:
