@@ -563,11 +563,14 @@ void nvme_ctrl_get_stats(NvmeCtrl *c, NvmeStats *st) {
                 st->read_bytes += atomic_load(&s->read_bytes);
                 st->write_bytes += atomic_load(&s->write_bytes);
                 st->errors += atomic_load(&s->errors);
-                st->latency_ns_total += atomic_load(&s->lat_total);
                 st->latency_ns_max = MAX(st->latency_ns_max, atomic_load(&s->lat_max));
-                st->io_cmds += atomic_load(&s->io_cmds);
+                lat_stats_merge(&st->lat, &s->lat);
                 st->irqs += atomic_load(&s->irqs);
                 st->wakeups += atomic_load(&s->wakeups);
+        }
+        for (unsigned o = 0; o < _LAT_OP_MAX; o++) {
+                st->io_cmds += st->lat.op[o].count;
+                st->latency_ns_total += st->lat.op[o].sum_ns;
         }
         st->doorbell_writes = atomic_load(&c->st_doorbells);
         for (unsigned i = 0; i <= NVME_MAX_NS; i++)

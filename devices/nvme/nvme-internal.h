@@ -221,8 +221,15 @@ struct NvmeCtrl {
 /* Statistics one I/O thread writes: summed when read. */
 typedef struct NvmeIoStats {
         _Atomic uint64_t commands, read_cmds, write_cmds, read_bytes, write_bytes, errors,
-                lat_total, lat_max, io_cmds, irqs, wakeups;
+                lat_max, irqs, wakeups;
+        LatStats lat;                           /* I/O commands: their count and sum too */
 } NvmeIoStats;
+
+/* The histogram an I/O command's latency goes to. */
+static inline LatOp nvme_lat_op(uint8_t opcode) {
+        return opcode == NVME_CMD_READ ? LAT_OP_READ : opcode == NVME_CMD_WRITE ? LAT_OP_WRITE
+               : opcode == NVME_CMD_FLUSH ? LAT_OP_FLUSH : LAT_OP_OTHER;
+}
 
 /*
  * One I/O thread: it owns the CQs nvme_cq_thread() gives it and the SQs

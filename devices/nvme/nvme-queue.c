@@ -312,8 +312,7 @@ void nvme_req_complete(NvmeReq *req) {
         if (req->sq->qid != 0 && req->t_start) {
                 /* To the pass's clock: fetched and completed in one pass counts as 0. */
                 uint64_t lat = t->pass_ns > req->t_start ? t->pass_ns - req->t_start : 0;
-                atomic_fetch_add_explicit(&t->st.io_cmds, 1, memory_order_relaxed);
-                atomic_fetch_add_explicit(&t->st.lat_total, lat, memory_order_relaxed);
+                lat_stats_add(&t->st.lat, nvme_lat_op(req->cmd.opcode), lat);
                 if (lat > atomic_load_explicit(&t->st.lat_max, memory_order_relaxed))
                         atomic_store_explicit(&t->st.lat_max, lat, memory_order_relaxed);
         }

@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "block/lat-hist.h"
 #include <sys/types.h>
 
 #include "block/blk.h"
@@ -65,6 +67,7 @@ typedef struct NvmeStats {
         uint64_t latency_ns_total;      /* I/O commands, fetch to completion */
         uint64_t latency_ns_max;
         uint64_t io_cmds;
+        LatStatsSnapshot lat;           /* I/O commands by operation: read, write, flush, other */
         uint64_t doorbell_writes;       /* trapped doorbell writes (exits) */
         uint64_t irqs;
         uint64_t wakeups;               /* I/O thread sleeps ended */

@@ -27,10 +27,26 @@ static bool grow(void **arr, unsigned *cap, unsigned n, size_t elem) {
         return true;
 }
 
+/* The latency histogram of a request type; _LAT_OP_MAX: none (GET_ID, unknown types). */
+static LatOp lat_op(uint32_t type) {
+        switch (type) {
+        case VIRTIO_BLK_T_IN: return LAT_OP_READ;
+        case VIRTIO_BLK_T_OUT: return LAT_OP_WRITE;
+        case VIRTIO_BLK_T_FLUSH: return LAT_OP_FLUSH;
+        case VIRTIO_BLK_T_DISCARD:
+        case VIRTIO_BLK_T_WRITE_ZEROES: return LAT_OP_OTHER;
+        default: return _LAT_OP_MAX;
+        }
+}
+
 static void req_complete(VBlkReq *req, uint8_t status) {
         VBlkQueue *q = req->q;
         VBlk *b = q->b;
         VirtQueue *vq = q->vq;
+        LatOp op = lat_op(req->cmd.type);
+
+        if (op != _LAT_OP_MAX)
+                lat_stats_add(&b->lat, op, b->pass_ns > req->t_start ? b->pass_ns - req->t_start : 0);
 
         __atomic_store_n(req->cmd.status, status, __ATOMIC_RELAXED);
         /* Every writable byte may have been written (data, status): report all of it. */
@@ -181,6 +197,7 @@ static int req_start(VBlkQueue *q, VBlkReq *req, const VqChain *c) {
 
         req->id = c->id;
         req->ndesc = c->ndesc;
+        req->t_start = b->pass_ns;
         req->n_wseg = 0;
         if (!grow((void **) &req->wseg, &req->wseg_cap, c->n_in_seg, sizeof(VqSeg)))
                 return -ENOMEM;

@@ -25,6 +25,7 @@ typedef struct VBlkReq {
         struct VBlkReq *next_free;
         uint16_t id, ndesc;
         unsigned step;                  /* DISCARD/WRITE_ZEROES: next segment */
+        uint64_t t_start;               /* pass_ns when taken */
         VBlkCmd cmd;
         struct iovec *iov;              /* data, iov_cap entries (grown on demand) */
         unsigned iov_cap;
@@ -79,6 +80,8 @@ struct VBlk {
         VqChain *chain;                 /* the walker's scratch, thread-owned */
         VBlkQueue *queues;
         VBlkCounters c;                 /* atomics */
+        uint64_t pass_ns;               /* the I/O thread's clock, read once per round (0: no thread) */
+        LatStats lat;                   /* the I/O thread's: backend requests, start to completion */
 };
 
 /* vblk.c */

@@ -44,11 +44,19 @@ static void flush_queues(VBlk *b) {
                 vblk_queue_flush(&b->queues[i]);
 }
 
+static uint64_t now_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
 /* Complete everything in flight (its completions are published). */
 static void drain(VBlk *b) {
         blk_backend_commit(b->be);
         while (b->inflight > 0) {
                 struct pollfd p = { .fd = blk_backend_fd(b->be), .events = POLLIN };
+                b->pass_ns = now_ns();
                 if (blk_backend_reap(b->be) == 0 && !blk_backend_arm(b->be))
                         (void) poll(&p, 1, 100);
                 /* Multi-step requests submit their next step from a completion. */
@@ -82,6 +90,7 @@ static void take_request(VBlk *b) {
 
 /* One round: completions, then new requests.  Work done. */
 static unsigned round_work(VBlk *b) {
+        b->pass_ns = now_ns();         /* the latencies' clock: started and completed in one round is 0 */
         unsigned n = blk_backend_reap(b->be);
 
         for (unsigned i = 0; i < b->opt.queues; i++) {
@@ -104,13 +113,6 @@ static bool arm_and_recheck(VBlk *b) {
                         more = true;
         }
         return more;
-}
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
 static inline void cpu_relax(void) {
@@ -140,8 +142,7 @@ static void *io_main(void *arg) {
                         continue;
                 }
                 if (round_work(b) > 0) {
-                        if (poll_ns)
-                                last_busy = now_ns();
+                        last_busy = b->pass_ns;
                         continue;
                 }
                 if (poll_ns && now_ns() - last_busy < poll_ns) {

@@ -362,6 +362,7 @@ void vblk_get_stats(const VBlk *b, VBlkStats *st) {
         GET(flush_reqs); GET(discard_reqs); GET(write_zeroes_reqs); GET(get_id_reqs);
         GET(io_errors); GET(unsupported); GET(bad_chains); GET(inflight);
 #undef GET
+        lat_stats_merge(&st->lat, &b->lat);
 }
 
 uint64_t vblk_offered_features(const VBlk *b) {

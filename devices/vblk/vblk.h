@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "block/blk.h"
+#include "block/lat-hist.h"
 #include "virtio/virtio-pci.h"
 
 #define VBLK_MAX_QUEUES 64u
@@ -56,6 +57,7 @@ typedef struct VBlkStats {
         uint64_t unsupported;           /* requests answered UNSUPP */
         uint64_t bad_chains;            /* malformed chains (device needs reset) */
         uint64_t inflight;
+        LatStatsSnapshot lat;           /* read, write, flush, other (discard, write zeroes) */
 } VBlkStats;
 
 /* Takes ownership of be (its size is the capacity, rounded down to the block size). */

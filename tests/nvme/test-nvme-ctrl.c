@@ -864,6 +864,13 @@ static void test_shadow_doorbells(void **state) {
         assert_true(mmio - mmio_cq <= 2 * sleeps + 2 * wraps);
         assert_true(mmio < 2 * N);
         assert_true(st.io_cmds >= N);
+        /* Every command in its operation's latency histogram, and nowhere else. */
+        assert_int_equal(st.lat.op[LAT_OP_READ].count - st0.lat.op[LAT_OP_READ].count, st.read_cmds - st0.read_cmds);
+        assert_int_equal(st.lat.op[LAT_OP_WRITE].count - st0.lat.op[LAT_OP_WRITE].count, st.write_cmds - st0.write_cmds);
+        assert_int_equal(st.read_cmds - st0.read_cmds + st.write_cmds - st0.write_cmds, N);
+        assert_int_equal(st.lat.op[LAT_OP_FLUSH].count, st0.lat.op[LAT_OP_FLUSH].count);
+        assert_int_equal(st.io_cmds, st.lat.op[LAT_OP_READ].count + st.lat.op[LAT_OP_WRITE].count +
+                                     st.lat.op[LAT_OP_FLUSH].count + st.lat.op[LAT_OP_OTHER].count);
         /* Idle now: a new command still gets through (EventIdx armed before sleeping). */
         usleep(20000);
         assert_int_equal(nvme_drv_rw(&f->d, 1, false, 1, 0, 1, 512, f->buf2, false), 0);

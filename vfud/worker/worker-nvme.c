@@ -464,6 +464,7 @@ static void nvme_stats(void *state, JsonBuilder *b) {
         MEMBER("io_commands", st.io_cmds);
         MEMBER("latency_total_ns", st.latency_ns_total);
         MEMBER("io_thread_wakeups", st.wakeups);
+        worker_stats_latency(b, &st.lat);
         /* commands that waited for a limit: per namespace, and the group's */
         json_builder_set_member_name(b, "limit_hits");
         json_builder_begin_object(b);

@@ -284,6 +284,7 @@ static void vblk_stats(void *state, JsonBuilder *b) {
         MEMBER("size", vblk_capacity_bytes(wv->b));
         MEMBER("write_cache", vblk_write_cache(wv->b));
 #undef MEMBER
+        worker_stats_latency(b, &st.lat);
         json_builder_set_member_name(b, "path");
         json_builder_add_string_value(b, wv->path ? wv->path : "");
         json_builder_set_member_name(b, "kind");

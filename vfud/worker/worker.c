@@ -384,6 +384,32 @@ void worker_cleanup_files(Worker *w) {
                 (void) unlink(w->opts.pid_file);
 }
 
+void worker_stats_latency(JsonBuilder *b, const LatStatsSnapshot *s) {
+        json_builder_set_member_name(b, "latency_ns");
+        json_builder_begin_object(b);
+        for (unsigned o = 0; o < _LAT_OP_MAX; o++) {
+                const LatHistSnapshot *h = &s->op[o];
+                uint64_t cum = 0;
+
+                json_builder_set_member_name(b, lat_op_to_string(o));
+                json_builder_begin_object(b);
+                for (unsigned i = 0; i < LAT_HIST_BOUNDS; i++) {
+                        char key[32];
+
+                        cum += h->bucket[i];
+                        g_snprintf(key, sizeof(key), "le_%" G_GUINT64_FORMAT, lat_hist_bounds_ns[i]);
+                        json_builder_set_member_name(b, key);
+                        json_builder_add_int_value(b, (int64_t) cum);
+                }
+                json_builder_set_member_name(b, "count");
+                json_builder_add_int_value(b, (int64_t) h->count);
+                json_builder_set_member_name(b, "sum");
+                json_builder_add_int_value(b, (int64_t) h->sum_ns);
+                json_builder_end_object(b);
+        }
+        json_builder_end_object(b);
+}
+
 void worker_build_stats(Worker *w, JsonBuilder *b) {
         VuServerStats st = { 0 };
 

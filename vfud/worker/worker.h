@@ -20,6 +20,7 @@
 #include <json-glib/json-glib.h>
 #include <systemd/sd-event.h>
 
+#include "block/lat-hist.h"
 #include "vfio-user/server.h"
 
 typedef struct Worker Worker;
@@ -64,6 +65,13 @@ typedef struct WorkerDeviceType {
 extern const WorkerDeviceType worker_nvme_type;
 extern const WorkerDeviceType worker_virtio_net_type;
 extern const WorkerDeviceType worker_virtio_blk_type;
+
+/*
+ * Add the member "latency_ns": per operation ("read", ...) the cumulative
+ * bucket counts "le_<bound in ns>" (the +Inf bucket is "count"), "count"
+ * and "sum" (ns).  vfud flattens it to "latency_ns.read.le_5000".
+ */
+void worker_stats_latency(JsonBuilder *b, const LatStatsSnapshot *s);
 
 /* Take ownership of an fd the manager passed under name; -1 if none. */
 int worker_take_fd(Worker *w, const char *name);
