@@ -147,6 +147,84 @@ static void print_null_warning(JsonObject *backend) {
         }
 }
 
+/* A bucket bound for people: 5000 → "5 µs", 20000000 → "20 ms". */
+static char *latency_text(uint64_t ns) {
+        if (ns >= 1000000000u && ns % 1000000000u == 0)
+                return g_strdup_printf("%" G_GUINT64_FORMAT " s", ns / 1000000000u);
+        if (ns >= 1000000u && ns % 1000000u == 0)
+                return g_strdup_printf("%" G_GUINT64_FORMAT " ms", ns / 1000000u);
+        if (ns >= 1000u && ns % 1000u == 0)
+                return g_strdup_printf("%" G_GUINT64_FORMAT " µs", ns / 1000u);
+        return g_strdup_printf("%" G_GUINT64_FORMAT " ns", ns);
+}
+
+typedef struct LatBucket {
+        uint64_t le_ns, count;          /* cumulative */
+} LatBucket;
+
+static gint lat_bucket_cmp(gconstpointer a, gconstpointer b) {
+        uint64_t x = ((const LatBucket *) a)->le_ns, y = ((const LatBucket *) b)->le_ns;
+
+        return x < y ? -1 : x > y;
+}
+
+/* The bucket bound the q-quantile is under, as text ("≤ 20 µs", "> 5 s"). */
+static char *latency_quantile(GArray *buckets, uint64_t count, double q) {
+        for (guint i = 0; i < buckets->len; i++) {
+                const LatBucket *b = &g_array_index(buckets, LatBucket, i);
+
+                if (b->count > 0 && (double) b->count >= q * (double) count) {
+                        g_autofree char *t = latency_text(b->le_ns);
+                        return g_strdup_printf("≤ %s", t);
+                }
+        }
+        if (buckets->len == 0)
+                return g_strdup("?");
+        g_autofree char *t = latency_text(g_array_index(buckets, LatBucket, buckets->len - 1).le_ns);
+        return g_strdup_printf("> %s", t);
+}
+
+/*
+ * The latency histograms (statistics latency_ns_OP_le_NS, _count, _sum) as one
+ * line per operation that had any: its count, mean, p50 and p99 by bucket.
+ */
+static void print_latency(JsonObject *st) {
+        static const char *const ops[] = { "read", "write", "flush", "other" };
+        bool first = true;
+
+        for (size_t o = 0; o < G_N_ELEMENTS(ops); o++) {
+                g_autofree char *pfx = g_strdup_printf("latency_ns_%s_", ops[o]), *le = g_strconcat(pfx, "le_", NULL);
+                g_autofree char *ck = g_strconcat(pfx, "count", NULL), *sk = g_strconcat(pfx, "sum", NULL);
+                uint64_t count = (uint64_t) json_object_get_int_member_with_default(st, ck, 0);
+                uint64_t sum = (uint64_t) json_object_get_int_member_with_default(st, sk, 0);
+                g_autoptr(GArray) buckets = g_array_new(FALSE, FALSE, sizeof(LatBucket));
+                g_autoptr(GList) keys = json_object_get_members(st);
+
+                if (count == 0)
+                        continue;
+                for (GList *l = keys; l; l = l->next) {
+                        const char *k = l->data;
+                        char *end;
+                        LatBucket b;
+
+                        if (!g_str_has_prefix(k, le))
+                                continue;
+                        b.le_ns = g_ascii_strtoull(k + strlen(le), &end, 10);
+                        if (end == k + strlen(le) || *end)
+                                continue;
+                        b.count = (uint64_t) json_object_get_int_member_with_default(st, k, 0);
+                        g_array_append_val(buckets, b);
+                }
+                g_array_sort(buckets, lat_bucket_cmp);
+                g_autofree char *p50 = latency_quantile(buckets, count, 0.5);
+                g_autofree char *p99 = latency_quantile(buckets, count, 0.99);
+                g_autofree char *mean = latency_text(sum / count / 1000 * 1000);
+                printf("%12s%s %s: %" G_GUINT64_FORMAT " commands, mean %s, p50 %s, p99 %s\n",
+                       first ? "Latency" : "", first ? ":" : " ", ops[o], count, mean, p50, p99);
+                first = false;
+        }
+}
+
 int verb_show(Ctx *c, int argc, char **argv) {
         g_autofree char *path = NULL;
         g_autoptr(JsonNode) props = NULL;
@@ -199,9 +277,13 @@ int verb_show(Ctx *c, int argc, char **argv) {
                 g_autoptr(GList) keys = g_list_sort(json_object_get_members(st), (GCompareFunc) strcmp);
                 bool first = true;
 
+                print_latency(st);
                 for (GList *l = keys; l; l = l->next) {
-                        g_autofree char *text = value_to_string(json_object_get_member(st, l->data));
+                        g_autofree char *text = NULL;
 
+                        if (g_str_has_prefix(l->data, "latency_ns_"))
+                                continue;       /* the buckets: in --json, summed up above */
+                        text = value_to_string(json_object_get_member(st, l->data));
                         printf("%12s%s %s: %s\n", first ? "Statistics" : "", first ? ":" : " ", (char *) l->data, text);
                         first = false;
                 }

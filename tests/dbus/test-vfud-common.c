@@ -72,6 +72,39 @@ static void test_metrics(void **state) {
         assert_string_equal(none, "# EOF\n");
 }
 
+/* Latency histograms: buckets by bound (not by key order), +Inf from the count, seconds exactly, op label. */
+static void test_metrics_histogram(void **state) {
+        static const char *const keys[] = { "latency_ns.read.le_1000000000", "latency_ns.read.le_5000",
+                                            "latency_ns.read.le_20000", "latency_ns.read.count",
+                                            "latency_ns.read.sum", "latency_ns.read.le_x",
+                                            "latency_ns.write.le_5000", "latency_ns.write.count" };
+        static const uint64_t vals[] = { 4, 1, 3, 5, 2500000000, 77, 9, 9 };
+        g_autoptr(GHashTable) st = stats_of(keys, vals, G_N_ELEMENTS(keys));
+        MetricsDevice devs[] = {
+                { .name = "b", .vm = "", .type = "virtio-blk", .state = "connected", .stats = st },
+                { .name = "n", .vm = "", .type = "virtio-net", .state = "connected", .stats = st },
+        };
+        g_autofree char *om = metrics_render(devs, G_N_ELEMENTS(devs), METRICS_OPENMETRICS);
+        g_autofree char *prom = metrics_render(devs, G_N_ELEMENTS(devs), METRICS_PROMETHEUS);
+        const char *f = "vfu_virtio_blk_request_latency_seconds";
+        const char *l = "{device=\"b\",vm=\"\",type=\"virtio-blk\",op=\"read\"";
+        g_autofree char *want = g_strdup_printf(
+                "# TYPE %s histogram\n# HELP %s virtio-blk request latency by operation, taken to completed\n"
+                "%s_bucket%s,le=\"0.000005\"} 1\n%s_bucket%s,le=\"0.00002\"} 3\n"
+                "%s_bucket%s,le=\"1.0\"} 4\n%s_bucket%s,le=\"+Inf\"} 5\n"
+                "%s_count%s} 5\n%s_sum%s} 2.5\n",
+                f, f, f, l, f, l, f, l, f, l, f, l, f, l);
+
+        assert_non_null(strstr(om, want));
+        assert_non_null(strstr(prom, strstr(want, "vfu_virtio_blk_request_latency_seconds_bucket")));
+        assert_non_null(strstr(prom, "# TYPE vfu_virtio_blk_request_latency_seconds histogram\n"));
+        /* write has no sum: no histogram; no fallback for any of them, nor for another type's. */
+        assert_null(strstr(om, "op=\"write\""));
+        assert_null(strstr(om, "type=\"virtio-blk\",statistic="));
+        assert_null(strstr(om, "type=\"virtio-net\",op="));
+        assert_non_null(strstr(om, "type=\"virtio-net\",statistic=\"latency_ns_read_count\"} 5\n"));
+}
+
 static void test_parse_size(void **state) {
         static const struct {
                 const char *s;
@@ -273,6 +306,7 @@ static void test_ctl_oversize(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_metrics),
+                cmocka_unit_test(test_metrics_histogram),
                 cmocka_unit_test(test_parse_size),
                 cmocka_unit_test(test_format_size),
                 cmocka_unit_test(test_parse_mac),

@@ -14,6 +14,7 @@ status 0 pass, 1 fail, 77 skip (with the reason on stdout).
 import fcntl
 import glob
 import json
+import math
 import os
 import random
 import re
@@ -1223,6 +1224,20 @@ METRIC_NAMES = {
     ('virtio-net', 'link_up'): 'vfu_virtio_net_link_up',
 }
 METRIC_SCALE = {'vfu_nvme_io_latency_seconds_sum': 1e-9, 'vfu_nvme_io_latency_max_seconds': 1e-6}
+# Latency histograms: statistics latency_ns_OP_le_NS, _count, _sum → a histogram family with op and le labels.
+HISTOGRAMS = {'nvme': 'vfu_nvme_command_latency_seconds', 'virtio-blk': 'vfu_virtio_blk_request_latency_seconds'}
+HISTOGRAM_KEY = re.compile(r'latency_ns_(read|write|flush|other)_(?:le_(\d+)|(count|sum))')
+
+
+def histogram_sample(dtype, key):
+    """The sample key (name, op, le or None) and extra labels a histogram statistic becomes, or None."""
+    m = HISTOGRAM_KEY.fullmatch(key)
+    if not m or dtype not in HISTOGRAMS:
+        return None
+    op, le, part = m.groups()
+    if le is not None:
+        return (HISTOGRAMS[dtype] + '_bucket', op, int(le) / 1e9), {'op': op}
+    return (HISTOGRAMS[dtype] + '_' + part, op, None), {'op': op}
 
 
 def metric_samples(families):
@@ -1234,6 +1249,8 @@ def metric_samples(families):
             key = (smp.name, smp.labels['device'])
             if smp.name == 'vfu_device_statistic':
                 key += (smp.labels['statistic'],)
+            if 'op' in smp.labels:
+                key += (smp.labels['op'], float(smp.labels['le']) if 'le' in smp.labels else None)
             check(key not in out, f'{key} twice')
             out[key] = (smp.labels, smp.value)
     return out
@@ -1256,6 +1273,16 @@ def metrics_match(env, samples, names, source):
             return f'{source}: restarts of {name}'
         for key, value in dev['statistics'].items():
             if not isinstance(value, int) or isinstance(value, bool):
+                continue
+            hist = histogram_sample(dev['type'], key)
+            if hist:
+                (sample, op, le), extra = hist
+                got = samples.get((sample, name, op, le))
+                labels_got = dict(got[0]) if got else {}
+                labels_got.pop('le', None)
+                want = value * (1e-9 if sample.endswith('_sum') else 1)
+                if not got or labels_got != dict(labels, **extra) or abs(got[1] - want) > 1e-9 * max(1, want):
+                    return f'{source}: {sample} of {name} {op} {le} is {got}, show --json says {key} = {value}'
                 continue
             sample = METRIC_NAMES.get((None, key), METRIC_NAMES.get((dev['type'], key), ''))
             if sample is None:
@@ -1285,17 +1312,16 @@ def test_metrics(env):
     env.start_vfud()
     names = []
     if t == 'nvme':
-        env.create('nvme', 'mt1', 'vmm', null=MiB)
+        env.create('nvme', 'mt1', 'vmm', size=4 * MiB)
         names.append('mt1')
         io = os.environ.get('NVME_IO')
         if io:
-            c = env.spawn([io, '--null', env.prop('mt1', 'SocketPath')], stderr=subprocess.DEVNULL)
+            # Verified I/O (every block read back as written, no error) for the histogram's counts.
+            c = env.spawn([io, env.prop('mt1', 'SocketPath')])
             check(c.stdout.readline().startswith('ready'), 'nvme-io ready')
             hold_progress(env, c, 2)
             env.wait_for(lambda: env.prop('mt1', 'Statistics').get('write_commands', 0) > 0, 10, 'writes counted')
-            c.stdin.close()     # the I/O only has to be counted: a null namespace reads back no data
-            c.stdout.read()
-            c.wait(timeout=30)
+            hold_finish(c)
             env.wait_for(lambda: not env.prop('mt1', 'Connected'), 10, 'the client gone')
     if 'virtio-net' in worker_types() and tap_usable():
         env.create('virtio-net', 'mt2', '', tap=f'vfx{os.getpid() % 100000}')
@@ -1317,6 +1343,27 @@ def test_metrics(env):
         check(lat and lat[0].type == 'summary' and
               any(s.name.endswith('_count') and s.value > 0 for s in lat[0].samples), f'latency summary {lat}')
         check(any(f.name == 'vfu_nvme_write_commands' and f.type == 'counter' for f in fams), 'counters typed')
+        # The latency histogram: one per operation, buckets rising to +Inf, which is the count, and the
+        # count is the commands of that operation the device counted.
+        rc, out, err = env.vfuctl('show', 'mt1', '--json')
+        st = json.loads(out)['statistics']
+        check(st['errors'] == 0, f'errors: {st["errors"]}')
+        hist = [f for f in fams if f.name == 'vfu_nvme_command_latency_seconds']
+        check(len(hist) == 1 and hist[0].type == 'histogram', f'latency histogram {[f.name for f in fams]}')
+        total = 0
+        for op in ('read', 'write', 'flush', 'other'):
+            smp = [x for x in hist[0].samples if x.labels['device'] == 'mt1' and x.labels['op'] == op]
+            buckets = [(float(x.labels['le']), x.value) for x in smp if x.name.endswith('_bucket')]
+            count = [x.value for x in smp if x.name.endswith('_count')]
+            check(len(buckets) == 20 and buckets == sorted(buckets) and buckets[-1][0] == math.inf,
+                  f'{op} buckets {buckets}')
+            check(all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), f'{op} buckets rise: {buckets}')
+            check(count and buckets[-1][1] == count[0], f'{op}: +Inf {buckets[-1]} is the count {count}')
+            if op in ('read', 'write'):
+                check(count[0] == st[f'{op}_commands'] and count[0] > 0,
+                      f'{op}: {count} commands in the histogram, {st[f"{op}_commands"]} counted')
+            total += count[0]
+        check(total == st['io_commands'], f'{total} I/O commands in the histograms, {st["io_commands"]} counted')
 
     # Every family is documented.
     with open(os.path.join(os.path.dirname(env_path('README')), 'docs', 'metrics.md')) as f:

@@ -15,6 +15,7 @@ typedef enum MetricKind {
         METRIC_COUNTER,
         METRIC_GAUGE,
         METRIC_SUMMARY,         /* stat: the sum, count_stat: the count */
+        METRIC_HISTOGRAM,       /* histogram_table */
 } MetricKind;
 
 typedef struct MetricSpec {
@@ -87,6 +88,29 @@ static const MetricSpec metric_table[] = {
         G("virtio-net", "link_up", "vfu_virtio_net_link_up", "Link state reported to the guest: up (1) or down (0)"),
 };
 
+/*
+ * Latency histograms: statistics "latency_ns.OP.le_NS" (cumulative), ".count"
+ * and ".sum" (ns) become one histogram family per device type with the label
+ * op; the bounds are whatever "le_" keys the worker sent.
+ */
+typedef struct HistogramSpec {
+        const char *type;
+        const char *name;
+        const char *help;
+} HistogramSpec;
+
+#define HIST_PREFIX "latency_ns_"
+
+static const HistogramSpec histogram_table[] = {
+        { "nvme", "vfu_nvme_command_latency_seconds",
+          "NVMe I/O command latency by operation, fetch to completion" },
+        { "virtio-blk", "vfu_virtio_blk_request_latency_seconds",
+          "virtio-blk request latency by operation, taken to completed" },
+};
+
+/* The operations, in the order they are exported. */
+static const char *const histogram_ops[] = { "read", "write", "flush", "other" };
+
 #define FALLBACK_NAME "vfu_device_statistic"
 
 /* Statistic keys as vfuctl prints them: [a-z0-9_], "vfio_user.messages" → "vfio_user_messages". */
@@ -135,7 +159,8 @@ static void append_value(GString *out, uint64_t v, double scale) {
 }
 
 static const char *kind_name(MetricKind k) {
-        return k == METRIC_COUNTER ? "counter" : k == METRIC_GAUGE ? "gauge" : "summary";
+        return k == METRIC_COUNTER ? "counter" : k == METRIC_GAUGE ? "gauge"
+               : k == METRIC_SUMMARY ? "summary" : "histogram";
 }
 
 /* "# TYPE" and "# HELP" of a family, in the order the format prefers. */
@@ -190,8 +215,133 @@ static void render_table_family(GString *out, MetricsFormat fmt, const MetricSpe
         }
 }
 
+/* Nanoseconds as seconds, exactly: 5000 → "0.000005", 1000000000 → "1.0". */
+static void append_seconds(GString *out, uint64_t ns) {
+        uint64_t frac = ns % 1000000000u;
+        int digits = 9;
+
+        g_string_append_printf(out, "%" PRIu64 ".", ns / 1000000000u);
+        if (frac == 0) {
+                g_string_append_c(out, '0');
+                return;
+        }
+        while (frac % 10 == 0) {
+                frac /= 10;
+                digits--;
+        }
+        g_string_append_printf(out, "%0*" PRIu64, digits, frac);
+}
+
+typedef struct HistBucket {
+        uint64_t le_ns;
+        const uint64_t *value;
+} HistBucket;
+
+static gint cmp_bucket(gconstpointer a, gconstpointer b) {
+        uint64_t x = ((const HistBucket *) a)->le_ns, y = ((const HistBucket *) b)->le_ns;
+
+        return x < y ? -1 : x > y;
+}
+
+/* The finite buckets device ds has under prefix "latency_ns_OP_le_", by bound (ns, ascending, each once). */
+static GArray *histogram_buckets(const DevStats *ds, const char *le_prefix) {
+        GArray *buckets = g_array_new(FALSE, FALSE, sizeof(HistBucket));
+        GHashTableIter it;
+        gpointer k, v;
+        guint j = 0;
+
+        g_hash_table_iter_init(&it, ds->by_key);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+                const char *p = k;
+                char *end;
+                HistBucket b = { .value = v };
+
+                if (!g_str_has_prefix(p, le_prefix))
+                        continue;
+                p += strlen(le_prefix);
+                b.le_ns = g_ascii_strtoull(p, &end, 10);
+                if (end != p && !*end && b.le_ns != UINT64_MAX)
+                        g_array_append_val(buckets, b);
+        }
+        g_array_sort(buckets, cmp_bucket);
+        for (guint i = 0; i < buckets->len; i++)
+                if (j == 0 || g_array_index(buckets, HistBucket, i).le_ns != g_array_index(buckets, HistBucket, j - 1).le_ns)
+                        g_array_index(buckets, HistBucket, j++) = g_array_index(buckets, HistBucket, i);
+        g_array_set_size(buckets, j);
+        return buckets;
+}
+
+static void append_hist_labels(GString *out, const MetricsDevice *d, const char *op, const uint64_t *le_ns) {
+        g_string_append(out, "{device=\"");
+        append_escaped(out, d->name);
+        g_string_append(out, "\",vm=\"");
+        append_escaped(out, d->vm);
+        g_string_append(out, "\",type=\"");
+        append_escaped(out, d->type);
+        g_string_append_printf(out, "\",op=\"%s\"", op);
+        if (le_ns) {
+                g_string_append(out, ",le=\"");
+                if (*le_ns == UINT64_MAX)
+                        g_string_append(out, "+Inf");
+                else
+                        append_seconds(out, *le_ns);
+                g_string_append_c(out, '"');
+        }
+        g_string_append_c(out, '}');
+}
+
+/* One operation's histogram of one device; false when the device has none. */
+static bool render_histogram(GString *out, const HistogramSpec *h, const DevStats *ds, const char *op, bool header,
+                             MetricsFormat fmt) {
+        g_autofree char *pfx = g_strdup_printf(HIST_PREFIX "%s_", op);
+        g_autofree char *count_key = g_strconcat(pfx, "count", NULL), *sum_key = g_strconcat(pfx, "sum", NULL);
+        g_autofree char *le_prefix = g_strconcat(pfx, "le_", NULL);
+        const uint64_t *count = stat_get(ds, count_key), *sum = stat_get(ds, sum_key);
+        uint64_t inf = UINT64_MAX;
+
+        if (!count || !sum)
+                return false;
+        if (!header)
+                append_header(out, fmt, h->name, METRIC_HISTOGRAM, h->help);
+        g_autoptr(GArray) buckets = histogram_buckets(ds, le_prefix);
+        for (guint i = 0; i < buckets->len; i++) {
+                const HistBucket *b = &g_array_index(buckets, HistBucket, i);
+
+                g_string_append_printf(out, "%s_bucket", h->name);
+                append_hist_labels(out, ds->d, op, &b->le_ns);
+                append_value(out, *b->value, 0);
+        }
+        g_string_append_printf(out, "%s_bucket", h->name);
+        append_hist_labels(out, ds->d, op, &inf);
+        append_value(out, *count, 0);
+        g_string_append_printf(out, "%s_count", h->name);
+        append_hist_labels(out, ds->d, op, NULL);
+        append_value(out, *count, 0);
+        g_string_append_printf(out, "%s_sum", h->name);
+        append_hist_labels(out, ds->d, op, NULL);
+        append_value(out, *sum, 1e-9);
+        return true;
+}
+
+static void render_histogram_family(GString *out, MetricsFormat fmt, const HistogramSpec *h, const DevStats *ds,
+                                    size_t n) {
+        bool header = false;
+
+        for (size_t i = 0; i < n; i++) {
+                if (!ds[i].by_key || g_strcmp0(h->type, ds[i].d->type) != 0)
+                        continue;
+                for (size_t o = 0; o < G_N_ELEMENTS(histogram_ops); o++)
+                        if (render_histogram(out, h, &ds[i], histogram_ops[o], header, fmt))
+                                header = true;
+        }
+}
+
 /* Whether the table names (or covers) statistic key of device d. */
 static bool stat_known(const MetricsDevice *d, const char *key) {
+        if (g_str_has_prefix(key, HIST_PREFIX))
+                for (size_t i = 0; i < G_N_ELEMENTS(histogram_table); i++)
+                        if (g_strcmp0(histogram_table[i].type, d->type) == 0)
+                                return true;
         for (size_t i = 0; i < G_N_ELEMENTS(metric_table); i++) {
                 const MetricSpec *s = &metric_table[i];
 
@@ -269,6 +419,8 @@ char *metrics_render(const MetricsDevice *devs, size_t n, MetricsFormat fmt) {
         for (size_t i = 0; i < G_N_ELEMENTS(metric_table); i++)
                 if (metric_table[i].name)
                         render_table_family(out, fmt, &metric_table[i], ds, n);
+        for (size_t i = 0; i < G_N_ELEMENTS(histogram_table); i++)
+                render_histogram_family(out, fmt, &histogram_table[i], ds, n);
         render_fallback(out, fmt, ds, n);
         if (fmt == METRICS_OPENMETRICS)
                 g_string_append(out, "# EOF\n");
