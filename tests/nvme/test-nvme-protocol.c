@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -837,6 +838,123 @@ static void test_msi_interrupts(void **state) {
         assert_int_equal(vu_client_wait_irq(irq[2], 0), 0);
 }
 
+/*
+ * A backend whose flushes take SLOW_NS: a null backend for everything else,
+ * flushes held until SLOW_NS after they were submitted (by the I/O thread's
+ * reap; arm keeps the thread looking meanwhile).
+ */
+#define SLOW_NS 100000000ull            /* 100 ms: well above the 50 ms bucket bound */
+
+typedef struct SlowBlk {
+        BlkBackend base;
+        BlkBackend *inner;
+        BlkRequest *head, *tail;        /* held flushes */
+        unsigned n_held;
+        uint64_t release_ns;
+} SlowBlk;
+
+static uint64_t mono_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+static int slow_submit(BlkBackend *b, BlkRequest *r) {
+        SlowBlk *s = (SlowBlk *) b;
+        if (r->op != BLK_FLUSH)
+                return blk_backend_submit(s->inner, r);
+        r->next_ = NULL;
+        if (s->tail)
+                s->tail->next_ = r;
+        else
+                s->head = r;
+        s->tail = r;
+        s->n_held++;
+        s->release_ns = mono_ns() + SLOW_NS;
+        return 0;
+}
+
+static void slow_commit(BlkBackend *b) { blk_backend_commit(((SlowBlk *) b)->inner); }
+
+static unsigned slow_reap(BlkBackend *b) {
+        SlowBlk *s = (SlowBlk *) b;
+        unsigned n = blk_backend_reap(s->inner);
+        if (s->head && mono_ns() >= s->release_ns) {
+                BlkRequest *r = s->head;
+                s->head = s->tail = NULL;
+                while (r) {
+                        BlkRequest *next = r->next_;
+                        s->n_held--;
+                        n++;
+                        r->cb(r, 0);
+                        r = next;
+                }
+        }
+        return n;
+}
+
+static unsigned slow_inflight(const BlkBackend *b) {
+        const SlowBlk *s = (const SlowBlk *) b;
+        return blk_backend_inflight(s->inner) + s->n_held;
+}
+
+static bool slow_arm(BlkBackend *b) {
+        SlowBlk *s = (SlowBlk *) b;
+        return blk_backend_arm(s->inner) || s->head;
+}
+
+static void slow_destroy(BlkBackend *b) {
+        SlowBlk *s = (SlowBlk *) b;
+        blk_backend_free(s->inner);
+        g_free(s);
+}
+
+static const BlkBackendOps slow_ops = {
+        .name = "slow-flush", .submit = slow_submit, .commit = slow_commit, .reap = slow_reap,
+        .inflight = slow_inflight, .arm = slow_arm, .destroy = slow_destroy,
+};
+
+static BlkBackend *slow_backend(uint64_t size) {
+        BlkOpenOptions o = { .fd = -1, .size = size, .null = true };
+        SlowBlk *s = g_new0(SlowBlk, 1);
+        assert_int_equal(blk_backend_open(&o, &s->inner), 0);
+        s->base = *s->inner;            /* size, caps, the event fd (the inner one's) */
+        s->base.ops = &slow_ops;
+        s->base.opened_ = NULL;
+        return &s->base;
+}
+
+/* A flush the backend takes 100 ms over lands in a bucket above 50 ms; the reads do not. */
+static void test_slow_op_latency_bucket(void **state) {
+        Fx *f = *state;
+        probe_like_linux(f);
+        NvmeDrv *d = f->d;
+        NvmeStats st0, st;
+        NvmeCqe e;
+
+        assert_int_equal(nvme_ctrl_ns_add(f->srv.c, 3, slow_backend(1 << 20), 512, false), 0);
+        nvme_ctrl_get_stats(f->srv.c, &st0);
+        for (unsigned i = 0; i < 8; i++)
+                assert_int_equal(nvme_drv_rw(d, 1, false, 3, i, 1, 512, f->buf2, false), 0);
+        NvmeSqe c = { .opcode = NVME_CMD_FLUSH, .nsid = 3 };
+        assert_int_equal(nvme_drv_cmd(d, 1, &c, &e), 0);
+        assert_int_equal(nvme_drv_status(&e), 0);
+        nvme_ctrl_get_stats(f->srv.c, &st);
+
+        const LatHistSnapshot *fl = &st.lat.op[LAT_OP_FLUSH], *fl0 = &st0.lat.op[LAT_OP_FLUSH];
+        unsigned above = lat_hist_index(50000000) + 1;  /* the first bucket above 50 ms */
+        assert_int_equal(fl->count - fl0->count, 1);
+        for (unsigned i = 0; i < above; i++)
+                assert_int_equal(fl->bucket[i], fl0->bucket[i]);
+        uint64_t high = 0;
+        for (unsigned i = above; i < LAT_HIST_BUCKETS; i++)
+                high += fl->bucket[i] - fl0->bucket[i];
+        assert_int_equal(high, 1);
+        assert_true(fl->sum_ns - fl0->sum_ns > 50000000);
+        assert_int_equal(st.lat.op[LAT_OP_READ].count - st0.lat.op[LAT_OP_READ].count, 8);
+        assert_int_equal(st.lat.op[LAT_OP_WRITE].count, st0.lat.op[LAT_OP_WRITE].count);
+}
+
 int main(void) {
         static FxParams three = { .iothreads = 3, .poll_us = 20 };
         static FxParams sparse1 = { .iothreads = 1, .poll_us = 10000 }, sparse3 = { .iothreads = 3, .poll_us = 10000 };
@@ -852,6 +970,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_null_namespace, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_idle_after_clients, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_guest_ram_shrunk_under_io, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_slow_op_latency_bucket, setup, teardown),
                 /* Every case again with three I/O threads over the four queue pairs. */
                 cmocka_unit_test_prestate_setup_teardown(test_probe_replay, setup, teardown, &three),
                 cmocka_unit_test_prestate_setup_teardown(test_verified_io, setup, teardown, &three),
