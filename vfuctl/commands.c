@@ -27,13 +27,13 @@ const OptionInfo option_table[] = {
         { "file", 0, ARG_FILE, "PATH", false, "An existing backing file" },
         { "block", 0, ARG_BLOCK, "DEVICE", false, "A block device" },
         { "nbd", 0, ARG_NBD, "URI", false,
-          "(nvme) An NBD export served by qemu-storage-daemon, qemu-nbd or nbdkit: nbd://HOST[:PORT]/EXPORT or "
+          "(nvme, virtio-blk) An NBD export served by qemu-storage-daemon, qemu-nbd or nbdkit: nbd://HOST[:PORT]/EXPORT or "
           "nbd+unix:///EXPORT?socket=PATH" },
         { "rbd", 0, ARG_RBD, "POOL/IMAGE", false,
-          "(nvme) A Ceph RBD image (POOL/IMAGE or POOL/NAMESPACE/IMAGE), created of --size when missing" },
-        { "rbd-conf", 0, ARG_RBD_CONF, "PATH", false, "(nvme) The Ceph cluster's configuration (default /etc/ceph/ceph.conf)" },
-        { "rbd-id", 0, ARG_RBD_ID, "ID", false, "(nvme) The Ceph client id (default admin)" },
-        { "rbd-keyring", 0, ARG_RBD_KEYRING, "PATH", false, "(nvme) The keyring with the client's key" },
+          "(nvme, virtio-blk) A Ceph RBD image (POOL/IMAGE or POOL/NAMESPACE/IMAGE), created of --size when missing" },
+        { "rbd-conf", 0, ARG_RBD_CONF, "PATH", false, "(nvme, virtio-blk) The Ceph cluster's configuration (default /etc/ceph/ceph.conf)" },
+        { "rbd-id", 0, ARG_RBD_ID, "ID", false, "(nvme, virtio-blk) The Ceph client id (default admin)" },
+        { "rbd-keyring", 0, ARG_RBD_KEYRING, "PATH", false, "(nvme, virtio-blk) The keyring with the client's key" },
         { "serial", 0, ARG_SERIAL, "SERIAL", false, "(nvme, virtio-blk) Serial number" },
         { "block-size", 0, ARG_BLOCK_SIZE, "BYTES", false, "(nvme, virtio-blk) Logical block size: 512 or 4096" },
         { "null", 0, ARG_NULL, "SIZE", false,
@@ -90,8 +90,8 @@ const Verb verb_table[] = {
           OPTS({ "vm", "Only the devices of this VM" }) },
         { "create", 1, 1, verb_create, "nvme|virtio-blk|virtio-net [OPTIONS]", "Create a device and start it",
           "Create a device and start it.  An NVMe controller's namespace 1, or a virtio-blk disk, is a new "
-          "sparse image of --size, an existing file (--file), a block device (--block), an NBD export (--nbd, "
-          "NVMe only: the worker reconnects when its server restarts), a Ceph RBD image (--rbd, NVMe only) or a "
+          "sparse image of --size, an existing file (--file), a block device (--block), an NBD export (--nbd: "
+          "the worker reconnects when its server restarts), a Ceph RBD image (--rbd) or a "
           "null backend that "
           "stores nothing (--null).  A virtio-net adapter uses a TAP "
           "interface (--tap), user-mode networking (--passt) or a null backend (--null FRAME-BYTES).  Creating a device again with the same "

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "device-netblk.h"
 #include "device-type.h"
 #include "migrate.h"
 #include "image-lock.h"
@@ -39,11 +40,7 @@ static const DeviceOptionSpec nvme_options[] = {
         { "msi", DEVICE_OPTION_BOOL, "MSI instead of MSI-X: hot detach from a running VM works on QEMU 11.1" },
         { "hotplug", DEVICE_OPTION_BOOL, "the device will be hot-attached to and detached from running VMs: MSI unless msi=false is given" },
         { "null-pattern", DEVICE_OPTION_UINT, "the byte a null namespace's reads return: 0 to 255 (default 0)" },
-        { "nbd", DEVICE_OPTION_STRING, "NBD export for namespace 1: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH" },
-        { "rbd", DEVICE_OPTION_STRING, "Ceph RBD image for namespace 1: POOL/IMAGE or POOL/NAMESPACE/IMAGE (created of size= when missing)" },
-        { "rbd-conf", DEVICE_OPTION_STRING, "the Ceph cluster's configuration file (default: Ceph's search, /etc/ceph/ceph.conf)" },
-        { "rbd-id", DEVICE_OPTION_STRING, "the Ceph client id (default: admin)" },
-        { "rbd-keyring", DEVICE_OPTION_STRING, "the keyring with the client's key (default: the configuration's)" },
+        NETBLK_OPTION_SPECS,
         { NULL },
 };
 
@@ -243,93 +240,8 @@ static JsonObject *ns_resolve_null(GHashTable *in, bool have_other, GError **err
         return ns;
 }
 
-static bool ns_is_nbd(JsonObject *ns) {
-        return g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "nbd") == 0;
-}
-
-/* nbd=URI [size=SIZE]: namespace 1 on an NBD export (its whole size without size=). */
-static JsonObject *ns_resolve_nbd(const char *uri, bool have_size, uint64_t size, bool have_other, GError **error) {
-        JsonObject *ns;
-
-        if (have_other) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                            "nbd= gives namespace 1 an NBD export: drop file=, block= and null=");
-                return NULL;
-        }
-        if (!g_str_has_prefix(uri, "nbd://") && !g_str_has_prefix(uri, "nbd+unix://")) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                            "nbd='%s' is not an NBD URI: give nbd://HOST[:PORT]/EXPORT or "
-                            "nbd+unix:///EXPORT?socket=PATH (TLS is not supported)", uri);
-                return NULL;
-        }
-        if (have_size && !check_size(1, size, error))
-                return NULL;
-        ns = json_object_new();
-        json_object_set_int_member(ns, "nsid", 1);
-        json_object_set_string_member(ns, "kind", "nbd");
-        json_object_set_string_member(ns, "uri", uri);
-        if (have_size)
-                json_object_set_int_member(ns, "size", (int64_t) size);
-        return ns;
-}
-
-static bool ns_is_rbd(JsonObject *ns) {
-        return g_strcmp0(json_object_get_string_member_with_default(ns, "kind", ""), "rbd") == 0;
-}
-
-/* A Ceph name (pool, namespace, image, client id): non-empty, printable, no '/' or '@'. */
-static bool rbd_name_ok(const char *s) {
-        if (!s || !*s)
-                return false;
-        for (; *s; s++)
-                if (*s <= 0x20 || *s >= 0x7f || *s == '/' || *s == '@')
-                        return false;
-        return true;
-}
-
-/* rbd=POOL[/NAMESPACE]/IMAGE [rbd-conf= rbd-id= rbd-keyring= size=]: namespace 1 on a Ceph RBD image. */
-static JsonObject *ns_resolve_rbd(GHashTable *in, const char *spec, bool have_size, uint64_t size, bool have_other,
-                                  GError **error) {
-        g_auto(GStrv) parts = g_strsplit(spec, "/", -1);
-        guint n = g_strv_length(parts);
-        const char *conf = opt_string(in, "rbd-conf"), *id = opt_string(in, "rbd-id");
-        const char *keyring = opt_string(in, "rbd-keyring");
-        JsonObject *ns;
-
-        if (have_other) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                            "rbd= gives namespace 1 a Ceph RBD image: drop file=, block=, nbd= and null=");
-                return NULL;
-        }
-        if ((n != 2 && n != 3) || !rbd_name_ok(parts[0]) || !rbd_name_ok(parts[n - 1]) ||
-            (n == 3 && !rbd_name_ok(parts[1]))) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                            "rbd='%s' is not an image: give POOL/IMAGE or POOL/NAMESPACE/IMAGE", spec);
-                return NULL;
-        }
-        if ((conf && conf[0] != '/') || (keyring && keyring[0] != '/') || (id && !rbd_name_ok(id))) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                            "rbd-conf= and rbd-keyring= take absolute paths, rbd-id= a client id such as 'libvirt'");
-                return NULL;
-        }
-        if (have_size && !check_size(1, size, error))
-                return NULL;
-        ns = json_object_new();
-        json_object_set_int_member(ns, "nsid", 1);
-        json_object_set_string_member(ns, "kind", "rbd");
-        json_object_set_string_member(ns, "pool", parts[0]);
-        if (n == 3)
-                json_object_set_string_member(ns, "namespace", parts[1]);
-        json_object_set_string_member(ns, "image", parts[n - 1]);
-        if (conf)
-                json_object_set_string_member(ns, "conf", conf);
-        if (id)
-                json_object_set_string_member(ns, "id", id);
-        if (keyring)
-                json_object_set_string_member(ns, "keyring", keyring);
-        if (have_size)
-                json_object_set_int_member(ns, "size", (int64_t) size);
-        return ns;
+static bool ns_is_netblk(JsonObject *ns) {
+        return netblk_kind(json_object_get_string_member_with_default(ns, "kind", ""));
 }
 
 /* The Identify Controller SN field (NVMe 1.4 5.15.2.1): 1 to 20 printable ASCII characters. */
@@ -356,7 +268,7 @@ static gboolean check_serial(const char *serial, GError **error) {
 static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, JsonObject *out,
                                GError **error) {
         const char *file = opt_string(in, "file"), *block = opt_string(in, "block");
-        const char *serial = opt_string(in, "serial"), *nbd = opt_string(in, "nbd"), *rbd = opt_string(in, "rbd");
+        const char *serial = opt_string(in, "serial");
         uint64_t size = 0, queues, block_size, iothreads, poll_us;
         bool have_size = opt_uint(in, "size", &size);
         JsonArray *nss;
@@ -367,17 +279,8 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                             "give either file= or block= for the backing storage, not both");
                 return FALSE;
         }
-        if (!rbd && (g_hash_table_contains(in, "rbd-conf") || g_hash_table_contains(in, "rbd-id") ||
-                     g_hash_table_contains(in, "rbd-keyring"))) {
-                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_INVALID_ARGUMENT,
-                            "rbd-conf=, rbd-id= and rbd-keyring= apply to an RBD namespace: give rbd=POOL/IMAGE too");
-                return FALSE;
-        }
-        if (rbd)
-                ns = ns_resolve_rbd(in, rbd, have_size, size, file || block || nbd || g_hash_table_contains(in, "null"),
-                                    error);
-        else if (nbd)
-                ns = ns_resolve_nbd(nbd, have_size, size, file || block || g_hash_table_contains(in, "null"), error);
+        if (netblk_requested(in))
+                ns = netblk_resolve(in, have_size, size, file || block || g_hash_table_contains(in, "null"), error);
         else if (g_hash_table_contains(in, "null"))
                 ns = ns_resolve_null(in, have_size || file || block, error);
         else if (g_hash_table_contains(in, "null-pattern")) {
@@ -562,7 +465,7 @@ static gboolean nvme_open_fds(Device *d, GPtrArray *names, GArray *fds, GError *
         for (guint i = 0; i < json_array_get_length(a); i++) {
                 JsonObject *ns = json_array_get_object_element(a, i);
 
-                if (ns_is_null(ns) || ns_is_nbd(ns) || ns_is_rbd(ns))
+                if (ns_is_null(ns) || ns_is_netblk(ns))
                         continue;               /* no file: the worker needs no fd */
                 int fd = ns_open(d, ns, error);
 

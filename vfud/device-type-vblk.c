@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "device-netblk.h"
 #include "device-type.h"
 #include "migrate.h"
 #include "image-lock.h"
@@ -35,6 +36,7 @@ static const DeviceOptionSpec vblk_options[] = {
         { "serial", DEVICE_OPTION_STRING, "serial (GET_ID) string, up to 20 characters" },
         { "block-size", DEVICE_OPTION_UINT, "logical block size: 512 or 4096" },
         { "read-only", DEVICE_OPTION_BOOL, "the guest may only read the disk" },
+        NETBLK_OPTION_SPECS,
         { NULL },
 };
 
@@ -121,8 +123,11 @@ static JsonObject *disk_resolve(Manager *m, const char *name, GHashTable *in, bo
         uint64_t size = 0, backing = 0, pattern = 0;
         bool have_size = opt_uint(in, "size", &size), null = g_hash_table_contains(in, "null");
         bool have_pattern = opt_uint(in, "null-pattern", &pattern);
-        JsonObject *disk = json_object_new();
+        JsonObject *disk;
 
+        if (netblk_requested(in))
+                return netblk_resolve(in, have_size, size, file || block || null, error);
+        disk = json_object_new();
         json_object_set_int_member(disk, "nsid", 1);
         if ((file && block) || (null && (file || block || have_size))) {
                 fail(error, MANAGER_ERROR_INVALID_ARGUMENT,
@@ -296,7 +301,7 @@ static gboolean vblk_open_fds(Device *d, GPtrArray *names, GArray *fds, GError *
         bool ro = json_object_get_boolean_member_with_default(o, "read-only", FALSE);
         int fd, held;
 
-        if (!disk || strcmp(disk_kind(disk), "null") == 0)
+        if (!disk || strcmp(disk_kind(disk), "null") == 0 || netblk_kind(disk_kind(disk)))
                 return TRUE;            /* no file: the worker needs no fd */
         const char *path = json_object_get_string_member_with_default(disk, "path", "");
         if (ro) {
@@ -380,7 +385,7 @@ static void vblk_disk_resize(Device *d, uint32_t nsid, uint64_t size, DeviceDone
                         fail(&error, MANAGER_ERROR_BACKEND_FAILED, "cannot grow image %s: %s", path, g_strerror(errno));
                         return func(d, error, userdata);
                 }
-        } else if (strcmp(kind, "null") != 0) {
+        } else if (strcmp(kind, "null") != 0 && !netblk_kind(kind)) {
                 uint64_t backing = 0;
                 JsonObject *o = json_node_get_object(d->options);
                 if (!check_backing(path, kind, json_object_get_boolean_member_with_default(o, "read-only", FALSE),

@@ -832,6 +832,14 @@ def test_nbd(env):
             env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad', '', **opts)
         rc, out, err = env.vfuctl('create', 'virtio-net', '--nbd', srv.uri)
         check(rc == 2 and '--nbd' in err, f'--nbd on virtio-net: {rc} {err}')
+        if 'virtio-blk' in worker_types():
+            # virtio-blk shares the backend: a disk on the same export
+            rc, out, err = env.vfuctl('create', 'virtio-blk', '--name', 'nbv', '--nbd', srv.uri, '--json')
+            check(rc == 0, f'vfuctl create virtio-blk --nbd: {rc} {err}')
+            check(env.prop('nbv', 'Backend')['namespaces'] == [{'nsid': 1, 'kind': 'nbd', 'uri': srv.uri}],
+                  f'virtio-blk on NBD {env.prop("nbv", "Backend")}')
+            env.wait_for(lambda: env.prop('nbv', 'Statistics').get('size') == 16 * MiB, 10, 'the disk has the export\'s size')
+            env.dev('nbv', 'Destroy')
         gone = f'nbd+unix:///?socket={env.dir}/none.sock'
         msg = env.error(env.create, 'nvme', 'bad', '', nbd=gone).message
         check('none.sock' in msg, f'an unreachable server: {msg}')
@@ -938,6 +946,14 @@ def test_rbd(env):
             env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad', '', **opts)
         rc, out, err = env.vfuctl('create', 'virtio-net', '--rbd', 'vfu/x')
         check(rc == 2 and '--rbd' in err, f'--rbd on virtio-net: {rc} {err}')
+        if 'virtio-blk' in worker_types():
+            # virtio-blk shares the backend: a disk on a new image of its own
+            rc, out, err = env.vfuctl('create', 'virtio-blk', '--name', 'rbv', '--rbd', 'vfu/vdisk', '--size', '8M',
+                                      '--rbd-conf', ceph.conf, '--json')
+            check(rc == 0, f'vfuctl create virtio-blk --rbd: {rc} {err}')
+            check(env.prop('rbv', 'Backend')['namespaces'][0]['image'] == 'vdisk', 'virtio-blk on RBD')
+            env.wait_for(lambda: env.prop('rbv', 'Statistics').get('size') == 8 * MiB, 10, 'the disk has its size')
+            env.dev('rbv', 'Destroy')
         msg = env.error(env.create, 'nvme', 'bad', '', rbd='vfu/missing', **{'rbd-conf': ceph.conf}).message
         check('missing' in msg, f'a missing image without size=: {msg}')
         check(env.leftovers() == [], f'leftovers {env.leftovers()}')
@@ -2860,7 +2876,8 @@ def test_completion(env):
     check(sorted(complete('vfuctl', 'create', 'nvme', '--s')) == ['--serial', '--size', '--size-iops'], 'nvme options')
     check('--null' in complete('vfuctl', 'create', 'nvme', '--nu'), 'nvme --null')
     check('--tap' in complete('vfuctl', 'create', 'virtio-net', '--t'), 'virtio-net options')
-    check(complete('vfuctl', 'create', 'virtio-blk', '--r') == ['--read-only'], 'virtio-blk options')
+    check(sorted(complete('vfuctl', 'create', 'virtio-blk', '--r')) ==
+          ['--rbd', '--rbd-conf', '--rbd-id', '--rbd-keyring', '--read-only'], 'virtio-blk options')
     check('--tap' not in complete('vfuctl', 'create', 'virtio-blk', '--'), 'no virtio-net option for virtio-blk')
     check(complete('vfuctl', 'show', '') == ['cmp1'], f'device names: {complete("vfuctl", "show", "")}')
     check(complete('vfuctl', 'namespace', 'add', 'c') == ['cmp1'], 'namespace device')

@@ -32,6 +32,7 @@
 #include "nvme/nvme-pci.h"
 #include "nvme/nvme.h"
 #include "common/limits.h"
+#include "worker-netblk.h"
 #include "worker.h"
 
 /* Application ID for the per-host seed (sd_id128_get_machine_app_specific). */
@@ -108,12 +109,9 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
         gboolean ro = json_object_get_boolean_member_with_default(ns, "read-only", FALSE);
         const char *kind = json_object_get_string_member_with_default(ns, "kind", "");
         gboolean null = g_strcmp0(kind, "null") == 0;
-        const char *uri = g_strcmp0(kind, "nbd") == 0 ? json_object_get_string_member_with_default(ns, "uri", "") : NULL;
         int64_t pattern = get_int(ns, "pattern", 0);
-        int64_t wait_ms = get_int(ns, "wait-ms", 0);
-        gboolean rbd = g_strcmp0(kind, "rbd") == 0;
-        const char *image = rbd ? json_object_get_string_member_with_default(ns, "image", "") : NULL;
-        g_autofree char *rbd_name = NULL;
+        g_autofree char *net_name = NULL;
+        BlkOpenOptions o = { .fd = -1 };
 
         if (nsid < 1 || nsid > NVME_MAX_NS) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
@@ -139,59 +137,30 @@ static gboolean worker_nvme_ns_add(WorkerNvme *wn, JsonObject *ns, GError **erro
                             nsid);
                 return FALSE;
         }
-        if (uri && (!*uri || wait_ms < 0 || wait_ms > UINT32_MAX)) {
-                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
-                            "namespace %" G_GINT64_FORMAT ": an nbd namespace needs a \"uri\" (and \"wait-ms\" 0..2^32-1)",
-                            nsid);
+        if (!worker_netblk_options(wn->w, ns, &o, &net_name, error)) {
+                g_prefix_error(error, "namespace %" G_GINT64_FORMAT ": ", nsid);
                 return FALSE;
         }
-        if (rbd && (!*image || !*json_object_get_string_member_with_default(ns, "pool", ""))) {
-                g_set_error(error, WORKER_ERROR, WORKER_ERROR_INVALID,
-                            "namespace %" G_GINT64_FORMAT ": an rbd namespace needs a \"pool\" and an \"image\"", nsid);
-                return FALSE;
-        }
-        if ((uri && g_str_has_prefix(uri, "nbd:")) || rbd)
-                worker_allow_inet(wn->w);      /* reconnecting makes TCP sockets */
-        if (rbd)
-                rbd_name = g_strdup_printf("rbd:%s/%s", json_object_get_string_member(ns, "pool"), image);
         g_autofree char *fdname = g_strdup_printf("ns%" G_GINT64_FORMAT, nsid);
-        int fd = null || uri || rbd ? -1 : worker_take_fd(wn->w, fdname);
-        if (!null && !uri && !rbd && fd < 0 && (!path || !*path)) {
+        int fd = null || net_name ? -1 : worker_take_fd(wn->w, fdname);
+        if (!null && !net_name && fd < 0 && (!path || !*path)) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_BACKEND,
                             "namespace %" G_GINT64_FORMAT ": no backing file: give \"path\" or pass an fd named '%s'",
                             nsid, fdname);
                 return FALSE;
         }
-        BlkOpenOptions o = {
-                .path = null ? "null" : uri ? uri : rbd ? rbd_name : path ? path : fdname,
-                .fd = fd,
-                .size = (uint64_t) size,
-                .read_only = ro,
-                .direct = direct,
-                .engine = wn->engine,
-                .null = null,
-                .null_pattern = (int) pattern,
-                .nbd_uri = uri,
-                .nbd_wait_ms = (unsigned) wait_ms,
-                .rbd_pool = rbd ? json_object_get_string_member(ns, "pool") : NULL,
-                .rbd_namespace = rbd ? json_object_get_string_member_with_default(ns, "namespace", NULL) : NULL,
-                .rbd_image = image,
-                .rbd_conf = rbd ? json_object_get_string_member_with_default(ns, "conf", NULL) : NULL,
-                .rbd_id = rbd ? json_object_get_string_member_with_default(ns, "id", NULL) : NULL,
-                .rbd_keyring = rbd ? json_object_get_string_member_with_default(ns, "keyring", NULL) : NULL,
-        };
+        o.path = null ? "null" : net_name ? net_name : path ? path : fdname;
+        o.fd = fd;
+        o.size = (uint64_t) size;
+        o.read_only = ro;
+        o.direct = direct;
+        o.engine = wn->engine;
+        o.null = null;
+        o.null_pattern = (int) pattern;
         BlkBackend *b = NULL;
         int r = blk_backend_open(&o, &b);
         if (r < 0) {
-                const char *hint = uri ? (r == -EPROTONOSUPPORT ? ": use nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH (no TLS)"
-                                          : r == -EINVAL ? ": not an NBD URI, or \"size\" is larger than the export"
-                                          : r == -EROFS ? ": the export is read-only"
-                                          : ": is the NBD server running and reachable?")
-                                 : rbd ? (r == -EPROTONOSUPPORT ? ": this vfud-worker was built without librbd"
-                                          : r == -ENOENT ? ": no such pool or image: create it, or give \"size\" to have the image created"
-                                          : r == -ETIMEDOUT ? ": the cluster did not answer (its monitors, the configuration)"
-                                          : r == -EACCES || r == -EPERM ? ": check the client id and its keyring"
-                                          : "")
+                const char *hint = net_name ? worker_netblk_hint(&o, r)
                                  : r == -ENOENT ? ": create it, or give \"size\" to have it created"
                                  : r == -EROFS ? ": the file is read-only; set \"read-only\": true or fix its permissions"
                                  : r == -EINVAL ? ": it must be a regular file or block device at least \"size\" bytes large"

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "vblk/vblk.h"
+#include "worker-netblk.h"
 #include "worker.h"
 
 /* A queue per vCPU for most guests (Linux uses min(num_queues, CPUs)); NVMe's default too. */
@@ -37,6 +38,7 @@ typedef struct WorkerVblk {
         VuServer *server;
         char *path;
         char *kind;
+        BlkBackend *be;                 /* the disk's (the VBlk owns it) */
 } WorkerVblk;
 
 static void worker_vblk_free(WorkerVblk *wv) {
@@ -91,26 +93,29 @@ static BlkBackend *open_disk(Worker *w, JsonObject *o, JsonObject *disk, WorkerV
                        NULL;
         if (null && (size == 0 || pattern < 0 || pattern > 0xff))
                 return invalid(error, "a null disk needs a \"size\" and a \"pattern\" of 0..255"), NULL;
-        int fd = null ? -1 : worker_take_fd(w, "disk");
-        if (!null && fd < 0 && (!path || !*path)) {
+        g_autofree char *net_name = NULL;
+        BlkOpenOptions bo = { .fd = -1 };
+        if (!worker_netblk_options(w, disk, &bo, &net_name, error))
+                return NULL;
+        int fd = null || net_name ? -1 : worker_take_fd(w, "disk");
+        if (!null && !net_name && fd < 0 && (!path || !*path)) {
                 g_set_error(error, WORKER_ERROR, WORKER_ERROR_BACKEND,
                             "no backing file: give \"path\" or pass an fd named 'disk'");
                 return NULL;
         }
-        BlkOpenOptions bo = {
-                .path = null ? "null" : path ? path : "disk",
-                .fd = fd,
-                .size = (uint64_t) size,
-                .read_only = json_object_get_boolean_member_with_default(o, "read-only", FALSE),
-                .direct = direct,
-                .engine = engine,
-                .null = null,
-                .null_pattern = (int) pattern,
-        };
+        bo.path = null ? "null" : net_name ? net_name : path ? path : "disk";
+        bo.fd = fd;
+        bo.size = (uint64_t) size;
+        bo.read_only = json_object_get_boolean_member_with_default(o, "read-only", FALSE);
+        bo.direct = direct;
+        bo.engine = engine;
+        bo.null = null;
+        bo.null_pattern = (int) pattern;
         BlkBackend *be = NULL;
         int r = blk_backend_open(&bo, &be);
         if (r < 0) {
-                const char *hint = r == -ENOENT ? ": create it, or give \"size\" to have it created"
+                const char *hint = net_name ? worker_netblk_hint(&bo, r)
+                                 : r == -ENOENT ? ": create it, or give \"size\" to have it created"
                                  : r == -EROFS ? ": the file is read-only; set \"read-only\": true or fix its permissions"
                                  : r == -EINVAL ? ": it must be a regular file or block device at least \"size\" bytes large"
                                  : "";
@@ -182,6 +187,7 @@ static gboolean vblk_create(Worker *w, JsonObject *o, VuServerConfig *scfg, void
                 serial = default_serial;
         }
         BlkBackend *be = open_disk(w, o, disk, wv, (uint32_t) bs, error);
+        wv->be = be;
         if (!be)
                 return FALSE;
         opt.queues = (unsigned) queues;
@@ -289,6 +295,11 @@ static void vblk_stats(void *state, JsonBuilder *b) {
         json_builder_add_string_value(b, wv->path ? wv->path : "");
         json_builder_set_member_name(b, "kind");
         json_builder_add_string_value(b, wv->kind ? wv->kind : "");
+        char waiting[256] = "";
+        if (wv->be)
+                blk_backend_waiting(wv->be, waiting, sizeof(waiting));
+        json_builder_set_member_name(b, "waiting");
+        json_builder_add_string_value(b, waiting);
 }
 
 const WorkerDeviceType worker_virtio_blk_type = {
