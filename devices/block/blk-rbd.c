@@ -12,6 +12,10 @@
  * has no per-write FUA).  With "lock" the image's exclusive lock is taken at
  * open and kept (rbd_lock_acquire: librbd then never hands it to another
  * client), so two hosts never write one image; it goes with the backend.
+ * A cluster that stops answering fails a request after rados_osd_op_timeout
+ * (10 s unless the configuration sets one: librbd's default waits forever,
+ * past the guest driver's own timeout) with -ENOTCONN, which the device
+ * reports as a status its driver retries.
  * Clones (other I/O threads) share the connection and the image handle,
  * which librbd lets several threads use, each with its own completions.
  */
@@ -27,6 +31,8 @@
 #include <rbd/librbd.h>
 
 #include "blk-internal.h"
+
+#define RBD_OP_TIMEOUT "10"
 
 /* One cluster connection and image handle, shared by a backend and its clones. */
 typedef struct RbdCluster {
@@ -97,8 +103,12 @@ static int blk_rbd_cluster_connect(const BlkOpenOptions *o, RbdCluster **out) {
                 goto fail;
         if (cl->keyring && *cl->keyring && (r = rados_conf_set(cl->cluster, "keyring", cl->keyring)) < 0)
                 goto fail;
-        /* A cluster that does not answer fails the open instead of hanging the worker. */
+        /* A cluster that does not answer fails the open instead of hanging the worker... */
         (void) rados_conf_set(cl->cluster, "client_mount_timeout", "30");
+        /* ...and a request, unless the configuration says otherwise. */
+        char t[32] = "";
+        if (rados_conf_get(cl->cluster, "rados_osd_op_timeout", t, sizeof(t)) < 0 || g_ascii_strtod(t, NULL) <= 0)
+                (void) rados_conf_set(cl->cluster, "rados_osd_op_timeout", RBD_OP_TIMEOUT);
         r = rados_connect(cl->cluster);
         if (r < 0)
                 goto fail;
@@ -126,6 +136,8 @@ static void blk_rbd_cmd_cb(rbd_completion_t c, void *arg) {
         if (ret >= 0 && (r->op == BLK_READ || r->op == BLK_WRITE) && !cmd->flushing && (uint64_t) ret != r->len &&
             !(r->op == BLK_WRITE && ret == 0))
                 ret = -EIO;
+        if (ret == -ETIMEDOUT)
+                ret = -ENOTCONN;        /* the cluster did not answer in time: retryable */
         r->ret_ = ret < 0 ? (int) ret : 0;
         pthread_mutex_lock(&b->lock);
         blk_list_push(&b->done, r);

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,6 +210,36 @@ static void test_exclusive_lock(void **state) {
         blk_backend_free(b);
 }
 
+/* The OSD stops answering: a request fails with -ENOTCONN after the op timeout, and works once it is back. */
+static void test_osd_stalls(void **state) {
+        g_autofree char *pidfile = g_build_filename(cluster_dir, "run", "osd.0.pid", NULL);
+        g_autofree char *pidtext = NULL, *conf_text = NULL, *short_conf = NULL;
+        uint8_t w[4096], r[4096];
+        BlkBackend *b = NULL;
+
+        /* A configuration with a 2 s op timeout (the cluster's says 60). */
+        assert_true(g_file_get_contents(conf, &conf_text, NULL, NULL));
+        g_autoptr(GString) c = g_string_new(conf_text);
+        g_string_replace(c, "rados osd op timeout = 60", "rados osd op timeout = 2", 1);
+        short_conf = g_build_filename(cluster_dir, "short.conf", NULL);
+        assert_true(g_file_set_contents(short_conf, c->str, -1, NULL));
+        BlkOpenOptions o = { .fd = -1, .size = 16 * MiB, .rbd_pool = POOL, .rbd_image = "stall", .rbd_conf = short_conf };
+        assert_int_equal(blk_backend_open(&o, &b), 0);
+        fill(w, sizeof(w), 5);
+        assert_int_equal(rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
+
+        assert_true(g_file_get_contents(pidfile, &pidtext, NULL, NULL));
+        pid_t osd = (pid_t) atoi(pidtext);
+        assert_true(osd > 0);
+        assert_int_equal(kill(osd, SIGSTOP), 0);
+        int ret = rw(b, BLK_READ, r, sizeof(r), 0, 0);
+        assert_int_equal(kill(osd, SIGCONT), 0);
+        assert_int_equal(ret, -ENOTCONN);
+        assert_int_equal(rw(b, BLK_READ, r, sizeof(r), 0, 0), 0);
+        assert_memory_equal(w, r, sizeof(w));
+        blk_backend_free(b);
+}
+
 static int group_setup(void **state) {
         g_autofree char *out = NULL, *err = NULL;
         g_autoptr(GError) error = NULL;
@@ -250,6 +281,7 @@ int main(void) {
                 cmocka_unit_test(test_create_io),
                 cmocka_unit_test(test_many_inflight),
                 cmocka_unit_test(test_exclusive_lock),
+                cmocka_unit_test(test_osd_stalls),
         };
         g_autofree char *mon = g_find_program_in_path("ceph-mon"), *osd = g_find_program_in_path("ceph-osd");
 
