@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "device-netblk.h"
+#include "device.h"
 #include "manager.h"
 
 #define NETBLK_SIZE_ALIGN 4096u
@@ -94,7 +95,52 @@ static JsonObject *resolve_rbd(GHashTable *in, const char *spec, GError **error)
         return ns;
 }
 
-JsonObject *netblk_resolve(GHashTable *in, bool have_size, uint64_t size, bool have_other, GError **error) {
+/* Do disk objects a and b name the same export or image? */
+static bool same_disk(JsonObject *a, JsonObject *b) {
+        static const char *const rbd_keys[] = { "pool", "namespace", "image", "conf" };
+        const char *ka = json_object_get_string_member_with_default(a, "kind", "");
+
+        if (g_strcmp0(ka, json_object_get_string_member_with_default(b, "kind", "")) != 0)
+                return false;
+        if (strcmp(ka, "nbd") == 0)
+                return g_strcmp0(json_object_get_string_member_with_default(a, "uri", NULL),
+                                 json_object_get_string_member_with_default(b, "uri", NULL)) == 0;
+        if (strcmp(ka, "rbd") != 0)
+                return false;
+        for (size_t i = 0; i < G_N_ELEMENTS(rbd_keys); i++)
+                if (g_strcmp0(json_object_get_string_member_with_default(a, rbd_keys[i], NULL),
+                              json_object_get_string_member_with_default(b, rbd_keys[i], NULL)) != 0)
+                        return false;
+        return true;
+}
+
+/* The device other than self whose definition has disk, or NULL. */
+static Device *netblk_user(Manager *m, const char *self, JsonObject *disk) {
+        GHashTableIter it;
+        gpointer v;
+
+        if (!m || !m->devices)
+                return NULL;
+        g_hash_table_iter_init(&it, m->devices);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Device *d = v;
+                JsonObject *o = d->options && JSON_NODE_HOLDS_OBJECT(d->options) ? json_node_get_object(d->options) : NULL;
+                JsonNode *n = o ? json_object_get_member(o, "namespaces") : NULL;
+                JsonArray *a = n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+
+                if (self && strcmp(d->name, self) == 0)
+                        continue;
+                for (guint i = 0; a && i < json_array_get_length(a); i++) {
+                        JsonNode *e = json_array_get_element(a, i);
+                        if (JSON_NODE_HOLDS_OBJECT(e) && same_disk(json_node_get_object(e), disk))
+                                return d;
+                }
+        }
+        return NULL;
+}
+
+JsonObject *netblk_resolve(Manager *m, const char *name, GHashTable *in, bool have_size, uint64_t size,
+                           bool have_other, GError **error) {
         const char *nbd = opt_string(in, "nbd"), *rbd = opt_string(in, "rbd");
         JsonObject *ns;
 
@@ -118,7 +164,17 @@ JsonObject *netblk_resolve(GHashTable *in, bool have_size, uint64_t size, bool h
                 return NULL;
         }
         ns = rbd ? resolve_rbd(in, rbd, error) : resolve_nbd(nbd, error);
-        if (ns && have_size)
+        if (!ns)
+                return NULL;
+        Device *user = netblk_user(m, name, ns);
+        if (user) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                            "%s%s is in use by device %s: a disk has one writer (destroy %s first, or give another %s)",
+                            rbd ? "rbd=" : "nbd=", rbd ? rbd : nbd, user->name, user->name, rbd ? "image" : "export");
+                json_object_unref(ns);
+                return NULL;
+        }
+        if (have_size)
                 json_object_set_int_member(ns, "size", (int64_t) size);
         return ns;
 }

@@ -25,13 +25,17 @@
 /* Does in ask for a network backend (nbd=, rbd= or an rbd-* option)? */
 bool netblk_requested(GHashTable *in);
 
+typedef struct Manager Manager;
+
 /*
  * The disk object (nsid 1) for nbd= or rbd= in in, with size= when
  * have_size; have_other: another backend (file=, block=, null=) was given
  * too.  NULL with a MANAGER_ERROR_INVALID_ARGUMENT error when the options
- * make no sense.
+ * make no sense, or MANAGER_ERROR_BACKEND_FAILED when another device than
+ * name has that export or image already (a disk has one writer).
  */
-JsonObject *netblk_resolve(GHashTable *in, bool have_size, uint64_t size, bool have_other, GError **error);
+JsonObject *netblk_resolve(Manager *m, const char *name, GHashTable *in, bool have_size, uint64_t size,
+                           bool have_other, GError **error);
 
 /* Is a disk object's kind a network backend's ("nbd", "rbd")? */
 bool netblk_kind(const char *kind);

@@ -280,7 +280,7 @@ static gboolean nvme_normalize(Manager *m, const char *name, GHashTable *in, Jso
                 return FALSE;
         }
         if (netblk_requested(in))
-                ns = netblk_resolve(in, have_size, size, file || block || g_hash_table_contains(in, "null"), error);
+                ns = netblk_resolve(m, name, in, have_size, size, file || block || g_hash_table_contains(in, "null"), error);
         else if (g_hash_table_contains(in, "null"))
                 ns = ns_resolve_null(in, have_size || file || block, error);
         else if (g_hash_table_contains(in, "null-pattern")) {

@@ -126,7 +126,7 @@ static JsonObject *disk_resolve(Manager *m, const char *name, GHashTable *in, bo
         JsonObject *disk;
 
         if (netblk_requested(in))
-                return netblk_resolve(in, have_size, size, file || block || null, error);
+                return netblk_resolve(m, name, in, have_size, size, file || block || null, error);
         disk = json_object_new();
         json_object_set_int_member(disk, "nsid", 1);
         if ((file && block) || (null && (file || block || have_size))) {

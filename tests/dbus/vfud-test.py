@@ -813,6 +813,7 @@ def test_nbd(env):
     need_type('nvme')
     env.start_vfud()
     srv = NbdServer(env)
+    srv2 = NbdServer(env, name='nbd2')
     try:
         env.create('nvme', 'nb1', '', nbd=srv.uri)
         check(env.prop('nb1', 'State') == 'listening', 'an NBD device starts')
@@ -823,10 +824,13 @@ def test_nbd(env):
         check(not os.path.isdir(imgs) or not os.listdir(imgs), 'no image for an NBD namespace')
 
         # through vfuctl, and what is refused
-        rc, out, err = env.vfuctl('create', 'nvme', '--name', 'nb2', '--nbd', srv.uri, '--size', '8M', '--json')
+        rc, out, err = env.vfuctl('create', 'nvme', '--name', 'nb2', '--nbd', srv2.uri, '--size', '8M', '--json')
         check(rc == 0, f'vfuctl create --nbd: {rc} {err}')
         check(env.prop('nb2', 'Backend')['namespaces'][0]['size'] == 8 * MiB, 'size= within the export')
         env.dev('nb2', 'Destroy')
+        # one writer per export, across device types
+        msg = env.expect(ERR + 'BackendFailed', env.create, 'virtio-blk', 'dup', '', nbd=srv.uri)
+        check('nb1' in msg, f'an export in use: {msg}')
         for opts in ({'nbd': 'http://x/y'}, {'nbd': srv.uri, 'file': '/dev/null'}, {'nbd': srv.uri, 'null': MiB},
                      {'nbd': 'nbds://localhost/x'}):
             env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad', '', **opts)
@@ -834,9 +838,9 @@ def test_nbd(env):
         check(rc == 2 and '--nbd' in err, f'--nbd on virtio-net: {rc} {err}')
         if 'virtio-blk' in worker_types():
             # virtio-blk shares the backend: a disk on the same export
-            rc, out, err = env.vfuctl('create', 'virtio-blk', '--name', 'nbv', '--nbd', srv.uri, '--json')
+            rc, out, err = env.vfuctl('create', 'virtio-blk', '--name', 'nbv', '--nbd', srv2.uri, '--json')
             check(rc == 0, f'vfuctl create virtio-blk --nbd: {rc} {err}')
-            check(env.prop('nbv', 'Backend')['namespaces'] == [{'nsid': 1, 'kind': 'nbd', 'uri': srv.uri}],
+            check(env.prop('nbv', 'Backend')['namespaces'] == [{'nsid': 1, 'kind': 'nbd', 'uri': srv2.uri}],
                   f'virtio-blk on NBD {env.prop("nbv", "Backend")}')
             env.wait_for(lambda: env.prop('nbv', 'Statistics').get('size') == 16 * MiB, 10, 'the disk has the export\'s size')
             env.dev('nbv', 'Destroy')
@@ -865,6 +869,7 @@ def test_nbd(env):
         check(env.leftovers() == [], f'leftovers {env.leftovers()}')
     finally:
         srv.kill()
+        srv2.kill()
 
 
 def test_migrate_nbd(env):
@@ -938,6 +943,9 @@ def test_rbd(env):
         check(rc == 0, f'vfuctl create --rbd: {rc} {err}')
         rc, out, err = env.vfuctl('show', 'rb2', '--json')
         check(rc == 0 and json.loads(out)['backend']['namespaces'][0]['image'] == 'disk1', f'show {out}')
+        msg = env.expect(ERR + 'BackendFailed', env.create, 'nvme', 'dup', '', rbd='vfu/disk1',
+                         **{'rbd-conf': ceph.conf})
+        check('rb2' in msg, f'an image in use: {msg}')
         env.dev('rb2', 'Destroy')
 
         for opts in ({'rbd': 'nopool'}, {'rbd': 'a/b/c/d'}, {'rbd': 'vfu/x', 'file': '/dev/null'},
