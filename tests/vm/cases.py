@@ -508,6 +508,38 @@ def vfud_vblk(ctx):
 
 
 @case
+def vfud_rbd(ctx):
+    """An NVMe namespace on a Ceph RBD image (vfuctl create nvme --rbd, a
+    single-node cluster from tests/common/ceph-cluster): the guest runs fio
+    write+verify, then mkfs.ext4, files written, verified and fsck'd, in a
+    second boot on the same image."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common", "ceph-cluster")
+    if not shutil.which("ceph-mon") or not shutil.which("ceph-osd"):
+        raise Skip("ceph-mon or ceph-osd is missing (./scripts/deps installs them)")
+    ceph_dir = ctx.path("ceph")
+    p = subprocess.run([script, "start", ceph_dir, "vfu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=300)
+    if p.returncode != 0:
+        raise Fail(f"ceph-cluster start exited {p.returncode}: {p.stderr.strip()}")
+    conf = p.stdout.strip()
+    ctx.cleanups.append(lambda: subprocess.run([script, "stop", ceph_dir], timeout=60))
+    m = Manager(ctx).start()
+    p = m.run("create", "nvme", "--vm", "vm-r", "--name", "vm-r-disk", "--rbd", "vfu/vm-r-disk",
+              "--size", str(256 * MiB), "--rbd-conf", conf, check=False)
+    if p.returncode != 0 and "built without librbd" in p.stderr:
+        raise Skip("vfud-worker was built without librbd")
+    if p.returncode != 0:
+        raise Fail(f"vfuctl create nvme --rbd exited {p.returncode}: {p.stderr.strip()}")
+    sock = m.json("show", "vm-r-disk")["socket_path"]
+    for name, script_name in (("guest-fio", "nvme-fio.sh"), ("guest-ext4", "nvme-ext4.sh")):
+        vm = ctx.vm(name, script_name, devices=[vmlib.vfio_user_device(sock, "vm-r-disk")], timeout=600)
+        vm.start()
+        m.wait_connected("vm-r-disk", True, timeout=120)
+        vm.wait()
+        m.wait_connected("vm-r-disk", False)
+
+
+@case
 def vfud_restart_during_fio(ctx):
     """vfud is killed (SIGKILL) and started again while the guest runs a
     verified fio: the worker keeps serving, the guest sees no I/O error, and
