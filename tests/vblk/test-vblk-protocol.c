@@ -258,6 +258,8 @@ static void verified_io_qd32(Blk *t, bool indirect) {
         vblk_get_stats(t->b, &st);
         assert_int_equal(st.write_reqs, 3 * NQ * qd);
         assert_int_equal(st.io_errors + st.bad_chains, 0);
+        assert_int_equal(st.lat.op[LAT_OP_WRITE].count, st.write_reqs);
+        assert_int_equal(st.lat.op[LAT_OP_READ].count, st.read_reqs);
         g_free(buf);
 }
 

@@ -206,6 +206,15 @@ static void rw_split(void **state) {
         assert_int_equal(st.read_reqs, 4);
         assert_int_equal(st.flush_reqs, 4);
         assert_int_equal(st.io_errors, 0);
+        /* Each request in its operation's latency histogram: the buckets add up to the count. */
+        assert_int_equal(st.lat.op[LAT_OP_READ].count, 4);
+        assert_int_equal(st.lat.op[LAT_OP_WRITE].count, 4);
+        assert_int_equal(st.lat.op[LAT_OP_FLUSH].count, 4);
+        assert_int_equal(st.lat.op[LAT_OP_OTHER].count, 0);
+        uint64_t in_buckets = 0;
+        for (unsigned i = 0; i < LAT_HIST_BUCKETS; i++)
+                in_buckets += st.lat.op[LAT_OP_WRITE].bucket[i];
+        assert_int_equal(in_buckets, 4);
 }
 
 static void rw_no_event_idx(void **state) {
