@@ -3448,6 +3448,13 @@ def test_migrate_full_disk(env):
     need_type('nvme')
     if os.geteuid() != 0 or not shutil.which('unshare'):
         raise Skip('needs root and unshare(1) for a small tmpfs')
+    probe = tempfile.mkdtemp(prefix='vfud-test-mnt-')
+    try:
+        if subprocess.run(['unshare', '-m', '--propagation', 'private', 'mount', '-t', 'tmpfs', '-o', 'size=1m',
+                           'vfu-test', probe], capture_output=True).returncode != 0:
+            raise Skip('cannot mount a tmpfs in a mount namespace here')
+    finally:
+        os.rmdir(probe)
 
     def run(env, dst):
         dst.stop_vfud()
