@@ -218,8 +218,10 @@ static void print_latency(JsonObject *st) {
                 g_array_sort(buckets, lat_bucket_cmp);
                 g_autofree char *p50 = latency_quantile(buckets, count, 0.5);
                 g_autofree char *p99 = latency_quantile(buckets, count, 0.99);
-                g_autofree char *mean = latency_text(sum / count / 1000 * 1000);
-                printf("%12s%s %s: %" G_GUINT64_FORMAT " commands, mean %s, p50 %s, p99 %s\n",
+                double mean_us = (double) sum / (double) count / 1000.0;
+                g_autofree char *mean = mean_us < 1000 ? g_strdup_printf("%.1f µs", mean_us)
+                                                       : g_strdup_printf("%.1f ms", mean_us / 1000);
+                printf("%12s%s %s: %" G_GUINT64_FORMAT " completed, mean %s, p50 %s, p99 %s\n",
                        first ? "Latency" : "", first ? ":" : " ", ops[o], count, mean, p50, p99);
                 first = false;
         }

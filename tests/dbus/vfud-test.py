@@ -1388,6 +1388,9 @@ def test_metrics(env):
                       f'{op}: {count} commands in the histogram, {st[f"{op}_commands"]} counted')
             total += count[0]
         check(total == st['io_commands'], f'{total} I/O commands in the histograms, {st["io_commands"]} counted')
+        # show sums the buckets up (a line per operation) instead of listing them.
+        rc, out, err = env.vfuctl('show', 'mt1')
+        check(rc == 0 and 'latency_ns_' not in out and 'p99' in out, f'show: {rc} {err} {out}')
 
     # Every family is documented.
     with open(os.path.join(os.path.dirname(env_path('README')), 'docs', 'metrics.md')) as f:
