@@ -1706,7 +1706,7 @@ def test_cli_json(env):
         rc, text, err = env.vfuctl('help', verb)
         if 'json' in help_options(text):
             json_verbs.add(verb)
-    check(json_verbs == {'list', 'show', 'create', 'limit', 'receive-image'},
+    check(json_verbs == {'list', 'show', 'create', 'limit', 'receive-image', 'migrate'},
           f'verbs taking --json: {sorted(json_verbs)}: walk them here')
     outputs = {}
     created = []
@@ -1746,6 +1746,21 @@ def test_cli_json(env):
                            input=stream, capture_output=True, timeout=120)
         check(p.returncode == 0, f'receive-image --json: {p.returncode} {p.stderr.decode()}')
         outputs['receive-image j-nvme 1'] = p.stdout.decode()
+    if 'j-null' in created:
+        # migrate: JSON lines, progress then the result, to a second vfud
+        dst = Env()
+        try:
+            dst.start_vfud()
+            rc, out, err = env.vfuctl('migrate', 'j-null', '--to', dst.addr, '--json')
+            check(rc == 0, f'migrate --json: {rc} {err}')
+            lines = out.splitlines()
+            check(lines and json.loads(lines[-1]) == {'device': 'j-null', 'state': 'migrated'}, f'migrate: {out!r}')
+            for i, line in enumerate(lines):
+                outputs[f'migrate j-null, line {i + 1}'] = line
+            created.remove('j-null')
+            dst.stop_vfud()
+        finally:
+            dst.cleanup(False)
     for what, out in outputs.items():
         keys = list(json_keys(json.loads(out)))
         check(keys, f'{what}: no keys')
