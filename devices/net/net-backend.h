@@ -65,6 +65,8 @@ struct NetBackend {
         unsigned mtu;                   /* the interface's MTU when opened (TAP), or 0: unknown */
         unsigned tx_batch;              /* frames the device hands send_batch at once; ≤ 1: send each */
         uint64_t tx_calls;              /* TAP: system calls that sent frames (atomic) */
+        unsigned rx_batch;              /* TAP: frames read ahead per system call at most; ≤ 1: one read each */
+        uint64_t rx_calls;              /* TAP: system calls that read frames (atomic) */
 };
 
 void net_backend_free(NetBackend *be);
@@ -81,7 +83,10 @@ void net_backend_free(NetBackend *be);
  * (be->tx_batch frames) go out through an io_uring per queue, one
  * io_uring_enter for the batch, made by the queue's thread at its first
  * batch; without io_uring (or with tx_batch set to 1) each frame is a
- * writev.
+ * writev.  Receive reads frames ahead while they come in bursts, up to
+ * be->rx_batch per io_uring_enter (RWF_NOWAIT reads: an empty TAP ends the
+ * batch), handing them out in order; set rx_batch to 1 for one read per
+ * frame.
  */
 int net_tap_open(const char *name, unsigned nqueues, int *fds, NetBackend **out);
 
