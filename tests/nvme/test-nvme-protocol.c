@@ -273,6 +273,12 @@ static void test_verified_io(void **state) {
         nvme_ctrl_get_stats(f->srv.c, &st);
         print_message("verified I/O: %u writes + reads, %" G_GUINT64_FORMAT " trapped doorbell writes, %"
                       G_GUINT64_FORMAT " interrupts\n", N, st.doorbell_writes, st.irqs);
+        /* The latency histograms, summed over the I/O threads: every command once, in its operation's. */
+        assert_int_equal(st.errors, 0);
+        assert_int_equal(st.lat.op[LAT_OP_READ].count, st.read_cmds);
+        assert_int_equal(st.lat.op[LAT_OP_WRITE].count, st.write_cmds);
+        assert_int_equal(st.lat.op[LAT_OP_OTHER].count, 2);            /* write zeroes, DSM */
+        assert_int_equal(st.io_cmds, st.read_cmds + st.write_cmds + 2 + st.lat.op[LAT_OP_FLUSH].count);
         g_rand_free(rnd);
         g_free(ios);
 }
