@@ -175,6 +175,7 @@ again:
                 /* 5.1.6.5: class and command readable, the ack byte writable. */
                 if (c->in_len < 1 || c->out_len < 2) {
                         vq_flush(vq);
+                        vq->broken = true;      /* nothing more from this queue until reset */
                         vnet_guest_error(n, "control queue: no room for the header or the ack", -EINVAL);
                         return -EINVAL;
                 }

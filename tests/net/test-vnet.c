@@ -652,6 +652,47 @@ static void manual_device(void **state) {
         fake_mem_fini(&m);
 }
 
+/*
+ * A control command with no room for its ack breaks the control queue: the
+ * device takes nothing more from it until reset (it went on taking chains
+ * it never completed, more than the ring holds, and its state then did not
+ * load anywhere).
+ */
+static void ctrl_error_stops_queue(void **state) {
+        VNetOptions o = { .pairs = 1, .mtu = 1500, .link_up = true, .queue_size = 16, .manual = true };
+        FakeMem m;
+        FakeIrq irq;
+        NetBackend *be;
+        Vd d;
+        uint64_t cmd;
+        uint32_t len = 2;
+        bool w = false;
+
+        (void) state;
+        fake_mem_init(&m, 0x40000000, 4 << 20);
+        fake_irq_init(&irq);
+        assert_int_equal(net_null_open(1, 0, &be), 0);
+        assert_int_equal(vnet_new(&o, be, &manual_net), 0);
+        vnet_attach(manual_net, &m.mem, &irq.ops, &irq);
+        vd_init(&d, &manual_ops, NULL, m.host, m.gpa, m.size);
+        assert_int_equal(vd_probe(&d, ALL_FEATURES, 1, 0), 0);
+        assert_true(d.ctrl >= 0);
+        cmd = vd_alloc(&d, 64, 8);
+        for (unsigned i = 0; i < 3; i++) {
+                assert_true(vd_add_chain(&d, (unsigned) d.ctrl, &cmd, &len, &w, 1, false) >= 0);
+                while (vnet_poll(manual_net))
+                        ;
+        }
+        assert_true(vd_status(&d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+        assert_int_equal(virtio_pci_queue(vnet_virtio(manual_net), d.q[d.ctrl].index)->last_avail, 1);
+        /* Reset brings it back. */
+        assert_int_equal(vd_probe(&d, ALL_FEATURES, 1, 0), 0);
+        assert_false(vd_status(&d) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+        vnet_free(manual_net);
+        fake_irq_fini(&irq);
+        fake_mem_fini(&m);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(mtu_choice),
@@ -669,6 +710,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(bad_tx_frames_counted, setup, teardown),
                 cmocka_unit_test(header_rules),
                 cmocka_unit_test(manual_device),
+                cmocka_unit_test(ctrl_error_stops_queue),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
