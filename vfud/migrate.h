@@ -1,12 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Migration of devices to another vfud (migrate.c): Manager.MigrateDevice
- * and Manager.MigrateVm.  The destination is reached over D-Bus (a bus
- * address, or [USER@]HOST for its system bus over ssh); the remote calls run
- * in a thread of their own, progress comes back to the event loop.
+ * Migration of devices to another vfud: Manager.MigrateDevice, MigrateVm
+ * and CancelMigration.  The module:
+ *   migrate-dbus.c     the D-Bus surface (Manager methods, MigrationPeer)
+ *   migrate.c          one migration: checks, the thread that talks to the
+ *                      destination, the hand-off with the loop, rollback
+ *   migrate-options.c  a definition as CreateDevice options (DeviceType)
+ *   migrate-stream.c   the image stream (sender and receiver)
+ *   migrate-receive.c  the destination's end: ReceiveImage
+ * The destination is reached over D-Bus (a bus address, or [USER@]HOST for
+ * its system bus over ssh); the remote calls run in a thread of their own,
+ * progress comes back to the event loop.  docs/migration.md draws the
+ * states and the order of the steps.
  *
- * Cold: devices without a client are stopped, defined there, their images
- * copied (or shared storage checked).  Live: a device whose client uses
+ * Cold: devices without a client are stopped (once the destination was
+ * checked), defined there, their images streamed (or shared storage
+ * checked).  Live: a device whose client uses
  * vfio-user migration v2 (our client library as the VMM; never QEMU 11's
  * vfio-user-pci) keeps serving; its copy there is created "incoming" and
  * the VMM moves the device state itself (MIG_DATA_READ here, MIG_DATA_WRITE
