@@ -18,12 +18,13 @@
  * The worker starts as root with only CAP_SETUID, CAP_SETGID and CAP_CHOWN
  * in its bounding set: it opens its sockets in vfud's runtime directory,
  * gives the vfio-user socket to SocketGroup= and drops to [Worker] User=
- * (vfu-worker), after which it holds no capability.
+ * (vfu-worker), after which it holds no capability.  No worker reaches a
+ * network or makes namespaces: a passt backend's passt runs outside the
+ * unit, started by vfud, and the worker gets its socket (device-type-net.c).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -83,13 +84,6 @@ static const struct {
         { "io-weight", "IOWeight", 1 },
         { "tasks-max", "TasksMax", 1 },
 };
-
-/* A passt backend reaches the host's network and sandboxes passt in namespaces of its own. */
-static bool unit_needs_network(Device *d) {
-        JsonObject *o = json_node_get_object(d->options);
-
-        return g_strcmp0(json_object_get_string_member_with_default(o, "backend", ""), "passt") == 0;
-}
 
 /* Open "(sv)" with the name and the variant of signature sig: close both afterwards. */
 static int open_property(sd_bus_message *m, const char *name, const char *sig) {
@@ -177,13 +171,11 @@ static int append_ip_deny_any(sd_bus_message *m) {
 static int append_properties(sd_bus_message *m, Device *d, const char *path, char **argv, int stdin_fd) {
         const ManagerConfig *c = &d->manager->config;
         JsonObject *o = json_node_get_object(d->options);
-        bool net = unit_needs_network(d);
         g_autofree char *description = g_strdup_printf("vfu %s device %s", d->type, d->name);
         const char *rw[] = { c->runtime_dir, NULL };
         const char *arch[] = { "native", NULL };
         const char *filter[] = { "@system-service", NULL };
-        const char *families_local[] = { "AF_UNIX", NULL };
-        const char *families_net[] = { "AF_UNIX", "AF_NETLINK", "AF_INET", "AF_INET6", NULL };
+        const char *families[] = { "AF_UNIX", NULL };
         uint64_t caps = (1ULL << CAP_CHOWN) | (worker_user_is_root(c->worker_user) ? 0 :
                                                (1ULL << CAP_SETUID) | (1ULL << CAP_SETGID));
         int r;
@@ -220,14 +212,12 @@ static int append_properties(sd_bus_message *m, Device *d, const char *path, cha
         if (r >= 0)
                 r = append_list_property(m, "SystemCallFilter", true, filter);
         if (r >= 0)
-                r = append_list_property(m, "RestrictAddressFamilies", true, net ? families_net : families_local);
+                r = append_list_property(m, "RestrictAddressFamilies", true, families);
         if (r >= 0)
-                r = sd_bus_message_append(m, "(sv)", "RestrictNamespaces", "t",
-                                          net ? (uint64_t) (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID |
-                                                            CLONE_NEWUTS | CLONE_NEWIPC) : (uint64_t) 0);
-        if (r >= 0 && !net)
+                r = sd_bus_message_append(m, "(sv)", "RestrictNamespaces", "t", (uint64_t) 0);
+        if (r >= 0)
                 r = sd_bus_message_append(m, "(sv)", "PrivateNetwork", "b", 1);
-        if (r >= 0 && !net)
+        if (r >= 0)
                 r = append_ip_deny_any(m);
         for (size_t i = 0; i < G_N_ELEMENTS(unit_limits) && r >= 0; i++)
                 if (json_object_has_member(o, unit_limits[i].option))

@@ -17,7 +17,7 @@ static const char *const child_env_drop[] = {
         "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_PID", "WATCHDOG_USEC",
 };
 
-static char **worker_environment(void) {
+char **worker_environment(void) {
         char **env = g_get_environ();
 
         for (size_t i = 0; i < G_N_ELEMENTS(child_env_drop); i++)

@@ -34,6 +34,9 @@ extern const WorkerSpawner worker_spawner_systemd;
 /* The spawner [Worker] Units= picks for this manager (auto: systemd when vfud is a system service). */
 const WorkerSpawner *manager_worker_spawner(Manager *m);
 
+/* vfud's environment without what systemd gave vfud itself (g_strfreev): for the processes it starts. */
+char **worker_environment(void);
+
 /* "vfu-worker@NAME.service" (g_free). */
 char *worker_unit_name(const char *device);
 

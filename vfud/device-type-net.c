@@ -1,16 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * virtio-net devices, manager side: a TAP interface (opened here, one fd
- * per queue pair, handed to the worker) or passt (run by the worker), a MAC
+ * per queue pair, handed to the worker) or passt (started here on one end of
+ * a socket pair, the other end handed to the worker), a MAC
  * address (stable, derived from the name unless given), queue pairs, MTU.
  * Options schema: vfud/worker/worker.h.
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/tap.h"
 #include "common/util.h"
+#include "device-spawn.h"
 #include "device-type.h"
 #include "migrate.h"
 #include "net/net-backend.h"
@@ -168,6 +176,78 @@ static gboolean net_tap_mtu(Device *d, const char *ifname, unsigned mtu, bool cr
         return TRUE;
 }
 
+static void passt_child_setup(gpointer data) {
+        sigset_t none;
+
+        /* vfud blocks the signals its event loop takes: passt must not inherit that. */
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* passt, vfud's child, has left: reap it (the event source and the pidfd go with it). */
+static int on_passt_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        pid_t pid = (pid_t) GPOINTER_TO_INT(userdata);
+
+        (void) waitpid(pid, NULL, WNOHANG);
+        close(fd);
+        sd_event_source_unref(s);
+        return 0;
+}
+
+/*
+ * passt for one run of the worker, started here so that the worker needs
+ * neither the host's network nor namespaces (its unit keeps
+ * PrivateNetwork=, AF_UNIX only and RestrictNamespaces=): passt gets one
+ * end of a socket pair (--fd), the worker the other, as "passt".  passt
+ * sets up its own sandbox; --fd makes it leave when its socket closes,
+ * that is when the worker exits, so a restarted worker gets a passt of its
+ * own.  It is vfud's child, reaped here, outside the worker's unit; a vfud
+ * restart leaves it running with its worker (KillMode=process).
+ */
+static gboolean net_passt_start(Device *d, GPtrArray *names, GArray *fds, GError **error) {
+        const char *argv[] = { "passt", "--foreground", "--quiet", "--fd", "3", NULL };
+        g_auto(GStrv) env = worker_environment();
+        g_autoptr(GError) local = NULL;
+        sd_event_source *source = NULL;
+        int sv[2], target = 3, pidfd;
+        GPid pid = 0;
+        gboolean ok;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "socketpair: %s", g_strerror(errno));
+                return FALSE;
+        }
+        ok = g_spawn_async_with_pipes_and_fds(NULL, argv, (const char *const *) env,
+                                              G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
+                                                      G_SPAWN_STDIN_FROM_DEV_NULL,
+                                              passt_child_setup, NULL, -1, -1, -1, &sv[1], &target, 1, &pid,
+                                              NULL, NULL, NULL, &local);
+        close(sv[1]);
+        if (!ok) {
+                close(sv[0]);
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_BACKEND_FAILED,
+                            "cannot run passt: %s (apt install passt, or use a TAP interface)", local->message);
+                return FALSE;
+        }
+        pidfd = pidfd_open(pid, 0);
+        if (pidfd < 0 || sd_event_add_io(d->manager->event, &source, pidfd, EPOLLIN, on_passt_exit,
+                                         GINT_TO_POINTER(pid)) < 0) {
+                /* Unwatched, it would stay a zombie: reap it in the worst case now. */
+                g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "cannot watch passt: %s",
+                            g_strerror(pidfd < 0 ? errno : EINVAL));
+                if (pidfd >= 0)
+                        close(pidfd);
+                close(sv[0]);
+                (void) kill(pid, SIGKILL);
+                (void) waitpid(pid, NULL, 0);
+                return FALSE;
+        }
+        device_log(d, G_LOG_LEVEL_MESSAGE, "started passt %d for its worker", (int) pid);
+        g_ptr_array_add(names, g_strdup("passt"));
+        g_array_append_val(fds, sv[0]);
+        return TRUE;
+}
+
 static gboolean net_open_fds(Device *d, GPtrArray *names, GArray *fds, GError **error) {
         JsonObject *o = json_node_get_object(d->options);
         const char *backend = json_object_get_string_member_with_default(o, "backend", "tap");
@@ -176,6 +256,8 @@ static gboolean net_open_fds(Device *d, GPtrArray *names, GArray *fds, GError **
         unsigned mtu = (unsigned) json_object_get_int_member_with_default(o, "mtu", 0);
         bool created;
 
+        if (strcmp(backend, "passt") == 0)
+                return net_passt_start(d, names, fds, error);
         if (strcmp(backend, "tap") != 0)
                 return TRUE;
         created = !tap_exists(ifname);

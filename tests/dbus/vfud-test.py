@@ -994,6 +994,35 @@ def test_migrate_rbd(env):
     migrate_case(env, run)
 
 
+def passt_pids(env, name):
+    """The passt processes vfud started for device name, in order (from vfud's log)."""
+    with open(os.path.join(env.dir, 'vfud.log')) as f:
+        return [int(m.group(1)) for m in re.finditer(rf'{re.escape(name)}\S*:? started passt (\d+) for its worker',
+                                                   f.read())]
+
+
+def check_passt_outside_worker(env, name):
+    """vfud runs a passt device's passt, not its worker; passt follows the worker's runs and the device's life."""
+    env.wait_for(lambda: passt_pids(env, name), 10, 'vfud to log its passt')
+    passt, worker = passt_pids(env, name)[-1], env.prop(name, 'WorkerPID')
+    check(pid_alive(passt), 'passt runs')
+    check(int(proc_status(passt)['PPid']) not in (worker, os.getpid()) and
+          str(passt) not in os.listdir(f'/proc/{worker}/task'), 'passt is not the worker\'s')
+    # vfud restarts: worker and passt untouched, the worker adopted.
+    env.stop_vfud()
+    check(pid_alive(passt) and pid_alive(worker), 'passt and the worker outlive vfud')
+    env.start_vfud()
+    check(env.prop(name, 'WorkerPID') == worker and env.prop(name, 'State') == 'listening', 'the worker is adopted')
+    check(pid_alive(passt), 'passt is kept through the adoption')
+    # A crashed worker: its passt leaves with its socket, the next worker gets a passt of its own.
+    os.kill(worker, signal.SIGKILL)
+    env.wait_for(lambda: env.prop(name, 'WorkerPID') not in (0, worker) and env.prop(name, 'State') == 'listening',
+                 10, 'the worker to be restarted')
+    env.wait_for(lambda: not pid_alive(passt), 10, 'the crashed worker\'s passt to leave')
+    check(len(passt_pids(env, name)) == 2 and pid_alive(passt_pids(env, name)[-1]), 'a new passt for the new worker')
+    return passt_pids(env, name)[-1]
+
+
 def test_net(env):
     """virtio-net devices: TAP backend, MAC, queues, link state."""
     need_type('virtio-net')
@@ -1018,7 +1047,9 @@ def test_net(env):
         env.create('virtio-net', 'np', '', passt=True)
         check(env.prop('np', 'Backend')['backend'] == 'passt' and env.prop('np', 'State') == 'listening',
               'a passt-backed device listens')
+        passt = check_passt_outside_worker(env, 'np')
         env.mgr('DestroyDevice', '(s)', 'np')
+        env.wait_for(lambda: not pid_alive(passt), 10, 'passt to leave with its device')
     env.dev('n1', 'Stop')
     env.expect(ERR + 'NotRunning', env.dev, 'n1', 'SetLink', '(b)', True)
     env.expect(ERR + 'InvalidArgument', env.create, 'virtio-net', 'n3', '', mac='01:00:00:00:00:01')
@@ -2802,7 +2833,23 @@ def test_units(env):
     check(any(c['unit'] == 'vfu-worker@s1.service' for c in calls('ResetFailedUnit')), 'the old unit reset first')
     verified_io()
 
-    # A passt device's unit keeps the network (passt needs it), the others do not.
+    # A passt device's unit is sandboxed as the others: vfud runs passt outside it and hands over its socket.
+    if shutil.which('passt'):
+        env.create('virtio-net', 'sp', '', passt=True)
+        start = [c for c in calls() if c['unit'] == 'vfu-worker@sp.service'][0]
+        props = start['properties']
+        for k, v in (('PrivateNetwork', [True]), ('RestrictAddressFamilies', [[True, ['AF_UNIX']]]),
+                     ('RestrictNamespaces', [0]), ('CapabilityBoundingSet', [(1 << 0) | (1 << 6) | (1 << 7)])):
+            check(props.get(k) == v, f'passt worker {k}: {props.get(k)}, expected {v}')
+        rated = unit_exposure(os.path.join(units, 'vfu-worker@sp.service'))
+        if rated:
+            check(rated[0] <= 2.5, f'passt worker unit exposure {rated[0]} > 2.5:\n{rated[1]}')
+            print(f'passt worker unit exposure {rated[0]}')
+        check(env.prop('sp', 'WorkerPID') == start['pid'], 'the unit runs the passt device\'s worker')
+        passt = check_passt_outside_worker(env, 'sp')
+        check(len([c for c in calls() if c['unit'] == 'vfu-worker@sp.service']) == 2, 'the new worker in a new unit')
+        env.mgr('DestroyDevice', '(s)', 'sp')
+        env.wait_for(lambda: not pid_alive(passt), 10, 'passt to leave with its device')
     # Limits out of range are refused before anything runs.
     for opt, val in (('memory-max', 1024), ('io-weight', 0), ('io-weight', 10001), ('cpu-quota', 0)):
         msg = env.expect(ERR + 'InvalidArgument', env.create, 'nvme', 'bad1', '', size=MiB, **{opt: val})

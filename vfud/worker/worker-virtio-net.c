@@ -14,8 +14,9 @@
  * "passt"} / {"backend": "null", "null-frame": BYTES} is accepted too.  The
  * null backend drops what the guest sends and hands it copies of a
  * broadcast frame of BYTES (0: nothing) as fast as it takes them.  TAP queue fds passed as "tap0".."tapN-1" are
- * used; missing ones are opened by name.  {"type": "passt"} without a socket
- * runs passt on a socketpair.  Without "mtu" the device offers the TAP's
+ * used; missing ones are opened by name.  {"type": "passt"} uses the
+ * socket passed as "passt" (vfud starts passt on its other end), else, run
+ * on its own, starts passt on a socketpair.  Without "mtu" the device offers the TAP's
  * MTU (1500 with passt).
  */
 #include <errno.h>
@@ -102,7 +103,14 @@ static NetBackend *open_backend(Worker *w, JsonObject *o, unsigned pairs, Worker
                                     "passt carries one queue pair: give queues=1 or use a TAP backend");
                         return NULL;
                 }
-                if (socket) {
+                int fd = worker_take_fd(w, "passt");
+
+                if (fd >= 0) {
+                        r = net_passt_new(fd, &be);
+                        if (r < 0)
+                                close(fd);
+                        wn->backend_desc = g_strdup("passt");
+                } else if (socket) {
                         r = net_passt_connect(socket, &be);
                         wn->backend_desc = g_strdup_printf("passt:%s", socket);
                 } else {
