@@ -1,22 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/*
- * The device types this vfud-worker was built with.  meson defines
- * WORKER_HAVE_<TYPE> for each device library that is part of the build.
- */
+/* The device types a vfud-worker serves: one entry per worker-<type>.c. */
 #include <string.h>
 
 #include "worker-internal.h"
 
 const WorkerDeviceType *const worker_types[] = {
-#if WORKER_HAVE_NVME
         &worker_nvme_type,
-#endif
-#if WORKER_HAVE_VIRTIO_NET
         &worker_virtio_net_type,
-#endif
-#if WORKER_HAVE_VIRTIO_BLK
         &worker_virtio_blk_type,
-#endif
         NULL,
 };
 
