@@ -190,7 +190,8 @@ static int on_passt_exit(sd_event_source *s, int fd, uint32_t revents, void *use
 
         (void) waitpid(pid, NULL, WNOHANG);
         close(fd);
-        sd_event_source_unref(s);
+        /* The loop's own source (it goes with the loop when vfud exits first): the loop lets go of it, it goes. */
+        (void) sd_event_source_set_floating(s, false);
         return 0;
 }
 
@@ -208,7 +209,6 @@ static gboolean net_passt_start(Device *d, GPtrArray *names, GArray *fds, GError
         const char *argv[] = { "passt", "--foreground", "--quiet", "--fd", "3", NULL };
         g_auto(GStrv) env = worker_environment();
         g_autoptr(GError) local = NULL;
-        sd_event_source *source = NULL;
         int sv[2], target = 3, pidfd;
         GPid pid = 0;
         gboolean ok;
@@ -230,7 +230,7 @@ static gboolean net_passt_start(Device *d, GPtrArray *names, GArray *fds, GError
                 return FALSE;
         }
         pidfd = pidfd_open(pid, 0);
-        if (pidfd < 0 || sd_event_add_io(d->manager->event, &source, pidfd, EPOLLIN, on_passt_exit,
+        if (pidfd < 0 || sd_event_add_io(d->manager->event, NULL, pidfd, EPOLLIN, on_passt_exit,
                                          GINT_TO_POINTER(pid)) < 0) {
                 /* Unwatched, it would stay a zombie: reap it in the worst case now. */
                 g_set_error(error, MANAGER_ERROR, MANAGER_ERROR_FAILED, "cannot watch passt: %s",
