@@ -28,7 +28,7 @@
 #include "hook-vfud.h"
 
 #define HOOK_TIMEOUT_SEC_DEFAULT 5
-#define HOOK_STDIN_MAX (64u << 20)      /* libvirt's own XML limit is far below */
+#define HOOK_STDIN_MAX           (64u << 20) /* libvirt's own XML limit is far below */
 
 typedef struct {
         const char *vm;
@@ -36,15 +36,13 @@ typedef struct {
         const char *subop;
         const char *bus_address;
         unsigned timeout_sec;
-        char *xml;              /* stdin; NULL when unreadable */
-        GPtrArray *devices;     /* VlvDomainDevice; NULL when the XML is unusable */
+        char *xml; /* stdin; NULL when unreadable */
+        GPtrArray *devices; /* VlvDomainDevice; NULL when the XML is unusable */
 } Hook;
 
 typedef int (*HookFunc)(Hook *h);
 
-static int G_GNUC_PRINTF(2, 3)
-say(Hook *h, const char *fmt, ...)
-{
+static int G_GNUC_PRINTF(2, 3) say(Hook *h, const char *fmt, ...) {
         va_list ap;
 
         fprintf(stderr, "vfu-hook: VM '%s': ", h->vm);
@@ -55,9 +53,7 @@ say(Hook *h, const char *fmt, ...)
         return 1;
 }
 
-static char *
-device_names(GPtrArray *devices)
-{
+static char *device_names(GPtrArray *devices) {
         GString *s = g_string_new(NULL);
 
         for (guint i = 0; i < devices->len; i++) {
@@ -68,13 +64,11 @@ device_names(GPtrArray *devices)
         return g_string_free(s, FALSE);
 }
 
-static int
-open_bus(Hook *h, HookBus *hb)
-{
+static int open_bus(Hook *h, HookBus *hb) {
         g_autofree char *msg = NULL;
         g_autofree char *names = device_names(h->devices);
 
-        if (hook_bus_open(hb, h->bus_address, (uint64_t)h->timeout_sec * 1000000u, &msg) < 0) {
+        if (hook_bus_open(hb, h->bus_address, (uint64_t) h->timeout_sec * 1000000u, &msg) < 0) {
                 say(h, "its vfio-user devices (%s) need vfud, but %s", names, msg);
                 return -1;
         }
@@ -82,9 +76,7 @@ open_bus(Hook *h, HookBus *hb)
 }
 
 /* prepare begin: every device listening before QEMU starts and connects */
-static int
-op_prepare(Hook *h)
-{
+static int op_prepare(Hook *h) {
         HookBus hb;
         int failed = 0;
 
@@ -106,9 +98,7 @@ op_prepare(Hook *h)
 }
 
 /* release end: QEMU is gone; the devices go idle, definitions stay */
-static int
-op_release(Hook *h)
-{
+static int op_release(Hook *h) {
         HookBus hb;
         int failed = 0;
 
@@ -132,9 +122,7 @@ op_release(Hook *h)
 /* reconnect begin: libvirtd restarted and found the VM running.  A
  * failure here makes libvirt kill the VM, which a device problem does
  * not justify: report, never fail. */
-static int
-op_reconnect(Hook *h)
-{
+static int op_reconnect(Hook *h) {
         HookBus hb;
 
         if (h->devices->len == 0 || open_bus(h, &hb) < 0)
@@ -144,9 +132,10 @@ op_reconnect(Hook *h)
                 g_autofree char *msg = NULL;
 
                 if (hook_vfud_start(&hb, d->name, d->socket_path, &msg) < 0)
-                        say(h, "vfio-user device '%s' of the running VM is not ready: %s "
-                            "(the VM keeps running; check vfuctl show %s)", d->name, msg,
-                            d->name);
+                        say(h,
+                            "vfio-user device '%s' of the running VM is not ready: %s "
+                            "(the VM keeps running; check vfuctl show %s)",
+                            d->name, msg, d->name);
         }
         hook_bus_close(&hb);
         return 0;
@@ -166,9 +155,7 @@ op_reconnect(Hook *h)
  * rewritten: libvirt takes the XML printed on stdout as the incoming
  * definition.
  */
-static int
-op_migrate(Hook *h)
-{
+static int op_migrate(Hook *h) {
         g_autofree char *names = NULL, *why = NULL;
         HookBus hb;
         int arrived = 1;
@@ -176,7 +163,7 @@ op_migrate(Hook *h)
         if (h->devices->len == 0)
                 return 0;
         names = device_names(h->devices);
-        if (hook_bus_open(&hb, h->bus_address, (uint64_t)h->timeout_sec * 1000000u, &why) >= 0) {
+        if (hook_bus_open(&hb, h->bus_address, (uint64_t) h->timeout_sec * 1000000u, &why) >= 0) {
                 for (guint i = 0; arrived > 0 && i < h->devices->len; i++) {
                         VlvDomainDevice *d = h->devices->pdata[i];
                         g_autofree char *from = NULL;
@@ -188,26 +175,28 @@ op_migrate(Hook *h)
         } else
                 arrived = -1;
         if (arrived > 0)
-                return 0;       /* an offline migration after vfuctl migrate */
-        return say(h, "refusing live migration: it has vfio-user devices (%s), and "
+                return 0; /* an offline migration after vfuctl migrate */
+        return say(h,
+                   "refusing live migration: it has vfio-user devices (%s), and "
                    "QEMU's vfio-user client cannot migrate device state (%s). Shut the VM "
                    "down and move it cold (vfuctl migrate --vm %s --to HOST moves its "
                    "devices and then its libvirt domain), or detach the devices "
-                   "(vfuctl detach) before migrating", names, why ? why : "", h->vm);
+                   "(vfuctl detach) before migrating",
+                   names, why ? why : "", h->vm);
 }
 
-static int
-op_restore(Hook *h)
-{
+static int op_restore(Hook *h) {
         g_autofree char *names = NULL;
 
         if (h->devices->len == 0)
                 return 0;
         names = device_names(h->devices);
-        return say(h, "refusing to restore a saved state: it has vfio-user devices "
+        return say(h,
+                   "refusing to restore a saved state: it has vfio-user devices "
                    "(%s), whose state QEMU's vfio-user client does not save. Start the "
                    "VM afresh instead (for a managed save, discard it first: virsh "
-                   "managedsave-remove %s)", names, h->vm);
+                   "managedsave-remove %s)",
+                   names, h->vm);
 }
 
 static const struct {
@@ -215,16 +204,11 @@ static const struct {
         const char *subop;
         HookFunc func;
 } ops[] = {
-        { "prepare",   "begin", op_prepare },
-        { "release",   "end",   op_release },
-        { "migrate",   "begin", op_migrate },
-        { "restore",   "begin", op_restore },
-        { "reconnect", "begin", op_reconnect },
+        { "prepare", "begin", op_prepare }, { "release", "end", op_release },       { "migrate", "begin", op_migrate },
+        { "restore", "begin", op_restore }, { "reconnect", "begin", op_reconnect },
 };
 
-static char *
-read_stdin(void)
-{
+static char *read_stdin(void) {
         GString *s = g_string_new(NULL);
         char buf[65536];
         ssize_t n;
@@ -236,7 +220,7 @@ read_stdin(void)
                                 continue;
                         break;
                 }
-                if (s->len + (size_t)n > HOOK_STDIN_MAX) {
+                if (s->len + (size_t) n > HOOK_STDIN_MAX) {
                         g_string_free(s, TRUE);
                         return NULL;
                 }
@@ -245,9 +229,7 @@ read_stdin(void)
         return g_string_free(s, FALSE);
 }
 
-static void
-usage(FILE *f)
-{
+static void usage(FILE *f) {
         fprintf(f,
                 "usage: vfu-hook [--bus ADDRESS] [--timeout SECONDS] DOMAIN OPERATION SUB-OPERATION [EXTRA]\n"
                 "libvirt's qemu hook for vfu; reads the domain XML on stdin. See vfu-hook(8).\n"
@@ -257,16 +239,12 @@ usage(FILE *f)
                 HOOK_TIMEOUT_SEC_DEFAULT);
 }
 
-int
-main(int argc, char **argv)
-{
-        static const struct option options[] = {
-                { "bus", required_argument, NULL, 'b' },
-                { "timeout", required_argument, NULL, 't' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, 'V' },
-                {}
-        };
+int main(int argc, char **argv) {
+        static const struct option options[] = { { "bus", required_argument, NULL, 'b' },
+                                                 { "timeout", required_argument, NULL, 't' },
+                                                 { "help", no_argument, NULL, 'h' },
+                                                 { "version", no_argument, NULL, 'V' },
+                                                 {} };
         Hook h = { .timeout_sec = HOOK_TIMEOUT_SEC_DEFAULT };
         g_autoptr(GError) error = NULL;
         HookFunc func = NULL;
@@ -286,7 +264,7 @@ main(int argc, char **argv)
                                 fprintf(stderr, "vfu-hook: --timeout takes 1 to 300 seconds\n");
                                 return 2;
                         }
-                        h.timeout_sec = (unsigned)v;
+                        h.timeout_sec = (unsigned) v;
                         break;
                 }
                 case 'h':

@@ -8,9 +8,7 @@
 
 #include "vlv-private.h"
 
-void
-vlv_arg_pair_free(VlvArgPair *pair)
-{
+void vlv_arg_pair_free(VlvArgPair *pair) {
         if (!pair)
                 return;
         g_free(pair->id);
@@ -21,24 +19,18 @@ vlv_arg_pair_free(VlvArgPair *pair)
         g_free(pair);
 }
 
-static gboolean
-is_qemu_element(xmlNode *n, const char *name)
-{
+static gboolean is_qemu_element(xmlNode *n, const char *name) {
         return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-               strcmp((const char *)n->ns->href, VLV_QEMU_NS) == 0 &&
-               strcmp((const char *)n->name, name) == 0;
+                strcmp((const char *) n->ns->href, VLV_QEMU_NS) == 0 && strcmp((const char *) n->name, name) == 0;
 }
 
-gboolean
-vlv_cmdline_find(xmlNode *root, xmlNode **cmdline, GError **error)
-{
+gboolean vlv_cmdline_find(xmlNode *root, xmlNode **cmdline, GError **error) {
         *cmdline = NULL;
         for (xmlNode *c = root->children; c; c = c->next) {
                 if (!is_qemu_element(c, "commandline"))
                         continue;
                 if (*cmdline) {
-                        g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
-                                    "the domain has more than one <qemu:commandline>");
+                        g_set_error(error, VLV_ERROR, VLV_ERROR_XML, "the domain has more than one <qemu:commandline>");
                         return FALSE;
                 }
                 *cmdline = c;
@@ -46,15 +38,11 @@ vlv_cmdline_find(xmlNode *root, xmlNode **cmdline, GError **error)
         return TRUE;
 }
 
-static char *
-arg_value(xmlNode *n)
-{
-        return (char *)xmlGetProp(n, BAD_CAST "value");
+static char *arg_value(xmlNode *n) {
+        return (char *) xmlGetProp(n, BAD_CAST "value");
 }
 
-static gboolean
-is_dash_device(xmlNode *n)
-{
+static gboolean is_dash_device(xmlNode *n) {
         g_autofree char *value = NULL;
 
         if (!n || !is_qemu_element(n, "arg"))
@@ -63,10 +51,8 @@ is_dash_device(xmlNode *n)
         return g_strcmp0(value, "-device") == 0;
 }
 
-GPtrArray *
-vlv_cmdline_vfu_pairs(xmlNode *cmdline)
-{
-        GPtrArray *pairs = g_ptr_array_new_with_free_func((GDestroyNotify)vlv_arg_pair_free);
+GPtrArray *vlv_cmdline_vfu_pairs(xmlNode *cmdline) {
+        GPtrArray *pairs = g_ptr_array_new_with_free_func((GDestroyNotify) vlv_arg_pair_free);
 
         if (!cmdline)
                 return pairs;
@@ -82,8 +68,7 @@ vlv_cmdline_vfu_pairs(xmlNode *cmdline)
                         continue;
                 value = arg_value(c);
                 pair = g_new0(VlvArgPair, 1);
-                if (!vlv_arg_parse(value, &pair->id, &pair->driver,
-                                   &pair->socket_path, &pair->bus, &pair->addr))
+                if (!vlv_arg_parse(value, &pair->id, &pair->driver, &pair->socket_path, &pair->bus, &pair->addr))
                         continue;
                 pair->dash = c->prev;
                 pair->value = c;
@@ -92,9 +77,7 @@ vlv_cmdline_vfu_pairs(xmlNode *cmdline)
         return pairs;
 }
 
-static xmlNs *
-ensure_namespace(xmlNode *root, GError **error)
-{
+static xmlNs *ensure_namespace(xmlNode *root, GError **error) {
         xmlNs *ns = xmlSearchNsByHref(root->doc, root, BAD_CAST VLV_QEMU_NS);
 
         if (ns)
@@ -102,16 +85,15 @@ ensure_namespace(xmlNode *root, GError **error)
         if (xmlSearchNs(root->doc, root, BAD_CAST VLV_QEMU_NS_PREFIX)) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
                             "the domain binds the prefix '%s' to another namespace "
-                            "than libvirt's %s", VLV_QEMU_NS_PREFIX, VLV_QEMU_NS);
+                            "than libvirt's %s",
+                            VLV_QEMU_NS_PREFIX, VLV_QEMU_NS);
                 return NULL;
         }
         return xmlNewNs(root, BAD_CAST VLV_QEMU_NS, BAD_CAST VLV_QEMU_NS_PREFIX);
 }
 
 /* Are vfu's args already exactly @values, after every foreign arg? */
-static gboolean
-cmdline_matches(xmlNode *cmdline, GPtrArray *pairs, GPtrArray *values)
-{
+static gboolean cmdline_matches(xmlNode *cmdline, GPtrArray *pairs, GPtrArray *values) {
         xmlNode *last_arg = NULL;
         VlvArgPair *last_pair;
 
@@ -126,7 +108,7 @@ cmdline_matches(xmlNode *cmdline, GPtrArray *pairs, GPtrArray *values)
                 if (g_strcmp0(v, values->pdata[i]) != 0)
                         return FALSE;
                 /* contiguous: each pair follows the previous one */
-                if (i > 0 && ((VlvArgPair *)pairs->pdata[i - 1])->value->next != p->dash)
+                if (i > 0 && ((VlvArgPair *) pairs->pdata[i - 1])->value->next != p->dash)
                         return FALSE;
         }
         for (xmlNode *c = cmdline->children; c; c = c->next)
@@ -136,26 +118,19 @@ cmdline_matches(xmlNode *cmdline, GPtrArray *pairs, GPtrArray *values)
         return last_arg == last_pair->value;
 }
 
-static void
-unlink_free(xmlNode *n)
-{
+static void unlink_free(xmlNode *n) {
         xmlUnlinkNode(n);
         xmlFreeNode(n);
 }
 
-static gboolean
-has_element_children(xmlNode *n)
-{
+static gboolean has_element_children(xmlNode *n) {
         for (xmlNode *c = n->children; c; c = c->next)
                 if (c->type == XML_ELEMENT_NODE)
                         return TRUE;
         return FALSE;
 }
 
-gboolean
-vlv_cmdline_set(xmlNode *root, GPtrArray *values, gboolean *changed,
-                GError **error)
-{
+gboolean vlv_cmdline_set(xmlNode *root, GPtrArray *values, gboolean *changed, GError **error) {
         xmlNode *cmdline = NULL, *anchor = NULL, *first_child;
         g_autoptr(GPtrArray) pairs = NULL;
         xmlNs *ns;

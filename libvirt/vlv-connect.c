@@ -4,46 +4,34 @@
 
 #include "vlv-libvirt.h"
 
-static void
-quiet_errors(void *data, virErrorPtr err)
-{
+static void quiet_errors(void *data, virErrorPtr err) {
         /* vlv reports libvirt errors through GError; nothing on stderr */
 }
 
-static gpointer
-event_thread(gpointer data)
-{
+static gpointer event_thread(gpointer data) {
         for (;;)
                 if (virEventRunDefaultImpl() < 0)
-                        g_debug("vlv: libvirt event loop iteration failed: %s",
-                                virGetLastErrorMessage());
+                        g_debug("vlv: libvirt event loop iteration failed: %s", virGetLastErrorMessage());
         return NULL;
 }
 
-static gpointer
-init_once(gpointer data)
-{
+static gpointer init_once(gpointer data) {
         virInitialize();
         virSetErrorFunc(NULL, quiet_errors);
         if (virEventRegisterDefaultImpl() < 0)
-                g_warning("vlv: cannot set up libvirt's event loop: %s",
-                          virGetLastErrorMessage());
+                g_warning("vlv: cannot set up libvirt's event loop: %s", virGetLastErrorMessage());
         else
                 g_thread_unref(g_thread_new("vlv-events", event_thread, NULL));
         return NULL;
 }
 
-void
-vlv_libvirt_init(void)
-{
+void vlv_libvirt_init(void) {
         static GOnce once = G_ONCE_INIT;
 
         g_once(&once, init_once, NULL);
 }
 
-void
-vlv_set_libvirt_error(GError **error, VlvError code, const char *fmt, ...)
-{
+void vlv_set_libvirt_error(GError **error, VlvError code, const char *fmt, ...) {
         g_autofree char *msg = NULL;
         va_list ap;
 
@@ -53,9 +41,7 @@ vlv_set_libvirt_error(GError **error, VlvError code, const char *fmt, ...)
         g_set_error(error, VLV_ERROR, code, "%s: %s", msg, virGetLastErrorMessage());
 }
 
-virConnect *
-vlv_connect(const char *uri, GError **error)
-{
+virConnect *vlv_connect(const char *uri, GError **error) {
         virConnect *conn;
 
         vlv_libvirt_init();
@@ -66,13 +52,12 @@ vlv_connect(const char *uri, GError **error)
                 vlv_set_libvirt_error(error, VLV_ERROR_UNREACHABLE,
                                       "cannot connect to libvirt at %s (is libvirtd "
                                       "or virtqemud running, and may this user "
-                                      "manage VMs there?)", uri);
+                                      "manage VMs there?)",
+                                      uri);
         return conn;
 }
 
-virDomain *
-vlv_lookup(virConnect *conn, const char *uri, const char *vm, GError **error)
-{
+virDomain *vlv_lookup(virConnect *conn, const char *uri, const char *vm, GError **error) {
         virDomain *dom = NULL;
 
         if (!vm || !*vm) {
@@ -88,17 +73,14 @@ vlv_lookup(virConnect *conn, const char *uri, const char *vm, GError **error)
         if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN)
                 g_set_error(error, VLV_ERROR, VLV_ERROR_NO_VM,
                             "there is no VM '%s' in libvirt at %s (see `virsh -c %s "
-                            "list --all`)", vm, uri ? uri : VLV_DEFAULT_URI,
-                            uri ? uri : VLV_DEFAULT_URI);
+                            "list --all`)",
+                            vm, uri ? uri : VLV_DEFAULT_URI, uri ? uri : VLV_DEFAULT_URI);
         else
-                vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT,
-                                      "cannot look up VM '%s'", vm);
+                vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT, "cannot look up VM '%s'", vm);
         return NULL;
 }
 
-char *
-vlv_domain_xml(virDomain *dom, gboolean inactive, GError **error)
-{
+char *vlv_domain_xml(virDomain *dom, gboolean inactive, GError **error) {
         unsigned int flags = VIR_DOMAIN_XML_SECURE;
         char *xml, *out;
 
@@ -106,8 +88,7 @@ vlv_domain_xml(virDomain *dom, gboolean inactive, GError **error)
                 flags |= VIR_DOMAIN_XML_INACTIVE;
         xml = virDomainGetXMLDesc(dom, flags);
         if (!xml) {
-                vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT,
-                                      "cannot read the definition of VM '%s'",
+                vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT, "cannot read the definition of VM '%s'",
                                       virDomainGetName(dom));
                 return NULL;
         }
@@ -117,9 +98,7 @@ vlv_domain_xml(virDomain *dom, gboolean inactive, GError **error)
         return out;
 }
 
-VlvDevice *
-vlv_devices_view(GPtrArray *found, size_t *n)
-{
+VlvDevice *vlv_devices_view(GPtrArray *found, size_t *n) {
         VlvDevice *devs = g_new0(VlvDevice, found->len + 1);
 
         for (guint i = 0; i < found->len; i++) {
@@ -132,28 +111,23 @@ vlv_devices_view(GPtrArray *found, size_t *n)
         return devs;
 }
 
-static gboolean
-check_one(virDomain *other, gboolean inactive, const VlvDevice *devs, size_t n,
-          GError **error)
-{
+static gboolean check_one(virDomain *other, gboolean inactive, const VlvDevice *devs, size_t n, GError **error) {
         g_autofree char *xml = vlv_domain_xml(other, inactive, NULL);
         g_autoptr(GPtrArray) found = NULL;
 
         if (!xml || !(found = vlv_domxml_list_devices(xml, NULL)))
-                return TRUE;    /* unreadable: nothing known to conflict */
+                return TRUE; /* unreadable: nothing known to conflict */
         for (guint k = 0; k < found->len; k++) {
                 VlvDomainDevice *d = found->pdata[k];
 
                 for (size_t i = 0; i < n; i++) {
-                        if (strcmp(d->name, devs[i].name) != 0 &&
-                            g_strcmp0(d->socket_path, devs[i].socket_path) != 0)
+                        if (strcmp(d->name, devs[i].name) != 0 && g_strcmp0(d->socket_path, devs[i].socket_path) != 0)
                                 continue;
                         g_set_error(error, VLV_ERROR, VLV_ERROR_ATTACHED_ELSEWHERE,
                                     "device '%s' is already attached to VM '%s' (%s "
                                     "definition); detach it there first "
-                                    "(vfuctl detach %s)", devs[i].name,
-                                    virDomainGetName(other),
-                                    inactive ? "persistent" : "running",
+                                    "(vfuctl detach %s)",
+                                    devs[i].name, virDomainGetName(other), inactive ? "persistent" : "running",
                                     devs[i].name);
                         return FALSE;
                 }
@@ -161,10 +135,7 @@ check_one(virDomain *other, gboolean inactive, const VlvDevice *devs, size_t n,
         return TRUE;
 }
 
-gboolean
-vlv_check_not_elsewhere(virConnect *conn, virDomain *dom, const VlvDevice *devs,
-                        size_t n, GError **error)
-{
+gboolean vlv_check_not_elsewhere(virConnect *conn, virDomain *dom, const VlvDevice *devs, size_t n, GError **error) {
         unsigned char self[VIR_UUID_BUFLEN], uuid[VIR_UUID_BUFLEN];
         virDomainPtr *doms = NULL;
         gboolean ok = TRUE;
@@ -182,8 +153,7 @@ vlv_check_not_elsewhere(virConnect *conn, virDomain *dom, const VlvDevice *devs,
                 return FALSE;
         }
         for (int i = 0; i < count; i++) {
-                if (ok && virDomainGetUUID(doms[i], uuid) == 0 &&
-                    memcmp(uuid, self, sizeof(self)) != 0) {
+                if (ok && virDomainGetUUID(doms[i], uuid) == 0 && memcmp(uuid, self, sizeof(self)) != 0) {
                         if (virDomainIsPersistent(doms[i]) == 1)
                                 ok = check_one(doms[i], TRUE, devs, n, error);
                         if (ok && virDomainIsActive(doms[i]) == 1)
@@ -195,9 +165,7 @@ vlv_check_not_elsewhere(virConnect *conn, virDomain *dom, const VlvDevice *devs,
         return ok;
 }
 
-static gboolean
-same_devices(GPtrArray *found, const VlvDevice *devs, size_t n)
-{
+static gboolean same_devices(GPtrArray *found, const VlvDevice *devs, size_t n) {
         if (found->len != n)
                 return FALSE;
         for (size_t i = 0; i < n; i++) {
@@ -207,7 +175,7 @@ same_devices(GPtrArray *found, const VlvDevice *devs, size_t n)
                         VlvDomainDevice *d = found->pdata[k];
 
                         seen = strcmp(d->name, devs[i].name) == 0 &&
-                               g_strcmp0(d->socket_path, devs[i].socket_path) == 0;
+                                g_strcmp0(d->socket_path, devs[i].socket_path) == 0;
                 }
                 if (!seen)
                         return FALSE;
@@ -215,11 +183,8 @@ same_devices(GPtrArray *found, const VlvDevice *devs, size_t n)
         return TRUE;
 }
 
-gboolean
-vlv_define_checked(virConnect *conn, virDomain *dom, const char *vm,
-                   const char *xml, const char *old_xml, const VlvDevice *devs,
-                   size_t n, GError **error)
-{
+gboolean vlv_define_checked(virConnect *conn, virDomain *dom, const char *vm, const char *xml, const char *old_xml,
+                            const VlvDevice *devs, size_t n, GError **error) {
         g_autoptr(virDomain) defined = NULL;
         g_autoptr(virDomain) restored = NULL;
         g_autofree char *back = NULL;
@@ -229,7 +194,8 @@ vlv_define_checked(virConnect *conn, virDomain *dom, const char *vm,
         if (!defined) {
                 vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT,
                                       "libvirt refused vfu's definition of VM '%s' "
-                                      "(the definition is unchanged)", vm);
+                                      "(the definition is unchanged)",
+                                      vm);
                 return FALSE;
         }
         back = vlv_domain_xml(defined, TRUE, error);
@@ -245,12 +211,14 @@ vlv_define_checked(virConnect *conn, virDomain *dom, const char *vm,
                 vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT,
                                       "libvirt dropped vfu's <qemu:commandline> "
                                       "entries from VM '%s', and putting the previous "
-                                      "definition back failed too", vm);
+                                      "definition back failed too",
+                                      vm);
         else
                 g_set_error(error, VLV_ERROR, VLV_ERROR_LIBVIRT,
                             "libvirt accepted the definition of VM '%s' but dropped "
                             "vfu's <qemu:commandline> entries (does this connection "
                             "use the QEMU driver?); the previous definition was put "
-                            "back", vm);
+                            "back",
+                            vm);
         return FALSE;
 }

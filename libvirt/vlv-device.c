@@ -5,26 +5,20 @@
 
 #include "vlv-private.h"
 
-static gboolean
-name_char_ok(char c)
-{
+static gboolean name_char_ok(char c) {
         return g_ascii_isalnum(c) || c == '_' || c == '.' || c == '-';
 }
 
-gboolean
-vlv_device_check(const VlvDevice *dev, GError **error)
-{
+gboolean vlv_device_check(const VlvDevice *dev, GError **error) {
         size_t len;
 
         if (!dev || !dev->name || !*dev->name) {
-                g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID,
-                            "a vfu device needs a name");
+                g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID, "a vfu device needs a name");
                 return FALSE;
         }
         len = strlen(dev->name);
         if (len > VLV_NAME_MAX) {
-                g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID,
-                            "device name '%.64s…' is longer than %d characters",
+                g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID, "device name '%.64s…' is longer than %d characters",
                             dev->name, VLV_NAME_MAX);
                 return FALSE;
         }
@@ -39,8 +33,8 @@ vlv_device_check(const VlvDevice *dev, GError **error)
         }
         if (!dev->socket_path || dev->socket_path[0] != '/') {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID,
-                            "device '%s': the socket path must be absolute, got '%s'",
-                            dev->name, dev->socket_path ? dev->socket_path : "");
+                            "device '%s': the socket path must be absolute, got '%s'", dev->name,
+                            dev->socket_path ? dev->socket_path : "");
                 return FALSE;
         }
         len = strlen(dev->socket_path);
@@ -51,27 +45,24 @@ vlv_device_check(const VlvDevice *dev, GError **error)
                             dev->name, len, VLV_SUN_PATH_MAX);
                 return FALSE;
         }
-        if (!g_utf8_validate(dev->socket_path, (gssize)len, NULL)) {
-                g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID,
-                            "device '%s': the socket path is not valid UTF-8",
+        if (!g_utf8_validate(dev->socket_path, (gssize) len, NULL)) {
+                g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID, "device '%s': the socket path is not valid UTF-8",
                             dev->name);
                 return FALSE;
         }
         for (size_t i = 0; i < len; i++) {
-                if ((unsigned char)dev->socket_path[i] < 0x20 ||
-                    dev->socket_path[i] == 0x7f) {
+                if ((unsigned char) dev->socket_path[i] < 0x20 || dev->socket_path[i] == 0x7f) {
                         g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID,
                                     "device '%s': the socket path contains a "
-                                    "control character", dev->name);
+                                    "control character",
+                                    dev->name);
                         return FALSE;
                 }
         }
         return TRUE;
 }
 
-char *
-vlv_device_json(const VlvDevice *dev, const char *bus, const char *addr)
-{
+char *vlv_device_json(const VlvDevice *dev, const char *bus, const char *addr) {
         g_autoptr(JsonBuilder) b = json_builder_new();
         g_autoptr(JsonGenerator) gen = json_generator_new();
         g_autoptr(JsonNode) root = NULL;
@@ -101,21 +92,15 @@ vlv_device_json(const VlvDevice *dev, const char *bus, const char *addr)
         return json_generator_to_data(gen, NULL);
 }
 
-static char *
-member_string(JsonObject *o, const char *name)
-{
+static char *member_string(JsonObject *o, const char *name) {
         JsonNode *n = json_object_get_member(o, name);
 
-        if (!n || JSON_NODE_TYPE(n) != JSON_NODE_VALUE ||
-            json_node_get_value_type(n) != G_TYPE_STRING)
+        if (!n || JSON_NODE_TYPE(n) != JSON_NODE_VALUE || json_node_get_value_type(n) != G_TYPE_STRING)
                 return NULL;
         return g_strdup(json_node_get_string(n));
 }
 
-gboolean
-vlv_arg_parse(const char *value, char **id, char **driver, char **socket_path,
-              char **bus, char **addr)
-{
+gboolean vlv_arg_parse(const char *value, char **id, char **driver, char **socket_path, char **bus, char **addr) {
         g_autoptr(JsonParser) p = NULL;
         g_autofree char *the_id = NULL;
         JsonNode *root;
@@ -132,8 +117,7 @@ vlv_arg_parse(const char *value, char **id, char **driver, char **socket_path,
                 return FALSE;
         o = json_node_get_object(root);
         the_id = member_string(o, "id");
-        if (!the_id || (!g_str_has_prefix(the_id, VLV_DEVICE_PREFIX) &&
-                        !g_str_has_prefix(the_id, VLV_CTRL_PREFIX)))
+        if (!the_id || (!g_str_has_prefix(the_id, VLV_DEVICE_PREFIX) && !g_str_has_prefix(the_id, VLV_CTRL_PREFIX)))
                 return FALSE;
 
         if (driver)

@@ -6,36 +6,27 @@
 
 #include "vlv-private.h"
 
-static gpointer
-init_libxml(gpointer data)
-{
-        xmlInitParser();        /* required once before threads use libxml2 */
+static gpointer init_libxml(gpointer data) {
+        xmlInitParser(); /* required once before threads use libxml2 */
         return NULL;
 }
 
-static char *
-last_error(xmlParserCtxt *ctxt, int *line)
-{
+static char *last_error(xmlParserCtxt *ctxt, int *line) {
         xmlError *e = xmlCtxtGetLastError(ctxt);
 
         *line = e ? e->line : 0;
         return g_strchomp(g_strdup(e && e->message ? e->message : "unknown error"));
 }
 
-static gboolean
-is_blank_text(xmlNode *n)
-{
-        return (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) &&
-               xmlIsBlankNode(n);
+static gboolean is_blank_text(xmlNode *n) {
+        return (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) && xmlIsBlankNode(n);
 }
 
 /* Drop whitespace-only text next to elements (indentation inside mixed
  * content, which the parser keeps and the formatter would then lay out
  * differently on every round).  Text-only elements keep their text.
  * libxml2 bounds the depth (256 without XML_PARSE_HUGE). */
-static void
-strip_layout(xmlNode *parent)
-{
+static void strip_layout(xmlNode *parent) {
         gboolean has_element = FALSE;
         xmlNode *c, *next;
 
@@ -53,9 +44,7 @@ strip_layout(xmlNode *parent)
         }
 }
 
-xmlDoc *
-vlv_xml_parse(const char *xml, GError **error)
-{
+xmlDoc *vlv_xml_parse(const char *xml, GError **error) {
         static GOnce once = G_ONCE_INIT;
         xmlParserCtxt *ctxt;
         xmlDoc *doc;
@@ -77,15 +66,13 @@ vlv_xml_parse(const char *xml, GError **error)
                 g_set_error(error, VLV_ERROR, VLV_ERROR_XML, "out of memory parsing XML");
                 return NULL;
         }
-        doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domain.xml", NULL,
-                                XML_PARSE_NONET | XML_PARSE_NOBLANKS |
-                                XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        doc = xmlCtxtReadMemory(ctxt, xml, (int) len, "domain.xml", NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
         if (!doc || !ctxt->wellFormed) {
                 g_autofree char *msg = last_error(ctxt, &line);
 
-                g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
-                            "the domain XML is not well-formed (line %d: %s)",
-                            line, msg);
+                g_set_error(error, VLV_ERROR, VLV_ERROR_XML, "the domain XML is not well-formed (line %d: %s)", line,
+                            msg);
                 if (doc)
                         xmlFreeDoc(doc);
                 xmlFreeParserCtxt(ctxt);
@@ -110,9 +97,7 @@ vlv_xml_parse(const char *xml, GError **error)
         return doc;
 }
 
-char *
-vlv_xml_format(xmlDoc *doc)
-{
+char *vlv_xml_format(xmlDoc *doc) {
         xmlBuffer *buf;
         xmlSaveCtxt *save;
         char *out;
@@ -124,39 +109,31 @@ vlv_xml_format(xmlDoc *doc)
         save = xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_FORMAT | XML_SAVE_NO_DECL);
         xmlSaveDoc(save, doc);
         xmlSaveClose(save);
-        out = g_strndup((const char *)xmlBufferContent(buf),
-                        (gsize)xmlBufferLength(buf));
+        out = g_strndup((const char *) xmlBufferContent(buf), (gsize) xmlBufferLength(buf));
         xmlBufferFree(buf);
         return out;
 }
 
-xmlNode *
-vlv_xml_child(xmlNode *parent, const char *name)
-{
+xmlNode *vlv_xml_child(xmlNode *parent, const char *name) {
         for (xmlNode *c = parent->children; c; c = c->next)
-                if (c->type == XML_ELEMENT_NODE && !c->ns &&
-                    strcmp((const char *)c->name, name) == 0)
+                if (c->type == XML_ELEMENT_NODE && !c->ns && strcmp((const char *) c->name, name) == 0)
                         return c;
         return NULL;
 }
 
-char *
-vlv_xml_domain_name(xmlNode *root)
-{
+char *vlv_xml_domain_name(xmlNode *root) {
         xmlNode *n = vlv_xml_child(root, "name");
         xmlChar *s = n ? xmlNodeGetContent(n) : NULL;
-        char *out = g_strdup(s && *s ? (const char *)s : "?");
+        char *out = g_strdup(s && *s ? (const char *) s : "?");
 
         xmlFree(s);
         return out;
 }
 
-static xmlNode *
-domain_root(xmlDoc *doc, GError **error)
-{
+static xmlNode *domain_root(xmlDoc *doc, GError **error) {
         xmlNode *root = xmlDocGetRootElement(doc);
 
-        if (!root || root->ns || strcmp((const char *)root->name, "domain") != 0) {
+        if (!root || root->ns || strcmp((const char *) root->name, "domain") != 0) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
                             "the XML is not a libvirt domain definition "
                             "(its root element is not <domain>)");
@@ -165,22 +142,19 @@ domain_root(xmlDoc *doc, GError **error)
         return root;
 }
 
-static gboolean
-check_devices(const VlvDevice *devs, size_t n, GError **error)
-{
+static gboolean check_devices(const VlvDevice *devs, size_t n, GError **error) {
         for (size_t i = 0; i < n; i++) {
                 if (!vlv_device_check(&devs[i], error))
                         return FALSE;
                 for (size_t j = 0; j < i; j++) {
                         if (strcmp(devs[i].name, devs[j].name) == 0) {
-                                g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID,
-                                            "device '%s' is listed twice", devs[i].name);
+                                g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID, "device '%s' is listed twice",
+                                            devs[i].name);
                                 return FALSE;
                         }
                         if (strcmp(devs[i].socket_path, devs[j].socket_path) == 0) {
                                 g_set_error(error, VLV_ERROR, VLV_ERROR_INVALID,
-                                            "devices '%s' and '%s' share the socket %s",
-                                            devs[j].name, devs[i].name,
+                                            "devices '%s' and '%s' share the socket %s", devs[j].name, devs[i].name,
                                             devs[i].socket_path);
                                 return FALSE;
                         }
@@ -189,21 +163,17 @@ check_devices(const VlvDevice *devs, size_t n, GError **error)
         return TRUE;
 }
 
-static int
-compare_by_name(gconstpointer a, gconstpointer b, gpointer data)
-{
+static int compare_by_name(gconstpointer a, gconstpointer b, gpointer data) {
         const VlvDevice *devs = data;
 
-        return strcmp(devs[*(const size_t *)a].name, devs[*(const size_t *)b].name);
+        return strcmp(devs[*(const size_t *) a].name, devs[*(const size_t *) b].name);
 }
 
 /* Give every device a place: a device already in the definition keeps
  * its place when that is still valid; the others take the lowest free
  * place, in name order. */
-static void
-assign_places(const VlvLayout *layout, GPtrArray *pairs, const VlvDevice *devs,
-              size_t n, const size_t *order, int *place)
-{
+static void assign_places(const VlvLayout *layout, GPtrArray *pairs, const VlvDevice *devs, size_t n,
+                          const size_t *order, int *place) {
         g_autofree gboolean *taken = g_new0(gboolean, layout->n_places);
 
         for (size_t i = 0; i < n; i++)
@@ -234,16 +204,13 @@ assign_places(const VlvLayout *layout, GPtrArray *pairs, const VlvDevice *devs,
                 if (place[i] >= 0)
                         continue;
                 while (taken[pl])
-                        pl++;   /* n <= n_places, so a free place exists */
-                place[i] = (int)pl;
+                        pl++; /* n <= n_places, so a free place exists */
+                place[i] = (int) pl;
                 taken[pl] = TRUE;
         }
 }
 
-gboolean
-vlv_domxml_edit(xmlDoc *doc, const VlvDevice *devs, size_t n, gboolean *changed,
-                GError **error)
-{
+gboolean vlv_domxml_edit(xmlDoc *doc, const VlvDevice *devs, size_t n, gboolean *changed, GError **error) {
         g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
         g_autoptr(GPtrArray) pairs = NULL;
         g_autofree size_t *order = NULL;
@@ -261,18 +228,16 @@ vlv_domxml_edit(xmlDoc *doc, const VlvDevice *devs, size_t n, gboolean *changed,
                 return vlv_cmdline_set(root, values, changed, error);
 
         vm = vlv_xml_domain_name(root);
-        if (!vlv_domain_type_check(root, vm, error) ||
-            !(layout = vlv_layout_for(root, error)))
+        if (!vlv_domain_type_check(root, vm, error) || !(layout = vlv_layout_for(root, error)))
                 return FALSE;
         if (n > layout->n_places) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_ADDRESS,
                             "VM '%s' would have %zu vfio-user devices; a %s machine "
-                            "takes at most %u", vm, n, layout->machine,
-                            layout->n_places);
+                            "takes at most %u",
+                            vm, n, layout->machine, layout->n_places);
                 return FALSE;
         }
-        if (!vlv_layout_check_free(layout, root, vm, error) ||
-            !vlv_memory_prepare(root, vm, TRUE, changed, error) ||
+        if (!vlv_layout_check_free(layout, root, vm, error) || !vlv_memory_prepare(root, vm, TRUE, changed, error) ||
             !vlv_cmdline_find(root, &cmdline, error))
                 return FALSE;
 
@@ -280,7 +245,7 @@ vlv_domxml_edit(xmlDoc *doc, const VlvDevice *devs, size_t n, gboolean *changed,
         order = g_new(size_t, n);
         for (size_t i = 0; i < n; i++)
                 order[i] = i;
-        g_qsort_with_data(order, (gint)n, sizeof(*order), compare_by_name, (gpointer)devs);
+        g_qsort_with_data(order, (gint) n, sizeof(*order), compare_by_name, (gpointer) devs);
         place = g_new(int, n);
         assign_places(layout, pairs, devs, n, order, place);
 
@@ -290,16 +255,14 @@ vlv_domxml_edit(xmlDoc *doc, const VlvDevice *devs, size_t n, gboolean *changed,
                 size_t i = order[k];
                 g_autofree char *bus = NULL, *addr = NULL;
 
-                vlv_layout_place(layout, (guint)place[i], &bus, &addr);
+                vlv_layout_place(layout, (guint) place[i], &bus, &addr);
                 g_ptr_array_add(values, vlv_device_json(&devs[i], bus, addr));
         }
         return vlv_cmdline_set(root, values, changed, error);
 }
 
-gboolean
-vlv_domxml_render(const char *in_xml, const VlvDevice *devs, size_t n_devs,
-                  char **out_xml, gboolean *changed, GError **error)
-{
+gboolean vlv_domxml_render(const char *in_xml, const VlvDevice *devs, size_t n_devs, char **out_xml, gboolean *changed,
+                           GError **error) {
         g_autoptr(xmlDoc) doc = vlv_xml_parse(in_xml, error);
         gboolean did_change = FALSE;
 
@@ -311,9 +274,7 @@ vlv_domxml_render(const char *in_xml, const VlvDevice *devs, size_t n_devs,
         return TRUE;
 }
 
-void
-vlv_domain_device_free(VlvDomainDevice *dev)
-{
+void vlv_domain_device_free(VlvDomainDevice *dev) {
         if (!dev)
                 return;
         g_free(dev->name);
@@ -323,25 +284,21 @@ vlv_domain_device_free(VlvDomainDevice *dev)
         g_free(dev);
 }
 
-GPtrArray *
-vlv_domxml_list_devices(const char *xml, GError **error)
-{
+GPtrArray *vlv_domxml_list_devices(const char *xml, GError **error) {
         g_autoptr(xmlDoc) doc = vlv_xml_parse(xml, error);
         g_autoptr(GPtrArray) pairs = NULL;
         GPtrArray *out;
         xmlNode *root, *cmdline;
 
-        if (!doc || !(root = domain_root(doc, error)) ||
-            !vlv_cmdline_find(root, &cmdline, error))
+        if (!doc || !(root = domain_root(doc, error)) || !vlv_cmdline_find(root, &cmdline, error))
                 return NULL;
         pairs = vlv_cmdline_vfu_pairs(cmdline);
-        out = g_ptr_array_new_with_free_func((GDestroyNotify)vlv_domain_device_free);
+        out = g_ptr_array_new_with_free_func((GDestroyNotify) vlv_domain_device_free);
         for (guint i = 0; i < pairs->len; i++) {
                 VlvArgPair *p = pairs->pdata[i];
                 VlvDomainDevice *d;
 
-                if (!g_str_has_prefix(p->id, VLV_DEVICE_PREFIX) ||
-                    g_strcmp0(p->driver, VLV_DRIVER) != 0)
+                if (!g_str_has_prefix(p->id, VLV_DEVICE_PREFIX) || g_strcmp0(p->driver, VLV_DRIVER) != 0)
                         continue;
                 d = g_new0(VlvDomainDevice, 1);
                 d->name = g_strdup(p->id + strlen(VLV_DEVICE_PREFIX));

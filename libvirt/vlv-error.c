@@ -2,4 +2,4 @@
 /* The VLV_ERROR GError domain. */
 #include "vlv.h"
 
-G_DEFINE_QUARK(vlv-error-quark, vlv_error)
+G_DEFINE_QUARK(vlv - error - quark, vlv_error)

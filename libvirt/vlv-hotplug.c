@@ -12,9 +12,7 @@
 
 /* Run one QMP command; returns its "return" member (a new node), or
  * NULL with VLV_ERROR_HOTPLUG carrying QEMU's description. */
-JsonNode *
-vlv_qmp(virDomain *dom, const char *execute, JsonNode *arguments, GError **error)
-{
+JsonNode *vlv_qmp(virDomain *dom, const char *execute, JsonNode *arguments, GError **error) {
         g_autoptr(JsonBuilder) b = json_builder_new();
         g_autoptr(JsonGenerator) gen = json_generator_new();
         g_autoptr(JsonNode) cmd = NULL;
@@ -37,11 +35,9 @@ vlv_qmp(virDomain *dom, const char *execute, JsonNode *arguments, GError **error
         json_generator_set_root(gen, cmd);
         text = json_generator_to_data(gen, NULL);
 
-        if (virDomainQemuMonitorCommand(dom, text, &result,
-                                        VIR_DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT) < 0) {
-                vlv_set_libvirt_error(error, VLV_ERROR_HOTPLUG,
-                                      "QEMU monitor command %s on VM '%s' failed",
-                                      execute, virDomainGetName(dom));
+        if (virDomainQemuMonitorCommand(dom, text, &result, VIR_DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT) < 0) {
+                vlv_set_libvirt_error(error, VLV_ERROR_HOTPLUG, "QEMU monitor command %s on VM '%s' failed", execute,
+                                      virDomainGetName(dom));
                 return NULL;
         }
         parsed = json_parser_load_from_data(parser, result, -1, NULL);
@@ -50,7 +46,8 @@ vlv_qmp(virDomain *dom, const char *execute, JsonNode *arguments, GError **error
         if (!root || JSON_NODE_TYPE(root) != JSON_NODE_OBJECT) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_HOTPLUG,
                             "QEMU answered %s on VM '%s' with something that is "
-                            "not a QMP reply", execute, virDomainGetName(dom));
+                            "not a QMP reply",
+                            execute, virDomainGetName(dom));
                 return NULL;
         }
         reply = json_node_get_object(root);
@@ -58,8 +55,7 @@ vlv_qmp(virDomain *dom, const char *execute, JsonNode *arguments, GError **error
                 JsonObject *e = json_object_get_object_member(reply, "error");
                 const char *desc = e ? json_object_get_string_member_with_default(e, "desc", NULL) : NULL;
 
-                g_set_error(error, VLV_ERROR, VLV_ERROR_HOTPLUG,
-                            "QEMU refused %s on VM '%s': %s", execute,
+                g_set_error(error, VLV_ERROR, VLV_ERROR_HOTPLUG, "QEMU refused %s on VM '%s': %s", execute,
                             virDomainGetName(dom), desc ? desc : "no reason given");
                 return NULL;
         }
@@ -69,9 +65,7 @@ vlv_qmp(virDomain *dom, const char *execute, JsonNode *arguments, GError **error
 }
 
 /* Is a device with QEMU id @id plugged into the running @dom? */
-gboolean
-vlv_qmp_has_device(virDomain *dom, const char *id, gboolean *present, GError **error)
-{
+gboolean vlv_qmp_has_device(virDomain *dom, const char *id, gboolean *present, GError **error) {
         g_autoptr(JsonBuilder) b = json_builder_new();
         g_autoptr(JsonNode) args = NULL, ret = NULL;
         JsonArray *list;
@@ -97,15 +91,12 @@ vlv_qmp_has_device(virDomain *dom, const char *id, gboolean *present, GError **e
         return TRUE;
 }
 
-gboolean
-vlv_qmp_device_add(virDomain *dom, const char *device_json, GError **error)
-{
+gboolean vlv_qmp_device_add(virDomain *dom, const char *device_json, GError **error) {
         g_autoptr(JsonParser) p = json_parser_new();
         g_autoptr(JsonNode) ret = NULL;
 
         if (!json_parser_load_from_data(p, device_json, -1, NULL)) {
-                g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
-                            "vfu's -device argument is not JSON: %s", device_json);
+                g_set_error(error, VLV_ERROR, VLV_ERROR_XML, "vfu's -device argument is not JSON: %s", device_json);
                 return FALSE;
         }
         ret = vlv_qmp(dom, "device_add", json_parser_get_root(p), error);
@@ -127,9 +118,7 @@ vlv_qmp_device_add(virDomain *dom, const char *device_json, GError **error)
 #define VLV_QEMU_UNPLUG_OK_MAJOR 11
 #define VLV_QEMU_UNPLUG_OK_MINOR 2
 
-static gboolean
-check_unplug_safe(virDomain *dom, gboolean msix, GError **error)
-{
+static gboolean check_unplug_safe(virDomain *dom, gboolean msix, GError **error) {
         g_autoptr(JsonNode) ret = NULL;
         JsonObject *o, *q;
         gint64 major, minor, micro;
@@ -142,7 +131,7 @@ check_unplug_safe(virDomain *dom, gboolean msix, GError **error)
         o = JSON_NODE_HOLDS_OBJECT(ret) ? json_node_get_object(ret) : NULL;
         q = o && json_object_has_member(o, "qemu") ? json_object_get_object_member(o, "qemu") : NULL;
         if (!q)
-                return TRUE;    /* unknown: let QEMU decide */
+                return TRUE; /* unknown: let QEMU decide */
         major = json_object_get_int_member_with_default(q, "major", 0);
         minor = json_object_get_int_member_with_default(q, "minor", 0);
         micro = json_object_get_int_member_with_default(q, "micro", 0);
@@ -150,8 +139,8 @@ check_unplug_safe(virDomain *dom, gboolean msix, GError **error)
             (major == VLV_QEMU_UNPLUG_OK_MAJOR && minor >= VLV_QEMU_UNPLUG_OK_MINOR))
                 return TRUE;
         g_set_error(error, VLV_ERROR, VLV_ERROR_HOTPLUG,
-                    "VM '%s' runs QEMU %" G_GINT64_FORMAT ".%" G_GINT64_FORMAT ".%"
-                    G_GINT64_FORMAT ", whose vfio-user client aborts when a device "
+                    "VM '%s' runs QEMU %" G_GINT64_FORMAT ".%" G_GINT64_FORMAT ".%" G_GINT64_FORMAT
+                    ", whose vfio-user client aborts when a device "
                     "with MSI-X is hot-unplugged (the VM would crash); shut the VM down and "
                     "detach the device then (the persistent definition is unchanged), or "
                     "use an NVMe device created with msi (--msi), which QEMU can unplug",
@@ -166,9 +155,7 @@ typedef struct {
         gboolean deleted;
 } DeleteWait;
 
-static DeleteWait *
-delete_wait_new(const char *id)
-{
+static DeleteWait *delete_wait_new(const char *id) {
         DeleteWait *w = g_atomic_rc_box_new0(DeleteWait);
 
         g_mutex_init(&w->lock);
@@ -177,38 +164,29 @@ delete_wait_new(const char *id)
         return w;
 }
 
-static void
-delete_wait_clear(DeleteWait *w)
-{
+static void delete_wait_clear(DeleteWait *w) {
         g_mutex_clear(&w->lock);
         g_cond_clear(&w->cond);
         g_free(w->id);
 }
 
-static void
-delete_wait_unref(void *w)
-{
-        g_atomic_rc_box_release_full(w, (GDestroyNotify)delete_wait_clear);
+static void delete_wait_unref(void *w) {
+        g_atomic_rc_box_release_full(w, (GDestroyNotify) delete_wait_clear);
 }
 
 /* QEMU monitor event, in the vlv-events thread */
-static void
-on_monitor_event(virConnectPtr conn, virDomainPtr dom, const char *event,
-                 long long seconds, unsigned int micros, const char *details,
-                 void *opaque)
-{
+static void on_monitor_event(virConnectPtr conn, virDomainPtr dom, const char *event, long long seconds,
+                             unsigned int micros, const char *details, void *opaque) {
         DeleteWait *w = opaque;
         g_autoptr(JsonParser) p = json_parser_new();
         JsonNode *root;
         const char *device = NULL;
 
-        if (g_strcmp0(event, "DEVICE_DELETED") != 0 || !details ||
-            !json_parser_load_from_data(p, details, -1, NULL))
+        if (g_strcmp0(event, "DEVICE_DELETED") != 0 || !details || !json_parser_load_from_data(p, details, -1, NULL))
                 return;
         root = json_parser_get_root(p);
         if (root && JSON_NODE_TYPE(root) == JSON_NODE_OBJECT)
-                device = json_object_get_string_member_with_default(
-                        json_node_get_object(root), "device", NULL);
+                device = json_object_get_string_member_with_default(json_node_get_object(root), "device", NULL);
         if (g_strcmp0(device, w->id) != 0)
                 return;
         g_mutex_lock(&w->lock);
@@ -217,10 +195,7 @@ on_monitor_event(virConnectPtr conn, virDomainPtr dom, const char *event,
         g_mutex_unlock(&w->lock);
 }
 
-gboolean
-vlv_qmp_device_del_wait(virConnect *conn, virDomain *dom, const char *id,
-                        guint timeout_ms, GError **error)
-{
+gboolean vlv_qmp_device_del_wait(virConnect *conn, virDomain *dom, const char *id, guint timeout_ms, GError **error) {
         g_autoptr(JsonBuilder) b = json_builder_new();
         g_autoptr(JsonNode) args = NULL, ret = NULL;
         DeleteWait *w = delete_wait_new(id);
@@ -229,15 +204,12 @@ vlv_qmp_device_del_wait(virConnect *conn, virDomain *dom, const char *id,
         int cb;
 
         /* listen before asking, so the event cannot slip past */
-        cb = virConnectDomainQemuMonitorEventRegister(conn, dom, "DEVICE_DELETED",
-                                                      on_monitor_event,
-                                                      g_atomic_rc_box_acquire(w),
-                                                      delete_wait_unref, 0);
+        cb = virConnectDomainQemuMonitorEventRegister(conn, dom, "DEVICE_DELETED", on_monitor_event,
+                                                      g_atomic_rc_box_acquire(w), delete_wait_unref, 0);
         if (cb < 0) {
-                vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT,
-                                      "cannot watch QEMU events of VM '%s'",
+                vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT, "cannot watch QEMU events of VM '%s'",
                                       virDomainGetName(dom));
-                delete_wait_unref(w);   /* the reference given to libvirt */
+                delete_wait_unref(w); /* the reference given to libvirt */
                 delete_wait_unref(w);
                 return FALSE;
         }
@@ -249,7 +221,7 @@ vlv_qmp_device_del_wait(virConnect *conn, virDomain *dom, const char *id,
         args = json_builder_get_root(b);
         ret = vlv_qmp(dom, "device_del", args, error);
         if (ret) {
-                deadline = g_get_monotonic_time() + (gint64)timeout_ms * G_TIME_SPAN_MILLISECOND;
+                deadline = g_get_monotonic_time() + (gint64) timeout_ms * G_TIME_SPAN_MILLISECOND;
                 g_mutex_lock(&w->lock);
                 while (!w->deleted && g_cond_wait_until(&w->cond, &w->lock, deadline))
                         ;
@@ -282,17 +254,14 @@ vlv_qmp_device_del_wait(virConnect *conn, virDomain *dom, const char *id,
 
 /* @devs from the persistent definition, with @dev added or replaced
  * (@dev NULL: @drop removed).  Pointers are into @found and @dev. */
-static VlvDevice *
-edited_set(GPtrArray *found, const VlvDevice *dev, const char *drop, size_t *n)
-{
+static VlvDevice *edited_set(GPtrArray *found, const VlvDevice *dev, const char *drop, size_t *n) {
         VlvDevice *devs = g_new0(VlvDevice, found->len + 2);
 
         *n = 0;
         for (guint i = 0; i < found->len; i++) {
                 VlvDomainDevice *d = found->pdata[i];
 
-                if ((dev && strcmp(d->name, dev->name) == 0) ||
-                    (drop && strcmp(d->name, drop) == 0))
+                if ((dev && strcmp(d->name, dev->name) == 0) || (drop && strcmp(d->name, drop) == 0))
                         continue;
                 devs[*n].name = d->name;
                 devs[*n].socket_path = d->socket_path;
@@ -304,9 +273,7 @@ edited_set(GPtrArray *found, const VlvDevice *dev, const char *drop, size_t *n)
 }
 
 /* The `-device` JSON vfu rendered for device @name in @xml. */
-static char *
-rendered_device_json(const char *xml, const char *name, GError **error)
-{
+static char *rendered_device_json(const char *xml, const char *name, GError **error) {
         g_autoptr(xmlDoc) doc = vlv_xml_parse(xml, error);
         g_autoptr(GPtrArray) pairs = NULL;
         g_autofree char *id = g_strconcat(VLV_DEVICE_PREFIX, name, NULL);
@@ -319,18 +286,15 @@ rendered_device_json(const char *xml, const char *name, GError **error)
                 VlvArgPair *p = pairs->pdata[i];
 
                 if (strcmp(p->id, id) == 0)
-                        return (char *)xmlGetProp(p->value, BAD_CAST "value");
+                        return (char *) xmlGetProp(p->value, BAD_CAST "value");
         }
-        g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
-                    "device %s is missing from the rendered definition", name);
+        g_set_error(error, VLV_ERROR, VLV_ERROR_XML, "device %s is missing from the rendered definition", name);
         return NULL;
 }
 
 /* The running VM can take a vfio-user device at @bus: shared fd-backed
  * RAM, and vfu's controllers (it was started with vfu devices). */
-static gboolean
-check_live(virDomain *dom, const char *bus, GError **error)
-{
+static gboolean check_live(virDomain *dom, const char *bus, GError **error) {
         g_autofree char *xml = vlv_domain_xml(dom, FALSE, error);
         g_autoptr(xmlDoc) doc = NULL;
         g_autoptr(GPtrArray) pairs = NULL;
@@ -342,8 +306,7 @@ check_live(virDomain *dom, const char *bus, GError **error)
                 return FALSE;
         root = xmlDocGetRootElement(doc);
         vm = vlv_xml_domain_name(root);
-        if (!vlv_memory_prepare(root, vm, FALSE, &changed, error) ||
-            !vlv_cmdline_find(root, &cmdline, error))
+        if (!vlv_memory_prepare(root, vm, FALSE, &changed, error) || !vlv_cmdline_find(root, &cmdline, error))
                 return FALSE;
         pairs = vlv_cmdline_vfu_pairs(cmdline);
         for (guint i = 0; i < pairs->len; i++) {
@@ -356,13 +319,12 @@ check_live(virDomain *dom, const char *bus, GError **error)
                     "VM '%s' was started without vfu's hot-plug ports (it had no "
                     "vfio-user device at boot), so a device cannot be hot-plugged "
                     "into it; record the device in its definition (apply) and "
-                    "restart the VM", vm);
+                    "restart the VM",
+                    vm);
         return FALSE;
 }
 
-gboolean
-vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error)
-{
+gboolean vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error) {
         g_autoptr(virConnect) conn = NULL;
         g_autoptr(virDomain) dom = NULL;
         g_autofree char *old_xml = NULL, *new_xml = NULL, *json = NULL, *id = NULL;
@@ -372,18 +334,17 @@ vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error
         gboolean changed = FALSE, plugged = FALSE, present = FALSE;
         size_t n;
 
-        if (!vlv_device_check(dev, error) ||
-            !(conn = vlv_connect(uri, error)) ||
+        if (!vlv_device_check(dev, error) || !(conn = vlv_connect(uri, error)) ||
             !(dom = vlv_lookup(conn, uri, vm, error)))
                 return FALSE;
         if (virDomainIsPersistent(dom) != 1) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_LIBVIRT,
                             "VM '%s' is transient; vfu attaches devices to persistent "
-                            "VMs only", virDomainGetName(dom));
+                            "VMs only",
+                            virDomainGetName(dom));
                 return FALSE;
         }
-        if (!vlv_check_not_elsewhere(conn, dom, dev, 1, error) ||
-            !(old_xml = vlv_domain_xml(dom, TRUE, error)) ||
+        if (!vlv_check_not_elsewhere(conn, dom, dev, 1, error) || !(old_xml = vlv_domain_xml(dom, TRUE, error)) ||
             !(found = vlv_domxml_list_devices(old_xml, error)))
                 return FALSE;
         devs = edited_set(found, dev, NULL, &n);
@@ -404,12 +365,10 @@ vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error
                 }
                 if (!placed) {
                         g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
-                                    "device %s is missing from the rendered definition",
-                                    dev->name);
+                                    "device %s is missing from the rendered definition", dev->name);
                         return FALSE;
                 }
-                if (!check_live(dom, placed->bus, error) ||
-                    !vlv_qmp_has_device(dom, id, &present, error))
+                if (!check_live(dom, placed->bus, error) || !vlv_qmp_has_device(dom, id, &present, error))
                         return FALSE;
                 if (!present) {
                         if (!(json = rendered_device_json(new_xml, dev->name, error)) ||
@@ -420,8 +379,7 @@ vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error
         }
         if (!changed)
                 return TRUE;
-        if (vlv_define_checked(conn, dom, virDomainGetName(dom), new_xml, old_xml,
-                               devs, n, error))
+        if (vlv_define_checked(conn, dom, virDomainGetName(dom), new_xml, old_xml, devs, n, error))
                 return TRUE;
         if (plugged) {
                 /* undo: the device must not stay live without a record */
@@ -438,10 +396,8 @@ vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error
         return FALSE;
 }
 
-gboolean
-vlv_detach(const char *uri, const char *vm, const char *name, gboolean msix,
-           guint timeout_ms, GError **error)
-{
+gboolean vlv_detach(const char *uri, const char *vm, const char *name, gboolean msix, guint timeout_ms,
+                    GError **error) {
         g_autoptr(virConnect) conn = NULL;
         g_autoptr(virDomain) dom = NULL;
         g_autofree char *old_xml = NULL, *new_xml = NULL, *id = NULL;
@@ -451,30 +407,28 @@ vlv_detach(const char *uri, const char *vm, const char *name, gboolean msix,
         VlvDevice probe = { .name = name, .socket_path = "/" };
         size_t n;
 
-        if (!vlv_device_check(&probe, error) ||
-            !(conn = vlv_connect(uri, error)) ||
+        if (!vlv_device_check(&probe, error) || !(conn = vlv_connect(uri, error)) ||
             !(dom = vlv_lookup(conn, uri, vm, error)))
                 return FALSE;
         id = g_strconcat(VLV_DEVICE_PREFIX, name, NULL);
         if (virDomainIsActive(dom) == 1) {
                 if (!vlv_qmp_has_device(dom, id, &present, error))
                         return FALSE;
-                if (present && (!check_unplug_safe(dom, msix, error) ||
-                                !vlv_qmp_device_del_wait(conn, dom, id, timeout_ms, error)))
+                if (present &&
+                    (!check_unplug_safe(dom, msix, error) ||
+                     !vlv_qmp_device_del_wait(conn, dom, id, timeout_ms, error)))
                         return FALSE;
         }
         if (virDomainIsPersistent(dom) != 1)
                 return TRUE;
-        if (!(old_xml = vlv_domain_xml(dom, TRUE, error)) ||
-            !(found = vlv_domxml_list_devices(old_xml, error)))
+        if (!(old_xml = vlv_domain_xml(dom, TRUE, error)) || !(found = vlv_domxml_list_devices(old_xml, error)))
                 return FALSE;
         devs = edited_set(found, NULL, name, &n);
         if (n == found->len)
-                return TRUE;    /* not in the definition */
+                return TRUE; /* not in the definition */
         if (!vlv_domxml_render(old_xml, devs, n, &new_xml, &changed, error))
                 return FALSE;
         if (!changed)
                 return TRUE;
-        return vlv_define_checked(conn, dom, virDomainGetName(dom), new_xml, old_xml,
-                                  devs, n, error);
+        return vlv_define_checked(conn, dom, virDomainGetName(dom), new_xml, old_xml, devs, n, error);
 }

@@ -13,29 +13,24 @@
  * and of <memoryBacking>'s children (domain_conf.c formats in this order;
  * the schema itself does not care). */
 static const char *const before_backing[] = {
-        "name", "uuid", "genid", "title", "description", "metadata",
+        "name",      "uuid",   "genid",         "title",     "description", "metadata",
         "maxMemory", "memory", "currentMemory", "blkiotune", "memtune",
 };
 static const char *const before_source[] = { "hugepages", "nosharepages", "locked" };
 static const char *const before_access[] = { "hugepages", "nosharepages", "locked", "source" };
 
-static gboolean
-is_one_of(xmlNode *n, const char *const *names, size_t n_names)
-{
+static gboolean is_one_of(xmlNode *n, const char *const *names, size_t n_names) {
         if (n->type != XML_ELEMENT_NODE || n->ns)
                 return FALSE;
         for (size_t i = 0; i < n_names; i++)
-                if (strcmp((const char *)n->name, names[i]) == 0)
+                if (strcmp((const char *) n->name, names[i]) == 0)
                         return TRUE;
         return FALSE;
 }
 
 /* Insert a new element @name into @parent after the last child that is
  * one of @after (first child when none is). */
-static xmlNode *
-insert_child(xmlNode *parent, const char *name, const char *const *after,
-             size_t n_after)
-{
+static xmlNode *insert_child(xmlNode *parent, const char *name, const char *const *after, size_t n_after) {
         xmlNode *last = NULL;
         xmlNode *n = xmlNewDocNode(parent->doc, NULL, BAD_CAST name, NULL);
 
@@ -49,30 +44,25 @@ insert_child(xmlNode *parent, const char *name, const char *const *after,
         return xmlAddChild(parent, n);
 }
 
-static gboolean
-prop_is(xmlNode *n, const char *attr, const char *value)
-{
-        g_autofree char *v = (char *)xmlGetProp(n, BAD_CAST attr);
+static gboolean prop_is(xmlNode *n, const char *attr, const char *value) {
+        g_autofree char *v = (char *) xmlGetProp(n, BAD_CAST attr);
 
         return v && strcmp(v, value) == 0;
 }
 
-gboolean
-vlv_domain_type_check(xmlNode *root, const char *vm, GError **error)
-{
-        g_autofree char *type = (char *)xmlGetProp(root, BAD_CAST "type");
+gboolean vlv_domain_type_check(xmlNode *root, const char *vm, GError **error) {
+        g_autofree char *type = (char *) xmlGetProp(root, BAD_CAST "type");
 
         if (type && (strcmp(type, "kvm") == 0 || strcmp(type, "qemu") == 0))
                 return TRUE;
         g_set_error(error, VLV_ERROR, VLV_ERROR_UNSUPPORTED,
                     "VM '%s' is a domain of type '%s'; vfio-user devices need "
-                    "a QEMU domain (type 'kvm' or 'qemu')", vm, type ? type : "(none)");
+                    "a QEMU domain (type 'kvm' or 'qemu')",
+                    vm, type ? type : "(none)");
         return FALSE;
 }
 
-static gboolean
-check_numa(xmlNode *root, const char *vm, GError **error)
-{
+static gboolean check_numa(xmlNode *root, const char *vm, GError **error) {
         xmlNode *cpu = vlv_xml_child(root, "cpu");
         xmlNode *numa = cpu ? vlv_xml_child(cpu, "numa") : NULL;
 
@@ -81,25 +71,23 @@ check_numa(xmlNode *root, const char *vm, GError **error)
         for (xmlNode *cell = numa->children; cell; cell = cell->next) {
                 g_autofree char *id = NULL;
 
-                if (cell->type != XML_ELEMENT_NODE || cell->ns ||
-                    strcmp((const char *)cell->name, "cell") != 0 ||
+                if (cell->type != XML_ELEMENT_NODE || cell->ns || strcmp((const char *) cell->name, "cell") != 0 ||
                     !prop_is(cell, "memAccess", "private"))
                         continue;
-                id = (char *)xmlGetProp(cell, BAD_CAST "id");
+                id = (char *) xmlGetProp(cell, BAD_CAST "id");
                 g_set_error(error, VLV_ERROR, VLV_ERROR_MEMORY,
                             "VM '%s': NUMA cell %s has memAccess='private', so its "
                             "RAM cannot be shared with vfio-user devices (the "
                             "device would not see what the guest writes there); "
                             "set memAccess='shared' on that cell, or remove the "
-                            "attribute, and retry", vm, id ? id : "?");
+                            "attribute, and retry",
+                            vm, id ? id : "?");
                 return FALSE;
         }
         return TRUE;
 }
 
-static gboolean
-check_memory_devices(xmlNode *root, const char *vm, GError **error)
-{
+static gboolean check_memory_devices(xmlNode *root, const char *vm, GError **error) {
         xmlNode *devices = vlv_xml_child(root, "devices");
 
         if (!devices)
@@ -107,11 +95,10 @@ check_memory_devices(xmlNode *root, const char *vm, GError **error)
         for (xmlNode *m = devices->children; m; m = m->next) {
                 g_autofree char *model = NULL;
 
-                if (m->type != XML_ELEMENT_NODE || m->ns ||
-                    strcmp((const char *)m->name, "memory") != 0 ||
+                if (m->type != XML_ELEMENT_NODE || m->ns || strcmp((const char *) m->name, "memory") != 0 ||
                     !prop_is(m, "access", "private"))
                         continue;
-                model = (char *)xmlGetProp(m, BAD_CAST "model");
+                model = (char *) xmlGetProp(m, BAD_CAST "model");
                 g_set_error(error, VLV_ERROR, VLV_ERROR_MEMORY,
                             "VM '%s': memory device <memory model='%s'> has "
                             "access='private', so its RAM cannot be shared with "
@@ -123,10 +110,7 @@ check_memory_devices(xmlNode *root, const char *vm, GError **error)
         return TRUE;
 }
 
-gboolean
-vlv_memory_prepare(xmlNode *root, const char *vm, gboolean edit,
-                   gboolean *changed, GError **error)
-{
+gboolean vlv_memory_prepare(xmlNode *root, const char *vm, gboolean edit, gboolean *changed, GError **error) {
         xmlNode *backing, *source, *access;
         g_autofree char *stype = NULL, *mode = NULL;
 
@@ -137,8 +121,8 @@ vlv_memory_prepare(xmlNode *root, const char *vm, gboolean edit,
         backing = vlv_xml_child(root, "memoryBacking");
         source = backing ? vlv_xml_child(backing, "source") : NULL;
         access = backing ? vlv_xml_child(backing, "access") : NULL;
-        stype = source ? (char *)xmlGetProp(source, BAD_CAST "type") : NULL;
-        mode = access ? (char *)xmlGetProp(access, BAD_CAST "mode") : NULL;
+        stype = source ? (char *) xmlGetProp(source, BAD_CAST "type") : NULL;
+        mode = access ? (char *) xmlGetProp(access, BAD_CAST "mode") : NULL;
 
         if (mode && strcmp(mode, "shared") != 0) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_MEMORY,
@@ -148,11 +132,9 @@ vlv_memory_prepare(xmlNode *root, const char *vm, gboolean edit,
                             vm, mode);
                 return FALSE;
         }
-        if (stype && strcmp(stype, "memfd") != 0 && strcmp(stype, "file") != 0 &&
-            strcmp(stype, "anonymous") != 0) {
+        if (stype && strcmp(stype, "memfd") != 0 && strcmp(stype, "file") != 0 && strcmp(stype, "anonymous") != 0) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_XML,
-                            "VM '%s' has an unknown <memoryBacking><source type='%s'/>",
-                            vm, stype);
+                            "VM '%s' has an unknown <memoryBacking><source type='%s'/>", vm, stype);
                 return FALSE;
         }
         if (!edit) {
@@ -163,20 +145,19 @@ vlv_memory_prepare(xmlNode *root, const char *vm, gboolean edit,
                                     "RAM (<memoryBacking> needs <source type='memfd'/> "
                                     "and <access mode='shared'/>), so vfio-user "
                                     "devices cannot reach guest memory; apply vfu's "
-                                    "definition, restart the VM, then attach", vm);
+                                    "definition, restart the VM, then attach",
+                                    vm);
                         return FALSE;
                 }
                 return TRUE;
         }
 
         if (!backing) {
-                backing = insert_child(root, "memoryBacking", before_backing,
-                                       G_N_ELEMENTS(before_backing));
+                backing = insert_child(root, "memoryBacking", before_backing, G_N_ELEMENTS(before_backing));
                 *changed = TRUE;
         }
         if (!source) {
-                source = insert_child(backing, "source", before_source,
-                                      G_N_ELEMENTS(before_source));
+                source = insert_child(backing, "source", before_source, G_N_ELEMENTS(before_source));
                 *changed = TRUE;
         }
         if (!stype || strcmp(stype, "anonymous") == 0) {
@@ -184,8 +165,7 @@ vlv_memory_prepare(xmlNode *root, const char *vm, gboolean edit,
                 *changed = TRUE;
         }
         if (!access) {
-                access = insert_child(backing, "access", before_access,
-                                      G_N_ELEMENTS(before_access));
+                access = insert_child(backing, "access", before_access, G_N_ELEMENTS(before_access));
                 *changed = TRUE;
         }
         if (!mode) {

@@ -2,10 +2,7 @@
 /* A shut-off domain's definition moved to another libvirt (offline migration). */
 #include "vlv-libvirt.h"
 
-gboolean
-vlv_domain_probe(const char *uri, const char *vm, gboolean *active,
-                 gboolean *persistent, GError **error)
-{
+gboolean vlv_domain_probe(const char *uri, const char *vm, gboolean *active, gboolean *persistent, GError **error) {
         g_autoptr(virConnect) conn = NULL;
         g_autoptr(virDomain) dom = NULL;
         int a, p;
@@ -23,12 +20,8 @@ vlv_domain_probe(const char *uri, const char *vm, gboolean *active,
         return TRUE;
 }
 
-gboolean
-vlv_domain_migrate_offline(const char *uri, const char *vm, const char *dest_uri,
-                           GError **error)
-{
-        const unsigned int flags = VIR_MIGRATE_OFFLINE | VIR_MIGRATE_PERSIST_DEST |
-                                   VIR_MIGRATE_UNDEFINE_SOURCE;
+gboolean vlv_domain_migrate_offline(const char *uri, const char *vm, const char *dest_uri, GError **error) {
+        const unsigned int flags = VIR_MIGRATE_OFFLINE | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
         g_autoptr(virConnect) conn = NULL, dconn = NULL;
         g_autoptr(virDomain) dom = NULL, moved = NULL;
         g_autofree char *name = NULL;
@@ -43,7 +36,8 @@ vlv_domain_migrate_offline(const char *uri, const char *vm, const char *dest_uri
         if (virDomainIsActive(dom) == 1) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_RUNNING,
                             "VM '%s' is running: only a shut-off VM's definition moves "
-                            "offline (shut it down first: virsh shutdown %s)", name, name);
+                            "offline (shut it down first: virsh shutdown %s)",
+                            name, name);
                 return FALSE;
         }
         if (virDomainIsPersistent(dom) != 1) {
@@ -64,13 +58,15 @@ vlv_domain_migrate_offline(const char *uri, const char *vm, const char *dest_uri
         if (!moved) {
                 vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT,
                                       "libvirt did not migrate VM '%s' offline to %s "
-                                      "(its definition here is unchanged)", name, dest_uri);
+                                      "(its definition here is unchanged)",
+                                      name, dest_uri);
                 return FALSE;
         }
         if (virDomainIsPersistent(moved) != 1) {
                 vlv_set_libvirt_error(error, VLV_ERROR_LIBVIRT,
                                       "libvirt at %s reports VM '%s' migrated but not "
-                                      "persistently defined there", dest_uri, name);
+                                      "persistently defined there",
+                                      dest_uri, name);
                 return FALSE;
         }
         return TRUE;

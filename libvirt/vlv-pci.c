@@ -35,13 +35,11 @@ static const VlvLayout layout_pc = {
         .n_places = VLV_MAX_DEVICES_PC,
 };
 
-const VlvLayout *
-vlv_layout_for(xmlNode *root, GError **error)
-{
+const VlvLayout *vlv_layout_for(xmlNode *root, GError **error) {
         xmlNode *os = vlv_xml_child(root, "os");
         xmlNode *type = os ? vlv_xml_child(os, "type") : NULL;
-        g_autofree char *arch = type ? (char *)xmlGetProp(type, BAD_CAST "arch") : NULL;
-        g_autofree char *machine = type ? (char *)xmlGetProp(type, BAD_CAST "machine") : NULL;
+        g_autofree char *arch = type ? (char *) xmlGetProp(type, BAD_CAST "arch") : NULL;
+        g_autofree char *machine = type ? (char *) xmlGetProp(type, BAD_CAST "machine") : NULL;
 
         if (arch && strcmp(arch, "x86_64") != 0 && strcmp(arch, "i686") != 0) {
                 g_set_error(error, VLV_ERROR, VLV_ERROR_UNSUPPORTED,
@@ -61,13 +59,12 @@ vlv_layout_for(xmlNode *root, GError **error)
                 return &layout_pc;
         g_set_error(error, VLV_ERROR, VLV_ERROR_UNSUPPORTED,
                     "machine type '%s' is not supported for vfio-user devices; "
-                    "use a q35 or pc (i440fx) machine", machine);
+                    "use a q35 or pc (i440fx) machine",
+                    machine);
         return NULL;
 }
 
-static gboolean
-parse_number(const char *s, unsigned long *out)
-{
+static gboolean parse_number(const char *s, unsigned long *out) {
         char *end = NULL;
 
         if (!s || !*s)
@@ -78,15 +75,13 @@ parse_number(const char *s, unsigned long *out)
 }
 
 /* "<controller type='pci' index='3' model='pcie-root-port'>" and the like */
-static char *
-describe_element(xmlNode *n)
-{
+static char *describe_element(xmlNode *n) {
         static const char *const attrs[] = { "type", "index", "model", "device", "id" };
         GString *s = g_string_new("<");
 
-        g_string_append(s, (const char *)n->name);
+        g_string_append(s, (const char *) n->name);
         for (size_t i = 0; i < G_N_ELEMENTS(attrs); i++) {
-                g_autofree char *v = (char *)xmlGetProp(n, BAD_CAST attrs[i]);
+                g_autofree char *v = (char *) xmlGetProp(n, BAD_CAST attrs[i]);
 
                 if (v)
                         g_string_append_printf(s, " %s='%s'", attrs[i], v);
@@ -95,10 +90,7 @@ describe_element(xmlNode *n)
         return g_string_free(s, FALSE);
 }
 
-static gboolean
-check_addresses(const VlvLayout *layout, xmlNode *devices, const char *vm,
-                GError **error)
-{
+static gboolean check_addresses(const VlvLayout *layout, xmlNode *devices, const char *vm, GError **error) {
         for (xmlNode *dev = devices->children; dev; dev = dev->next) {
                 if (dev->type != XML_ELEMENT_NODE)
                         continue;
@@ -107,18 +99,16 @@ check_addresses(const VlvLayout *layout, xmlNode *devices, const char *vm,
                         g_autofree char *what = NULL;
                         unsigned long d = 0, b, s;
 
-                        if (a->type != XML_ELEMENT_NODE || a->ns ||
-                            strcmp((const char *)a->name, "address") != 0)
+                        if (a->type != XML_ELEMENT_NODE || a->ns || strcmp((const char *) a->name, "address") != 0)
                                 continue;
-                        type = (char *)xmlGetProp(a, BAD_CAST "type");
+                        type = (char *) xmlGetProp(a, BAD_CAST "type");
                         if (!type || strcmp(type, "pci") != 0)
                                 continue;
-                        domain = (char *)xmlGetProp(a, BAD_CAST "domain");
-                        bus = (char *)xmlGetProp(a, BAD_CAST "bus");
-                        slot = (char *)xmlGetProp(a, BAD_CAST "slot");
-                        if ((domain && !parse_number(domain, &d)) ||
-                            !parse_number(bus, &b) || !parse_number(slot, &s))
-                                continue;       /* libvirt rejects it anyway */
+                        domain = (char *) xmlGetProp(a, BAD_CAST "domain");
+                        bus = (char *) xmlGetProp(a, BAD_CAST "bus");
+                        slot = (char *) xmlGetProp(a, BAD_CAST "slot");
+                        if ((domain && !parse_number(domain, &d)) || !parse_number(bus, &b) || !parse_number(slot, &s))
+                                continue; /* libvirt rejects it anyway */
                         if (d != 0 || b != 0 || s != layout->root_slot)
                                 continue;
                         what = describe_element(dev);
@@ -127,8 +117,7 @@ check_addresses(const VlvLayout *layout, xmlNode *devices, const char *vm,
                                     "reserves for its vfio-user %s on %s machines; "
                                     "move that device to another slot (or drop its "
                                     "<address> so libvirt picks one) and retry",
-                                    vm, what, layout->root_slot,
-                                    layout->kind == VLV_LAYOUT_Q35 ? "ports" : "bridge",
+                                    vm, what, layout->root_slot, layout->kind == VLV_LAYOUT_Q35 ? "ports" : "bridge",
                                     layout->machine);
                         return FALSE;
                 }
@@ -136,10 +125,7 @@ check_addresses(const VlvLayout *layout, xmlNode *devices, const char *vm,
         return TRUE;
 }
 
-static gboolean
-check_chassis(const VlvLayout *layout, xmlNode *devices, const char *vm,
-              GError **error)
-{
+static gboolean check_chassis(const VlvLayout *layout, xmlNode *devices, const char *vm, GError **error) {
         if (layout->kind != VLV_LAYOUT_PC)
                 return TRUE;
         for (xmlNode *c = devices->children; c; c = c->next) {
@@ -147,17 +133,15 @@ check_chassis(const VlvLayout *layout, xmlNode *devices, const char *vm,
                 xmlNode *target;
                 unsigned long chassis;
 
-                if (c->type != XML_ELEMENT_NODE || c->ns ||
-                    strcmp((const char *)c->name, "controller") != 0)
+                if (c->type != XML_ELEMENT_NODE || c->ns || strcmp((const char *) c->name, "controller") != 0)
                         continue;
-                type = (char *)xmlGetProp(c, BAD_CAST "type");
-                model = (char *)xmlGetProp(c, BAD_CAST "model");
-                if (!type || strcmp(type, "pci") != 0 || !model ||
-                    strcmp(model, "pci-bridge") != 0)
+                type = (char *) xmlGetProp(c, BAD_CAST "type");
+                model = (char *) xmlGetProp(c, BAD_CAST "model");
+                if (!type || strcmp(type, "pci") != 0 || !model || strcmp(model, "pci-bridge") != 0)
                         continue;
                 target = vlv_xml_child(c, "target");
-                nr = target ? (char *)xmlGetProp(target, BAD_CAST "chassisNr") : NULL;
-                index = (char *)xmlGetProp(c, BAD_CAST "index");
+                nr = target ? (char *) xmlGetProp(target, BAD_CAST "chassisNr") : NULL;
+                index = (char *) xmlGetProp(c, BAD_CAST "index");
                 /* libvirt's default chassisNr is the controller index */
                 if (!parse_number(nr ? nr : index, &chassis) || chassis != VLV_CHASSIS)
                         continue;
@@ -171,27 +155,19 @@ check_chassis(const VlvLayout *layout, xmlNode *devices, const char *vm,
         return TRUE;
 }
 
-gboolean
-vlv_layout_check_free(const VlvLayout *layout, xmlNode *root, const char *vm,
-                      GError **error)
-{
+gboolean vlv_layout_check_free(const VlvLayout *layout, xmlNode *root, const char *vm, GError **error) {
         xmlNode *devices = vlv_xml_child(root, "devices");
 
         if (!devices)
                 return TRUE;
-        return check_addresses(layout, devices, vm, error) &&
-               check_chassis(layout, devices, vm, error);
+        return check_addresses(layout, devices, vm, error) && check_chassis(layout, devices, vm, error);
 }
 
-guint
-vlv_layout_n_controllers(const VlvLayout *layout)
-{
+guint vlv_layout_n_controllers(const VlvLayout *layout) {
         return layout->kind == VLV_LAYOUT_Q35 ? layout->n_places : 1;
 }
 
-static char *
-to_json(JsonBuilder *b)
-{
+static char *to_json(JsonBuilder *b) {
         g_autoptr(JsonGenerator) gen = json_generator_new();
         g_autoptr(JsonNode) root = json_builder_get_root(b);
 
@@ -199,23 +175,17 @@ to_json(JsonBuilder *b)
         return json_generator_to_data(gen, NULL);
 }
 
-static void
-add_str(JsonBuilder *b, const char *k, const char *v)
-{
+static void add_str(JsonBuilder *b, const char *k, const char *v) {
         json_builder_set_member_name(b, k);
         json_builder_add_string_value(b, v);
 }
 
-static void
-add_int(JsonBuilder *b, const char *k, gint64 v)
-{
+static void add_int(JsonBuilder *b, const char *k, gint64 v) {
         json_builder_set_member_name(b, k);
         json_builder_add_int_value(b, v);
 }
 
-char *
-vlv_layout_controller_json(const VlvLayout *layout, guint i)
-{
+char *vlv_layout_controller_json(const VlvLayout *layout, guint i) {
         g_autoptr(JsonBuilder) b = json_builder_new();
         g_autofree char *id = NULL, *addr = NULL;
 
@@ -250,9 +220,7 @@ vlv_layout_controller_json(const VlvLayout *layout, guint i)
         return to_json(b);
 }
 
-void
-vlv_layout_place(const VlvLayout *layout, guint place, char **bus, char **addr)
-{
+void vlv_layout_place(const VlvLayout *layout, guint place, char **bus, char **addr) {
         if (layout->kind == VLV_LAYOUT_Q35) {
                 *bus = g_strdup_printf(VLV_CTRL_PREFIX "port%u", place);
                 *addr = g_strdup("0x0");
@@ -263,9 +231,7 @@ vlv_layout_place(const VlvLayout *layout, guint place, char **bus, char **addr)
         }
 }
 
-int
-vlv_layout_place_of(const VlvLayout *layout, const char *bus, const char *addr)
-{
+int vlv_layout_place_of(const VlvLayout *layout, const char *bus, const char *addr) {
         unsigned long n, slot;
 
         if (!bus || !addr || !parse_number(addr, &slot))
@@ -273,14 +239,12 @@ vlv_layout_place_of(const VlvLayout *layout, const char *bus, const char *addr)
         if (layout->kind == VLV_LAYOUT_Q35) {
                 const char *p = VLV_CTRL_PREFIX "port";
 
-                if (!g_str_has_prefix(bus, p) || slot != 0 ||
-                    !g_ascii_isdigit(bus[strlen(p)]) ||
+                if (!g_str_has_prefix(bus, p) || slot != 0 || !g_ascii_isdigit(bus[strlen(p)]) ||
                     !parse_number(bus + strlen(p), &n) || n >= layout->n_places)
                         return -1;
-                return (int)n;
+                return (int) n;
         }
-        if (strcmp(bus, VLV_CTRL_PREFIX "bridge") != 0 || slot < 1 ||
-            slot > layout->n_places)
+        if (strcmp(bus, VLV_CTRL_PREFIX "bridge") != 0 || slot < 1 || slot > layout->n_places)
                 return -1;
-        return (int)slot - 1;
+        return (int) slot - 1;
 }

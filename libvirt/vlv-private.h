@@ -7,11 +7,11 @@
 
 #define VLV_QEMU_NS        "http://libvirt.org/schemas/domain/qemu/1.0"
 #define VLV_QEMU_NS_PREFIX "qemu"
-#define VLV_DEVICE_PREFIX  "vfu-"   /* QEMU id of a device: vfu-<name> */
-#define VLV_CTRL_PREFIX    "vfu."   /* QEMU id of vfu's ports/bridge */
+#define VLV_DEVICE_PREFIX  "vfu-" /* QEMU id of a device: vfu-<name> */
+#define VLV_CTRL_PREFIX    "vfu." /* QEMU id of vfu's ports/bridge */
 #define VLV_DRIVER         "vfio-user-pci"
 #define VLV_NAME_MAX       64
-#define VLV_SUN_PATH_MAX   108      /* sizeof(((struct sockaddr_un *)0)->sun_path) */
+#define VLV_SUN_PATH_MAX   108 /* sizeof(((struct sockaddr_un *)0)->sun_path) */
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(xmlDoc, xmlFreeDoc)
 
@@ -24,8 +24,7 @@ char *vlv_device_json(const VlvDevice *dev, const char *bus, const char *addr);
 /* An argument value that is a JSON object whose "id" starts with one of
  * vfu's prefixes: returns TRUE and fills what it finds (any out may be
  * NULL; strings are new).  FALSE for anything else, never an error. */
-gboolean vlv_arg_parse(const char *value, char **id, char **driver,
-                       char **socket_path, char **bus, char **addr);
+gboolean vlv_arg_parse(const char *value, char **id, char **driver, char **socket_path, char **bus, char **addr);
 
 /* ------------------------------------------------------ vlv-pci.c */
 
@@ -36,10 +35,10 @@ typedef enum {
 
 typedef struct {
         VlvLayoutKind kind;
-        const char *machine;     /* "q35" / "pc", for messages */
-        const char *root_bus;    /* QEMU id of the root bus */
-        guint root_slot;         /* root-bus slot vfu's controllers occupy */
-        guint n_places;          /* device places (ports / bridge slots) */
+        const char *machine; /* "q35" / "pc", for messages */
+        const char *root_bus; /* QEMU id of the root bus */
+        guint root_slot; /* root-bus slot vfu's controllers occupy */
+        guint n_places; /* device places (ports / bridge slots) */
 } VlvLayout;
 
 /* The layout for the machine type in @root's <os><type>; NULL with
@@ -48,21 +47,18 @@ const VlvLayout *vlv_layout_for(xmlNode *root, GError **error);
 
 /* Refuse a definition whose own devices use the root-bus slot or the
  * chassis number vfu's controllers need (VLV_ERROR_ADDRESS). */
-gboolean vlv_layout_check_free(const VlvLayout *layout, xmlNode *root,
-                               const char *vm, GError **error);
+gboolean vlv_layout_check_free(const VlvLayout *layout, xmlNode *root, const char *vm, GError **error);
 
 /* Number of controller `-device` arguments and the JSON of each. */
 guint vlv_layout_n_controllers(const VlvLayout *layout);
 char *vlv_layout_controller_json(const VlvLayout *layout, guint i);
 
 /* Device place @place (0-based) → QEMU bus id and addr (new strings). */
-void vlv_layout_place(const VlvLayout *layout, guint place, char **bus,
-                      char **addr);
+void vlv_layout_place(const VlvLayout *layout, guint place, char **bus, char **addr);
 
 /* The place a device at @bus/@addr occupies, or -1 when that is not one
  * of @layout's places. */
-int vlv_layout_place_of(const VlvLayout *layout, const char *bus,
-                        const char *addr);
+int vlv_layout_place_of(const VlvLayout *layout, const char *bus, const char *addr);
 
 /* ------------------------------------------------------ vlv-memory.c */
 
@@ -72,14 +68,13 @@ gboolean vlv_domain_type_check(xmlNode *root, const char *vm, GError **error);
 /* Check (and with @edit, convert) the domain's memory so that guest RAM
  * is shared and fd-backed; see vlv.h "Memory policy".  Sets *@changed
  * when it edited something.  @vm names the domain in messages. */
-gboolean vlv_memory_prepare(xmlNode *root, const char *vm, gboolean edit,
-                            gboolean *changed, GError **error);
+gboolean vlv_memory_prepare(xmlNode *root, const char *vm, gboolean edit, gboolean *changed, GError **error);
 
 /* ------------------------------------------------------ vlv-cmdline.c */
 
 typedef struct {
-        xmlNode *dash;     /* <qemu:arg value='-device'/> */
-        xmlNode *value;    /* <qemu:arg value='{...}'/> */
+        xmlNode *dash; /* <qemu:arg value='-device'/> */
+        xmlNode *value; /* <qemu:arg value='{...}'/> */
         char *id;
         char *driver;
         char *socket_path;
@@ -102,8 +97,7 @@ GPtrArray *vlv_cmdline_vfu_pairs(xmlNode *cmdline);
  * `-device`), after every foreign argument; adds the namespace and the
  * commandline element as needed, removes an emptied commandline.
  * Sets *@changed when it edited something. */
-gboolean vlv_cmdline_set(xmlNode *root, GPtrArray *values, gboolean *changed,
-                         GError **error);
+gboolean vlv_cmdline_set(xmlNode *root, GPtrArray *values, gboolean *changed, GError **error);
 
 /* ------------------------------------------------------ vlv-domxml.c */
 
@@ -121,5 +115,4 @@ xmlNode *vlv_xml_child(xmlNode *parent, const char *name);
 char *vlv_xml_domain_name(xmlNode *root);
 
 /* Render into @doc in place (vlv_domxml_render without the text). */
-gboolean vlv_domxml_edit(xmlDoc *doc, const VlvDevice *devs, size_t n_devs,
-                         gboolean *changed, GError **error);
+gboolean vlv_domxml_edit(xmlDoc *doc, const VlvDevice *devs, size_t n_devs, gboolean *changed, GError **error);

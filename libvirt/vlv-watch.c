@@ -12,9 +12,9 @@
 #include "vlv-libvirt.h"
 
 typedef enum {
-        ITEM_EVENT,        /* a domain event for the caller */
-        ITEM_CLOSED,       /* the connection went away */
-        ITEM_STOP,         /* vlv_watch_free */
+        ITEM_EVENT, /* a domain event for the caller */
+        ITEM_CLOSED, /* the connection went away */
+        ITEM_STOP, /* vlv_watch_free */
 } ItemKind;
 
 typedef struct {
@@ -29,21 +29,17 @@ struct VlvWatch {
         guint retry_ms;
         VlvWatchFunc func;
         gpointer user_data;
-        GAsyncQueue *queue;    /* Item; also referenced by libvirt callbacks */
+        GAsyncQueue *queue; /* Item; also referenced by libvirt callbacks */
         GThread *worker;
 };
 
-static void
-item_free(Item *item)
-{
+static void item_free(Item *item) {
         g_free(item->name);
         g_free(item->uuid);
         g_free(item);
 }
 
-static void
-push(GAsyncQueue *queue, ItemKind kind, VlvWatchEvent event, virDomainPtr dom)
-{
+static void push(GAsyncQueue *queue, ItemKind kind, VlvWatchEvent event, virDomainPtr dom) {
         Item *item = g_new0(Item, 1);
         char uuid[VIR_UUID_STRING_BUFLEN];
 
@@ -58,10 +54,7 @@ push(GAsyncQueue *queue, ItemKind kind, VlvWatchEvent event, virDomainPtr dom)
 }
 
 /* in the vlv-events thread */
-static int
-on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
-             void *opaque)
-{
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque) {
         if (event == VIR_DOMAIN_EVENT_DEFINED)
                 push(opaque, ITEM_EVENT, VLV_WATCH_DEFINED, dom);
         else if (event == VIR_DOMAIN_EVENT_UNDEFINED)
@@ -70,9 +63,7 @@ on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
 }
 
 /* in the vlv-events thread */
-static void
-on_close(virConnectPtr conn, int reason, void *opaque)
-{
+static void on_close(virConnectPtr conn, int reason, void *opaque) {
         push(opaque, ITEM_CLOSED, VLV_WATCH_CONNECTED, NULL);
 }
 
@@ -81,9 +72,7 @@ typedef struct {
         int lifecycle_id;
 } Connection;
 
-static void
-disconnect(Connection *c)
-{
+static void disconnect(Connection *c) {
         if (!c->conn)
                 return;
         if (c->lifecycle_id >= 0)
@@ -94,37 +83,28 @@ disconnect(Connection *c)
         c->lifecycle_id = -1;
 }
 
-static gboolean
-connect_watch(VlvWatch *w, Connection *c)
-{
+static gboolean connect_watch(VlvWatch *w, Connection *c) {
         c->conn = virConnectOpen(w->uri);
         if (!c->conn) {
-                g_debug("vlv: watch: cannot connect to %s: %s", w->uri,
-                        virGetLastErrorMessage());
+                g_debug("vlv: watch: cannot connect to %s: %s", w->uri, virGetLastErrorMessage());
                 return FALSE;
         }
         if (virConnectSetKeepAlive(c->conn, 5, 3) < 0)
-                g_debug("vlv: watch: no keepalive on %s: %s", w->uri,
-                        virGetLastErrorMessage());
+                g_debug("vlv: watch: no keepalive on %s: %s", w->uri, virGetLastErrorMessage());
         c->lifecycle_id = virConnectDomainEventRegisterAny(
-                c->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle),
-                g_async_queue_ref(w->queue), (virFreeCallback)g_async_queue_unref);
+                c->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle),
+                g_async_queue_ref(w->queue), (virFreeCallback) g_async_queue_unref);
         if (c->lifecycle_id < 0 ||
-            virConnectRegisterCloseCallback(c->conn, on_close,
-                                            g_async_queue_ref(w->queue),
-                                            (virFreeCallback)g_async_queue_unref) < 0) {
-                g_debug("vlv: watch: cannot register for events on %s: %s",
-                        w->uri, virGetLastErrorMessage());
+            virConnectRegisterCloseCallback(c->conn, on_close, g_async_queue_ref(w->queue),
+                                            (virFreeCallback) g_async_queue_unref) < 0) {
+                g_debug("vlv: watch: cannot register for events on %s: %s", w->uri, virGetLastErrorMessage());
                 disconnect(c);
                 return FALSE;
         }
         return TRUE;
 }
 
-static gpointer
-worker(gpointer data)
-{
+static gpointer worker(gpointer data) {
         VlvWatch *w = data;
         Connection c = { .conn = NULL, .lifecycle_id = -1 };
 
@@ -137,8 +117,7 @@ worker(gpointer data)
                 if (c.conn)
                         item = g_async_queue_pop(w->queue);
                 else
-                        item = g_async_queue_timeout_pop(w->queue,
-                                                         (guint64)w->retry_ms * 1000);
+                        item = g_async_queue_timeout_pop(w->queue, (guint64) w->retry_ms * 1000);
                 if (!item)
                         continue;
                 switch (item->kind) {
@@ -157,10 +136,7 @@ worker(gpointer data)
         }
 }
 
-VlvWatch *
-vlv_watch_new(const char *uri, guint retry_ms, VlvWatchFunc func,
-              gpointer user_data, GError **error)
-{
+VlvWatch *vlv_watch_new(const char *uri, guint retry_ms, VlvWatchFunc func, gpointer user_data, GError **error) {
         VlvWatch *w = g_new0(VlvWatch, 1);
 
         vlv_libvirt_init();
@@ -168,14 +144,12 @@ vlv_watch_new(const char *uri, guint retry_ms, VlvWatchFunc func,
         w->retry_ms = retry_ms ? retry_ms : 2000;
         w->func = func;
         w->user_data = user_data;
-        w->queue = g_async_queue_new_full((GDestroyNotify)item_free);
+        w->queue = g_async_queue_new_full((GDestroyNotify) item_free);
         w->worker = g_thread_new("vlv-watch", worker, w);
         return w;
 }
 
-void
-vlv_watch_free(VlvWatch *w)
-{
+void vlv_watch_free(VlvWatch *w) {
         Item *stop;
 
         if (!w)

@@ -82,18 +82,18 @@ G_BEGIN_DECLS
 GQuark vlv_error_quark(void);
 
 typedef enum {
-        VLV_ERROR_INVALID,       /* bad argument: device name, socket path */
-        VLV_ERROR_XML,           /* the domain XML cannot be parsed or edited */
-        VLV_ERROR_UNSUPPORTED,   /* domain type / machine type vfu cannot serve */
-        VLV_ERROR_MEMORY,        /* guest RAM not shareable and not convertible */
-        VLV_ERROR_ADDRESS,       /* PCI slot or chassis vfu needs is taken, or no slot left */
-        VLV_ERROR_UNREACHABLE,   /* libvirt not reachable (or not built in) */
-        VLV_ERROR_NO_VM,         /* no such domain */
+        VLV_ERROR_INVALID, /* bad argument: device name, socket path */
+        VLV_ERROR_XML, /* the domain XML cannot be parsed or edited */
+        VLV_ERROR_UNSUPPORTED, /* domain type / machine type vfu cannot serve */
+        VLV_ERROR_MEMORY, /* guest RAM not shareable and not convertible */
+        VLV_ERROR_ADDRESS, /* PCI slot or chassis vfu needs is taken, or no slot left */
+        VLV_ERROR_UNREACHABLE, /* libvirt not reachable (or not built in) */
+        VLV_ERROR_NO_VM, /* no such domain */
         VLV_ERROR_ATTACHED_ELSEWHERE, /* device is in another domain's definition */
-        VLV_ERROR_LIBVIRT,       /* libvirt refused an operation; its message is included */
-        VLV_ERROR_HOTPLUG,       /* QEMU refused device_add/device_del; its message is included */
-        VLV_ERROR_TIMEOUT,       /* the guest did not release a device in time */
-        VLV_ERROR_RUNNING,       /* the domain runs; the operation needs it shut off */
+        VLV_ERROR_LIBVIRT, /* libvirt refused an operation; its message is included */
+        VLV_ERROR_HOTPLUG, /* QEMU refused device_add/device_del; its message is included */
+        VLV_ERROR_TIMEOUT, /* the guest did not release a device in time */
+        VLV_ERROR_RUNNING, /* the domain runs; the operation needs it shut off */
 } VlvError;
 
 /* One vfu device as libvirt sees it. */
@@ -132,16 +132,15 @@ gboolean vlv_device_check(const VlvDevice *dev, GError **error);
  * Returns TRUE on success; FALSE with @error set (VLV_ERROR_INVALID,
  * _XML, _UNSUPPORTED, _MEMORY, _ADDRESS), @out_xml untouched.
  */
-gboolean vlv_domxml_render(const char *in_xml, const VlvDevice *devs,
-                           size_t n_devs, char **out_xml, gboolean *changed,
+gboolean vlv_domxml_render(const char *in_xml, const VlvDevice *devs, size_t n_devs, char **out_xml, gboolean *changed,
                            GError **error);
 
 /* A vfu device found in a domain definition. */
 typedef struct {
-        char *name;        /* without the "vfu-" prefix */
+        char *name; /* without the "vfu-" prefix */
         char *socket_path;
-        char *bus;         /* QEMU bus id, e.g. "vfu.port0" (may be NULL) */
-        char *addr;        /* slot on that bus, e.g. "0x0" (may be NULL) */
+        char *bus; /* QEMU bus id, e.g. "vfu.port0" (may be NULL) */
+        char *addr; /* slot on that bus, e.g. "0x0" (may be NULL) */
 } VlvDomainDevice;
 
 void vlv_domain_device_free(VlvDomainDevice *dev);
@@ -176,9 +175,7 @@ GPtrArray *vlv_domxml_list_devices(const char *xml, GError **error);
  * Returns TRUE on success, FALSE with @error set; on failure the
  * definition is unchanged.
  */
-gboolean vlv_domain_apply(const char *uri, const char *vm,
-                          const VlvDevice *devs, size_t n_devs,
-                          GError **error);
+gboolean vlv_domain_apply(const char *uri, const char *vm, const VlvDevice *devs, size_t n_devs, GError **error);
 
 /*
  * vlv_domain_get_xml:
@@ -186,9 +183,7 @@ gboolean vlv_domain_apply(const char *uri, const char *vm,
  * defining it (`vfuctl xml --vm`).  Returns a newly allocated string, or
  * NULL with @error set.
  */
-char *vlv_domain_get_xml(const char *uri, const char *vm,
-                         const VlvDevice *devs, size_t n_devs,
-                         GError **error);
+char *vlv_domain_get_xml(const char *uri, const char *vm, const VlvDevice *devs, size_t n_devs, GError **error);
 
 /*
  * vlv_domain_list_devices:
@@ -198,8 +193,7 @@ char *vlv_domain_get_xml(const char *uri, const char *vm,
  * VLV_ERROR_UNREACHABLE, VLV_ERROR_LIBVIRT (also for a transient domain:
  * it has no persistent definition), VLV_ERROR_XML.
  */
-GPtrArray *vlv_domain_list_devices(const char *uri, const char *vm,
-                                   GError **error);
+GPtrArray *vlv_domain_list_devices(const char *uri, const char *vm, GError **error);
 
 /*
  * vlv_attach:
@@ -211,8 +205,7 @@ GPtrArray *vlv_domain_list_devices(const char *uri, const char *vm,
  * twice.  If recording fails after a hot-plug, the hot-plug is undone.
  * Returns TRUE on success, FALSE with @error set.
  */
-gboolean vlv_attach(const char *uri, const char *vm, const VlvDevice *dev,
-                    GError **error);
+gboolean vlv_attach(const char *uri, const char *vm, const VlvDevice *dev, GError **error);
 
 /*
  * vlv_detach:
@@ -230,8 +223,7 @@ gboolean vlv_attach(const char *uri, const char *vm, const VlvDevice *dev,
  * Detaching from a stopped VM always works.
  * Returns TRUE on success, FALSE with @error set.
  */
-gboolean vlv_detach(const char *uri, const char *vm, const char *name,
-                    gboolean msix, guint timeout_ms, GError **error);
+gboolean vlv_detach(const char *uri, const char *vm, const char *name, gboolean msix, guint timeout_ms, GError **error);
 
 /*
  * vlv_domain_probe:
@@ -240,8 +232,7 @@ gboolean vlv_detach(const char *uri, const char *vm, const char *name,
  * there is no such domain, VLV_ERROR_UNREACHABLE when libvirt cannot be
  * reached, VLV_ERROR_LIBVIRT for anything else.
  */
-gboolean vlv_domain_probe(const char *uri, const char *vm, gboolean *active,
-                          gboolean *persistent, GError **error);
+gboolean vlv_domain_probe(const char *uri, const char *vm, gboolean *active, gboolean *persistent, GError **error);
 
 /*
  * vlv_domain_migrate_offline:
@@ -257,15 +248,14 @@ gboolean vlv_domain_probe(const char *uri, const char *vm, gboolean *active,
  * (this side's or the destination's libvirt), VLV_ERROR_LIBVIRT (a
  * transient domain, or libvirt refused; its message is included).
  */
-gboolean vlv_domain_migrate_offline(const char *uri, const char *vm,
-                                    const char *dest_uri, GError **error);
+gboolean vlv_domain_migrate_offline(const char *uri, const char *vm, const char *dest_uri, GError **error);
 
 /* ---------------------------------------------------- lifecycle watch */
 
 typedef enum {
-        VLV_WATCH_CONNECTED,   /* (re)connected to libvirt: resynchronise; vm is NULL */
-        VLV_WATCH_DEFINED,     /* a domain was defined or its definition changed */
-        VLV_WATCH_UNDEFINED,   /* a domain's persistent definition was removed */
+        VLV_WATCH_CONNECTED, /* (re)connected to libvirt: resynchronise; vm is NULL */
+        VLV_WATCH_DEFINED, /* a domain was defined or its definition changed */
+        VLV_WATCH_UNDEFINED, /* a domain's persistent definition was removed */
 } VlvWatchEvent;
 
 /*
@@ -275,8 +265,7 @@ typedef enum {
  * more DEFINED event, whose render then reports "unchanged").
  * @vm_name and @vm_uuid are NULL for VLV_WATCH_CONNECTED.
  */
-typedef void (*VlvWatchFunc)(VlvWatchEvent event, const char *vm_name,
-                             const char *vm_uuid, gpointer user_data);
+typedef void (*VlvWatchFunc)(VlvWatchEvent event, const char *vm_name, const char *vm_uuid, gpointer user_data);
 
 typedef struct VlvWatch VlvWatch;
 
@@ -289,8 +278,7 @@ typedef struct VlvWatch VlvWatch;
  * Returns the watch (free with vlv_watch_free), or NULL with @error set
  * only when vfu was built without libvirt (VLV_ERROR_UNREACHABLE).
  */
-VlvWatch *vlv_watch_new(const char *uri, guint retry_ms, VlvWatchFunc func,
-                        gpointer user_data, GError **error);
+VlvWatch *vlv_watch_new(const char *uri, guint retry_ms, VlvWatchFunc func, gpointer user_data, GError **error);
 
 /* Stop watching; waits for a running callback to return.  NULL-safe. */
 void vlv_watch_free(VlvWatch *watch);
