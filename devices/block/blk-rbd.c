@@ -15,13 +15,17 @@
  * A cluster that stops answering fails a request after rados_osd_op_timeout
  * (10 s unless the configuration sets one: librbd's default waits forever,
  * past the guest driver's own timeout) with -ENOTCONN, which the device
- * reports as a status its driver retries.
+ * reports as a status its driver retries.  Until then waiting() (vfuctl
+ * show, the D-Bus Waiting property) names the image, how many requests have
+ * waited longer than RBD_WAIT_REPORT_MS and for how long the oldest has: the
+ * in-flight requests sit on a list, oldest first, under the backend's lock.
  * Clones (other I/O threads) share the connection and the image handle,
  * which librbd lets several threads use, each with its own completions.
  */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -33,6 +37,7 @@
 #include "blk-internal.h"
 
 #define RBD_OP_TIMEOUT "10"
+#define RBD_WAIT_REPORT_MS 1000
 
 /* One cluster connection and image handle, shared by a backend and its clones. */
 typedef struct RbdCluster {
@@ -41,6 +46,7 @@ typedef struct RbdCluster {
         rados_ioctx_t io;
         rbd_image_t img;
         bool locked;
+        double op_timeout;              /* rados_osd_op_timeout, s */
         char *pool, *ns, *image, *conf, *id, *keyring;
 } RbdCluster;
 
@@ -50,6 +56,7 @@ typedef struct BlkRbd {
         rbd_image_t img;                /* cl's */
         pthread_mutex_t lock;
         BlkList done;                   /* completed by librbd, under lock */
+        struct RbdCmd *sent_head, *sent_tail;   /* at librbd, oldest first, under lock */
         unsigned inflight;              /* this thread's */
 } BlkRbd;
 
@@ -58,7 +65,33 @@ typedef struct RbdCmd {
         BlkRbd *b;
         BlkRequest *r;
         bool flushing;                  /* the flush of a FUA write is in flight */
+        gint64 sent_us;                 /* monotonic, when it went to librbd */
+        struct RbdCmd *prev, *next;     /* on b->sent_*, under b->lock */
 } RbdCmd;
+
+/* Put cmd on b's list of requests at librbd / take it off; b->lock held. */
+static void blk_rbd_sent_add(BlkRbd *b, RbdCmd *cmd) {
+        cmd->sent_us = g_get_monotonic_time();
+        cmd->next = NULL;
+        cmd->prev = b->sent_tail;
+        if (b->sent_tail)
+                b->sent_tail->next = cmd;
+        else
+                b->sent_head = cmd;
+        b->sent_tail = cmd;
+}
+
+static void blk_rbd_sent_del(BlkRbd *b, RbdCmd *cmd) {
+        if (cmd->prev)
+                cmd->prev->next = cmd->next;
+        else
+                b->sent_head = cmd->next;
+        if (cmd->next)
+                cmd->next->prev = cmd->prev;
+        else
+                b->sent_tail = cmd->prev;
+        cmd->prev = cmd->next = NULL;
+}
 
 static void blk_rbd_cluster_unref(RbdCluster *cl) {
         if (!cl || !g_atomic_int_dec_and_test(&cl->refs))
@@ -109,6 +142,7 @@ static int blk_rbd_cluster_connect(const BlkOpenOptions *o, RbdCluster **out) {
         char t[32] = "";
         if (rados_conf_get(cl->cluster, "rados_osd_op_timeout", t, sizeof(t)) < 0 || g_ascii_strtod(t, NULL) <= 0)
                 (void) rados_conf_set(cl->cluster, "rados_osd_op_timeout", RBD_OP_TIMEOUT);
+        cl->op_timeout = rados_conf_get(cl->cluster, "rados_osd_op_timeout", t, sizeof(t)) == 0 ? g_ascii_strtod(t, NULL) : 0;
         r = rados_connect(cl->cluster);
         if (r < 0)
                 goto fail;
@@ -140,6 +174,7 @@ static void blk_rbd_cmd_cb(rbd_completion_t c, void *arg) {
                 ret = -ENOTCONN;        /* the cluster did not answer in time: retryable */
         r->ret_ = ret < 0 ? (int) ret : 0;
         pthread_mutex_lock(&b->lock);
+        blk_rbd_sent_del(b, cmd);
         blk_list_push(&b->done, r);
         pthread_mutex_unlock(&b->lock);
         blk_event_signal(&b->base);
@@ -153,6 +188,10 @@ static int blk_rbd_send(BlkRbd *b, BlkRequest *r) {
 
         if (ret < 0)
                 return ret;
+        /* Listed before librbd sees it: its callback may run on another thread at once. */
+        pthread_mutex_lock(&b->lock);
+        blk_rbd_sent_add(b, cmd);
+        pthread_mutex_unlock(&b->lock);
         if (cmd->flushing) {
                 ret = rbd_aio_flush(b->img, c);
         } else {
@@ -177,8 +216,12 @@ static int blk_rbd_send(BlkRbd *b, BlkRequest *r) {
                         break;
                 }
         }
-        if (ret < 0)
+        if (ret < 0) {
+                pthread_mutex_lock(&b->lock);
+                blk_rbd_sent_del(b, cmd);
+                pthread_mutex_unlock(&b->lock);
                 rbd_aio_release(c);
+        }
         return ret;
 }
 
@@ -252,6 +295,29 @@ static unsigned blk_rbd_reap(BlkBackend *base) {
 
 static unsigned blk_rbd_inflight(const BlkBackend *base) {
         return ((const BlkRbd *) base)->inflight;
+}
+
+static void blk_rbd_waiting(const BlkBackend *base, char *buf, size_t size) {
+        BlkRbd *b = (BlkRbd *) base;
+        gint64 now = g_get_monotonic_time(), oldest = 0;
+        unsigned late = 0;
+
+        pthread_mutex_lock(&b->lock);
+        for (const RbdCmd *c = b->sent_head; c; c = c->next) {
+                gint64 age = now - c->sent_us;
+                if (age < (gint64) RBD_WAIT_REPORT_MS * 1000)
+                        break;          /* oldest first: the rest are younger */
+                if (!late)
+                        oldest = age;
+                late++;
+        }
+        pthread_mutex_unlock(&b->lock);
+        if (!late) {
+                g_strlcpy(buf, "", size);
+                return;
+        }
+        snprintf(buf, size, "cluster for %s (%u request%s waiting, oldest %" G_GINT64_FORMAT " ms; they fail after %g s)",
+                 base->path, late, late == 1 ? "" : "s", oldest / 1000, b->cl->op_timeout);
 }
 
 static void blk_rbd_destroy(BlkBackend *base) {
@@ -343,6 +409,7 @@ static const BlkBackendOps blk_rbd_ops = {
         .execute = blk_rbd_execute,
         .resize = blk_rbd_resize_op,
         .clone = blk_rbd_clone,
+        .waiting = blk_rbd_waiting,
 };
 
 /* A backend on cl (taking its reference), without an image yet; NULL with errno. */

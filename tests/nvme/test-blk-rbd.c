@@ -240,6 +240,52 @@ static void test_osd_stalls(void **state) {
         blk_backend_free(b);
 }
 
+/*
+ * While the OSD does not answer (and before the op timeout, here the
+ * cluster's 60 s), waiting() names the image and the requests that wait;
+ * once it answers they complete and waiting() is empty again.
+ */
+static void test_osd_stalls_waiting(void **state) {
+        g_autofree char *pidfile = g_build_filename(cluster_dir, "run", "osd.0.pid", NULL);
+        g_autofree char *pidtext = NULL;
+        uint8_t w[4096], r[4096];
+        char why[256];
+        BlkBackend *b = must_open("waits", 16 * MiB, false);
+
+        fill(w, sizeof(w), 6);
+        assert_int_equal(rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
+        blk_backend_waiting(b, why, sizeof(why));
+        assert_string_equal(why, "");
+
+        assert_true(g_file_get_contents(pidfile, &pidtext, NULL, NULL));
+        pid_t osd = (pid_t) atoi(pidtext);
+        assert_true(osd > 0);
+        assert_int_equal(kill(osd, SIGSTOP), 0);
+        Done d = { .req = { .op = BLK_READ, .offset = 0, .len = sizeof(r), .niov = 1, .cb = on_done } };
+        d.iov[0] = (struct iovec) { r, sizeof(r) };
+        d.req.iov = d.iov;
+        assert_int_equal(blk_backend_submit(b, &d.req), 0);
+        blk_backend_commit(b);
+        for (int i = 0; i < 300 && !d.done; i++) {
+                struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
+                blk_backend_waiting(b, why, sizeof(why));
+                if (why[0])
+                        break;
+                if (blk_backend_reap(b) == 0)
+                        (void) poll(&p, 1, 100);
+        }
+        assert_int_equal(kill(osd, SIGCONT), 0);
+        assert_false(d.done);
+        assert_non_null(strstr(why, "rbd:" POOL "/waits"));
+        assert_non_null(strstr(why, "1 request waiting"));
+        wait_all(b, &d, 1);
+        assert_int_equal(d.ret, 0);
+        assert_memory_equal(w, r, sizeof(w));
+        blk_backend_waiting(b, why, sizeof(why));
+        assert_string_equal(why, "");
+        blk_backend_free(b);
+}
+
 static int group_setup(void **state) {
         g_autofree char *out = NULL, *err = NULL;
         g_autoptr(GError) error = NULL;
@@ -282,6 +328,7 @@ int main(void) {
                 cmocka_unit_test(test_many_inflight),
                 cmocka_unit_test(test_exclusive_lock),
                 cmocka_unit_test(test_osd_stalls),
+                cmocka_unit_test(test_osd_stalls_waiting),
         };
         g_autofree char *mon = g_find_program_in_path("ceph-mon"), *osd = g_find_program_in_path("ceph-osd");
 
