@@ -3691,6 +3691,64 @@ def test_migrate_live(env):
     migrate_case(env, run)
 
 
+def test_migrate_live_rbd(env):
+    """Live migration of an NVMe device on RBD with storage=shared and our client as the VMM: nothing is copied,
+    the destination opens the same image, and I/O goes on there with every byte written before verified."""
+    need_type('nvme')
+    io = os.environ.get('NVME_IO')
+    if not io:
+        raise Skip('the NVMe I/O client is not built')
+
+    def run(env, dst):
+        ceph = CephCluster(env)
+        try:
+            env.create('nvme', 'lr1', 'vmr', rbd='vfu/live', size=16 * MiB, **{'rbd-conf': ceph.conf})
+            c = env.spawn([io, '--migratable', env.prop('lr1', 'SocketPath')])
+            check(c.stdout.readline().startswith('ready'), 'nvme-io ready')
+            env.wait_for(lambda: env.prop('lr1', 'ClientMigration')['client'], 15, 'the client to show it migrates')
+            hold_progress(env, c, 2)
+
+            env.signals.clear()
+            cli = env.spawn([env_path('VFUCTL'), '--bus', env.addr, 'migrate', 'lr1', '--to', dst.addr,
+                             '--storage', 'shared'], stderr=subprocess.PIPE)
+            env.wait_for(lambda: [d[0] for d in dst.mgr('ListDevices', '(s)', '')[0]] == ['lr1'] and
+                         env.prop('lr1', 'MigrationState') == 'waiting' and env.prop('lr1', 'MigrationSocket'),
+                         60, 'waiting for the VMM')
+            c.stdin.write(f'migrate {env.prop("lr1", "MigrationSocket")}\n')
+            while True:
+                line = c.stdout.readline()
+                if not line.startswith('ops '):
+                    break
+            line = line.split()
+            check(line[:1] == ['migrated'] and int(line[1]) > 0, f'the VMM moved the state: {line}')
+            out, err = cli.communicate(timeout=60)
+            check(cli.returncode == 0 and 'lr1: migrated to' in out, f'vfuctl migrate: {cli.returncode} {out!r} {err!r}')
+            check(env.mgr('ListDevices', '(s)', '')[0] == [], 'the source device is gone')
+            check_handed_over(env, dst, 'lr1', int(line[1]))
+
+            # nothing was copied: no image file on either side, no storage progress, the same image there
+            for e in (env, dst):
+                imgs = os.path.join(e.state, 'images')
+                check(not os.path.isdir(imgs) or not os.listdir(imgs), f'no image file in {e.state}')
+            path = '/org/vfu/vfud1/device/lr1'
+            prog = [x[3][1]['MigrationProgress'] for x in env.signals
+                    if x[2] == 'PropertiesChanged' and x[0] == path and 'MigrationProgress' in x[3][1]]
+            # (the progress counts the device state the VMM moved, a few KiB: an image copy would add 16 MiB)
+            check(prog and all(p.get('total', 0) == 0 and p.get('bytes', 0) <= int(line[1]) for p in prog),
+                  f'no storage copied: {prog}, {line[1]} bytes of device state')
+            ns = dst.prop('lr1', 'Backend')['namespaces']
+            check(ns == [{'nsid': 1, 'kind': 'rbd', 'pool': 'vfu', 'image': 'live', 'conf': ceph.conf,
+                          'size': 16 * MiB}], f'the same image there: {ns}')
+            # I/O goes on against the destination; every byte the client wrote, before too, is read back verified
+            hold_progress(env, c, 2)
+            check(hold_finish(c) > 0, 'the VMM did I/O')
+            dst.dev('lr1', 'Destroy')
+        finally:
+            ceph.stop()
+
+    migrate_case(env, run)
+
+
 def run_quiet(*args):
     p = subprocess.run(list(args), capture_output=True, text=True)
     return p.returncode, p.stderr.strip()
