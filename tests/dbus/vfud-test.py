@@ -934,6 +934,20 @@ def test_rbd(env):
             c = env.spawn([io, env.prop('rb1', 'SocketPath')])
             check(c.stdout.readline().startswith('ready'), 'the client is ready')
             hold_progress(env, c, 2)
+            check(env.prop('rb1', 'Waiting') == '', 'waiting for nothing')
+            # the OSD stops answering under I/O: the device says what its requests wait for
+            with open(os.path.join(ceph.dir, 'run', 'osd.0.pid')) as f:
+                osd = int(f.read())
+            os.kill(osd, signal.SIGSTOP)
+            try:
+                env.wait_for(lambda: 'rbd:vfu/disk1' in env.prop('rb1', 'Waiting'), 15,
+                             'Waiting to name the image')
+                rc, out, err = env.vfuctl('show', 'rb1')
+                check(rc == 0 and 'Waiting: namespace 1: ' in out and 'rbd:vfu/disk1' in out, f'show while waiting: {out}')
+            finally:
+                os.kill(osd, signal.SIGCONT)
+            hold_progress(env, c, 2)
+            env.wait_for(lambda: env.prop('rb1', 'Waiting') == '', 15, 'Waiting to clear')
             check(hold_finish(c) > 0, 'verified I/O on the RBD image')
         env.dev('rb1', 'Destroy')
 
