@@ -17,7 +17,7 @@ main_pid() { systemctl show -P MainPID "vfu-worker@$1.service"; }
 field() { vfuctl show "$1" --json | sed -n "s/.*\"$2\" *: *\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p" | head -n1; }
 verified_io() {         # DEVICE: our client writes, reads back and compares for a few seconds
         local out
-        out=$( (sleep 4) | "$P/nvme-io" "/run/vfud/$1.sock" )
+        out=$( (sleep 2) | "$P/nvme-io" "/run/vfud/$1.sock" )
         echo "$out" | grep -q '^ready' || fail "nvme-io on $1 never got ready: $out"
         echo "$out" | tail -n1 | grep -Eq '^ok [1-9][0-9]* 0$' || fail "nvme-io on $1: $(echo "$out" | tail -n1)"
         say "verified I/O on $1: $(echo "$out" | tail -n1)"
