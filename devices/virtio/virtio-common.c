@@ -149,8 +149,12 @@ void virtio_pci_reset(VirtioPci *vp) {
 }
 
 static void write_status(VirtioPci *vp, uint8_t v) {
+        const uint8_t known = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK |
+                              VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DEVICE_NEEDS_RESET | VIRTIO_STATUS_FAILED;
         uint8_t old = virtio_pci_status_load(vp);
 
+        /* Bits the specification does not define are not kept (nor migrated): as if not written. */
+        v &= known;
         /* 2.4.1: writing 0 resets the device; it reads back 0 once done. */
         if (v == 0) {
                 virtio_pci_reset(vp);

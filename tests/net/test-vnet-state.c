@@ -394,6 +394,21 @@ static void features_not_yet_accepted(void **state) {
         assert_false(reg_read(&x->dst, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK);
 }
 
+/* Status bits the specification does not define are not kept: the state still migrates. */
+static void status_undefined_bits(void **state) {
+        Mx *x = *state;
+        g_autoptr(GByteArray) s = NULL;
+
+        reg_write(&x->src, VIRTIO_PCI_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | 0x30, 1);
+        assert_int_equal(reg_read(&x->src, VIRTIO_PCI_COMMON_STATUS, 1),
+                         VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+        s = save_source(x);
+        assert_int_equal(restore(&x->dst, s->data, s->len, 61), 0);
+        assert_int_equal(arc(&x->dst, VU_MIG_RUNNING), 0);
+        assert_int_equal(reg_read(&x->dst, VIRTIO_PCI_COMMON_STATUS, 1),
+                         VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+}
+
 /* ---- refusals ----------------------------------------------------------------------------- */
 
 /* Offset of the value of field in section (sec, instance) of a raw stream, or 0. */
@@ -684,6 +699,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(packed_round_trip, setup_packed, teardown),
                 cmocka_unit_test_setup_teardown(idle_device, setup_split, teardown),
                 cmocka_unit_test_setup_teardown(features_not_yet_accepted, setup_split, teardown),
+                cmocka_unit_test_setup_teardown(status_undefined_bits, setup_split, teardown),
                 cmocka_unit_test_setup_teardown(refusals, setup_split, teardown),
                 cmocka_unit_test_setup_teardown(refusals, setup_packed, teardown),
                 cmocka_unit_test_setup_teardown(arcs, setup_split, teardown),
