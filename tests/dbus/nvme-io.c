@@ -53,6 +53,20 @@ static void fill(uint8_t *p, uint64_t block, uint32_t gen) {
         }
 }
 
+/*
+ * A read or write as Linux's nvme driver sends it: a command that fails
+ * without Do Not Retry (Namespace Not Ready while a network backend waits
+ * for its server, say) is sent again, up to nvme_max_retries (5) times.
+ */
+static int rw_as_linux(NvmeDrv *d, bool write, uint64_t slba, uint32_t nlb, uint32_t lbs, uint64_t gpa) {
+        for (int tries = 0;; tries++) {
+                int r = nvme_drv_rw(d, 1, write, 1, slba, nlb, lbs, gpa, false);
+
+                if (r <= 0 || (r & NVME_DNR) || tries == 5)
+                        return r;
+        }
+}
+
 static unsigned lba_size(NvmeDrv *d, uint64_t buf) {
         const uint8_t *id;
         unsigned flbas, lbads;
@@ -98,7 +112,7 @@ static unsigned check_inflight(NvmeDrv *d, unsigned nlb, unsigned lbs, uint64_t 
 
                 memset(nvme_drv_ptr(d, rbuf), 0, IO);
                 fill(expect, block, gen[block]);
-                if (nvme_drv_rw(d, 1, false, 1, block * nlb, nlb, lbs, rbuf, false) != 0 ||
+                if (rw_as_linux(d, false, block * nlb, nlb, lbs, rbuf) != 0 ||
                     memcmp(expect, nvme_drv_ptr(d, rbuf), IO) != 0) {
                         fprintf(stderr, "nvme-io: block %" G_GUINT64_FORMAT " written in flight reads back wrong\n", block);
                         errors++;
@@ -202,6 +216,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         d = &v.d;
+        d->timeout_ms = 30000;          /* Linux's io_timeout: above a network backend's 10 s wait */
         r = nvme_drv_enable(d, 32);
         if (r == 0)
                 r = nvme_drv_create_io_queues(d, 1, 64, 1);
@@ -234,11 +249,11 @@ int main(int argc, char **argv) {
                 if (i % 2 == 0 || gen[block] == 0) {
                         gen[block]++;
                         fill(nvme_drv_ptr(d, wbuf), block, gen[block]);
-                        sw = nvme_drv_rw(d, 1, true, 1, block * nlb, nlb, lbs, wbuf, false);
+                        sw = rw_as_linux(d, true, block * nlb, nlb, lbs, wbuf);
                         ops++;
                 }
                 memset(nvme_drv_ptr(d, rbuf), null ? 0x5a : 0, IO);
-                sr = nvme_drv_rw(d, 1, false, 1, block * nlb, nlb, lbs, rbuf, false);
+                sr = rw_as_linux(d, false, block * nlb, nlb, lbs, rbuf);
                 ops++;
                 if (null)
                         memset(expect, 0, IO);
