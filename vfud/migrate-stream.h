@@ -40,8 +40,6 @@ typedef struct ImageStreamStats {
         uint64_t records;               /* DATA records */
 } ImageStreamStats;
 
-/* CRC-32C (Castagnoli), chained: crc = image_stream_crc32c(0, buf, len). */
-uint32_t image_stream_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /*
  * Send the first size bytes of image_fd (a file or a block device) to out_fd

@@ -24,6 +24,7 @@
 
 #include "manager.h"
 #include "migrate-stream.h"
+#include "state/devstate.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -47,7 +48,7 @@ static void test_crc(void **state) {
         g_autofree uint8_t *buf = g_malloc(256 * KiB + 64);
         GRand *r = g_rand_new_with_seed(7);
 
-        assert_int_equal(image_stream_crc32c(0, "123456789", 9), 0xe3069283u);
+        assert_int_equal(devstate_crc32c(0, "123456789", 9), 0xe3069283u);
         for (size_t i = 0; i < 256 * KiB + 64; i++)
                 buf[i] = (uint8_t) g_rand_int(r);
         /* short, around the three-way block sizes, and long; chained from a seed */
@@ -55,14 +56,14 @@ static void test_crc(void **state) {
                 uint32_t seed = g_rand_int(r);
                 size_t off = g_rand_int_range(r, 0, 64);
 
-                assert_int_equal(image_stream_crc32c(seed, buf + off, n), crc_bitwise(seed, buf + off, n));
+                assert_int_equal(devstate_crc32c(seed, buf + off, n), crc_bitwise(seed, buf + off, n));
         }
-        assert_int_equal(image_stream_crc32c(0, buf, 256 * KiB), crc_bitwise(0, buf, 256 * KiB));
+        assert_int_equal(devstate_crc32c(0, buf, 256 * KiB), crc_bitwise(0, buf, 256 * KiB));
         g_rand_free(r);
 }
 
 static int temp_file(uint64_t size) {
-        char path[] = "/tmp/test-migrate-stream-XXXXXX";
+        g_autofree char *path = g_build_filename(g_get_tmp_dir(), "test-migrate-stream-XXXXXX", NULL);
         int fd = mkostemp(path, O_CLOEXEC);
 
         assert_true(fd >= 0);
