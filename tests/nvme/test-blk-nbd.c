@@ -27,6 +27,7 @@
 #include <cmocka.h>
 #include <glib.h>
 
+#include "blk-done.h"
 #include "block/blk.h"
 
 #define MiB (1u << 20)
@@ -38,68 +39,6 @@ typedef struct Fixture {
         GPid server;
         char **argv;                    /* how the server was started, to start it again */
 } Fixture;
-
-typedef struct Done {
-        BlkRequest req;
-        struct iovec iov[4];
-        int ret;
-        bool done;
-} Done;
-
-static void on_done(BlkRequest *r, int ret) {
-        Done *d = (Done *) r;
-        d->ret = ret;
-        d->done = true;
-}
-
-/* Reap b until every request of d[0..n) finished. */
-static void wait_all(BlkBackend *b, Done *d, unsigned n) {
-        for (;;) {
-                unsigned left = 0;
-                for (unsigned i = 0; i < n; i++)
-                        left += !d[i].done;
-                if (!left)
-                        return;
-                struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
-                if (blk_backend_reap(b) == 0)
-                        assert_true(poll(&p, 1, 60000) >= 0);
-        }
-}
-
-static int run(BlkBackend *b, Done *d) {
-        d->done = false;
-        d->req.cb = on_done;
-        int r = blk_backend_submit(b, &d->req);
-        if (r < 0)
-                return r;
-        blk_backend_commit(b);
-        wait_all(b, d, 1);
-        return d->ret;
-}
-
-static int rw(BlkBackend *b, BlkOp op, void *buf, size_t len, uint64_t off, unsigned flags) {
-        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len, .niov = 1 } };
-        d.iov[0] = (struct iovec) { buf, len };
-        d.req.iov = d.iov;
-        return run(b, &d);
-}
-
-static int simple(BlkBackend *b, BlkOp op, uint64_t off, uint64_t len, unsigned flags) {
-        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len } };
-        return run(b, &d);
-}
-
-static void fill(uint8_t *buf, size_t len, unsigned seed) {
-        for (size_t i = 0; i < len; i++)
-                buf[i] = (uint8_t) (i * 31 + seed * 7 + (i >> 9));
-}
-
-static bool all_zero(const uint8_t *p, size_t len) {
-        for (size_t i = 0; i < len; i++)
-                if (p[i])
-                        return false;
-        return true;
-}
 
 static void child_setup(gpointer data) {
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -182,7 +121,7 @@ static int setup_qemu(void **state) {
         g_autofree char *base = path_in(f, "base.raw"), *overlay = path_in(f, "overlay.qcow2");
         g_autofree uint8_t *buf = g_malloc(MiB);
 
-        fill(buf, MiB, 9);
+        pattern_fill(buf, MiB, 9);
         assert_true(g_file_set_contents(base, (char *) buf, MiB, NULL));
         assert_int_equal(truncate(base, 64 * MiB), 0);
         run_cmd((const char *[]) { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay, NULL });
@@ -270,41 +209,41 @@ static void test_nbdkit_io(void **state) {
         assert_string_equal(why, "");
 
         /* Several iovecs of odd sizes (bounced), and one. */
-        fill(w, MiB, 1);
-        Done d = { .req = { .op = BLK_WRITE, .offset = 4096, .len = MiB, .niov = 3 } };
+        pattern_fill(w, MiB, 1);
+        BlkDone d = { .req = { .op = BLK_WRITE, .offset = 4096, .len = MiB, .niov = 3 } };
         d.iov[0] = (struct iovec) { w, 4096 };
         d.iov[1] = (struct iovec) { w + 4096, 12288 };
         d.iov[2] = (struct iovec) { w + 16384, MiB - 16384 };
         d.req.iov = d.iov;
-        assert_int_equal(run(b, &d), 0);
+        assert_int_equal(blk_done_run(b, &d), 0);
         memset(r, 0, MiB);
-        Done rd = { .req = { .op = BLK_READ, .offset = 4096, .len = MiB, .niov = 2 } };
+        BlkDone rd = { .req = { .op = BLK_READ, .offset = 4096, .len = MiB, .niov = 2 } };
         rd.iov[0] = (struct iovec) { r, 512 };
         rd.iov[1] = (struct iovec) { r + 512, MiB - 512 };
         rd.req.iov = rd.iov;
-        assert_int_equal(run(b, &rd), 0);
+        assert_int_equal(blk_done_run(b, &rd), 0);
         assert_memory_equal(w, r, MiB);
 
         /* FUA, flush, write zeroes (with and without unmap), discard. */
-        fill(w, 65536, 2);
-        assert_int_equal(rw(b, BLK_WRITE, w, 65536, 8 * MiB, BLK_F_FUA), 0);
-        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
-        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        pattern_fill(w, 65536, 2);
+        assert_int_equal(blk_done_rw(b, BLK_WRITE, w, 65536, 8 * MiB, BLK_F_FUA), 0);
+        assert_int_equal(blk_done_simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
         assert_memory_equal(w, r, 65536);
-        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 8 * MiB + 4096, 8192, 0), 0);
-        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 8 * MiB + 16384, 4096, BLK_F_UNMAP), 0);
-        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_WRITE_ZEROES, 8 * MiB + 4096, 8192, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_WRITE_ZEROES, 8 * MiB + 16384, 4096, BLK_F_UNMAP), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
         assert_memory_equal(r, w, 4096);
         assert_true(all_zero(r + 4096, 8192));
         assert_memory_equal(r + 12288, w + 12288, 4096);
         assert_true(all_zero(r + 16384, 4096));
         assert_memory_equal(r + 20480, w + 20480, 65536 - 20480);
-        assert_int_equal(simple(b, BLK_DISCARD, 8 * MiB, 65536, 0), 0);
-        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_DISCARD, 8 * MiB, 65536, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
         assert_true(all_zero(r, 65536));        /* the memory plugin reads holes as zeroes */
 
         /* Bounds, and the size is the export's. */
-        assert_int_equal(rw(b, BLK_READ, r, 4096, 64 * MiB, 0), -ERANGE);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 4096, 64 * MiB, 0), -ERANGE);
         assert_int_equal(blk_backend_resize(b, 128 * MiB), -EINVAL);
         assert_int_equal(blk_backend_resize(b, 0), 0);
         blk_backend_free(b);
@@ -315,18 +254,18 @@ static void test_nbdkit_many_inflight(void **state) {
         Fixture *f = *state;
         BlkBackend *b = open_nbd(f, 0, 0);
         enum { N = 64, LEN = 16384 };
-        g_autofree Done *d = g_new0(Done, N);
+        g_autofree BlkDone *d = g_new0(BlkDone, N);
         g_autofree uint8_t *w = g_malloc(N * LEN), *r = g_malloc0(N * LEN);
 
-        fill(w, N * LEN, 3);
+        pattern_fill(w, N * LEN, 3);
         for (unsigned i = 0; i < N; i++) {
                 d[i].req = (BlkRequest) { .op = BLK_WRITE, .offset = (uint64_t) i * LEN * 3, .len = LEN,
-                                          .iov = d[i].iov, .niov = 1, .cb = on_done };
+                                          .iov = d[i].iov, .niov = 1, .cb = blk_done_cb };
                 d[i].iov[0] = (struct iovec) { w + i * LEN, LEN };
                 assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
         }
         blk_backend_commit(b);
-        wait_all(b, d, N);
+        blk_done_wait_all(b, d, N);
         for (unsigned i = 0; i < N; i++) {
                 assert_int_equal(d[i].ret, 0);
                 d[i].done = false;
@@ -335,7 +274,7 @@ static void test_nbdkit_many_inflight(void **state) {
                 assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
         }
         blk_backend_commit(b);
-        wait_all(b, d, N);
+        blk_done_wait_all(b, d, N);
         for (unsigned i = 0; i < N; i++)
                 assert_int_equal(d[i].ret, 0);
         assert_memory_equal(w, r, N * LEN);
@@ -352,10 +291,10 @@ static void test_nbdkit_clone(void **state) {
         assert_int_equal(blk_backend_clone(b, &c), 0);
         assert_int_equal(c->size, 32 * MiB);
         assert_int_not_equal(blk_backend_fd(b), blk_backend_fd(c));
-        fill(w, sizeof(w), 4);
-        assert_int_equal(rw(c, BLK_WRITE, w, sizeof(w), 12288, 0), 0);
-        assert_int_equal(simple(c, BLK_FLUSH, 0, 0, 0), 0);
-        assert_int_equal(rw(b, BLK_READ, r, sizeof(r), 12288, 0), 0);
+        pattern_fill(w, sizeof(w), 4);
+        assert_int_equal(blk_done_rw(c, BLK_WRITE, w, sizeof(w), 12288, 0), 0);
+        assert_int_equal(blk_done_simple(c, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, sizeof(r), 12288, 0), 0);
         assert_memory_equal(w, r, sizeof(w));
         blk_backend_free(c);
         blk_backend_free(b);
@@ -371,13 +310,13 @@ static void test_qemu_backing_chain(void **state) {
         gsize len = 0;
 
         assert_int_equal(b->size, 64 * MiB);
-        fill(base, MiB, 9);
-        assert_int_equal(rw(b, BLK_READ, r, MiB, 0, 0), 0);
+        pattern_fill(base, MiB, 9);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, MiB, 0, 0), 0);
         assert_memory_equal(base, r, MiB);
 
-        fill(w, 65536, 5);
-        assert_int_equal(rw(b, BLK_WRITE, w, 65536, 131072, 0), 0);
-        assert_int_equal(rw(b, BLK_READ, r, MiB, 0, 0), 0);
+        pattern_fill(w, 65536, 5);
+        assert_int_equal(blk_done_rw(b, BLK_WRITE, w, 65536, 131072, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, MiB, 0, 0), 0);
         assert_memory_equal(r, base, 131072);
         assert_memory_equal(r + 131072, w, 65536);
         assert_memory_equal(r + 196608, base + 196608, MiB - 196608);
@@ -387,8 +326,8 @@ static void test_qemu_backing_chain(void **state) {
         assert_memory_equal(base_now, base, MiB);
 
         /* Zeroes over backing data read as zeroes. */
-        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 0, 65536, BLK_F_UNMAP), 0);
-        assert_int_equal(rw(b, BLK_READ, r, 65536, 0, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_WRITE_ZEROES, 0, 65536, BLK_F_UNMAP), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 65536, 0, 0), 0);
         assert_true(all_zero(r, 65536));
 
         /* qemu-nbd -e 1 does not offer multi-conn: one connection for a writable export. */
@@ -404,17 +343,17 @@ static void test_qemu_flush_durable(void **state) {
         g_autofree uint8_t *w = g_malloc(N * LEN), *r = g_malloc(LEN);
 
         /* Clusters spread over the image: each allocation updates qcow2's L2 tables. */
-        fill(w, N * LEN, 6);
+        pattern_fill(w, N * LEN, 6);
         for (unsigned i = 0; i < N; i++)
-                assert_int_equal(rw(b, BLK_WRITE, w + i * LEN, LEN, (uint64_t) i * 2 * MiB, 0), 0);
-        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+                assert_int_equal(blk_done_rw(b, BLK_WRITE, w + i * LEN, LEN, (uint64_t) i * 2 * MiB, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_FLUSH, 0, 0, 0), 0);
         blk_backend_free(b);
         server_kill(f);
 
         server_start(f);
         b = open_nbd(f, 0, 0);
         for (unsigned i = 0; i < N; i++) {
-                assert_int_equal(rw(b, BLK_READ, r, LEN, (uint64_t) i * 2 * MiB, 0), 0);
+                assert_int_equal(blk_done_rw(b, BLK_READ, r, LEN, (uint64_t) i * 2 * MiB, 0), 0);
                 assert_memory_equal(r, w + i * LEN, LEN);
         }
         blk_backend_free(b);
@@ -429,14 +368,14 @@ static void test_qemu_restart_mid_io(void **state) {
         Fixture *f = *state;
         BlkBackend *b = open_nbd(f, 0, 0);
         enum { N = 48, LEN = 65536 };
-        g_autofree Done *d = g_new0(Done, N);
+        g_autofree BlkDone *d = g_new0(BlkDone, N);
         g_autofree uint8_t *w = g_malloc(N * LEN), *r = g_malloc(LEN);
         char why[256];
 
-        fill(w, N * LEN, 7);
+        pattern_fill(w, N * LEN, 7);
         for (unsigned i = 0; i < N; i++) {
                 d[i].req = (BlkRequest) { .op = BLK_WRITE, .offset = (uint64_t) i * LEN, .len = LEN,
-                                          .iov = d[i].iov, .niov = 1, .cb = on_done };
+                                          .iov = d[i].iov, .niov = 1, .cb = blk_done_cb };
                 d[i].iov[0] = (struct iovec) { w + i * LEN, LEN };
                 assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
         }
@@ -456,14 +395,14 @@ static void test_qemu_restart_mid_io(void **state) {
         assert_true(blk_backend_inflight(b) > 0);
 
         server_start(f);
-        wait_all(b, d, N);
+        blk_done_wait_all(b, d, N);
         for (unsigned i = 0; i < N; i++)
                 assert_int_equal(d[i].ret, 0);
         blk_backend_waiting(b, why, sizeof(why));
         assert_string_equal(why, "");
-        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_FLUSH, 0, 0, 0), 0);
         for (unsigned i = 0; i < N; i++) {
-                assert_int_equal(rw(b, BLK_READ, r, LEN, (uint64_t) i * LEN, 0), 0);
+                assert_int_equal(blk_done_rw(b, BLK_READ, r, LEN, (uint64_t) i * LEN, 0), 0);
                 assert_memory_equal(r, w + i * LEN, LEN);
         }
         blk_backend_free(b);
@@ -476,15 +415,15 @@ static void test_qemu_unreachable(void **state) {
         uint8_t w[4096], r[4096];
         char why[256];
 
-        fill(w, sizeof(w), 8);
-        assert_int_equal(rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
-        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);     /* else qcow2 may lose it to SIGKILL */
+        pattern_fill(w, sizeof(w), 8);
+        assert_int_equal(blk_done_rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_FLUSH, 0, 0, 0), 0);     /* else qcow2 may lose it to SIGKILL */
         server_kill(f);
-        assert_int_equal(rw(b, BLK_READ, r, sizeof(r), 0, 0), -ENOTCONN);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, sizeof(r), 0, 0), -ENOTCONN);
         blk_backend_waiting(b, why, sizeof(why));
         assert_non_null(strstr(why, "I/O fails"));
         /* Failing fast now, not waiting again. */
-        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), -ENOTCONN);
+        assert_int_equal(blk_done_simple(b, BLK_FLUSH, 0, 0, 0), -ENOTCONN);
 
         server_start(f);
         /* Back: the next attempt reconnects (within the back-off); I/O goes through again. */
@@ -493,7 +432,7 @@ static void test_qemu_unreachable(void **state) {
                 struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
                 (void) poll(&p, 1, 100);
                 blk_backend_reap(b);
-                ret = rw(b, BLK_READ, r, sizeof(r), 0, 0);
+                ret = blk_done_rw(b, BLK_READ, r, sizeof(r), 0, 0);
         } while (ret == -ENOTCONN);
         assert_int_equal(ret, 0);
         assert_memory_equal(w, r, sizeof(w));

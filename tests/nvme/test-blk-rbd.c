@@ -22,73 +22,13 @@
 #include <glib.h>
 #include <rados/librados.h>
 
+#include "blk-done.h"
 #include "block/blk.h"
 
 #define MiB (1u << 20)
 #define POOL "vfu"
 
 static char *cluster_dir, *conf;
-
-typedef struct Done {
-        BlkRequest req;
-        struct iovec iov[4];
-        int ret;
-        bool done;
-} Done;
-
-static void on_done(BlkRequest *r, int ret) {
-        Done *d = (Done *) r;
-        d->ret = ret;
-        d->done = true;
-}
-
-static void wait_all(BlkBackend *b, Done *d, unsigned n) {
-        for (;;) {
-                unsigned left = 0;
-                for (unsigned i = 0; i < n; i++)
-                        left += !d[i].done;
-                if (!left)
-                        return;
-                struct pollfd p = { .fd = blk_backend_fd(b), .events = POLLIN };
-                if (blk_backend_reap(b) == 0)
-                        assert_true(poll(&p, 1, 60000) >= 0);
-        }
-}
-
-static int run(BlkBackend *b, Done *d) {
-        d->done = false;
-        d->req.cb = on_done;
-        int r = blk_backend_submit(b, &d->req);
-        if (r < 0)
-                return r;
-        blk_backend_commit(b);
-        wait_all(b, d, 1);
-        return d->ret;
-}
-
-static int rw(BlkBackend *b, BlkOp op, void *buf, size_t len, uint64_t off, unsigned flags) {
-        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len, .niov = 1 } };
-        d.iov[0] = (struct iovec) { buf, len };
-        d.req.iov = d.iov;
-        return run(b, &d);
-}
-
-static int simple(BlkBackend *b, BlkOp op, uint64_t off, uint64_t len, unsigned flags) {
-        Done d = { .req = { .op = op, .flags = flags, .offset = off, .len = len } };
-        return run(b, &d);
-}
-
-static void fill(uint8_t *buf, size_t len, unsigned seed) {
-        for (size_t i = 0; i < len; i++)
-                buf[i] = (uint8_t) (i * 31 + seed * 7 + (i >> 9));
-}
-
-static bool all_zero(const uint8_t *p, size_t len) {
-        for (size_t i = 0; i < len; i++)
-                if (p[i])
-                        return false;
-        return true;
-}
 
 static int open_rbd(const char *image, uint64_t size, bool lock, BlkBackend **b) {
         BlkOpenOptions o = { .fd = -1, .size = size, .rbd_pool = POOL, .rbd_image = image,
@@ -113,38 +53,38 @@ static void test_create_io(void **state) {
         assert_int_equal(b->size, 64 * MiB);
         assert_true(b->caps & BLK_CAP_DISCARD);
 
-        fill(w, MiB, 1);
-        Done d = { .req = { .op = BLK_WRITE, .offset = 4096, .len = MiB, .niov = 3 } };
+        pattern_fill(w, MiB, 1);
+        BlkDone d = { .req = { .op = BLK_WRITE, .offset = 4096, .len = MiB, .niov = 3 } };
         d.iov[0] = (struct iovec) { w, 4096 };
         d.iov[1] = (struct iovec) { w + 4096, 12288 };
         d.iov[2] = (struct iovec) { w + 16384, MiB - 16384 };
         d.req.iov = d.iov;
-        assert_int_equal(run(b, &d), 0);
+        assert_int_equal(blk_done_run(b, &d), 0);
         memset(r, 0, MiB);
-        Done rd = { .req = { .op = BLK_READ, .offset = 4096, .len = MiB, .niov = 2 } };
+        BlkDone rd = { .req = { .op = BLK_READ, .offset = 4096, .len = MiB, .niov = 2 } };
         rd.iov[0] = (struct iovec) { r, 512 };
         rd.iov[1] = (struct iovec) { r + 512, MiB - 512 };
         rd.req.iov = rd.iov;
-        assert_int_equal(run(b, &rd), 0);
+        assert_int_equal(blk_done_run(b, &rd), 0);
         assert_memory_equal(w, r, MiB);
 
-        fill(w, 65536, 2);
-        assert_int_equal(rw(b, BLK_WRITE, w, 65536, 8 * MiB, BLK_F_FUA), 0);
-        assert_int_equal(simple(b, BLK_FLUSH, 0, 0, 0), 0);
-        assert_int_equal(simple(b, BLK_WRITE_ZEROES, 8 * MiB + 4096, 8192, 0), 0);
-        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        pattern_fill(w, 65536, 2);
+        assert_int_equal(blk_done_rw(b, BLK_WRITE, w, 65536, 8 * MiB, BLK_F_FUA), 0);
+        assert_int_equal(blk_done_simple(b, BLK_FLUSH, 0, 0, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_WRITE_ZEROES, 8 * MiB + 4096, 8192, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
         assert_memory_equal(r, w, 4096);
         assert_true(all_zero(r + 4096, 8192));
         assert_memory_equal(r + 12288, w + 12288, 65536 - 12288);
-        assert_int_equal(simple(b, BLK_DISCARD, 8 * MiB, 65536, 0), 0);
-        assert_int_equal(rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
+        assert_int_equal(blk_done_simple(b, BLK_DISCARD, 8 * MiB, 65536, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 65536, 8 * MiB, 0), 0);
         assert_true(all_zero(r, 65536));
 
         /* Bounds; growing; never shrinking. */
-        assert_int_equal(rw(b, BLK_READ, r, 4096, 64 * MiB, 0), -ERANGE);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 4096, 64 * MiB, 0), -ERANGE);
         assert_int_equal(blk_backend_resize(b, 96 * MiB), 0);
         assert_int_equal(b->size, 96 * MiB);
-        assert_int_equal(rw(b, BLK_WRITE, w, 4096, 95 * MiB, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_WRITE, w, 4096, 95 * MiB, 0), 0);
         assert_int_equal(blk_backend_resize(b, 32 * MiB), -EINVAL);
         assert_int_equal(blk_execute_sync(b, &(BlkRequest) { .op = BLK_FLUSH }), 0);
         blk_backend_free(b);
@@ -152,7 +92,7 @@ static void test_create_io(void **state) {
         /* A new connection reads what was flushed. */
         b = must_open("io", 0, false);
         assert_int_equal(b->size, 96 * MiB);
-        assert_int_equal(rw(b, BLK_READ, r, 4096, 95 * MiB, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, 4096, 95 * MiB, 0), 0);
         assert_memory_equal(r, w, 4096);
         blk_backend_free(b);
 }
@@ -160,18 +100,18 @@ static void test_create_io(void **state) {
 static void test_many_inflight(void **state) {
         BlkBackend *b = must_open("many", 32 * MiB, true);
         enum { N = 64, LEN = 16384 };
-        g_autofree Done *d = g_new0(Done, N);
+        g_autofree BlkDone *d = g_new0(BlkDone, N);
         g_autofree uint8_t *w = g_malloc(N * LEN), *r = g_malloc0(N * LEN);
 
-        fill(w, N * LEN, 3);
+        pattern_fill(w, N * LEN, 3);
         for (unsigned i = 0; i < N; i++) {
                 d[i].req = (BlkRequest) { .op = BLK_WRITE, .offset = (uint64_t) i * LEN * 3, .len = LEN,
-                                          .iov = d[i].iov, .niov = 1, .cb = on_done };
+                                          .iov = d[i].iov, .niov = 1, .cb = blk_done_cb };
                 d[i].iov[0] = (struct iovec) { w + i * LEN, LEN };
                 assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
         }
         blk_backend_commit(b);
-        wait_all(b, d, N);
+        blk_done_wait_all(b, d, N);
         for (unsigned i = 0; i < N; i++) {
                 assert_int_equal(d[i].ret, 0);
                 d[i].done = false;
@@ -180,7 +120,7 @@ static void test_many_inflight(void **state) {
                 assert_int_equal(blk_backend_submit(b, &d[i].req), 0);
         }
         blk_backend_commit(b);
-        wait_all(b, d, N);
+        blk_done_wait_all(b, d, N);
         for (unsigned i = 0; i < N; i++)
                 assert_int_equal(d[i].ret, 0);
         assert_memory_equal(w, r, N * LEN);
@@ -197,15 +137,15 @@ static void test_exclusive_lock(void **state) {
         assert_null(b);
         /* A clone is the same client: it shares the lock. */
         assert_int_equal(blk_backend_clone(a, &c), 0);
-        fill(w, sizeof(w), 4);
-        assert_int_equal(rw(c, BLK_WRITE, w, sizeof(w), 8192, 0), 0);
-        assert_int_equal(rw(a, BLK_READ, r, sizeof(r), 8192, 0), 0);
+        pattern_fill(w, sizeof(w), 4);
+        assert_int_equal(blk_done_rw(c, BLK_WRITE, w, sizeof(w), 8192, 0), 0);
+        assert_int_equal(blk_done_rw(a, BLK_READ, r, sizeof(r), 8192, 0), 0);
         assert_memory_equal(w, r, sizeof(w));
         blk_backend_free(c);
         blk_backend_free(a);
         /* Released with the backend. */
         b = must_open("locked", 0, true);
-        assert_int_equal(rw(b, BLK_READ, r, sizeof(r), 8192, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, sizeof(r), 8192, 0), 0);
         assert_memory_equal(w, r, sizeof(w));
         blk_backend_free(b);
 }
@@ -225,17 +165,17 @@ static void test_osd_stalls(void **state) {
         assert_true(g_file_set_contents(short_conf, c->str, -1, NULL));
         BlkOpenOptions o = { .fd = -1, .size = 16 * MiB, .rbd_pool = POOL, .rbd_image = "stall", .rbd_conf = short_conf };
         assert_int_equal(blk_backend_open(&o, &b), 0);
-        fill(w, sizeof(w), 5);
-        assert_int_equal(rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
+        pattern_fill(w, sizeof(w), 5);
+        assert_int_equal(blk_done_rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
 
         assert_true(g_file_get_contents(pidfile, &pidtext, NULL, NULL));
         pid_t osd = (pid_t) atoi(pidtext);
         assert_true(osd > 0);
         assert_int_equal(kill(osd, SIGSTOP), 0);
-        int ret = rw(b, BLK_READ, r, sizeof(r), 0, 0);
+        int ret = blk_done_rw(b, BLK_READ, r, sizeof(r), 0, 0);
         assert_int_equal(kill(osd, SIGCONT), 0);
         assert_int_equal(ret, -ENOTCONN);
-        assert_int_equal(rw(b, BLK_READ, r, sizeof(r), 0, 0), 0);
+        assert_int_equal(blk_done_rw(b, BLK_READ, r, sizeof(r), 0, 0), 0);
         assert_memory_equal(w, r, sizeof(w));
         blk_backend_free(b);
 }
@@ -252,8 +192,8 @@ static void test_osd_stalls_waiting(void **state) {
         char why[256];
         BlkBackend *b = must_open("waits", 16 * MiB, false);
 
-        fill(w, sizeof(w), 6);
-        assert_int_equal(rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
+        pattern_fill(w, sizeof(w), 6);
+        assert_int_equal(blk_done_rw(b, BLK_WRITE, w, sizeof(w), 0, 0), 0);
         blk_backend_waiting(b, why, sizeof(why));
         assert_string_equal(why, "");
 
@@ -261,7 +201,7 @@ static void test_osd_stalls_waiting(void **state) {
         pid_t osd = (pid_t) atoi(pidtext);
         assert_true(osd > 0);
         assert_int_equal(kill(osd, SIGSTOP), 0);
-        Done d = { .req = { .op = BLK_READ, .offset = 0, .len = sizeof(r), .niov = 1, .cb = on_done } };
+        BlkDone d = { .req = { .op = BLK_READ, .offset = 0, .len = sizeof(r), .niov = 1, .cb = blk_done_cb } };
         d.iov[0] = (struct iovec) { r, sizeof(r) };
         d.req.iov = d.iov;
         assert_int_equal(blk_backend_submit(b, &d.req), 0);
@@ -278,7 +218,7 @@ static void test_osd_stalls_waiting(void **state) {
         assert_false(d.done);
         assert_non_null(strstr(why, "rbd:" POOL "/waits"));
         assert_non_null(strstr(why, "1 request waiting"));
-        wait_all(b, &d, 1);
+        blk_done_wait_all(b, &d, 1);
         assert_int_equal(d.ret, 0);
         assert_memory_equal(w, r, sizeof(w));
         blk_backend_waiting(b, why, sizeof(why));
